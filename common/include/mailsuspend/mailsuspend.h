@@ -1,0 +1,113 @@
+/* mailsuspend: the C API the mail-host modules (Dovecot, Exim) call.
+ *
+ * Every rule lives behind these calls; host glue only translates a host
+ * event into one call and the answer into the host's reply.  Nothing here
+ * throws, aborts or blocks: a store that cannot be read becomes the
+ * configured fail policy (result->fail_policy = 1) and one log line through
+ * the logger given to mailsuspend_open().
+ *
+ * Open once per process and keep the handle; lookups allocate nothing and
+ * make no system calls in the common case.  Not thread-safe per handle
+ * (Dovecot and Exim processes are single-threaded).
+ */
+#ifndef MAILSUSPEND_H
+#define MAILSUSPEND_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MAILSUSPEND_DEFAULT_CONFIG "/etc/mailsuspend/mailsuspend.conf"
+/* Longest reply text handed to a host, NUL included. */
+#define MAILSUSPEND_TEXT_MAX 512
+
+struct mailsuspend_handle;
+
+enum mailsuspend_log_level {
+	MAILSUSPEND_LOG_INFO = 0,
+	MAILSUSPEND_LOG_WARNING = 1,
+	MAILSUSPEND_LOG_ERROR = 2,
+};
+
+/* The host's logger; msg is one line without CR/LF.  ctx is the host's. */
+typedef void mailsuspend_log_func_t(void *ctx, enum mailsuspend_log_level level,
+				    const char *msg);
+
+enum mailsuspend_verdict {
+	MAILSUSPEND_ALLOW = 0, /* not suspended: carry on */
+	MAILSUSPEND_DENY = 1,  /* suspended: refuse with result->text */
+};
+
+/* What to do with mail for a recipient (mailsuspend_check_receive). */
+enum mailsuspend_mode {
+	MAILSUSPEND_MODE_DELIVER = 0, /* deliver normally */
+	MAILSUSPEND_MODE_DISCARD = 1, /* accept and drop */
+	MAILSUSPEND_MODE_REJECT = 2,  /* refuse at RCPT with 550 5.2.1 */
+	MAILSUSPEND_MODE_QUEUE = 3,   /* hold: defer while suspended */
+	MAILSUSPEND_MODE_EXPIRED = 4, /* held longer than delivery.queue_expiry: bounce */
+};
+
+struct mailsuspend_result {
+	enum mailsuspend_verdict verdict;
+	enum mailsuspend_mode mode;  /* receive checks only; DELIVER otherwise */
+	const char *service;         /* service decided on, e.g. "webmail" for an
+					IMAP login from a webmail host (static) */
+	const char *scope;           /* "mailbox", "domain", or "none" (static) */
+	int fail_policy;             /* 1: the store could not be read and
+					store.fail_policy decided */
+	int fail_queued;             /* send checks: the admin asked that mail
+					already queued from this sender fail */
+	/* Reply text: the configured message, plus the admin's reason when
+	   messages.include_reason is on.  Printable, never CR/LF. */
+	char text[MAILSUSPEND_TEXT_MAX];
+};
+
+/* Opens the config and the store.  Always returns a usable handle (NULL
+   only when out of memory): on trouble *error_r says what (log it once) and
+   lookups apply the fail policy until the store can be opened; the handle
+   retries at most once a second.  config_path NULL means the default path.
+   log may be NULL. */
+struct mailsuspend_handle *mailsuspend_open(const char *config_path,
+				     mailsuspend_log_func_t *log, void *log_ctx,
+				     const char **error_r);
+void mailsuspend_close(struct mailsuspend_handle **ms);
+
+/* Login by user (an address, or a bare name if address.default_domain is
+   set) over protocol "imap", "pop3" or "sieve"; client_ip may be NULL.
+   From a webmail.hosts address, imap/pop3 logins are governed by the
+   "webmail" service instead. */
+void mailsuspend_check_login(struct mailsuspend_handle *ms, const char *user,
+			     const char *protocol, const char *client_ip,
+			     struct mailsuspend_result *result_r);
+
+/* Sending as sender (authenticated id or envelope sender).  Checks "send",
+   and "webmail_send" too when client_ip is a webmail host. */
+void mailsuspend_check_send(struct mailsuspend_handle *ms, const char *sender,
+			    const char *client_ip,
+			    struct mailsuspend_result *result_r);
+
+/* Mail for recipient.  message_age is the seconds the message has been
+   queued (0 at SMTP time); past delivery.queue_expiry a queue-mode
+   recipient gets MAILSUSPEND_MODE_EXPIRED. */
+void mailsuspend_check_receive(struct mailsuspend_handle *ms, const char *recipient,
+			       long message_age,
+			       struct mailsuspend_result *result_r);
+
+/* Is service (by name) of user suspended?  For callers with their own
+   service mapping (e.g. a periodic re-check of a live session). */
+void mailsuspend_check_service(struct mailsuspend_handle *ms, const char *user,
+			       const char *service, const char *client_ip,
+			       struct mailsuspend_result *result_r);
+
+/* Copies the configured text for key ("suspended", "send_suspended",
+   "rate_suspended", "receive_rejected", "recipients_per_message") into
+   buf.  Returns 0, or -1 for an unknown key. */
+int mailsuspend_message(struct mailsuspend_handle *ms, const char *key, char *buf,
+			size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

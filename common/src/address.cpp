@@ -1,0 +1,155 @@
+#include "address.hpp"
+
+#include <idn2.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace mailsuspend {
+namespace {
+
+char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+bool fail(std::string* error, std::string message) {
+    if (error) *error = std::move(message);
+    return false;
+}
+
+// Characters a local part may not hold unquoted (RFC 5322 specials, space, controls).
+bool bad_local_char(unsigned char c) {
+    return c <= 0x20 || c == 0x7F || std::strchr("\"\\()<>,;:[]@", c) != nullptr;
+}
+
+bool check_local(std::string_view local, std::string* error) {
+    if (local.empty()) return fail(error, "empty local part");
+    if (local.size() > kMaxLocalPart)
+        return fail(error, "local part is " + std::to_string(local.size()) + " octets, at most " +
+                               std::to_string(kMaxLocalPart));
+    if (local.front() == '"') return fail(error, "quoted local parts are not supported");
+    for (std::size_t i = 0; i < local.size(); ++i)
+        if (bad_local_char(static_cast<unsigned char>(local[i])))
+            return fail(error, "local part has a space, control or special character at octet " +
+                                   std::to_string(i));
+    return true;
+}
+
+bool check_label(std::string_view label, std::string* error) {
+    if (label.empty()) return fail(error, "empty label in domain");
+    if (label.size() > 63) return fail(error, "domain label longer than 63 octets");
+    if (label.front() == '-' || label.back() == '-')
+        return fail(error, "domain label '" + std::string(label) + "' starts or ends with '-'");
+    for (char c : label)
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return fail(error, "domain '" + std::string(label) + "' has a character that is not a "
+                               "letter, digit or hyphen");
+    return true;
+}
+
+// Lower-cases and checks an ASCII domain in place.
+bool check_ascii_domain(char* d, std::size_t len, std::string* error) {
+    if (len == 0) return fail(error, "empty domain");
+    if (len > kMaxDomain)
+        return fail(error, "domain is " + std::to_string(len) + " octets, at most " +
+                               std::to_string(kMaxDomain));
+    for (std::size_t i = 0; i < len; ++i) d[i] = ascii_lower(d[i]);
+    if (d[0] == '[') {  // address literal: kept as written
+        if (d[len - 1] != ']') return fail(error, "unterminated address literal in domain");
+        return true;
+    }
+    std::string_view rest(d, len);
+    while (true) {
+        const auto dot = rest.find('.');
+        if (!check_label(rest.substr(0, dot), error)) return false;
+        if (dot == std::string_view::npos) return true;
+        rest.remove_prefix(dot + 1);
+    }
+}
+
+bool is_ascii(std::string_view s) {
+    for (char c : s)
+        if (static_cast<unsigned char>(c) >= 0x80) return false;
+    return true;
+}
+
+// Writes the normalised domain at out; returns its length or 0 on error.
+std::size_t put_domain(std::string_view domain, char* out, std::size_t room, std::string* error) {
+    if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
+    if (is_ascii(domain)) {
+        if (domain.size() > room) return fail(error, "domain too long"), 0;
+        std::memcpy(out, domain.data(), domain.size());
+        return check_ascii_domain(out, domain.size(), error) ? domain.size() : 0;
+    }
+    // IDN: the A-label form is the key, so a UTF-8 and an xn-- spelling match.
+    std::string utf8(domain);
+    char* ascii = nullptr;
+    const int rc = idn2_to_ascii_8z(utf8.c_str(), &ascii, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
+    if (rc != IDN2_OK) {
+        fail(error, std::string("invalid international domain: ") + idn2_strerror(rc));
+        return 0;
+    }
+    const std::size_t len = std::strlen(ascii);
+    const bool fits = len <= room;
+    if (fits) std::memcpy(out, ascii, len);
+    idn2_free(ascii);
+    if (!fits) return fail(error, "domain too long"), 0;
+    return check_ascii_domain(out, len, error) ? len : 0;
+}
+
+}  // namespace
+
+std::size_t normalise(std::string_view in, const AddressRules& rules, char* out,
+                      std::size_t out_size, TargetKind* kind_r, std::string* error) {
+    if (in.empty()) return fail(error, "empty address"), 0;
+    if (in.size() > kMaxAddress)
+        return fail(error, "address is " + std::to_string(in.size()) + " octets, at most " +
+                               std::to_string(kMaxAddress)),
+               0;
+    if (out_size < kKeyBufferSize) return fail(error, "internal: key buffer too small"), 0;
+    std::string_view local, domain;
+    const auto at = in.rfind('@');
+    if (at == std::string_view::npos) {
+        if (rules.default_domain.empty())
+            return fail(error, "'" + std::string(in) + "' has no @domain (set address.default_domain "
+                               "to accept bare user names)"),
+                   0;
+        local = in;
+        domain = rules.default_domain;
+    } else {
+        local = in.substr(0, at);
+        domain = in.substr(at + 1);
+    }
+    std::size_t n = 0;
+    const bool is_domain_target = local.empty() && at == 0;
+    if (!is_domain_target) {
+        if (!check_local(local, error)) return 0;
+        const auto& sep = rules.subaddress_separator;
+        if (!sep.empty()) {
+            const auto cut = local.find(sep);
+            if (cut != std::string_view::npos && cut > 0) local = local.substr(0, cut);
+        }
+        for (char c : local) out[n++] = ascii_lower(c);
+    }
+    out[n++] = '@';
+    const std::size_t dlen = put_domain(domain, out + n, out_size - n, error);
+    if (dlen == 0) return 0;
+    n += dlen;
+    if (n > kMaxAddress)
+        return fail(error, "normalised address is " + std::to_string(n) + " octets, at most " +
+                               std::to_string(kMaxAddress)),
+               0;
+    if (kind_r) *kind_r = is_domain_target ? TargetKind::domain : TargetKind::mailbox;
+    return n;
+}
+
+std::string normalise(std::string_view in, const AddressRules& rules, std::string& error) {
+    char buf[kKeyBufferSize];
+    const std::size_t n = normalise(in, rules, buf, sizeof buf, nullptr, &error);
+    return std::string(buf, n);
+}
+
+std::string_view domain_key_of(std::string_view mailbox_key) {
+    const auto at = mailbox_key.rfind('@');
+    return at == std::string_view::npos ? std::string_view{} : mailbox_key.substr(at);
+}
+
+}  // namespace mailsuspend

@@ -1,0 +1,45 @@
+// Address normalisation: the one place that decides how a written address
+// becomes a store key.  Rules (README, "Addresses"):
+//  - "user@example.com" is a mailbox, "@example.com" a whole domain;
+//  - the domain is lower-cased, a trailing dot dropped, UTF-8 (IDN) labels
+//    converted to their A-label (xn--) form, labels checked (LDH, <= 63);
+//  - the local part is lower-cased (ASCII) like every hosting panel treats
+//    mailboxes; a "+tag" sub-address suffix is dropped (separator from
+//    address.subaddress_separator, empty = keep);
+//  - a bare name without "@" takes address.default_domain when set;
+//  - quoted local parts, spaces, control characters, more than 64 octets of
+//    local part or more than 254 octets in all are refused with a reason.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace mailsuspend {
+
+constexpr std::size_t kMaxAddress = 254;
+constexpr std::size_t kMaxLocalPart = 64;
+constexpr std::size_t kMaxDomain = 253;
+// Room for any key normalise() can produce (IDN expansion included).
+constexpr std::size_t kKeyBufferSize = 320;
+
+struct AddressRules {
+    std::string default_domain;        // for bare names; empty = refuse them
+    std::string subaddress_separator = "+";
+};
+
+enum class TargetKind { mailbox, domain };
+
+// Normalises in into out[0..len) without allocating for ASCII input.
+// Returns the key length, or 0 with error set (error may allocate: the
+// error path is not hot).
+std::size_t normalise(std::string_view in, const AddressRules& rules, char* out,
+                      std::size_t out_size, TargetKind* kind_r, std::string* error);
+
+// Convenience for non-hot callers: "" and error set when invalid.
+std::string normalise(std::string_view in, const AddressRules& rules, std::string& error);
+
+// "@example.com" for a mailbox key "user@example.com" (view into key).
+std::string_view domain_key_of(std::string_view mailbox_key);
+
+}  // namespace mailsuspend

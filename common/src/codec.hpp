@@ -1,0 +1,24 @@
+// Record blobs: the one binary form of a TargetRecord, used in the store's
+// arena and in the journal.  Decoding checks magic, length and CRC, so a
+// corrupt file gives an error, never a crash.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "model.hpp"
+
+namespace mailsuspend {
+
+// Appends the blob for r to out (8-byte aligned length).
+void encode_record(const TargetRecord& r, std::string& out);
+// Decodes a blob of at most avail bytes at p; false with error when corrupt.
+bool decode_record(const unsigned char* p, std::size_t avail, TargetRecord& r, std::string& error);
+// Length of the valid blob at p (0 when not a valid blob header).
+std::size_t blob_length(const unsigned char* p, std::size_t avail);
+// Suspended mask / earliest expiry as a slot caches them.
+uint8_t suspended_mask(const TargetRecord& r);
+uint32_t min_expiry(const TargetRecord& r);
+
+}  // namespace mailsuspend

@@ -1,0 +1,265 @@
+#include "config.hpp"
+
+#include <libconfig.h++>
+
+#include <algorithm>
+#include <set>
+
+#include "text.hpp"
+
+namespace mailsuspend {
+namespace {
+
+using libconfig::Setting;
+
+// Reads typed values out of a parsed file, keeping the first error with its line.
+class Reader {
+public:
+    explicit Reader(std::string file) : file_(std::move(file)) {}
+    const std::string& error() const { return error_; }
+    bool ok() const { return error_.empty(); }
+
+    void fail(const Setting& s, const std::string& what) {
+        if (!ok()) return;
+        error_ = file_ + ":" + std::to_string(s.getSourceLine()) + ": " + path(s) + ": " + what;
+    }
+
+    // Refuses keys a group does not know: a typo must not pass silently.
+    void only_keys(const Setting& group, std::initializer_list<const char*> keys) {
+        const std::set<std::string> known(keys.begin(), keys.end());
+        for (const Setting& child : group) {
+            const char* name = child.getName();
+            if (!name || !known.count(name)) {
+                std::string list;
+                for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+                fail(child, "unknown setting (known here: " + list + ")");
+            }
+        }
+    }
+
+    void string(const Setting& g, const char* key, std::string& out) {
+        if (!g.exists(key)) return;
+        const Setting& s = g[key];
+        if (s.getType() != Setting::TypeString) return fail(s, "must be a string in quotes");
+        out = s.c_str();
+    }
+
+    void text(const Setting& g, const char* key, std::string& out) {
+        std::string value = out;
+        string(g, key, value);
+        if (g.exists(key)) {
+            const std::string bad = check_free_text(value, 400);
+            if (!bad.empty()) return fail(g[key], "text " + bad);
+        }
+        out = value;
+    }
+
+    void integer(const Setting& g, const char* key, int64_t& out, int64_t min, int64_t max) {
+        if (!g.exists(key)) return;
+        const Setting& s = g[key];
+        if (s.getType() != Setting::TypeInt && s.getType() != Setting::TypeInt64)
+            return fail(s, "must be a whole number");
+        const int64_t v = s.getType() == Setting::TypeInt ? static_cast<int>(s) : static_cast<long long>(s);
+        if (v < min || v > max)
+            return fail(s, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+        out = v;
+    }
+
+    void boolean(const Setting& g, const char* key, bool& out) {
+        if (!g.exists(key)) return;
+        const Setting& s = g[key];
+        if (s.getType() != Setting::TypeBoolean) return fail(s, "must be true or false");
+        out = s;
+    }
+
+    // A duration: "4d8h" or a number of seconds.
+    void duration(const Setting& g, const char* key, int64_t& out, bool zero_ok) {
+        if (!g.exists(key)) return;
+        const Setting& s = g[key];
+        int64_t v = 0;
+        if (s.getType() == Setting::TypeString) {
+            std::string why;
+            auto d = parse_duration(s.c_str(), why);
+            if (!d) return fail(s, why);
+            v = *d;
+        } else if (s.getType() == Setting::TypeInt || s.getType() == Setting::TypeInt64) {
+            v = s.getType() == Setting::TypeInt ? static_cast<int>(s) : static_cast<long long>(s);
+        } else {
+            return fail(s, "must be a duration like \"24h\" or \"4d8h\"");
+        }
+        if (v < 0 || (v == 0 && !zero_ok)) return fail(s, "must be a positive duration");
+        out = v;
+    }
+
+    const Setting* group(const Setting& root, const char* name) {
+        if (!root.exists(name)) return nullptr;
+        const Setting& g = root[name];
+        if (!g.isGroup()) {
+            fail(g, "must be a group: " + std::string(name) + " = { ... };");
+            return nullptr;
+        }
+        return &g;
+    }
+
+private:
+    static std::string path(const Setting& s) {
+        std::string p = s.getPath();
+        return p.empty() ? "(top)" : p;
+    }
+    std::string file_;
+    std::string error_;
+};
+
+void read_store(Reader& r, const Setting& g, Config& c) {
+    r.only_keys(g, {"path", "capacity", "counter_capacity", "fail_policy", "read_group",
+                    "write_group", "audit_log"});
+    r.string(g, "path", c.store_path);
+    if (c.store_path.empty() || c.store_path.front() != '/') r.fail(g, "path must be absolute");
+    int64_t cap = static_cast<int64_t>(c.store_capacity);
+    r.integer(g, "capacity", cap, 16, 1LL << 31);
+    c.store_capacity = static_cast<uint64_t>(cap);
+    int64_t ccap = static_cast<int64_t>(c.counter_capacity);
+    r.integer(g, "counter_capacity", ccap, 16, 1LL << 28);
+    c.counter_capacity = static_cast<uint64_t>(ccap);
+    std::string policy = c.fail_policy == FailPolicy::open ? "open" : "closed";
+    r.string(g, "fail_policy", policy);
+    if (policy == "open") c.fail_policy = FailPolicy::open;
+    else if (policy == "closed") c.fail_policy = FailPolicy::closed;
+    else r.fail(g["fail_policy"], "must be \"open\" or \"closed\"");
+    r.string(g, "read_group", c.read_group);
+    r.string(g, "write_group", c.write_group);
+    r.string(g, "audit_log", c.audit_log);
+}
+
+void read_delivery(Reader& r, const Setting& g, Config& c) {
+    r.only_keys(g, {"default_mode", "queue_expiry", "flush_command", "fail_queued_command"});
+    std::string mode(mode_name(c.default_mode));
+    r.string(g, "default_mode", mode);
+    if (auto m = parse_mode(mode)) c.default_mode = *m;
+    else r.fail(g["default_mode"], "must be one of deliver, discard, reject, queue");
+    r.duration(g, "queue_expiry", c.queue_expiry, false);
+    r.string(g, "flush_command", c.flush_command);
+    r.string(g, "fail_queued_command", c.fail_queued_command);
+}
+
+void read_address(Reader& r, const Setting& g, Config& c) {
+    r.only_keys(g, {"default_domain", "subaddress_separator"});
+    r.string(g, "default_domain", c.address.default_domain);
+    r.string(g, "subaddress_separator", c.address.subaddress_separator);
+    if (c.address.subaddress_separator.size() > 1)
+        r.fail(g["subaddress_separator"], "must be one character or empty");
+}
+
+void read_webmail(Reader& r, const Setting& g, Config& c) {
+    r.only_keys(g, {"hosts"});
+    if (!g.exists("hosts")) return;
+    const Setting& hosts = g["hosts"];
+    if (!hosts.isArray() && !hosts.isList())
+        return r.fail(hosts, "must be a list of addresses: [ \"192.0.2.10\", \"2001:db8::/64\" ]");
+    for (const Setting& h : hosts) {
+        if (h.getType() != Setting::TypeString) return r.fail(h, "must be a string in quotes");
+        auto mask = parse_netmask(h.c_str());
+        if (!mask) return r.fail(h, "'" + std::string(h.c_str()) + "' is not an IP address or CIDR");
+        c.webmail_hosts.push_back(*mask);
+    }
+}
+
+void read_messages(Reader& r, const Setting& g, Config& c) {
+    r.only_keys(g, {"suspended", "send_suspended", "rate_suspended", "receive_rejected",
+                    "recipients_per_message", "login_denied", "include_reason"});
+    auto& m = c.messages;
+    r.text(g, "suspended", m.suspended);
+    r.text(g, "send_suspended", m.send_suspended);
+    r.text(g, "rate_suspended", m.rate_suspended);
+    r.text(g, "receive_rejected", m.receive_rejected);
+    r.text(g, "recipients_per_message", m.recipients_per_message);
+    r.text(g, "login_denied", m.login_denied);
+    r.boolean(g, "include_reason", m.include_reason);
+}
+
+void read_limits(Reader& r, const Setting& g, Config& c) {
+    r.only_keys(g, {"messages_per_day", "recipients_per_message", "offdomain_recipients_per_day",
+                    "offdomain_recipients_per_hour_per_ip", "suspend_for", "extend_on_attempt",
+                    "escalate_after"});
+    auto& l = c.limits;
+    constexpr int64_t kMax = 1LL << 31;
+    r.integer(g, "messages_per_day", l.messages_per_day, 0, kMax);
+    r.integer(g, "recipients_per_message", l.recipients_per_message, 0, kMax);
+    r.integer(g, "offdomain_recipients_per_day", l.offdomain_recipients_per_day, 0, kMax);
+    r.integer(g, "offdomain_recipients_per_hour_per_ip", l.offdomain_recipients_per_hour_per_ip, 0, kMax);
+    r.duration(g, "suspend_for", l.suspend_for, false);
+    r.boolean(g, "extend_on_attempt", l.extend_on_attempt);
+    r.integer(g, "escalate_after", l.escalate_after, 0, 1000);
+}
+
+void read_spam(Reader& r, const Setting& g, Config& c) {
+    r.only_keys(g, {"threshold", "window", "default_abuse_contact", "abuse_contacts",
+                    "evidence_samples", "sendmail_command"});
+    r.integer(g, "threshold", c.spam_threshold, 0, 1000000);
+    r.duration(g, "window", c.spam_window, false);
+    r.string(g, "default_abuse_contact", c.default_abuse_contact);
+    r.integer(g, "evidence_samples", c.evidence_samples, 0, 100);
+    r.string(g, "sendmail_command", c.sendmail_command);
+    if (!g.exists("abuse_contacts")) return;
+    const Setting& contacts = g["abuse_contacts"];
+    if (!contacts.isGroup())
+        return r.fail(contacts, "must be a group: abuse_contacts = { \"example.com\" = \"abuse@example.com\"; };");
+    for (const Setting& entry : contacts) {
+        if (entry.getType() != Setting::TypeString) return r.fail(entry, "must be a string in quotes");
+        c.abuse_contacts[entry.getName()] = entry.c_str();
+    }
+}
+
+void read_unblock(Reader& r, const Setting& g, Config& c) {
+    r.only_keys(g, {"self_service_interval"});
+    r.duration(g, "self_service_interval", c.self_service_interval, true);
+}
+
+}  // namespace
+
+bool Config::is_webmail_host(const char* ip) const {
+    if (!ip || webmail_hosts.empty()) return false;
+    const auto parsed = parse_ip(ip);
+    if (!parsed) return false;
+    return std::any_of(webmail_hosts.begin(), webmail_hosts.end(),
+                       [&](const Netmask& m) { return m.contains(*parsed); });
+}
+
+std::optional<Config> load_config(const std::string& path, std::string& error) {
+    libconfig::Config file;
+    try {
+        file.readFile(path.c_str());
+    } catch (const libconfig::FileIOException&) {
+        error = path + ": cannot read the file (missing or no permission)";
+        return std::nullopt;
+    } catch (const libconfig::ParseException& e) {
+        error = std::string(e.getFile() ? e.getFile() : path.c_str()) + ":" +
+                std::to_string(e.getLine()) + ": " + e.getError();
+        return std::nullopt;
+    }
+    Config c;
+    c.path = path;
+    Reader r(path);
+    try {
+        const Setting& root = file.getRoot();
+        r.only_keys(root, {"store", "delivery", "address", "webmail", "messages", "limits",
+                           "spam", "unblock"});
+        using GroupReader = void (*)(Reader&, const Setting&, Config&);
+        const std::pair<const char*, GroupReader> groups[] = {
+            {"store", read_store},       {"delivery", read_delivery}, {"address", read_address},
+            {"webmail", read_webmail},   {"messages", read_messages}, {"limits", read_limits},
+            {"spam", read_spam},         {"unblock", read_unblock}};
+        for (const auto& [name, reader] : groups)
+            if (const Setting* g = r.group(root, name)) reader(r, *g, c);
+    } catch (const libconfig::SettingException& e) {
+        error = path + ": " + e.getPath() + ": " + e.what();
+        return std::nullopt;
+    }
+    if (!r.ok()) {
+        error = r.error();
+        return std::nullopt;
+    }
+    return c;
+}
+
+}  // namespace mailsuspend

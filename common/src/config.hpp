@@ -1,0 +1,87 @@
+// mailsuspend.conf (libconfig syntax), every key with its default.
+// README.md, "Configuration", documents each key; conf/mailsuspend.conf
+// is the annotated example.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "address.hpp"
+#include "model.hpp"
+#include "netmask.hpp"
+
+namespace mailsuspend {
+
+enum class FailPolicy { open, closed };
+
+struct Messages {
+    std::string suspended =
+        "Permanent Failure: Your account has been suspended for a violation of the terms "
+        "of usage. Please contact your system administrator.";
+    std::string send_suspended =
+        "Permanent Failure: Your account has been suspended for a violation of the terms "
+        "of usage. Please contact your system administrator.";
+    std::string rate_suspended =
+        "Permanent Failure: Your ability to send new mail has been suspended as a high "
+        "volume of suspicious mail has been sent from your account recently. Please "
+        "contact your IT administrator";
+    std::string receive_rejected = "Mailbox unavailable: the account is suspended.";
+    std::string recipients_per_message =
+        "Permanent Failure: Too many recipients for one message. Please contact your IT "
+        "administrator";
+    std::string login_denied = "Your account has been suspended. Please contact your system administrator.";
+    bool include_reason = true;  // append the admin's reason: "<text> (<reason>)"
+};
+
+struct Limits {
+    int64_t messages_per_day = 600;
+    int64_t recipients_per_message = 300;
+    int64_t offdomain_recipients_per_day = 1000;
+    int64_t offdomain_recipients_per_hour_per_ip = 500;
+    int64_t suspend_for = 24 * 3600;
+    bool extend_on_attempt = true;
+    int64_t escalate_after = 3;
+};
+
+struct Config {
+    std::string path;  // where it was read from ("" = built-in defaults)
+
+    // store
+    std::string store_path = "/var/lib/mailsuspend";
+    uint64_t store_capacity = 100000;  // targets (mailboxes + domains)
+    uint64_t counter_capacity = 100000;  // accounts and IPs with live counters
+    FailPolicy fail_policy = FailPolicy::open;
+    std::string read_group = "mailsuspend";
+    std::string write_group = "Debian-exim";
+    std::string audit_log = "/var/log/mailsuspend/audit.log";
+
+    // delivery
+    DeliveryMode default_mode = DeliveryMode::queue;
+    int64_t queue_expiry = 4 * 86400 + 8 * 3600;
+    std::string flush_command = "/usr/sbin/exim4 -Rff {address}";
+    std::string fail_queued_command = "/usr/sbin/exim4 -Sff {address}";
+
+    AddressRules address;
+    std::vector<Netmask> webmail_hosts;
+    Messages messages;
+    Limits limits;
+
+    // spam reports and notices (issue 5)
+    int64_t spam_threshold = 5;
+    int64_t spam_window = 24 * 3600;
+    std::string default_abuse_contact;
+    std::map<std::string, std::string> abuse_contacts;  // domain -> address
+    int64_t evidence_samples = 3;
+    std::string sendmail_command = "/usr/sbin/sendmail -t -oi";
+    int64_t self_service_interval = 90 * 86400;
+
+    bool is_webmail_host(const char* ip) const;
+};
+
+// Reads path; on failure returns nullopt and error names file, line and problem.
+std::optional<Config> load_config(const std::string& path, std::string& error);
+
+}  // namespace mailsuspend

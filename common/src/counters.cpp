@@ -1,0 +1,161 @@
+#include "counters.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/interprocess/file_mapping.hpp>
+#include <boost/interprocess/mapped_region.hpp>
+
+#include <atomic>
+#include <cstring>
+
+#include "store_layout.hpp"
+
+namespace bi = boost::interprocess;
+
+namespace mailsuspend {
+namespace {
+
+constexpr uint64_t kCountersMagic = 0x31544E43534D4DULL;  // "MMSCNT1"
+constexpr uint32_t kCountersVersion = 1;
+constexpr int kMaxProbe = 64;  // a full neighbourhood means "table full": count nothing
+
+struct CountersHeader {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t entry_size;
+    uint64_t entry_count;
+    uint64_t file_size;
+};
+
+// One (key, kind): the fingerprint claims the entry once with a CAS.
+struct Entry {
+    std::atomic<uint64_t> tag;  // 0 = free; else hash(key) mixed with kind, never 0
+    std::atomic<uint64_t> buckets[kBuckets];  // bucket number << 32 | count
+};
+
+uint64_t tag_of(std::string_view key, CounterKind kind) {
+    const uint64_t h = layout::hash_key(key.data(), key.size());
+    return (h ^ (0x9E3779B97F4A7C15ULL * (static_cast<uint64_t>(kind) + 1))) | 1;
+}
+
+}  // namespace
+
+int64_t bucket_width(CounterKind kind) {
+    return kind == CounterKind::ip_offdomain_rcpts ? 300 : 3600;
+}
+
+struct Counters::Impl {
+    bi::mapped_region region;
+    Entry* entries = nullptr;
+    uint64_t count = 0;
+
+    // The entry for tag, claiming a free one when create is set.
+    Entry* find(uint64_t tag, bool create) const {
+        uint64_t i = layout::slot_index(tag, count);
+        for (int n = 0; n < kMaxProbe; ++n) {
+            Entry& e = entries[i];
+            uint64_t seen = e.tag.load(std::memory_order_acquire);
+            if (seen == tag) return &e;
+            if (seen == 0) {
+                if (!create) return nullptr;
+                if (e.tag.compare_exchange_strong(seen, tag, std::memory_order_acq_rel)) return &e;
+                if (seen == tag) return &e;  // another process claimed it for the same key
+            }
+            if (++i == count) i = 0;
+        }
+        return nullptr;
+    }
+};
+
+Counters::Counters(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Counters::~Counters() = default;
+
+namespace {
+bool create_file(const std::string& path, uint64_t capacity, std::string& error) {
+    const uint64_t entries = capacity * 2;  // half full at capacity: short probes
+    const uint64_t size = sizeof(CountersHeader) + 64 + entries * sizeof(Entry);
+    const std::string tmp = path + ".new";
+    const int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0664);
+    if (fd < 0) {
+        error = "cannot create " + tmp + ": " + std::strerror(errno);
+        return false;
+    }
+    CountersHeader h{kCountersMagic, kCountersVersion, sizeof(Entry), entries, size};
+    const bool ok = ::ftruncate(fd, static_cast<off_t>(size)) == 0 &&
+                    ::pwrite(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
+                    ::fchmod(fd, 0664) == 0 && ::rename(tmp.c_str(), path.c_str()) == 0;
+    if (!ok) error = "cannot create " + path + ": " + std::strerror(errno);
+    ::close(fd);
+    return ok;
+}
+}  // namespace
+
+std::unique_ptr<Counters> Counters::open(const std::string& dir, bool create, uint64_t capacity,
+                                         std::string& error) {
+    const std::string path = dir + "/counters";
+    try {
+        if (create && ::access(path.c_str(), F_OK) != 0 && !create_file(path, capacity, error))
+            return nullptr;
+        bi::file_mapping file(path.c_str(), bi::read_write);
+        struct stat st {};
+        if (::fstat(file.get_mapping_handle().handle, &st) != 0 ||
+            static_cast<uint64_t>(st.st_size) < sizeof(CountersHeader) + 64) {
+            error = path + ": missing or truncated";
+            return nullptr;
+        }
+        auto impl = std::make_unique<Impl>();
+        impl->region = bi::mapped_region(file, bi::read_write);
+        const auto* h = static_cast<const CountersHeader*>(impl->region.get_address());
+        if (h->magic != kCountersMagic || h->version != kCountersVersion ||
+            h->entry_size != sizeof(Entry) || h->file_size != static_cast<uint64_t>(st.st_size) ||
+            h->entry_count == 0 ||
+            h->entry_count > (h->file_size - sizeof(CountersHeader) - 64) / sizeof(Entry)) {
+            error = path + ": not a counters file of a layout this build knows";
+            return nullptr;
+        }
+        impl->count = h->entry_count;
+        impl->entries = reinterpret_cast<Entry*>(static_cast<char*>(impl->region.get_address()) +
+                                                 sizeof(CountersHeader) + 64);
+        return std::unique_ptr<Counters>(new Counters(std::move(impl)));
+    } catch (const std::exception& e) {
+        error = path + ": " + e.what();
+        return nullptr;
+    }
+}
+
+namespace {
+int64_t window_total(const Entry& e, uint64_t current) {
+    int64_t total = 0;
+    for (const auto& b : e.buckets) {
+        const uint64_t v = b.load(std::memory_order_relaxed);
+        const uint64_t number = v >> 32;
+        if (number <= current && current - number < kBuckets) total += static_cast<uint32_t>(v);
+    }
+    return total;
+}
+}  // namespace
+
+int64_t Counters::add(std::string_view key, CounterKind kind, uint32_t n, int64_t now) noexcept {
+    Entry* e = impl_->find(tag_of(key, kind), true);
+    if (!e || now < 0) return -1;
+    const uint64_t number = static_cast<uint64_t>(now / bucket_width(kind));
+    auto& bucket = e->buckets[number % kBuckets];
+    uint64_t v = bucket.load(std::memory_order_relaxed);
+    while (true) {
+        // Same bucket number: add; an older one: this CAS resets and counts at once.
+        const uint64_t next = (v >> 32) == number ? v + n : (number << 32) | n;
+        if ((v >> 32) > number) break;  // a clock ahead of ours already reused it
+        if (bucket.compare_exchange_weak(v, next, std::memory_order_acq_rel)) break;
+    }
+    return window_total(*e, number);
+}
+
+int64_t Counters::total(std::string_view key, CounterKind kind, int64_t now) const noexcept {
+    const Entry* e = impl_->find(tag_of(key, kind), false);
+    if (!e) return 0;
+    return window_total(*e, static_cast<uint64_t>(now / bucket_width(kind)));
+}
+
+}  // namespace mailsuspend

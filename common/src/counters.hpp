@@ -1,0 +1,49 @@
+// Rate counters: a fixed table of atomic sliding-window counters in a shared
+// file mapping (<store>/counters), updated by many Exim processes at once
+// with compare-and-swap only: no lock.  Each entry holds 24 buckets; a bucket
+// packs (bucket number << 32 | count) into one 64-bit atomic, so a stale
+// bucket is reset and counted in the same CAS and counts stay exact.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace mailsuspend {
+
+enum class CounterKind : uint8_t {
+    messages = 0,          // messages sent by a mailbox (day window, hourly buckets)
+    offdomain_rcpts = 1,   // off-domain recipients of a mailbox (day window)
+    ip_offdomain_rcpts = 2,// off-domain recipients from a client IP (hour window, 5-min buckets)
+    spam_reports = 3,      // spam reports against a mailbox (day window)
+};
+constexpr int kCounterKinds = 4;
+constexpr int kBuckets = 24;
+
+// Bucket width in seconds for a kind: the window is kBuckets * width.
+int64_t bucket_width(CounterKind kind);
+
+class Counters {
+public:
+    // Maps <dir>/counters read-write, creating it (sized for capacity keys)
+    // when create is set.  nullptr and error on failure.  noexcept.
+    static std::unique_ptr<Counters> open(const std::string& dir, bool create,
+                                          uint64_t capacity, std::string& error);
+    ~Counters();
+    Counters(const Counters&) = delete;
+    Counters& operator=(const Counters&) = delete;
+
+    // Adds n at time now; returns the window's total including n, or -1 when
+    // the table is full or unusable.
+    int64_t add(std::string_view key, CounterKind kind, uint32_t n, int64_t now) noexcept;
+    // The window's total at now (0 for an unknown key), -1 when unusable.
+    int64_t total(std::string_view key, CounterKind kind, int64_t now) const noexcept;
+
+    struct Impl;
+private:
+    explicit Counters(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mailsuspend

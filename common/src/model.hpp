@@ -1,0 +1,84 @@
+// The suspension model: services, per-service state, per-target records,
+// and the rules that turn stored state into what is in force now.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mailsuspend {
+
+enum class Service : uint8_t { imap, pop3, webmail, send, webmail_send, receive, sieve };
+constexpr int kServiceCount = 7;
+constexpr uint8_t kAllServicesMask = (1u << kServiceCount) - 1;
+
+// Delivery mode for mail received while "receive" is suspended.
+// unset = the config's delivery.default_mode.
+enum class DeliveryMode : uint8_t { unset = 0, deliver, discard, reject, queue };
+
+// Who suspended: an admin/panel, the rate limiter, spam reports.
+enum class Source : uint8_t { admin = 0, rate, spam, self };
+
+enum class Scope : uint8_t { none = 0, mailbox, domain };
+
+std::string_view service_name(Service s);
+std::optional<Service> parse_service(std::string_view name);
+// "imap,pop3" or "all" -> bit mask; on error names the bad part in error.
+std::optional<uint8_t> parse_service_list(std::string_view list, std::string& error);
+std::string service_list(uint8_t mask);  // mask -> "imap,pop3"
+
+std::string_view mode_name(DeliveryMode m);
+std::optional<DeliveryMode> parse_mode(std::string_view name);
+std::string_view source_name(Source s);
+std::optional<Source> parse_source(std::string_view name);
+std::string_view scope_name(Scope s);
+
+struct ServiceState {
+    bool suspended = false;
+    bool locked = false;       // only root with --admin may lift it
+    bool fail_queued = false;  // send: queued mail from this sender fails
+    int64_t since = 0;         // epoch seconds
+    int64_t expires = 0;       // epoch seconds; 0 = never
+    Source source = Source::admin;
+    std::string reason;        // admin's free text (validated: printable)
+    std::string actor;         // who did it: "root", "panel", "exim"
+
+    // Suspended and not yet expired at now: expiry counts at read time.
+    bool in_force(int64_t now) const { return suspended && (expires == 0 || now < expires); }
+    bool operator==(const ServiceState&) const = default;
+};
+
+// One stored target: a mailbox "user@example.com" or a domain "@example.com".
+struct TargetRecord {
+    std::string key;  // normalised
+    std::array<ServiceState, kServiceCount> services{};
+    DeliveryMode mode = DeliveryMode::unset;
+    int64_t last_self_unblock = 0;          // epoch of the last self-service lift
+    std::vector<int64_t> auto_suspensions;  // epochs of automatic suspensions (escalation)
+    uint64_t seq = 0;                       // change sequence number that wrote it
+
+    ServiceState& at(Service s) { return services[static_cast<int>(s)]; }
+    const ServiceState& at(Service s) const { return services[static_cast<int>(s)]; }
+    bool is_domain() const { return !key.empty() && key.front() == '@'; }
+    // Bits of services in force at now.
+    uint8_t in_force_mask(int64_t now) const;
+    // Nothing worth keeping: no suspension, no mode, no history.
+    bool empty() const;
+    bool operator==(const TargetRecord&) const = default;
+};
+
+// Effective state of one service for a mailbox: its own united with its domain's.
+struct EffectiveService {
+    ServiceState state;  // the one in force (mailbox's first), or empty
+    Scope scope = Scope::none;
+};
+
+EffectiveService effective(const TargetRecord* mailbox, const TargetRecord* domain,
+                           Service s, int64_t now);
+DeliveryMode effective_mode(const TargetRecord* mailbox, const TargetRecord* domain,
+                            DeliveryMode config_default);
+
+}  // namespace mailsuspend

@@ -1,0 +1,107 @@
+// The suspension store: a fixed-layout hash table in a shared file mapping,
+// durable through a write-ahead journal.  Layout and protocol: store_layout.hpp
+// and README.md, "The store".
+//
+//  - Readers (StoreReader) map the current generation read-only and look up
+//    with a per-slot seqlock: no lock, no system call, no allocation.
+//  - Writers (StoreWriter) are serialised by flock() on a lock file (released
+//    by the kernel when the holder dies), journal every change with fdatasync
+//    before applying it, and repair whatever a dead writer left on open.
+//  - A full table or arena is grown by publishing a new generation (a new
+//    file renamed over the old); readers notice the retired flag and remap.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model.hpp"
+
+namespace mailsuspend {
+
+struct Config;
+
+enum class LookupStatus {
+    found,        // record read
+    absent,       // no such target
+    unavailable,  // store missing, corrupt, unknown layout, or a writer died mid-write
+};
+
+// What a host needs to decide, read without allocation.
+struct HotView {
+    uint8_t suspended = 0;      // bit per Service (stored flag, before expiry)
+    DeliveryMode mode = DeliveryMode::unset;
+    uint32_t min_expiry = 0;    // earliest expiry among suspended services; 0 = none
+    uint32_t blob = 0;          // arena offset of the full record (for details)
+};
+
+struct StoreStats {
+    uint64_t generation = 0;
+    uint64_t seq = 0;          // last applied change sequence number
+    uint64_t slots = 0;
+    uint64_t used_slots = 0;   // records (live and empty)
+    uint64_t arena_bytes = 0;
+    uint64_t arena_used = 0;
+    uint64_t file_bytes = 0;
+};
+
+class StoreReader {
+public:
+    // Maps <dir>/store read-only.  nullptr and error on failure.  noexcept.
+    static std::unique_ptr<StoreReader> open(const std::string& dir, std::string& error);
+    ~StoreReader();
+    StoreReader(const StoreReader&) = delete;
+    StoreReader& operator=(const StoreReader&) = delete;
+
+    // Hot path: key must be normalised.  Follows a newer generation by itself.
+    LookupStatus lookup(std::string_view key, HotView& out) noexcept;
+    // Full record (allocates).  found/absent/unavailable as above.
+    LookupStatus read(std::string_view key, TargetRecord& out) noexcept;
+    // Every stored record (allocates); false when unavailable.
+    bool for_each(const std::function<void(const TargetRecord&)>& fn) noexcept;
+    StoreStats stats() const noexcept;
+    const std::string& last_error() const noexcept;
+
+    struct Impl;
+private:
+    explicit StoreReader(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+// One change: the complete new image of a target (an empty record erases it).
+struct Change {
+    TargetRecord record;
+};
+
+class StoreWriter {
+public:
+    // Opens (creating with init=true) the store under cfg.store_path, takes the
+    // writer lock (waiting for it), and repairs/replays after a dead writer.
+    static std::unique_ptr<StoreWriter> open(const Config& cfg, bool init, std::string& error);
+    ~StoreWriter();  // releases the lock
+    StoreWriter(const StoreWriter&) = delete;
+    StoreWriter& operator=(const StoreWriter&) = delete;
+
+    // Current image of key (absent: a fresh record with that key); false on I/O error.
+    bool get(std::string_view key, TargetRecord& out, bool* exists = nullptr);
+    // Journals all changes (one fdatasync) then applies them; returns the last
+    // sequence number, 0 and error on failure (nothing applied).  Durable on return.
+    uint64_t commit(std::vector<Change>& changes, std::string& error);
+    bool for_each(const std::function<void(const TargetRecord&)>& fn);
+    // Rewrites into a new generation sized for capacity (0 = current), dropping
+    // empty records; readers follow.  false and error on failure.
+    bool rebuild(uint64_t capacity, std::string& error);
+    // Verifies every slot and record; appends problems to report.
+    bool check(std::vector<std::string>& report);
+    StoreStats stats() const;
+
+    struct Impl;
+private:
+    explicit StoreWriter(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mailsuspend

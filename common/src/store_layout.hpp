@@ -1,0 +1,89 @@
+// On-disk and in-memory layout of the store file <store.path>/store.
+// Every shared struct starts with a magic number (after Varnish's shared
+// memory); a reader refuses a magic, version or geometry it does not know.
+//
+//   [Header: one 4 KiB page][Slot x slot_count][arena: record blobs]
+//
+// Slots are 32 bytes, two per cache line, in an open-addressing table with
+// linear probing.  Each slot is four 64-bit atomics read under a per-slot
+// seqlock carried in word 0, so readers take no lock and never see a torn
+// slot.  The arena is append-only: a blob, once published by a slot, is
+// never written again, so readers may read it without further checks.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace mailsuspend::layout {
+
+constexpr uint64_t kStoreMagic = 0x31524F5453534DULL;   // "MSSTOR1"
+constexpr uint32_t kLayoutVersion = 1;
+constexpr uint64_t kHeaderSize = 4096;
+constexpr uint16_t kBlobMagic = 0xB10B;
+constexpr uint32_t kJournalEntryMagic = 0x314A534D;     // "MSJ1"
+constexpr uint32_t kJournalCommitMagic = 0x434A534D;    // "MSJC"
+constexpr double kMaxLoad = 0.80;                       // slots in use / slot_count
+
+struct Header {
+    uint64_t magic;
+    uint32_t layout_version;
+    uint32_t header_size;
+    uint64_t generation;      // bumped by every rebuild
+    uint64_t capacity;        // targets this generation was sized for
+    uint64_t slot_count;
+    uint64_t slots_offset;
+    uint64_t arena_offset;
+    uint64_t arena_size;
+    uint64_t file_size;
+    std::atomic<uint64_t> arena_used;      // writer-owned
+    std::atomic<uint64_t> used_slots;      // writer-owned: slots holding a record
+    std::atomic<uint64_t> seq;             // last applied change
+    std::atomic<uint64_t> checkpoint_seq;  // everything up to here is msync'ed
+    std::atomic<uint32_t> retired;         // 1: a newer generation replaced this file
+    std::atomic<uint32_t> dirty;           // 1: a writer is applying changes
+    char boot_id[40];                      // kernel boot id when last checkpointed
+};
+static_assert(sizeof(Header) <= kHeaderSize);
+
+// Word 0 of a slot: seq(32) | state(8) | key_len(8) | mode(8) | suspended(8).
+enum SlotState : uint8_t { kEmpty = 0, kUsed = 0xA5, kTombstone = 0x5A };
+
+struct Slot {
+    std::atomic<uint64_t> word0;
+    std::atomic<uint64_t> fingerprint;
+    std::atomic<uint64_t> blob;     // offset into arena (32) | length (32)
+    std::atomic<uint64_t> expiry;   // earliest expiry among suspended services (epoch, 0 = none)
+};
+static_assert(sizeof(Slot) == 32);
+
+inline uint32_t w0_seq(uint64_t w) { return static_cast<uint32_t>(w >> 32); }
+inline uint8_t w0_state(uint64_t w) { return static_cast<uint8_t>(w >> 24); }
+inline uint8_t w0_key_len(uint64_t w) { return static_cast<uint8_t>(w >> 16); }
+inline uint8_t w0_mode(uint64_t w) { return static_cast<uint8_t>(w >> 8); }
+inline uint8_t w0_suspended(uint64_t w) { return static_cast<uint8_t>(w); }
+inline uint64_t make_w0(uint32_t seq, uint8_t state, uint8_t key_len, uint8_t mode, uint8_t suspended) {
+    return (uint64_t{seq} << 32) | (uint64_t{state} << 24) | (uint64_t{key_len} << 16) |
+           (uint64_t{mode} << 8) | suspended;
+}
+
+// A record blob in the arena (8-byte aligned):
+//   BlobHeader, then u8 key_len, key bytes, then the record body (codec.cpp).
+struct BlobHeader {
+    uint16_t magic;
+    uint16_t version;
+    uint32_t length;  // whole blob, header included
+    uint32_t crc;     // CRC-32 of everything after the header
+};
+static_assert(sizeof(BlobHeader) == 12);
+constexpr std::size_t kBlobKeyOffset = sizeof(BlobHeader) + 1;
+
+// Stable across processes and versions: part of the layout.
+uint64_t hash_key(const char* key, std::size_t len);
+uint32_t crc32(const void* data, std::size_t len, uint32_t seed = 0);
+
+inline uint64_t slot_index(uint64_t fingerprint, uint64_t slot_count) {
+    return static_cast<uint64_t>((static_cast<unsigned __int128>(fingerprint) * slot_count) >> 64);
+}
+
+}  // namespace mailsuspend::layout

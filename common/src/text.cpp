@@ -1,0 +1,131 @@
+#include "text.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <ctime>
+
+namespace mailsuspend {
+namespace {
+
+constexpr struct {
+    char unit;
+    int64_t seconds;
+} kUnits[] = {{'w', 7 * 86400}, {'d', 86400}, {'h', 3600}, {'m', 60}, {'s', 1}};
+
+int64_t unit_seconds(char c) {
+    for (const auto& u : kUnits)
+        if (u.unit == c) return u.seconds;
+    return 0;
+}
+
+// Length of the valid UTF-8 sequence at s[i], 0 if invalid.
+std::size_t utf8_length(std::string_view s, std::size_t i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return 0;
+    for (std::size_t k = 1; k < n; ++k)
+        if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 0;
+    return n;
+}
+
+}  // namespace
+
+std::optional<int64_t> parse_duration(std::string_view text, std::string& error) {
+    if (text.empty()) {
+        error = "empty duration";
+        return std::nullopt;
+    }
+    int64_t total = 0;
+    std::size_t i = 0;
+    while (i < text.size()) {
+        if (!std::isdigit(static_cast<unsigned char>(text[i]))) {
+            error = "bad duration '" + std::string(text) + "' (use e.g. 90s, 30m, 24h, 90d, 4d8h)";
+            return std::nullopt;
+        }
+        int64_t n = 0;
+        for (; i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])); ++i) {
+            n = n * 10 + (text[i] - '0');
+            if (n > 50LL * 365 * 86400) {
+                error = "duration '" + std::string(text) + "' is too long (at most 50 years)";
+                return std::nullopt;
+            }
+        }
+        int64_t unit = 1;
+        if (i < text.size()) {
+            unit = unit_seconds(text[i]);
+            if (unit == 0) {
+                error = "bad duration unit '" + std::string(1, text[i]) + "' in '" +
+                        std::string(text) + "' (units: w d h m s)";
+                return std::nullopt;
+            }
+            ++i;
+        } else if (total != 0) {
+            error = "bad duration '" + std::string(text) + "': number without unit";
+            return std::nullopt;
+        }
+        total += n * unit;
+        if (total > 50LL * 365 * 86400) {
+            error = "duration '" + std::string(text) + "' is too long (at most 50 years)";
+            return std::nullopt;
+        }
+    }
+    return total;
+}
+
+std::string format_duration(int64_t seconds) {
+    if (seconds <= 0) return "0s";
+    std::string out;
+    for (const auto& u : kUnits) {
+        if (u.unit == 'w') continue;  // days read better than weeks in replies
+        if (seconds >= u.seconds) {
+            out += std::to_string(seconds / u.seconds) + u.unit;
+            seconds %= u.seconds;
+        }
+    }
+    return out;
+}
+
+std::string check_free_text(std::string_view text, std::size_t max) {
+    if (text.size() > max)
+        return "too long: " + std::to_string(text.size()) + " octets, at most " + std::to_string(max);
+    for (std::size_t i = 0; i < text.size();) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c == '\r' || c == '\n') return "contains a line break (CR/LF) at octet " + std::to_string(i);
+        if (c < 0x20 || c == 0x7F)
+            return "contains a control character at octet " + std::to_string(i);
+        const std::size_t n = utf8_length(text, i);
+        if (n == 0) return "is not valid UTF-8 at octet " + std::to_string(i);
+        i += n;
+    }
+    return {};
+}
+
+std::string sanitise_line(std::string_view text, std::size_t max) {
+    std::string out;
+    out.reserve(std::min(text.size(), max));
+    for (std::size_t i = 0; i < text.size() && out.size() < max;) {
+        const std::size_t n = utf8_length(text, i);
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (n == 0 || c < 0x20 || c == 0x7F) {
+            out += '?';
+            ++i;
+        } else {
+            if (out.size() + n > max) break;
+            out.append(text.substr(i, n));
+            i += n;
+        }
+    }
+    return out;
+}
+
+std::string format_time(int64_t epoch) {
+    if (epoch == 0) return "never";
+    std::time_t t = static_cast<std::time_t>(epoch);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    return buf;
+}
+
+}  // namespace mailsuspend

@@ -1,0 +1,27 @@
+// Small text rules shared by every input path: durations and free text.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace mailsuspend {
+
+constexpr std::size_t kMaxReason = 200;
+
+// "90s", "30m", "24h", "90d", "4d8h", "1w" -> seconds; a bare number is seconds.
+std::optional<int64_t> parse_duration(std::string_view text, std::string& error);
+std::string format_duration(int64_t seconds);  // 376 * 3600 -> "15d16h"
+
+// Free text (a reason, an actor): printable UTF-8, no CR/LF or other
+// control characters, at most max octets.  Returns "" or what is wrong.
+std::string check_free_text(std::string_view text, std::size_t max);
+
+// Replaces control characters with '?' and cuts at max octets: for text
+// that reaches a protocol line or a log whatever its origin.
+std::string sanitise_line(std::string_view text, std::size_t max);
+
+std::string format_time(int64_t epoch);  // "2026-11-23 11:08:19 UTC"; "never" for 0
+
+}  // namespace mailsuspend
