@@ -1,1 +1,267 @@
-// placeholder: implementation lands with the core commit
+#include "operations.hpp"
+
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <sstream>
+
+#include "address.hpp"
+#include "store.hpp"
+#include "text.hpp"
+
+extern char** environ;
+
+namespace mailsuspend {
+
+using nlohmann::json;
+
+namespace {
+
+Outcome bad(std::string message) { return {Exit::bad_input, std::move(message)}; }
+Outcome refused(std::string message) { return {Exit::refused, std::move(message)}; }
+
+bool in_mask(uint8_t mask, int service) { return mask & (1u << service); }
+
+json time_json(int64_t t) { return t == 0 ? json(nullptr) : json(t); }
+
+json service_json(const ServiceState& s, bool in_force, Scope scope) {
+    if (!in_force) return {{"suspended", false}, {"reason", nullptr}, {"since", nullptr},
+                           {"expires", nullptr}, {"locked", false}, {"source", nullptr},
+                           {"scope", nullptr}};
+    json j = {{"suspended", true},
+              {"reason", s.reason},
+              {"since", time_json(s.since)},
+              {"expires", time_json(s.expires)},
+              {"locked", s.locked},
+              {"source", source_name(s.source)},
+              {"scope", scope_name(scope)}};
+    if (s.fail_queued) j["fail_queued"] = true;
+    return j;
+}
+
+// Only the suspended services of a record: what an audit line needs.
+json suspended_json(const TargetRecord& r, int64_t now) {
+    json out = json::object();
+    const Scope scope = r.is_domain() ? Scope::domain : Scope::mailbox;
+    for (int i = 0; i < kServiceCount; ++i)
+        if (r.services[i].suspended)
+            out[std::string(service_name(static_cast<Service>(i)))] =
+                service_json(r.services[i], true, scope);
+    if (r.mode != DeliveryMode::unset) out["delivery_mode"] = mode_name(r.mode);
+    (void)now;
+    return out;
+}
+
+}  // namespace
+
+Outcome normalise_target(const Config& cfg, std::string_view text, std::string& key) {
+    std::string why;
+    key = normalise(text, cfg.address, why);
+    if (key.empty()) return bad("invalid target '" + sanitise_line(text, 80) + "': " + why);
+    return {};
+}
+
+json record_json(const TargetRecord& r, int64_t now) {
+    json services = json::object();
+    const Scope scope = r.is_domain() ? Scope::domain : Scope::mailbox;
+    for (int i = 0; i < kServiceCount; ++i)
+        services[std::string(service_name(static_cast<Service>(i)))] =
+            service_json(r.services[i], r.services[i].in_force(now), scope);
+    return {{"target", r.key}, {"delivery_mode", mode_name(r.mode)}, {"services", services}};
+}
+
+json status_json(const Config& cfg, const std::string& key, const TargetRecord* mailbox,
+                 const TargetRecord* domain, int64_t now) {
+    json services = json::object();
+    for (int i = 0; i < kServiceCount; ++i) {
+        const auto s = static_cast<Service>(i);
+        const EffectiveService e = effective(mailbox, domain, s, now);
+        services[std::string(service_name(s))] = service_json(e.state, e.scope != Scope::none, e.scope);
+    }
+    return {{"target", key},
+            {"delivery_mode", mode_name(effective_mode(mailbox, domain, cfg.default_mode))},
+            {"services", services}};
+}
+
+Session::Session(const Config& cfg, StoreWriter& writer, Actor actor, int64_t now)
+    : cfg_(cfg), writer_(writer), actor_(std::move(actor)), now_(now) {}
+
+TargetRecord* Session::load(const std::string& key, Outcome& error) {
+    auto it = pending_.find(key);
+    if (it != pending_.end()) return &it->second;
+    TargetRecord r;
+    if (!writer_.get(key, r)) {
+        error = {Exit::failure, "cannot read " + key + " from the store"};
+        return nullptr;
+    }
+    before_.emplace(key, r);
+    return &pending_.emplace(key, std::move(r)).first->second;
+}
+
+void Session::note(const std::string& key, const std::string& action, uint8_t services,
+                   const std::string& reason) {
+    json line = {{"time", now_},
+                 {"actor", {{"uid", actor_.uid}, {"name", actor_.name}}},
+                 {"action", action},
+                 {"target", key},
+                 {"services", service_list(services)}};
+    if (!reason.empty()) line["reason"] = reason;
+    audit_.push_back(std::move(line));
+}
+
+Outcome Session::suspend(const SuspendArgs& a) {
+    std::string key;
+    if (Outcome o = normalise_target(cfg_, a.target, key); !o.ok()) return o;
+    if (a.services == 0) return bad("no service given (--service LIST)");
+    if (const std::string why = check_free_text(a.reason, kMaxReason); !why.empty())
+        return bad("reason " + why);
+    if (a.duration < 0) return bad("negative duration");
+    Outcome error;
+    TargetRecord* r = load(key, error);
+    if (!r) return error;
+    for (int i = 0; i < kServiceCount; ++i) {
+        if (!in_mask(a.services, i)) continue;
+        ServiceState& s = r->services[i];
+        const bool keep_lock = s.in_force(now_) && s.locked;  // a re-suspend never drops a lock
+        s = ServiceState{true, a.lock || keep_lock, false, now_,
+                         a.duration ? now_ + a.duration : 0, a.source, a.reason, actor_.name};
+        if (static_cast<Service>(i) == Service::send) s.fail_queued = a.fail_queued;
+    }
+    if (a.mode) r->mode = *a.mode;
+    if (a.source != Source::admin) r->auto_suspensions.push_back(now_);
+    if (a.fail_queued && in_mask(a.services, static_cast<int>(Service::send))) fail_queued_.push_back(key);
+    note(key, "suspend", a.services, a.reason);
+    return {Exit::ok, "suspended " + service_list(a.services) + " for " + key +
+                          (a.duration ? " until " + format_time(now_ + a.duration) : "")};
+}
+
+Outcome Session::unsuspend(const UnsuspendArgs& a) {
+    std::string key;
+    if (Outcome o = normalise_target(cfg_, a.target, key); !o.ok()) return o;
+    Outcome error;
+    TargetRecord* r = load(key, error);
+    if (!r) return error;
+    uint8_t lifting = a.services & r->in_force_mask(now_);
+    for (int i = 0; i < kServiceCount; ++i) {
+        const ServiceState& s = r->services[i];
+        if (!in_mask(lifting, i)) continue;
+        const std::string name(service_name(static_cast<Service>(i)));
+        if (s.locked && !(a.admin && actor_.is_root()))
+            return refused(name + " of " + key + " is locked: only root with --admin may lift it");
+        if (a.self_service && s.source == Source::admin)
+            return refused(name + " of " + key + " was suspended by an administrator: "
+                           "self-service cannot lift it");
+    }
+    if (a.self_service && lifting) {
+        const int64_t next = r->last_self_unblock + cfg_.self_service_interval;
+        if (r->last_self_unblock != 0 && now_ < next)
+            return refused("self-service unblock already used on " + format_time(r->last_self_unblock) +
+                           "; next possible on " + format_time(next));
+        r->last_self_unblock = now_;
+    }
+    for (int i = 0; i < kServiceCount; ++i)
+        if (in_mask(a.services, i) && r->services[i].suspended) {
+            if (!in_mask(lifting, i)) lifting |= static_cast<uint8_t>(1u << i);  // expired: tidy up
+            r->services[i] = ServiceState{};
+        }
+    if (!lifting) return {Exit::ok, key + " had none of " + service_list(a.services) + " suspended"};
+    if (in_mask(lifting, static_cast<int>(Service::receive))) flush_.push_back(key);
+    note(key, a.self_service ? "self-service-unsuspend" : "unsuspend", lifting, "");
+    return {Exit::ok, "lifted " + service_list(lifting) + " for " + key};
+}
+
+Outcome Session::set_mode(const std::string& target, DeliveryMode mode) {
+    std::string key;
+    if (Outcome o = normalise_target(cfg_, target, key); !o.ok()) return o;
+    Outcome error;
+    TargetRecord* r = load(key, error);
+    if (!r) return error;
+    r->mode = mode;
+    note(key, "set-mode " + std::string(mode_name(mode)), 0, "");
+    return {Exit::ok, key + " delivery mode " + std::string(mode_name(mode))};
+}
+
+Outcome Session::sweep(int& lifted) {
+    lifted = 0;
+    std::vector<std::string> expired;
+    const bool ok = writer_.for_each([&](const TargetRecord& r) {
+        for (const auto& s : r.services)
+            if (s.suspended && !s.in_force(now_)) {
+                expired.push_back(r.key);
+                break;
+            }
+    });
+    if (!ok) return {Exit::failure, "cannot read the store"};
+    for (const auto& key : expired) {
+        Outcome error;
+        TargetRecord* r = load(key, error);
+        if (!r) return error;
+        uint8_t mask = 0;
+        for (int i = 0; i < kServiceCount; ++i) {
+            if (!r->services[i].suspended || r->services[i].in_force(now_)) continue;
+            r->services[i] = ServiceState{};
+            mask |= static_cast<uint8_t>(1u << i);
+        }
+        if (in_mask(mask, static_cast<int>(Service::receive))) flush_.push_back(key);
+        note(key, "expire", mask, "");
+        lifted += __builtin_popcount(mask);
+    }
+    return {Exit::ok, "lifted " + std::to_string(lifted) + " expired suspension(s) on " +
+                          std::to_string(expired.size()) + " target(s)"};
+}
+
+Outcome Session::commit(std::vector<std::string>& warnings) {
+    std::vector<Change> changes;
+    for (auto& [key, r] : pending_)
+        if (!(r == before_.at(key))) changes.push_back({r});
+    if (changes.empty()) return {};
+    std::string error;
+    const uint64_t seq = writer_.commit(changes, error);
+    if (seq == 0) return {Exit::failure, "nothing changed: " + error};
+    for (auto& line : audit_) {
+        line["seq"] = seq;
+        const std::string& key = line["target"].get_ref<const std::string&>();
+        line["before"] = suspended_json(before_.at(key), now_);
+        line["after"] = suspended_json(pending_.at(key), now_);
+    }
+    if (std::string e = append_audit(cfg_.audit_log, audit_); !e.empty())
+        warnings.push_back("change " + std::to_string(seq) + " is stored, but the audit log failed: " + e);
+    for (const auto& key : flush_)
+        if (std::string e = run_command(cfg_.flush_command, key); !e.empty())
+            warnings.push_back("queue flush for " + key + " failed: " + e);
+    for (const auto& key : fail_queued_)
+        if (std::string e = run_command(cfg_.fail_queued_command, key); !e.empty())
+            warnings.push_back("failing queued mail of " + key + " failed: " + e);
+    pending_.clear();
+    before_.clear();
+    audit_.clear();
+    return {};
+}
+
+std::string run_command(const std::string& templ, const std::string& address) {
+    std::vector<std::string> args;
+    std::istringstream words(templ);
+    for (std::string w; words >> w;) {
+        for (auto at = w.find("{address}"); at != std::string::npos; at = w.find("{address}"))
+            w.replace(at, 9, address);
+        args.push_back(w);
+    }
+    if (args.empty()) return {};  // no command configured
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    if (const int rc = posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ); rc != 0)
+        return "cannot run " + args[0] + ": " + std::strerror(rc);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) return "cannot wait for " + args[0];
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
+    return args[0] + " exited with status " +
+           std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
+
+}  // namespace mailsuspend

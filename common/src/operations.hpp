@@ -1,0 +1,99 @@
+// What an admin or a panel can do to the store, with every policy rule:
+// locks, self-service unblock limits, expiry sweeps, deletion guard.
+// Changes gather in a Session and commit together: one journal write, then
+// one audit line per changed target, then the host commands (flush queue,
+// fail queued mail).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "config.hpp"
+#include "model.hpp"
+
+namespace mailsuspend {
+
+class StoreWriter;
+class StoreReader;
+
+enum class Exit : int { ok = 0, failure = 1, bad_input = 2, refused = 3 };
+
+struct Outcome {
+    Exit code = Exit::ok;
+    std::string message;  // one line for the user
+    bool ok() const { return code == Exit::ok; }
+};
+
+struct Actor {
+    uint32_t uid = 0;
+    std::string name;   // login name of uid, or --actor from a panel
+    bool is_root() const { return uid == 0; }
+};
+
+struct SuspendArgs {
+    std::string target;
+    uint8_t services = 0;
+    std::string reason;
+    int64_t duration = 0;  // 0 = no expiry
+    bool lock = false;
+    std::optional<DeliveryMode> mode;
+    bool fail_queued = false;
+    Source source = Source::admin;
+};
+
+struct UnsuspendArgs {
+    std::string target;
+    uint8_t services = kAllServicesMask;
+    bool admin = false;         // with root: may lift a lock
+    bool self_service = false;  // the end user's own unblock: limited per interval
+};
+
+// Normalises a target; Exit::bad_input with the reason when invalid.
+Outcome normalise_target(const Config& cfg, std::string_view text, std::string& key);
+
+class Session {
+public:
+    Session(const Config& cfg, StoreWriter& writer, Actor actor, int64_t now);
+
+    Outcome suspend(const SuspendArgs& a);
+    Outcome unsuspend(const UnsuspendArgs& a);
+    Outcome set_mode(const std::string& target, DeliveryMode mode);
+    Outcome sweep(int& lifted);  // lifts suspensions whose expiry has passed
+    // Journals, applies, audits; then runs host commands.  Warnings (a host
+    // command that failed) go to warnings; the change stands.
+    Outcome commit(std::vector<std::string>& warnings);
+    bool empty() const { return pending_.empty(); }
+
+private:
+    TargetRecord* load(const std::string& key, Outcome& error);
+    void note(const std::string& key, const std::string& action, uint8_t services,
+              const std::string& reason);
+
+    const Config& cfg_;
+    StoreWriter& writer_;
+    Actor actor_;
+    int64_t now_;
+    std::map<std::string, TargetRecord> pending_, before_;
+    std::vector<nlohmann::json> audit_;
+    std::vector<std::string> flush_, fail_queued_;  // addresses for host commands
+};
+
+// The effective state of a target as `status --json` shows it.
+nlohmann::json status_json(const Config& cfg, const std::string& key, const TargetRecord* mailbox,
+                           const TargetRecord* domain, int64_t now);
+// A record's own state (list, audit before/after).
+nlohmann::json record_json(const TargetRecord& r, int64_t now);
+
+// Runs a command template ("/usr/sbin/exim4 -Rff {address}") without a
+// shell; {address} becomes one argument.  Empty string, or what went wrong.
+std::string run_command(const std::string& templ, const std::string& address);
+
+// Appends JSON lines to the audit log (creating it 0640).  Empty or the error.
+std::string append_audit(const std::string& path, const std::vector<nlohmann::json>& lines);
+
+}  // namespace mailsuspend
