@@ -1,0 +1,158 @@
+/* libauthdb_mailsuspend.so: the "mailsuspend" passdb.
+
+   Chained after the real passdb, it never verifies a password itself.  The
+   real passdb verifies the password and continues (result_success =
+   continue-ok); this passdb runs only for authenticated requests
+   (skip = unauthenticated), asks the core whether the login is allowed and,
+   if not, adds Dovecot's own "nologin" and "reason" fields.  Dovecot then
+   answers exactly as for any nologin user: IMAP "NO [CONTACTADMIN] reason",
+   POP3 "-ERR [AUTH] reason".  A wrong password never reaches this passdb,
+   so it gets the normal failure.  The passdb has no cache key, so Dovecot's
+   auth cache never stores its answer. */
+#include "auth-common.h"
+#include "passdb.h"
+#include "net.h"
+#include "module-dir.h"
+#include "mailsuspend-dovecot.h"
+
+struct mailsuspend_passdb_module {
+	struct passdb_module module;
+	const char *config_path;
+};
+
+const char *authdb_mailsuspend_version = DOVECOT_ABI_VERSION;
+void authdb_mailsuspend_init(struct module *module);
+void authdb_mailsuspend_deinit(void);
+
+static struct mailsuspend_handle *passdb_handle = NULL;
+
+/* The address a webmail host connects from: with a trusted proxy that
+   forwards the end user's address, that is the real remote IP. */
+static const char *request_client_ip(const struct auth_request *request)
+{
+	const struct ip_addr *ip = &request->fields.real_remote_ip;
+
+	if (ip->family == 0)
+		ip = &request->fields.remote_ip;
+	return ip->family == 0 ? NULL : net_ip2addr(ip);
+}
+
+static void mailsuspend_passdb_apply(struct auth_request *request)
+{
+	struct mailsuspend_result result;
+	const char *protocol = request->fields.service;
+	const char *client_ip;
+
+	if (mailsuspend_dovecot_is_delivery(protocol))
+		return;
+	client_ip = request_client_ip(request);
+	mailsuspend_check_login(passdb_handle, request->fields.user, protocol,
+				client_ip, &result);
+	if (result.verdict != MAILSUSPEND_DENY)
+		return;
+
+	auth_request_set_field(request, "nologin", "y", NULL);
+	auth_request_set_field(request, "reason", result.text, NULL);
+	i_info("mailsuspend(%s,%s,<%s>): Login denied: service=%s, scope=%s%s, reason=%s",
+	       request->fields.user, client_ip == NULL ? "" : client_ip,
+	       request->fields.session_id == NULL ? "" : request->fields.session_id,
+	       result.service, result.scope,
+	       result.fail_policy ? " (store unavailable, fail policy)" : "",
+	       result.text);
+}
+
+/* This passdb must only ever see requests whose password a previous passdb
+   already verified; anything else is a configuration error and must not
+   become a way in. */
+static bool mailsuspend_passdb_misplaced(struct auth_request *request)
+{
+	static bool logged = FALSE;
+
+	if (request->fields.skip_password_check)
+		return FALSE;
+	if (!logged) {
+		i_error("mailsuspend: passdb reached before the password was "
+			"verified: put it after the real passdb, which needs "
+			"result_success = continue-ok, and set "
+			"skip = unauthenticated (refusing these logins)");
+		logged = TRUE;
+	}
+	return TRUE;
+}
+
+static void
+mailsuspend_verify_plain(struct auth_request *request,
+			 const char *password ATTR_UNUSED,
+			 verify_plain_callback_t *callback)
+{
+	if (mailsuspend_passdb_misplaced(request)) {
+		callback(PASSDB_RESULT_USER_UNKNOWN, request);
+		return;
+	}
+	mailsuspend_passdb_apply(request);
+	callback(PASSDB_RESULT_OK, request);
+}
+
+/* Challenge-response mechanisms (CRAM-MD5, SCRAM, ...): returning no
+   credentials makes Dovecot use the ones the real passdb found. */
+static void
+mailsuspend_lookup_credentials(struct auth_request *request,
+			       lookup_credentials_callback_t *callback)
+{
+	if (mailsuspend_passdb_misplaced(request)) {
+		callback(PASSDB_RESULT_USER_UNKNOWN, uchar_empty_ptr, 0,
+			 request);
+		return;
+	}
+	mailsuspend_passdb_apply(request);
+	callback(PASSDB_RESULT_OK, uchar_empty_ptr, 0, request);
+}
+
+/* args: empty (default config), "PATH" or "config=PATH". */
+static struct passdb_module *
+mailsuspend_passdb_preinit(pool_t pool, const char *args)
+{
+	struct mailsuspend_passdb_module *module;
+
+	module = p_new(pool, struct mailsuspend_passdb_module, 1);
+	if (str_begins(args, "config="))
+		args += strlen("config=");
+	else if (str_begins(args, MAILSUSPEND_SETTING_CONFIG "="))
+		args += strlen(MAILSUSPEND_SETTING_CONFIG "=");
+	module->config_path = p_strdup(pool, args);
+	/* No cache key: suspension must take effect on the next login. */
+	module->module.default_cache_key = NULL;
+	return &module->module;
+}
+
+static void mailsuspend_passdb_init(struct passdb_module *_module)
+{
+	struct mailsuspend_passdb_module *module =
+		(struct mailsuspend_passdb_module *)_module;
+
+	passdb_handle = mailsuspend_dovecot_get(module->config_path);
+}
+
+static void mailsuspend_passdb_deinit(struct passdb_module *_module ATTR_UNUSED)
+{
+	mailsuspend_dovecot_put();
+}
+
+static struct passdb_module_interface passdb_mailsuspend = {
+	.name = "mailsuspend",
+	.preinit = mailsuspend_passdb_preinit,
+	.init = mailsuspend_passdb_init,
+	.deinit = mailsuspend_passdb_deinit,
+	.verify_plain = mailsuspend_verify_plain,
+	.lookup_credentials = mailsuspend_lookup_credentials,
+};
+
+void authdb_mailsuspend_init(struct module *module ATTR_UNUSED)
+{
+	passdb_register_module(&passdb_mailsuspend);
+}
+
+void authdb_mailsuspend_deinit(void)
+{
+	passdb_unregister_module(&passdb_mailsuspend);
+}

@@ -1,0 +1,165 @@
+/* lib95_imap_mailsuspend_plugin.so: ends a live IMAP session whose service
+   became suspended.
+
+   The core is asked before every command and once a second (so a client
+   sitting in IDLE is ended too).  When the answer is "suspended" the client
+   gets "* BYE [ALERT] <reason>" and the connection is closed; the command
+   that triggered the check is not executed.  Sessions of services that are
+   not suspended (POP3, or IMAP while only "send" is suspended) are left
+   alone because the core is asked about this session's service only. */
+#include "imap-common.h"
+#include "imap-commands.h"
+#include "ioloop.h"
+#include "module-context.h"
+#include "net.h"
+#include "mail-user.h"
+#include "mailsuspend-dovecot.h"
+
+#define MAILSUSPEND_RECHECK_MSECS 1000
+
+#define MAILSUSPEND_IMAP_CONTEXT(obj) \
+	MODULE_CONTEXT(obj, imap_mailsuspend_imap_module)
+
+struct mailsuspend_imap_client {
+	union imap_module_context module_ctx;
+	struct timeout *to_recheck;
+	const char *client_ip; /* NULL when unknown */
+};
+
+const char *imap_mailsuspend_plugin_version = DOVECOT_ABI_VERSION;
+const char imap_mailsuspend_plugin_binary_dependency[] = "imap";
+void imap_mailsuspend_plugin_init(struct module *module);
+void imap_mailsuspend_plugin_deinit(void);
+
+static struct module *imap_mailsuspend_module;
+static imap_client_created_func_t *next_hook_client_created;
+static struct mailsuspend_handle *imap_handle = NULL;
+
+static MODULE_CONTEXT_DEFINE_INIT(imap_mailsuspend_imap_module,
+				  &imap_module_register);
+
+static bool
+imap_session_suspended(struct client *client,
+		       const struct mailsuspend_imap_client *mclient,
+		       struct mailsuspend_result *result_r)
+{
+	mailsuspend_check_login(imap_handle, client->user->username, "imap",
+				mclient->client_ip, result_r);
+	return result_r->verdict == MAILSUSPEND_DENY;
+}
+
+static void
+imap_session_end(struct client *client,
+		 const struct mailsuspend_imap_client *mclient,
+		 const struct mailsuspend_result *result)
+{
+	i_info("mailsuspend: Session ended: service=%s, scope=%s%s, rip=%s, reason=%s",
+	       result->service, result->scope,
+	       result->fail_policy ? " (store unavailable, fail policy)" : "",
+	       mclient->client_ip == NULL ? "" : mclient->client_ip,
+	       result->text);
+	client_disconnect_with_error(client,
+		t_strconcat("[ALERT] ", result->text, NULL));
+}
+
+static void imap_session_recheck(struct client *client)
+{
+	struct mailsuspend_imap_client *mclient =
+		MAILSUSPEND_IMAP_CONTEXT(client);
+	struct mailsuspend_result result;
+
+	if (mclient == NULL || client->disconnected)
+		return;
+	if (imap_session_suspended(client, mclient, &result))
+		imap_session_end(client, mclient, &result);
+}
+
+static bool cmd_mailsuspend_skipped(struct client_command_context *cmd ATTR_UNUSED)
+{
+	return TRUE;
+}
+
+/* A command that has not started yet can simply be dropped.  One already
+   running (a continuation) is left to Dovecot, which cancels it cleanly
+   while destroying the disconnected client. */
+static bool command_not_started(const struct client_command_context *cmd)
+{
+	const struct command *command = command_find(cmd->name);
+
+	return command != NULL && command->func == cmd->func &&
+		cmd->context == NULL;
+}
+
+static void mailsuspend_command_pre(struct client_command_context *cmd)
+{
+	struct client *client = cmd->client;
+	struct mailsuspend_imap_client *mclient =
+		MAILSUSPEND_IMAP_CONTEXT(client);
+	struct mailsuspend_result result;
+
+	if (mclient == NULL || client->disconnected)
+		return;
+	if (!imap_session_suspended(client, mclient, &result))
+		return;
+	if (command_not_started(cmd))
+		cmd->func = cmd_mailsuspend_skipped;
+	imap_session_end(client, mclient, &result);
+}
+
+static void mailsuspend_command_post(struct client_command_context *cmd ATTR_UNUSED)
+{
+}
+
+static void mailsuspend_imap_client_destroy(struct client *client,
+					    const char *reason)
+{
+	struct mailsuspend_imap_client *mclient =
+		MAILSUSPEND_IMAP_CONTEXT(client);
+
+	timeout_remove(&mclient->to_recheck);
+	mclient->module_ctx.super.destroy(client, reason);
+}
+
+static void mailsuspend_imap_client_created(struct client **clientp)
+{
+	struct client *client = *clientp;
+	struct mailsuspend_imap_client *mclient;
+	const struct ip_addr *ip = client->user->conn.remote_ip;
+
+	if (mail_user_is_plugin_loaded(client->user, imap_mailsuspend_module)) {
+		if (imap_handle == NULL) {
+			imap_handle = mailsuspend_dovecot_get(
+				mail_user_plugin_getenv(client->user,
+					MAILSUSPEND_SETTING_CONFIG));
+		}
+		mclient = p_new(client->pool, struct mailsuspend_imap_client, 1);
+		mclient->module_ctx.super = client->v;
+		client->v.destroy = mailsuspend_imap_client_destroy;
+		if (ip != NULL && ip->family != 0)
+			mclient->client_ip = p_strdup(client->pool, net_ip2addr(ip));
+		mclient->to_recheck = timeout_add(MAILSUSPEND_RECHECK_MSECS,
+						  imap_session_recheck, client);
+		MODULE_CONTEXT_SET(client, imap_mailsuspend_imap_module, mclient);
+	}
+	if (next_hook_client_created != NULL)
+		next_hook_client_created(clientp);
+}
+
+void imap_mailsuspend_plugin_init(struct module *module)
+{
+	imap_mailsuspend_module = module;
+	command_hook_register(mailsuspend_command_pre, mailsuspend_command_post);
+	next_hook_client_created =
+		imap_client_created_hook_set(mailsuspend_imap_client_created);
+}
+
+void imap_mailsuspend_plugin_deinit(void)
+{
+	command_hook_unregister(mailsuspend_command_pre,
+				mailsuspend_command_post);
+	imap_client_created_hook_set(next_hook_client_created);
+	if (imap_handle != NULL) {
+		imap_handle = NULL;
+		mailsuspend_dovecot_put();
+	}
+}

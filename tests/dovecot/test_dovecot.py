@@ -1,0 +1,365 @@
+#!/usr/bin/env python3
+"""Integration tests of the mailsuspend Dovecot modules against the real
+Debian Dovecot on loopback.  Each suite (one CTest test) starts Dovecot once.
+
+    test_dovecot.py --cli PATH --modules DIR --snippet FILE SUITE
+
+SUITE: login | live | failpolicy.  Exits non-zero on any failure; a missing
+prerequisite (root, dovecot, build output) is a failure, never a skip.
+"""
+import argparse
+import re
+import smtplib
+import sys
+import time
+import unittest
+
+import harness
+from harness import LOGIN_DENIED, PASSWORD, SUSPENDED
+
+ARGS = None
+ALICE, BOB, CAROL, DAVE = harness.USERS
+WEBMAIL_HOST = "127.0.0.2"
+AUTH_FAILED_IMAP = "a NO [AUTHENTICATIONFAILED] Authentication failed."
+AUTH_FAILED_POP3 = "-ERR [AUTH] Authentication failed."
+IMAP_DENIED = f"a NO [CONTACTADMIN] {LOGIN_DENIED}"
+POP3_DENIED = f"-ERR [AUTH] {LOGIN_DENIED}"
+# Generous bound for things that must happen "within 5 s"; never asserted
+# as a time, only used so a broken build fails instead of hanging.
+EVENTUALLY = 10.0
+
+
+def eventually(pred, timeout=EVENTUALLY, step=0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+class DovecotCase(unittest.TestCase):
+    """Starts one Dovecot for the whole class; every test starts from a
+    store in which nobody is suspended."""
+    server_options = {}
+
+    @classmethod
+    def setUpClass(cls):
+        harness.require_prerequisites(ARGS)
+        cls.server = harness.Dovecot(ARGS, **cls.server_options).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def setUp(self):
+        for target in (ALICE, BOB, CAROL, DAVE, "@example.com", "@example.org"):
+            self.server.cli("unsuspend", target, "--service", "all", "--admin",
+                            check=False)
+
+    def tearDown(self):
+        self.assertTrue(self.server.alive(), "dovecot died:\n" + self.server.log_text())
+
+    def imap_reply(self, user, password=PASSWORD, source="127.0.0.1"):
+        reply, conn = self.server.imap_login(user, password, source)
+        conn.close()
+        return reply
+
+    def pop3_reply(self, user, password=PASSWORD, source="127.0.0.1"):
+        reply, conn = self.server.pop3_login(user, password, source)
+        conn.close()
+        return reply
+
+    def assertImapOk(self, user, source="127.0.0.1"):
+        reply = self.imap_reply(user, source=source)
+        self.assertTrue(reply.startswith("a OK "), reply)
+
+    def assertPop3Ok(self, user, source="127.0.0.1"):
+        reply = self.pop3_reply(user, source=source)
+        self.assertTrue(reply.startswith("+OK"), reply)
+
+
+class LoginSuite(DovecotCase):
+    """Login denial after authentication, per service, with Dovecot's own
+    nologin replies.  auth_cache is on in this server's config."""
+
+    def test_not_suspended_logs_in(self):
+        self.assertImapOk(ALICE)
+        self.assertPop3Ok(ALICE)
+
+    def test_imap_suspended_refused_pop3_kept(self):
+        self.server.suspend(ALICE, "imap")
+        self.assertEqual(self.imap_reply(ALICE), IMAP_DENIED)
+        self.assertPop3Ok(ALICE)
+        self.assertImapOk(BOB)
+
+    def test_pop3_suspended_refused_imap_kept(self):
+        self.server.suspend(ALICE, "pop3")
+        self.assertEqual(self.pop3_reply(ALICE), POP3_DENIED)
+        self.assertImapOk(ALICE)
+
+    def test_domain_suspension(self):
+        self.server.suspend("@example.org", "imap,pop3")
+        self.assertEqual(self.imap_reply(CAROL), IMAP_DENIED)
+        self.assertEqual(self.pop3_reply(DAVE), POP3_DENIED)
+        self.assertImapOk(ALICE)
+        self.server.unsuspend("@example.org", "--service", "imap,pop3")
+        self.assertImapOk(CAROL)
+
+    def test_webmail_host_governed_by_webmail(self):
+        self.server.suspend(ALICE, "webmail")
+        self.assertEqual(self.imap_reply(ALICE, source=WEBMAIL_HOST), IMAP_DENIED)
+        self.assertImapOk(ALICE, source="127.0.0.1")
+
+    def test_imap_suspension_spares_webmail_host(self):
+        self.server.suspend(ALICE, "imap")
+        self.assertImapOk(ALICE, source=WEBMAIL_HOST)
+        self.assertEqual(self.imap_reply(ALICE, source="127.0.0.1"), IMAP_DENIED)
+
+    def test_wrong_password_while_suspended_is_plain_failure(self):
+        self.assertEqual(self.imap_reply(BOB, "wrong"), AUTH_FAILED_IMAP)
+        self.assertEqual(self.pop3_reply(BOB, "wrong"), AUTH_FAILED_POP3)
+        self.server.suspend(ALICE, "all")
+        self.assertEqual(self.imap_reply(ALICE, "wrong"), AUTH_FAILED_IMAP)
+        self.assertEqual(self.pop3_reply(ALICE, "wrong"), AUTH_FAILED_POP3)
+        self.assertEqual(self.imap_reply("nobody@example.com", "wrong"), AUTH_FAILED_IMAP)
+
+    def test_send_and_receive_suspension_keep_logins(self):
+        self.server.suspend(ALICE, "send,receive,webmail_send")
+        self.assertImapOk(ALICE)
+        self.assertPop3Ok(ALICE)
+
+    def test_unsuspend_effective_at_next_login_despite_auth_cache(self):
+        self.assertImapOk(ALICE)          # fills the passwd-file cache entry
+        self.server.suspend(ALICE, "imap")
+        self.assertEqual(self.imap_reply(ALICE), IMAP_DENIED)
+        self.server.unsuspend(ALICE, "--service", "imap")
+        self.assertImapOk(ALICE)
+        self.server.suspend(ALICE, "imap")
+        self.assertEqual(self.imap_reply(ALICE), IMAP_DENIED)
+
+    def test_expiry_lifts_suspension(self):
+        self.server.suspend(ALICE, "imap,pop3", "--for", "2s")
+        self.assertEqual(self.imap_reply(ALICE), IMAP_DENIED)
+        self.assertTrue(eventually(lambda: self.imap_reply(ALICE).startswith("a OK ")),
+                        "still refused after the suspension expired")
+        self.assertPop3Ok(ALICE)
+
+    def test_denial_logged_with_user_service_ip_reason(self):
+        self.server.suspend(ALICE, "webmail")
+        self.imap_reply(ALICE, source=WEBMAIL_HOST)
+        pattern = re.compile(
+            r"auth: Info: mailsuspend\(" + re.escape(ALICE) + r",127\.0\.0\.2,<[^>]*>\): "
+            r"Login denied: service=webmail, scope=mailbox, reason=" + re.escape(LOGIN_DENIED))
+        self.assertTrue(eventually(lambda: pattern.search(self.server.log_text())),
+                        self.server.log_text()[-3000:])
+
+    def test_sieve_governed_by_sieve(self):
+        reply, conn = self.server.sieve_login(ALICE)
+        conn.close()
+        self.assertTrue(reply.startswith("OK"), reply)
+        self.server.suspend(ALICE, "imap,pop3")
+        reply, conn = self.server.sieve_login(ALICE)
+        conn.close()
+        self.assertTrue(reply.startswith("OK"), reply)
+        self.server.suspend(ALICE, "sieve")
+        reply, conn = self.server.sieve_login(ALICE)
+        conn.close()
+        self.assertEqual(reply, f'NO "{LOGIN_DENIED}"')
+
+    def test_lmtp_delivery_never_refused(self):
+        self.server.suspend(ALICE, "all")
+        with smtplib.LMTP("127.0.0.1", self.server.ports["lmtp"], timeout=15) as lmtp:
+            refused = lmtp.sendmail("sender@example.net", [ALICE],
+                                    "Subject: t\r\n\r\nbody\r\n")
+        self.assertEqual(refused, {})
+
+
+class ReasonSuite(DovecotCase):
+    """messages.include_reason = true: the admin's reason is shown too."""
+    server_options = {"include_reason": True}
+
+    def test_reason_included(self):
+        self.server.suspend(ALICE, "imap", "--reason", "unpaid invoice 42")
+        reply = self.imap_reply(ALICE)
+        self.assertTrue(reply.startswith(f"a NO [CONTACTADMIN] {LOGIN_DENIED}"), reply)
+        self.assertIn("unpaid invoice 42", reply)
+
+
+class LiveSuite(DovecotCase):
+    """Live sessions of a service that becomes suspended are ended."""
+
+    def logged_in_imap(self, user, source="127.0.0.1"):
+        reply, conn = self.server.imap_login(user, source=source)
+        self.assertTrue(reply.startswith("a OK "), reply)
+        conn.send("s SELECT INBOX")
+        self.assertTrue(conn.read_tagged("s").startswith("s OK"))
+        return conn
+
+    def logged_in_pop3(self, user):
+        reply, conn = self.server.pop3_login(user)
+        self.assertTrue(reply.startswith("+OK"), reply)
+        return conn
+
+    def start_idle(self, conn):
+        conn.send("i IDLE")
+        conn.read_until(lambda l: l.startswith("+"))
+
+    def assertImapEnded(self, conn):
+        lines = conn.closed_after(EVENTUALLY)
+        self.assertIn(f"* BYE [ALERT] {LOGIN_DENIED}", lines, conn.transcript)
+        self.assertFalse(any(re.match(r"[a-z] OK", l) for l in lines), conn.transcript)
+
+    def assertImapAlive(self, conn):
+        # longer than the 1 s re-check period, so a wrong kill would show
+        time.sleep(2.5)
+        conn.send("DONE")
+        self.assertEqual(conn.read_tagged("i"), "i OK Idle completed.")
+        conn.send("n NOOP")
+        self.assertTrue(conn.read_tagged("n").startswith("n OK"), conn.transcript)
+
+    def test_idle_session_ended(self):
+        with self.logged_in_imap(ALICE) as conn:
+            self.start_idle(conn)
+            self.server.suspend(ALICE, "imap")
+            self.assertImapEnded(conn)
+
+    def test_next_command_not_executed(self):
+        with self.logged_in_imap(ALICE) as conn:
+            self.server.suspend(ALICE, "imap")
+            conn.send("n NOOP")
+            self.assertImapEnded(conn)
+
+    def test_pop3_session_ended(self):
+        with self.logged_in_pop3(ALICE) as conn:
+            self.server.suspend(ALICE, "pop3")
+            lines = conn.closed_after(EVENTUALLY)
+            self.assertEqual(lines, [f"-ERR {LOGIN_DENIED}"])
+
+    def test_pop3_suspension_keeps_imap_session(self):
+        with self.logged_in_imap(ALICE) as imap, self.logged_in_pop3(ALICE) as pop3:
+            self.start_idle(imap)
+            self.server.suspend(ALICE, "pop3")
+            self.assertEqual(pop3.closed_after(EVENTUALLY), [f"-ERR {LOGIN_DENIED}"])
+            self.assertImapAlive(imap)
+
+    def test_imap_suspension_keeps_pop3_session(self):
+        with self.logged_in_imap(ALICE) as imap, self.logged_in_pop3(ALICE) as pop3:
+            self.server.suspend(ALICE, "imap")
+            self.assertImapEnded(imap)
+            pop3.send("STAT")
+            self.assertTrue(pop3.read_line().startswith("+OK"), pop3.transcript)
+
+    def test_other_users_and_services_kept(self):
+        with self.logged_in_imap(BOB) as bob, self.logged_in_imap(ALICE) as alice:
+            self.start_idle(bob)
+            self.start_idle(alice)
+            self.server.suspend(ALICE, "send,receive,pop3")
+            self.assertImapAlive(alice)
+            self.assertImapAlive(bob)
+
+    def test_webmail_session_governed_by_webmail(self):
+        with self.logged_in_imap(ALICE, source=WEBMAIL_HOST) as webmail, \
+                self.logged_in_imap(ALICE) as direct:
+            self.start_idle(webmail)
+            self.start_idle(direct)
+            self.server.suspend(ALICE, "webmail")
+            self.assertImapEnded(webmail)
+            self.assertImapAlive(direct)
+
+    def test_domain_suspension_ends_sessions(self):
+        with self.logged_in_imap(CAROL) as conn:
+            self.start_idle(conn)
+            self.server.suspend("@example.org", "imap")
+            self.assertImapEnded(conn)
+
+    def test_session_end_logged(self):
+        with self.logged_in_imap(BOB) as conn:
+            self.start_idle(conn)
+            self.server.suspend(BOB, "imap")
+            self.assertImapEnded(conn)
+        pattern = re.compile(r"imap\(" + re.escape(BOB) + r"\)<\d+><[^>]*>: Info: "
+                             r"mailsuspend: Session ended: service=imap, scope=mailbox, "
+                             r"rip=127\.0\.0\.1, reason=" + re.escape(LOGIN_DENIED))
+        self.assertTrue(eventually(lambda: pattern.search(self.server.log_text())),
+                        self.server.log_text()[-3000:])
+
+
+def error_lines(log, process):
+    return [l for l in log.splitlines()
+            if re.search(process + r".*(Error|Warning): mailsuspend", l)]
+
+
+class FailClosedSuite(DovecotCase):
+    """No store, store.fail_policy = closed: logins refused, sessions kept
+    out, one log line per process, nothing crashes."""
+    server_options = {"fail_policy": "closed", "create_store": False}
+
+    def setUp(self):
+        pass  # there is no store to reset
+
+    def test_logins_refused_with_one_log_line(self):
+        for _ in range(3):
+            reply = self.imap_reply(ALICE)
+            self.assertTrue(reply.startswith("a NO [CONTACTADMIN] "), reply)
+            self.assertEqual(self.pop3_reply(BOB)[:len("-ERR [AUTH] ")], "-ERR [AUTH] ")
+        self.assertEqual(self.imap_reply(ALICE, "wrong"), AUTH_FAILED_IMAP)
+        self.assertEqual(len(error_lines(self.server.log_text(), "auth: ")), 1,
+                         self.server.log_text()[-3000:])
+
+
+class FailOpenSuite(DovecotCase):
+    """No store, store.fail_policy = open: logins allowed, one log line."""
+    server_options = {"fail_policy": "open", "create_store": False}
+
+    def setUp(self):
+        pass
+
+    def test_logins_allowed_with_one_log_line(self):
+        for _ in range(3):
+            self.assertImapOk(ALICE)
+            self.assertPop3Ok(BOB)
+        self.assertEqual(self.imap_reply(ALICE, "wrong"), AUTH_FAILED_IMAP)
+        self.assertEqual(len(error_lines(self.server.log_text(), "auth: ")), 1,
+                         self.server.log_text()[-3000:])
+
+    def test_session_kept_and_logged_once_per_process(self):
+        reply, conn = self.server.imap_login(ALICE)
+        with conn:
+            self.assertTrue(reply.startswith("a OK "), reply)
+            time.sleep(2.5)  # several timer re-checks against the missing store
+            conn.send("n NOOP")
+            self.assertTrue(conn.read_tagged("n").startswith("n OK"), conn.transcript)
+        lines = error_lines(self.server.log_text(), r"imap\(" + re.escape(ALICE) + r"\)")
+        self.assertEqual(len(lines), 1, self.server.log_text()[-3000:])
+
+
+SUITES = {
+    "login": [LoginSuite, ReasonSuite],
+    "live": [LiveSuite],
+    "failpolicy": [FailClosedSuite, FailOpenSuite],
+}
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cli", required=True)
+    parser.add_argument("--modules", required=True)
+    parser.add_argument("--snippet", required=True)
+    parser.add_argument("suite", choices=sorted(SUITES))
+    parser.add_argument("-k", dest="pattern", help="only tests matching this")
+    ARGS = parser.parse_args()
+    loader = unittest.TestLoader()
+    if ARGS.pattern:
+        loader.testNamePatterns = [f"*{ARGS.pattern}*"]
+    suite = unittest.TestSuite(loader.loadTestsFromTestCase(c) for c in SUITES[ARGS.suite])
+    if suite.countTestCases() == 0:
+        print("no tests selected", file=sys.stderr)
+        return 1
+    result = unittest.TextTestRunner(verbosity=2).run(suite)
+    return 0 if result.wasSuccessful() and not result.skipped else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
