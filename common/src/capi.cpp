@@ -298,6 +298,15 @@ void mailsuspend_check_receive(struct mailsuspend_handle* ms, const char* recipi
     });
 }
 
+int mailsuspend_is_webmail_host(struct mailsuspend_handle* ms, const char* client_ip) {
+    if (!ms || !ms->cfg_ok || !client_ip) return 0;
+    try {
+        return ms->cfg.is_webmail_host(client_ip) ? 1 : 0;
+    } catch (...) {
+        return 0;
+    }
+}
+
 int mailsuspend_message(struct mailsuspend_handle* ms, const char* key, char* buf, size_t size) {
     if (!ms || !key || !buf || size == 0) return -1;
     const Messages& m = ms->cfg.messages;

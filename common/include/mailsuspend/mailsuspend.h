@@ -101,6 +101,11 @@ void mailsuspend_check_service(struct mailsuspend_handle *ms, const char *user,
 			       const char *service, const char *client_ip,
 			       struct mailsuspend_result *result_r);
 
+/* 1 when client_ip is in webmail.hosts, else 0 (also for NULL or an
+   unreadable config).  Lets a host tell a webmail submission that did not
+   authenticate from inbound mail, without knowing the host list itself. */
+int mailsuspend_is_webmail_host(struct mailsuspend_handle *ms, const char *client_ip);
+
 /* Copies the configured text for key ("suspended", "send_suspended",
    "rate_suspended", "receive_rejected", "recipients_per_message") into
    buf.  Returns 0, or -1 for an unknown key. */
