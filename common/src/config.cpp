@@ -201,12 +201,19 @@ void read_spam(Reader& r, const Setting& g, Config& c) {
     r.integer(g, "evidence_samples", c.evidence_samples, 0, 100);
     r.string(g, "sendmail_command", c.sendmail_command);
     if (!g.exists("abuse_contacts")) return;
+    // libconfig names cannot hold dots, so domains are values:
+    // abuse_contacts = ( { domain = "example.com"; contact = "abuse@example.com"; } );
     const Setting& contacts = g["abuse_contacts"];
-    if (!contacts.isGroup())
-        return r.fail(contacts, "must be a group: abuse_contacts = { \"example.com\" = \"abuse@example.com\"; };");
+    if (!contacts.isList() && !contacts.isArray())
+        return r.fail(contacts, "must be a list: ( { domain = \"example.com\"; contact = \"abuse@example.com\"; } )");
     for (const Setting& entry : contacts) {
-        if (entry.getType() != Setting::TypeString) return r.fail(entry, "must be a string in quotes");
-        c.abuse_contacts[entry.getName()] = entry.c_str();
+        if (!entry.isGroup()) return r.fail(entry, "must be a group { domain = ...; contact = ...; }");
+        r.only_keys(entry, {"domain", "contact"});
+        std::string domain, contact;
+        r.string(entry, "domain", domain);
+        r.string(entry, "contact", contact);
+        if (domain.empty() || contact.empty()) return r.fail(entry, "needs both domain and contact");
+        c.abuse_contacts[domain] = contact;
     }
 }
 
