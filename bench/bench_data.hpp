@@ -1,0 +1,46 @@
+// Benchmark data sets: a store holding N suspended accounts, built once with
+// StoreWriter::commit in large batches and kept on disk for later runs, plus
+// the same accounts in an in-process std::unordered_map (the baseline).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "store.hpp"
+
+namespace bench {
+
+// Key of account i: "u<i>@d<i % 5000>.example" (stored for i < N; i >= N misses).
+std::string account_key(uint64_t i);
+
+// Where data sets live: $MAILSUSPEND_BENCH_DIR or /var/tmp/mailsuspend-bench.
+std::string bench_root();
+
+struct StoreData {
+    uint64_t accounts = 0;
+    std::string dir;                 // the store directory (store.path)
+    double build_seconds = 0;        // 0 when reused from an earlier run
+    mailsuspend::StoreStats stats;
+};
+
+// Opens the data set for n accounts under bench_root(), building it when it
+// is missing or unreadable.  Aborts with a message on failure.
+const StoreData& store_data(uint64_t n);
+
+// 1 Mi random keys: hits (stored accounts) or misses (never stored), in a
+// random order; the same seed gives the same keys.
+const std::vector<std::string>& lookup_keys(uint64_t n, bool hits);
+
+using Baseline = std::unordered_map<std::string, mailsuspend::HotView>;
+struct BaselineData {
+    Baseline map;
+    double heap_bytes_per_account = 0;  // malloc'd bytes / accounts (mallinfo2)
+};
+const BaselineData& baseline_data(uint64_t n);
+// Frees the baseline of n (the 10 M map holds about 1.5 GB).
+void drop_baseline(uint64_t n);
+
+}  // namespace bench

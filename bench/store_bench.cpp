@@ -1,0 +1,264 @@
+// Store benchmarks (BENCHMARKS.md has the results and the reading):
+//  - lookup of random keys, hits and misses, at 1 M and 10 M accounts, next
+//    to the same lookups in an in-process std::unordered_map (the baseline);
+//  - per-call latency percentiles of the same (each call timed with rdtscp);
+//  - memory: store file bytes per account, and the map's heap per account;
+//  - opening the store in a new process plus the first lookup, measured
+//    inside a forked child and inside a freshly exec'd probe program.
+#include <benchmark/benchmark.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "bench_data.hpp"
+#include "store.hpp"
+
+extern char** environ;
+
+namespace {
+
+using bench::baseline_data;
+using bench::lookup_keys;
+using bench::store_data;
+using mailsuspend::HotView;
+using mailsuspend::LookupStatus;
+using mailsuspend::StoreReader;
+
+constexpr int64_t k1M = 1'000'000;
+constexpr int64_t k10M = 10'000'000;
+constexpr int kKeyMask = (1 << 20) - 1;
+
+std::unique_ptr<StoreReader> open_reader(const bench::StoreData& d, benchmark::State& state) {
+    std::string error;
+    auto r = StoreReader::open(d.dir, error);
+    if (!r) state.SkipWithError(("StoreReader::open: " + error).c_str());
+    return r;
+}
+
+void store_counters(benchmark::State& state, const bench::StoreData& d) {
+    state.counters["bytes_per_account"] = double(d.stats.file_bytes) / double(d.accounts);
+    state.counters["file_MB"] = double(d.stats.file_bytes) / 1e6;
+    state.counters["build_s"] = d.build_seconds;
+}
+
+void BM_StoreLookup(benchmark::State& state, bool hits) {
+    const auto& d = store_data(state.range(0));
+    const auto& keys = lookup_keys(state.range(0), hits);
+    auto r = open_reader(d, state);
+    if (!r) return;
+    uint64_t i = 0, wrong = 0;
+    HotView v;
+    for (auto _ : state) {
+        const LookupStatus s = r->lookup(keys[i++ & kKeyMask], v);
+        wrong += s != (hits ? LookupStatus::found : LookupStatus::absent);
+        benchmark::DoNotOptimize(v);
+    }
+    if (wrong) state.SkipWithError((std::to_string(wrong) + " lookups gave the wrong answer").c_str());
+    store_counters(state, d);
+}
+
+void BM_MapLookup(benchmark::State& state, bool hits) {
+    const auto& b = baseline_data(state.range(0));
+    const auto& keys = lookup_keys(state.range(0), hits);
+    uint64_t i = 0, wrong = 0;
+    for (auto _ : state) {
+        auto it = b.map.find(keys[i++ & kKeyMask]);
+        wrong += (it != b.map.end()) != hits;
+        benchmark::DoNotOptimize(it);
+    }
+    if (wrong) state.SkipWithError("map lookups gave the wrong answer");
+    state.counters["heap_bytes_per_account"] = b.heap_bytes_per_account;
+}
+
+// --- per-call latency -------------------------------------------------------
+
+double tsc_per_ns() {
+    static const double ratio = [] {
+        unsigned aux;
+        const auto t0 = std::chrono::steady_clock::now();
+        const uint64_t c0 = __rdtscp(&aux);
+        while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(100)) {
+        }
+        const uint64_t c1 = __rdtscp(&aux);
+        const auto ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+        return double(c1 - c0) / ns;
+    }();
+    return ratio;
+}
+
+// Ticks an empty timed section costs (median), subtracted from samples.
+uint64_t timer_overhead() {
+    static const uint64_t overhead = [] {
+        std::vector<uint64_t> s(100000);
+        unsigned aux;
+        for (auto& x : s) {
+            const uint64_t a = __rdtscp(&aux);
+            _mm_lfence();
+            const uint64_t b = __rdtscp(&aux);
+            x = b - a;
+        }
+        std::nth_element(s.begin(), s.begin() + s.size() / 2, s.end());
+        return s[s.size() / 2];
+    }();
+    return overhead;
+}
+
+template <class Lookup>
+void latency_loop(benchmark::State& state, const std::vector<std::string>& keys, Lookup lookup) {
+    std::vector<uint64_t> samples;
+    samples.reserve(state.max_iterations);
+    const uint64_t overhead = timer_overhead();
+    unsigned aux;
+    uint64_t i = 0;
+    for (auto _ : state) {
+        const std::string& key = keys[i++ & kKeyMask];
+        const uint64_t a = __rdtscp(&aux);
+        _mm_lfence();
+        lookup(key);
+        const uint64_t b = __rdtscp(&aux);
+        samples.push_back(b - a > overhead ? b - a - overhead : 0);
+    }
+    std::sort(samples.begin(), samples.end());
+    const double per_ns = tsc_per_ns();
+    auto pct = [&](double p) { return double(samples[size_t(p * (samples.size() - 1))]) / per_ns; };
+    state.counters["p50_ns"] = pct(0.50);
+    state.counters["p90_ns"] = pct(0.90);
+    state.counters["p99_ns"] = pct(0.99);
+    state.counters["p999_ns"] = pct(0.999);
+}
+
+void BM_StoreLookupLatency(benchmark::State& state, bool hits) {
+    const auto& d = store_data(state.range(0));
+    auto r = open_reader(d, state);
+    if (!r) return;
+    HotView v;
+    latency_loop(state, lookup_keys(state.range(0), hits), [&](const std::string& k) {
+        benchmark::DoNotOptimize(r->lookup(k, v));
+    });
+    store_counters(state, d);
+}
+
+void BM_MapLookupLatency(benchmark::State& state, bool hits) {
+    const auto& b = baseline_data(state.range(0));
+    latency_loop(state, lookup_keys(state.range(0), hits), [&](const std::string& k) {
+        benchmark::DoNotOptimize(b.map.find(k));
+    });
+}
+
+// --- opening in a new process ----------------------------------------------
+
+uint64_t now_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
+}
+
+// A forked child opens the store and looks one key up; it times itself.
+void BM_OpenFirstLookup_Fork(benchmark::State& state) {
+    const auto& d = store_data(state.range(0));
+    const std::string key = bench::account_key(state.range(0) / 2);
+    for (auto _ : state) {
+        int fds[2];
+        if (pipe(fds) != 0) return state.SkipWithError("pipe");
+        const pid_t pid = fork();
+        if (pid == 0) {
+            const uint64_t t0 = now_ns();
+            std::string error;
+            auto r = StoreReader::open(d.dir, error);
+            HotView v;
+            const bool ok = r && r->lookup(key, v) == LookupStatus::found;
+            const uint64_t t1 = now_ns();
+            const uint64_t msg[2] = {t1 - t0, ok};
+            ssize_t n = write(fds[1], msg, sizeof msg);
+            _exit(n == sizeof msg ? 0 : 1);
+        }
+        close(fds[1]);
+        uint64_t msg[2] = {0, 0};
+        const ssize_t n = read(fds[0], msg, sizeof msg);
+        close(fds[0]);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        if (n != sizeof msg || !msg[1]) return state.SkipWithError("child failed to open/look up");
+        state.SetIterationTime(double(msg[0]) / 1e9);
+    }
+    store_counters(state, d);
+}
+
+// A freshly exec'd probe (store_open_probe) opens the store and looks one key
+// up, timing itself from main(); spawn_to_exit_us is the whole process life.
+void BM_OpenFirstLookup_Exec(benchmark::State& state) {
+    const auto& d = store_data(state.range(0));
+    const std::string key = bench::account_key(state.range(0) / 3);
+    double total_life = 0;
+    for (auto _ : state) {
+        int fds[2];
+        if (pipe(fds) != 0) return state.SkipWithError("pipe");
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+        posix_spawn_file_actions_addclose(&fa, fds[0]);
+        const char* argv[] = {MAILSUSPEND_PROBE_PATH, d.dir.c_str(), key.c_str(), nullptr};
+        pid_t pid = 0;
+        const uint64_t t0 = now_ns();
+        const int rc = posix_spawn(&pid, argv[0], &fa, nullptr, const_cast<char**>(argv), environ);
+        posix_spawn_file_actions_destroy(&fa);
+        close(fds[1]);
+        if (rc != 0) {
+            close(fds[0]);
+            return state.SkipWithError("posix_spawn store_open_probe");
+        }
+        char buf[64] = {};
+        const ssize_t n = read(fds[0], buf, sizeof buf - 1);
+        close(fds[0]);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        total_life += double(now_ns() - t0);
+        unsigned long long ns = 0;
+        if (n <= 0 || std::sscanf(buf, "ok %llu", &ns) != 1 || !WIFEXITED(status) || WEXITSTATUS(status))
+            return state.SkipWithError(("probe failed: " + std::string(buf)).c_str());
+        state.SetIterationTime(double(ns) / 1e9);
+    }
+    state.counters["spawn_to_exit_us"] = total_life / 1e3 / double(state.iterations());
+    store_counters(state, d);
+}
+
+// Releases the 10 M baseline map after its last use.
+void BM_DropBaseline(benchmark::State& state) {
+    for (auto _ : state) {
+    }
+    bench::drop_baseline(state.range(0));
+}
+
+}  // namespace
+
+BENCHMARK(BM_OpenFirstLookup_Fork)->Arg(k1M)->Arg(k10M)->UseManualTime()->Iterations(300)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_OpenFirstLookup_Exec)->Arg(k1M)->Arg(k10M)->UseManualTime()->Iterations(200)->Unit(benchmark::kMicrosecond);
+
+BENCHMARK_CAPTURE(BM_StoreLookup, hit, true)->Arg(k1M);
+BENCHMARK_CAPTURE(BM_MapLookup, hit, true)->Arg(k1M);
+BENCHMARK_CAPTURE(BM_StoreLookup, miss, false)->Arg(k1M);
+BENCHMARK_CAPTURE(BM_MapLookup, miss, false)->Arg(k1M);
+BENCHMARK_CAPTURE(BM_StoreLookupLatency, hit, true)->Arg(k1M)->Iterations(1 << 21);
+BENCHMARK_CAPTURE(BM_MapLookupLatency, hit, true)->Arg(k1M)->Iterations(1 << 21);
+BENCHMARK_CAPTURE(BM_StoreLookupLatency, miss, false)->Arg(k1M)->Iterations(1 << 21);
+BENCHMARK_CAPTURE(BM_MapLookupLatency, miss, false)->Arg(k1M)->Iterations(1 << 21);
+
+BENCHMARK_CAPTURE(BM_StoreLookup, hit, true)->Arg(k10M);
+BENCHMARK_CAPTURE(BM_MapLookup, hit, true)->Arg(k10M);
+BENCHMARK_CAPTURE(BM_StoreLookup, miss, false)->Arg(k10M);
+BENCHMARK_CAPTURE(BM_MapLookup, miss, false)->Arg(k10M);
+BENCHMARK_CAPTURE(BM_StoreLookupLatency, hit, true)->Arg(k10M)->Iterations(1 << 21);
+BENCHMARK_CAPTURE(BM_MapLookupLatency, hit, true)->Arg(k10M)->Iterations(1 << 21);
+BENCHMARK_CAPTURE(BM_StoreLookupLatency, miss, false)->Arg(k10M)->Iterations(1 << 21);
+BENCHMARK_CAPTURE(BM_MapLookupLatency, miss, false)->Arg(k10M)->Iterations(1 << 21);
+BENCHMARK(BM_DropBaseline)->Arg(k10M)->Iterations(1);
+
+BENCHMARK_MAIN();

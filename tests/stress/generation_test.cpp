@@ -1,0 +1,124 @@
+// A writer killed at the exact moment it publishes a new generation.
+//
+// The store grows or rebuilds by writing <store>.new and renaming it over
+// <store>; readers that mapped the old file learn about the new one from a
+// flag in the old file.  This test kills the writer right after rename()
+// returns (by interposing rename in this executable), then checks that a
+// reader which was open all along still follows later changes once the next
+// writer has run, instead of reading the dead generation forever.
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+#include "config.hpp"
+#include "image.hpp"
+#include "store.hpp"
+
+namespace {
+
+enum class DieAt { nowhere, before_rename, after_rename };
+DieAt die_at = DieAt::nowhere;  // set only in the writer child
+
+}  // namespace
+
+// Interposes libc's rename for this executable: the store calls it to
+// publish a generation.
+extern "C" int rename(const char* from, const char* to) {
+    using RenameFn = int (*)(const char*, const char*);
+    static const auto real = reinterpret_cast<RenameFn>(dlsym(RTLD_NEXT, "rename"));
+    const bool publishing = std::strstr(from, "/store.new") != nullptr;
+    if (publishing && die_at == DieAt::before_rename) raise(SIGKILL);
+    const int rc = real(from, to);
+    if (publishing && die_at == DieAt::after_rename) raise(SIGKILL);
+    return rc;
+}
+
+namespace {
+
+using mailsuspend::Change;
+using mailsuspend::Config;
+using mailsuspend::HotView;
+using mailsuspend::LookupStatus;
+using mailsuspend::StoreReader;
+using mailsuspend::StoreWriter;
+using stress::make_image;
+using stress::stress_key;
+
+class GenerationTest : public ::testing::TestWithParam<DieAt> {
+protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/mailsuspend-gen-XXXXXX";
+        ASSERT_NE(mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+        cfg_.store_path = dir_;
+        cfg_.store_capacity = 16;
+        cfg_.read_group = "";
+        cfg_.write_group = "";
+        cfg_.audit_log = dir_ + "/audit.log";
+    }
+    void TearDown() override { std::filesystem::remove_all(dir_); }
+
+    void commit_version(uint32_t v) {
+        std::string error;
+        auto w = StoreWriter::open(cfg_, true, error);
+        ASSERT_TRUE(w) << error;
+        std::vector<Change> changes{Change{make_image(stress_key(1), v)}};
+        ASSERT_NE(w->commit(changes, error), 0u) << error;
+    }
+    uint32_t reader_version(StoreReader& r) {
+        HotView view;
+        if (r.lookup(stress_key(1), view) != LookupStatus::found) return 0;
+        uint32_t v = 0;
+        std::string why;
+        EXPECT_TRUE(stress::decode_hot(view, stress_key(1), v, why)) << why;
+        return v;
+    }
+
+    std::string dir_;
+    Config cfg_;
+};
+
+TEST_P(GenerationTest, LongLivedReaderFollowsChangesAfterWriterDiedPublishing) {
+    commit_version(1);
+    std::string error;
+    auto reader = StoreReader::open(dir_, error);
+    ASSERT_TRUE(reader) << error;
+    ASSERT_EQ(reader_version(*reader), 1u);
+
+    const pid_t pid = fork();
+    if (pid == 0) {
+        die_at = GetParam();
+        std::string err;
+        auto w = StoreWriter::open(cfg_, false, err);
+        if (w) w->rebuild(64, err);
+        _exit(3);  // not reached when the kill point was hit
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+        << "the writer never reached rename(): the test did not test anything";
+
+    commit_version(2);  // the next writer repairs and commits
+    EXPECT_EQ(reader_version(*reader), 2u)
+        << "a reader open since before the crash still reads generation "
+        << reader->stats().generation << " and misses the change";
+    auto fresh = StoreReader::open(dir_, error);
+    ASSERT_TRUE(fresh) << error;
+    EXPECT_EQ(reader_version(*fresh), 2u);
+}
+
+INSTANTIATE_TEST_SUITE_P(KillPoints, GenerationTest,
+                         ::testing::Values(DieAt::before_rename, DieAt::after_rename),
+                         [](const auto& info) {
+                             return info.param == DieAt::before_rename ? std::string("BeforeRename")
+                                                                       : std::string("AfterRename");
+                         });
+
+}  // namespace
