@@ -540,6 +540,7 @@ struct StoreWriter::Impl {
     bool take_lock(bool init, std::string& error);
     bool open_store(bool init, std::string& error);
     bool recover(std::string& error);
+    void retire_leftover();
     bool apply(const std::string& blob, const TargetRecord& r, std::string& error);
     bool ensure_room(uint64_t blob_bytes, uint64_t new_keys, std::string& error);
     bool rebuild(uint64_t capacity, uint64_t min_arena, std::string& error);
@@ -597,6 +598,7 @@ bool StoreWriter::Impl::open_store(bool init, std::string& error) {
         fsync_dir(dir);
     }
     if (!map_file(path, true, map, error)) return false;
+    retire_leftover();
     journal_fd = Fd(::open(journal_path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0664));
     if (!journal_fd.ok()) {
         error = errno_text("cannot open " + journal_path);
@@ -604,6 +606,21 @@ bool StoreWriter::Impl::open_store(bool init, std::string& error) {
     }
     if (init && !set_owner(journal_fd.get(), cfg->write_group, 0664, error)) return false;
     return true;
+}
+
+// A writer that died publishing a generation (see rebuild) left the old file
+// linked as store.retiring without its retired flag, so readers still mapping
+// it would read it forever: raise the flag now.  The same inode as the store
+// means it died before the rename: nothing to tell.
+void StoreWriter::Impl::retire_leftover() {
+    const std::string retiring = path + ".retiring";
+    struct stat st {};
+    if (::stat(retiring.c_str(), &st) != 0) return;
+    Mapping old;
+    std::string why;
+    if ((st.st_dev != map.dev || st.st_ino != map.ino) && map_file(retiring, true, old, why))
+        old.header->retired.store(1, std::memory_order_release);
+    ::unlink(retiring.c_str());
 }
 
 // Repairs what a dead writer or a reboot left: slots caught mid-write become
@@ -726,14 +743,21 @@ bool StoreWriter::Impl::rebuild(uint64_t capacity, uint64_t min_arena, std::stri
             return false;
         }
     }
+    // The outgoing file stays linked as store.retiring until its readers are
+    // told: a writer that dies between rename and the retired flag leaves the
+    // link, and the next writer raises the flag (retire_leftover).
+    const std::string retiring = path + ".retiring";
+    ::unlink(retiring.c_str());
     if (::msync(map.region.get_address(), map.region.get_size(), MS_SYNC) != 0 ||
-        ::rename(tmp.c_str(), path.c_str()) != 0) {
+        ::link(path.c_str(), retiring.c_str()) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
         error = errno_text("cannot publish the new generation");
+        ::unlink(retiring.c_str());
         map = std::move(previous);
         return false;
     }
     fsync_dir(dir);
     previous.header->retired.store(1, std::memory_order_release);  // readers remap
+    ::unlink(retiring.c_str());
     return checkpoint(error);
 }
 
