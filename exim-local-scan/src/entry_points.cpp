@@ -1,0 +1,265 @@
+// The C entry points Exim calls: local_scan() after DATA (every Exim build)
+// and the ${dlfunc} functions for the ACLs and routers (exim4-daemon-heavy).
+// Each one catches everything: an exception or crash here would temp-reject
+// every message on the host.  Arguments and results: exim-local-scan/README.md.
+#define LOCAL_SCAN
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+extern "C" {
+#include <local_scan.h>
+}
+
+#include "exim_host.hpp"
+#include "module.hpp"
+
+using namespace mailsuspend_exim;
+
+namespace {
+
+constexpr size_t kReplyMax = MAILSUSPEND_TEXT_MAX + 32;
+
+// Status codes: RFC 7372 "user account disabled" for senders, RFC 3463
+// "mailbox disabled" for recipients.
+constexpr const char* kSendStatus = "5.7.13";
+constexpr const char* kReceiveStatus = "5.2.1";
+
+uschar* reply(const char* prefix, const char* text) noexcept {
+    char buffer[kReplyMax];
+    std::snprintf(buffer, sizeof buffer, "%s%s", prefix, text);
+    return reinterpret_cast<uschar*>(exim_copy(buffer));
+}
+
+const char* arg(int argc, uschar* argv[], int index) noexcept {
+    return index < argc && argv[index] ? reinterpret_cast<const char*>(argv[index]) : "";
+}
+
+// A dlfunc called with the wrong arguments is a configuration error: the
+// expansion fails (ACL: temporary rejection, router: defer), Exim logs why.
+int usage_error(uschar** yield, const char* function, const char* usage) noexcept {
+    char buffer[256];
+    std::snprintf(buffer, sizeof buffer, "mailsuspend: %s expects %s", function, usage);
+    *yield = reinterpret_cast<uschar*>(exim_copy(buffer));
+    return ERROR;
+}
+
+int internal_error(uschar** yield, const char* function) noexcept {
+    log_main("internal error in %s: carrying on unchecked", function);
+    *yield = reinterpret_cast<uschar*>(exim_copy(""));
+    return OK;
+}
+
+const char* mode_word(enum mailsuspend_mode mode) noexcept {
+    switch (mode) {
+    case MAILSUSPEND_MODE_DELIVER: return "deliver";
+    case MAILSUSPEND_MODE_DISCARD: return "discard";
+    case MAILSUSPEND_MODE_REJECT: return "reject";
+    case MAILSUSPEND_MODE_QUEUE: return "queue";
+    case MAILSUSPEND_MODE_EXPIRED: return "expired";
+    }
+    return "unknown";
+}
+
+bool receive_suspended(const mailsuspend_result& r) noexcept {
+    return r.verdict == MAILSUSPEND_DENY && r.mode != MAILSUSPEND_MODE_DELIVER;
+}
+
+// ---- local_scan: after DATA ------------------------------------------------
+
+// Recipients of the message sorted by what the core says about each.
+struct RecipientPlan {
+    int total = 0;
+    int rejected = 0;
+    mailsuspend_result first_reject{};
+};
+
+// exim4-daemon-light has no ${dlfunc}: no RCPT ACL and no routers, so
+// local_scan does what it can for suspended recipients (README, "light").
+int scan_recipients_light(struct mailsuspend_handle* ms) noexcept {
+    bool freeze = false;
+    // Backwards: removing recipient i only moves the ones already seen.
+    for (int i = current_recipient_count() - 1; i >= 0; --i) {
+        const char* address = current_recipient(i);
+        mailsuspend_result r{};
+        mailsuspend_check_receive(ms, address, 0, &r);
+        if (!receive_suspended(r)) continue;
+        if (r.mode == MAILSUSPEND_MODE_QUEUE) {
+            log_main("queue recipient=%s id=%s scope=%s at=data (message frozen)", address,
+                     current_message_id(), r.scope);
+            freeze = true;
+            continue;
+        }
+        // discard, or reject of one recipient among others: local_scan cannot
+        // refuse a single recipient, so it drops it and says so.
+        log_main("%s recipient=%s id=%s scope=%s at=data%s", mode_word(r.mode), address,
+                 current_message_id(), r.scope,
+                 r.mode == MAILSUSPEND_MODE_DISCARD ? "" : " (dropped: sender not told)");
+        remove_recipient(address);
+    }
+    return freeze ? LOCAL_SCAN_ACCEPT_FREEZE : LOCAL_SCAN_ACCEPT;
+}
+
+int scan_message(uschar** return_text) noexcept {
+    struct mailsuspend_handle* ms = store_handle(nullptr);
+    if (!ms) return LOCAL_SCAN_ACCEPT;
+
+    const char* ip = current_client_ip();
+    const char* identity =
+        sending_identity(ms, smtp_auth_id(), current_sender(), ip);
+    mailsuspend_result send{};
+    if (identity && send_refused(ms, identity, ip, "data", &send)) {
+        *return_text = reply("5.7.13 ", send.text);
+        return LOCAL_SCAN_REJECT;
+    }
+
+    // Every recipient in reject mode: refuse the whole message (the RCPT ACL
+    // refuses them one by one where it is installed).
+    RecipientPlan plan;
+    plan.total = current_recipient_count();
+    for (int i = 0; i < plan.total; ++i) {
+        mailsuspend_result r{};
+        mailsuspend_check_receive(ms, current_recipient(i), 0, &r);
+        if (!receive_suspended(r) || r.mode != MAILSUSPEND_MODE_REJECT) break;
+        if (plan.rejected++ == 0) plan.first_reject = r;
+    }
+    if (plan.total > 0 && plan.rejected == plan.total) {
+        log_main("message rejected recipients=%d first=%s scope=%s at=data", plan.total,
+                 current_recipient(0), plan.first_reject.scope);
+        *return_text = reply("5.2.1 ", plan.first_reject.text);
+        return LOCAL_SCAN_REJECT;
+    }
+    // With ${dlfunc} the routers hold, drop or bounce per recipient.
+    return dlfunc_available() ? LOCAL_SCAN_ACCEPT : scan_recipients_light(ms);
+}
+
+}  // namespace
+
+extern "C" {
+
+__attribute__((visibility("default"))) int local_scan_version_major(void) {
+    return LOCAL_SCAN_ABI_VERSION_MAJOR;
+}
+__attribute__((visibility("default"))) int local_scan_version_minor(void) {
+    return LOCAL_SCAN_ABI_VERSION_MINOR;
+}
+
+__attribute__((visibility("default"))) int local_scan(int, uschar** return_text) {
+    try {
+        return scan_message(return_text);
+    } catch (...) {
+        log_main("internal error in local_scan: message accepted unchecked");
+        return LOCAL_SCAN_ACCEPT;
+    }
+}
+
+// ${dlfunc{SO}{mailsuspend_ping}} -> "pong": tells local_scan that routers can run.
+__attribute__((visibility("default"))) int mailsuspend_ping(uschar** yield, int, uschar*[]) {
+    *yield = reinterpret_cast<uschar*>(exim_copy("pong"));
+    return OK;
+}
+
+// ${dlfunc{SO}{mailsuspend_send}{CONFIG}{$authenticated_id}{$sender_address}{$sender_host_address}}
+// -> "" when the sender may send, else the reply text (ACL: deny with 550 5.7.13).
+__attribute__((visibility("default"))) int mailsuspend_send(uschar** yield, int argc,
+                                                            uschar* argv[]) {
+    try {
+        if (argc != 4)
+            return usage_error(yield, "mailsuspend_send",
+                               "{config}{$authenticated_id}{$sender_address}{$sender_host_address}");
+        struct mailsuspend_handle* ms = store_handle(arg(argc, argv, 0));
+        const char* ip = *arg(argc, argv, 3) ? arg(argc, argv, 3) : nullptr;
+        const char* identity =
+            ms ? sending_identity(ms, arg(argc, argv, 1), arg(argc, argv, 2), ip) : nullptr;
+        mailsuspend_result r{};
+        const bool refused = identity && send_refused(ms, identity, ip, "mail", &r);
+        *yield = reply("", refused ? r.text : "");
+        return OK;
+    } catch (...) {
+        return internal_error(yield, "mailsuspend_send");
+    }
+}
+
+// ${dlfunc{SO}{mailsuspend_rcpt}{CONFIG}{$local_part@$domain}}
+// -> "" unless the recipient is suspended in reject mode, else the reply text
+// (ACL: deny with 550 5.2.1).  Other modes are the routers' business.
+__attribute__((visibility("default"))) int mailsuspend_rcpt(uschar** yield, int argc,
+                                                            uschar* argv[]) {
+    try {
+        if (argc != 2) return usage_error(yield, "mailsuspend_rcpt", "{config}{recipient}");
+        struct mailsuspend_handle* ms = store_handle(arg(argc, argv, 0));
+        mailsuspend_result r{};
+        if (ms) mailsuspend_check_receive(ms, arg(argc, argv, 1), 0, &r);
+        const bool rejected = ms && receive_suspended(r) && r.mode == MAILSUSPEND_MODE_REJECT;
+        if (rejected)
+            log_main("rcpt rejected recipient=%s scope=%s client=%s at=rcpt%s",
+                     arg(argc, argv, 1), r.scope, current_client_ip() ? current_client_ip() : "local",
+                     r.fail_policy ? " fail_policy=closed" : "");
+        *yield = reply("", rejected ? r.text : "");
+        return OK;
+    } catch (...) {
+        return internal_error(yield, "mailsuspend_rcpt");
+    }
+}
+
+// Router data: ${dlfunc{SO}{mailsuspend_route}{CONFIG}{$local_part@$domain}{$message_age}}
+// -> forced failure (the router declines: deliver normally), ":blackhole:"
+// (discard), ":defer: text" (queue), ":fail: text" (reject or queue expired).
+__attribute__((visibility("default"))) int mailsuspend_route(uschar** yield, int argc,
+                                                             uschar* argv[]) {
+    try {
+        if (argc != 3)
+            return usage_error(yield, "mailsuspend_route", "{config}{recipient}{$message_age}");
+        struct mailsuspend_handle* ms = store_handle(arg(argc, argv, 0));
+        const char* rcpt = arg(argc, argv, 1);
+        const long age = std::strtol(arg(argc, argv, 2), nullptr, 10);
+        mailsuspend_result r{};
+        if (ms) mailsuspend_check_receive(ms, rcpt, age, &r);
+        if (!ms || !receive_suspended(r)) {
+            *yield = reinterpret_cast<uschar*>(exim_copy(""));
+            return FAIL_FORCED;
+        }
+        log_main("%s recipient=%s id=%s scope=%s age=%lds at=route%s", mode_word(r.mode), rcpt,
+                 current_message_id(), r.scope, age, r.fail_policy ? " fail_policy=closed" : "");
+        switch (r.mode) {
+        case MAILSUSPEND_MODE_DISCARD: *yield = reply(":blackhole:", ""); break;
+        case MAILSUSPEND_MODE_QUEUE: *yield = reply(":defer: ", r.text); break;
+        default: *yield = reply(":fail: ", r.text); break;  // reject, expired
+        }
+        return OK;
+    } catch (...) {
+        *yield = reinterpret_cast<uschar*>(exim_copy("mailsuspend: internal error"));
+        return DEFER;
+    }
+}
+
+// Router data: ${dlfunc{SO}{mailsuspend_queued}{CONFIG}{$authenticated_id}{$sender_address}{$sender_host_address}}
+// -> ":fail: text" when the message's sender is send-suspended with
+// --fail-queued (the message bounces to its sender), else forced failure.
+__attribute__((visibility("default"))) int mailsuspend_queued(uschar** yield, int argc,
+                                                              uschar* argv[]) {
+    try {
+        if (argc != 4)
+            return usage_error(yield, "mailsuspend_queued",
+                               "{config}{$authenticated_id}{$sender_address}{$sender_host_address}");
+        struct mailsuspend_handle* ms = store_handle(arg(argc, argv, 0));
+        const char* ip = *arg(argc, argv, 3) ? arg(argc, argv, 3) : nullptr;
+        const char* identity =
+            ms ? sending_identity(ms, arg(argc, argv, 1), arg(argc, argv, 2), ip) : nullptr;
+        mailsuspend_result r{};
+        if (identity) mailsuspend_check_send(ms, identity, ip, &r);
+        if (!identity || r.verdict != MAILSUSPEND_DENY || !r.fail_queued) {
+            *yield = reinterpret_cast<uschar*>(exim_copy(""));
+            return FAIL_FORCED;
+        }
+        log_main("queued message failed sender=%s id=%s scope=%s at=route", identity,
+                 current_message_id(), r.scope);
+        *yield = reply(":fail: ", r.text);
+        return OK;
+    } catch (...) {
+        *yield = reinterpret_cast<uschar*>(exim_copy("mailsuspend: internal error"));
+        return DEFER;
+    }
+}
+
+}  // extern "C"

@@ -1,0 +1,38 @@
+// The few Exim services the module uses, behind plain C++ signatures so the
+// rest of the module never includes Exim's headers.  Everything here is
+// exported by Debian's exim4 binary (checked by tests/exim/test_symbols.py):
+// log_write, expand_string, string_copy_function and the documented globals.
+// Nothing here throws.
+#pragma once
+
+#include <cstddef>
+
+namespace mailsuspend_exim {
+
+// One line in Exim's main log: "mailsuspend: <text>".
+void log_main(const char* format, ...) noexcept __attribute__((format(printf, 1, 2)));
+
+// $name expanded by Exim ("" when unset or the expansion fails).
+const char* expand_variable(const char* expression) noexcept;
+
+// $authenticated_id when the client authenticated with SMTP AUTH, else "".
+// (Exim also fills $authenticated_id with the caller's login for local
+// submissions; that is not an identity the "send" suspension knows.)
+const char* smtp_auth_id() noexcept;
+
+// True when this Exim binary can run ${dlfunc} (exim4-daemon-heavy), i.e.
+// when the router and ACL snippets can be in use.  Checked once per process.
+bool dlfunc_available() noexcept;
+
+// Copies text into Exim's per-message memory (what Exim expects to own).
+char* exim_copy(const char* text) noexcept;
+
+// The message being received (local_scan) or delivered (routers).
+const char* current_message_id() noexcept;
+const char* current_sender() noexcept;   // "" for bounces
+const char* current_client_ip() noexcept;         // nullptr for local submissions
+int current_recipient_count() noexcept;
+const char* current_recipient(int index) noexcept;
+bool remove_recipient(const char* address) noexcept;
+
+}  // namespace mailsuspend_exim

@@ -1,0 +1,72 @@
+#include "module.hpp"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "exim_host.hpp"
+
+namespace mailsuspend_exim {
+namespace {
+
+// One handle per Exim process (Exim processes are single-threaded; the
+// daemon forks a process per connection and per delivery).
+struct ProcessStore {
+    struct mailsuspend_handle* handle = nullptr;
+    char config_path[4096] = "";
+};
+ProcessStore g_store;
+
+// The core's lines may carry their own "mailsuspend: " prefix already.
+const char* without_prefix(const char* msg) noexcept {
+    constexpr const char prefix[] = "mailsuspend: ";
+    return std::strncmp(msg, prefix, sizeof prefix - 1) == 0 ? msg + sizeof prefix - 1 : msg;
+}
+
+void log_from_core(void*, enum mailsuspend_log_level, const char* msg) {
+    log_main("%s", without_prefix(msg));
+}
+
+const char* path_from_environment() noexcept {
+    const char* env = std::getenv("MAILSUSPEND_CONF");
+    return env && *env ? env : MAILSUSPEND_DEFAULT_CONFIG;
+}
+
+}  // namespace
+
+struct mailsuspend_handle* store_handle(const char* config_path) noexcept {
+    const bool asked = config_path && *config_path;
+    if (g_store.handle && (!asked || std::strcmp(config_path, g_store.config_path) == 0))
+        return g_store.handle;
+    const char* path = asked ? config_path : path_from_environment();
+    if (std::strlen(path) >= sizeof g_store.config_path) {
+        log_main("config path too long, using %s", MAILSUSPEND_DEFAULT_CONFIG);
+        path = MAILSUSPEND_DEFAULT_CONFIG;
+    }
+    if (g_store.handle) mailsuspend_close(&g_store.handle);
+    std::strcpy(g_store.config_path, path);
+    const char* error = nullptr;
+    g_store.handle = mailsuspend_open(path, log_from_core, nullptr, &error);
+    if (error) log_main("%s", without_prefix(error));
+    if (!g_store.handle) log_main("out of memory opening %s: checks skipped", path);
+    return g_store.handle;
+}
+
+const char* sending_identity(struct mailsuspend_handle* ms, const char* authenticated_id,
+                             const char* sender, const char* client_ip) noexcept {
+    if (authenticated_id && *authenticated_id) return authenticated_id;
+    if (!sender || !*sender) return nullptr;  // a bounce has no sender to block
+    if (!client_ip || !*client_ip) return sender;
+    return mailsuspend_is_webmail_host(ms, client_ip) ? sender : nullptr;
+}
+
+bool send_refused(struct mailsuspend_handle* ms, const char* identity, const char* client_ip,
+                  const char* where, struct mailsuspend_result* result_r) noexcept {
+    mailsuspend_check_send(ms, identity, client_ip, result_r);
+    if (result_r->verdict != MAILSUSPEND_DENY) return false;
+    log_main("send refused sender=%s service=%s scope=%s client=%s at=%s%s", identity,
+             result_r->service, result_r->scope, client_ip ? client_ip : "local", where,
+             result_r->fail_policy ? " fail_policy=closed" : "");
+    return true;
+}
+
+}  // namespace mailsuspend_exim
