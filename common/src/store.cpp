@@ -630,12 +630,18 @@ bool StoreWriter::Impl::recover(std::string& error) {
     Header& h = *map.header;
     const bool rebooted = std::strncmp(h.boot_id, current_boot_id().c_str(), sizeof h.boot_id) != 0;
     if (h.dirty.load() || rebooted) {
+        // Recount too: apply() counts a newly used slot before writing it.
+        uint64_t occupied = 0;
         for (uint64_t i = 0; i < map.slot_count; ++i) {
             Slot& s = map.slots[i];
-            const uint64_t w = s.word0.load(std::memory_order_relaxed);
-            if (w0_seq(w) & 1)
-                s.word0.store(make_w0(w0_seq(w) + 1, kTombstone, 0, 0, 0), std::memory_order_release);
+            uint64_t w = s.word0.load(std::memory_order_relaxed);
+            if (w0_seq(w) & 1) {
+                w = make_w0(w0_seq(w) + 1, kTombstone, 0, 0, 0);
+                s.word0.store(w, std::memory_order_release);
+            }
+            if (w0_state(w) != kEmpty) ++occupied;
         }
+        h.used_slots.store(occupied);
     }
     std::vector<JournalEntry> entries;
     if (!read_journal(journal_fd.get(), entries, error)) return false;
