@@ -50,8 +50,8 @@ store: {{
   capacity = 1000;
   fail_policy = "{fail_policy}";
   audit_log = "{dir}/audit.log";
-  read_group = "";
-  write_group = "";
+  read_group = "Debian-exim";
+  write_group = "Debian-exim";
 }};
 delivery: {{
   default_mode = "{default_mode}";
@@ -164,6 +164,16 @@ plain:
   server_set_id = $auth2
   server_advertise_condition = true
 """
+
+
+def reply_text(reply):
+    """An SMTP reply's text as one line: Exim wraps long ACL messages over
+    several lines, each starting with the enhanced status code."""
+    lines = reply[1].split("\n")
+    code = re.match(r"^(\d\.\d{1,3}\.\d{1,3}) ", lines[0])
+    if code:
+        lines = [l[len(code.group(1)) + 1:] if l.startswith(code.group(1) + " ") else l for l in lines]
+    return (code.group(1) + " " if code else "") + " ".join(lines)
 
 
 class SmtpOutcome:
@@ -382,9 +392,9 @@ class Env:
         return out
 
     def sendmail(self, sender, rcpts, subject="test", body="hello"):
-        """`exim -bm` as the sendmail command would; delivery in the foreground."""
+        """`exim -bm` as the sendmail command would (errors to stderr: -oep); delivery in the foreground."""
         msg = f"From: <{sender}>\nSubject: {subject}\n\n{body}\n"
-        return self.exim("-bm", "-odi", "-oem", "-f", sender, *rcpts, input=msg, check=False)
+        return self.exim("-bm", "-odi", "-oep", "-f", sender, *rcpts, input=msg, check=False)
 
     # ---- looking at the results ---------------------------------------------
     def mailbox(self, address):
