@@ -80,7 +80,7 @@ class Dovecot:
         with open(self.config, "w") as f:
             f.write(f"""
 store: {{ path = "{store}"; capacity = 1000; fail_policy = "{fail_policy}";
-         audit_log = "{self.tmp}/audit.log"; read_group = ""; write_group = ""; }};
+         audit_log = "{self.tmp}/audit.log"; read_group = "dovecot"; write_group = ""; }};
 delivery: {{ default_mode = "queue"; queue_expiry = "4d8h";
             flush_command = "/bin/true {{address}}";
             fail_queued_command = "/bin/true {{address}}"; }};
@@ -111,8 +111,9 @@ messages: {{ login_denied = "{LOGIN_DENIED}"; suspended = "{SUSPENDED}";
         os.makedirs(plugin_dir)
         for name in ("lib95_imap_mailsuspend_plugin.so",
                      "lib95_pop3_mailsuspend_plugin.so"):
-            os.symlink(os.path.join(self.args.modules, name),
-                       os.path.join(plugin_dir, name))
+            # copies: mail processes run as the mail user, who may not
+            # be able to reach the build tree
+            shutil.copy(os.path.join(self.args.modules, name), plugin_dir)
         cache = ("auth_cache_size = 1M\nauth_cache_ttl = 1 hour\n"
                  "auth_cache_negative_ttl = 1 hour\n") if auth_cache else ""
         p = self.ports
@@ -136,6 +137,9 @@ default_internal_user = dovecot
 default_login_user = dovenull
 login_trusted_networks =
 imap_hibernate_timeout = 0
+# the store directory is group "dovecot" (store.read_group): the auth
+# process runs as dovecot, the mail processes get the group here
+mail_access_groups = dovecot
 
 passdb {{
   driver = passwd-file

@@ -29,6 +29,15 @@ POP3_DENIED = f"-ERR [AUTH] {LOGIN_DENIED}"
 EVENTUALLY = 10.0
 
 
+_sources = iter(f"127.0.{a}.{b}" for a in range(1, 255) for b in range(1, 255))
+
+
+def fresh_source():
+    """A loopback source address not used before in this run: Dovecot's
+    anvil delays repeated failed logins from one address by seconds."""
+    return next(_sources)
+
+
 def eventually(pred, timeout=EVENTUALLY, step=0.2):
     deadline = time.monotonic() + timeout
     while True:
@@ -117,12 +126,12 @@ class LoginSuite(DovecotCase):
         self.assertEqual(self.imap_reply(ALICE, source="127.0.0.1"), IMAP_DENIED)
 
     def test_wrong_password_while_suspended_is_plain_failure(self):
-        self.assertEqual(self.imap_reply(BOB, "wrong"), AUTH_FAILED_IMAP)
-        self.assertEqual(self.pop3_reply(BOB, "wrong"), AUTH_FAILED_POP3)
+        self.assertEqual(self.imap_reply(BOB, "wrong", fresh_source()), AUTH_FAILED_IMAP)
+        self.assertEqual(self.pop3_reply(BOB, "wrong", fresh_source()), AUTH_FAILED_POP3)
         self.server.suspend(ALICE, "all")
-        self.assertEqual(self.imap_reply(ALICE, "wrong"), AUTH_FAILED_IMAP)
-        self.assertEqual(self.pop3_reply(ALICE, "wrong"), AUTH_FAILED_POP3)
-        self.assertEqual(self.imap_reply("nobody@example.com", "wrong"), AUTH_FAILED_IMAP)
+        self.assertEqual(self.imap_reply(ALICE, "wrong", fresh_source()), AUTH_FAILED_IMAP)
+        self.assertEqual(self.pop3_reply(ALICE, "wrong", fresh_source()), AUTH_FAILED_POP3)
+        self.assertEqual(self.imap_reply("nobody@example.com", "wrong", fresh_source()), AUTH_FAILED_IMAP)
 
     def test_send_and_receive_suspension_keep_logins(self):
         self.server.suspend(ALICE, "send,receive,webmail_send")
@@ -210,11 +219,16 @@ class LiveSuite(DovecotCase):
         self.assertIn(f"* BYE [ALERT] {LOGIN_DENIED}", lines, conn.transcript)
         self.assertFalse(any(re.match(r"[a-z] OK", l) for l in lines), conn.transcript)
 
-    def assertImapAlive(self, conn):
-        # longer than the 1 s re-check period, so a wrong kill would show
+    def outlive_rechecks(self):
+        # longer than the plugin's 1 s re-check period, so a session that
+        # should not end would be ended by now
         time.sleep(2.5)
+
+    def assertImapAlive(self, conn):
+        """conn is in IDLE and must still be served."""
         conn.send("DONE")
-        self.assertEqual(conn.read_tagged("i"), "i OK Idle completed.")
+        self.assertTrue(conn.read_tagged("i").startswith("i OK Idle completed"),
+                        conn.transcript)
         conn.send("n NOOP")
         self.assertTrue(conn.read_tagged("n").startswith("n OK"), conn.transcript)
 
@@ -224,11 +238,19 @@ class LiveSuite(DovecotCase):
             self.server.suspend(ALICE, "imap")
             self.assertImapEnded(conn)
 
-    def test_next_command_not_executed(self):
+    def test_command_after_suspension_not_executed(self):
         with self.logged_in_imap(ALICE) as conn:
             self.server.suspend(ALICE, "imap")
-            conn.send("n NOOP")
+            conn.send('c CREATE "Created-while-suspended"')
             self.assertImapEnded(conn)
+        self.server.unsuspend(ALICE, "--service", "imap")
+        reply, conn = self.server.imap_login(ALICE)
+        with conn:
+            self.assertTrue(reply.startswith("a OK "), reply)
+            conn.send('l LIST "" "*"')
+            self.assertTrue(conn.read_tagged("l").startswith("l OK"), conn.transcript)
+            self.assertFalse(any("Created-while-suspended" in l for l in conn.transcript),
+                             conn.transcript)
 
     def test_pop3_session_ended(self):
         with self.logged_in_pop3(ALICE) as conn:
@@ -241,12 +263,14 @@ class LiveSuite(DovecotCase):
             self.start_idle(imap)
             self.server.suspend(ALICE, "pop3")
             self.assertEqual(pop3.closed_after(EVENTUALLY), [f"-ERR {LOGIN_DENIED}"])
+            self.outlive_rechecks()
             self.assertImapAlive(imap)
 
     def test_imap_suspension_keeps_pop3_session(self):
         with self.logged_in_imap(ALICE) as imap, self.logged_in_pop3(ALICE) as pop3:
             self.server.suspend(ALICE, "imap")
             self.assertImapEnded(imap)
+            self.outlive_rechecks()
             pop3.send("STAT")
             self.assertTrue(pop3.read_line().startswith("+OK"), pop3.transcript)
 
@@ -255,6 +279,7 @@ class LiveSuite(DovecotCase):
             self.start_idle(bob)
             self.start_idle(alice)
             self.server.suspend(ALICE, "send,receive,pop3")
+            self.outlive_rechecks()
             self.assertImapAlive(alice)
             self.assertImapAlive(bob)
 
@@ -265,6 +290,7 @@ class LiveSuite(DovecotCase):
             self.start_idle(direct)
             self.server.suspend(ALICE, "webmail")
             self.assertImapEnded(webmail)
+            self.outlive_rechecks()
             self.assertImapAlive(direct)
 
     def test_domain_suspension_ends_sessions(self):
@@ -303,7 +329,7 @@ class FailClosedSuite(DovecotCase):
             reply = self.imap_reply(ALICE)
             self.assertTrue(reply.startswith("a NO [CONTACTADMIN] "), reply)
             self.assertEqual(self.pop3_reply(BOB)[:len("-ERR [AUTH] ")], "-ERR [AUTH] ")
-        self.assertEqual(self.imap_reply(ALICE, "wrong"), AUTH_FAILED_IMAP)
+        self.assertEqual(self.imap_reply(ALICE, "wrong", fresh_source()), AUTH_FAILED_IMAP)
         self.assertEqual(len(error_lines(self.server.log_text(), "auth: ")), 1,
                          self.server.log_text()[-3000:])
 
@@ -319,7 +345,7 @@ class FailOpenSuite(DovecotCase):
         for _ in range(3):
             self.assertImapOk(ALICE)
             self.assertPop3Ok(BOB)
-        self.assertEqual(self.imap_reply(ALICE, "wrong"), AUTH_FAILED_IMAP)
+        self.assertEqual(self.imap_reply(ALICE, "wrong", fresh_source()), AUTH_FAILED_IMAP)
         self.assertEqual(len(error_lines(self.server.log_text(), "auth: ")), 1,
                          self.server.log_text()[-3000:])
 
