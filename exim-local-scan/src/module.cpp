@@ -44,9 +44,10 @@ struct mailsuspend_handle* store_handle(const char* config_path) noexcept {
     }
     if (g_store.handle) mailsuspend_close(&g_store.handle);
     std::strcpy(g_store.config_path, path);
+    // An open error is not logged here: the core logs it, with the fail
+    // policy it leads to, in one line at the first lookup that it affects.
     const char* error = nullptr;
     g_store.handle = mailsuspend_open(path, log_from_core, nullptr, &error);
-    if (error) log_main("%s", without_prefix(error));
     if (!g_store.handle) log_main("out of memory opening %s: checks skipped", path);
     return g_store.handle;
 }

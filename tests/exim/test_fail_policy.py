@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""When the module cannot decide: store missing under fail_policy open and
+closed, and a corrupt mailsuspend.conf.  Exim must keep running, never
+temp-reject everything or write a panic, and say why once in its main log."""
+import re
+import time
+
+import eximtest
+from eximtest import EximTestCase, reply_text
+
+
+def subjects(env, address):
+    return re.findall(r"^Subject: (.*)$", "\n".join(env.mailbox(address)), re.M)
+
+
+class StoreMissingOpenTest(EximTestCase):
+    env_options = {"with_store": False, "fail_policy": "open"}
+
+    def test_mail_flows_and_the_reason_is_logged(self):
+        env = self.env
+        out = env.send("alice@example.com", ["zed@example.com"], user="alice@example.com",
+                       subject="open-send")
+        self.assertEqual(out.mail[0], 250, out)
+        env.wait_done(out.message_id)
+        self.assertEqual(subjects(env, "zed@example.com"), ["open-send"])
+        lines = env.log_lines(r"mailsuspend: store unavailable \(.*\); fail policy open: allowing")
+        self.assertTrue(lines)
+        # Local submissions too.
+        proc = env.sendmail("alice@example.com", ["zed@example.com"], subject="open-sendmail")
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        self.assertIn("open-sendmail", subjects(env, "zed@example.com"))
+
+
+class StoreMissingClosedTest(EximTestCase):
+    env_options = {"with_store": False, "fail_policy": "closed"}
+
+    def test_sending_refused_receiving_held_until_the_store_is_back(self):
+        env = self.env
+        out = env.send("alice@example.com", ["zed@example.com"], user="alice@example.com")
+        self.assertEqual(out.mail[0], 550, out)
+        self.assertTrue(reply_text(out.mail).startswith("5.7.13 "), out.mail)
+        self.assertTrue(env.log_lines(r"send refused sender=alice@example.com .*fail_policy=closed"))
+        # Inbound mail is accepted and held, never lost.
+        out = env.send("outside@remote.test", ["zed@example.com"], subject="closed-held")
+        self.assertEqual(out.data[0], 250, out)
+        env.wait_done(out.message_id)
+        self.assertEqual(subjects(env, "zed@example.com"), [])
+        self.assertIn(out.message_id, env.queue())
+        self.assertTrue(env.log_lines(
+            rf"{re.escape(out.message_id)} mailsuspend: queue recipient=zed@example.com .*fail_policy=closed"))
+        self.assertTrue(env.log_lines(r"fail policy closed: refusing"))
+        # The store appears: the next delivery attempt delivers.
+        env.cli("init")
+        time.sleep(1.1)  # the core retries opening at most once a second
+        env.exim("-qff")
+        self.assertEqual(subjects(env, "zed@example.com"), ["closed-held"])
+        self.assertEqual(env.queue_count(), 0)
+
+
+class CorruptConfigTest(EximTestCase):
+    def test_corrupt_config_is_logged_and_mail_flows(self):
+        env = self.env
+        env.write_ms_conf('store: { path = "/nowhere"; capacity = ; \n garbage {{{\n')
+        out = env.send("alice@example.com", ["zed@example.com"], user="alice@example.com",
+                       subject="corrupt-send")
+        self.assertEqual(out.mail[0], 250, out)
+        env.wait_done(out.message_id)
+        self.assertEqual(subjects(env, "zed@example.com"), ["corrupt-send"])
+        # One line per Exim process, naming the file, the line and the policy.
+        self.assertTrue(env.log_lines(
+            rf"mailsuspend: store unavailable \(config: {re.escape(env.ms_conf)}:1: syntax error\); "
+            r"fail policy open"))
+        out = env.local_smtp("outside@example.com", ["zed@example.com"], subject="corrupt-bs")
+        self.assertEqual(out.data[0], 250, out)
+        self.assertIn("corrupt-bs", subjects(env, "zed@example.com"))
+
+
+if __name__ == "__main__":
+    eximtest.main()
