@@ -191,11 +191,12 @@ class SmtpOutcome:
 
 class Env:
     def __init__(self, name, fail_policy="open", default_mode="queue", queue_expiry="4d8h",
-                 light=False, extra_main="", with_store=True, ms_conf_text=None):
+                 light=False, extra_main="", with_store=True, ms_conf_text=None, exim=EXIM):
         if os.geteuid() != 0:
             fail_setup("must run as root (Exim is started with -C as root)")
-        if not os.access(EXIM, os.X_OK):
-            fail_setup(f"{EXIM} missing: install exim4-daemon-heavy")
+        if not os.access(exim, os.X_OK):
+            fail_setup(f"{exim} missing: install exim4-daemon-heavy")
+        self.exim_bin = exim  # receives mail; deliveries re-execute /usr/sbin/exim4
         for key, path in PATHS.items():
             if not path or not os.path.exists(path):
                 fail_setup(f"--{key} {path!r} does not exist (build first)")
@@ -257,7 +258,7 @@ class Env:
 
     def start_daemon(self):
         self.port = free_port()
-        self.daemon = subprocess.Popen([EXIM, "-C", self.conf, "-bdf", "-oX", str(self.port)],
+        self.daemon = subprocess.Popen([self.exim_bin, "-C", self.conf, "-bdf", "-oX", str(self.port)],
                                        env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
@@ -300,7 +301,7 @@ class Env:
 
     # ---- running things -----------------------------------------------------
     def exim(self, *args, input=None, check=True):
-        proc = subprocess.run([EXIM, "-C", self.conf, *args], input=input, env=self.env,
+        proc = subprocess.run([self.exim_bin, "-C", self.conf, *args], input=input, env=self.env,
                               capture_output=True, text=True, timeout=60)
         if check and proc.returncode != 0:
             raise AssertionError(f"exim {' '.join(args)} failed ({proc.returncode}): "
@@ -352,7 +353,7 @@ class Env:
         """The same transaction over `exim -bs` (local SMTP on stdin, no
         client IP: how sendmail-like tools talk SMTP), delivery in the
         foreground.  Returns what the client saw."""
-        proc = subprocess.Popen([EXIM, "-C", self.conf, "-bs", "-odi"], env=self.env,
+        proc = subprocess.Popen([self.exim_bin, "-C", self.conf, "-bs", "-odi"], env=self.env,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
         def reply():

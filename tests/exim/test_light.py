@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""exim4-daemon-light: no ${dlfunc}, so only local_scan() runs (after DATA).
+Runs Debian's real light binary, unpacked next to the build by
+fetch-exim-light.sh (it conflicts with the installed heavy package), with
+only the light snippet: what light users get, and its documented limits."""
+import os
+import re
+import subprocess
+
+import eximtest
+from eximtest import EximTestCase, reply_text
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SEND_TEXT = "Permanent Failure: Your account has been suspended for a violation of the terms of usage."
+REJECT_TEXT = "Mailbox unavailable: the account is suspended."
+
+
+def light_binary():
+    target = os.path.join(os.path.dirname(eximtest.PATHS["so"]), "exim4-daemon-light")
+    proc = subprocess.run([os.path.join(HERE, "fetch-exim-light.sh"), target],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        eximtest.fail_setup("cannot unpack exim4-daemon-light with apt-get download:\n" + proc.stderr)
+    path = proc.stdout.strip()
+    version = subprocess.run([path, "-bV"], capture_output=True, text=True).stdout
+    if "Expand_dlfunc" in version:
+        eximtest.fail_setup(f"{path} has ${{dlfunc}}: not the light daemon")
+    return path
+
+
+def subjects(env, address):
+    return re.findall(r"^Subject: (.*)$", "\n".join(env.mailbox(address)), re.M)
+
+
+class LightDaemonTest(EximTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.env_options = {"light": True, "exim": light_binary(), "default_mode": "queue"}
+        super().setUpClass()
+
+    def test_send_refused_after_data(self):
+        env = self.env
+        env.cli("suspend", "alice@example.com", "--service", "send")
+        out = env.send("alice@example.com", ["zed@example.com"], user="alice@example.com",
+                       subject="light-send")
+        self.assertEqual(out.mail[0], 250)  # no ACL snippet: nothing at MAIL time
+        self.assertEqual(out.data[0], 550, out)
+        self.assertTrue(reply_text(out.data).startswith("5.7.13 "), out.data)
+        self.assertIn(SEND_TEXT, reply_text(out.data))
+        self.assertTrue(env.log_lines(r"send refused sender=alice@example.com .*at=data"))
+        self.assertNotIn("light-send", subjects(env, "zed@example.com"))
+
+    def test_all_recipients_reject_mode_refused_after_data(self):
+        env = self.env
+        env.cli("suspend", "bob@example.com", "--service", "receive", "--mode", "reject")
+        out = env.send("outside@remote.test", ["bob@example.com"])
+        self.assertEqual(out.rcpts["bob@example.com"][0], 250)  # no RCPT ACL
+        self.assertEqual(out.data[0], 550, out)
+        self.assertEqual(reply_text(out.data), "5.2.1 " + REJECT_TEXT)
+
+    def test_reject_among_others_is_dropped_and_logged(self):
+        env = self.env
+        env.cli("suspend", "carol@example.com", "--service", "receive", "--mode", "reject")
+        out = env.send("outside@remote.test", ["carol@example.com", "zed@example.com"],
+                       subject="light-reject-mixed")
+        self.assertEqual(out.data[0], 250)
+        env.wait_done(out.message_id)
+        self.assertEqual(subjects(env, "carol@example.com"), [])
+        self.assertIn("light-reject-mixed", subjects(env, "zed@example.com"))
+        self.assertTrue(env.log_lines(
+            r"mailsuspend: reject recipient=carol@example.com .*at=data \(dropped: sender not told\)"))
+
+    def test_discard(self):
+        env = self.env
+        env.cli("suspend", "dave@example.com", "--service", "receive", "--mode", "discard")
+        out = env.send("outside@remote.test", ["dave@example.com", "zed@example.com"],
+                       subject="light-discard")
+        env.wait_done(out.message_id)
+        self.assertEqual(subjects(env, "dave@example.com"), [])
+        self.assertIn("light-discard", subjects(env, "zed@example.com"))
+        self.assertTrue(env.log_lines(
+            rf"discard recipient=dave@example.com id={re.escape(out.message_id)} .*at=data"))
+
+    def test_queue_freezes_until_unsuspend(self):
+        env = self.env
+        env.cli("suspend", "erin@example.com", "--service", "receive")
+        out = env.send("outside@remote.test", ["erin@example.com"], subject="light-queue")
+        self.assertEqual(out.data[0], 250)
+        self.assertRegex(env.queue(), rf"{re.escape(out.message_id)} .*\*\*\* frozen \*\*\*")
+        self.assertEqual(subjects(env, "erin@example.com"), [])
+        env.cli("unsuspend", "erin@example.com", "--service", "receive")  # -Rff thaws
+        self.assertEqual(subjects(env, "erin@example.com"), ["light-queue"])
+        self.assertEqual(env.queue_count(), 0)
+
+
+if __name__ == "__main__":
+    eximtest.main()
