@@ -126,9 +126,12 @@ std::unique_ptr<Counters> Counters::open(const std::string& dir, bool create, ui
 }
 
 namespace {
-int64_t window_total(const Entry& e, uint64_t current) {
+// Total of the window ending in bucket current.  skip: a bucket whose value
+// the caller already knows (the one its own CAS just wrote), else nullptr.
+int64_t window_total(const Entry& e, uint64_t current, const std::atomic<uint64_t>* skip = nullptr) {
     int64_t total = 0;
     for (const auto& b : e.buckets) {
+        if (&b == skip) continue;
         const uint64_t v = b.load(std::memory_order_relaxed);
         const uint64_t number = v >> 32;
         if (number <= current && current - number < kBuckets) total += static_cast<uint32_t>(v);
@@ -143,13 +146,32 @@ int64_t Counters::add(std::string_view key, CounterKind kind, uint32_t n, int64_
     const uint64_t number = static_cast<uint64_t>(now / bucket_width(kind));
     auto& bucket = e->buckets[number % kBuckets];
     uint64_t v = bucket.load(std::memory_order_relaxed);
+    uint64_t mine = 0;  // the current bucket as our CAS left it
     while (true) {
         // Same bucket number: add; an older one: this CAS resets and counts at once.
         const uint64_t next = (v >> 32) == number ? v + n : (number << 32) | n;
         if ((v >> 32) > number) break;  // a clock ahead of ours already reused it
-        if (bucket.compare_exchange_weak(v, next, std::memory_order_acq_rel)) break;
+        if (bucket.compare_exchange_weak(v, next, std::memory_order_acq_rel)) {
+            mine = next;
+            break;
+        }
     }
-    return window_total(*e, number);
+    // The current bucket counts as our CAS left it, not as re-read later: each
+    // caller sees a distinct total, so a limit lets through exactly its number
+    // however many processes add at once.
+    if (mine == 0) return window_total(*e, number);
+    return window_total(*e, number, &bucket) + static_cast<uint32_t>(mine);
+}
+
+void Counters::remove(std::string_view key, CounterKind kind, uint32_t n, int64_t when) noexcept {
+    Entry* e = impl_->find(tag_of(key, kind), false);
+    if (!e || when < 0) return;
+    const uint64_t number = static_cast<uint64_t>(when / bucket_width(kind));
+    auto& bucket = e->buckets[number % kBuckets];
+    uint64_t v = bucket.load(std::memory_order_relaxed);
+    // Only while the bucket still holds that time's counts: once reused they are gone anyway.
+    while ((v >> 32) == number && static_cast<uint32_t>(v) >= n)
+        if (bucket.compare_exchange_weak(v, v - n, std::memory_order_acq_rel)) break;
 }
 
 int64_t Counters::total(std::string_view key, CounterKind kind, int64_t now) const noexcept {

@@ -37,6 +37,8 @@ public:
     // Adds n at time now; returns the window's total including n, or -1 when
     // the table is full or unusable.
     int64_t add(std::string_view key, CounterKind kind, uint32_t n, int64_t now) noexcept;
+    // Takes back n added at time when (a refused message is not counted).
+    void remove(std::string_view key, CounterKind kind, uint32_t n, int64_t when) noexcept;
     // The window's total at now (0 for an unknown key), -1 when unusable.
     int64_t total(std::string_view key, CounterKind kind, int64_t now) const noexcept;
 
