@@ -7,6 +7,7 @@ setup fails loudly.
 """
 import base64
 import os
+import random
 import shutil
 import signal
 import socket
@@ -47,17 +48,34 @@ def require_prerequisites(args):
                          "dovecot its own auth module directory")
 
 
+_taken_ports = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range (so client
+    connections cannot grab it before dovecot listens), distinct from every
+    port handed out before in this process."""
+    while True:
+        port = random.randrange(20000, 32000)
+        if port in _taken_ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _taken_ports.add(port)
+        return port
 
 
 class Dovecot:
     """One Dovecot instance plus its mailsuspend config and store."""
 
     def __init__(self, args, fail_policy="closed", include_reason=False,
-                 create_store=True, auth_cache=True):
+                 create_store=True, auth_cache=True, with_mailsuspend=True,
+                 extra_conf="", corrupt_store=False):
+        """with_mailsuspend=False gives the same Dovecot without the
+        snippet (the benchmark's baseline); extra_conf is appended."""
         self.args = args
         self.tmp = tempfile.mkdtemp(prefix="ms-dovecot-")
         # dovecot's auth (user dovecot) and mail processes (nobody) must
@@ -71,7 +89,9 @@ class Dovecot:
         self._write_mailsuspend_conf(fail_policy, include_reason)
         if create_store:
             self.cli("init")
-        self._write_dovecot_conf(auth_cache)
+        if corrupt_store:
+            self._corrupt_store()
+        self._write_dovecot_conf(auth_cache, with_mailsuspend, extra_conf)
         self._prepare_auth_modules()
 
     # -- setup --------------------------------------------------------
@@ -92,7 +112,16 @@ messages: {{ login_denied = "{LOGIN_DENIED}"; suspended = "{SUSPENDED}";
 """)
         os.chmod(self.config, 0o644)
 
-    def _write_dovecot_conf(self, auth_cache):
+    def _corrupt_store(self):
+        """Overwrites the head of the store's table file: a layout no
+        reader knows (bad magic number)."""
+        table = os.path.join(self.tmp, "store", "store")
+        if not os.path.isfile(table):
+            raise SetupError(f"no store table at {table} to corrupt")
+        with open(table, "r+b") as f:
+            f.write(b"\xffNOT-A-MAILSUSPEND-LAYOUT\xff" * 4)
+
+    def _write_dovecot_conf(self, auth_cache, with_mailsuspend, extra_conf):
         mail = os.path.join(self.tmp, "mail")
         os.makedirs(mail)
         os.chmod(mail, 0o777)
@@ -144,13 +173,13 @@ mail_access_groups = dovecot
 passdb {{
   driver = passwd-file
   args = {users}
-  result_success = continue-ok
+{"  result_success = continue-ok" if with_mailsuspend else ""}
 }}
 userdb {{
   driver = passwd-file
   args = {users}
 }}
-!include {snippet_path}
+{"!include " + snippet_path if with_mailsuspend else ""}
 
 service imap-login {{
   inet_listener imap {{
@@ -196,6 +225,7 @@ service stats {{
 plugin {{
   sieve = file:~/sieve;active=~/.dovecot.sieve
 }}
+{extra_conf}
 """
         self.dovecot_conf = os.path.join(self.tmp, "dovecot.conf")
         with open(self.dovecot_conf, "w") as f:

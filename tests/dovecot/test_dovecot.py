@@ -360,10 +360,28 @@ class FailOpenSuite(DovecotCase):
         self.assertEqual(len(lines), 1, self.server.log_text()[-3000:])
 
 
+class UnknownLayoutSuite(DovecotCase):
+    """A store of a layout the modules do not know, fail_policy = closed:
+    refused, one clear log line per process, no crash."""
+    server_options = {"fail_policy": "closed", "corrupt_store": True}
+
+    def setUp(self):
+        pass
+
+    def test_refused_with_one_clear_log_line(self):
+        for _ in range(3):
+            reply = self.imap_reply(ALICE)
+            self.assertTrue(reply.startswith("a NO [CONTACTADMIN] "), reply)
+        self.assertEqual(self.imap_reply(ALICE, "wrong", fresh_source()), AUTH_FAILED_IMAP)
+        lines = error_lines(self.server.log_text(), "auth: ")
+        self.assertEqual(len(lines), 1, self.server.log_text()[-3000:])
+        self.assertIn("not a mailsuspend store", lines[0])
+
+
 SUITES = {
     "login": [LoginSuite, ReasonSuite],
     "live": [LiveSuite],
-    "failpolicy": [FailClosedSuite, FailOpenSuite],
+    "failpolicy": [FailClosedSuite, FailOpenSuite, UnknownLayoutSuite],
 }
 
 

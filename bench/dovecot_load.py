@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Dovecot logins per second with and without mailsuspend, in one run.
+
+Starts two real Dovecot instances from the integration-test harness on
+loopback: the baseline (plain passwd-file passdb, no mailsuspend) and the
+same config plus the documented 95-mailsuspend.conf snippet (mailsuspend
+passdb chained after passwd-file, imap/pop3 plugins loaded) over a store
+holding --suspended other mailboxes.  Concurrent clients do full logins
+(greeting, LOGIN/USER+PASS, LOGOUT/QUIT, so the mail process is started
+too) for --seconds per round; rounds alternate baseline / mailsuspend so
+drift hits both.  Reports the median rate of each and the ratio (goal >= 0.97).
+
+Run as root from the build dir, e.g.:
+    python3 ../bench/dovecot_load.py --cli cli/mailsuspend --modules dovecot-plugin
+"""
+import argparse
+import os
+import socket
+import statistics
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "dovecot"))
+import harness  # noqa: E402
+
+BENCH_CONF = """
+# many logins of the same users from one address
+mail_max_userip_connections = 100000
+"""
+
+
+def one_imap_login(port, user):
+    with socket.create_connection(("127.0.0.1", port), 10) as s:
+        f = s.makefile("rb")
+        if not f.readline().startswith(b"* OK"):
+            return False
+        s.sendall(f'a LOGIN "{user}" "{harness.PASSWORD}"\r\n'.encode())
+        line = f.readline()
+        while line and not line.startswith(b"a "):
+            line = f.readline()
+        if not line.startswith(b"a OK"):
+            return False
+        s.sendall(b"b LOGOUT\r\n")
+        while f.readline():
+            pass
+        return True
+
+
+def one_pop3_login(port, user):
+    with socket.create_connection(("127.0.0.1", port), 10) as s:
+        f = s.makefile("rb")
+        if not f.readline().startswith(b"+OK"):
+            return False
+        s.sendall(f"USER {user}\r\n".encode())
+        f.readline()
+        s.sendall(f"PASS {harness.PASSWORD}\r\n".encode())
+        if not f.readline().startswith(b"+OK"):
+            return False
+        s.sendall(b"QUIT\r\n")
+        while f.readline():
+            pass
+        return True
+
+
+def run_load(server, protocol, clients, seconds):
+    """Logins per second over `seconds` with `clients` concurrent clients."""
+    login = one_imap_login if protocol == "imap" else one_pop3_login
+    port = server.ports[protocol]
+    counts = [0] * clients
+    failures = [0] * clients
+    deadline = time.monotonic() + seconds
+
+    def worker(i):
+        user = harness.USERS[i % len(harness.USERS)]
+        while time.monotonic() < deadline:
+            try:
+                ok = login(port, user)
+            except OSError:
+                ok = False
+            if ok:
+                counts[i] += 1
+            else:
+                failures[i] += 1
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
+    if sum(failures):
+        raise SystemExit(f"{sum(failures)} logins failed; see {server.log}")
+    return sum(counts) / elapsed
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cli", default="cli/mailsuspend")
+    p.add_argument("--modules", default="dovecot-plugin")
+    p.add_argument("--snippet", default=os.path.join(HERE, "..", "conf", "dovecot",
+                                                     "95-mailsuspend.conf"))
+    p.add_argument("--protocol", choices=["imap", "pop3"], default="imap")
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--suspended", type=int, default=200,
+                   help="other mailboxes suspended in the store")
+    args = p.parse_args()
+    harness.require_prerequisites(args)
+
+    baseline = harness.Dovecot(args, with_mailsuspend=False, extra_conf=BENCH_CONF)
+    plugged = harness.Dovecot(args, extra_conf=BENCH_CONF)
+    try:
+        for i in range(args.suspended):
+            plugged.suspend(f"load{i}@example.net", "imap,pop3")
+        baseline.start()
+        plugged.start()
+        run_load(baseline, args.protocol, args.clients, 1.0)  # warm-up
+        run_load(plugged, args.protocol, args.clients, 1.0)
+        rates = {"baseline": [], "mailsuspend": []}
+        for r in range(args.rounds):
+            for name, server in (("baseline", baseline), ("mailsuspend", plugged)):
+                rate = run_load(server, args.protocol, args.clients, args.seconds)
+                rates[name].append(rate)
+                print(f"round {r + 1} {name:12s} {rate:8.1f} logins/s", flush=True)
+        base = statistics.median(rates["baseline"])
+        ms = statistics.median(rates["mailsuspend"])
+        print(f"{args.protocol}: baseline {base:.1f} logins/s, with mailsuspend "
+              f"{ms:.1f} logins/s, ratio {ms / base:.3f} (goal >= 0.97); "
+              f"{args.clients} clients, {args.rounds} x {args.seconds:g} s rounds")
+    finally:
+        baseline.stop()
+        plugged.stop()
+
+
+if __name__ == "__main__":
+    main()
