@@ -19,11 +19,12 @@
 
 #include "config.hpp"
 #include "image.hpp"
+#include "raw_store.hpp"
 #include "store.hpp"
 
 namespace {
 
-enum class DieAt { nowhere, before_rename, after_rename };
+enum class DieAt { nowhere, before_rename, after_rename, after_journal_truncate };
 DieAt die_at = DieAt::nowhere;  // set only in the writer child
 
 }  // namespace
@@ -37,6 +38,15 @@ extern "C" int rename(const char* from, const char* to) {
     if (publishing && die_at == DieAt::before_rename) raise(SIGKILL);
     const int rc = real(from, to);
     if (publishing && die_at == DieAt::after_rename) raise(SIGKILL);
+    return rc;
+}
+
+// Interposes ftruncate: a checkpoint empties the journal with ftruncate(fd, 0).
+extern "C" int ftruncate(int fd, off_t length) {
+    using TruncateFn = int (*)(int, off_t);
+    static const auto real = reinterpret_cast<TruncateFn>(dlsym(RTLD_NEXT, "ftruncate"));
+    const int rc = real(fd, length);
+    if (length == 0 && die_at == DieAt::after_journal_truncate) raise(SIGKILL);
     return rc;
 }
 
@@ -120,5 +130,76 @@ INSTANTIATE_TEST_SUITE_P(KillPoints, GenerationTest,
                              return info.param == DieAt::before_rename ? std::string("BeforeRename")
                                                                        : std::string("AfterRename");
                          });
+
+// A writer repairing after a crash must grow the store halfway through the
+// replay; if that growth empties the journal it is killed right then.  The
+// rest of the replay must not be lost with it.
+TEST(RepairGrowth, KilledAfterGrowingMidReplayLosesNoJournaledChange) {
+    char tmpl[] = "/tmp/mailsuspend-gen-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    const std::string dir = tmpl;
+    Config cfg;
+    cfg.store_path = dir;
+    cfg.store_capacity = 200;
+    cfg.read_group = "";
+    cfg.write_group = "";
+    cfg.audit_log = dir + "/audit.log";
+    constexpr uint32_t kKeys = 150;
+    std::string error;
+    {
+        auto w = StoreWriter::open(cfg, true, error);
+        ASSERT_TRUE(w) << error;
+        std::vector<Change> changes;
+        for (uint32_t k = 0; k < kKeys; ++k) changes.push_back(Change{make_image(stress_key(k), 1)});
+        ASSERT_NE(w->commit(changes, error), 0u) << error;
+        ASSERT_EQ(w->stats().generation, 1u);
+        ASSERT_GT(2 * w->stats().arena_used, w->stats().arena_bytes);
+    }
+    {
+        // As if killed halfway through applying the batch: the second half
+        // of its records never reached their slots.
+        stress::RawStore raw(dir + "/store");
+        ASSERT_TRUE(raw.ok());
+        for (uint32_t k = kKeys / 2; k < kKeys; ++k) {
+            const int64_t i = raw.slot_of(stress_key(k));
+            ASSERT_GE(i, 0);
+            raw.slot(i).fingerprint.store(0);
+            raw.slot(i).blob.store(0);
+            raw.slot(i).expiry.store(0);
+            raw.slot(i).word0.store(0);
+            raw.header().used_slots.fetch_sub(1);
+        }
+        raw.header().seq.store(0);
+        raw.header().dirty.store(1);
+    }
+    const pid_t pid = fork();
+    if (pid == 0) {
+        // Killed the moment anything empties the journal; a repair that
+        // keeps the journal until it is applied finishes instead.
+        die_at = DieAt::after_journal_truncate;
+        std::string err;
+        auto w = StoreWriter::open(cfg, false, err);
+        _exit(w ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status)) {
+        ASSERT_EQ(WTERMSIG(status), SIGKILL) << "the repairing writer crashed by itself";
+    } else {
+        ASSERT_EQ(WEXITSTATUS(status), 0) << "the repairing writer could not open the store";
+    }
+
+    auto w = StoreWriter::open(cfg, false, error);
+    ASSERT_TRUE(w) << error;
+    int missing = 0;
+    for (uint32_t k = 0; k < kKeys; ++k) {
+        mailsuspend::TargetRecord rec;
+        bool exists = false;
+        ASSERT_TRUE(w->get(stress_key(k), rec, &exists));
+        if (!exists && ++missing <= 3) ADD_FAILURE() << "acknowledged '" << stress_key(k) << "' lost";
+    }
+    EXPECT_EQ(missing, 0);
+    std::filesystem::remove_all(dir);
+}
 
 }  // namespace

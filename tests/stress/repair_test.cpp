@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -24,11 +25,12 @@
 #include "config.hpp"
 #include "image.hpp"
 #include "store.hpp"
-#include "store_layout.hpp"
+#include "raw_store.hpp"
 
 namespace {
 
 namespace layout = mailsuspend::layout;
+using stress::RawStore;
 using mailsuspend::Change;
 using mailsuspend::Config;
 using mailsuspend::HotView;
@@ -38,47 +40,6 @@ using mailsuspend::StoreWriter;
 using mailsuspend::TargetRecord;
 using stress::make_image;
 using stress::stress_key;
-
-// The store file mapped read-write, as a crashed writer had it.
-class RawStore {
-public:
-    explicit RawStore(const std::string& path) {
-        fd_ = ::open(path.c_str(), O_RDWR);
-        struct stat st {};
-        if (fd_ < 0 || ::fstat(fd_, &st) != 0) return;
-        size_ = static_cast<size_t>(st.st_size);
-        void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
-        if (p != MAP_FAILED) base_ = static_cast<unsigned char*>(p);
-    }
-    ~RawStore() {
-        if (base_) ::munmap(base_, size_);
-        if (fd_ >= 0) ::close(fd_);
-    }
-    bool ok() const { return base_ != nullptr; }
-    layout::Header& header() { return *reinterpret_cast<layout::Header*>(base_); }
-    layout::Slot& slot(uint64_t i) {
-        return reinterpret_cast<layout::Slot*>(base_ + header().slots_offset)[i];
-    }
-    // Index of the slot holding key, or -1.
-    int64_t slot_of(const std::string& key) {
-        const unsigned char* arena = base_ + header().arena_offset;
-        for (uint64_t i = 0; i < header().slot_count; ++i) {
-            const uint64_t w = slot(i).word0.load();
-            if (layout::w0_state(w) != layout::kUsed) continue;
-            const uint64_t off = slot(i).blob.load() >> 32;
-            const unsigned char* blob = arena + off;
-            if (blob[sizeof(layout::BlobHeader)] == key.size() &&
-                std::memcmp(blob + layout::kBlobKeyOffset, key.data(), key.size()) == 0)
-                return static_cast<int64_t>(i);
-        }
-        return -1;
-    }
-
-private:
-    int fd_ = -1;
-    size_t size_ = 0;
-    unsigned char* base_ = nullptr;
-};
 
 class RepairTest : public ::testing::Test {
 protected:
@@ -293,6 +254,48 @@ TEST_F(RepairTest, RebootWithAnyMixtureOfWrittenBackPagesLosesNothing) {
         EXPECT_TRUE(w->rebuild(0, error)) << "trial " << trial << ": " << error;
         if (HasFailure() && !std::getenv("REBOOT_ALL_TRIALS")) break;
     }
+}
+
+// Killed after applying a big batch, before marking it done: the replay
+// appends every record of the batch again and must grow the store while
+// repairing.
+TEST_F(RepairTest, ReplayThatMustGrowTheStoreCompletes) {
+    cfg_.store_capacity = 200;
+    std::string error;
+    uint64_t seq = 0, arena_bytes = 0, arena_used = 0;
+    {
+        auto w = StoreWriter::open(cfg_, true, error);
+        ASSERT_TRUE(w) << error;
+        std::vector<Change> changes;
+        for (uint32_t k = 0; k < 150; ++k) changes.push_back(Change{make_image(stress_key(k), 1)});
+        seq = w->commit(changes, error);
+        ASSERT_NE(seq, 0u) << error;
+        arena_bytes = w->stats().arena_bytes;
+        arena_used = w->stats().arena_used;
+        ASSERT_EQ(w->stats().generation, 1u) << arena_used << " of " << arena_bytes;
+    }
+    // A second copy of the batch does not fit: the replay has to grow.
+    ASSERT_GT(2 * arena_used, arena_bytes) << "the test needs a batch over half the arena";
+    {
+        RawStore raw(dir_ + "/store");
+        ASSERT_TRUE(raw.ok());
+        raw.header().seq.store(0);
+        raw.header().dirty.store(1);
+    }
+    const pid_t pid = fork();
+    if (pid == 0) {
+        std::string err;
+        auto w = StoreWriter::open(cfg_, false, err);
+        _exit(w ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "the repairing writer died of signal " << WTERMSIG(status);
+    ASSERT_EQ(WEXITSTATUS(status), 0) << "the repairing writer could not open the store";
+    expect_repaired(149, 1);
+    auto w = StoreWriter::open(cfg_, false, error);
+    ASSERT_TRUE(w) << error;
+    EXPECT_EQ(w->stats().seq, seq);
 }
 
 }  // namespace
