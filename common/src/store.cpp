@@ -363,6 +363,10 @@ std::unique_ptr<StoreReader> StoreReader::open(const std::string& dir, std::stri
         auto impl = std::make_unique<Impl>();
         impl->dir = dir;
         impl->path = dir + "/store";
+        if (::access(impl->path.c_str(), F_OK) != 0 && errno == ENOENT) {
+            error = "no store at " + impl->path + " (run: mailsuspend init)";
+            return nullptr;
+        }
         if (!impl->remap()) {
             error = impl->error;
             return nullptr;
@@ -536,6 +540,7 @@ struct StoreWriter::Impl {
     Fd lock_fd, journal_fd;
     Mapping map;
     uint64_t journal_bytes = 0;
+    uint64_t journal_last_seq = 0;  // last change in the journal file
 
     bool take_lock(bool init, std::string& error);
     bool open_store(bool init, std::string& error);
@@ -645,6 +650,7 @@ bool StoreWriter::Impl::recover(std::string& error) {
     }
     std::vector<JournalEntry> entries;
     if (!read_journal(journal_fd.get(), entries, error)) return false;
+    if (!entries.empty()) journal_last_seq = entries.back().seq;
     const uint64_t from = rebooted ? h.checkpoint_seq.load() : h.seq.load();
     h.dirty.store(1);
     for (const auto& e : entries) {
@@ -655,8 +661,12 @@ bool StoreWriter::Impl::recover(std::string& error) {
             error = "journal entry " + std::to_string(e.seq) + ": " + error;
             return false;
         }
-        if (!ensure_room(e.blob.size(), 1, error) || !apply(e.blob, r, error)) return false;
-        if (e.seq > h.seq.load()) h.seq.store(e.seq);
+        if (!ensure_room(e.blob.size(), 1, error)) return false;
+        // ensure_room may have published a new generation: h is gone.
+        Header& cur = *map.header;
+        cur.dirty.store(1);
+        if (!apply(e.blob, r, error)) return false;
+        if (e.seq > cur.seq.load()) cur.seq.store(e.seq);
     }
     map.header->dirty.store(0);
     struct stat st {};
@@ -776,8 +786,13 @@ bool StoreWriter::Impl::checkpoint(std::string& error) {
     }
     h.checkpoint_seq.store(h.seq.load());
     std::snprintf(h.boot_id, sizeof h.boot_id, "%s", current_boot_id().c_str());
-    if (::msync(map.region.get_address(), kHeaderSize, MS_SYNC) != 0 ||
-        ::ftruncate(journal_fd.get(), 0) != 0 || ::fdatasync(journal_fd.get()) != 0) {
+    if (::msync(map.region.get_address(), kHeaderSize, MS_SYNC) != 0) {
+        error = errno_text("cannot checkpoint the store");
+        return false;
+    }
+    // A growth in the middle of a repair: the rest of the journal is not applied yet.
+    if (h.seq.load() < journal_last_seq) return true;
+    if (::ftruncate(journal_fd.get(), 0) != 0 || ::fdatasync(journal_fd.get()) != 0) {
         error = errno_text("cannot checkpoint the journal");
         return false;
     }
@@ -815,6 +830,7 @@ bool StoreWriter::Impl::journal_append(const std::vector<std::string>& blobs,
         return false;
     }
     journal_bytes += buf.size();
+    journal_last_seq = seqs.back();
     return true;
 }
 
