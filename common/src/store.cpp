@@ -548,7 +548,10 @@ struct StoreWriter::Impl {
     void retire_leftover();
     bool apply(const std::string& blob, const TargetRecord& r, std::string& error);
     bool ensure_room(uint64_t blob_bytes, uint64_t new_keys, std::string& error);
-    bool rebuild(uint64_t capacity, uint64_t min_arena, std::string& error);
+    // salvage: after a reboot, skip records that are not whole, keep the
+    // newest of duplicates, and start from the last checkpoint's seq.
+    bool rebuild(uint64_t capacity, uint64_t min_arena, std::string& error, bool salvage = false);
+    bool newer_copy_exists(const TargetRecord& r);
     bool checkpoint(std::string& error);
     bool journal_append(const std::vector<std::string>& blobs, const std::vector<uint64_t>& seqs,
                         std::string& error);
@@ -652,7 +655,12 @@ bool StoreWriter::Impl::recover(std::string& error) {
     if (!read_journal(journal_fd.get(), entries, error)) return false;
     if (!entries.empty()) journal_last_seq = entries.back().seq;
     const uint64_t from = rebooted ? h.checkpoint_seq.load() : h.seq.load();
-    h.dirty.store(1);
+    // After a reboot the file holds, page by page, the last checkpoint or
+    // anything newer the kernel wrote back: slots may point at blobs that
+    // never reached the disk, or a key sit in two slots.  Copy what is whole
+    // into a new generation; the replay below brings back the rest.
+    if (rebooted && !rebuild(h.capacity, map.arena_size, error, true)) return false;
+    map.header->dirty.store(1);
     for (const auto& e : entries) {
         if (e.seq <= from) continue;
         TargetRecord r;
@@ -728,7 +736,18 @@ bool StoreWriter::Impl::ensure_room(uint64_t blob_bytes, uint64_t new_keys, std:
 }
 
 // Copies every live record into a new generation and publishes it by rename.
-bool StoreWriter::Impl::rebuild(uint64_t capacity, uint64_t min_arena, std::string& error) {
+// Salvage only: the new generation already holds key at a later change.
+bool StoreWriter::Impl::newer_copy_exists(const TargetRecord& r) {
+    uint64_t index = 0;
+    SlotCopy c;
+    TargetRecord there;
+    std::string why;
+    return find(r.key, index, c, nullptr) == Probe::found && decode_slot(map, c, there, why) &&
+           there.seq >= r.seq;
+}
+
+bool StoreWriter::Impl::rebuild(uint64_t capacity, uint64_t min_arena, std::string& error,
+                                bool salvage) {
     const Header& old = *map.header;
     const std::string tmp = path + ".new";
     const Geometry g = geometry_for(capacity, min_arena);
@@ -736,8 +755,8 @@ bool StoreWriter::Impl::rebuild(uint64_t capacity, uint64_t min_arena, std::stri
         error = "the store cannot grow past 4 GiB of records";
         return false;
     }
-    if (!create_store_file(tmp, capacity, g, old.generation + 1, old.seq.load(), *cfg, error))
-        return false;
+    const uint64_t seq = salvage ? old.checkpoint_seq.load() : old.seq.load();
+    if (!create_store_file(tmp, capacity, g, old.generation + 1, seq, *cfg, error)) return false;
     Mapping fresh;
     if (!map_file(tmp, true, fresh, error)) return false;
     Mapping previous = std::move(map);
@@ -747,7 +766,12 @@ bool StoreWriter::Impl::rebuild(uint64_t capacity, uint64_t min_arena, std::stri
                          previous.slots[i].blob.load(), previous.slots[i].expiry.load()};
         if (w0_state(c.w0) != kUsed) continue;
         TargetRecord r;
-        if (!decode_slot(previous, c, r, error)) {
+        if (salvage) {
+            std::string why;
+            if (!decode_slot(previous, c, r, why) || hash_key(r.key.data(), r.key.size()) != c.fingerprint ||
+                newer_copy_exists(r))
+                continue;
+        } else if (!decode_slot(previous, c, r, error)) {
             error = "slot " + std::to_string(i) + ": " + error + " (record dropped from rebuild)";
             map = std::move(previous);
             return false;
