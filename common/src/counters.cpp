@@ -128,13 +128,18 @@ std::unique_ptr<Counters> Counters::open(const std::string& dir, bool create, ui
 namespace {
 // Total of the window ending in bucket current.  skip: a bucket whose value
 // the caller already knows (the one its own CAS just wrote), else nullptr.
-int64_t window_total(const Entry& e, uint64_t current, const std::atomic<uint64_t>* skip = nullptr) {
+// The per-IP window is one hour: 12 of the 24 five-minute buckets (the
+// other 12 only hold counts that have already left the window).
+uint64_t window_buckets(CounterKind kind) { return kind == CounterKind::ip_offdomain_rcpts ? 12 : kBuckets; }
+
+int64_t window_total(const Entry& e, uint64_t current, uint64_t width,
+                     const std::atomic<uint64_t>* skip = nullptr) {
     int64_t total = 0;
     for (const auto& b : e.buckets) {
         if (&b == skip) continue;
         const uint64_t v = b.load(std::memory_order_relaxed);
         const uint64_t number = v >> 32;
-        if (number <= current && current - number < kBuckets) total += static_cast<uint32_t>(v);
+        if (number <= current && current - number < width) total += static_cast<uint32_t>(v);
     }
     return total;
 }
@@ -159,8 +164,8 @@ int64_t Counters::add(std::string_view key, CounterKind kind, uint32_t n, int64_
     // The current bucket counts as our CAS left it, not as re-read later: each
     // caller sees a distinct total, so a limit lets through exactly its number
     // however many processes add at once.
-    if (mine == 0) return window_total(*e, number);
-    return window_total(*e, number, &bucket) + static_cast<uint32_t>(mine);
+    if (mine == 0) return window_total(*e, number, window_buckets(kind));
+    return window_total(*e, number, window_buckets(kind), &bucket) + static_cast<uint32_t>(mine);
 }
 
 void Counters::remove(std::string_view key, CounterKind kind, uint32_t n, int64_t when) noexcept {
@@ -177,7 +182,7 @@ void Counters::remove(std::string_view key, CounterKind kind, uint32_t n, int64_
 int64_t Counters::total(std::string_view key, CounterKind kind, int64_t now) const noexcept {
     const Entry* e = impl_->find(tag_of(key, kind), false);
     if (!e) return 0;
-    return window_total(*e, static_cast<uint64_t>(now / bucket_width(kind)));
+    return window_total(*e, static_cast<uint64_t>(now / bucket_width(kind)), window_buckets(kind));
 }
 
 }  // namespace mailsuspend

@@ -21,7 +21,8 @@ enum class CounterKind : uint8_t {
 constexpr int kCounterKinds = 4;
 constexpr int kBuckets = 24;
 
-// Bucket width in seconds for a kind: the window is kBuckets * width.
+// Bucket width in seconds for a kind.  Windows: 24 hourly buckets (a day)
+// for mailbox kinds; 12 of the 24 five-minute buckets (an hour) for IPs.
 int64_t bucket_width(CounterKind kind);
 
 class Counters {
