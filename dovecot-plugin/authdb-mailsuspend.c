@@ -10,7 +10,9 @@
    so it gets the normal failure.  The passdb has no cache key, so Dovecot's
    auth cache never stores its answer. */
 #include "auth-common.h"
+#include "auth.h"
 #include "passdb.h"
+#include "ioloop.h"
 #include "net.h"
 #include "module-dir.h"
 #include "mailsuspend-dovecot.h"
@@ -18,6 +20,7 @@
 struct mailsuspend_passdb_module {
 	struct passdb_module module;
 	const char *config_path;
+	struct timeout *to_check_chain;
 };
 
 const char *authdb_mailsuspend_version = DOVECOT_ABI_VERSION;
@@ -125,16 +128,68 @@ mailsuspend_passdb_preinit(pool_t pool, const char *args)
 	return &module->module;
 }
 
+static bool rule_continues(enum auth_db_rule rule)
+{
+	return rule == AUTH_DB_RULE_CONTINUE || rule == AUTH_DB_RULE_CONTINUE_OK;
+}
+
+/* A successful password check reaches this passdb only when a passdb
+   before it continues on success.  Say so at startup if none does: such a
+   config silently suspends nobody. */
+static void mailsuspend_passdb_check_chain(struct passdb_module *module)
+{
+	struct auth *auth = auth_default_service();
+	const struct auth_passdb *passdb;
+	bool reachable = FALSE;
+
+	if (auth == NULL)
+		return;
+	for (passdb = auth->passdbs; passdb != NULL; passdb = passdb->next) {
+		if (passdb->passdb == module)
+			break;
+		if (rule_continues(passdb->result_success))
+			reachable = TRUE;
+	}
+	if (passdb == NULL)
+		return; /* not in the default auth's chain (e.g. masterdb) */
+	if (!reachable) {
+		i_error("mailsuspend: no passdb before the mailsuspend passdb "
+			"has result_success = continue-ok: suspended users "
+			"can still log in (see 95-mailsuspend.conf)");
+	}
+	if (passdb->skip != AUTH_PASSDB_SKIP_UNAUTHENTICATED) {
+		i_error("mailsuspend: the mailsuspend passdb needs "
+			"skip = unauthenticated");
+	}
+}
+
+static void mailsuspend_passdb_check_chain_now(struct passdb_module *_module)
+{
+	struct mailsuspend_passdb_module *module =
+		(struct mailsuspend_passdb_module *)_module;
+
+	timeout_remove(&module->to_check_chain);
+	mailsuspend_passdb_check_chain(_module);
+}
+
 static void mailsuspend_passdb_init(struct passdb_module *_module)
 {
 	struct mailsuspend_passdb_module *module =
 		(struct mailsuspend_passdb_module *)_module;
 
+	/* Checked from the ioloop: lines logged during auth's init are only
+	   delivered to the log when the process exits. */
+	module->to_check_chain = timeout_add_short(0,
+		mailsuspend_passdb_check_chain_now, _module);
 	passdb_handle = mailsuspend_dovecot_get(module->config_path);
 }
 
-static void mailsuspend_passdb_deinit(struct passdb_module *_module ATTR_UNUSED)
+static void mailsuspend_passdb_deinit(struct passdb_module *_module)
 {
+	struct mailsuspend_passdb_module *module =
+		(struct mailsuspend_passdb_module *)_module;
+
+	timeout_remove(&module->to_check_chain);
 	mailsuspend_dovecot_put();
 }
 

@@ -73,7 +73,7 @@ class Dovecot:
 
     def __init__(self, args, fail_policy="closed", include_reason=False,
                  create_store=True, auth_cache=True, with_mailsuspend=True,
-                 extra_conf="", corrupt_store=False):
+                 extra_conf="", corrupt_store=False, continue_ok=True):
         """with_mailsuspend=False gives the same Dovecot without the
         snippet (the benchmark's baseline); extra_conf is appended."""
         self.args = args
@@ -91,6 +91,7 @@ class Dovecot:
             self.cli("init")
         if corrupt_store:
             self._corrupt_store()
+        self.continue_ok = continue_ok
         self._write_dovecot_conf(auth_cache, with_mailsuspend, extra_conf)
         self._prepare_auth_modules()
 
@@ -173,7 +174,7 @@ mail_access_groups = dovecot
 passdb {{
   driver = passwd-file
   args = {users}
-{"  result_success = continue-ok" if with_mailsuspend else ""}
+{"  result_success = continue-ok" if with_mailsuspend and self.continue_ok else ""}
 }}
 userdb {{
   driver = passwd-file

@@ -378,10 +378,24 @@ class UnknownLayoutSuite(DovecotCase):
         self.assertIn("not a mailsuspend store", lines[0])
 
 
+class MissingContinueOkSuite(DovecotCase):
+    """The admin forgot result_success = continue-ok on the real passdb:
+    the auth process says so loudly at startup."""
+    server_options = {"continue_ok": False}
+
+    def test_startup_error_names_the_fix(self):
+        self.assertImapOk(ALICE)  # the auth process has started
+        self.assertTrue(eventually(lambda: re.search(
+            r"auth: Error: mailsuspend: no passdb before the mailsuspend passdb "
+            r"has result_success = continue-ok", self.server.log_text())),
+            self.server.log_text()[-3000:])
+
+
 SUITES = {
     "login": [LoginSuite, ReasonSuite],
     "live": [LiveSuite],
-    "failpolicy": [FailClosedSuite, FailOpenSuite, UnknownLayoutSuite],
+    "failpolicy": [FailClosedSuite, FailOpenSuite, UnknownLayoutSuite,
+                   MissingContinueOkSuite],
 }
 
 
