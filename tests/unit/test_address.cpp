@@ -1,0 +1,205 @@
+// Address normalisation: how a written address becomes a store key.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "address.hpp"
+
+using namespace mailsuspend;
+
+namespace {
+
+struct Normalised {
+    std::string key;
+    std::string error;
+    TargetKind kind = TargetKind::mailbox;
+};
+
+Normalised norm(std::string_view in, const AddressRules& rules = {}) {
+    Normalised n;
+    char buf[kKeyBufferSize];
+    const std::size_t len = normalise(in, rules, buf, sizeof buf, &n.kind, &n.error);
+    n.key.assign(buf, len);
+    return n;
+}
+
+std::string key_of(std::string_view in, const AddressRules& rules = {}) { return norm(in, rules).key; }
+
+// Expects in to be refused with an error containing fragment.
+void expect_refused(std::string_view in, const std::string& fragment, const AddressRules& rules = {}) {
+    const Normalised n = norm(in, rules);
+    EXPECT_EQ(n.key, "") << "accepted: " << in;
+    EXPECT_NE(n.error.find(fragment), std::string::npos)
+        << "input '" << in << "' error '" << n.error << "' lacks '" << fragment << "'";
+}
+
+}  // namespace
+
+TEST(Address, LowerCasesDomainAndLocalPart) {
+    EXPECT_EQ(key_of("Alice@Example.COM"), "alice@example.com");
+    EXPECT_EQ(key_of("ALICE@EXAMPLE.COM"), key_of("alice@example.com"));
+    EXPECT_EQ(norm("Alice@Example.COM").kind, TargetKind::mailbox);
+}
+
+TEST(Address, StripsPlusTag) {
+    EXPECT_EQ(key_of("alice+news@example.com"), "alice@example.com");
+    EXPECT_EQ(key_of("Alice+News+More@Example.com"), "alice@example.com");
+    // A leading separator is not a tag: the whole local part is the name.
+    EXPECT_EQ(key_of("+tag@example.com"), "+tag@example.com");
+}
+
+TEST(Address, KeepsTagWhenSeparatorIsOff) {
+    AddressRules rules;
+    rules.subaddress_separator = "";
+    EXPECT_EQ(key_of("alice+news@example.com", rules), "alice+news@example.com");
+}
+
+TEST(Address, OtherSeparator) {
+    AddressRules rules;
+    rules.subaddress_separator = "-";
+    EXPECT_EQ(key_of("alice-news@example.com", rules), "alice@example.com");
+    EXPECT_EQ(key_of("alice+news@example.com", rules), "alice+news@example.com");
+}
+
+TEST(Address, IdnUtf8DomainEqualsALabel) {
+    const std::string utf8 = key_of("user@b\xC3\xBC" "cher.example");  // bücher.example
+    EXPECT_EQ(utf8, "user@xn--bcher-kva.example");
+    EXPECT_EQ(utf8, key_of("user@xn--bcher-kva.example"));
+    EXPECT_EQ(utf8, key_of("USER@XN--BCHER-KVA.EXAMPLE"));
+}
+
+TEST(Address, IdnUpperCaseUtf8DomainIsFolded) {
+    // BÜCHER.example: the domain is case-insensitive in any script.
+    EXPECT_EQ(key_of("user@B\xC3\x9C" "CHER.example"), "user@xn--bcher-kva.example");
+}
+
+TEST(Address, IdnDomainTarget) {
+    const Normalised n = norm("@b\xC3\xBC" "cher.example");
+    EXPECT_EQ(n.key, "@xn--bcher-kva.example");
+    EXPECT_EQ(n.kind, TargetKind::domain);
+}
+
+TEST(Address, InvalidIdnRefused) {
+    // An unpaired UTF-8 continuation byte is not a domain.
+    expect_refused("user@\x80" "bad.example", "domain");
+}
+
+TEST(Address, TrailingDotDropped) {
+    EXPECT_EQ(key_of("alice@example.com."), "alice@example.com");
+    EXPECT_EQ(key_of("@example.com."), "@example.com");
+}
+
+TEST(Address, DomainTarget) {
+    const Normalised n = norm("@Example.COM");
+    EXPECT_EQ(n.key, "@example.com");
+    EXPECT_EQ(n.kind, TargetKind::domain);
+    expect_refused("@", "empty domain");
+}
+
+TEST(Address, BareNameWithoutDefaultDomainRefused) {
+    expect_refused("alice", "default_domain");
+}
+
+TEST(Address, BareNameTakesDefaultDomain) {
+    AddressRules rules;
+    rules.default_domain = "Example.COM";
+    EXPECT_EQ(key_of("Alice", rules), "alice@example.com");
+    EXPECT_EQ(key_of("alice+tag", rules), "alice@example.com");
+    // An explicit domain still wins.
+    EXPECT_EQ(key_of("alice@other.example", rules), "alice@other.example");
+}
+
+TEST(Address, QuotedLocalPartRefused) {
+    expect_refused("\"alice smith\"@example.com", "quoted");
+    expect_refused("\"alice\"@example.com", "quoted");
+}
+
+TEST(Address, SpacesAndControlsRefused) {
+    expect_refused("alice smith@example.com", "local part");
+    expect_refused(" alice@example.com", "local part");
+    expect_refused(std::string_view("ali\x01" "ce@example.com", 17), "local part");
+    expect_refused("alice\r\n@example.com", "local part");
+    expect_refused(std::string_view("ali\0ce@example.com", 19), "local part");
+    expect_refused("alice@exa mple.com", "domain");
+    expect_refused("alice@example.com\n", "domain");
+}
+
+TEST(Address, SpecialsInLocalPartRefused) {
+    expect_refused("a@b@example.com", "local part");
+    expect_refused("a<b@example.com", "local part");
+    expect_refused("a,b@example.com", "local part");
+    expect_refused("@@example.com", "local part");
+}
+
+TEST(Address, LocalPartLimit) {
+    const std::string l64(64, 'a');
+    EXPECT_EQ(key_of(l64 + "@example.com"), l64 + "@example.com");
+    expect_refused(std::string(65, 'a') + "@example.com", "local part is 65 octets");
+}
+
+TEST(Address, AddressLimit) {
+    // 63 + 1 + 63 + 1 + 63 + 1 + 50 + 4 = 246-octet domain body; local part 4.
+    const std::string label(63, 'd');
+    std::string domain = label + "." + label + "." + label + ".";
+    const std::string local = "abcd";
+    // Fill up to exactly 254 octets in all, then one more.
+    const std::size_t room = 254 - local.size() - 1 - domain.size() - 4;  // ".com"
+    const std::string fits = local + "@" + domain + std::string(room, 'e') + ".com";
+    ASSERT_EQ(fits.size(), 254u);
+    EXPECT_EQ(key_of(fits), fits);
+    const std::string too_long = local + "@" + domain + std::string(room + 1, 'e') + ".com";
+    ASSERT_EQ(too_long.size(), 255u);
+    expect_refused(too_long, "at most 254");
+}
+
+TEST(Address, IdnExpansionPastLimitRefused) {
+    // The limit applies to the key (A-label form), not to the UTF-8 spelling:
+    // these labels are 16 octets in UTF-8 but 26 as A-labels.
+    const std::string label = "\xCF\x87\xE4\xB8\xB5" "dgf\xC3\xA8\xCE\xB6\xE4\xB8\x97";  // χ丵dgfèζ丗
+    auto address = [&](int labels) {
+        std::string a = "alice@";
+        for (int i = 0; i < labels; ++i) a += label + std::to_string(i) + ".";
+        return a + "example";
+    };
+    const Normalised five = norm(address(5));
+    EXPECT_EQ(five.key.size(), 148u) << five.error;
+    EXPECT_EQ(five.key.rfind("alice@xn--dgf0-", 0), 0u) << five.key;
+    ASSERT_EQ(address(9).size(), 166u);
+    expect_refused(address(9), "256 octets, at most 254");
+}
+
+TEST(Address, BadLabelsRefused) {
+    expect_refused("alice@-example.com", "'-example'");
+    expect_refused("alice@example-.com", "'example-'");
+    expect_refused("alice@example..com", "empty label");
+    expect_refused("alice@.example.com", "empty label");
+    expect_refused("alice@exa$mple.com", "letter, digit or hyphen");
+    expect_refused("alice@" + std::string(64, 'x') + ".com", "longer than 63");
+    expect_refused("alice@", "empty domain");
+    expect_refused("", "empty address");
+}
+
+TEST(Address, AddressLiteralKept) {
+    EXPECT_EQ(key_of("alice@[192.0.2.1]"), "alice@[192.0.2.1]");
+    expect_refused("alice@[192.0.2.1", "unterminated");
+}
+
+TEST(Address, SmallBufferRefused) {
+    char buf[16];
+    std::string error;
+    EXPECT_EQ(normalise("a@example.com", {}, buf, sizeof buf, nullptr, &error), 0u);
+    EXPECT_FALSE(error.empty());
+}
+
+TEST(Address, StringOverload) {
+    std::string error;
+    EXPECT_EQ(normalise("Bob+x@Example.org", AddressRules{}, error), "bob@example.org");
+    EXPECT_EQ(normalise("bob", AddressRules{}, error), "");
+    EXPECT_NE(error.find("no @domain"), std::string::npos) << error;
+}
+
+TEST(Address, DomainKeyOf) {
+    EXPECT_EQ(domain_key_of("alice@example.com"), "@example.com");
+    EXPECT_EQ(domain_key_of("@example.com"), "@example.com");
+    EXPECT_EQ(domain_key_of("nodomain"), "");
+}

@@ -1,0 +1,226 @@
+// mailsuspend.conf: defaults, every group, and errors that name file:line and key.
+#include <gtest/gtest.h>
+
+#include "config.hpp"
+#include "test_util.hpp"
+
+using namespace mailsuspend;
+using namespace mailsuspend::test;
+
+namespace {
+
+class ConfigTest : public ::testing::Test {
+protected:
+    TempDir dir;
+    std::string path = dir / "mailsuspend.conf";
+
+    std::optional<Config> load(const std::string& text) {
+        write_file(path, text);
+        error.clear();
+        return load_config(path, error);
+    }
+
+    // The file is refused; the error names file:line, and every fragment.
+    void expect_error(const std::string& text, int line, std::initializer_list<std::string> fragments) {
+        auto cfg = load(text);
+        EXPECT_FALSE(cfg.has_value()) << "accepted:\n" << text;
+        const std::string where = path + ":" + std::to_string(line) + ":";
+        EXPECT_EQ(error.rfind(where, 0), 0u) << "error '" << error << "' does not start with " << where;
+        for (const auto& f : fragments)
+            EXPECT_NE(error.find(f), std::string::npos) << "error '" << error << "' lacks '" << f << "'";
+    }
+
+    std::string error;
+};
+
+}  // namespace
+
+TEST_F(ConfigTest, EmptyFileGivesDefaults) {
+    auto cfg = load("# nothing set\n");
+    ASSERT_TRUE(cfg) << error;
+    EXPECT_EQ(cfg->path, path);
+    EXPECT_EQ(cfg->store_path, "/var/lib/mailsuspend");
+    EXPECT_EQ(cfg->store_capacity, 100000u);
+    EXPECT_EQ(cfg->fail_policy, FailPolicy::open);
+    EXPECT_EQ(cfg->read_group, "mailsuspend");
+    EXPECT_EQ(cfg->write_group, "Debian-exim");
+    EXPECT_EQ(cfg->default_mode, DeliveryMode::queue);
+    EXPECT_EQ(cfg->queue_expiry, 4 * 86400 + 8 * 3600);
+    EXPECT_EQ(cfg->address.default_domain, "");
+    EXPECT_EQ(cfg->address.subaddress_separator, "+");
+    EXPECT_TRUE(cfg->webmail_hosts.empty());
+    EXPECT_EQ(cfg->messages.suspended,
+              "Permanent Failure: Your account has been suspended for a violation of the terms of "
+              "usage. Please contact your system administrator.");
+    EXPECT_TRUE(cfg->messages.include_reason);
+    EXPECT_EQ(cfg->limits.messages_per_day, 600);
+    EXPECT_EQ(cfg->self_service_interval, 90 * 86400);
+}
+
+TEST_F(ConfigTest, EmptyGroupsGiveDefaults) {
+    auto cfg = load("store: { };\ndelivery: { };\naddress: { };\nwebmail: { };\nmessages: { };\n"
+                    "limits: { };\nspam: { };\nunblock: { };\n");
+    ASSERT_TRUE(cfg) << error;
+    EXPECT_EQ(cfg->store_path, "/var/lib/mailsuspend");
+    EXPECT_EQ(cfg->queue_expiry, 4 * 86400 + 8 * 3600);
+    EXPECT_EQ(cfg->limits.suspend_for, 86400);
+}
+
+TEST_F(ConfigTest, EveryGroupParsed) {
+    auto cfg = load(R"(
+store: { path = "/srv/ms"; capacity = 5000; counter_capacity = 300; fail_policy = "closed";
+         read_group = "r"; write_group = "w"; audit_log = "/srv/audit"; };
+delivery: { default_mode = "reject"; queue_expiry = "2d"; flush_command = "/bin/true {address}";
+            fail_queued_command = ""; };
+address: { default_domain = "example.net"; subaddress_separator = "-"; };
+webmail: { hosts = [ "127.0.0.2", "2001:db8::/64" ]; };
+messages: { login_denied = "no login"; suspended = "gone"; send_suspended = "no send";
+            rate_suspended = "slow down"; receive_rejected = "no mail";
+            recipients_per_message = "too many"; include_reason = false; };
+limits: { messages_per_day = 10; recipients_per_message = 5; offdomain_recipients_per_day = 7;
+          offdomain_recipients_per_hour_per_ip = 3; suspend_for = "2h"; extend_on_attempt = false;
+          escalate_after = 2; };
+spam: { threshold = 4; window = "12h"; default_abuse_contact = "abuse@example.net";
+        abuse_contacts = ( { domain = "example.org"; contact = "abuse@example.org"; } ); evidence_samples = 1;
+        sendmail_command = "/bin/cat"; };
+unblock: { self_service_interval = "30d"; };
+)");
+    ASSERT_TRUE(cfg) << error;
+    EXPECT_EQ(cfg->store_path, "/srv/ms");
+    EXPECT_EQ(cfg->store_capacity, 5000u);
+    EXPECT_EQ(cfg->counter_capacity, 300u);
+    EXPECT_EQ(cfg->fail_policy, FailPolicy::closed);
+    EXPECT_EQ(cfg->read_group, "r");
+    EXPECT_EQ(cfg->write_group, "w");
+    EXPECT_EQ(cfg->audit_log, "/srv/audit");
+    EXPECT_EQ(cfg->default_mode, DeliveryMode::reject);
+    EXPECT_EQ(cfg->queue_expiry, 2 * 86400);
+    EXPECT_EQ(cfg->flush_command, "/bin/true {address}");
+    EXPECT_EQ(cfg->fail_queued_command, "");
+    EXPECT_EQ(cfg->address.default_domain, "example.net");
+    EXPECT_EQ(cfg->address.subaddress_separator, "-");
+    ASSERT_EQ(cfg->webmail_hosts.size(), 2u);
+    EXPECT_TRUE(cfg->is_webmail_host("127.0.0.2"));
+    EXPECT_TRUE(cfg->is_webmail_host("2001:db8::5"));
+    EXPECT_FALSE(cfg->is_webmail_host("127.0.0.3"));
+    EXPECT_FALSE(cfg->is_webmail_host("not an ip"));
+    EXPECT_FALSE(cfg->is_webmail_host(nullptr));
+    EXPECT_EQ(cfg->messages.login_denied, "no login");
+    EXPECT_EQ(cfg->messages.suspended, "gone");
+    EXPECT_EQ(cfg->messages.send_suspended, "no send");
+    EXPECT_EQ(cfg->messages.rate_suspended, "slow down");
+    EXPECT_EQ(cfg->messages.receive_rejected, "no mail");
+    EXPECT_EQ(cfg->messages.recipients_per_message, "too many");
+    EXPECT_FALSE(cfg->messages.include_reason);
+    EXPECT_EQ(cfg->limits.messages_per_day, 10);
+    EXPECT_EQ(cfg->limits.recipients_per_message, 5);
+    EXPECT_EQ(cfg->limits.offdomain_recipients_per_day, 7);
+    EXPECT_EQ(cfg->limits.offdomain_recipients_per_hour_per_ip, 3);
+    EXPECT_EQ(cfg->limits.suspend_for, 7200);
+    EXPECT_FALSE(cfg->limits.extend_on_attempt);
+    EXPECT_EQ(cfg->limits.escalate_after, 2);
+    EXPECT_EQ(cfg->spam_threshold, 4);
+    EXPECT_EQ(cfg->spam_window, 12 * 3600);
+    EXPECT_EQ(cfg->default_abuse_contact, "abuse@example.net");
+    EXPECT_EQ(cfg->abuse_contacts.at("example.org"), "abuse@example.org");
+    EXPECT_EQ(cfg->evidence_samples, 1);
+    EXPECT_EQ(cfg->sendmail_command, "/bin/cat");
+    EXPECT_EQ(cfg->self_service_interval, 30 * 86400);
+}
+
+TEST_F(ConfigTest, DurationAsSeconds) {
+    auto cfg = load("delivery: { queue_expiry = 3600; };\nunblock: { self_service_interval = 0; };\n");
+    ASSERT_TRUE(cfg) << error;
+    EXPECT_EQ(cfg->queue_expiry, 3600);
+    EXPECT_EQ(cfg->self_service_interval, 0);
+}
+
+TEST_F(ConfigTest, SyntaxError) {
+    expect_error("store: {\n  path = \"/srv/ms\"\n  capacity = ;\n};\n", 3, {"syntax error"});
+}
+
+TEST_F(ConfigTest, UnknownKeyTypo) {
+    expect_error("store: {\n  path = \"/srv/ms\";\n  capacty = 10;\n};\n", 3,
+                 {"store.capacty", "unknown setting", "capacity"});
+}
+
+TEST_F(ConfigTest, UnknownGroup) {
+    expect_error("\nstroe: { path = \"/srv/ms\"; };\n", 2, {"stroe", "unknown setting"});
+}
+
+TEST_F(ConfigTest, GroupThatIsNotAGroup) {
+    expect_error("delivery = 5;\n", 1, {"delivery", "must be a group"});
+}
+
+TEST_F(ConfigTest, WrongType) {
+    expect_error("store: {\n  capacity = \"big\";\n};\n", 2, {"store.capacity", "whole number"});
+    expect_error("store: {\n  path = 5;\n};\n", 2, {"store.path", "string"});
+    expect_error("messages: {\n  include_reason = \"yes\";\n};\n", 2,
+                 {"messages.include_reason", "true or false"});
+    expect_error("webmail: {\n  hosts = \"127.0.0.1\";\n};\n", 2, {"webmail.hosts", "list"});
+}
+
+TEST_F(ConfigTest, OutOfRange) {
+    expect_error("store: {\n  capacity = 3;\n};\n", 2, {"store.capacity", "between 16"});
+    expect_error("address: {\n  subaddress_separator = \"++\";\n};\n", 2,
+                 {"address.subaddress_separator", "one character"});
+}
+
+TEST_F(ConfigTest, BadFailPolicy) {
+    expect_error("store: {\n  path = \"/srv/ms\";\n  fail_policy = \"half\";\n};\n", 3,
+                 {"store.fail_policy", "\"open\" or \"closed\""});
+}
+
+TEST_F(ConfigTest, BadDefaultMode) {
+    expect_error("delivery: {\n\n  default_mode = \"bounce\";\n};\n", 3,
+                 {"delivery.default_mode", "deliver, discard, reject, queue"});
+    // "default" names the absence of a mode; it is not a mode one can set.
+    expect_error("delivery: {\n  default_mode = \"default\";\n};\n", 2, {"delivery.default_mode"});
+}
+
+TEST_F(ConfigTest, BadDuration) {
+    expect_error("delivery: {\n  queue_expiry = \"4x\";\n};\n", 2, {"delivery.queue_expiry", "unit 'x'"});
+    expect_error("limits: {\n  suspend_for = \"0s\";\n};\n", 2, {"limits.suspend_for", "positive"});
+    expect_error("unblock: {\n  self_service_interval = 1.5;\n};\n", 2,
+                 {"unblock.self_service_interval", "duration"});
+}
+
+TEST_F(ConfigTest, BadWebmailHost) {
+    expect_error("webmail: {\n  hosts = [ \"127.0.0.2\",\n            \"127.0.0.300\" ];\n};\n", 3,
+                 {"webmail.hosts", "127.0.0.300", "not an IP address or CIDR"});
+    expect_error("webmail: {\n  hosts = [ \"webmail.example.com\" ];\n};\n", 2,
+                 {"webmail.hosts", "webmail.example.com"});
+}
+
+TEST_F(ConfigTest, LineBreakInMessageText) {
+    expect_error("messages: {\n  include_reason = true;\n  suspended = \"Gone\\r\\nX-Injected: 1\";\n};\n", 3,
+                 {"messages.suspended", "CR/LF"});
+    expect_error("messages: {\n  login_denied = \"a\\tb\";\n};\n", 2, {"messages.login_denied", "control"});
+}
+
+TEST_F(ConfigTest, RelativeStorePath) {
+    expect_error("store: {\n  capacity = 100;\n  path = \"var/lib/mailsuspend\";\n};\n", 3,
+                 {"store.path", "absolute"});
+    expect_error("store: {\n  path = \"\";\n};\n", 2, {"store.path", "absolute"});
+}
+
+TEST_F(ConfigTest, FirstErrorWins) {
+    expect_error("store: {\n  capacity = 3;\n  fail_policy = \"half\";\n};\n", 2, {"store.capacity"});
+}
+
+TEST_F(ConfigTest, MissingFile) {
+    error.clear();
+    const std::string missing = dir / "nope.conf";
+    EXPECT_FALSE(load_config(missing, error).has_value());
+    EXPECT_NE(error.find(missing), std::string::npos) << error;
+    EXPECT_NE(error.find("cannot read"), std::string::npos) << error;
+}
+
+TEST_F(ConfigTest, ShippedExampleLoads) {
+    const std::string example = std::string(MAILSUSPEND_SOURCE_DIR) + "/conf/mailsuspend.conf";
+    std::string err;
+    auto cfg = load_config(example, err);
+    ASSERT_TRUE(cfg) << err;
+    EXPECT_EQ(cfg->store_path, "/var/lib/mailsuspend");
+    EXPECT_EQ(cfg->queue_expiry, 4 * 86400 + 8 * 3600);
+}

@@ -1,0 +1,136 @@
+// Sliding-window rate counters (synthetic clock values: no sleeping).
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "counters.hpp"
+#include "test_util.hpp"
+
+using namespace mailsuspend;
+using namespace mailsuspend::test;
+
+namespace {
+
+constexpr int64_t kHour = 3600;
+constexpr int64_t kT0 = 1000000 * kHour;  // on a bucket boundary of every kind
+
+class CountersTest : public ::testing::Test {
+protected:
+    TempDir dir;
+    std::unique_ptr<Counters> c;
+
+    void SetUp() override {
+        std::string error;
+        c = Counters::open(dir.path(), true, 16, error);
+        ASSERT_TRUE(c) << error;
+    }
+};
+
+}  // namespace
+
+TEST_F(CountersTest, AddAndTotalAreExact) {
+    EXPECT_EQ(c->total("a@example.com", CounterKind::messages, kT0), 0);
+    EXPECT_EQ(c->add("a@example.com", CounterKind::messages, 1, kT0), 1);
+    EXPECT_EQ(c->add("a@example.com", CounterKind::messages, 1, kT0 + 10), 2);
+    EXPECT_EQ(c->add("a@example.com", CounterKind::messages, 40, kT0 + 2 * kHour), 42);
+    EXPECT_EQ(c->total("a@example.com", CounterKind::messages, kT0 + 2 * kHour), 42);
+    EXPECT_EQ(c->total("b@example.com", CounterKind::messages, kT0), 0);
+}
+
+TEST_F(CountersTest, WindowSlides) {
+    const std::string k = "a@example.com";
+    c->add(k, CounterKind::messages, 5, kT0);             // bucket 0
+    c->add(k, CounterKind::messages, 7, kT0 + 5 * kHour);  // bucket 5
+    // The first bucket counts for 24 hourly widths, then drops out.
+    EXPECT_EQ(c->total(k, CounterKind::messages, kT0 + 24 * kHour - 1), 12);
+    EXPECT_EQ(c->total(k, CounterKind::messages, kT0 + 24 * kHour), 7);
+    EXPECT_EQ(c->total(k, CounterKind::messages, kT0 + 29 * kHour - 1), 7);
+    EXPECT_EQ(c->total(k, CounterKind::messages, kT0 + 29 * kHour), 0);
+    // Reusing the ring position of an old bucket starts it from zero.
+    EXPECT_EQ(c->add(k, CounterKind::messages, 1, kT0 + 24 * kHour), 1 + 7);
+    EXPECT_EQ(c->total(k, CounterKind::messages, kT0 + 48 * kHour), 0);
+}
+
+TEST_F(CountersTest, LongIdleGapForgetsEverything) {
+    const std::string k = "idle@example.com";
+    for (int h = 0; h < 24; ++h) c->add(k, CounterKind::offdomain_rcpts, 2, kT0 + h * kHour);
+    EXPECT_EQ(c->total(k, CounterKind::offdomain_rcpts, kT0 + 23 * kHour), 48);
+    EXPECT_EQ(c->add(k, CounterKind::offdomain_rcpts, 3, kT0 + 1000 * kHour), 3);
+}
+
+TEST_F(CountersTest, KindsAreIndependent) {
+    const std::string k = "a@example.com";
+    c->add(k, CounterKind::messages, 3, kT0);
+    c->add(k, CounterKind::offdomain_rcpts, 10, kT0);
+    c->add(k, CounterKind::spam_reports, 1, kT0);
+    EXPECT_EQ(c->total(k, CounterKind::messages, kT0), 3);
+    EXPECT_EQ(c->total(k, CounterKind::offdomain_rcpts, kT0), 10);
+    EXPECT_EQ(c->total(k, CounterKind::spam_reports, kT0), 1);
+    EXPECT_EQ(c->total(k, CounterKind::ip_offdomain_rcpts, kT0), 0);
+}
+
+TEST_F(CountersTest, IpKindUsesFiveMinuteBuckets) {
+    EXPECT_EQ(bucket_width(CounterKind::ip_offdomain_rcpts), 300);
+    EXPECT_EQ(bucket_width(CounterKind::messages), 3600);
+    const std::string ip = "192.0.2.7";
+    c->add(ip, CounterKind::ip_offdomain_rcpts, 100, kT0);
+    c->add(ip, CounterKind::ip_offdomain_rcpts, 1, kT0 + 299);  // same bucket
+    c->add(ip, CounterKind::ip_offdomain_rcpts, 10, kT0 + 300);
+    EXPECT_EQ(c->total(ip, CounterKind::ip_offdomain_rcpts, kT0 + 24 * 300 - 1), 111);
+    EXPECT_EQ(c->total(ip, CounterKind::ip_offdomain_rcpts, kT0 + 24 * 300), 10);  // an hour later
+    EXPECT_EQ(c->total(ip, CounterKind::ip_offdomain_rcpts, kT0 + 25 * 300), 0);
+}
+
+TEST_F(CountersTest, FullTableRefusesInsteadOfMisCounting) {
+    int refused = 0;
+    for (int i = 0; i < 200; ++i)
+        if (c->add("k" + std::to_string(i), CounterKind::messages, 1, kT0) < 0) ++refused;
+    EXPECT_GT(refused, 0) << "a table sized for 16 keys took 200";
+    // Keys already in keep counting exactly.
+    EXPECT_EQ(c->add("k0", CounterKind::messages, 1, kT0), 2);
+}
+
+TEST_F(CountersTest, SharedBetweenMappingsAndProcesses) {
+    std::string error;
+    auto other = Counters::open(dir.path(), false, 0, error);
+    ASSERT_TRUE(other) << error;
+    c->add("shared@example.com", CounterKind::messages, 2, kT0);
+    EXPECT_EQ(other->total("shared@example.com", CounterKind::messages, kT0), 2);
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        std::string e;
+        auto mine = Counters::open(dir.path(), false, 0, e);
+        for (int i = 0; mine && i < 1000; ++i) mine->add("shared@example.com", CounterKind::messages, 1, kT0);
+        ::_exit(mine ? 0 : 1);
+    }
+    for (int i = 0; i < 1000; ++i) c->add("shared@example.com", CounterKind::messages, 1, kT0);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    EXPECT_EQ(other->total("shared@example.com", CounterKind::messages, kT0), 2002);
+}
+
+TEST_F(CountersTest, ConcurrentThreadsCountExactly) {
+    auto work = [&] {
+        for (int i = 0; i < 20000; ++i) c->add("hot@example.com", CounterKind::messages, 1, kT0 + i % 3600);
+    };
+    std::thread a(work), b(work);
+    a.join();
+    b.join();
+    EXPECT_EQ(c->total("hot@example.com", CounterKind::messages, kT0 + 3599), 40000);
+}
+
+TEST(CountersOpen, MissingAndCorrupt) {
+    TempDir dir;
+    std::string error;
+    EXPECT_FALSE(Counters::open(dir.path(), false, 16, error));
+    EXPECT_FALSE(error.empty());
+    write_file(dir / "counters", std::string(8192, 'z'));
+    error.clear();
+    EXPECT_FALSE(Counters::open(dir.path(), false, 16, error));
+    EXPECT_NE(error.find("layout"), std::string::npos) << error;
+}

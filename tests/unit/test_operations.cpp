@@ -1,0 +1,437 @@
+// Session: every policy rule of a change, the audit log and host commands.
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+
+#include "operations.hpp"
+#include "store.hpp"
+#include "text.hpp"
+#include "test_util.hpp"
+
+using namespace mailsuspend;
+using namespace mailsuspend::test;
+using nlohmann::json;
+
+namespace {
+
+constexpr int64_t kNow = 1790000000;
+const Actor kRoot{0, "root"};
+const Actor kPanel{1000, "panel"};
+
+uint8_t bit(Service s) { return static_cast<uint8_t>(1u << static_cast<int>(s)); }
+
+class OperationsTest : public ::testing::Test {
+protected:
+    TempDir dir;
+    Config cfg;
+    std::unique_ptr<StoreWriter> writer;
+
+    void SetUp() override {
+        cfg.store_path = dir / "store";
+        cfg.store_capacity = 16;
+        cfg.read_group = "";
+        cfg.write_group = "";
+        cfg.audit_log = dir / "audit.log";
+        cfg.flush_command = "";
+        cfg.fail_queued_command = "";
+        open_writer();
+    }
+
+    void open_writer() {
+        writer.reset();
+        std::string error;
+        writer = StoreWriter::open(cfg, true, error);
+        ASSERT_TRUE(writer) << error;
+    }
+
+    // Runs body in a session at now and commits it; returns body's outcome.
+    Outcome run(int64_t now, const Actor& actor, const std::function<Outcome(Session&)>& body,
+                std::vector<std::string>* warnings = nullptr) {
+        Session s(cfg, *writer, actor, now);
+        Outcome o = body(s);
+        if (!o.ok()) return o;
+        std::vector<std::string> w;
+        Outcome c = s.commit(w);
+        if (warnings) *warnings = w;
+        EXPECT_TRUE(c.ok()) << c.message;
+        return o;
+    }
+
+    Outcome suspend(const std::string& target, const std::string& services, int64_t now = kNow,
+                    const Actor& actor = kRoot, std::function<void(SuspendArgs&)> tweak = {}) {
+        SuspendArgs a;
+        a.target = target;
+        std::string error;
+        a.services = parse_service_list(services, error).value_or(0);
+        if (tweak) tweak(a);
+        return run(now, actor, [&](Session& s) { return s.suspend(a); });
+    }
+
+    Outcome unsuspend(const std::string& target, const std::string& services, int64_t now = kNow,
+                      const Actor& actor = kRoot, std::function<void(UnsuspendArgs&)> tweak = {}) {
+        UnsuspendArgs a;
+        a.target = target;
+        std::string error;
+        a.services = parse_service_list(services, error).value_or(0);
+        if (tweak) tweak(a);
+        return run(now, actor, [&](Session& s) { return s.unsuspend(a); });
+    }
+
+    // The stored record (empty with exists=false when absent).
+    TargetRecord stored(const std::string& key, bool* exists = nullptr) {
+        TargetRecord r;
+        EXPECT_TRUE(writer->get(key, r, exists));
+        return r;
+    }
+
+    std::vector<json> audit() {
+        std::vector<json> out;
+        for (const auto& line : read_lines(cfg.audit_log)) out.push_back(json::parse(line));
+        return out;
+    }
+
+    // A script that writes its argument count and arguments, one a line, to out.
+    std::string recorder(const std::string& out, int exit_code = 0) {
+        const std::string path = dir / ("rec" + std::to_string(exit_code) + ".sh");
+        write_file(path, "#!/bin/sh\n{ echo \"$#\"; for a in \"$@\"; do echo \"$a\"; done; } >> '" + out +
+                             "'\nexit " + std::to_string(exit_code) + "\n");
+        ::chmod(path.c_str(), 0755);
+        return path;
+    }
+};
+
+}  // namespace
+
+TEST_F(OperationsTest, SuspendAndUnsuspend) {
+    Outcome o = suspend("Alice+x@Example.COM", "imap,pop3", kNow, kRoot,
+                        [](SuspendArgs& a) { a.reason = "unpaid invoice"; });
+    ASSERT_TRUE(o.ok()) << o.message;
+    EXPECT_NE(o.message.find("alice@example.com"), std::string::npos) << o.message;
+    TargetRecord r = stored("alice@example.com");
+    EXPECT_EQ(r.in_force_mask(kNow), bit(Service::imap) | bit(Service::pop3));
+    EXPECT_EQ(r.at(Service::imap).reason, "unpaid invoice");
+    EXPECT_EQ(r.at(Service::imap).since, kNow);
+    EXPECT_EQ(r.at(Service::imap).expires, 0);
+    EXPECT_EQ(r.at(Service::imap).actor, "root");
+    EXPECT_EQ(r.at(Service::imap).source, Source::admin);
+
+    ASSERT_TRUE(unsuspend("alice@example.com", "imap").ok());
+    r = stored("alice@example.com");
+    EXPECT_EQ(r.in_force_mask(kNow), bit(Service::pop3));
+
+    ASSERT_TRUE(unsuspend("alice@example.com", "all").ok());
+    bool exists = true;
+    stored("alice@example.com", &exists);
+    EXPECT_FALSE(exists) << "a record with nothing left is erased";
+}
+
+TEST_F(OperationsTest, UnsuspendNothingIsOk) {
+    Outcome o = unsuspend("nobody@example.com", "all");
+    EXPECT_TRUE(o.ok());
+    EXPECT_NE(o.message.find("had none"), std::string::npos) << o.message;
+    EXPECT_FALSE(std::filesystem::exists(cfg.audit_log)) << "nothing changed, nothing audited";
+}
+
+TEST_F(OperationsTest, SuspendWithDurationAndMode) {
+    ASSERT_TRUE(suspend("@example.com", "receive", kNow, kRoot, [](SuspendArgs& a) {
+                    a.duration = 3600;
+                    a.mode = DeliveryMode::reject;
+                }).ok());
+    const TargetRecord r = stored("@example.com");
+    EXPECT_EQ(r.at(Service::receive).expires, kNow + 3600);
+    EXPECT_EQ(r.mode, DeliveryMode::reject);
+    EXPECT_TRUE(r.at(Service::receive).in_force(kNow + 3599));
+    EXPECT_FALSE(r.at(Service::receive).in_force(kNow + 3600));
+}
+
+TEST_F(OperationsTest, BadInputChangesNothing) {
+    Session s(cfg, *writer, kRoot, kNow);
+    SuspendArgs a;
+    a.target = "not an address";
+    a.services = bit(Service::imap);
+    EXPECT_EQ(s.suspend(a).code, Exit::bad_input);
+    a.target = "a@example.com";
+    a.reason = "line\r\nInjected: yes";
+    Outcome o = s.suspend(a);
+    EXPECT_EQ(o.code, Exit::bad_input);
+    EXPECT_NE(o.message.find("CR/LF"), std::string::npos) << o.message;
+    a.reason = "";
+    a.services = 0;
+    EXPECT_EQ(s.suspend(a).code, Exit::bad_input);
+    a.services = bit(Service::imap);
+    a.duration = -1;
+    EXPECT_EQ(s.suspend(a).code, Exit::bad_input);
+    EXPECT_TRUE(s.empty());
+    std::vector<std::string> w;
+    EXPECT_TRUE(s.commit(w).ok());
+    bool exists = true;
+    stored("a@example.com", &exists);
+    EXPECT_FALSE(exists);
+    EXPECT_EQ(writer->stats().seq, 0u);
+}
+
+TEST_F(OperationsTest, LockNeedsRootWithAdmin) {
+    ASSERT_TRUE(suspend("a@example.com", "all", kNow, kRoot, [](SuspendArgs& a) { a.lock = true; }).ok());
+    // Without --admin, even root is refused.
+    Outcome o = unsuspend("a@example.com", "imap", kNow, kRoot);
+    EXPECT_EQ(o.code, Exit::refused);
+    EXPECT_NE(o.message.find("locked"), std::string::npos) << o.message;
+    // --admin without root is refused.
+    o = unsuspend("a@example.com", "imap", kNow, kPanel, [](UnsuspendArgs& a) { a.admin = true; });
+    EXPECT_EQ(o.code, Exit::refused);
+    EXPECT_EQ(stored("a@example.com").in_force_mask(kNow), kAllServicesMask) << "a refusal changes nothing";
+    // Root with --admin lifts it.
+    o = unsuspend("a@example.com", "imap", kNow, kRoot, [](UnsuspendArgs& a) { a.admin = true; });
+    ASSERT_TRUE(o.ok()) << o.message;
+    EXPECT_EQ(stored("a@example.com").in_force_mask(kNow), kAllServicesMask & ~bit(Service::imap));
+}
+
+TEST_F(OperationsTest, ResuspendKeepsTheLock) {
+    ASSERT_TRUE(suspend("a@example.com", "send", kNow, kRoot, [](SuspendArgs& a) { a.lock = true; }).ok());
+    ASSERT_TRUE(suspend("a@example.com", "send", kNow + 5, kPanel).ok());
+    EXPECT_TRUE(stored("a@example.com").at(Service::send).locked);
+    EXPECT_EQ(unsuspend("a@example.com", "send", kNow + 6, kPanel).code, Exit::refused);
+}
+
+TEST_F(OperationsTest, SelfServiceRefusedForAdminSuspension) {
+    ASSERT_TRUE(suspend("a@example.com", "send").ok());
+    Outcome o = unsuspend("a@example.com", "send", kNow + 10, kPanel,
+                          [](UnsuspendArgs& a) { a.self_service = true; });
+    EXPECT_EQ(o.code, Exit::refused);
+    EXPECT_NE(o.message.find("administrator"), std::string::npos) << o.message;
+    EXPECT_TRUE(stored("a@example.com").at(Service::send).in_force(kNow + 10));
+}
+
+TEST_F(OperationsTest, SelfServiceOncePerInterval) {
+    cfg.self_service_interval = 90 * 86400;
+    for (Source source : {Source::rate, Source::spam}) {
+        SCOPED_TRACE(std::string(source_name(source)));
+        const std::string target = std::string(source_name(source)) + "@example.com";
+        auto auto_suspend = [&](int64_t at) {
+            ASSERT_TRUE(suspend(target, "send", at, Actor{101, "exim"},
+                                [&](SuspendArgs& a) { a.source = source; }).ok());
+        };
+        auto self = [&](int64_t at) {
+            return unsuspend(target, "send", at, kPanel, [](UnsuspendArgs& a) { a.self_service = true; });
+        };
+        auto_suspend(kNow);
+        Outcome o = self(kNow + 60);
+        ASSERT_TRUE(o.ok()) << o.message;
+        EXPECT_FALSE(stored(target).at(Service::send).in_force(kNow + 60));
+        EXPECT_EQ(stored(target).last_self_unblock, kNow + 60);
+
+        auto_suspend(kNow + 86400);
+        o = self(kNow + 2 * 86400);
+        EXPECT_EQ(o.code, Exit::refused);
+        EXPECT_NE(o.message.find(format_time(kNow + 60)), std::string::npos) << o.message;
+        EXPECT_NE(o.message.find(format_time(kNow + 60 + 90 * 86400)), std::string::npos) << o.message;
+        EXPECT_TRUE(stored(target).at(Service::send).in_force(kNow + 2 * 86400));
+
+        // Once the interval has passed, it works again.
+        o = self(kNow + 60 + 90 * 86400);
+        EXPECT_TRUE(o.ok()) << o.message;
+    }
+}
+
+TEST_F(OperationsTest, SweepLiftsExpiredAndAudits) {
+    ASSERT_TRUE(suspend("short@example.com", "imap,receive", kNow, kRoot,
+                        [](SuspendArgs& a) { a.duration = 60; }).ok());
+    ASSERT_TRUE(suspend("long@example.com", "imap", kNow, kRoot, [](SuspendArgs& a) { a.duration = 86400; }).ok());
+    ASSERT_TRUE(suspend("forever@example.com", "pop3").ok());
+    const std::size_t lines_before = audit().size();
+
+    int lifted = -1;
+    Outcome o = run(kNow + 61, kRoot, [&](Session& s) { return s.sweep(lifted); });
+    ASSERT_TRUE(o.ok()) << o.message;
+    EXPECT_EQ(lifted, 2);
+    bool exists = true;
+    stored("short@example.com", &exists);
+    EXPECT_FALSE(exists);
+    EXPECT_TRUE(stored("long@example.com").at(Service::imap).suspended);
+    EXPECT_TRUE(stored("forever@example.com").at(Service::pop3).suspended);
+
+    const auto lines = audit();
+    ASSERT_EQ(lines.size(), lines_before + 1);
+    const json& line = lines.back();
+    EXPECT_EQ(line["action"], "expire");
+    EXPECT_EQ(line["target"], "short@example.com");
+    EXPECT_EQ(line["services"], "imap,receive");
+    EXPECT_TRUE(line["after"].empty()) << line.dump();
+    EXPECT_TRUE(line["before"].contains("imap")) << line.dump();
+
+    // A second sweep finds nothing.
+    o = run(kNow + 62, kRoot, [&](Session& s) { return s.sweep(lifted); });
+    EXPECT_EQ(lifted, 0);
+}
+
+TEST_F(OperationsTest, BatchIsOneCommit) {
+    const uint64_t seq_before = writer->stats().seq;
+    Session s(cfg, *writer, kRoot, kNow);
+    SuspendArgs a;
+    a.services = bit(Service::imap);
+    for (const char* t : {"a@example.com", "b@example.com", "@example.org"}) {
+        a.target = t;
+        ASSERT_TRUE(s.suspend(a).ok());
+    }
+    a.target = "a@example.com";
+    a.services = bit(Service::pop3);
+    ASSERT_TRUE(s.suspend(a).ok());  // same target twice: one change
+    ASSERT_TRUE(s.set_mode("b@example.com", DeliveryMode::discard).ok());
+    EXPECT_EQ(writer->stats().seq, seq_before) << "nothing is stored before commit";
+    std::vector<std::string> w;
+    ASSERT_TRUE(s.commit(w).ok());
+    EXPECT_TRUE(w.empty());
+    EXPECT_EQ(writer->stats().seq, seq_before + 3) << "three targets changed";
+    EXPECT_EQ(stored("a@example.com").in_force_mask(kNow), bit(Service::imap) | bit(Service::pop3));
+    EXPECT_EQ(stored("b@example.com").mode, DeliveryMode::discard);
+    const auto lines = audit();
+    ASSERT_EQ(lines.size(), 5u) << "one audit line per operation";
+    for (const auto& line : lines) EXPECT_EQ(line["seq"], seq_before + 3) << line.dump();
+}
+
+TEST_F(OperationsTest, AuditLinesAreJson) {
+    ASSERT_TRUE(suspend("a@example.com", "send,receive", kNow, kPanel, [](SuspendArgs& a) {
+                    a.reason = "phishing \xC3\xBC";
+                    a.duration = 600;
+                }).ok());
+    ASSERT_TRUE(unsuspend("a@example.com", "send", kNow + 1, kRoot).ok());
+    const auto lines = audit();
+    ASSERT_EQ(lines.size(), 2u);
+    const json& s = lines[0];
+    EXPECT_EQ(s["time"], kNow);
+    EXPECT_EQ(s["actor"]["uid"], 1000);
+    EXPECT_EQ(s["actor"]["name"], "panel");
+    EXPECT_EQ(s["action"], "suspend");
+    EXPECT_EQ(s["target"], "a@example.com");
+    EXPECT_EQ(s["services"], "send,receive");
+    EXPECT_EQ(s["reason"], "phishing \xC3\xBC");
+    EXPECT_EQ(s["seq"], 1);
+    EXPECT_TRUE(s["before"].empty()) << s.dump();
+    ASSERT_TRUE(s["after"].contains("send")) << s.dump();
+    EXPECT_EQ(s["after"]["send"]["suspended"], true);
+    EXPECT_EQ(s["after"]["send"]["expires"], kNow + 600);
+    EXPECT_EQ(s["after"]["send"]["reason"], "phishing \xC3\xBC");
+
+    const json& u = lines[1];
+    EXPECT_EQ(u["action"], "unsuspend");
+    EXPECT_EQ(u["actor"]["uid"], 0);
+    EXPECT_EQ(u["services"], "send");
+    EXPECT_EQ(u["seq"], 2);
+    EXPECT_TRUE(u["before"].contains("send"));
+    EXPECT_FALSE(u["after"].contains("send"));
+    EXPECT_TRUE(u["after"].contains("receive"));
+
+    struct stat st {};
+    ASSERT_EQ(::stat(cfg.audit_log.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0640u);
+}
+
+TEST_F(OperationsTest, AuditFailureIsAWarningNotALoss) {
+    cfg.audit_log = dir / "no/such/dir/audit.log";
+    open_writer();
+    SuspendArgs a;
+    a.target = "a@example.com";
+    a.services = bit(Service::imap);
+    std::vector<std::string> warnings;
+    ASSERT_TRUE(run(kNow, kRoot, [&](Session& s) { return s.suspend(a); }, &warnings).ok());
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_NE(warnings[0].find("audit log failed"), std::string::npos) << warnings[0];
+    EXPECT_TRUE(stored("a@example.com").at(Service::imap).suspended);
+}
+
+TEST_F(OperationsTest, SetMode) {
+    Outcome o = run(kNow, kRoot, [](Session& s) { return s.set_mode("A@Example.com", DeliveryMode::discard); });
+    ASSERT_TRUE(o.ok()) << o.message;
+    EXPECT_EQ(stored("a@example.com").mode, DeliveryMode::discard);
+    o = run(kNow, kRoot, [](Session& s) { return s.set_mode("bad target", DeliveryMode::discard); });
+    EXPECT_EQ(o.code, Exit::bad_input);
+}
+
+TEST_F(OperationsTest, RunCommandPassesAddressAsOneArgument) {
+    const std::string out = dir / "args.txt";
+    const std::string script = recorder(out);
+    EXPECT_EQ(run_command(script + " -Rff {address}", "we ird$(touch x)@example.com"), "");
+    const auto lines = read_lines(out);
+    ASSERT_EQ(lines.size(), 3u);
+    EXPECT_EQ(lines[0], "2");
+    EXPECT_EQ(lines[1], "-Rff");
+    EXPECT_EQ(lines[2], "we ird$(touch x)@example.com");
+    EXPECT_FALSE(std::filesystem::exists("x"));
+}
+
+TEST_F(OperationsTest, RunCommandReportsFailure) {
+    const std::string failing = recorder(dir / "f.txt", 7);
+    const std::string e = run_command(failing + " {address}", "a@example.com");
+    EXPECT_NE(e.find("exited with status 7"), std::string::npos) << e;
+    const std::string missing = run_command(dir / "no-such-program {address}", "a@example.com");
+    EXPECT_NE(missing.find("cannot run"), std::string::npos) << missing;
+    EXPECT_EQ(run_command("", "a@example.com"), "") << "no command configured";
+}
+
+TEST_F(OperationsTest, LiftingReceiveFlushesTheQueue) {
+    const std::string out = dir / "flush.txt";
+    cfg.flush_command = recorder(out) + " -Rff {address}";
+    open_writer();
+    ASSERT_TRUE(suspend("a+tag@example.com", "receive").ok());
+    EXPECT_FALSE(std::filesystem::exists(out)) << "suspending does not flush";
+    ASSERT_TRUE(unsuspend("a@example.com", "imap").ok());
+    EXPECT_FALSE(std::filesystem::exists(out)) << "nothing to flush";
+    ASSERT_TRUE(unsuspend("a@example.com", "receive").ok());
+    const auto lines = read_lines(out);
+    ASSERT_EQ(lines.size(), 3u);
+    EXPECT_EQ(lines[2], "a@example.com");
+}
+
+TEST_F(OperationsTest, FailingFlushIsAWarningAndTheChangeStands) {
+    cfg.flush_command = recorder(dir / "f.txt", 1) + " {address}";
+    open_writer();
+    ASSERT_TRUE(suspend("a@example.com", "receive").ok());
+    std::vector<std::string> warnings;
+    UnsuspendArgs a;
+    a.target = "a@example.com";
+    ASSERT_TRUE(run(kNow, kRoot, [&](Session& s) { return s.unsuspend(a); }, &warnings).ok());
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_NE(warnings[0].find("queue flush for a@example.com failed"), std::string::npos) << warnings[0];
+    bool exists = true;
+    stored("a@example.com", &exists);
+    EXPECT_FALSE(exists);
+}
+
+TEST_F(OperationsTest, FailQueuedRunsItsCommand) {
+    const std::string out = dir / "fq.txt";
+    cfg.fail_queued_command = recorder(out) + " -Sff {address}";
+    open_writer();
+    ASSERT_TRUE(suspend("a@example.com", "send", kNow, kRoot, [](SuspendArgs& a) { a.fail_queued = true; }).ok());
+    EXPECT_TRUE(stored("a@example.com").at(Service::send).fail_queued);
+    const auto lines = read_lines(out);
+    ASSERT_EQ(lines.size(), 3u);
+    EXPECT_EQ(lines[1], "-Sff");
+    EXPECT_EQ(lines[2], "a@example.com");
+}
+
+TEST_F(OperationsTest, StatusJsonShowsEffectiveState) {
+    TargetRecord mailbox, domain;
+    mailbox.key = "a@example.com";
+    domain.key = "@example.com";
+    mailbox.at(Service::imap) = ServiceState{true, true, false, kNow, 0, Source::admin, "mine", "root"};
+    domain.at(Service::send) = ServiceState{true, false, false, kNow, kNow + 10, Source::rate, "", "exim"};
+    domain.mode = DeliveryMode::discard;
+    const json j = status_json(cfg, "a@example.com", &mailbox, &domain, kNow);
+    EXPECT_EQ(j["target"], "a@example.com");
+    EXPECT_EQ(j["delivery_mode"], "discard");
+    EXPECT_EQ(j["services"].size(), 7u);
+    EXPECT_EQ(j["services"]["imap"]["scope"], "mailbox");
+    EXPECT_EQ(j["services"]["imap"]["locked"], true);
+    EXPECT_EQ(j["services"]["send"]["scope"], "domain");
+    EXPECT_EQ(j["services"]["send"]["source"], "rate");
+    EXPECT_EQ(j["services"]["send"]["expires"], kNow + 10);
+    EXPECT_EQ(j["services"]["pop3"]["suspended"], false);
+    EXPECT_TRUE(j["services"]["pop3"]["scope"].is_null());
+    const json later = status_json(cfg, "a@example.com", &mailbox, &domain, kNow + 10);
+    EXPECT_EQ(later["services"]["send"]["suspended"], false) << "expiry honoured at read time";
+    const json none = status_json(cfg, "a@example.com", nullptr, nullptr, kNow);
+    EXPECT_EQ(none["delivery_mode"], "queue") << "config default";
+}

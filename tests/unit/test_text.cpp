@@ -1,0 +1,155 @@
+// Durations and free text.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "text.hpp"
+
+using namespace mailsuspend;
+
+namespace {
+
+int64_t dur(std::string_view text) {
+    std::string error;
+    auto d = parse_duration(text, error);
+    EXPECT_TRUE(d.has_value()) << "'" << text << "': " << error;
+    return d.value_or(-1);
+}
+
+// Refused, with fragment in the error.
+void expect_bad_duration(std::string_view text, const std::string& fragment) {
+    std::string error;
+    auto d = parse_duration(text, error);
+    EXPECT_FALSE(d.has_value()) << "'" << text << "' accepted as " << d.value_or(0);
+    EXPECT_NE(error.find(fragment), std::string::npos) << "'" << text << "': " << error;
+}
+
+}  // namespace
+
+TEST(Duration, Units) {
+    EXPECT_EQ(dur("90s"), 90);
+    EXPECT_EQ(dur("30m"), 30 * 60);
+    EXPECT_EQ(dur("24h"), 24 * 3600);
+    EXPECT_EQ(dur("90d"), 90 * 86400);
+    EXPECT_EQ(dur("1w"), 7 * 86400);
+}
+
+TEST(Duration, Combined) {
+    EXPECT_EQ(dur("4d8h"), 4 * 86400 + 8 * 3600);
+    EXPECT_EQ(dur("1h30m"), 5400);
+    EXPECT_EQ(dur("1w1d1h1m1s"), 8 * 86400 + 3661);
+}
+
+TEST(Duration, BareNumberIsSeconds) {
+    EXPECT_EQ(dur("45"), 45);
+    EXPECT_EQ(dur("0"), 0);
+    EXPECT_EQ(dur("3600"), 3600);
+}
+
+TEST(Duration, Errors) {
+    expect_bad_duration("", "empty");
+    expect_bad_duration("4x", "unit 'x'");
+    expect_bad_duration("h", "bad duration");
+    expect_bad_duration("-5m", "bad duration");
+    expect_bad_duration(" 5m", "bad duration");
+    expect_bad_duration("5 m", "unit ' '");
+    expect_bad_duration("4d8", "without unit");
+    expect_bad_duration("1.5h", "unit '.'");
+}
+
+TEST(Duration, TooLong) {
+    expect_bad_duration("20000d", "too long");
+    expect_bad_duration("99999999999999999999999", "too long");
+    expect_bad_duration("18000d18000d", "too long");
+    EXPECT_EQ(dur("18250d"), 18250LL * 86400);  // 50 years is the limit itself
+}
+
+TEST(Duration, Format) {
+    EXPECT_EQ(format_duration(376 * 3600), "15d16h");
+    EXPECT_EQ(format_duration(90), "1m30s");
+    EXPECT_EQ(format_duration(3661), "1h1m1s");
+    EXPECT_EQ(format_duration(7 * 86400), "7d");
+    EXPECT_EQ(format_duration(0), "0s");
+    EXPECT_EQ(format_duration(-5), "0s");
+}
+
+TEST(Duration, FormatParsesBack) {
+    for (int64_t s : {1LL, 59LL, 61LL, 3599LL, 86399LL, 86401LL, 376LL * 3600, 90LL * 86400 + 7}) {
+        std::string error;
+        EXPECT_EQ(parse_duration(format_duration(s), error).value_or(-1), s) << format_duration(s);
+    }
+}
+
+TEST(FreeText, AcceptsPrintableUtf8) {
+    EXPECT_EQ(check_free_text("", 200), "");
+    EXPECT_EQ(check_free_text("Spam complaint #42 (ticket 17)", 200), "");
+    EXPECT_EQ(check_free_text("Zahlung \xC3\xBC" "berf\xC3\xA4llig", 200), "");  // überfällig
+    EXPECT_EQ(check_free_text("\xE6\x97\xA5\xE6\x9C\xAC", 200), "");              // 日本
+    EXPECT_EQ(check_free_text("\xF0\x9F\x93\xA7 mail", 200), "");                  // 📧
+}
+
+TEST(FreeText, RefusesLineBreaks) {
+    EXPECT_NE(check_free_text("a\r\nb", 200).find("CR/LF"), std::string::npos);
+    EXPECT_NE(check_free_text("a\nb", 200).find("CR/LF"), std::string::npos);
+    EXPECT_NE(check_free_text("a\rb", 200).find("at octet 1"), std::string::npos);
+}
+
+TEST(FreeText, RefusesControlCharacters) {
+    EXPECT_NE(check_free_text("a\tb", 200).find("control character"), std::string::npos);
+    EXPECT_NE(check_free_text("a\x1b[31m", 200).find("control character"), std::string::npos);
+    EXPECT_NE(check_free_text("del\x7f", 200).find("control character"), std::string::npos);
+    EXPECT_NE(check_free_text(std::string("nul\0x", 5), 200).find("control character"),
+              std::string::npos);
+}
+
+TEST(FreeText, RefusesC1ControlCharacters) {
+    // U+0085 (NEL) and U+009B (CSI) are control characters too, in UTF-8 form.
+    EXPECT_NE(check_free_text("a\xC2\x85" "b", 200), "");
+    EXPECT_NE(check_free_text("a\xC2\x9B" "31m", 200), "");
+}
+
+TEST(FreeText, RefusesInvalidUtf8) {
+    EXPECT_NE(check_free_text("caf\xC3", 200).find("UTF-8"), std::string::npos);      // cut short
+    EXPECT_NE(check_free_text("\xFF" "abc", 200).find("UTF-8"), std::string::npos);    // never valid
+    EXPECT_NE(check_free_text("\xC3\x28", 200).find("UTF-8"), std::string::npos);      // bad continuation
+    EXPECT_NE(check_free_text("\xBF" "abc", 200).find("UTF-8"), std::string::npos);    // lone continuation
+}
+
+TEST(FreeText, RefusesOverlongAndNonCharacterUtf8) {
+    EXPECT_NE(check_free_text("\xC0\xAF", 200), "") << "overlong '/'";
+    EXPECT_NE(check_free_text("\xE0\x80\xAF", 200), "") << "overlong '/'";
+    EXPECT_NE(check_free_text("\xED\xA0\x80", 200), "") << "UTF-16 surrogate";
+    EXPECT_NE(check_free_text("\xF4\x90\x80\x80", 200), "") << "past U+10FFFF";
+}
+
+TEST(FreeText, Length) {
+    EXPECT_EQ(check_free_text(std::string(200, 'a'), 200), "");
+    EXPECT_NE(check_free_text(std::string(201, 'a'), 200).find("too long"), std::string::npos);
+    EXPECT_NE(check_free_text(std::string(201, 'a'), 200).find("201"), std::string::npos);
+}
+
+TEST(SanitiseLine, ReplacesControlsAndInvalidBytes) {
+    EXPECT_EQ(sanitise_line("a\r\nb", 100), "a??b");
+    EXPECT_EQ(sanitise_line("tab\there", 100), "tab?here");
+    EXPECT_EQ(sanitise_line("bad\xFF", 100), "bad?");
+    EXPECT_EQ(sanitise_line("\xC3\xBC" "ok", 100), "\xC3\xBC" "ok");
+    EXPECT_EQ(sanitise_line("a\xC2\x85" "b", 100), "a?b");    // NEL, a C1 control
+    EXPECT_EQ(sanitise_line("a\xC0\xAF" "b", 100), "a??b");  // overlong: two bad octets
+}
+
+TEST(SanitiseLine, CutsAtMaxWithoutSplittingCharacters) {
+    EXPECT_EQ(sanitise_line("abcdef", 3), "abc");
+    EXPECT_EQ(sanitise_line("\xC3\xBC\xC3\xBC", 3), "\xC3\xBC");
+    EXPECT_EQ(sanitise_line("", 3), "");
+    // Whatever the input, the result never holds CR or LF and fits.
+    const std::string nasty = "x\r\n\r\n\x01\x02\xC3";
+    const std::string clean = sanitise_line(nasty, 6);
+    EXPECT_LE(clean.size(), 6u);
+    EXPECT_EQ(clean.find_first_of("\r\n"), std::string::npos);
+}
+
+TEST(FormatTime, EpochAndNever) {
+    EXPECT_EQ(format_time(0), "never");
+    EXPECT_EQ(format_time(1), "1970-01-01 00:00:01 UTC");
+    EXPECT_EQ(format_time(1795000000), "2026-11-18 11:06:40 UTC");
+}
