@@ -7,14 +7,19 @@
 #include <nlohmann/json.hpp>
 
 #include <ctime>
+#include <fstream>
+#include <sstream>
 #include <iostream>
 
 #include "config.hpp"
 #include "counters.hpp"
 #include "mailsuspend/mailsuspend.h"
+#include "notice.hpp"
 #include "operations.hpp"
+#include "policy.hpp"
 #include "store.hpp"
 #include "text.hpp"
+#include "token.hpp"
 
 using namespace mailsuspend;
 using nlohmann::json;
@@ -29,9 +34,12 @@ struct Options {
     std::string services;
     std::string reason;
     std::string duration;
+    bool duration_given = false;  // --for "" is an error, not "forever"
     std::string mode;
     bool lock = false, fail_queued = false, admin = false, self_service = false;
     uint64_t capacity = 0;
+    std::vector<std::string> evidence;
+    bool arf = false, token_only = false, open = false;
 };
 
 int finish(const Outcome& o) {
@@ -97,7 +105,7 @@ std::optional<SuspendArgs> suspend_args(const Options& o, Outcome& error) {
     if (!mask) return error = {Exit::bad_input, "--service: " + why}, std::nullopt;
     a.services = *mask;
     a.reason = o.reason;
-    if (!o.duration.empty()) {
+    if (o.duration_given || !o.duration.empty()) {
         auto d = parse_duration(o.duration, why);
         if (!d || *d == 0) return error = {Exit::bad_input, "--for: " + (d ? "must be positive" : why)}, std::nullopt;
         a.duration = *d;
@@ -145,11 +153,126 @@ int cmd_set_mode(const Options& o) {
     return change(o, [&](Session& s) { return s.set_mode(o.target, *mode); });
 }
 
+// Sends AUP notices still pending (e.g. an automatic suspension in Exim
+// whose notice failed or had no sample call after it).  Returns the exit code.
+int send_notices(const Config& cfg) {
+    std::vector<std::string> warnings;
+    const int sent = send_pending_notices(cfg, "", warnings);
+    for (const auto& w : warnings) std::cerr << "mailsuspend: warning: " << w << "\n";
+    if (sent) std::cout << "sent " << sent << " pending AUP notice(s)\n";
+    return 0;
+}
+
 int cmd_sweep(const Options& o) {
-    return change(o, [&](Session& s) {
+    const int rc = change(o, [&](Session& s) {
         int lifted = 0;
         return s.sweep(lifted);
     });
+    if (rc != 0) return rc;
+    int code = 0;
+    auto cfg = config_or_exit(o, code);
+    return cfg ? send_notices(*cfg) : code;
+}
+
+int cmd_send_notices(const Options& o) {
+    int code = 0;
+    auto cfg = config_or_exit(o, code);
+    return cfg ? send_notices(*cfg) : code;
+}
+
+bool read_limited(std::istream& in, std::string& out) {
+    out.clear();
+    char chunk[65536];
+    while (in.read(chunk, sizeof chunk) || in.gcount() > 0) {
+        out.append(chunk, static_cast<std::size_t>(in.gcount()));
+        if (out.size() > kMaxReportBytes) return false;
+    }
+    return true;
+}
+
+// The report's subject and evidence: ADDRESS and --evidence files, or an ARF report on stdin.
+Outcome spam_report_of(const Config& cfg, const Options& o, SpamReport& report) {
+    if (o.arf == !o.target.empty())
+        return {Exit::bad_input, o.arf ? "give either ADDRESS or --arf (the report names the sender), not both"
+                                       : "give ADDRESS, or --arf with an ARF report on stdin"};
+    if (o.token_only && !o.arf) return {Exit::bad_input, "--token-only goes with --arf"};
+    for (const auto& file : o.evidence) {
+        std::ifstream in(file, std::ios::binary);
+        std::string text;
+        if (!in) return {Exit::bad_input, "--evidence " + file + ": cannot read the file"};
+        if (!read_limited(in, text))
+            return {Exit::bad_input, "--evidence " + file + ": larger than " + std::to_string(kMaxReportBytes) + " octets"};
+        report.evidence.push_back(std::move(text));
+    }
+    if (!o.arf) {
+        report.address = o.target;
+        report.origin = "cli";
+        return {};
+    }
+    std::string input, error;
+    if (!read_limited(std::cin, input))
+        return {Exit::bad_input, "ARF report: larger than " + std::to_string(kMaxReportBytes) + " octets"};
+    const auto arf = parse_arf(input, error);
+    if (!arf) return {Exit::bad_input, "ARF report: " + error};
+    if (arf->feedback_type != "abuse")
+        return {Exit::ok, "ignored: Feedback-Type '" + sanitise_line(arf->feedback_type, 40) +
+                              "' is not a spam complaint (only abuse counts); nothing recorded"};
+    Attribution who;
+    if (Outcome a = attribute_arf(cfg, *arf, o.token_only, who); !a.ok()) return {a.code, "ARF report: " + a.message};
+    report.address = who.address;
+    report.origin = "arf, attributed by " + who.how;
+    if (!arf->user_agent.empty()) report.origin += ", from " + arf->user_agent;
+    if (!arf->original.empty()) report.evidence.push_back(arf->original);
+    std::cout << "ARF report attributed to " << sanitise_line(who.address, 320) << " by " << who.how
+              << (who.token_issued ? " (token issued " + format_time(who.token_issued) + ")" : "") << "\n";
+    return {};
+}
+
+int cmd_report_spam(const Options& o) {
+    if (const std::string why = check_free_text(o.actor, 64); !why.empty())
+        return finish({Exit::bad_input, "--actor " + why});
+    int code = 0;
+    auto cfg = config_or_exit(o, code);
+    if (!cfg) return code;
+    SpamReport report;
+    if (Outcome r = spam_report_of(*cfg, o, report); !r.ok() || report.address.empty()) return finish(r);
+    std::vector<std::string> warnings;
+    SpamResult result;
+    {
+        std::string error;
+        auto writer = StoreWriter::open(*cfg, false, error);
+        if (!writer) return finish({Exit::failure, error});
+        result = record_spam_report(*cfg, *writer, current_actor(o.actor), report, now(), warnings);
+    }  // the writer lock is released before mail goes out
+    if (result.outcome.ok() && result.suspension.suspended_now) {
+        const int sent = send_pending_notices(*cfg, result.key, warnings);
+        std::string why;
+        const std::string contact = abuse_contact(*cfg, result.key, why);
+        if (sent) result.outcome.message += "; AUP notice sent to " + contact;
+    }
+    for (const auto& w : warnings) std::cerr << "mailsuspend: warning: " << w << "\n";
+    return finish(result.outcome);
+}
+
+// Prints a sender token for ACCOUNT, or (--open) the account inside a token.
+int cmd_token(const Options& o) {
+    int code = 0;
+    auto cfg = config_or_exit(o, code);
+    if (!cfg) return code;
+    std::string error;
+    const auto key = load_token_key(cfg->store_path, error);
+    if (!key) return finish({Exit::failure, error});
+    if (o.open) {
+        const auto t = open_token(*key, o.target, error);
+        if (!t) return finish({Exit::bad_input, error});
+        return finish({Exit::ok, t->account + " (issued " + format_time(t->issued) + ")"});
+    }
+    std::string account;
+    if (Outcome n = normalise_target(*cfg, o.target, account); !n.ok()) return finish(n);
+    char buf[kTokenMaxText + 1];
+    if (account.front() == '@' || seal_token(*key, account, now(), buf, sizeof buf) == 0)
+        return finish({Exit::bad_input, "cannot make a token for " + account});
+    return finish({Exit::ok, buf});
 }
 
 std::unique_ptr<StoreReader> open_reader(const Config& cfg) {
@@ -253,6 +376,9 @@ int cmd_init(const Options& o) {
         std::string error;
         if (!Counters::open(cfg.store_path, true, cfg.counter_capacity, error))
             return finish({Exit::failure, error});
+        if (std::string e = create_evidence_root(cfg); !e.empty()) return finish({Exit::failure, e});
+        if (std::string e = create_token_key(cfg.store_path, cfg.write_group); !e.empty())
+            return finish({Exit::failure, e});
         const StoreStats s = w.stats();
         return finish({Exit::ok, "store ready at " + cfg.store_path + " (generation " +
                                      std::to_string(s.generation) + ", room for " +
@@ -314,6 +440,7 @@ Outcome batch_line(Session& s, const json& j) {
         !text("reason", o.reason) || !text("for", o.duration) || !text("mode", o.mode) ||
         !flag("lock", o.lock) || !flag("fail_queued", o.fail_queued) || !flag("admin", o.admin))
         return {Exit::bad_input, "a field has the wrong type"};
+    o.duration_given = j.contains("for");
     Outcome error;
     if (op == "suspend") {
         auto a = suspend_args(o, error);
@@ -364,7 +491,7 @@ int main(int argc, char** argv) {
     target(suspend, "user@example.com or @example.com");
     suspend->add_option("--service", o.services, "services: imap,pop3,webmail,send,webmail_send,receive,sieve or all")->required();
     suspend->add_option("--reason", o.reason, "reason shown to the user and the log");
-    suspend->add_option("--for", o.duration, "lift automatically after (90s, 30m, 24h, 90d, 4d8h)");
+    auto* for_option = suspend->add_option("--for", o.duration, "lift automatically after (90s, 30m, 24h, 90d, 4d8h)");
     suspend->add_flag("--lock", o.lock, "only root with --admin may lift it");
     suspend->add_option("--mode", o.mode, "mail for it while receive is suspended: deliver, discard, reject, queue");
     suspend->add_flag("--fail-queued", o.fail_queued, "with send: fail its mail already queued");
@@ -389,6 +516,15 @@ int main(int argc, char** argv) {
     auto* rebuild = app.add_subcommand("rebuild", "rewrite the store as a new generation");
     rebuild->add_option("--capacity", o.capacity, "targets to size it for (default: current)");
     auto* batch = app.add_subcommand("batch", "apply JSON lines from stdin in one transaction");
+    auto* report_spam = app.add_subcommand("report-spam", "record a spam report (over spam.threshold: send suspended)");
+    report_spam->add_option("target", o.target, "the mailbox reported (not with --arf)");
+    report_spam->add_option("--evidence", o.evidence, "a sample message file (repeatable)");
+    report_spam->add_flag("--arf", o.arf, "read an ARF report (RFC 5965) on stdin and attribute it");
+    report_spam->add_flag("--token-only", o.token_only, "with --arf: only a valid X-Mailsuspend-Token attributes");
+    auto* send_notices_cmd = app.add_subcommand("send-notices", "send pending AUP notices (sweep does this too)");
+    auto* token = app.add_subcommand("token", "print the X-Mailsuspend-Token value for an account");
+    token->add_option("target", o.target, "an account, or a token with --open")->required();
+    token->add_flag("--open", o.open, "verify a token and print its account");
 
     try {
         app.parse(argc, argv);
@@ -396,11 +532,13 @@ int main(int argc, char** argv) {
         const int rc = app.exit(e);
         return rc == 0 ? 0 : static_cast<int>(Exit::bad_input);
     }
+    o.duration_given = for_option->count() > 0;
     const std::pair<CLI::App*, int (*)(const Options&)> commands[] = {
         {init, cmd_init},       {suspend, cmd_suspend},   {unsuspend, cmd_unsuspend},
         {status, cmd_status},   {list, cmd_list},         {set_mode, cmd_set_mode},
         {can_delete, cmd_can_delete}, {sweep, cmd_sweep}, {check, cmd_check},
-        {rebuild, cmd_rebuild}, {batch, cmd_batch}};
+        {rebuild, cmd_rebuild}, {batch, cmd_batch},     {report_spam, cmd_report_spam},
+        {send_notices_cmd, cmd_send_notices}, {token, cmd_token}};
     try {
         for (const auto& [sub, run] : commands)
             if (sub->parsed()) return run(o);

@@ -112,6 +112,54 @@ int mailsuspend_is_webmail_host(struct mailsuspend_handle *ms, const char *clien
 int mailsuspend_message(struct mailsuspend_handle *ms, const char *key, char *buf,
 			size_t size);
 
+/* ---- Automatic suspension policies (issue 5; common/POLICY-INTEGRATION.md) ---- */
+
+/* The header the Exim module adds to outgoing mail; its value comes from
+   mailsuspend_sender_token().  At most MAILSUSPEND_TOKEN_MAX octets, NUL
+   included. */
+#define MAILSUSPEND_TOKEN_HEADER "X-Mailsuspend-Token"
+#define MAILSUSPEND_TOKEN_MAX 512
+
+/* One outgoing message from sender (the same identity as for
+   mailsuspend_check_send) with its recipients (envelope addresses; the core
+   decides which are off-domain: a domain other than the sender's).
+   First exactly mailsuspend_check_send's answer; when that allows, the rate
+   limits (limits.*):
+   - more than recipients_per_message recipients: DENY with the
+     recipients_per_message text, nothing counted;
+   - the message takes messages_per_day, offdomain_recipients_per_day or
+     offdomain_recipients_per_hour_per_ip over: DENY with the rate_suspended
+     text, nothing counted, and "send" of sender suspended (source rate,
+     limits.suspend_for; locked without expiry after limits.escalate_after
+     automatic suspensions within 30 days) -- committed to the store by this
+     call, audited with actor "exim", AUP notice marked pending;
+   - else ALLOW and the message is counted.
+   While send is rate-suspended, each call (recipient_count may be 0: a
+   refused MAIL FROM) extends the suspension (limits.extend_on_attempt).
+   client_ip NULL or a webmail.hosts address: no per-IP count.  Counts
+   are exact under any number of concurrent processes.  The allowed path
+   makes no system call and no allocation for ASCII addresses. */
+void mailsuspend_count_message(struct mailsuspend_handle *ms, const char *sender,
+			       const char *client_ip,
+			       const char *const *recipients, unsigned recipient_count,
+			       struct mailsuspend_result *result_r);
+
+/* Keeps text (a message: header and body, or its first part) as evidence
+   for sender under <store.path>/evidence/, at most spam.evidence_samples
+   per mailbox (further ones are dropped), each cut at 128 KiB.  Then sends
+   a pending AUP notice for sender, if any (spam.sendmail_command).
+   Returns 1 kept, 0 not kept (bound reached, evidence_samples = 0, bad
+   sender), -1 on error (logged). */
+int mailsuspend_keep_sample(struct mailsuspend_handle *ms, const char *sender,
+			    const char *text, size_t len);
+
+/* Writes the MAILSUSPEND_TOKEN_HEADER value for account (the authenticated
+   id: an address, or a bare name with address.default_domain) into buf,
+   NUL-terminated.  Returns its length, or -1 (no key file <store.path>/
+   token.key -- logged once --, invalid account, or size too small). */
+int mailsuspend_sender_token(struct mailsuspend_handle *ms, const char *account,
+			     char *buf, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,658 @@
+#include "notice.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "config.hpp"
+#include "text.hpp"
+#include "token.hpp"
+
+extern char** environ;
+
+namespace mailsuspend {
+namespace {
+
+constexpr const char* kPending = "notice-pending";
+constexpr const char* kSamplePrefix = "sample-";
+
+std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+std::string lowered(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) c = lower(c);
+    return out;
+}
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+    return s;
+}
+
+// Printable ASCII only, for header values made from our own data.
+std::string header_text(std::string_view s, std::size_t max) {
+    std::string out;
+    for (char c : s) {
+        if (out.size() >= max) break;
+        const auto u = static_cast<unsigned char>(c);
+        out += (u >= 0x20 && u < 0x7F) ? c : '?';
+    }
+    return out;
+}
+
+std::string random_hex(std::size_t bytes) {
+    unsigned char raw[32];
+    bytes = std::min(bytes, sizeof raw);
+    if (RAND_bytes(raw, static_cast<int>(bytes)) != 1)  // fall back to time and pid: still unique enough
+        for (std::size_t i = 0; i < bytes; ++i)
+            raw[i] = static_cast<unsigned char>((std::time(nullptr) >> (i % 8)) ^ (::getpid() >> (i % 4)) ^ (i * 37));
+    static const char hex[] = "0123456789abcdef";
+    std::string out;
+    for (std::size_t i = 0; i < bytes; ++i) {
+        out += hex[raw[i] >> 4];
+        out += hex[raw[i] & 15];
+    }
+    return out;
+}
+
+bool read_whole(const std::string& path, std::string& out) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return false;
+    std::ostringstream s;
+    s << in.rdbuf();
+    out = s.str();
+    return true;
+}
+
+// Writes text to dir/name through a temporary file and rename (whole or nothing).
+std::string write_atomically(const std::string& dir, const std::string& name, std::string_view text) {
+    const std::string tmp = dir + "/tmp-" + std::to_string(::getpid()) + "-" + random_hex(4);
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0660);
+    if (fd < 0) return errno_text(tmp);
+    const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    ::close(fd);
+    if (!ok || ::rename(tmp.c_str(), (dir + "/" + name).c_str()) != 0) {
+        const std::string e = errno_text(dir + "/" + name);
+        ::unlink(tmp.c_str());
+        return e;
+    }
+    return {};
+}
+
+// The per-key directory, created 02770 (group inherited from the root).
+std::string ensure_dir(const Config& cfg, std::string_view key, std::string& dir) {
+    const std::string root = evidence_root(cfg);
+    if (::access(root.c_str(), F_OK) != 0)
+        if (std::string e = create_evidence_root(cfg); !e.empty()) return e;
+    dir = evidence_dir(cfg, key);
+    if (::mkdir(dir.c_str(), 02770) != 0 && errno != EEXIST) return errno_text(dir);
+    return {};
+}
+
+std::vector<std::string> entries(const std::string& dir) {
+    std::vector<std::string> names;
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return names;
+    while (const dirent* e = ::readdir(d))
+        if (e->d_name[0] != '.') names.emplace_back(e->d_name);
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+}  // namespace
+
+// ---- evidence -------------------------------------------------------------
+
+std::string evidence_root(const Config& cfg) { return cfg.store_path + "/evidence"; }
+
+std::string evidence_dir(const Config& cfg, std::string_view key) {
+    static const char hex[] = "0123456789ABCDEF";
+    std::string name;
+    for (char c : key) {
+        const auto u = static_cast<unsigned char>(c);
+        const bool safe = (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') ||
+                          std::strchr("@._+-=", c) != nullptr;
+        if (safe && u != 0) {
+            name += c;
+        } else {
+            name += '%';
+            name += hex[u >> 4];
+            name += hex[u & 15];
+        }
+    }
+    return evidence_root(cfg) + "/" + name;
+}
+
+std::string create_evidence_root(const Config& cfg) {
+    const std::string root = evidence_root(cfg);
+    if (::mkdir(root.c_str(), 02770) != 0 && errno != EEXIST) return errno_text(root);
+    const int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return errno_text(root);
+    std::string error;
+    if (!cfg.write_group.empty()) {
+        const struct group* gr = ::getgrnam(cfg.write_group.c_str());
+        if (!gr) error = root + ": group '" + cfg.write_group + "' does not exist";
+        else if (::fchown(fd, static_cast<uid_t>(-1), gr->gr_gid) != 0) error = errno_text(root);
+    }
+    // setgid: samples Exim writes stay in the group; no access for others (private mail).
+    if (error.empty() && ::fchmod(fd, 02770) != 0) error = errno_text(root);
+    ::close(fd);
+    return error;
+}
+
+int keep_sample(const Config& cfg, std::string_view key, std::string_view text, int64_t now,
+                std::string& error) {
+    if (cfg.evidence_samples <= 0) return 0;
+    std::string dir;
+    if (error = ensure_dir(cfg, key, dir); !error.empty()) return -1;
+    std::string body(text.substr(0, kMaxSampleBytes));
+    if (text.size() > kMaxSampleBytes)
+        body += "\n[... cut by mailsuspend: " + std::to_string(text.size()) + " octets in all]\n";
+    const std::string tmp = dir + "/tmp-" + std::to_string(::getpid()) + "-" + random_hex(4);
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0660);
+    if (fd < 0) return error = errno_text(tmp), -1;
+    const std::string head = std::to_string(now) + "\n";  // first line: when it was kept
+    const bool ok = ::write(fd, head.data(), head.size()) == static_cast<ssize_t>(head.size()) &&
+                    ::write(fd, body.data(), body.size()) == static_cast<ssize_t>(body.size());
+    ::close(fd);
+    if (!ok) {
+        error = errno_text(tmp);
+        ::unlink(tmp.c_str());
+        return -1;
+    }
+    // Slots sample-0 .. sample-(N-1), claimed with link(): exact bound under concurrency.
+    int kept = 0;
+    for (int64_t i = 0; i < cfg.evidence_samples; ++i) {
+        const std::string slot = dir + "/" + kSamplePrefix + std::to_string(i);
+        if (::link(tmp.c_str(), slot.c_str()) == 0) {
+            kept = 1;
+            break;
+        }
+        if (errno != EEXIST) {
+            error = errno_text(slot);
+            kept = -1;
+            break;
+        }
+    }
+    ::unlink(tmp.c_str());
+    return kept;
+}
+
+std::vector<Sample> kept_samples(const Config& cfg, std::string_view key, std::size_t max) {
+    const std::string dir = evidence_dir(cfg, key);
+    std::vector<Sample> out;
+    for (const auto& name : entries(dir)) {
+        if (name.rfind(kSamplePrefix, 0) != 0) continue;
+        Sample s;
+        s.file = dir + "/" + name;
+        std::string raw;
+        if (!read_whole(s.file, raw)) continue;
+        const auto nl = raw.find('\n');
+        s.kept = std::strtoll(raw.substr(0, nl).c_str(), nullptr, 10);
+        s.text = nl == std::string::npos ? "" : raw.substr(nl + 1);
+        out.push_back(std::move(s));
+    }
+    std::stable_sort(out.begin(), out.end(), [](const Sample& a, const Sample& b) { return a.kept < b.kept; });
+    if (out.size() > max) out.resize(max);
+    return out;
+}
+
+std::string mark_notice_pending(const Config& cfg, std::string_view key, std::string_view source,
+                                std::string_view why, int64_t now) {
+    std::string dir;
+    if (std::string e = ensure_dir(cfg, key, dir); !e.empty()) return e;
+    std::string text = std::string(key) + "\n" + sanitise_line(source, 20) + "\n" +
+                       sanitise_line(why, 300) + "\n" + std::to_string(now) + "\n";
+    return write_atomically(dir, kPending, text);
+}
+
+namespace {
+
+// Sends the notice claimed in file claim for the key directory dir.
+bool send_claimed(const Config& cfg, const std::string& dir, const std::string& claim,
+                  std::vector<std::string>& warnings) {
+    std::string raw;
+    if (!read_whole(claim, raw)) return warnings.push_back(errno_text(claim)), false;
+    std::istringstream lines(raw);
+    NoticeInput in;
+    std::string when;
+    std::getline(lines, in.key);
+    std::getline(lines, in.source);
+    std::getline(lines, in.why);
+    std::getline(lines, when);
+    in.when = std::strtoll(when.c_str(), nullptr, 10);
+    std::string why_not;
+    in.contact = abuse_contact(cfg, in.key, why_not);
+    if (in.contact.empty()) {
+        warnings.push_back("no AUP notice for " + in.key + ": " +
+                           (why_not.empty() ? "no spam.abuse_contacts entry for its domain and no "
+                                              "spam.default_abuse_contact"
+                                            : why_not));
+        ::unlink(claim.c_str());  // nobody to tell: retrying cannot help
+        return false;
+    }
+    in.samples = kept_samples(cfg, in.key, static_cast<std::size_t>(std::max<int64_t>(cfg.evidence_samples, 0)));
+    const std::string message = build_notice(in);
+    if (std::string e = run_sendmail(cfg.sendmail_command, in.contact, message); !e.empty()) {
+        warnings.push_back("AUP notice for " + in.key + " to " + in.contact + " not sent: " + e);
+        // Put it back for the next sweep, unless a newer one arrived meanwhile.
+        if (::link(claim.c_str(), (dir + "/" + kPending).c_str()) != 0 && errno != EEXIST)
+            warnings.push_back(errno_text(dir + "/" + kPending));
+        ::unlink(claim.c_str());
+        return false;
+    }
+    for (const auto& s : in.samples) ::unlink(s.file.c_str());  // the next incident starts clean
+    ::unlink(claim.c_str());
+    return true;
+}
+
+}  // namespace
+
+int send_pending_notices(const Config& cfg, std::string_view key, std::vector<std::string>& warnings) {
+    std::vector<std::string> dirs;
+    if (!key.empty()) dirs.push_back(evidence_dir(cfg, key));
+    else
+        for (const auto& name : entries(evidence_root(cfg))) dirs.push_back(evidence_root(cfg) + "/" + name);
+    int sent = 0;
+    for (const auto& dir : dirs) {
+        const std::string pending = dir + "/" + kPending;
+        const std::string claim = dir + "/notice-sending-" + std::to_string(::getpid());
+        if (::rename(pending.c_str(), claim.c_str()) != 0) continue;  // none, or another process has it
+        if (send_claimed(cfg, dir, claim, warnings)) ++sent;
+    }
+    return sent;
+}
+
+// ---- notices --------------------------------------------------------------
+
+bool header_safe_address(std::string_view a) {
+    if (a.size() < 3 || a.size() > 254) return false;
+    const auto at = a.find('@');
+    if (at == 0 || at == std::string_view::npos || at + 1 >= a.size() || a.find('@', at + 1) != std::string_view::npos)
+        return false;
+    const std::string_view local = a.substr(0, at), domain = a.substr(at + 1);
+    if (local.front() == '.' || local.back() == '.' || local.find("..") != std::string_view::npos) return false;
+    for (char c : local) {
+        const auto u = static_cast<unsigned char>(c);
+        if (!(std::isalnum(u) || std::strchr("!#$%&'*+-/=?^_`{|}~.", c)) || u >= 0x80) return false;
+    }
+    if (domain.front() == '.' || domain.back() == '.' || domain.find("..") != std::string_view::npos) return false;
+    for (char c : domain) {
+        const auto u = static_cast<unsigned char>(c);
+        if (!(std::isalnum(u) || c == '-' || c == '.') || u >= 0x80) return false;
+    }
+    return true;
+}
+
+std::string abuse_contact(const Config& cfg, std::string_view key, std::string& error) {
+    const auto at = key.rfind('@');
+    std::string domain = lowered(at == std::string_view::npos ? key : key.substr(at + 1));
+    std::string contact;
+    for (const auto& [d, c] : cfg.abuse_contacts) {
+        std::string want = lowered(d);
+        if (!want.empty() && want.back() == '.') want.pop_back();
+        if (!want.empty() && want.front() == '@') want.erase(0, 1);
+        if (want == domain) {
+            contact = c;
+            break;
+        }
+    }
+    if (contact.empty()) contact = cfg.default_abuse_contact;
+    if (contact.empty()) return {};
+    if (!header_safe_address(contact)) {
+        error = "abuse contact '" + sanitise_line(contact, 80) + "' is not a plain address (user@example.com)";
+        return {};
+    }
+    return contact;
+}
+
+namespace {
+
+std::string rfc5322_date(int64_t epoch) {
+    static const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    std::time_t t = static_cast<std::time_t>(epoch);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday], tm.tm_mday,
+                  months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    return buf;
+}
+
+std::string evidence_text(const NoticeInput& in) {
+    if (in.samples.empty()) return "No sample messages were kept for this suspension.\n";
+    std::string out;
+    for (std::size_t i = 0; i < in.samples.size(); ++i) {
+        out += "===== Sample " + std::to_string(i + 1) + " of " + std::to_string(in.samples.size()) +
+               " (kept " + format_time(in.samples[i].kept) + ") =====\n";
+        out += in.samples[i].text;
+        if (out.empty() || out.back() != '\n') out += '\n';
+        out += '\n';
+    }
+    return out;
+}
+
+std::string notice_body(const NoticeInput& in) {
+    const std::string key = sanitise_line(in.key, 320);
+    const bool spam = in.source == "spam";
+    std::string b;
+    b += "Acceptable Use Policy notice\n\n";
+    b += "Sending mail from the mailbox " + key + " has been suspended automatically on " +
+         format_time(in.when) + ".\n\n";
+    b += "Cause: " + std::string(spam ? "recipients reported its mail as spam" : "it sent more mail than the limits allow") +
+         ": " + sanitise_line(in.why, 300) + ".\n\n";
+    b += "The user can still log in, read and receive mail; only sending (SMTP and webmail) is refused.\n";
+    b += "The mailbox cannot be deleted while the suspension lasts.\n\n";
+    b += std::to_string(in.samples.size()) + " sample message(s) are attached in evidence.txt.\n";
+    b += "If they show spam the user did not send knowingly, the password is probably compromised:\n";
+    b += "change it and have the user's devices checked for malware before lifting the suspension.\n\n";
+    b += "To lift it:  mailsuspend unsuspend " + key + " --service send\n";
+    return b;
+}
+
+}  // namespace
+
+std::string build_notice(const NoticeInput& in) {
+    const std::string boundary = in.boundary.empty() ? "=_mailsuspend_" + random_hex(12) : in.boundary;
+    const std::string key = header_text(in.key, 320);
+    const std::string label = in.source == "spam" ? "spam reports" : "sending limits";
+    std::string m;
+    m += "To: " + header_text(in.contact, 254) + "\n";
+    m += "Subject: AUP notice: sending suspended for " + key + " (" + label + ")\n";
+    m += "Date: " + rfc5322_date(in.when) + "\n";
+    m += "Auto-Submitted: auto-generated\n";
+    m += "X-Mailsuspend-Notice: " + header_text(in.source, 20) + "; " + key + "\n";
+    m += "MIME-Version: 1.0\n";
+    m += "Content-Type: multipart/mixed; boundary=\"" + boundary + "\"\n";
+    m += "\nThis is a message in MIME format.\n\n";
+    m += "--" + boundary + "\n";
+    m += "Content-Type: text/plain; charset=utf-8\n";
+    m += "Content-Transfer-Encoding: 8bit\n\n";
+    m += notice_body(in);
+    m += "\n--" + boundary + "\n";
+    // base64: a sample can hold anything (bare CRs, long lines, a line that
+    // looks like our boundary); encoded, it cannot break the structure.
+    m += "Content-Type: text/plain; charset=utf-8; name=\"evidence.txt\"\n";
+    m += "Content-Disposition: attachment; filename=\"evidence.txt\"\n";
+    m += "Content-Transfer-Encoding: base64\n\n";
+    m += base64_mime(evidence_text(in));
+    m += "\n--" + boundary + "--\n";
+    return m;
+}
+
+namespace {
+
+int anonymous_file(std::string& error) {
+    int fd = ::open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0) return fd;
+    char templ[] = "/tmp/mailsuspend-XXXXXX";
+    fd = ::mkostemp(templ, O_CLOEXEC);
+    if (fd < 0) return error = errno_text("temporary file"), -1;
+    ::unlink(templ);
+    return fd;
+}
+
+}  // namespace
+
+std::string run_sendmail(const std::string& command, const std::string& contact, const std::string& message) {
+    std::vector<std::string> args;
+    std::istringstream words(command);
+    for (std::string w; words >> w;) {
+        for (auto at = w.find("{address}"); at != std::string::npos; at = w.find("{address}", at + contact.size()))
+            w.replace(at, 9, contact);
+        args.push_back(w);
+    }
+    if (args.empty()) return "spam.sendmail_command is empty";
+    if (args[0].front() != '/') return "spam.sendmail_command must start with an absolute path";
+    std::string error;
+    const int in = anonymous_file(error);
+    if (in < 0) return error;
+    const int err = anonymous_file(error);
+    if (err < 0) return ::close(in), error;
+    const bool written = ::write(in, message.data(), message.size()) == static_cast<ssize_t>(message.size()) &&
+                         ::lseek(in, 0, SEEK_SET) == 0;
+    if (!written) {
+        ::close(in), ::close(err);
+        return errno_text("temporary file");
+    }
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    // stdin: the message; stdout: nowhere (inside Exim it may be the SMTP
+    // connection); stderr: kept for the error message.
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, in, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, err, 2);
+    pid_t pid = 0;
+    const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(in);
+    if (rc != 0) {
+        ::close(err);
+        return "cannot run " + args[0] + ": " + std::strerror(rc);
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) {
+            ::close(err);
+            return "cannot wait for " + args[0];
+        }
+    std::string output(300, '\0');
+    const ssize_t n = ::pread(err, output.data(), output.size(), 0);
+    output.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    ::close(err);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
+    std::string what = args[0] + " exited with status " +
+                       std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    if (!output.empty()) what += ": " + sanitise_line(output, 200);
+    return what;
+}
+
+// ---- ARF ------------------------------------------------------------------
+
+namespace {
+
+struct Header {
+    std::string name;  // lower-cased
+    std::string value;
+};
+
+// Splits at the first empty line: headers, body.
+std::pair<std::string_view, std::string_view> split_entity(std::string_view text) {
+    if (text.substr(0, 1) == "\n") return {std::string_view(), text.substr(1)};
+    const auto blank = text.find("\n\n");
+    if (blank == std::string_view::npos) return {text, std::string_view()};
+    return {text.substr(0, blank + 1), text.substr(blank + 2)};
+}
+
+// Unfolds and splits header fields; false on a line that is neither a field nor a continuation.
+bool parse_headers(std::string_view block, std::vector<Header>& out, std::string& error) {
+    std::size_t pos = 0;
+    while (pos < block.size()) {
+        auto end = block.find('\n', pos);
+        if (end == std::string_view::npos) end = block.size();
+        const std::string_view line = block.substr(pos, end - pos);
+        pos = end + 1;
+        if (line.empty()) continue;
+        if (line.front() == ' ' || line.front() == '\t') {
+            if (out.empty()) return error = "a header block starts with a continuation line", false;
+            out.back().value += " " + std::string(trim(line));
+            continue;
+        }
+        const auto colon = line.find(':');
+        if (colon == std::string_view::npos || colon == 0)
+            return error = "malformed header line '" + sanitise_line(line, 60) + "'", false;
+        out.push_back({lowered(trim(line.substr(0, colon))), std::string(trim(line.substr(colon + 1)))});
+    }
+    return true;
+}
+
+const std::string* field(const std::vector<Header>& h, std::string_view name) {
+    for (const auto& f : h)
+        if (f.name == name) return &f.value;
+    return nullptr;
+}
+
+struct ContentType {
+    std::string type;  // "multipart/report", lower-cased
+    std::map<std::string, std::string> params;
+};
+
+ContentType parse_content_type(std::string_view value) {
+    ContentType ct;
+    std::size_t i = value.find(';');
+    ct.type = lowered(trim(value.substr(0, i)));
+    while (i != std::string_view::npos && i < value.size()) {
+        ++i;
+        while (i < value.size() && (value[i] == ' ' || value[i] == '\t')) ++i;
+        const auto eq = value.find('=', i);
+        if (eq == std::string_view::npos) break;
+        const std::string name = lowered(trim(value.substr(i, eq - i)));
+        std::string v;
+        i = eq + 1;
+        while (i < value.size() && (value[i] == ' ' || value[i] == '\t')) ++i;
+        if (i < value.size() && value[i] == '"') {
+            for (++i; i < value.size() && value[i] != '"'; ++i) {
+                if (value[i] == '\\' && i + 1 < value.size()) ++i;
+                v += value[i];
+            }
+            i = value.find(';', i);
+        } else {
+            const auto semi = value.find(';', i);
+            v = std::string(trim(value.substr(i, semi == std::string_view::npos ? std::string_view::npos : semi - i)));
+            i = semi;
+        }
+        ct.params[name] = v;
+    }
+    return ct;
+}
+
+// The body parts between boundary lines; false when no delimiter occurs.
+bool split_multipart(std::string_view body, const std::string& boundary, std::vector<std::string_view>& parts) {
+    const std::string delimiter = "--" + boundary;
+    std::size_t pos = 0, part_start = std::string_view::npos;
+    bool any = false;
+    while (pos <= body.size()) {
+        auto end = body.find('\n', pos);
+        if (end == std::string_view::npos) end = body.size();
+        const std::string_view line = trim(body.substr(pos, end - pos));
+        if (line == delimiter || line == delimiter + "--") {
+            any = true;
+            if (part_start != std::string_view::npos)
+                parts.push_back(body.substr(part_start, pos > part_start ? pos - part_start - 1 : 0));
+            if (line != delimiter) return true;  // closing delimiter
+            part_start = end + 1;
+        }
+        pos = end + 1;
+    }
+    // No closing delimiter (a truncated report): keep what there is.
+    if (part_start != std::string_view::npos && part_start <= body.size()) parts.push_back(body.substr(part_start));
+    return any;
+}
+
+std::string angle_stripped(std::string_view v) {
+    v = trim(v);
+    const auto lt = v.find('<'), gt = v.rfind('>');
+    if (lt != std::string_view::npos && gt != std::string_view::npos && gt > lt) v = v.substr(lt + 1, gt - lt - 1);
+    return std::string(trim(v));
+}
+
+}  // namespace
+
+std::optional<ArfReport> parse_arf(std::string_view input, std::string& error) {
+    if (trim(input).empty()) return error = "empty input: expected an ARF report (RFC 5965) on stdin", std::nullopt;
+    if (input.size() > kMaxReportBytes)
+        return error = "report is larger than " + std::to_string(kMaxReportBytes) + " octets", std::nullopt;
+    std::string text;
+    text.reserve(input.size());
+    for (std::size_t i = 0; i < input.size(); ++i)
+        if (!(input[i] == '\r' && i + 1 < input.size() && input[i + 1] == '\n')) text += input[i];
+    const auto [head, body] = split_entity(text);
+    std::vector<Header> headers;
+    if (!parse_headers(head, headers, error)) return error = "not a mail message: " + error, std::nullopt;
+    const std::string* ctype = field(headers, "content-type");
+    if (!ctype) return error = "not an ARF report: the message has no Content-Type header", std::nullopt;
+    const ContentType ct = parse_content_type(*ctype);
+    if (ct.type != "multipart/report")
+        return error = "not an ARF report: Content-Type is '" + sanitise_line(ct.type, 60) +
+                       "', expected multipart/report", std::nullopt;
+    if (auto rt = ct.params.find("report-type"); rt != ct.params.end() && lowered(rt->second) != "feedback-report")
+        return error = "not an ARF report: report-type is '" + sanitise_line(rt->second, 60) +
+                       "', expected feedback-report", std::nullopt;
+    const auto b = ct.params.find("boundary");
+    if (b == ct.params.end() || b->second.empty())
+        return error = "malformed multipart/report: no boundary parameter", std::nullopt;
+    std::vector<std::string_view> parts;
+    if (!split_multipart(body, b->second, parts))
+        return error = "malformed multipart/report: the boundary '" + sanitise_line(b->second, 70) +
+                       "' never occurs in the body", std::nullopt;
+    ArfReport report;
+    bool have_feedback = false, have_original = false;
+    for (const auto part : parts) {
+        const auto [ph, pb] = split_entity(part);
+        std::vector<Header> part_headers;
+        if (!parse_headers(ph, part_headers, error)) return error = "malformed MIME part: " + error, std::nullopt;
+        const std::string* pct = field(part_headers, "content-type");
+        const std::string type = pct ? parse_content_type(*pct).type : "text/plain";
+        const std::string* cte = field(part_headers, "content-transfer-encoding");
+        std::string content(pb);
+        if (cte && lowered(*cte) == "base64") {
+            auto decoded = base64_decode(pb);
+            if (!decoded) return error = "malformed base64 in the " + type + " part", std::nullopt;
+            content = *decoded;
+            content.erase(std::remove(content.begin(), content.end(), '\r'), content.end());
+        }
+        if (type == "message/feedback-report" && !have_feedback) {
+            std::vector<Header> fields;
+            if (!parse_headers(content, fields, error))
+                return error = "malformed message/feedback-report part: " + error, std::nullopt;
+            const std::string* ft = field(fields, "feedback-type");
+            if (!ft || trim(*ft).empty())
+                return error = "malformed message/feedback-report part: no Feedback-Type field", std::nullopt;
+            report.feedback_type = lowered(trim(*ft));
+            if (const auto* v = field(fields, "user-agent")) report.user_agent = sanitise_line(*v, 120);
+            if (const auto* v = field(fields, "original-mail-from")) report.original_mail_from = angle_stripped(*v);
+            if (const auto* v = field(fields, "source-ip")) report.source_ip = sanitise_line(*v, 64);
+            have_feedback = true;
+        } else if ((type == "message/rfc822" || type == "text/rfc822-headers") && !have_original) {
+            report.original = content;
+            const auto [oh, ob] = split_entity(report.original);
+            (void)ob;
+            std::vector<Header> original_headers;
+            std::string ignored;
+            parse_headers(oh, original_headers, ignored);  // a damaged original still counts as evidence
+            for (const auto& h : original_headers) {
+                if (h.name == lowered(kTokenHeader)) report.tokens.push_back(h.value);
+                if (h.name == "return-path" && report.return_path.empty()) report.return_path = angle_stripped(h.value);
+            }
+            have_original = true;
+        }
+    }
+    if (!have_feedback) return error = "not an ARF report: no message/feedback-report part", std::nullopt;
+    return report;
+}
+
+}  // namespace mailsuspend

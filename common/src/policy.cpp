@@ -1,0 +1,300 @@
+#include "policy.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "config.hpp"
+#include "counters.hpp"
+#include "store.hpp"
+#include "text.hpp"
+
+namespace mailsuspend {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr uint8_t kSendMask = 1u << static_cast<int>(Service::send);
+
+json actor_json(const Actor& a) { return {{"uid", a.uid}, {"name", a.name}}; }
+
+}  // namespace
+
+// ---- rate limits ----------------------------------------------------------
+
+bool is_offdomain(std::string_view sender_key, std::string_view recipient, const AddressRules& rules) noexcept {
+    char buf[kKeyBufferSize];
+    TargetKind kind = TargetKind::mailbox;
+    const std::size_t n = normalise(recipient, rules, buf, sizeof buf, &kind, nullptr);
+    if (n == 0 || kind != TargetKind::mailbox) return true;  // not a plain address: not ours to vouch for
+    return domain_key_of(std::string_view(buf, n)) != domain_key_of(sender_key);
+}
+
+RateDecision count_message(const Limits& limits, Counters* counters, const MessageFacts& m,
+                           int64_t now) noexcept {
+    if (limits.recipients_per_message > 0 && m.recipients > limits.recipients_per_message)
+        return {RateVerdict::too_many_recipients, "recipients_per_message", m.recipients,
+                limits.recipients_per_message};
+    struct Step {
+        CounterKind kind;
+        std::string_view key;
+        uint32_t n;
+        int64_t max;
+        const char* name;
+    };
+    const Step steps[] = {
+        {CounterKind::messages, m.sender, 1, limits.messages_per_day, "messages_per_day"},
+        {CounterKind::offdomain_rcpts, m.sender, m.offdomain, limits.offdomain_recipients_per_day,
+         "offdomain_recipients_per_day"},
+        {CounterKind::ip_offdomain_rcpts, m.client_ip, m.offdomain, limits.offdomain_recipients_per_hour_per_ip,
+         "offdomain_recipients_per_hour_per_ip"},
+    };
+    RateDecision d;
+    if (m.recipients == 0) return d;
+    if (!counters) return {RateVerdict::unavailable, "", 0, 0};
+    int added = 0;
+    for (const Step& s : steps) {
+        if (s.max <= 0 || s.n == 0 || s.key.empty()) {
+            ++added;  // nothing added for this one: undo() skips it the same way
+            continue;
+        }
+        const int64_t total = counters->add(s.key, s.kind, s.n, now);
+        if (total < 0) {
+            d = {RateVerdict::unavailable, s.name, 0, s.max};
+            break;
+        }
+        ++added;
+        if (total > s.max) {
+            d = {RateVerdict::crossed, s.name, total, s.max};
+            break;
+        }
+    }
+    if (d.verdict == RateVerdict::allow) return d;
+    // Refused (or not countable): take the message back out of every counter it entered.
+    for (int i = 0; i < added; ++i) {
+        const Step& s = steps[i];
+        if (s.max <= 0 || s.n == 0 || s.key.empty()) continue;
+        counters->remove(s.key, s.kind, s.n, now);
+    }
+    return d;
+}
+
+std::string describe(const RateDecision& d, std::string_view client_ip) {
+    const std::string limit = "(limits." + std::string(d.limit) + " = " + std::to_string(d.max) + ")";
+    const std::string name = d.limit;
+    if (name == "recipients_per_message")
+        return std::to_string(d.total) + " recipients in one message " + limit;
+    if (name == "messages_per_day") return std::to_string(d.total) + " messages within 24h " + limit;
+    if (name == "offdomain_recipients_per_day")
+        return std::to_string(d.total) + " off-domain recipients within 24h " + limit;
+    return std::to_string(d.total) + " off-domain recipients within 1h from " + sanitise_line(client_ip, 64) +
+           " " + limit;
+}
+
+// ---- automatic suspensions ------------------------------------------------
+
+bool extension_due(const Config& cfg, const ServiceState& s, int64_t now) {
+    if (!cfg.limits.extend_on_attempt || !s.in_force(now) || s.source != Source::rate || s.expires == 0)
+        return false;
+    const int64_t step = std::max<int64_t>(1, std::min<int64_t>(60, cfg.limits.suspend_for / 10));
+    return now + cfg.limits.suspend_for - s.expires >= step;
+}
+
+Outcome extend_rate_suspension(const Config& cfg, StoreWriter& writer, const Actor& actor, const std::string& key,
+                               int64_t now, bool& extended, std::vector<std::string>& warnings) {
+    extended = false;
+    TargetRecord r;
+    if (!writer.get(key, r)) return {Exit::failure, "cannot read " + key + " from the store"};
+    ServiceState& s = r.at(Service::send);
+    if (!s.in_force(now) || s.source != Source::rate || s.expires == 0) return {};
+    const int64_t before = s.expires, next = now + cfg.limits.suspend_for;
+    if (next <= before) return {};
+    s.expires = next;
+    std::vector<Change> changes{{r}};
+    std::string error;
+    const uint64_t seq = writer.commit(changes, error);
+    if (seq == 0) return {Exit::failure, "nothing changed: " + error};
+    extended = true;
+    const json line = {{"time", now},       {"actor", actor_json(actor)}, {"action", "extend"},
+                       {"target", key},     {"services", "send"},         {"seq", seq},
+                       {"expires_before", before}, {"expires", next},
+                       {"reason", "attempt to send while rate-suspended (limits.extend_on_attempt)"}};
+    if (std::string e = append_audit(cfg.audit_log, {line}); !e.empty())
+        warnings.push_back("change " + std::to_string(seq) + " is stored, but the audit log failed: " + e);
+    return {Exit::ok, "rate suspension of " + key + " extended until " + format_time(next)};
+}
+
+Outcome suspend_automatically(const Config& cfg, StoreWriter& writer, const Actor& actor, const std::string& key,
+                              Source source, const std::string& why, int64_t now, AutoSuspension& out,
+                              std::vector<std::string>& warnings) {
+    out = {};
+    TargetRecord r;
+    if (!writer.get(key, r)) return {Exit::failure, "cannot read " + key + " from the store"};
+    const ServiceState& current = r.at(Service::send);
+    if (current.in_force(now)) {  // another process (or an admin) got there first
+        out.locked = current.locked;
+        out.expires = current.expires;
+        if (source == Source::rate && extension_due(cfg, current, now)) {
+            Outcome o = extend_rate_suspension(cfg, writer, actor, key, now, out.extended, warnings);
+            if (out.extended) out.expires = now + cfg.limits.suspend_for;
+            return o;
+        }
+        return {Exit::ok, "send of " + key + " is already suspended"};
+    }
+    const auto recent = std::count_if(r.auto_suspensions.begin(), r.auto_suspensions.end(),
+                                      [&](int64_t t) { return t > now - kEscalationWindow; });
+    const bool escalate = cfg.limits.escalate_after > 0 && recent >= cfg.limits.escalate_after;
+    SuspendArgs a;
+    a.target = key;
+    a.services = kSendMask;
+    a.source = source;
+    a.lock = escalate;
+    a.duration = (source == Source::rate && !escalate) ? cfg.limits.suspend_for : 0;
+    a.reason = sanitise_line("automatic: " + why + (escalate ? "; repeated, so permanent" : ""), kMaxReason);
+    Session session(cfg, writer, actor, now);
+    if (Outcome o = session.suspend(a); !o.ok()) return o;
+    if (Outcome o = session.commit(warnings); !o.ok()) return o;
+    out.suspended_now = true;
+    out.locked = escalate;
+    out.expires = a.duration ? now + a.duration : 0;
+    std::string notice_why = why;
+    if (escalate)
+        notice_why += "; this is automatic suspension " + std::to_string(recent + 1) +
+                      " within 30 days, so it has no expiry and is locked (only root with --admin lifts it)";
+    else if (out.expires)
+        notice_why += "; it lifts automatically on " + format_time(out.expires) + " unless sending attempts continue";
+    if (std::string e = mark_notice_pending(cfg, key, source_name(source), notice_why, now); !e.empty())
+        warnings.push_back("AUP notice for " + key + " not queued: " + e);
+    return {Exit::ok, "send of " + key + " suspended automatically (" + std::string(source_name(source)) + ")" +
+                          (out.expires ? " until " + format_time(out.expires) : "") + (escalate ? ", locked" : "")};
+}
+
+// ---- spam reports ---------------------------------------------------------
+
+namespace {
+
+// Report times within the window (the file holds one epoch per line), plus now;
+// rewrites the file with just those.
+std::string update_reports(const Config& cfg, const std::string& key, int64_t now, int64_t& in_window) {
+    const std::string root = evidence_root(cfg);
+    if (::access(root.c_str(), F_OK) != 0)
+        if (std::string e = create_evidence_root(cfg); !e.empty()) return e;
+    const std::string dir = evidence_dir(cfg, key);
+    if (::mkdir(dir.c_str(), 02770) != 0 && errno != EEXIST) return dir + ": " + std::strerror(errno);
+    const std::string path = dir + "/reports";
+    std::vector<int64_t> times;
+    {
+        std::ifstream in(path);
+        for (std::string line; std::getline(in, line);) {
+            const int64_t t = std::strtoll(line.c_str(), nullptr, 10);
+            if (t > now - cfg.spam_window && t <= now) times.push_back(t);
+        }
+    }
+    times.push_back(now);
+    std::string text;
+    for (int64_t t : times) text += std::to_string(t) + "\n";
+    const std::string tmp = path + ".new." + std::to_string(::getpid());
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << text;
+        out.flush();
+        if (!out) return tmp + ": cannot write";
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0) return path + ": " + std::strerror(errno);
+    in_window = static_cast<int64_t>(times.size());
+    return {};
+}
+
+}  // namespace
+
+SpamResult record_spam_report(const Config& cfg, StoreWriter& writer, const Actor& actor, const SpamReport& report,
+                              int64_t now, std::vector<std::string>& warnings) {
+    SpamResult r;
+    if (r.outcome = normalise_target(cfg, report.address, r.key); !r.outcome.ok()) return r;
+    if (r.key.front() == '@') {
+        r.outcome = {Exit::bad_input, "a spam report names a mailbox (user@example.com), not a domain"};
+        return r;
+    }
+    // The writer lock is held: concurrent reports are counted one after the other.
+    if (std::string e = update_reports(cfg, r.key, now, r.in_window); !e.empty()) {
+        r.outcome = {Exit::failure, "report not recorded: " + e};
+        return r;
+    }
+    for (const auto& text : report.evidence) {
+        std::string error;
+        if (keep_sample(cfg, r.key, text, now, error) < 0) warnings.push_back("evidence not kept: " + error);
+    }
+    const json line = {{"time", now},
+                       {"actor", actor_json(actor)},
+                       {"action", "spam-report"},
+                       {"target", r.key},
+                       {"origin", sanitise_line(report.origin, 120)},
+                       {"reports_in_window", r.in_window},
+                       {"threshold", cfg.spam_threshold}};
+    if (std::string e = append_audit(cfg.audit_log, {line}); !e.empty())
+        warnings.push_back("report recorded, but the audit log failed: " + e);
+    const std::string counted = std::to_string(r.in_window) + " spam report(s) within " +
+                                format_duration(cfg.spam_window) + " (spam.threshold = " +
+                                std::to_string(cfg.spam_threshold) + ")";
+    if (cfg.spam_threshold <= 0 || r.in_window <= cfg.spam_threshold) {
+        r.outcome = {Exit::ok, "recorded a spam report for " + r.key + ": " + counted};
+        return r;
+    }
+    Outcome o = suspend_automatically(cfg, writer, actor, r.key, Source::spam, counted, now, r.suspension, warnings);
+    if (!o.ok()) {
+        r.outcome = {o.code, "report recorded (" + counted + "), but suspending failed: " + o.message};
+        return r;
+    }
+    r.outcome = {Exit::ok, "recorded a spam report for " + r.key + ": " + counted + "; " + o.message};
+    return r;
+}
+
+Outcome attribute_arf(const Config& cfg, const ArfReport& report, bool token_only, Attribution& out) {
+    out = {};
+    if (!report.tokens.empty()) {
+        std::string error;
+        const auto key = load_token_key(cfg.store_path, error);
+        if (!key) return {Exit::failure, "cannot verify the reported message's " + std::string(kTokenHeader) + ": " + error};
+        std::string last_error;
+        for (const auto& text : report.tokens) {
+            auto t = open_token(*key, text, last_error);
+            if (!t) continue;
+            if (!out.address.empty() && out.address != t->account)
+                return {Exit::bad_input, "the reported message carries tokens of two different accounts; nothing recorded"};
+            out.address = t->account;
+            out.token_issued = t->issued;
+        }
+        if (out.address.empty())
+            return {Exit::bad_input, std::string(kTokenHeader) + " of the reported message is not valid (" + last_error +
+                                         "): forged or altered; nothing recorded"};
+        out.how = "token";
+        return {};
+    }
+    if (token_only)
+        return {Exit::bad_input, "the reported message carries no " + std::string(kTokenHeader) +
+                                     " (--token-only); nothing recorded"};
+    if (!report.original_mail_from.empty()) {
+        out.address = report.original_mail_from;
+        out.how = "Original-Mail-From (no token: envelope data, forgeable)";
+    } else if (!report.return_path.empty()) {
+        out.address = report.return_path;
+        out.how = "Return-Path (no token: envelope data, forgeable)";
+    } else {
+        return {Exit::bad_input, "cannot attribute the report: the reported message has no " + std::string(kTokenHeader) +
+                                     ", and there is no Original-Mail-From or Return-Path (From is never trusted)"};
+    }
+    return {};
+}
+
+PolicyState::PolicyState() = default;
+PolicyState::~PolicyState() = default;
+
+}  // namespace mailsuspend

@@ -1,0 +1,152 @@
+// Automatic suspension policies (issue 5): the rate limits Exim asks about
+// for every outgoing message, spam reports (with ARF attribution), and the
+// automatic suspensions both lead to.  The rules, each in one place:
+//  - off-domain: a recipient whose normalised domain differs from the
+//    sender's (subdomains are other domains; an address that does not
+//    normalise counts as off-domain);
+//  - a message with more than limits.recipients_per_message recipients is
+//    refused and not counted;
+//  - otherwise the message is added to the sliding-window counters
+//    (messages and off-domain recipients per mailbox per 24h, off-domain
+//    recipients per client IP per hour); a message that takes any of them
+//    over its limit is refused, taken back out of every counter (refused
+//    mail is not counted) and suspends "send" of the sender (source rate,
+//    for limits.suspend_for);
+//  - an attempt to send while rate-suspended moves the expiry to
+//    now + suspend_for (limits.extend_on_attempt);
+//  - more than spam.threshold reports within spam.window suspend "send"
+//    (source spam, until lifted: the user still logs in and receives);
+//  - the automatic suspension after limits.escalate_after automatic ones
+//    within 30 days has no expiry and is locked;
+//  - every automatic suspension leaves an AUP notice pending (notice.hpp).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "address.hpp"
+#include "model.hpp"
+#include "notice.hpp"
+#include "operations.hpp"
+#include "token.hpp"
+
+namespace mailsuspend {
+
+class Counters;
+class StoreWriter;
+struct Config;
+struct Limits;
+
+constexpr int64_t kEscalationWindow = 30 * 86400;
+
+// ---- rate limits ----------------------------------------------------------
+
+// True when recipient's domain differs from the domain of sender_key (a
+// normalised mailbox key).  No allocation for ASCII addresses.
+bool is_offdomain(std::string_view sender_key, std::string_view recipient, const AddressRules& rules) noexcept;
+
+struct MessageFacts {
+    std::string_view sender;     // normalised mailbox key
+    std::string_view client_ip;  // empty: not counted per IP (local or webmail submission)
+    uint32_t recipients = 0;
+    uint32_t offdomain = 0;
+};
+
+enum class RateVerdict { allow, too_many_recipients, crossed, unavailable };
+
+struct RateDecision {
+    RateVerdict verdict = RateVerdict::allow;
+    const char* limit = "";  // the limit's config name, e.g. "messages_per_day"
+    int64_t total = 0;       // the count with this message
+    int64_t max = 0;         // the limit
+};
+
+// Counts one message against the limits (see above).  No allocation, no
+// system call.  unavailable: no counters (nullptr), or the table is full
+// (nothing counted; the caller lets the mail pass and logs).
+RateDecision count_message(const Limits& limits, Counters* counters, const MessageFacts& m,
+                           int64_t now) noexcept;
+
+// "6 messages within 24h (limits.messages_per_day = 5)".
+std::string describe(const RateDecision& d, std::string_view client_ip);
+
+// ---- automatic suspensions ------------------------------------------------
+
+struct AutoSuspension {
+    bool suspended_now = false;  // false: send was already suspended (nothing new)
+    bool extended = false;
+    bool locked = false;
+    int64_t expires = 0;  // 0 = until lifted
+};
+
+// Suspends send of key (a normalised mailbox) for source rate or spam with
+// the escalation rule, through Session (journal + audit log), and marks the
+// AUP notice pending.  Already suspended: for rate, extends instead.
+Outcome suspend_automatically(const Config& cfg, StoreWriter& writer, const Actor& actor,
+                              const std::string& key, Source source, const std::string& why, int64_t now,
+                              AutoSuspension& out, std::vector<std::string>& warnings);
+
+// Should an attempt while state is in force move its expiry?  (Checked
+// before a writer is opened: at most one extension a minute, or a tenth
+// of suspend_for when that is shorter.)
+bool extension_due(const Config& cfg, const ServiceState& state, int64_t now);
+
+// Moves the expiry of a rate suspension of key's send to now + suspend_for
+// and records it in the audit log ("extend").
+Outcome extend_rate_suspension(const Config& cfg, StoreWriter& writer, const Actor& actor,
+                               const std::string& key, int64_t now, bool& extended,
+                               std::vector<std::string>& warnings);
+
+// ---- spam reports ---------------------------------------------------------
+
+struct SpamReport {
+    std::string address;                // as given; normalised here
+    std::string origin;                 // "cli", "arf (token)", ...
+    std::vector<std::string> evidence;  // sample messages
+};
+
+struct SpamResult {
+    Outcome outcome;
+    std::string key;
+    int64_t in_window = 0;  // reports within spam.window, this one included
+    AutoSuspension suspension;
+};
+
+// Records one report durably (<evidence>/<key>/reports, under the writer
+// lock, so concurrent reports count exactly), keeps the evidence as
+// samples, audits it, and suspends when over the threshold.
+SpamResult record_spam_report(const Config& cfg, StoreWriter& writer, const Actor& actor,
+                              const SpamReport& report, int64_t now, std::vector<std::string>& warnings);
+
+// Who an ARF report is about.  Trusted: a valid X-Mailsuspend-Token in the
+// reported message (sealed by our Exim for the authenticated account).
+// Fallback (token_only = false): the report's Original-Mail-From, then the
+// reported message's Return-Path: envelope data, forgeable, so `how` says
+// so.  Never the From header.  A token that does not verify is bad input.
+struct Attribution {
+    std::string address;
+    std::string how;        // "token", "Original-Mail-From (no token)", "Return-Path (no token)"
+    int64_t token_issued = 0;
+};
+Outcome attribute_arf(const Config& cfg, const ArfReport& report, bool token_only, Attribution& out);
+
+// ---- per C-API handle -----------------------------------------------------
+
+// Opened lazily by the C API: the counters file and the token key, retried
+// at most once a second when missing.
+struct PolicyState {
+    std::unique_ptr<Counters> counters;
+    int64_t next_counters_attempt = 0;
+    bool counters_logged = false;
+    std::optional<TokenKey> token_key;
+    int64_t next_key_attempt = 0;
+    bool key_logged = false;
+    PolicyState();
+    ~PolicyState();
+};
+
+}  // namespace mailsuspend

@@ -1,0 +1,229 @@
+#include "token.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+namespace mailsuspend {
+namespace {
+
+constexpr unsigned char kVersion = 1;
+constexpr std::size_t kNonce = 12;
+constexpr std::size_t kTag = 16;
+constexpr std::size_t kTime = 8;
+constexpr std::size_t kMaxAccount = 320;
+constexpr char kContext[] = "mailsuspend-token";
+
+const char kUrlAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+const char kMimeAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+struct CtxFree {
+    void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
+};
+using Ctx = std::unique_ptr<EVP_CIPHER_CTX, CtxFree>;
+
+// Encodes n bytes with alphabet into out (no padding); returns the length.
+std::size_t encode64(const unsigned char* in, std::size_t n, const char* alphabet, char* out) {
+    std::size_t o = 0;
+    for (std::size_t i = 0; i < n; i += 3) {
+        const uint32_t b = (uint32_t{in[i]} << 16) | (i + 1 < n ? uint32_t{in[i + 1]} << 8 : 0) |
+                           (i + 2 < n ? in[i + 2] : 0);
+        out[o++] = alphabet[(b >> 18) & 63];
+        out[o++] = alphabet[(b >> 12) & 63];
+        if (i + 1 < n) out[o++] = alphabet[(b >> 6) & 63];
+        if (i + 2 < n) out[o++] = alphabet[b & 63];
+    }
+    return o;
+}
+
+int value64(char c, bool url) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == (url ? '-' : '+')) return 62;
+    if (c == (url ? '_' : '/')) return 63;
+    return -1;
+}
+
+std::optional<std::string> decode64(std::string_view text, bool url) {
+    std::string out;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (char c : text) {
+        if (!url && (c == '\n' || c == '\r' || c == ' ' || c == '\t')) continue;
+        if (!url && c == '=') break;
+        const int v = value64(c, url);
+        if (v < 0) return std::nullopt;
+        acc = (acc << 6) | static_cast<uint32_t>(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+        }
+    }
+    return out;
+}
+
+void put_time(unsigned char* p, int64_t t) {
+    for (int i = 7; i >= 0; --i, t >>= 8) p[i] = static_cast<unsigned char>(t & 0xFF);
+}
+
+int64_t get_time(const unsigned char* p) {
+    uint64_t t = 0;
+    for (int i = 0; i < 8; ++i) t = (t << 8) | p[i];
+    return static_cast<int64_t>(t);
+}
+
+// The associated data: the version byte and the context string.
+bool add_aad(EVP_CIPHER_CTX* ctx, bool encrypt) {
+    unsigned char aad[1 + sizeof kContext];
+    aad[0] = kVersion;
+    std::memcpy(aad + 1, kContext, sizeof kContext);
+    int len = 0;
+    return (encrypt ? EVP_EncryptUpdate(ctx, nullptr, &len, aad, sizeof aad)
+                    : EVP_DecryptUpdate(ctx, nullptr, &len, aad, sizeof aad)) == 1;
+}
+
+}  // namespace
+
+std::string token_key_path(const std::string& store_dir) { return store_dir + "/token.key"; }
+
+std::string create_token_key(const std::string& store_dir, const std::string& group) {
+    const std::string path = token_key_path(store_dir);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return errno == EEXIST ? "" : path + ": " + std::strerror(errno);
+    unsigned char key[kTokenKeySize];
+    std::string error;
+    if (RAND_bytes(key, sizeof key) != 1) error = path + ": no random bytes from OpenSSL";
+    else if (::write(fd, key, sizeof key) != static_cast<ssize_t>(sizeof key) || ::fsync(fd) != 0)
+        error = path + ": " + std::strerror(errno);
+    if (error.empty() && !group.empty()) {
+        const struct group* gr = ::getgrnam(group.c_str());
+        if (!gr) error = path + ": group '" + group + "' does not exist";
+        else if (::fchown(fd, static_cast<uid_t>(-1), gr->gr_gid) != 0)
+            error = path + ": cannot give it to group " + group + ": " + std::strerror(errno);
+    }
+    // Group-readable only once the group is right: Exim's group reads it.
+    if (error.empty() && ::fchmod(fd, 0640) != 0) error = path + ": " + std::strerror(errno);
+    OPENSSL_cleanse(key, sizeof key);
+    ::close(fd);
+    if (!error.empty()) ::unlink(path.c_str());
+    return error;
+}
+
+std::optional<TokenKey> load_token_key(const std::string& store_dir, std::string& error) {
+    const std::string path = token_key_path(store_dir);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        error = path + ": " + std::strerror(errno) + " (mailsuspend init creates it)";
+        return std::nullopt;
+    }
+    TokenKey key;
+    unsigned char extra;
+    const ssize_t n = ::read(fd, key.bytes.data(), key.bytes.size());
+    const ssize_t more = ::read(fd, &extra, 1);
+    ::close(fd);
+    if (n != static_cast<ssize_t>(key.bytes.size()) || more != 0) {
+        error = path + ": not a " + std::to_string(kTokenKeySize) + "-byte key";
+        return std::nullopt;
+    }
+    return key;
+}
+
+std::size_t seal_token(const TokenKey& key, std::string_view account, int64_t issued, char* out,
+                       std::size_t size) noexcept {
+    if (account.empty() || account.size() > kMaxAccount) return 0;
+    unsigned char raw[1 + kNonce + kTime + kMaxAccount + kTag];
+    unsigned char plain[kTime + kMaxAccount];
+    const std::size_t plain_len = kTime + account.size();
+    const std::size_t raw_len = 1 + kNonce + plain_len + kTag;
+    if ((raw_len * 4 + 2) / 3 + 1 > size) return 0;
+    raw[0] = kVersion;
+    if (RAND_bytes(raw + 1, kNonce) != 1) return 0;
+    put_time(plain, issued);
+    std::memcpy(plain + kTime, account.data(), account.size());
+    Ctx ctx(EVP_CIPHER_CTX_new());
+    int len = 0, fin = 0;
+    unsigned char* ct = raw + 1 + kNonce;
+    const bool ok = ctx &&
+                    EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
+                    EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonce, nullptr) == 1 &&
+                    EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key.bytes.data(), raw + 1) == 1 &&
+                    add_aad(ctx.get(), true) &&
+                    EVP_EncryptUpdate(ctx.get(), ct, &len, plain, static_cast<int>(plain_len)) == 1 &&
+                    EVP_EncryptFinal_ex(ctx.get(), ct + len, &fin) == 1 &&
+                    static_cast<std::size_t>(len + fin) == plain_len &&
+                    EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTag, ct + plain_len) == 1;
+    if (!ok) return 0;
+    const std::size_t n = encode64(raw, raw_len, kUrlAlphabet, out);
+    out[n] = '\0';
+    return n;
+}
+
+std::optional<OpenedToken> open_token(const TokenKey& key, std::string_view text, std::string& error) {
+    auto trimmed = text;
+    while (!trimmed.empty() && (trimmed.front() == ' ' || trimmed.front() == '\t')) trimmed.remove_prefix(1);
+    while (!trimmed.empty() && (trimmed.back() == ' ' || trimmed.back() == '\t')) trimmed.remove_suffix(1);
+    auto raw = base64url_decode(trimmed);
+    if (!raw) return error = "token is not base64url text", std::nullopt;
+    if (raw->size() < 1 + kNonce + kTime + 1 + kTag || raw->size() > 1 + kNonce + kTime + kMaxAccount + kTag)
+        return error = "token has the wrong length (truncated or not ours)", std::nullopt;
+    const auto* p = reinterpret_cast<const unsigned char*>(raw->data());
+    if (p[0] != kVersion) return error = "token version " + std::to_string(p[0]) + " is unknown", std::nullopt;
+    const std::size_t ct_len = raw->size() - 1 - kNonce - kTag;
+    unsigned char plain[kTime + kMaxAccount];
+    unsigned char tag[kTag];
+    std::memcpy(tag, p + 1 + kNonce + ct_len, kTag);
+    Ctx ctx(EVP_CIPHER_CTX_new());
+    int len = 0, fin = 0;
+    const bool setup = ctx &&
+                       EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
+                       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonce, nullptr) == 1 &&
+                       EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key.bytes.data(), p + 1) == 1 &&
+                       add_aad(ctx.get(), false) &&
+                       EVP_DecryptUpdate(ctx.get(), plain, &len, p + 1 + kNonce, static_cast<int>(ct_len)) == 1 &&
+                       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTag, tag) == 1;
+    if (!setup) return error = "the crypto library failed", std::nullopt;
+    if (EVP_DecryptFinal_ex(ctx.get(), plain + len, &fin) != 1)
+        return error = "token does not verify: tampered, truncated, or sealed with another key", std::nullopt;
+    OpenedToken t;
+    t.issued = get_time(plain);
+    t.account.assign(reinterpret_cast<const char*>(plain + kTime), static_cast<std::size_t>(len + fin) - kTime);
+    OPENSSL_cleanse(plain, sizeof plain);
+    return t;
+}
+
+std::string base64url_encode(std::string_view bytes) {
+    std::string out((bytes.size() * 4 + 2) / 3, '\0');
+    out.resize(encode64(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), kUrlAlphabet,
+                        out.data()));
+    return out;
+}
+
+std::optional<std::string> base64url_decode(std::string_view text) { return decode64(text, true); }
+
+std::string base64_mime(std::string_view bytes) {
+    std::string out;
+    char line[80];
+    for (std::size_t i = 0; i < bytes.size(); i += 57) {
+        const std::size_t n = std::min<std::size_t>(57, bytes.size() - i);
+        std::size_t len = encode64(reinterpret_cast<const unsigned char*>(bytes.data() + i), n,
+                                   kMimeAlphabet, line);
+        while (len % 4) line[len++] = '=';
+        out.append(line, len);
+        out += '\n';
+    }
+    return out;
+}
+
+std::optional<std::string> base64_decode(std::string_view text) { return decode64(text, false); }
+
+}  // namespace mailsuspend
