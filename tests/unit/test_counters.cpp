@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <functional>
 #include <thread>
 
 #include "counters.hpp"
@@ -72,16 +74,32 @@ TEST_F(CountersTest, KindsAreIndependent) {
     EXPECT_EQ(c->total(k, CounterKind::ip_offdomain_rcpts, kT0), 0);
 }
 
-TEST_F(CountersTest, IpKindUsesFiveMinuteBuckets) {
+TEST_F(CountersTest, IpKindUsesFiveMinuteBucketsOverAnHour) {
     EXPECT_EQ(bucket_width(CounterKind::ip_offdomain_rcpts), 300);
     EXPECT_EQ(bucket_width(CounterKind::messages), 3600);
     const std::string ip = "192.0.2.7";
     c->add(ip, CounterKind::ip_offdomain_rcpts, 100, kT0);
     c->add(ip, CounterKind::ip_offdomain_rcpts, 1, kT0 + 299);  // same bucket
     c->add(ip, CounterKind::ip_offdomain_rcpts, 10, kT0 + 300);
-    EXPECT_EQ(c->total(ip, CounterKind::ip_offdomain_rcpts, kT0 + 24 * 300 - 1), 111);
-    EXPECT_EQ(c->total(ip, CounterKind::ip_offdomain_rcpts, kT0 + 24 * 300), 10);  // an hour later
-    EXPECT_EQ(c->total(ip, CounterKind::ip_offdomain_rcpts, kT0 + 25 * 300), 0);
+    // limits.offdomain_recipients_per_hour_per_ip: twelve 5-minute buckets.
+    EXPECT_EQ(c->total(ip, CounterKind::ip_offdomain_rcpts, kT0 + 12 * 300 - 1), 111);
+    EXPECT_EQ(c->total(ip, CounterKind::ip_offdomain_rcpts, kT0 + 12 * 300), 10);  // an hour later
+    EXPECT_EQ(c->total(ip, CounterKind::ip_offdomain_rcpts, kT0 + 13 * 300), 0);
+    EXPECT_EQ(c->add(ip, CounterKind::ip_offdomain_rcpts, 1, kT0 + 13 * 300), 1);
+}
+
+TEST_F(CountersTest, RemoveTakesBackARefusedMessage) {
+    const std::string k = "a@example.com";
+    c->add(k, CounterKind::messages, 5, kT0);
+    c->remove(k, CounterKind::messages, 2, kT0 + 10);
+    EXPECT_EQ(c->total(k, CounterKind::messages, kT0 + 20), 3);
+    c->remove(k, CounterKind::messages, 10, kT0);  // more than there is: nothing
+    EXPECT_EQ(c->total(k, CounterKind::messages, kT0), 3);
+    c->add(k, CounterKind::messages, 4, kT0 + 24 * kHour);  // reuses the bucket
+    c->remove(k, CounterKind::messages, 3, kT0);            // its counts are gone anyway
+    EXPECT_EQ(c->total(k, CounterKind::messages, kT0 + 24 * kHour), 4);
+    c->remove("unknown@example.com", CounterKind::messages, 1, kT0);
+    EXPECT_EQ(c->total("unknown@example.com", CounterKind::messages, kT0), 0);
 }
 
 TEST_F(CountersTest, FullTableRefusesInsteadOfMisCounting) {
@@ -115,13 +133,23 @@ TEST_F(CountersTest, SharedBetweenMappingsAndProcesses) {
 }
 
 TEST_F(CountersTest, ConcurrentThreadsCountExactly) {
-    auto work = [&] {
-        for (int i = 0; i < 20000; ++i) c->add("hot@example.com", CounterKind::messages, 1, kT0 + i % 3600);
+    // Every add sees a distinct total: a limit of N lets exactly N through.
+    constexpr int kPerThread = 20000;
+    std::vector<int64_t> seen_a, seen_b;
+    auto work = [&](std::vector<int64_t>& seen) {
+        seen.reserve(kPerThread);
+        for (int i = 0; i < kPerThread; ++i)
+            seen.push_back(c->add("hot@example.com", CounterKind::messages, 1, kT0 + i % 3600));
     };
-    std::thread a(work), b(work);
+    std::thread a(work, std::ref(seen_a)), b(work, std::ref(seen_b));
     a.join();
     b.join();
-    EXPECT_EQ(c->total("hot@example.com", CounterKind::messages, kT0 + 3599), 40000);
+    EXPECT_EQ(c->total("hot@example.com", CounterKind::messages, kT0 + 3599), 2 * kPerThread);
+    std::vector<int64_t> all = seen_a;
+    all.insert(all.end(), seen_b.begin(), seen_b.end());
+    std::sort(all.begin(), all.end());
+    for (int i = 0; i < 2 * kPerThread; ++i)
+        ASSERT_EQ(all[i], i + 1) << "totals seen by concurrent adds are not 1..N";
 }
 
 TEST(CountersOpen, MissingAndCorrupt) {
