@@ -114,7 +114,8 @@ void read_store(Reader& r, const Setting& g, Config& c) {
     r.only_keys(g, {"path", "capacity", "counter_capacity", "fail_policy", "read_group",
                     "write_group", "audit_log"});
     r.string(g, "path", c.store_path);
-    if (c.store_path.empty() || c.store_path.front() != '/') r.fail(g, "path must be absolute");
+    if (c.store_path.empty() || c.store_path.front() != '/')
+        r.fail(g.exists("path") ? g["path"] : g, "must be an absolute path");
     int64_t cap = static_cast<int64_t>(c.store_capacity);
     r.integer(g, "capacity", cap, 16, 1LL << 31);
     c.store_capacity = static_cast<uint64_t>(cap);
