@@ -25,7 +25,20 @@ std::size_t utf8_length(std::string_view s, std::size_t i) {
     if (n == 0 || i + n > s.size()) return 0;
     for (std::size_t k = 1; k < n; ++k)
         if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 0;
+    // RFC 3629: shortest form only, no UTF-16 surrogates, nothing past U+10FFFF.
+    const auto c1 = n > 1 ? static_cast<unsigned char>(s[i + 1]) : 0;
+    if ((n == 2 && c < 0xC2) || (n == 3 && c == 0xE0 && c1 < 0xA0) ||
+        (n == 3 && c == 0xED && c1 >= 0xA0) || (n == 4 && c == 0xF0 && c1 < 0x90) ||
+        (n == 4 && (c > 0xF4 || (c == 0xF4 && c1 >= 0x90))))
+        return 0;
     return n;
+}
+
+// A C0 or C1 control character (C1 = U+0080..U+009F, e.g. NEL) of n octets at s[i].
+bool is_control(std::string_view s, std::size_t i, std::size_t n) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (n == 1) return c < 0x20 || c == 0x7F;
+    return n == 2 && c == 0xC2 && static_cast<unsigned char>(s[i + 1]) < 0xA0;
 }
 
 }  // namespace
@@ -91,10 +104,9 @@ std::string check_free_text(std::string_view text, std::size_t max) {
     for (std::size_t i = 0; i < text.size();) {
         const auto c = static_cast<unsigned char>(text[i]);
         if (c == '\r' || c == '\n') return "contains a line break (CR/LF) at octet " + std::to_string(i);
-        if (c < 0x20 || c == 0x7F)
-            return "contains a control character at octet " + std::to_string(i);
         const std::size_t n = utf8_length(text, i);
         if (n == 0) return "is not valid UTF-8 at octet " + std::to_string(i);
+        if (is_control(text, i, n)) return "contains a control character at octet " + std::to_string(i);
         i += n;
     }
     return {};
@@ -105,10 +117,9 @@ std::string sanitise_line(std::string_view text, std::size_t max) {
     out.reserve(std::min(text.size(), max));
     for (std::size_t i = 0; i < text.size() && out.size() < max;) {
         const std::size_t n = utf8_length(text, i);
-        const auto c = static_cast<unsigned char>(text[i]);
-        if (n == 0 || c < 0x20 || c == 0x7F) {
+        if (n == 0 || is_control(text, i, n)) {
             out += '?';
-            ++i;
+            i += n == 0 ? 1 : n;
         } else {
             if (out.size() + n > max) break;
             out.append(text.substr(i, n));
