@@ -18,7 +18,13 @@
 #include <string>
 #include <vector>
 
+#include <sys/mman.h>
+
+#include <numeric>
+#include <random>
+
 #include "bench_data.hpp"
+#include "codec.hpp"
 #include "store.hpp"
 
 extern char** environ;
@@ -230,6 +236,83 @@ void BM_OpenFirstLookup_Exec(benchmark::State& state) {
     store_counters(state, d);
 }
 
+// --- floors and breakdowns --------------------------------------------------
+
+// One dependent random memory access over a buffer the size of the store
+// file: what any cold lookup costs on this machine at least.  range(1) = 1
+// asks for transparent huge pages (fewer TLB misses).
+void BM_RandomAccessFloor(benchmark::State& state) {
+    const size_t bytes = size_t(state.range(0));
+    const size_t lines = bytes / 64;
+    void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return state.SkipWithError("mmap");
+    if (state.range(1)) madvise(mem, bytes, MADV_HUGEPAGE);
+    auto* next = static_cast<uint64_t*>(mem);  // next[line * 8] = index of the next line
+    std::vector<uint32_t> order(lines);
+    std::iota(order.begin(), order.end(), 0u);
+    std::mt19937_64 rng(42);
+    for (size_t i = lines - 1; i > 0; --i) std::swap(order[i], order[rng() % i]);  // one cycle
+    for (size_t i = 0; i < lines; ++i) next[size_t(order[i]) * 8] = order[(i + 1) % lines];
+    uint64_t at = order[0];
+    for (auto _ : state) {
+        at = next[at * 8];
+        benchmark::DoNotOptimize(at);
+    }
+    munmap(mem, bytes);
+}
+
+// The same lookups over 1024 keys only: every line is in cache, what is left
+// is the code path (hash, probe, seqlock, key compare).
+void BM_StoreLookupHot(benchmark::State& state) {
+    const auto& d = store_data(state.range(0));
+    const auto& keys = lookup_keys(state.range(0), true);
+    auto r = open_reader(d, state);
+    if (!r) return;
+    uint64_t i = 0;
+    HotView v;
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(r->lookup(keys[i++ & 1023], v));
+        benchmark::DoNotOptimize(v);
+    }
+}
+
+void BM_MapLookupHot(benchmark::State& state) {
+    const auto& b = baseline_data(state.range(0));
+    const auto& keys = lookup_keys(state.range(0), true);
+    uint64_t i = 0;
+    for (auto _ : state) benchmark::DoNotOptimize(b.map.find(keys[i++ & 1023]));
+}
+
+// Encoded size of one record in the arena, by shape: 0 = one service, no
+// reason; 1 = imap+pop3 with a reason (the shape the data sets use);
+// 2 = every service ("all") with a reason.  slot_bytes is a slot's share at
+// the table's maximum load.
+void BM_RecordBytes(benchmark::State& state) {
+    mailsuspend::TargetRecord r;
+    r.key = bench::account_key(123456);
+    const int shape = int(state.range(0));
+    for (int i = 0; i < mailsuspend::kServiceCount; ++i) {
+        if (shape == 0 && i > 0) break;
+        if (shape == 1 && i > 1) break;
+        auto& s = r.services[i];
+        s.suspended = true;
+        s.since = 1'700'000'000;
+        if (shape > 0) {
+            s.reason = "unpaid invoice";
+            s.actor = "panel";
+        }
+    }
+    std::string blob;
+    for (auto _ : state) {
+        blob.clear();
+        mailsuspend::encode_record(r, blob);
+        benchmark::DoNotOptimize(blob);
+    }
+    state.counters["blob_bytes"] = double(blob.size());
+    state.counters["slot_bytes"] = 32 / 0.8;
+    state.counters["bytes_per_account"] = double(blob.size()) + 32 / 0.8;
+}
+
 // Releases the 10 M baseline map after its last use.
 void BM_DropBaseline(benchmark::State& state) {
     for (auto _ : state) {
@@ -239,6 +322,9 @@ void BM_DropBaseline(benchmark::State& state) {
 
 }  // namespace
 
+BENCHMARK(BM_RecordBytes)->DenseRange(0, 2);
+BENCHMARK(BM_RandomAccessFloor)->Args({224 << 20, 0})->Args({224 << 20, 1})->Args({int64_t{2144} << 20, 0});
+
 BENCHMARK(BM_OpenFirstLookup_Fork)->Arg(k1M)->Arg(k10M)->UseManualTime()->Iterations(300)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_OpenFirstLookup_Exec)->Arg(k1M)->Arg(k10M)->UseManualTime()->Iterations(200)->Unit(benchmark::kMicrosecond);
 
@@ -246,6 +332,8 @@ BENCHMARK_CAPTURE(BM_StoreLookup, hit, true)->Arg(k1M);
 BENCHMARK_CAPTURE(BM_MapLookup, hit, true)->Arg(k1M);
 BENCHMARK_CAPTURE(BM_StoreLookup, miss, false)->Arg(k1M);
 BENCHMARK_CAPTURE(BM_MapLookup, miss, false)->Arg(k1M);
+BENCHMARK(BM_StoreLookupHot)->Arg(k1M);
+BENCHMARK(BM_MapLookupHot)->Arg(k1M);
 BENCHMARK_CAPTURE(BM_StoreLookupLatency, hit, true)->Arg(k1M)->Iterations(1 << 21);
 BENCHMARK_CAPTURE(BM_MapLookupLatency, hit, true)->Arg(k1M)->Iterations(1 << 21);
 BENCHMARK_CAPTURE(BM_StoreLookupLatency, miss, false)->Arg(k1M)->Iterations(1 << 21);

@@ -203,7 +203,7 @@ TEST_F(RepairTest, RebootWithAnyMixtureOfWrittenBackPagesLosesNothing) {
     }
 
     std::mt19937_64 rng(7);
-    for (int trial = 0; trial < 24; ++trial) {
+    for (int trial = 0; trial < 12; ++trial) {
         // trial 0: nothing after the checkpoint reached the disk; 1: everything.
         std::string disk = latest;
         for (size_t page = 0; page * 4096 < disk.size(); ++page) {

@@ -1,5 +1,5 @@
 // Crash safety and concurrency of the store across processes (harness.hpp).
-// The suite SIGKILLs 250 writers in total; STRESS_SEED=<n> replays a run's
+// The suite SIGKILLs 600 writers in total; STRESS_SEED=<n> replays a run's
 // random choices (kill timing still depends on the scheduler).
 #include <gtest/gtest.h>
 
@@ -49,11 +49,11 @@ TEST(CrashSafety, SigkillWritersWhileReadersLookUp) {
     o.groups = 200;
     o.writers = 2;
     o.readers = 2;
-    o.kills = 150;
+    o.kills = 400;
     o.max_kill_delay_us = 25000;
     const RunResult r = run_store_stress(o);
     expect_clean(r);
-    EXPECT_GE(r.kills, 150);
+    EXPECT_GE(r.kills, 400);
     // The run means something only if writers got commits through between kills.
     EXPECT_GE(r.commits_acked, 100u);
     EXPECT_GT(r.found, 0u);
@@ -64,14 +64,14 @@ TEST(CrashSafety, SigkillDuringLargeBatchesGrowthAndRebuilds) {
     o.groups = 400;
     o.writers = 2;
     o.readers = 2;
-    o.kills = 100;
+    o.kills = 200;
     o.max_kill_delay_us = 60000;
     o.big_batch_percent = 30;   // many commits rewrite 100 groups (200 records) at once
     o.rebuild_percent = 10;     // and many writers publish a new generation
     o.initial_capacity = 16;    // growth by generation early on
     const RunResult r = run_store_stress(o);
     expect_clean(r);
-    EXPECT_GE(r.kills, 100);
+    EXPECT_GE(r.kills, 200);
     EXPECT_GE(r.commits_acked, 50u);
     EXPECT_GT(r.rebuilds, 0u);
     EXPECT_GT(r.final_generation, 1u) << "the store never published a new generation";
