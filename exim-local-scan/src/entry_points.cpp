@@ -159,6 +159,14 @@ __attribute__((visibility("default"))) int mailsuspend_ping(uschar** yield, int,
     return OK;
 }
 
+// ${dlfunc{SO}{mailsuspend_preload}} -> "": nothing but being loaded.  The
+// main snippet expands it in the daemon (smtp_accept_max_per_host), so the
+// processes forked per connection inherit the loaded module.
+__attribute__((visibility("default"))) int mailsuspend_preload(uschar** yield, int, uschar*[]) {
+    *yield = reinterpret_cast<uschar*>(exim_copy(""));
+    return OK;
+}
+
 // ${dlfunc{SO}{mailsuspend_send}{CONFIG}{$authenticated_id}{$sender_address}{$sender_host_address}}
 // -> "" when the sender may send, else the reply text (ACL: deny with 550 5.7.13).
 __attribute__((visibility("default"))) int mailsuspend_send(uschar** yield, int argc,

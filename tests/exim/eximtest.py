@@ -95,7 +95,6 @@ message_logs = false
 delay_warning = 0s
 smtp_accept_max = 200
 smtp_accept_queue_per_connection = 0
-smtp_accept_max_per_host = 0
 smtp_connect_backlog = 200
 remote_max_parallel = 1
 {extra_main}
@@ -191,7 +190,8 @@ class SmtpOutcome:
 
 class Env:
     def __init__(self, name, fail_policy="open", default_mode="queue", queue_expiry="4d8h",
-                 light=False, extra_main="", with_store=True, ms_conf_text=None, exim=EXIM):
+                 light=False, extra_main="", with_store=True, ms_conf_text=None, exim=EXIM,
+                 with_module=True):
         if os.geteuid() != 0:
             fail_setup("must run as root (Exim is started with -C as root)")
         if not os.access(exim, os.X_OK):
@@ -219,6 +219,7 @@ class Env:
         self.port = None
         self.daemon = None
         self.light = light
+        self.with_module = with_module  # False: a plain Exim, the benchmark's baseline
         self.env = dict(os.environ, MAILSUSPEND_CONF=self.ms_conf)
         self.write_ms_conf(ms_conf_text if ms_conf_text is not None else MAILSUSPEND_CONF.format(
             dir=self.dir, fail_policy=fail_policy, default_mode=default_mode,
@@ -234,7 +235,7 @@ class Env:
         os.chmod(self.ms_conf, 0o644)
 
     def write_exim_conf(self, extra_main=""):
-        heavy = not self.light
+        heavy = not self.light and self.with_module
         text = EXIM_CONF.format(
             so=PATHS["so"], ms_conf=self.ms_conf, snippets=PATHS["snippets"],
             main_snippet="mailsuspend-main" if heavy else "mailsuspend-main-light",
@@ -248,6 +249,8 @@ class Env:
             # The light snippet names the installed path; point it at the build.
             text = text.replace(f".include {PATHS['snippets']}/mailsuspend-main-light",
                                 f"local_scan_path = {PATHS['so']}")
+        if not self.with_module:
+            text = text.replace(f".include {PATHS['snippets']}/mailsuspend-main-light", "")
         with open(self.conf, "w") as f:
             f.write(text)
         # Exim refuses a -C file that its own user could not read? no: root reads it.

@@ -10,7 +10,7 @@ import eximtest
 from eximtest import PATHS, EXIM, EximTestCase
 
 ENTRY_POINTS = {"local_scan", "local_scan_version_major", "local_scan_version_minor",
-                "mailsuspend_ping", "mailsuspend_send", "mailsuspend_rcpt",
+                "mailsuspend_ping", "mailsuspend_preload", "mailsuspend_send", "mailsuspend_rcpt",
                 "mailsuspend_route", "mailsuspend_queued"}
 
 
