@@ -24,7 +24,7 @@
 
 namespace {
 
-enum class DieAt { nowhere, before_rename, after_rename, after_journal_truncate };
+enum class DieAt { nowhere, before_rename, after_rename, after_journal_truncate, reading_journal };
 DieAt die_at = DieAt::nowhere;  // set only in the writer child
 
 }  // namespace
@@ -48,6 +48,15 @@ extern "C" int ftruncate(int fd, off_t length) {
     const int rc = real(fd, length);
     if (length == 0 && die_at == DieAt::after_journal_truncate) raise(SIGKILL);
     return rc;
+}
+
+// Interposes pread: a repairing writer reads the journal with it, after it
+// dealt with slots a dead writer left mid-write.
+extern "C" ssize_t pread(int fd, void* buf, size_t count, off_t offset) {
+    using PreadFn = ssize_t (*)(int, void*, size_t, off_t);
+    static const auto real = reinterpret_cast<PreadFn>(dlsym(RTLD_NEXT, "pread"));
+    if (die_at == DieAt::reading_journal) raise(SIGKILL);
+    return real(fd, buf, count, offset);
 }
 
 namespace {
@@ -202,6 +211,85 @@ TEST(RepairGrowth, KilledAfterGrowingMidReplayLosesNoJournaledChange) {
         if (!exists && ++missing <= 3) ADD_FAILURE() << "acknowledged '" << stress_key(k) << "' lost";
     }
     EXPECT_EQ(missing, 0);
+    std::filesystem::remove_all(dir);
+}
+
+// A writer died inside a slot write (seqlock odd, the blob word still the old
+// one); the writer repairing it dies too, right after dealing with that slot.
+// The key must not vanish: readers see one of its real versions (or
+// "unavailable"), never "absent" for a key that was suspended all along.
+TEST(RepairVisibility, KeyCaughtMidWriteNeverLooksAbsent) {
+    char tmpl[] = "/tmp/mailsuspend-gen-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    const std::string dir = tmpl;
+    Config cfg;
+    cfg.store_path = dir;
+    cfg.store_capacity = 100;
+    cfg.read_group = "";
+    cfg.write_group = "";
+    cfg.audit_log = dir + "/audit.log";
+    const std::string key = stress_key(7);
+    std::string error;
+    uint64_t seq = 0;
+    {
+        auto w = StoreWriter::open(cfg, true, error);
+        ASSERT_TRUE(w) << error;
+        std::vector<Change> v1{Change{make_image(key, 1)}};
+        ASSERT_NE(w->commit(v1, error), 0u) << error;
+        std::vector<Change> v2{Change{make_image(key, 2)}};
+        seq = w->commit(v2, error);
+        ASSERT_NE(seq, 0u) << error;
+    }
+    {
+        // Died in write_slot for version 2: odd seqlock, fingerprint stored,
+        // blob word still version 1's (the first blob, at arena offset 8).
+        stress::RawStore raw(dir + "/store");
+        ASSERT_TRUE(raw.ok());
+        const int64_t i = raw.slot_of(key);
+        ASSERT_GE(i, 0);
+        mailsuspend::layout::BlobHeader first;
+        std::memcpy(&first, raw.arena() + 8, sizeof first);
+        raw.slot(i).blob.store((uint64_t{8} << 32) | first.length);
+        raw.slot(i).word0.store(raw.slot(i).word0.load() + (uint64_t{1} << 32));
+        raw.header().seq.store(seq - 1);
+        raw.header().dirty.store(1);
+    }
+    auto reader = StoreReader::open(dir, error);
+    ASSERT_TRUE(reader) << error;
+    HotView view;
+    EXPECT_EQ(reader->lookup(key, view), LookupStatus::unavailable);
+
+    const pid_t pid = fork();
+    if (pid == 0) {
+        die_at = DieAt::reading_journal;
+        std::string err;
+        auto w = StoreWriter::open(cfg, false, err);
+        _exit(3);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+        << "the repair never read the journal: nothing tested";
+
+    const LookupStatus s = reader->lookup(key, view);
+    EXPECT_NE(s, LookupStatus::absent) << "the key vanished: a suspended account looks unsuspended";
+    if (s == LookupStatus::found) {
+        uint32_t v = 0;
+        std::string why;
+        EXPECT_TRUE(stress::decode_hot(view, key, v, why)) << why;
+        EXPECT_TRUE(v == 1 || v == 2) << v;
+    }
+    {
+        auto w = StoreWriter::open(cfg, false, error);
+        ASSERT_TRUE(w) << error;
+        std::vector<std::string> report;
+        EXPECT_TRUE(w->check(report)) << (report.empty() ? "" : report.front());
+    }
+    ASSERT_EQ(reader->lookup(key, view), LookupStatus::found);
+    uint32_t v = 0;
+    std::string why;
+    EXPECT_TRUE(stress::decode_hot(view, key, v, why)) << why;
+    EXPECT_EQ(v, 2u);
     std::filesystem::remove_all(dir);
 }
 

@@ -33,6 +33,7 @@ public:
     }
     bool ok() const { return base_ != nullptr; }
     layout::Header& header() { return *reinterpret_cast<layout::Header*>(base_); }
+    unsigned char* arena() { return base_ + header().arena_offset; }
     layout::Slot& slot(uint64_t i) {
         return reinterpret_cast<layout::Slot*>(base_ + header().slots_offset)[i];
     }
