@@ -471,3 +471,33 @@ TEST_F(CapiTest, CloseIsSafe) {
     mailsuspend_close(&ms);
     mailsuspend_close(nullptr);
 }
+
+// mailsuspend_open returns NULL only when out of memory; a host that passes
+// that NULL on (or a NULL result) must get an answer, not a crash.
+TEST(CapiNull, NullHandleAndResultDoNotCrash) {
+    mailsuspend_result r;
+    std::memset(&r, 0x55, sizeof r);
+    mailsuspend_check_login(nullptr, "a@example.com", "imap", nullptr, &r);
+    EXPECT_EQ(r.verdict, MAILSUSPEND_ALLOW);
+    EXPECT_EQ(r.fail_policy, 1);
+    std::memset(&r, 0x55, sizeof r);
+    mailsuspend_check_send(nullptr, "a@example.com", nullptr, &r);
+    EXPECT_EQ(r.verdict, MAILSUSPEND_ALLOW);
+    EXPECT_EQ(r.fail_policy, 1);
+    std::memset(&r, 0x55, sizeof r);
+    mailsuspend_check_receive(nullptr, "a@example.com", 0, &r);
+    EXPECT_EQ(r.verdict, MAILSUSPEND_ALLOW);
+    EXPECT_EQ(r.mode, MAILSUSPEND_MODE_DELIVER);
+    EXPECT_EQ(r.fail_policy, 1);
+    std::memset(&r, 0x55, sizeof r);
+    mailsuspend_check_service(nullptr, "a@example.com", "imap", nullptr, &r);
+    EXPECT_EQ(r.verdict, MAILSUSPEND_ALLOW);
+    EXPECT_EQ(r.fail_policy, 1);
+    TempDir dir;
+    mailsuspend_handle* ms = mailsuspend_open((dir / "none.conf").c_str(), nullptr, nullptr, nullptr);
+    mailsuspend_check_login(ms, "a@example.com", "imap", nullptr, nullptr);
+    mailsuspend_check_send(ms, "a@example.com", nullptr, nullptr);
+    mailsuspend_check_receive(ms, "a@example.com", 0, nullptr);
+    mailsuspend_check_service(ms, "a@example.com", "imap", nullptr, nullptr);
+    mailsuspend_close(&ms);
+}
