@@ -185,6 +185,16 @@ bool check(struct mailsuspend_handle* ms, const char* address, Service service, 
     return true;
 }
 
+// A NULL result or handle (mailsuspend_open out of memory): never a crash.
+// Without a handle there is no config: the built-in policy, open, decides.
+bool usable(struct mailsuspend_handle* ms, mailsuspend_result* r, const char* service) {
+    if (!r) return false;
+    reset(r, service);
+    if (ms) return true;
+    r->fail_policy = 1;
+    return false;
+}
+
 const char* static_service_name(Service s) { return service_name(s).data(); }
 
 template <typename F>
@@ -234,7 +244,7 @@ void mailsuspend_close(struct mailsuspend_handle** ms) {
 void mailsuspend_check_service(struct mailsuspend_handle* ms, const char* user, const char* service,
                                const char* client_ip, struct mailsuspend_result* r) {
     (void)client_ip;
-    reset(r, "none");
+    if (!usable(ms, r, "none")) return;
     guarded(r, [&] {
         const auto s = service ? parse_service(service) : std::nullopt;
         if (!s) return;
@@ -247,7 +257,7 @@ void mailsuspend_check_service(struct mailsuspend_handle* ms, const char* user, 
 
 void mailsuspend_check_login(struct mailsuspend_handle* ms, const char* user, const char* protocol,
                              const char* client_ip, struct mailsuspend_result* r) {
-    reset(r, "none");
+    if (!usable(ms, r, "none")) return;
     guarded(r, [&] {
         if (!protocol) return;
         std::optional<Service> s;
@@ -266,7 +276,7 @@ void mailsuspend_check_login(struct mailsuspend_handle* ms, const char* user, co
 
 void mailsuspend_check_send(struct mailsuspend_handle* ms, const char* sender, const char* client_ip,
                             struct mailsuspend_result* r) {
-    reset(r, "send");
+    if (!usable(ms, r, "send")) return;
     guarded(r, [&] {
         Effective e;
         bool denied = check(ms, sender, Service::send, r, e);
@@ -284,7 +294,7 @@ void mailsuspend_check_send(struct mailsuspend_handle* ms, const char* sender, c
 
 void mailsuspend_check_receive(struct mailsuspend_handle* ms, const char* recipient, long message_age,
                                struct mailsuspend_result* r) {
-    reset(r, "receive");
+    if (!usable(ms, r, "receive")) return;
     guarded(r, [&] {
         Effective e;
         if (!check(ms, recipient, Service::receive, r, e)) return;
