@@ -1,0 +1,324 @@
+// Sender tokens, ARF parsing and attribution, evidence samples and the AUP
+// notice as built and handed to the MTA.
+#include <cstring>
+
+#include "notice.hpp"
+#include "policy.hpp"
+#include "policy_fixture.hpp"
+#include "token.hpp"
+
+using namespace mailsuspend;
+using namespace policy_test;
+
+namespace {
+
+TokenKey test_key(unsigned char fill) {
+    TokenKey k;
+    k.bytes.fill(fill);
+    return k;
+}
+
+std::string seal(const TokenKey& k, const std::string& account, int64_t t = 1'800'000'000) {
+    char buf[kTokenMaxText + 1];
+    const std::size_t n = seal_token(k, account, t, buf, sizeof buf);
+    EXPECT_GT(n, 0u);
+    return std::string(buf, n);
+}
+
+TEST(Token, RoundTripsAccountAndIssueTime) {
+    const TokenKey k = test_key(7);
+    const std::string t = seal(k, "user@example.com");
+    EXPECT_EQ(t.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), std::string::npos)
+        << "header-safe base64url: " << t;
+    std::string error;
+    const auto opened = open_token(k, t, error);
+    ASSERT_TRUE(opened) << error;
+    EXPECT_EQ(opened->account, "user@example.com");
+    EXPECT_EQ(opened->issued, 1'800'000'000);
+    EXPECT_EQ(t.find("user"), std::string::npos) << "opaque: the account is not readable in it";
+    EXPECT_NE(seal(k, "user@example.com"), t) << "a fresh nonce every time";
+}
+
+TEST(Token, EveryTamperedCharacterIsDetected) {
+    const TokenKey k = test_key(7);
+    const std::string t = seal(k, "user@example.com");
+    for (std::size_t i = 0; i + 1 < t.size(); ++i) {  // the last character may carry padding bits only
+        std::string bad = t;
+        bad[i] = bad[i] == 'A' ? 'B' : 'A';
+        std::string error;
+        EXPECT_FALSE(open_token(k, bad, error)) << "changed character " << i;
+    }
+    std::string error;
+    EXPECT_FALSE(open_token(k, t.substr(0, t.size() - 4), error)) << "truncated";
+    EXPECT_FALSE(open_token(k, t + "AAAA", error)) << "extended";
+    EXPECT_FALSE(open_token(k, "not a token!", error));
+    EXPECT_FALSE(open_token(test_key(8), t, error)) << "another key";
+    EXPECT_NE(error.find("does not verify"), std::string::npos) << error;
+}
+
+TEST(Token, RefusesBuffersTooSmallAndEmptyAccounts) {
+    const TokenKey k = test_key(1);
+    char small[20];
+    EXPECT_EQ(seal_token(k, "user@example.com", 1, small, sizeof small), 0u);
+    char buf[kTokenMaxText + 1];
+    EXPECT_EQ(seal_token(k, "", 1, buf, sizeof buf), 0u);
+    EXPECT_GT(seal_token(k, std::string(300, 'a') + "@example.com", 1, buf, sizeof buf), 0u);
+}
+
+class TokenApiTest : public PolicyFixture {};
+
+TEST_F(TokenApiTest, CApiSealsTheNormalisedAccountUnderTheStoreKey) {
+    auto* h = open_handle();
+    char buf[MAILSUSPEND_TOKEN_MAX];
+    const int n = mailsuspend_sender_token(h, "User+tag@Example.COM", buf, sizeof buf);
+    ASSERT_GT(n, 0);
+    EXPECT_EQ(static_cast<std::size_t>(n), std::strlen(buf));
+    std::string error;
+    const auto key = load_token_key(dir + "/store", error);
+    ASSERT_TRUE(key) << error;
+    const auto opened = open_token(*key, buf, error);
+    ASSERT_TRUE(opened) << error;
+    EXPECT_EQ(opened->account, "user@example.com");
+    EXPECT_EQ(mailsuspend_sender_token(h, "not an address", buf, sizeof buf), -1);
+    EXPECT_EQ(mailsuspend_sender_token(h, "user@example.com", buf, 10), -1);
+    // The CLI decrypts it.
+    ASSERT_EQ(run_cli({"token", "--open", std::string(buf, static_cast<std::size_t>(mailsuspend_sender_token(h, "a@example.com", buf, sizeof buf)))}), 0)
+        << cli_output;
+    EXPECT_NE(cli_output.find("a@example.com"), std::string::npos);
+}
+
+TEST_F(TokenApiTest, KeyFileIsPrivateAndInitKeepsIt) {
+    struct stat st {};
+    ASSERT_EQ(::stat((dir + "/store/token.key").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0640u);
+    EXPECT_EQ(st.st_size, 32);
+    const std::string before = read_file(dir + "/store/token.key");
+    ASSERT_EQ(run_cli({"init"}), 0);
+    EXPECT_EQ(read_file(dir + "/store/token.key"), before) << "init must not replace the key (old tokens stay valid)";
+}
+
+// ---- ARF ------------------------------------------------------------------
+
+std::string arf(const std::string& feedback, const std::string& original,
+                const std::string& ctype = "multipart/report; report-type=feedback-report;\r\n\tboundary=\"b1\"") {
+    return "From: fbl@isp.test\r\nTo: abuse@provider.test\r\nSubject: FW: spam\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: " + ctype + "\r\n\r\n"
+           "--b1\r\nContent-Type: text/plain\r\n\r\nThis is an abuse report.\r\n"
+           "--b1\r\nContent-Type: message/feedback-report\r\n\r\n" + feedback +
+           "\r\n--b1\r\nContent-Type: message/rfc822\r\nContent-Disposition: inline\r\n\r\n" + original +
+           "\r\n--b1--\r\n";
+}
+
+const std::string kFeedback =
+    "Feedback-Type: abuse\r\nUser-Agent: SomeGenerator/1.0\r\nVersion: 1\r\n"
+    "Original-Mail-From: <bounce@forged.test>\r\nSource-IP: 192.0.2.1\r\n";
+
+TEST(Arf, ParsesFeedbackFieldsAndTheOriginalsTokens) {
+    const std::string original = "Return-Path: <rp@example.com>\r\nX-Mailsuspend-Token: TOKEN1\r\n"
+                                 "From: ceo@bank.test\r\nSubject: win\r\n\r\nbody\r\n";
+    std::string error;
+    const auto r = parse_arf(arf(kFeedback, original), error);
+    ASSERT_TRUE(r) << error;
+    EXPECT_EQ(r->feedback_type, "abuse");
+    EXPECT_EQ(r->user_agent, "SomeGenerator/1.0");
+    EXPECT_EQ(r->original_mail_from, "bounce@forged.test");
+    EXPECT_EQ(r->source_ip, "192.0.2.1");
+    ASSERT_EQ(r->tokens.size(), 1u);
+    EXPECT_EQ(r->tokens[0], "TOKEN1");
+    EXPECT_EQ(r->return_path, "rp@example.com");
+    EXPECT_NE(r->original.find("Subject: win\n"), std::string::npos);
+    EXPECT_EQ(r->original.find('\r'), std::string::npos);
+}
+
+TEST(Arf, Base64HeadersPartAndUnquotedBoundary) {
+    const std::string headers = "X-Mailsuspend-Token: T2\nFrom: x@y.test\n";
+    const std::string text =
+        "Content-Type: multipart/report; report-type=feedback-report; boundary=zz\n\n"
+        "--zz\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\n\n"
+        "--zz\nContent-Type: text/rfc822-headers\nContent-Transfer-Encoding: base64\n\n" +
+        base64_mime(headers) + "--zz--\n";
+    std::string error;
+    const auto r = parse_arf(text, error);
+    ASSERT_TRUE(r) << error;
+    ASSERT_EQ(r->tokens.size(), 1u);
+    EXPECT_EQ(r->tokens[0], "T2");
+}
+
+TEST(Arf, MalformedReportsGiveClearErrors) {
+    struct Case {
+        std::string text, expect;
+    } cases[] = {
+        {"", "empty input"},
+        {"Subject: hi\n\nbody\n", "no Content-Type header"},
+        {"Content-Type: text/plain\n\nhello\n", "expected multipart/report"},
+        {"Content-Type: multipart/report; report-type=delivery-status; boundary=b\n\n--b\n\n--b--\n",
+         "expected feedback-report"},
+        {"Content-Type: multipart/report; report-type=feedback-report\n\n--b\n\n--b--\n", "no boundary parameter"},
+        {"Content-Type: multipart/report; boundary=b\n\nno parts at all\n", "never occurs"},
+        {arf("User-Agent: x\r\n", "Subject: s\r\n\r\nb"), "no Feedback-Type field"},
+        {"Content-Type: multipart/report; boundary=b\n\n--b\nContent-Type: text/plain\n\nhi\n--b--\n",
+         "no message/feedback-report part"},
+        {"this is not: a header\nnor this line\n\nbody", "malformed header line"},
+    };
+    for (const auto& c : cases) {
+        std::string error;
+        EXPECT_FALSE(parse_arf(c.text, error)) << c.expect;
+        EXPECT_NE(error.find(c.expect), std::string::npos) << "got: " << error;
+    }
+}
+
+class AttributionTest : public PolicyFixture {};
+
+TEST_F(AttributionTest, TokenBeatsForgedEnvelopeAndFromAndTamperingIsBadInput) {
+    const Config cfg = config();
+    std::string error;
+    const auto key = load_token_key(cfg.store_path, error);
+    ASSERT_TRUE(key) << error;
+    ArfReport r;
+    r.feedback_type = "abuse";
+    r.original_mail_from = "forged@example.com";
+    r.tokens = {seal(*key, "real@example.com")};
+    Attribution who;
+    ASSERT_TRUE(attribute_arf(cfg, r, true, who).ok());
+    EXPECT_EQ(who.address, "real@example.com");
+    EXPECT_EQ(who.how, "token");
+
+    std::string bad = r.tokens[0];
+    bad[10] = bad[10] == 'x' ? 'y' : 'x';
+    r.tokens = {bad};
+    const Outcome o = attribute_arf(cfg, r, false, who);
+    EXPECT_EQ(o.code, Exit::bad_input) << "a token that does not verify never falls back to the envelope";
+    EXPECT_NE(o.message.find("forged or altered"), std::string::npos) << o.message;
+
+    r.tokens.clear();
+    EXPECT_EQ(attribute_arf(cfg, r, true, who).code, Exit::bad_input) << "--token-only";
+    ASSERT_TRUE(attribute_arf(cfg, r, false, who).ok());
+    EXPECT_EQ(who.address, "forged@example.com");
+    EXPECT_NE(who.how.find("Original-Mail-From"), std::string::npos);
+    r.original_mail_from.clear();
+    EXPECT_EQ(attribute_arf(cfg, r, false, who).code, Exit::bad_input);
+}
+
+// ---- evidence and notices -------------------------------------------------
+
+class EvidenceTest : public PolicyFixture {};
+
+TEST_F(EvidenceTest, SamplesAreBoundedPerMailboxAndCut) {
+    const Config cfg = config();
+    std::string error;
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(keep_sample(cfg, "a@example.com", "sample " + std::to_string(i), 100 + i, error), 1);
+    EXPECT_EQ(keep_sample(cfg, "a@example.com", "one too many", 200, error), 0);
+    EXPECT_EQ(keep_sample(cfg, "b@example.com", std::string(kMaxSampleBytes + 10, 'x'), 300, error), 1);
+    const auto a = kept_samples(cfg, "a@example.com", 10);
+    ASSERT_EQ(a.size(), 3u);
+    EXPECT_EQ(a[0].text, "sample 0");
+    EXPECT_EQ(a[2].kept, 102);
+    const auto b = kept_samples(cfg, "b@example.com", 10);
+    ASSERT_EQ(b.size(), 1u);
+    EXPECT_LT(b[0].text.size(), kMaxSampleBytes + 100);
+    EXPECT_NE(b[0].text.find("cut by mailsuspend"), std::string::npos);
+}
+
+TEST_F(EvidenceTest, KeyWithSlashCannotEscapeTheEvidenceDirectory) {
+    const Config cfg = config();
+    const std::string d = evidence_dir(cfg, "../../x/y@example.com");
+    EXPECT_EQ(d.find("/../"), std::string::npos) << d;
+    EXPECT_EQ(d.rfind(evidence_root(cfg) + "/", 0), 0u);
+}
+
+TEST(Notice, HeaderValuesCannotInjectHeaders) {
+    EXPECT_TRUE(header_safe_address("abuse@example.com"));
+    EXPECT_FALSE(header_safe_address("abuse@example.com\nBcc: victim@x.test"));
+    EXPECT_FALSE(header_safe_address("abuse@example.com, other@x.test"));
+    EXPECT_FALSE(header_safe_address("Abuse <abuse@example.com>"));
+    EXPECT_FALSE(header_safe_address("abuse@exa mple.com"));
+    NoticeInput in;
+    in.contact = "abuse@example.com";
+    in.key = "a\r\nBcc: x@evil.test@example.com";  // cannot come out of normalise(), checked anyway
+    in.source = "rate";
+    in.why = "line\nbreak";
+    in.when = 1'800'000'000;
+    const std::string m = build_notice(in);
+    EXPECT_EQ(m.find("\nBcc:"), std::string::npos) << m;
+}
+
+TEST(Notice, IsMultipartMixedWithEvidenceTxtHoldingEverySampleBase64) {
+    NoticeInput in;
+    in.contact = "abuse@example.com";
+    in.key = "a@example.com";
+    in.source = "spam";
+    in.why = "3 spam report(s)";
+    in.when = 1'800'000'000;
+    in.boundary = "BOUNDARY";
+    in.samples = {{"", 1, "Subject: one\n\n--BOUNDARY\nfake part\n"}, {"", 2, "Subject: two\n\nbody"}};
+    const std::string m = build_notice(in);
+    EXPECT_NE(m.find("To: abuse@example.com\n"), std::string::npos);
+    EXPECT_NE(m.find("Content-Type: multipart/mixed; boundary=\"BOUNDARY\""), std::string::npos);
+    EXPECT_NE(m.find("Content-Disposition: attachment; filename=\"evidence.txt\""), std::string::npos);
+    EXPECT_EQ(m.find("\n--BOUNDARY\nfake part"), std::string::npos) << "a sample cannot end a MIME part";
+    const auto start = m.find("Content-Transfer-Encoding: base64\n\n");
+    ASSERT_NE(start, std::string::npos);
+    const auto end = m.find("\n--BOUNDARY--", start);
+    const auto evidence = base64_decode(m.substr(start + 35, end - start - 35));
+    ASSERT_TRUE(evidence);
+    EXPECT_NE(evidence->find("===== Sample 1 of 2"), std::string::npos);
+    EXPECT_NE(evidence->find("Subject: one"), std::string::npos);
+    EXPECT_NE(evidence->find("Subject: two"), std::string::npos);
+}
+
+TEST_F(EvidenceTest, AbuseContactByDomainThenDefault) {
+    const Config cfg = config();
+    std::string error;
+    EXPECT_EQ(abuse_contact(cfg, "a@example.com", error), "abuse@example.com");
+    EXPECT_EQ(abuse_contact(cfg, "a@other.test", error), "abuse@provider.test");
+    Config none = cfg;
+    none.default_abuse_contact.clear();
+    EXPECT_EQ(abuse_contact(none, "a@other.test", error), "");
+    none.default_abuse_contact = "bad\naddress@x.test";
+    EXPECT_EQ(abuse_contact(none, "a@other.test", error), "");
+    EXPECT_NE(error.find("not a plain address"), std::string::npos);
+}
+
+// The rate path end to end in the core: crossing in "Exim", samples kept by
+// the glue's call, the notice handed to the (fake) MTA for the abuse contact.
+TEST_F(EvidenceTest, RateSuspensionSendsNoticeWithTheKeptSamples) {
+    auto* h = open_handle();
+    const char* rcpt[] = {"b@example.com"};
+    mailsuspend_result r{};
+    for (int i = 0; i < 6; ++i) mailsuspend_count_message(h, "a@example.com", "192.0.2.9", rcpt, 1, &r);
+    ASSERT_EQ(r.verdict, MAILSUSPEND_DENY);
+    EXPECT_TRUE(mails().empty()) << "the notice waits for the sample of the crossing message";
+    const std::string sample = "From: a@example.com\nSubject: cheap pills\n\nbuy now\n";
+    EXPECT_EQ(mailsuspend_keep_sample(h, "a@example.com", sample.data(), sample.size()), 1);
+    const auto sent = mails();
+    ASSERT_EQ(sent.size(), 1u);
+    const std::string& m = sent[0];
+    EXPECT_NE(m.find("To: abuse@example.com\n"), std::string::npos) << m;
+    EXPECT_NE(m.find("(sending limits)"), std::string::npos);
+    EXPECT_NE(m.find("6 messages within 24h"), std::string::npos);
+    const auto start = m.find("Content-Transfer-Encoding: base64\n\n");
+    const auto end = m.find("\n--", start);
+    const auto evidence = base64_decode(m.substr(start + 35, end - start - 35));
+    ASSERT_TRUE(evidence);
+    EXPECT_NE(evidence->find("Subject: cheap pills"), std::string::npos) << *evidence;
+    EXPECT_EQ(read_file(dir + "/sendmail-args"), "-t -oi\n");
+    // Sent once: the next sample does not send it again; samples were cleared.
+    EXPECT_EQ(mailsuspend_keep_sample(h, "a@example.com", sample.data(), sample.size()), 1);
+    EXPECT_EQ(mails().size(), 1u);
+}
+
+TEST_F(EvidenceTest, AFailedSendLeavesTheNoticePendingForTheSweep) {
+    const Config cfg = config();
+    ASSERT_EQ(mark_notice_pending(cfg, "a@example.com", "rate", "why", 1'800'000'000), "");
+    Config broken = cfg;
+    broken.sendmail_command = dir + "/missing-sendmail -t";
+    std::vector<std::string> warnings;
+    EXPECT_EQ(send_pending_notices(broken, "", warnings), 0);
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_NE(warnings[0].find("not sent"), std::string::npos) << warnings[0];
+    ASSERT_EQ(run_cli({"sweep"}), 0) << cli_output;
+    EXPECT_EQ(mails().size(), 1u) << cli_output;
+    EXPECT_NE(cli_output.find("sent 1 pending AUP notice"), std::string::npos) << cli_output;
+}
+
+}  // namespace
