@@ -545,6 +545,7 @@ struct StoreWriter::Impl {
     bool take_lock(bool init, std::string& error);
     bool open_store(bool init, std::string& error);
     bool recover(std::string& error);
+    uint64_t settle_slot(Slot& s, uint64_t w0);
     void retire_leftover();
     bool apply(const std::string& blob, const TargetRecord& r, std::string& error);
     bool ensure_room(uint64_t blob_bytes, uint64_t new_keys, std::string& error);
@@ -631,9 +632,31 @@ void StoreWriter::Impl::retire_leftover() {
     ::unlink(retiring.c_str());
 }
 
-// Repairs what a dead writer or a reboot left: slots caught mid-write become
-// tombstones, then every committed journal entry not yet applied is applied
-// again (entries are whole record images, so applying twice is harmless).
+// A slot a dead writer left mid-write mixes words of the old and the new
+// image.  Its blob word points at one whole record, old or new (blobs are
+// written before the slot and never change): when that record is the
+// fingerprint's key, the slot shows it; otherwise the slot was being taken
+// for a new key and held no record: a tombstone.  Either way readers see a
+// state that was written (a suspended key never vanishes, even if this
+// repair dies too); the journal replay then writes the newest.
+uint64_t StoreWriter::Impl::settle_slot(Slot& s, uint64_t w0) {
+    const SlotCopy c{w0, s.fingerprint.load(), s.blob.load(), 0};
+    TargetRecord r;
+    std::string why;
+    uint64_t settled = make_w0(w0_seq(w0) + 1, kTombstone, 0, 0, 0);
+    if (c.blob_offset() != 0 && decode_slot(map, c, r, why) &&
+        hash_key(r.key.data(), r.key.size()) == c.fingerprint) {
+        s.expiry.store(min_expiry(r), std::memory_order_relaxed);
+        settled = make_w0(w0_seq(w0) + 1, kUsed, static_cast<uint8_t>(r.key.size()),
+                          static_cast<uint8_t>(r.mode), suspended_mask(r));
+    }
+    s.word0.store(settled, std::memory_order_release);
+    return settled;
+}
+
+// Repairs what a dead writer or a reboot left: slots caught mid-write are
+// settled (settle_slot), then every committed journal entry not yet applied is
+// applied again (entries are whole record images, so applying twice is harmless).
 bool StoreWriter::Impl::recover(std::string& error) {
     Header& h = *map.header;
     const bool rebooted = std::strncmp(h.boot_id, current_boot_id().c_str(), sizeof h.boot_id) != 0;
@@ -643,10 +666,7 @@ bool StoreWriter::Impl::recover(std::string& error) {
         for (uint64_t i = 0; i < map.slot_count; ++i) {
             Slot& s = map.slots[i];
             uint64_t w = s.word0.load(std::memory_order_relaxed);
-            if (w0_seq(w) & 1) {
-                w = make_w0(w0_seq(w) + 1, kTombstone, 0, 0, 0);
-                s.word0.store(w, std::memory_order_release);
-            }
+            if (w0_seq(w) & 1) w = settle_slot(s, w);
             if (w0_state(w) != kEmpty) ++occupied;
         }
         h.used_slots.store(occupied);
