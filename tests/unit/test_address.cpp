@@ -124,6 +124,15 @@ TEST(Address, SpacesAndControlsRefused) {
     expect_refused("alice@example.com\n", "domain");
 }
 
+TEST(Address, Utf8LocalPartKeptButInvalidUtf8Refused) {
+    // SMTPUTF8 local parts are kept as written (only ASCII is folded).
+    EXPECT_EQ(key_of("M\xC3\xBCller@example.com"), "m\xC3\xBCller@example.com");
+    // Bytes that are not UTF-8 would make a key no JSON output can carry.
+    expect_refused("\xFF\xFE@example.com", "UTF-8");
+    expect_refused("caf\xC3@example.com", "UTF-8");
+    expect_refused("a\xC2\x85" "b@example.com", "local part");  // NEL
+}
+
 TEST(Address, SpecialsInLocalPartRefused) {
     expect_refused("a@b@example.com", "local part");
     expect_refused("a<b@example.com", "local part");

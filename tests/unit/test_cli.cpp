@@ -216,6 +216,9 @@ TEST_F(CliTest, MalformedTargetExit2) {
         const CliRun r = expect(2, {"suspend", bad, "--service", "imap"});
         expect_has(r.err, "invalid target");
     }
+    // Not UTF-8: refused, so that JSON output of the whole store keeps working.
+    const CliRun r = expect(2, {"suspend", "\xFF\xFE@example.com", "--service", "imap"});
+    expect_has(r.err, "UTF-8");
     expect(2, {"status", "a b@example.com"});
     expect(2, {"can-delete", "bad@@example.com"});
     EXPECT_EQ(list(), json::array());
