@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "text.hpp"
+
 namespace mailsuspend {
 namespace {
 
@@ -26,10 +28,20 @@ bool check_local(std::string_view local, std::string* error) {
         return fail(error, "local part is " + std::to_string(local.size()) + " octets, at most " +
                                std::to_string(kMaxLocalPart));
     if (local.front() == '"') return fail(error, "quoted local parts are not supported");
-    for (std::size_t i = 0; i < local.size(); ++i)
-        if (bad_local_char(static_cast<unsigned char>(local[i])))
+    bool ascii = true;
+    for (std::size_t i = 0; i < local.size(); ++i) {
+        const auto c = static_cast<unsigned char>(local[i]);
+        if (bad_local_char(c))
             return fail(error, "local part has a space, control or special character at octet " +
                                    std::to_string(i));
+        ascii = ascii && c < 0x80;
+    }
+    // SMTPUTF8 local parts stay as written, but must be UTF-8: a key is
+    // printed in JSON (status, list, audit) and in replies.
+    if (!ascii) {
+        if (const std::string why = check_free_text(local, kMaxLocalPart); !why.empty())
+            return fail(error, "local part " + why);
+    }
     return true;
 }
 
