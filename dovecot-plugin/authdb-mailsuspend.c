@@ -40,7 +40,12 @@ static const char *request_client_ip(const struct auth_request *request)
 	return ip->family == 0 ? NULL : net_ip2addr(ip);
 }
 
-static void mailsuspend_passdb_apply(struct auth_request *request)
+/* Asks the core; on a denial marks the request "nologin".  with_reason:
+   also hand Dovecot the reply text.  Only safe once the password is known
+   to be right: Dovecot drops "nologin" from a failure reply but keeps
+   "reason", which would reveal the suspension to a wrong password. */
+static void mailsuspend_passdb_apply(struct auth_request *request,
+				     bool with_reason)
 {
 	struct mailsuspend_result result;
 	const char *protocol = request->fields.service;
@@ -55,10 +60,12 @@ static void mailsuspend_passdb_apply(struct auth_request *request)
 		return;
 
 	auth_request_set_field(request, "nologin", "y", NULL);
-	auth_request_set_field(request, "reason", result.text, NULL);
-	i_info("mailsuspend(%s,%s,<%s>): Login denied: service=%s, scope=%s%s, reason=%s",
+	if (with_reason)
+		auth_request_set_field(request, "reason", result.text, NULL);
+	i_info("mailsuspend(%s,%s,<%s>): Login denied%s: service=%s, scope=%s%s, reason=%s",
 	       request->fields.user, client_ip == NULL ? "" : client_ip,
 	       request->fields.session_id == NULL ? "" : request->fields.session_id,
+	       with_reason ? "" : " if the response is right",
 	       result.service, result.scope,
 	       result.fail_policy ? " (store unavailable, fail policy)" : "",
 	       result.text);
@@ -92,12 +99,14 @@ mailsuspend_verify_plain(struct auth_request *request,
 		callback(PASSDB_RESULT_USER_UNKNOWN, request);
 		return;
 	}
-	mailsuspend_passdb_apply(request);
+	mailsuspend_passdb_apply(request, TRUE);
 	callback(PASSDB_RESULT_OK, request);
 }
 
-/* Challenge-response mechanisms (CRAM-MD5, SCRAM, ...): returning no
-   credentials makes Dovecot use the ones the real passdb found. */
+/* Challenge-response mechanisms (CRAM-MD5, SCRAM, ...): the mechanism
+   checks the response only after this, so the denial carries no reason
+   text (the client sees Dovecot's "Login disabled for this user").
+   Returning no credentials makes Dovecot use the real passdb's. */
 static void
 mailsuspend_lookup_credentials(struct auth_request *request,
 			       lookup_credentials_callback_t *callback)
@@ -107,7 +116,7 @@ mailsuspend_lookup_credentials(struct auth_request *request,
 			 request);
 		return;
 	}
-	mailsuspend_passdb_apply(request);
+	mailsuspend_passdb_apply(request, FALSE);
 	callback(PASSDB_RESULT_OK, uchar_empty_ptr, 0, request);
 }
 

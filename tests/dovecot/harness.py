@@ -6,6 +6,8 @@ Nothing here skips: without root, dovecot, the built modules or the CLI,
 setup fails loudly.
 """
 import base64
+import hashlib
+import hmac
 import os
 import random
 import shutil
@@ -156,7 +158,7 @@ instance_name = ms-test-{os.path.basename(self.tmp)}
 log_path = {self.log}
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login cram-md5
 # no 2 s delay after a failed login: keeps the suite fast
 auth_failure_delay = 0
 {cache}
@@ -331,6 +333,15 @@ plugin {{
         """The tagged reply to LOGIN, and the connection."""
         c = self.imap(source)
         c.send(f'a LOGIN "{user}" "{password}"')
+        return c.read_tagged("a"), c
+
+    def imap_cram_md5(self, user, password=PASSWORD, source="127.0.0.1"):
+        """AUTHENTICATE CRAM-MD5 (the passdb's lookup_credentials path)."""
+        c = self.imap(source)
+        c.send("a AUTHENTICATE CRAM-MD5")
+        challenge = base64.b64decode(c.read_line()[2:])
+        digest = hmac.new(password.encode(), challenge, hashlib.md5).hexdigest()
+        c.send(base64.b64encode(f"{user} {digest}".encode()).decode())
         return c.read_tagged("a"), c
 
     def pop3_login(self, user, password=PASSWORD, source="127.0.0.1"):

@@ -133,6 +133,21 @@ class LoginSuite(DovecotCase):
         self.assertEqual(self.pop3_reply(ALICE, "wrong", fresh_source()), AUTH_FAILED_POP3)
         self.assertEqual(self.imap_reply("nobody@example.com", "wrong", fresh_source()), AUTH_FAILED_IMAP)
 
+    def test_cram_md5_same_replies(self):
+        reply, conn = self.server.imap_cram_md5(ALICE)
+        conn.close()
+        self.assertTrue(reply.startswith("a OK "), reply)
+        self.server.suspend(ALICE, "imap")
+        reply, conn = self.server.imap_cram_md5(ALICE)
+        conn.close()
+        # the mechanism checks the response after the passdb chain, so the
+        # configured text cannot be attached without leaking it to a wrong
+        # response: Dovecot's generic nologin text
+        self.assertEqual(reply, "a NO [CONTACTADMIN] Login disabled for this user")
+        reply, conn = self.server.imap_cram_md5(ALICE, "wrong", fresh_source())
+        conn.close()
+        self.assertEqual(reply, AUTH_FAILED_IMAP)
+
     def test_send_and_receive_suspension_keep_logins(self):
         self.server.suspend(ALICE, "send,receive,webmail_send")
         self.assertImapOk(ALICE)
