@@ -164,4 +164,30 @@ TEST(CountersStress, OldBucketsLeaveTheWindow) {
     EXPECT_EQ(c->total(key, CounterKind::messages, kNow + 34 * width), 1);
 }
 
+// Exim processes open the counters with create set; on a fresh install the
+// first ones race to create the file.  They must all end up counting in the
+// same file.
+TEST(CountersStress, ProcessesRacingToCreateTheFileCountInOneFile) {
+    constexpr int kProcs = 6, kRounds = 20;
+    SharedErrors* e = shared_errors();
+    ASSERT_NE(e, nullptr);
+    for (int round = 0; round < kRounds; ++round) {
+        TempDir dir;
+        ASSERT_FALSE(dir.path().empty());
+        e->ready.store(0);
+        in_processes(kProcs, *e, [&](int) {
+            std::string err;
+            auto c = Counters::open(dir.path(), true, 256, err);
+            if (!c) return fail(*e, "open(create) in child: " + err);
+            if (c->add(account(1), CounterKind::messages, 1, kNow) < 0) return fail(*e, "add returned -1");
+        });
+        ASSERT_EQ(e->count.load(), 0u) << e->first;
+        std::string error;
+        auto c = Counters::open(dir.path(), false, 0, error);
+        ASSERT_TRUE(c) << error;
+        ASSERT_EQ(c->total(account(1), CounterKind::messages, kNow), kProcs)
+            << "round " << round << ": some processes counted in a file that was replaced";
+    }
+}
+
 }  // namespace
