@@ -73,21 +73,26 @@ Counters::Counters(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Counters::~Counters() = default;
 
 namespace {
+// Several processes may create the file at once: each builds its own
+// temporary file and publishes it with link(), which fails if one is there
+// already; the losers then use the winner's.  (rename would replace a file
+// others already count in.)
 bool create_file(const std::string& path, uint64_t capacity, std::string& error) {
     const uint64_t entries = capacity * 2;  // half full at capacity: short probes
     const uint64_t size = sizeof(CountersHeader) + 64 + entries * sizeof(Entry);
-    const std::string tmp = path + ".new";
-    const int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0664);
+    std::string tmp = path + ".XXXXXX";
+    const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
     if (fd < 0) {
         error = "cannot create " + tmp + ": " + std::strerror(errno);
         return false;
     }
     CountersHeader h{kCountersMagic, kCountersVersion, sizeof(Entry), entries, size};
-    const bool ok = ::ftruncate(fd, static_cast<off_t>(size)) == 0 &&
-                    ::pwrite(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
-                    ::fchmod(fd, 0664) == 0 && ::rename(tmp.c_str(), path.c_str()) == 0;
+    bool ok = ::ftruncate(fd, static_cast<off_t>(size)) == 0 &&
+              ::pwrite(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
+              ::fchmod(fd, 0664) == 0 && (::link(tmp.c_str(), path.c_str()) == 0 || errno == EEXIST);
     if (!ok) error = "cannot create " + path + ": " + std::strerror(errno);
     ::close(fd);
+    ::unlink(tmp.c_str());
     return ok;
 }
 }  // namespace
