@@ -1,11 +1,16 @@
 // mailsuspend: the admin and control-panel command.  It parses, calls the
 // core (common/), and prints; every rule lives in the core.
+#include <grp.h>
 #include <pwd.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <sstream>
@@ -371,12 +376,36 @@ int cmd_can_delete(const Options& o) {
     return finish({Exit::ok, key + " may be deleted"});
 }
 
+std::string give_to_write_group(const Config& cfg, const std::string& path, mode_t mode = 0664) {
+    if (cfg.write_group.empty()) return {};
+    const struct group* gr = ::getgrnam(cfg.write_group.c_str());
+    if (!gr) return "group '" + cfg.write_group + "' does not exist";
+    if (::chown(path.c_str(), static_cast<uid_t>(-1), gr->gr_gid) != 0 || ::chmod(path.c_str(), mode) != 0)
+        return path + ": cannot give it to group " + cfg.write_group + ": " + std::strerror(errno);
+    return {};
+}
+
+// Exim appends its automatic suspensions to the audit log: create it 0660
+// for write_group (append_audit would create it 0640, writable by root only).
+std::string create_audit_log(const Config& cfg) {
+    if (cfg.audit_log.empty() || ::access(cfg.audit_log.c_str(), F_OK) == 0) return {};
+    const int fd = ::open(cfg.audit_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) return cfg.audit_log + ": " + std::strerror(errno) + " (create it writable by " + cfg.write_group + ")";
+    ::close(fd);
+    return give_to_write_group(cfg, cfg.audit_log, 0660);
+}
+
 int cmd_init(const Options& o) {
     return with_writer(o, true, [&](const Config& cfg, StoreWriter& w) {
         std::string error;
         if (!Counters::open(cfg.store_path, true, cfg.counter_capacity, error))
             return finish({Exit::failure, error});
+        // Exim (write_group) adds to the counters: Counters::open creates the file 0664 but
+        // leaves its group alone, so hand it over here (also repairs stores made before).
+        if (std::string e = give_to_write_group(cfg, cfg.store_path + "/counters"); !e.empty())
+            return finish({Exit::failure, e});
         if (std::string e = create_evidence_root(cfg); !e.empty()) return finish({Exit::failure, e});
+        if (std::string e = create_audit_log(cfg); !e.empty()) std::cerr << "mailsuspend: warning: " << e << "\n";
         if (std::string e = create_token_key(cfg.store_path, cfg.write_group); !e.empty())
             return finish({Exit::failure, e});
         const StoreStats s = w.stats();
