@@ -159,10 +159,18 @@ __attribute__((visibility("default"))) int mailsuspend_ping(uschar** yield, int,
     return OK;
 }
 
-// ${dlfunc{SO}{mailsuspend_preload}} -> "": nothing but being loaded.  The
-// main snippet expands it in the daemon (smtp_accept_max_per_host), so the
-// processes forked per connection inherit the loaded module.
-__attribute__((visibility("default"))) int mailsuspend_preload(uschar** yield, int, uschar*[]) {
+// ${dlfunc{SO}{mailsuspend_preload}{CONFIG}} -> "".  The main snippet has the
+// daemon expand it for every connection (smtp_accept_max_per_host): the
+// module is loaded and the store opened once, in the daemon, and every
+// process forked for a connection inherits both.
+__attribute__((visibility("default"))) int mailsuspend_preload(uschar** yield, int argc,
+                                                               uschar* argv[]) {
+    try {
+        note_dlfunc_available();
+        refresh_in_daemon(arg(argc, argv, 0));
+    } catch (...) {
+        log_main("internal error in mailsuspend_preload");
+    }
     *yield = reinterpret_cast<uschar*>(exim_copy(""));
     return OK;
 }

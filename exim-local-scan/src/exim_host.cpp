@@ -32,8 +32,14 @@ const char* smtp_auth_id() noexcept {
     return expand_variable("$authenticated_id");
 }
 
+namespace {
+int g_dlfunc_available = -1;  // unknown
+}
+
+void note_dlfunc_available() noexcept { g_dlfunc_available = 1; }
+
 bool dlfunc_available() noexcept {
-    static int cached = -1;
+    int& cached = g_dlfunc_available;
     if (cached < 0) {
         // A light binary fails the expansion ("not included in this binary");
         // a heavy one calls our own mailsuspend_ping through the same .so.

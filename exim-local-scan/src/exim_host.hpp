@@ -23,6 +23,8 @@ const char* smtp_auth_id() noexcept;
 // True when this Exim binary can run ${dlfunc} (exim4-daemon-heavy), i.e.
 // when the router and ACL snippets can be in use.  Checked once per process.
 bool dlfunc_available() noexcept;
+// Called from a ${dlfunc} entry point: proves dlfunc_available().
+void note_dlfunc_available() noexcept;
 
 // Copies text into Exim's per-message memory (what Exim expects to own).
 char* exim_copy(const char* text) noexcept;

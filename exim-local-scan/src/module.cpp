@@ -1,5 +1,7 @@
 #include "module.hpp"
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <cstring>
 
@@ -13,6 +15,7 @@ namespace {
 struct ProcessStore {
     struct mailsuspend_handle* handle = nullptr;
     char config_path[4096] = "";
+    struct stat config_stat {};  // of config_path when opened (daemon only)
 };
 ProcessStore g_store;
 
@@ -50,6 +53,25 @@ struct mailsuspend_handle* store_handle(const char* config_path) noexcept {
     g_store.handle = mailsuspend_open(path, log_from_core, nullptr, &error);
     if (!g_store.handle) log_main("out of memory opening %s: checks skipped", path);
     return g_store.handle;
+}
+
+void refresh_in_daemon(const char* config_path) noexcept {
+    const char* path = config_path && *config_path ? config_path : path_from_environment();
+    struct stat now {};
+    // An unreadable file keeps the handle it has: reopening it for every
+    // connection would log the same trouble over and over.
+    const bool changed = ::stat(path, &now) == 0 &&
+                         (now.st_ino != g_store.config_stat.st_ino ||
+                          now.st_size != g_store.config_stat.st_size ||
+                          now.st_mtim.tv_sec != g_store.config_stat.st_mtim.tv_sec ||
+                          now.st_mtim.tv_nsec != g_store.config_stat.st_mtim.tv_nsec);
+    if (changed && g_store.handle && std::strcmp(path, g_store.config_path) == 0)
+        mailsuspend_close(&g_store.handle);
+    if (changed) g_store.config_stat = now;
+    struct mailsuspend_handle* ms = store_handle(path);
+    if (!ms) return;
+    mailsuspend_result ignored{};
+    mailsuspend_check_receive(ms, "preload@mailsuspend.invalid", 0, &ignored);
 }
 
 const char* sending_identity(struct mailsuspend_handle* ms, const char* authenticated_id,

@@ -13,6 +13,13 @@ namespace mailsuspend_exim {
 // for.  nullptr only when out of memory.
 struct mailsuspend_handle* store_handle(const char* config_path) noexcept;
 
+// For the daemon, per connection (mailsuspend_preload): opens the handle
+// with config_path, or reopens it when that file changed (one stat()), and
+// makes one lookup so a new store generation or a store that came back is
+// picked up; the process forked for the connection inherits the open handle
+// and does not open anything itself.
+void refresh_in_daemon(const char* config_path) noexcept;
+
 // Who is sending, in the sense of the "send" suspension:
 //  - an SMTP AUTH client: its authenticated id;
 //  - a local submission (sendmail, exim -bs: no client IP) or a webmail.hosts
