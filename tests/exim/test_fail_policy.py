@@ -75,5 +75,28 @@ class CorruptConfigTest(EximTestCase):
         self.assertIn("corrupt-bs", subjects(env, "zed@example.com"))
 
 
+class ConfigEditedWhileRunningTest(EximTestCase):
+    """The daemon opens the store once and hands it to every connection; an
+    edited mailsuspend.conf must still reach the next connection."""
+
+    def test_running_daemon_picks_up_the_new_config(self):
+        env = self.env
+        env.cli("suspend", "alice@example.com", "--service", "send")
+        out = env.send("alice@example.com", ["zed@example.com"], user="alice@example.com")
+        self.assertIn("Permanent Failure", reply_text(out.mail))
+        with open(env.ms_conf) as f:
+            text = f.read()
+        env.write_ms_conf(text.replace("Permanent Failure: Your account has been suspended for a "
+                                       "violation of the terms of usage.",
+                                       "Sending is paused for this mailbox."))
+        out = env.send("alice@example.com", ["zed@example.com"], user="alice@example.com")
+        self.assertEqual(out.mail[0], 550, out)
+        self.assertIn("Sending is paused for this mailbox.", reply_text(out.mail))
+        # And the store it reads is still the live one.
+        env.cli("unsuspend", "alice@example.com", "--service", "send")
+        out = env.send("alice@example.com", ["zed@example.com"], user="alice@example.com")
+        self.assertEqual(out.mail[0], 250, out)
+
+
 if __name__ == "__main__":
     eximtest.main()
