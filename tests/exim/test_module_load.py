@@ -2,6 +2,7 @@
 """mailsuspend.so against the real exim4 binary: it exports only Exim's
 entry points, needs nothing Debian's exim4 does not export, loads as
 local_scan, and its ${dlfunc} functions answer and refuse bad arguments."""
+import os
 import re
 import subprocess
 import unittest
@@ -76,6 +77,20 @@ class LoadTest(EximTestCase):
         expr = (f"[${{dlfunc{{{PATHS['so']}}}{{mailsuspend_send}}{{{self.env.ms_conf}}}"
                 f"{{zed@example.com}}{{zed@example.com}}{{127.0.0.1}}}}]")
         self.assertEqual(self.env.exim("-be", expr).stdout.strip(), "[]")
+
+
+class DaemonPreloadTest(EximTestCase):
+    """mailsuspend-main has the daemon load the module and open the store
+    (mailsuspend_preload), so connections do not pay for either."""
+
+    def test_daemon_holds_the_module_and_the_store(self):
+        env = self.env
+        out = env.send("sender@example.com", ["zed@example.com"], user="sender@example.com")
+        self.assertEqual(out.data[0], 250, out)
+        with open(f"/proc/{env.daemon.pid}/maps") as f:
+            maps = f.read()
+        self.assertIn(PATHS["so"], maps)
+        self.assertIn(os.path.join(env.dir, "store", "store"), maps)
 
 
 if __name__ == "__main__":
