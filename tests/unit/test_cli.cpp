@@ -352,7 +352,7 @@ TEST_F(CliTest, BatchBadLineAppliesNothing) {
         expect_has(r.err, "nothing applied");
         EXPECT_EQ(list(), json::array());
     }
-    EXPECT_FALSE(std::filesystem::exists(dir / "audit.log"));
+    EXPECT_TRUE(read_lines(dir / "audit.log").empty()) << "nothing applied, nothing audited";
 }
 
 TEST_F(CliTest, BatchRefusedLineAppliesNothing) {
@@ -406,4 +406,44 @@ TEST_F(CliTest, SweepAndCheck) {
     r = expect(0, {"rebuild", "--capacity", "100"});
     expect_has(r.out, "generation 2");
     EXPECT_EQ(status("b@example.com")["services"]["imap"]["suspended"], true);
+}
+
+TEST_F(CliTest, CorruptStoreExit1WithReason) {
+    expect(0, {"suspend", "a@example.com", "--service", "imap"});
+    const std::string store = dir / "store/store";
+    {
+        const int fd = ::open(store.c_str(), O_WRONLY);
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(::pwrite(fd, "NOTASTORE", 9, 0), 9);
+        ::close(fd);
+    }
+    for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+             {"status", "a@example.com"}, {"list"}, {"suspend", "b@example.com", "--service", "imap"}}) {
+        const CliRun r = expect(1, args);
+        expect_has(r.err, "magic");
+    }
+}
+
+TEST_F(CliTest, MissingConfigFileExit2) {
+    const std::string missing = dir / "missing.conf";
+    const CliRun r = run_cli(dir, {"--config", missing, "status", "a@example.com"});
+    EXPECT_EQ(r.code, 2) << r.err;
+    expect_has(r.err, missing);
+}
+
+TEST_F(CliTest, AuditRecordsActor) {
+    expect(0, {"--actor", "panel:alice", "suspend", "a@example.com", "--service", "send", "--reason", "abuse"});
+    const auto lines = read_lines(dir / "audit.log");
+    ASSERT_EQ(lines.size(), 1u);
+    const json line = json::parse(lines[0]);
+    EXPECT_EQ(line["actor"]["uid"], ::getuid());
+    expect_has(line["actor"]["name"].get<std::string>(), "panel:alice");
+    EXPECT_EQ(line["action"], "suspend");
+    EXPECT_EQ(line["target"], "a@example.com");
+    EXPECT_EQ(line["services"], "send");
+    EXPECT_EQ(line["reason"], "abuse");
+    EXPECT_TRUE(line["before"].empty());
+    EXPECT_EQ(line["after"]["send"]["suspended"], true);
+    EXPECT_TRUE(line["seq"].is_number_integer());
+    EXPECT_TRUE(line["time"].is_number_integer());
 }
