@@ -501,3 +501,19 @@ TEST(CapiNull, NullHandleAndResultDoNotCrash) {
     mailsuspend_check_service(ms, "a@example.com", "imap", nullptr, nullptr);
     mailsuspend_close(&ms);
 }
+
+// Dovecot's processes live long: a store deleted and initialised again must
+// be picked up without a restart (checked at most once a second).
+TEST_F(CapiTest, FollowsAStoreCreatedAgain) {
+    init();
+    suspend("old@example.com", "imap");
+    Handle h(config_path);
+    ASSERT_EQ(h.login("old@example.com", "imap").verdict, MAILSUSPEND_DENY);
+    std::filesystem::remove_all(cfg.store_path);
+    init();
+    suspend("new@example.com", "imap");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    EXPECT_EQ(h.login("new@example.com", "imap").verdict, MAILSUSPEND_DENY);
+    EXPECT_EQ(h.login("old@example.com", "imap").verdict, MAILSUSPEND_ALLOW);
+    EXPECT_EQ(h.login("new@example.com", "imap").fail_policy, 0);
+}
