@@ -58,10 +58,10 @@ Config bench_config(const std::string& dir, uint64_t n) {
 
 // The data set is usable when a reader opens it and the first and last
 // accounts are found; the marker file is written only after a full build.
-bool usable(const std::string& dir, uint64_t n) {
+bool usable(const std::string& dir, uint64_t n, uint64_t& loaded_bytes) {
     std::ifstream marker(dir + "/bench-accounts");
     uint64_t m = 0;
-    if (!(marker >> m) || m != n) return false;
+    if (!(marker >> m >> loaded_bytes) || m != n) return false;
     std::string error;
     auto r = StoreReader::open(dir, error);
     if (!r) return false;
@@ -72,6 +72,7 @@ bool usable(const std::string& dir, uint64_t n) {
 }
 
 double build(const std::string& dir, uint64_t n) {
+    uint64_t loaded_bytes = 0;
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     const auto t0 = std::chrono::steady_clock::now();
@@ -86,8 +87,10 @@ double build(const std::string& dir, uint64_t n) {
         if ((i / kBatch) % 10 == 9) std::fprintf(stderr, "bench: %s: %llu accounts\n", dir.c_str(),
                                                  static_cast<unsigned long long>(i + kBatch));
     }
+    loaded_bytes = w->stats().file_bytes;
+    if (!w->rebuild(n, error)) die("rebuild: " + error);
     w.reset();
-    std::ofstream(dir + "/bench-accounts") << n << "\n";
+    std::ofstream(dir + "/bench-accounts") << n << " " << loaded_bytes << "\n";
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
@@ -109,18 +112,26 @@ const StoreData& store_data(uint64_t n) {
     StoreData d;
     d.accounts = n;
     d.dir = bench_root() + "/" + std::to_string(n);
-    if (!usable(d.dir, n)) {
+    if (!usable(d.dir, n, d.loaded_file_bytes)) {
         std::fprintf(stderr, "bench: building %llu accounts in %s (once; kept for later runs)\n",
                      static_cast<unsigned long long>(n), d.dir.c_str());
         d.build_seconds = build(d.dir, n);
         std::fprintf(stderr, "bench: built in %.1f s\n", d.build_seconds);
-        if (!usable(d.dir, n)) die("the store just built is not usable: " + d.dir);
+        if (!usable(d.dir, n, d.loaded_file_bytes)) die("the store just built is not usable: " + d.dir);
     }
     std::string error;
     auto r = StoreReader::open(d.dir, error);
     if (!r) die(error);
     d.stats = r->stats();
     return cache.emplace(n, d).first->second;
+}
+
+std::string config_file(const StoreData& d) {
+    const std::string path = d.dir + ".conf";
+    std::ofstream(path) << "store: { path = \"" << d.dir << "\"; capacity = " << d.accounts
+                        << "; read_group = \"\"; write_group = \"\"; audit_log = \"" << d.dir
+                        << "/audit.log\"; };\n";
+    return path;
 }
 
 const std::vector<std::string>& lookup_keys(uint64_t n, bool hits) {

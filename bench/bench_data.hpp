@@ -23,12 +23,17 @@ struct StoreData {
     uint64_t accounts = 0;
     std::string dir;                 // the store directory (store.path)
     double build_seconds = 0;        // 0 when reused from an earlier run
-    mailsuspend::StoreStats stats;
+    uint64_t loaded_file_bytes = 0;  // file size right after the bulk load, before compaction
+    mailsuspend::StoreStats stats;   // after compaction (rebuild at capacity N)
 };
 
 // Opens the data set for n accounts under bench_root(), building it when it
-// is missing or unreadable.  Aborts with a message on failure.
+// is missing or unreadable: bulk load by commit, then rebuild(n) to compact
+// (what "mailsuspend rebuild --capacity N" does).  Aborts on failure.
 const StoreData& store_data(uint64_t n);
+
+// A mailsuspend.conf pointing at the data set (written next to it).
+std::string config_file(const StoreData& d);
 
 // 1 Mi random keys: hits (stored accounts) or misses (never stored), in a
 // random order; the same seed gives the same keys.

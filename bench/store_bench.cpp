@@ -25,6 +25,7 @@
 
 #include "bench_data.hpp"
 #include "codec.hpp"
+#include "mailsuspend/mailsuspend.h"
 #include "store.hpp"
 
 extern char** environ;
@@ -51,6 +52,7 @@ std::unique_ptr<StoreReader> open_reader(const bench::StoreData& d, benchmark::S
 
 void store_counters(benchmark::State& state, const bench::StoreData& d) {
     state.counters["bytes_per_account"] = double(d.stats.file_bytes) / double(d.accounts);
+    state.counters["loaded_bytes_per_account"] = double(d.loaded_file_bytes) / double(d.accounts);
     state.counters["file_MB"] = double(d.stats.file_bytes) / 1e6;
     state.counters["build_s"] = d.build_seconds;
 }
@@ -159,6 +161,26 @@ void BM_MapLookupLatency(benchmark::State& state, bool hits) {
     });
 }
 
+// --- the host's view: the C API ---------------------------------------------
+
+// mailsuspend_check_login as Dovecot calls it: normalise the user, look up
+// the mailbox and its domain, decide, format the reply text.
+void BM_CApiCheckLogin(benchmark::State& state, bool hits) {
+    const auto& d = store_data(state.range(0));
+    const auto& keys = lookup_keys(state.range(0), hits);
+    const char* error = nullptr;
+    struct mailsuspend_handle* ms = mailsuspend_open(bench::config_file(d).c_str(), nullptr, nullptr, &error);
+    if (!ms || error) return state.SkipWithError(error ? error : "mailsuspend_open");
+    uint64_t i = 0, wrong = 0;
+    mailsuspend_result result;
+    for (auto _ : state) {
+        mailsuspend_check_login(ms, keys[i++ & kKeyMask].c_str(), "imap", "192.0.2.7", &result);
+        wrong += (result.verdict == MAILSUSPEND_DENY) != hits || result.fail_policy;
+    }
+    mailsuspend_close(&ms);
+    if (wrong) state.SkipWithError((std::to_string(wrong) + " checks gave the wrong verdict").c_str());
+}
+
 // --- opening in a new process ----------------------------------------------
 
 uint64_t now_ns() {
@@ -200,9 +222,13 @@ void BM_OpenFirstLookup_Fork(benchmark::State& state) {
 
 // A freshly exec'd probe (store_open_probe) opens the store and looks one key
 // up, timing itself from main(); spawn_to_exit_us is the whole process life.
+// range(1) = 1: through the C API as a host does it (mailsuspend_open reads
+// the config file, then mailsuspend_check_login).
 void BM_OpenFirstLookup_Exec(benchmark::State& state) {
     const auto& d = store_data(state.range(0));
     const std::string key = bench::account_key(state.range(0) / 3);
+    const bool capi = state.range(1) == 1;
+    const std::string target = capi ? bench::config_file(d) : d.dir;
     double total_life = 0;
     for (auto _ : state) {
         int fds[2];
@@ -211,7 +237,8 @@ void BM_OpenFirstLookup_Exec(benchmark::State& state) {
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
         posix_spawn_file_actions_addclose(&fa, fds[0]);
-        const char* argv[] = {MAILSUSPEND_PROBE_PATH, d.dir.c_str(), key.c_str(), nullptr};
+        const char* argv[] = {MAILSUSPEND_PROBE_PATH, target.c_str(), key.c_str(), capi ? "capi" : nullptr,
+                              nullptr};
         pid_t pid = 0;
         const uint64_t t0 = now_ns();
         const int rc = posix_spawn(&pid, argv[0], &fa, nullptr, const_cast<char**>(argv), environ);
@@ -326,12 +353,14 @@ BENCHMARK(BM_RecordBytes)->DenseRange(0, 2);
 BENCHMARK(BM_RandomAccessFloor)->Args({224 << 20, 0})->Args({224 << 20, 1})->Args({int64_t{2144} << 20, 0});
 
 BENCHMARK(BM_OpenFirstLookup_Fork)->Arg(k1M)->Arg(k10M)->UseManualTime()->Iterations(300)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_OpenFirstLookup_Exec)->Arg(k1M)->Arg(k10M)->UseManualTime()->Iterations(200)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_OpenFirstLookup_Exec)->Args({k1M, 0})->Args({k10M, 0})->Args({k1M, 1})->UseManualTime()->Iterations(200)->Unit(benchmark::kMicrosecond);
 
 BENCHMARK_CAPTURE(BM_StoreLookup, hit, true)->Arg(k1M);
 BENCHMARK_CAPTURE(BM_MapLookup, hit, true)->Arg(k1M);
 BENCHMARK_CAPTURE(BM_StoreLookup, miss, false)->Arg(k1M);
 BENCHMARK_CAPTURE(BM_MapLookup, miss, false)->Arg(k1M);
+BENCHMARK_CAPTURE(BM_CApiCheckLogin, hit, true)->Arg(k1M);
+BENCHMARK_CAPTURE(BM_CApiCheckLogin, miss, false)->Arg(k1M);
 BENCHMARK(BM_StoreLookupHot)->Arg(k1M);
 BENCHMARK(BM_MapLookupHot)->Arg(k1M);
 BENCHMARK_CAPTURE(BM_StoreLookupLatency, hit, true)->Arg(k1M)->Iterations(1 << 21);
