@@ -25,6 +25,7 @@ struct mailsuspend_handle {
     std::string cfg_error;
     std::unique_ptr<StoreReader> reader;
     int64_t next_open_attempt = 0;
+    int64_t next_replaced_check = 0;  // when to ask whether the store file was replaced
     bool degraded_logged = false;  // one log line per process while degraded
     mailsuspend_log_func_t* log = nullptr;
     void* log_ctx = nullptr;
@@ -60,6 +61,17 @@ void set_text(mailsuspend_result* r, const std::string& message, const std::stri
 
 // The reader, opening it when missing (at most once a second).
 StoreReader* reader_of(struct mailsuspend_handle* ms, int64_t now) {
+    if (ms->reader && now >= ms->next_replaced_check) {
+        // A store deleted and initialised again: follow it (once a second at most).
+        ms->next_replaced_check = now + kReopenInterval;
+        if (ms->reader->replaced()) {
+            std::string error;
+            ms->reader = StoreReader::open(ms->cfg.store_path, error);
+            if (!ms->reader) ms->cfg_error = error;
+            ms->next_open_attempt = now + kReopenInterval;
+            return ms->reader.get();
+        }
+    }
     if (ms->reader) return ms->reader.get();
     if (!ms->cfg_ok || now < ms->next_open_attempt) return nullptr;
     ms->next_open_attempt = now + kReopenInterval;
@@ -225,6 +237,7 @@ struct mailsuspend_handle* mailsuspend_open(const char* config_path, mailsuspend
             ms->cfg_ok = true;
             ms->reader = StoreReader::open(ms->cfg.store_path, ms->cfg_error);
             ms->next_open_attempt = std::time(nullptr) + kReopenInterval;
+            ms->next_replaced_check = ms->next_open_attempt;
         }
         if (!ms->cfg_ok) ms->open_error = "mailsuspend: config " + ms->cfg_error;
         else if (!ms->reader) ms->open_error = "mailsuspend: store " + ms->cfg_error;

@@ -463,6 +463,12 @@ StoreStats stats_of(const Mapping& m) {
 StoreStats StoreReader::stats() const noexcept { return stats_of(impl_->map); }
 const std::string& StoreReader::last_error() const noexcept { return impl_->error; }
 
+bool StoreReader::replaced() const noexcept {
+    struct stat st {};
+    if (::stat(impl_->path.c_str(), &st) != 0) return false;
+    return st.st_dev != impl_->map.dev || st.st_ino != impl_->map.ino;
+}
+
 // ---------------------------------------------------------------- journal
 
 namespace {
