@@ -450,3 +450,30 @@ TEST_F(StoreTest, MissingStoreFileInExistingDirSaysInit) {
     EXPECT_FALSE(StoreReader::open(store_dir, error));
     EXPECT_NE(error.find("mailsuspend init"), std::string::npos) << error;
 }
+
+// A store deleted and created again (init after rm, a restored backup) is a
+// new file no generation flag points to: a reader can tell it was replaced.
+TEST_F(StoreTest, ReaderNoticesAReplacedStore) {
+    {
+        auto w = writer(true);
+        commit(*w, {suspended_record("old@example.com", Service::imap)});
+    }
+    auto r = reader();
+    ASSERT_TRUE(r);
+    EXPECT_FALSE(r->replaced());
+    std::filesystem::remove_all(store_dir);
+    EXPECT_FALSE(r->replaced()) << "no store yet: keep what is mapped";
+    {
+        auto w = writer(true);
+        commit(*w, {suspended_record("new@example.com", Service::imap)});
+    }
+    EXPECT_TRUE(r->replaced());
+    {
+        // A rebuild publishes a new file too; following it is harmless.
+        auto w = writer();
+        std::string error;
+        ASSERT_TRUE(w->rebuild(0, error)) << error;
+    }
+    auto fresh = reader();
+    EXPECT_FALSE(fresh->replaced());
+}
