@@ -64,8 +64,40 @@ def one_pop3_login(port, user):
         return True
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def dovecot_cpu_seconds(server):
+    """CPU time of the whole Dovecot process tree: every live process under
+    the master (own + reaped children) plus the master's reaped children.
+    Short-lived imap/pop3/login processes are reaped by the master, so a
+    delta over a round is the CPU those logins cost, whatever else runs on
+    the machine."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[1] = ppid; [11..14] = utime stime cutime cstime
+        stats[int(entry)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))
+    root = server.proc.pid
+    total = 0
+    for pid, (ppid, ticks) in stats.items():
+        p = pid
+        while p in stats and p != root and p > 1:
+            p = stats[p][0]
+        if p == root:
+            total += ticks
+    return total / TICK
+
+
 def run_load(server, protocol, clients, seconds):
-    """Logins per second over `seconds` with `clients` concurrent clients."""
+    """(logins per second, Dovecot CPU ms per login) over `seconds` with
+    `clients` concurrent clients."""
     login = one_imap_login if protocol == "imap" else one_pop3_login
     port = server.ports[protocol]
     counts = [0] * clients
@@ -84,6 +116,7 @@ def run_load(server, protocol, clients, seconds):
             else:
                 failures[i] += 1
 
+    cpu_before = dovecot_cpu_seconds(server)
     start = time.monotonic()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
     for t in threads:
@@ -91,9 +124,10 @@ def run_load(server, protocol, clients, seconds):
     for t in threads:
         t.join()
     elapsed = time.monotonic() - start
+    cpu = dovecot_cpu_seconds(server) - cpu_before
     if sum(failures):
         raise SystemExit(f"{sum(failures)} logins failed; see {server.log}")
-    return sum(counts) / elapsed
+    return sum(counts) / elapsed, 1000 * cpu / max(1, sum(counts))
 
 
 def main():
@@ -122,15 +156,22 @@ def main():
         run_load(baseline, args.protocol, args.clients, 1.0)  # warm-up
         run_load(plugged, args.protocol, args.clients, 1.0)
         rates = {"baseline": [], "mailsuspend": []}
+        cpus = {"baseline": [], "mailsuspend": []}
         for r in range(args.rounds):
             for name, server in (("baseline", baseline), ("mailsuspend", plugged)):
-                rate = run_load(server, args.protocol, args.clients, args.seconds)
+                rate, cpu = run_load(server, args.protocol, args.clients, args.seconds)
                 rates[name].append(rate)
-                print(f"round {r + 1} {name:12s} {rate:8.1f} logins/s", flush=True)
+                cpus[name].append(cpu)
+                print(f"round {r + 1} {name:12s} {rate:8.1f} logins/s "
+                      f"{cpu:6.2f} ms Dovecot CPU per login", flush=True)
         base = statistics.median(rates["baseline"])
         ms = statistics.median(rates["mailsuspend"])
+        base_cpu = statistics.median(cpus["baseline"])
+        ms_cpu = statistics.median(cpus["mailsuspend"])
         print(f"{args.protocol}: baseline {base:.1f} logins/s, with mailsuspend "
               f"{ms:.1f} logins/s, ratio {ms / base:.3f} (goal >= 0.97); "
+              f"Dovecot CPU per login {base_cpu:.2f} ms vs {ms_cpu:.2f} ms "
+              f"(+{ms_cpu - base_cpu:.2f} ms, CPU-bound ratio {base_cpu / ms_cpu:.3f}); "
               f"{args.clients} clients, {args.rounds} x {args.seconds:g} s rounds")
     finally:
         baseline.stop()

@@ -20,14 +20,13 @@
 struct mailsuspend_passdb_module {
 	struct passdb_module module;
 	const char *config_path;
+	struct mailsuspend_handle *handle;
 	struct timeout *to_check_chain;
 };
 
 const char *authdb_mailsuspend_version = DOVECOT_ABI_VERSION;
 void authdb_mailsuspend_init(struct module *module);
 void authdb_mailsuspend_deinit(void);
-
-static struct mailsuspend_handle *passdb_handle = NULL;
 
 /* The address a webmail host connects from: with a trusted proxy that
    forwards the end user's address, that is the real remote IP. */
@@ -47,6 +46,8 @@ static const char *request_client_ip(const struct auth_request *request)
 static void mailsuspend_passdb_apply(struct auth_request *request,
 				     bool with_reason)
 {
+	struct mailsuspend_passdb_module *module =
+		(struct mailsuspend_passdb_module *)request->passdb->passdb;
 	struct mailsuspend_result result;
 	const char *protocol = request->fields.service;
 	const char *client_ip;
@@ -54,7 +55,7 @@ static void mailsuspend_passdb_apply(struct auth_request *request,
 	if (mailsuspend_dovecot_is_delivery(protocol))
 		return;
 	client_ip = request_client_ip(request);
-	mailsuspend_check_login(passdb_handle, request->fields.user, protocol,
+	mailsuspend_check_login(module->handle, request->fields.user, protocol,
 				client_ip, &result);
 	if (result.verdict != MAILSUSPEND_DENY)
 		return;
@@ -185,12 +186,19 @@ static void mailsuspend_passdb_init(struct passdb_module *_module)
 {
 	struct mailsuspend_passdb_module *module =
 		(struct mailsuspend_passdb_module *)_module;
+	const char *error = NULL;
 
 	/* Checked from the ioloop: lines logged during auth's init are only
 	   delivered to the log when the process exits. */
 	module->to_check_chain = timeout_add_short(0,
 		mailsuspend_passdb_check_chain_now, _module);
-	passdb_handle = mailsuspend_dovecot_get(module->config_path);
+	/* A missing store or bad config is not fatal: the handle applies
+	   store.fail_policy and the first lookup logs why (once). */
+	module->handle = mailsuspend_open(module->config_path[0] == '\0' ?
+					  NULL : module->config_path,
+					  mailsuspend_dovecot_log, NULL, &error);
+	if (module->handle == NULL)
+		i_fatal_status(FATAL_OUTOFMEM, "mailsuspend: out of memory");
 }
 
 static void mailsuspend_passdb_deinit(struct passdb_module *_module)
@@ -199,7 +207,7 @@ static void mailsuspend_passdb_deinit(struct passdb_module *_module)
 		(struct mailsuspend_passdb_module *)_module;
 
 	timeout_remove(&module->to_check_chain);
-	mailsuspend_dovecot_put();
+	mailsuspend_close(&module->handle);
 }
 
 static struct passdb_module_interface passdb_mailsuspend = {

@@ -1,12 +1,15 @@
 /* lib95_imap_mailsuspend_plugin.so: ends a live IMAP session whose service
    became suspended.
 
-   The core is asked before every command and once a second (so a client
-   sitting in IDLE is ended too).  When the answer is "suspended" the client
-   gets "* BYE [ALERT] <reason>" and the connection is closed; the command
-   that triggered the check is not executed.  Sessions of services that are
-   not suspended (POP3, or IMAP while only "send" is suspended) are left
-   alone because the core is asked about this session's service only. */
+   The core is asked once a second (so a client sitting in IDLE is ended
+   too) and, from the first of these re-checks on, before every command.
+   During the first second the passdb's answer at login stands: that keeps
+   short sessions (a webmail request) from paying for loading the core (see
+   mailsuspend-lazy.h).  When the answer is "suspended" the client gets
+   "* BYE [ALERT] <reason>" and the connection is closed; the command that
+   triggered the check is not executed.  Sessions of services that are not
+   suspended (POP3, or IMAP while only "send" is suspended) are left alone
+   because the core is asked about this session's service only. */
 #include "imap-common.h"
 #include "imap-commands.h"
 #include "ioloop.h"
@@ -14,6 +17,7 @@
 #include "net.h"
 #include "mail-user.h"
 #include "mailsuspend-dovecot.h"
+#include "mailsuspend-lazy.h"
 
 #define MAILSUSPEND_RECHECK_MSECS 1000
 
@@ -24,6 +28,8 @@ struct mailsuspend_imap_client {
 	union imap_module_context module_ctx;
 	struct timeout *to_recheck;
 	const char *client_ip; /* NULL when unknown */
+	const char *config_path;
+	bool login_check_stale; /* set by the first timer re-check */
 };
 
 const char *imap_mailsuspend_plugin_version = DOVECOT_ABI_VERSION;
@@ -33,7 +39,6 @@ void imap_mailsuspend_plugin_deinit(void);
 
 static struct module *imap_mailsuspend_module;
 static imap_client_created_func_t *next_hook_client_created;
-static struct mailsuspend_handle *imap_handle = NULL;
 
 static MODULE_CONTEXT_DEFINE_INIT(imap_mailsuspend_imap_module,
 				  &imap_module_register);
@@ -43,8 +48,9 @@ imap_session_suspended(struct client *client,
 		       const struct mailsuspend_imap_client *mclient,
 		       struct mailsuspend_result *result_r)
 {
-	mailsuspend_check_login(imap_handle, client->user->username, "imap",
-				mclient->client_ip, result_r);
+	mailsuspend_lazy_check_login(mclient->config_path,
+				     client->user->username, "imap",
+				     mclient->client_ip, result_r);
 	return result_r->verdict == MAILSUSPEND_DENY;
 }
 
@@ -70,6 +76,7 @@ static void imap_session_recheck(struct client *client)
 
 	if (mclient == NULL || client->disconnected)
 		return;
+	mclient->login_check_stale = TRUE;
 	if (imap_session_suspended(client, mclient, &result))
 		imap_session_end(client, mclient, &result);
 }
@@ -97,7 +104,8 @@ static void mailsuspend_command_pre(struct client_command_context *cmd)
 		MAILSUSPEND_IMAP_CONTEXT(client);
 	struct mailsuspend_result result;
 
-	if (mclient == NULL || client->disconnected)
+	if (mclient == NULL || client->disconnected ||
+	    !mclient->login_check_stale)
 		return;
 	if (!imap_session_suspended(client, mclient, &result))
 		return;
@@ -127,12 +135,10 @@ static void mailsuspend_imap_client_created(struct client **clientp)
 	const struct ip_addr *ip = client->user->conn.remote_ip;
 
 	if (mail_user_is_plugin_loaded(client->user, imap_mailsuspend_module)) {
-		if (imap_handle == NULL) {
-			imap_handle = mailsuspend_dovecot_get(
-				mail_user_plugin_getenv(client->user,
-					MAILSUSPEND_SETTING_CONFIG));
-		}
 		mclient = p_new(client->pool, struct mailsuspend_imap_client, 1);
+		mclient->config_path = p_strdup(client->pool,
+			mail_user_plugin_getenv(client->user,
+						MAILSUSPEND_SETTING_CONFIG));
 		mclient->module_ctx.super = client->v;
 		client->v.destroy = mailsuspend_imap_client_destroy;
 		if (ip != NULL && ip->family != 0)
@@ -148,6 +154,7 @@ static void mailsuspend_imap_client_created(struct client **clientp)
 void imap_mailsuspend_plugin_init(struct module *module)
 {
 	imap_mailsuspend_module = module;
+	mailsuspend_lazy_init(module);
 	command_hook_register(mailsuspend_command_pre, mailsuspend_command_post);
 	next_hook_client_created =
 		imap_client_created_hook_set(mailsuspend_imap_client_created);
@@ -158,8 +165,5 @@ void imap_mailsuspend_plugin_deinit(void)
 	command_hook_unregister(mailsuspend_command_pre,
 				mailsuspend_command_post);
 	imap_client_created_hook_set(next_hook_client_created);
-	if (imap_handle != NULL) {
-		imap_handle = NULL;
-		mailsuspend_dovecot_put();
-	}
+	mailsuspend_lazy_deinit();
 }

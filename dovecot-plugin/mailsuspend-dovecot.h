@@ -1,5 +1,4 @@
-/* Shared helpers of the mailsuspend Dovecot modules: the logger handed to
-   the core and the once-per-process store handle.  No suspension logic
+/* Shared helpers of the mailsuspend Dovecot modules.  No suspension logic
    lives here; every decision comes from the core's C API. */
 #ifndef MAILSUSPEND_DOVECOT_H
 #define MAILSUSPEND_DOVECOT_H
@@ -13,12 +12,6 @@
 /* Logger for mailsuspend_open(): one Dovecot log line per core message. */
 void mailsuspend_dovecot_log(void *ctx, enum mailsuspend_log_level level,
 			     const char *msg);
-
-/* The process-wide handle, opened on first use from config_path (NULL or
-   "" means the core's default).  Later calls return the same handle; the
-   core retries a missing store by itself and logs once. */
-struct mailsuspend_handle *mailsuspend_dovecot_get(const char *config_path);
-void mailsuspend_dovecot_put(void);
 
 /* True for Dovecot's delivery services (lmtp, lda): receiving is Exim's
    decision, so these are never checked or refused from Dovecot. */

@@ -2,14 +2,16 @@
    became suspended.
 
    POP3 has no command hook, so the core is asked once a second.  When the
-   answer is "suspended" the client gets "-ERR <reason>" and the connection
-   is closed.  Only this session's service is asked about. */
+   answer is "suspended" the client gets "-ERR <reason>" (unless a
+   multi-line reply is being sent) and the connection is closed.  Only this
+   session's service is asked about. */
 #include "pop3-common.h"
 #include "ioloop.h"
 #include "module-context.h"
 #include "net.h"
 #include "mail-user.h"
 #include "mailsuspend-dovecot.h"
+#include "mailsuspend-lazy.h"
 
 #define MAILSUSPEND_RECHECK_MSECS 1000
 
@@ -20,6 +22,7 @@ struct mailsuspend_pop3_client {
 	union pop3_module_context module_ctx;
 	struct timeout *to_recheck;
 	const char *client_ip; /* NULL when unknown */
+	const char *config_path;
 };
 
 const char *pop3_mailsuspend_plugin_version = DOVECOT_ABI_VERSION;
@@ -29,7 +32,6 @@ void pop3_mailsuspend_plugin_deinit(void);
 
 static struct module *pop3_mailsuspend_module;
 static pop3_client_created_func_t *next_hook_client_created;
-static struct mailsuspend_handle *pop3_handle = NULL;
 
 static MODULE_CONTEXT_DEFINE_INIT(pop3_mailsuspend_pop3_module,
 				  &pop3_module_register);
@@ -42,8 +44,9 @@ static void pop3_session_recheck(struct client *client)
 
 	if (mclient == NULL || client->disconnected)
 		return;
-	mailsuspend_check_login(pop3_handle, client->user->username, "pop3",
-				mclient->client_ip, &result);
+	mailsuspend_lazy_check_login(mclient->config_path,
+				     client->user->username, "pop3",
+				     mclient->client_ip, &result);
 	if (result.verdict != MAILSUSPEND_DENY)
 		return;
 
@@ -52,7 +55,10 @@ static void pop3_session_recheck(struct client *client)
 	       result.fail_policy ? " (store unavailable, fail policy)" : "",
 	       mclient->client_ip == NULL ? "" : mclient->client_ip,
 	       result.text);
-	client_send_line(client, "-ERR %s", result.text);
+	/* In the middle of a multi-line reply (RETR, TOP, LIST, UIDL) a
+	   status line would read as message data: just close then. */
+	if (client->cmd == NULL)
+		client_send_line(client, "-ERR %s", result.text);
 	client_disconnect(client, "Account suspended");
 }
 
@@ -73,12 +79,10 @@ static void mailsuspend_pop3_client_created(struct client **clientp)
 	const struct ip_addr *ip = client->user->conn.remote_ip;
 
 	if (mail_user_is_plugin_loaded(client->user, pop3_mailsuspend_module)) {
-		if (pop3_handle == NULL) {
-			pop3_handle = mailsuspend_dovecot_get(
-				mail_user_plugin_getenv(client->user,
-					MAILSUSPEND_SETTING_CONFIG));
-		}
 		mclient = p_new(client->pool, struct mailsuspend_pop3_client, 1);
+		mclient->config_path = p_strdup(client->pool,
+			mail_user_plugin_getenv(client->user,
+						MAILSUSPEND_SETTING_CONFIG));
 		mclient->module_ctx.super = client->v;
 		client->v.destroy = mailsuspend_pop3_client_destroy;
 		if (ip != NULL && ip->family != 0)
@@ -94,6 +98,7 @@ static void mailsuspend_pop3_client_created(struct client **clientp)
 void pop3_mailsuspend_plugin_init(struct module *module)
 {
 	pop3_mailsuspend_module = module;
+	mailsuspend_lazy_init(module);
 	next_hook_client_created =
 		pop3_client_created_hook_set(mailsuspend_pop3_client_created);
 }
@@ -101,8 +106,5 @@ void pop3_mailsuspend_plugin_init(struct module *module)
 void pop3_mailsuspend_plugin_deinit(void)
 {
 	pop3_client_created_hook_set(next_hook_client_created);
-	if (pop3_handle != NULL) {
-		pop3_handle = NULL;
-		mailsuspend_dovecot_put();
-	}
+	mailsuspend_lazy_deinit();
 }

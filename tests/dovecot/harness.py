@@ -19,6 +19,7 @@ import time
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 STOCK_AUTH_MODULES = "/usr/lib/dovecot/modules/auth"
+CORE_MODULE = "mailsuspend/libmailsuspend_core.so"
 CONFIG_PLACEHOLDER = "/etc/mailsuspend/mailsuspend.conf"
 PASSWORD = "secret"
 USERS = ["alice@example.com", "bob@example.com", "carol@example.org",
@@ -42,7 +43,8 @@ def require_prerequisites(args):
     for path in (args.cli, args.snippet,
                  os.path.join(args.modules, "libauthdb_mailsuspend.so"),
                  os.path.join(args.modules, "lib95_imap_mailsuspend_plugin.so"),
-                 os.path.join(args.modules, "lib95_pop3_mailsuspend_plugin.so")):
+                 os.path.join(args.modules, "lib95_pop3_mailsuspend_plugin.so"),
+                 os.path.join(args.modules, CORE_MODULE)):
         if not os.path.exists(path):
             raise SetupError(f"missing build artefact: {path}")
     if shutil.which("unshare") is None:
@@ -146,6 +148,9 @@ messages: {{ login_denied = "{LOGIN_DENIED}"; suspended = "{SUSPENDED}";
             # copies: mail processes run as the mail user, who may not
             # be able to reach the build tree
             shutil.copy(os.path.join(self.args.modules, name), plugin_dir)
+        os.makedirs(os.path.join(plugin_dir, "mailsuspend"))
+        shutil.copy(os.path.join(self.args.modules, CORE_MODULE),
+                    os.path.join(plugin_dir, CORE_MODULE))
         cache = ("auth_cache_size = 1M\nauth_cache_ttl = 1 hour\n"
                  "auth_cache_negative_ttl = 1 hour\n") if auth_cache else ""
         p = self.ports

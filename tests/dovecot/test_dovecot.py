@@ -255,6 +255,9 @@ class LiveSuite(DovecotCase):
 
     def test_command_after_suspension_not_executed(self):
         with self.logged_in_imap(ALICE) as conn:
+            # from the first timer re-check (1 s after login) on, every
+            # command is checked; before that the login's check stands
+            self.outlive_rechecks()
             self.server.suspend(ALICE, "imap")
             conn.send('c CREATE "Created-while-suspended"')
             self.assertImapEnded(conn)

@@ -1,0 +1,99 @@
+/* The core, loaded on first use in mail processes (see the header). */
+#include "lib.h"
+#include "module-dir.h"
+#include "mailsuspend-dovecot.h"
+#include "mailsuspend-lazy.h"
+
+#include <dlfcn.h>
+
+#define MAILSUSPEND_CORE_MODULE "mailsuspend/libmailsuspend_core.so"
+
+typedef struct mailsuspend_handle *
+mailsuspend_open_func_t(const char *, mailsuspend_log_func_t *, void *,
+			const char **);
+typedef void mailsuspend_close_func_t(struct mailsuspend_handle **);
+typedef void mailsuspend_check_login_func_t(struct mailsuspend_handle *,
+		const char *, const char *, const char *,
+		struct mailsuspend_result *);
+
+static struct {
+	char *path;
+	void *dl;
+	struct mailsuspend_handle *handle;
+	mailsuspend_close_func_t *close;
+	mailsuspend_check_login_func_t *check_login;
+	bool failed;
+} core;
+
+void mailsuspend_lazy_init(const struct module *module)
+{
+	const char *slash = strrchr(module->path, '/');
+	const char *dir = slash == NULL ? "." :
+		t_strdup_until(module->path, slash);
+
+	i_free(core.path);
+	core.path = i_strconcat(dir, "/", MAILSUSPEND_CORE_MODULE, NULL);
+}
+
+void mailsuspend_lazy_deinit(void)
+{
+	if (core.handle != NULL)
+		core.close(&core.handle);
+	if (core.dl != NULL)
+		(void)dlclose(core.dl);
+	i_free(core.path);
+	i_zero(&core);
+}
+
+static bool core_load_failed(const char *what)
+{
+	i_error("mailsuspend: %s: %s (live sessions are not re-checked)",
+		core.path, what);
+	if (core.dl != NULL)
+		(void)dlclose(core.dl);
+	core.dl = NULL;
+	core.failed = TRUE;
+	return FALSE;
+}
+
+static bool core_open(const char *config_path)
+{
+	mailsuspend_open_func_t *open_func;
+	const char *error = NULL;
+
+	if (core.handle != NULL)
+		return TRUE;
+	if (core.failed || core.path == NULL)
+		return FALSE;
+	core.dl = dlopen(core.path, RTLD_NOW | RTLD_LOCAL);
+	if (core.dl == NULL)
+		return core_load_failed(dlerror());
+	open_func = (mailsuspend_open_func_t *)dlsym(core.dl, "mailsuspend_open");
+	core.close = (mailsuspend_close_func_t *)dlsym(core.dl, "mailsuspend_close");
+	core.check_login = (mailsuspend_check_login_func_t *)
+		dlsym(core.dl, "mailsuspend_check_login");
+	if (open_func == NULL || core.close == NULL || core.check_login == NULL)
+		return core_load_failed("not a mailsuspend core module");
+	if (config_path != NULL && *config_path == '\0')
+		config_path = NULL;
+	/* error is logged by the first lookup that meets it (once) */
+	core.handle = open_func(config_path, mailsuspend_dovecot_log, NULL, &error);
+	if (core.handle == NULL)
+		return core_load_failed("out of memory");
+	return TRUE;
+}
+
+void mailsuspend_lazy_check_login(const char *config_path, const char *user,
+				  const char *protocol, const char *client_ip,
+				  struct mailsuspend_result *result_r)
+{
+	if (core_open(config_path)) {
+		core.check_login(core.handle, user, protocol, client_ip,
+				 result_r);
+		return;
+	}
+	i_zero(result_r);
+	result_r->verdict = MAILSUSPEND_ALLOW;
+	result_r->service = "none";
+	result_r->scope = "none";
+}

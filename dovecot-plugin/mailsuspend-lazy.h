@@ -1,0 +1,29 @@
+/* The core, loaded on first use in mail processes.
+
+   A mail process lives for one session (Dovecot's default service_count =
+   1), so whatever a mail plugin loads is paid on every login.  Loading the
+   core (C++ runtime, libconfig++, libidn2) costs about 2.5 ms of CPU per
+   process (bench/README-dovecot.md); many sessions (webmail requests, POP3
+   polls) are over in less time than the plugins' first re-check.  So the
+   imap and pop3 plugins link no core: they dlopen() it from
+   <module dir>/mailsuspend/libmailsuspend_core.so when they first need an
+   answer.  The auth passdb, in a long-lived process, links the core. */
+#ifndef MAILSUSPEND_LAZY_H
+#define MAILSUSPEND_LAZY_H
+
+#include "mailsuspend/mailsuspend.h"
+
+struct module;
+
+/* Remembers where the core lives: next to the plugin `module`. */
+void mailsuspend_lazy_init(const struct module *module);
+void mailsuspend_lazy_deinit(void);
+
+/* mailsuspend_check_login() through the lazily loaded core, opened from
+   config_path on first use.  If the core cannot be loaded, logs once and
+   allows (logins are still checked by the passdb). */
+void mailsuspend_lazy_check_login(const char *config_path, const char *user,
+				  const char *protocol, const char *client_ip,
+				  struct mailsuspend_result *result_r);
+
+#endif
