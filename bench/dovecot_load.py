@@ -31,6 +31,9 @@ mail_max_userip_connections = 100000
 """
 
 
+HOLD = 0.0  # seconds a session stays logged in before logging out
+
+
 def one_imap_login(port, user):
     with socket.create_connection(("127.0.0.1", port), 10) as s:
         f = s.makefile("rb")
@@ -42,6 +45,8 @@ def one_imap_login(port, user):
             line = f.readline()
         if not line.startswith(b"a OK"):
             return False
+        if HOLD:
+            time.sleep(HOLD)
         s.sendall(b"b LOGOUT\r\n")
         while f.readline():
             pass
@@ -58,6 +63,8 @@ def one_pop3_login(port, user):
         s.sendall(f"PASS {harness.PASSWORD}\r\n".encode())
         if not f.readline().startswith(b"+OK"):
             return False
+        if HOLD:
+            time.sleep(HOLD)
         s.sendall(b"QUIT\r\n")
         while f.readline():
             pass
@@ -143,7 +150,12 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--suspended", type=int, default=200,
                    help="other mailboxes suspended in the store")
+    p.add_argument("--hold", type=float, default=0.0,
+                   help="seconds each session stays logged in (> 1 s: past "
+                        "the plugins' first re-check, which loads the core)")
     args = p.parse_args()
+    global HOLD
+    HOLD = args.hold
     harness.require_prerequisites(args)
 
     baseline = harness.Dovecot(args, with_mailsuspend=False, extra_conf=BENCH_CONF)
@@ -172,7 +184,8 @@ def main():
               f"{ms:.1f} logins/s, ratio {ms / base:.3f} (goal >= 0.97); "
               f"Dovecot CPU per login {base_cpu:.2f} ms vs {ms_cpu:.2f} ms "
               f"(+{ms_cpu - base_cpu:.2f} ms, CPU-bound ratio {base_cpu / ms_cpu:.3f}); "
-              f"{args.clients} clients, {args.rounds} x {args.seconds:g} s rounds")
+              f"{args.clients} clients, {args.rounds} x {args.seconds:g} s rounds"
+              + (f", sessions held {args.hold:g} s" if args.hold else ""))
     finally:
         baseline.stop()
         plugged.stop()

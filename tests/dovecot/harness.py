@@ -77,7 +77,8 @@ class Dovecot:
 
     def __init__(self, args, fail_policy="closed", include_reason=False,
                  create_store=True, auth_cache=True, with_mailsuspend=True,
-                 extra_conf="", corrupt_store=False, continue_ok=True):
+                 extra_conf="", corrupt_store=False, continue_ok=True,
+                 core_module=True):
         """with_mailsuspend=False gives the same Dovecot without the
         snippet (the benchmark's baseline); extra_conf is appended."""
         self.args = args
@@ -96,6 +97,7 @@ class Dovecot:
         if corrupt_store:
             self._corrupt_store()
         self.continue_ok = continue_ok
+        self.core_module = core_module
         self._write_dovecot_conf(auth_cache, with_mailsuspend, extra_conf)
         self._prepare_auth_modules()
 
@@ -149,8 +151,9 @@ messages: {{ login_denied = "{LOGIN_DENIED}"; suspended = "{SUSPENDED}";
             # be able to reach the build tree
             shutil.copy(os.path.join(self.args.modules, name), plugin_dir)
         os.makedirs(os.path.join(plugin_dir, "mailsuspend"))
-        shutil.copy(os.path.join(self.args.modules, CORE_MODULE),
-                    os.path.join(plugin_dir, CORE_MODULE))
+        if self.core_module:
+            shutil.copy(os.path.join(self.args.modules, CORE_MODULE),
+                        os.path.join(plugin_dir, CORE_MODULE))
         cache = ("auth_cache_size = 1M\nauth_cache_ttl = 1 hour\n"
                  "auth_cache_negative_ttl = 1 hour\n") if auth_cache else ""
         p = self.ports

@@ -409,11 +409,31 @@ class MissingContinueOkSuite(DovecotCase):
             self.server.log_text()[-3000:])
 
 
+class MissingCoreModuleSuite(DovecotCase):
+    """mailsuspend/libmailsuspend_core.so not installed: the imap plugin
+    logs it once and the session goes on (logins are still checked by the
+    passdb, which links the core)."""
+    server_options = {"core_module": False}
+
+    def test_session_kept_and_logged_once(self):
+        self.server.suspend(BOB, "imap")
+        self.assertEqual(self.imap_reply(BOB), IMAP_DENIED)
+        reply, conn = self.server.imap_login(ALICE)
+        with conn:
+            self.assertTrue(reply.startswith("a OK "), reply)
+            time.sleep(2.5)  # the first re-checks try to load the core
+            conn.send("n NOOP")
+            self.assertTrue(conn.read_tagged("n").startswith("n OK"), conn.transcript)
+        lines = error_lines(self.server.log_text(), r"imap\(" + re.escape(ALICE) + r"\)")
+        self.assertEqual(len(lines), 1, self.server.log_text()[-3000:])
+        self.assertIn("libmailsuspend_core.so", lines[0])
+
+
 SUITES = {
     "login": [LoginSuite, ReasonSuite],
     "live": [LiveSuite],
     "failpolicy": [FailClosedSuite, FailOpenSuite, UnknownLayoutSuite,
-                   MissingContinueOkSuite],
+                   MissingContinueOkSuite, MissingCoreModuleSuite],
 }
 
 
