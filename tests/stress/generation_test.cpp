@@ -68,6 +68,18 @@ using mailsuspend::LookupStatus;
 using mailsuspend::StoreReader;
 using mailsuspend::StoreWriter;
 using stress::make_image;
+
+// A temporary directory removed however the test ends.
+struct ScopedDir {
+    std::string path;
+    ScopedDir() {
+        char tmpl[] = "/tmp/mailsuspend-gen-XXXXXX";
+        if (mkdtemp(tmpl)) path = tmpl;
+    }
+    ~ScopedDir() {
+        if (!path.empty()) std::filesystem::remove_all(path);
+    }
+};
 using stress::stress_key;
 
 class GenerationTest : public ::testing::Test {
@@ -147,9 +159,9 @@ TEST_F(GenerationTest, ReaderFollowsChangesAfterWriterDiedAfterRename) {
 // replay; if that growth empties the journal it is killed right then.  The
 // rest of the replay must not be lost with it.
 TEST(RepairGrowth, KilledAfterGrowingMidReplayLosesNoJournaledChange) {
-    char tmpl[] = "/tmp/mailsuspend-gen-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    const std::string dir = tmpl;
+    const ScopedDir scoped;
+    ASSERT_FALSE(scoped.path.empty());
+    const std::string& dir = scoped.path;
     Config cfg;
     cfg.store_path = dir;
     cfg.store_capacity = 200;
@@ -211,7 +223,6 @@ TEST(RepairGrowth, KilledAfterGrowingMidReplayLosesNoJournaledChange) {
         if (!exists && ++missing <= 3) ADD_FAILURE() << "acknowledged '" << stress_key(k) << "' lost";
     }
     EXPECT_EQ(missing, 0);
-    std::filesystem::remove_all(dir);
 }
 
 // A writer died inside a slot write (seqlock odd, the blob word still the old
@@ -219,9 +230,9 @@ TEST(RepairGrowth, KilledAfterGrowingMidReplayLosesNoJournaledChange) {
 // The key must not vanish: readers see one of its real versions (or
 // "unavailable"), never "absent" for a key that was suspended all along.
 TEST(RepairVisibility, KeyCaughtMidWriteNeverLooksAbsent) {
-    char tmpl[] = "/tmp/mailsuspend-gen-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    const std::string dir = tmpl;
+    const ScopedDir scoped;
+    ASSERT_FALSE(scoped.path.empty());
+    const std::string& dir = scoped.path;
     Config cfg;
     cfg.store_path = dir;
     cfg.store_capacity = 100;
@@ -290,7 +301,6 @@ TEST(RepairVisibility, KeyCaughtMidWriteNeverLooksAbsent) {
     std::string why;
     EXPECT_TRUE(stress::decode_hot(view, key, v, why)) << why;
     EXPECT_EQ(v, 2u);
-    std::filesystem::remove_all(dir);
 }
 
 }  // namespace
