@@ -298,4 +298,33 @@ TEST_F(RepairTest, ReplayThatMustGrowTheStoreCompletes) {
     EXPECT_EQ(w->stats().seq, seq);
 }
 
+// Keys are stored with a one-byte length.  A longer key must be refused by
+// commit, not stored as a record nobody can read (check() fails on it, and a
+// journal replay of it would stop every later writer from opening).
+TEST_F(RepairTest, OverlongKeyIsRefusedNotStoredCorrupt) {
+    std::string error;
+    auto w = StoreWriter::open(cfg_, true, error);
+    ASSERT_TRUE(w) << error;
+    TargetRecord rec = make_image(std::string(300, 'a') + "@example.com", 1);
+    std::vector<Change> changes{Change{rec}, Change{make_image(stress_key(1), 1)}};
+    EXPECT_EQ(w->commit(changes, error), 0u) << "a 312-byte key was accepted";
+    EXPECT_FALSE(error.empty());
+    std::vector<std::string> report;
+    EXPECT_TRUE(w->check(report)) << (report.empty() ? "" : report.front());
+    // Nothing of the refused batch was applied, and the journal stays replayable.
+    bool exists = true;
+    TargetRecord out;
+    ASSERT_TRUE(w->get(stress_key(1), out, &exists));
+    EXPECT_FALSE(exists);
+    w.reset();
+    {
+        RawStore raw(dir_ + "/store");
+        ASSERT_TRUE(raw.ok());
+        raw.header().seq.store(0);  // as if killed: the next writer replays all
+        raw.header().dirty.store(1);
+    }
+    auto again = StoreWriter::open(cfg_, false, error);
+    EXPECT_TRUE(again) << "the next writer cannot open: " << error;
+}
+
 }  // namespace
