@@ -150,6 +150,9 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--suspended", type=int, default=200,
                    help="other mailboxes suspended in the store")
+    p.add_argument("--simultaneous", action="store_true",
+                   help="load both Dovecots at the same time (--clients each), so "
+                        "whatever else runs on the machine hits both alike")
     p.add_argument("--hold", type=float, default=0.0,
                    help="seconds each session stays logged in (> 1 s: past "
                         "the plugins' first re-check, which loads the core)")
@@ -169,9 +172,25 @@ def main():
         run_load(plugged, args.protocol, args.clients, 1.0)
         rates = {"baseline": [], "mailsuspend": []}
         cpus = {"baseline": [], "mailsuspend": []}
+        servers = (("baseline", baseline), ("mailsuspend", plugged))
         for r in range(args.rounds):
-            for name, server in (("baseline", baseline), ("mailsuspend", plugged)):
-                rate, cpu = run_load(server, args.protocol, args.clients, args.seconds)
+            results = {}
+
+            def measure(name, server):
+                results[name] = run_load(server, args.protocol, args.clients,
+                                         args.seconds)
+
+            if args.simultaneous:
+                threads = [threading.Thread(target=measure, args=pair) for pair in servers]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+            else:
+                for name, server in servers:
+                    measure(name, server)
+            for name, _ in servers:
+                rate, cpu = results[name]
                 rates[name].append(rate)
                 cpus[name].append(cpu)
                 print(f"round {r + 1} {name:12s} {rate:8.1f} logins/s "
@@ -184,7 +203,8 @@ def main():
               f"{ms:.1f} logins/s, ratio {ms / base:.3f} (goal >= 0.97); "
               f"Dovecot CPU per login {base_cpu:.2f} ms vs {ms_cpu:.2f} ms "
               f"(+{ms_cpu - base_cpu:.2f} ms, CPU-bound ratio {base_cpu / ms_cpu:.3f}); "
-              f"{args.clients} clients, {args.rounds} x {args.seconds:g} s rounds"
+              f"{args.clients} clients{' each, simultaneous' if args.simultaneous else ''}, "
+              f"{args.rounds} x {args.seconds:g} s rounds"
               + (f", sessions held {args.hold:g} s" if args.hold else ""))
     finally:
         baseline.stop()
