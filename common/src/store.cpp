@@ -920,6 +920,15 @@ bool StoreWriter::get(std::string_view key, TargetRecord& out, bool* exists) {
 
 uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error) {
     if (changes.empty()) return impl_->map.header->seq.load();
+    // Slots and blobs hold the key length in one byte: refuse, never truncate.
+    for (const auto& c : changes) {
+        if (c.record.key.empty() || c.record.key.size() > 255) {
+            error = "cannot store the key '" + c.record.key.substr(0, 40) +
+                    (c.record.key.size() > 40 ? "...'" : "'") + " (" + std::to_string(c.record.key.size()) +
+                    " bytes; a key has 1 to 255)";
+            return 0;
+        }
+    }
     try {
         Header* h = impl_->map.header;
         std::vector<std::string> blobs(changes.size());
