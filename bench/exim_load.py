@@ -112,7 +112,12 @@ def main():
                         help="messages per SMTP session (1: a new Exim process per message)")
     parser.add_argument("--suspended", type=int, default=1000, help="suspended accounts in the store")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--nice", type=int, default=-10,
+                        help="run the clients and both Exims at this nice level (root: negative "
+                             "keeps other work on a shared machine from swamping the numbers)")
     args = parser.parse_args()
+    if args.nice:
+        os.nice(args.nice)  # the daemons started below inherit it
     eximtest.PATHS.update(cli=args.cli, so=args.so, snippets=args.snippets)
 
     extra = "queue_only = true"
