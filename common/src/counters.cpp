@@ -184,6 +184,12 @@ void Counters::remove(std::string_view key, CounterKind kind, uint32_t n, int64_
         if (bucket.compare_exchange_weak(v, v - n, std::memory_order_acq_rel)) break;
 }
 
+void Counters::reset(std::string_view key, CounterKind kind) noexcept {
+    Entry* e = impl_->find(tag_of(key, kind), false);
+    if (!e) return;
+    for (auto& b : e->buckets) b.store(0, std::memory_order_release);
+}
+
 int64_t Counters::total(std::string_view key, CounterKind kind, int64_t now) const noexcept {
     const Entry* e = impl_->find(tag_of(key, kind), false);
     if (!e) return 0;

@@ -40,6 +40,8 @@ public:
     int64_t add(std::string_view key, CounterKind kind, uint32_t n, int64_t now) noexcept;
     // Takes back n added at time when (a refused message is not counted).
     void remove(std::string_view key, CounterKind kind, uint32_t n, int64_t when) noexcept;
+    // Forgets every count of key (a manually lifted rate suspension starts afresh).
+    void reset(std::string_view key, CounterKind kind) noexcept;
     // The window's total at now (0 for an unknown key), -1 when unusable.
     int64_t total(std::string_view key, CounterKind kind, int64_t now) const noexcept;
 
