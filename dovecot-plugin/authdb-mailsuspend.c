@@ -52,8 +52,8 @@ static void mailsuspend_passdb_apply(struct auth_request *request,
 	const char *protocol = request->fields.service;
 	const char *client_ip;
 
-	if (mailsuspend_dovecot_is_delivery(protocol))
-		return;
+	/* Which protocols are governed (not lmtp, lda, doveadm, ...) is the
+	   core's decision: it allows what it does not govern. */
 	client_ip = request_client_ip(request);
 	mailsuspend_check_login(module->handle, request->fields.user, protocol,
 				client_ip, &result);

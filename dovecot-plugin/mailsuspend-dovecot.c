@@ -19,9 +19,3 @@ void mailsuspend_dovecot_log(void *ctx ATTR_UNUSED,
 		break;
 	}
 }
-
-bool mailsuspend_dovecot_is_delivery(const char *protocol)
-{
-	return protocol != NULL &&
-		(strcmp(protocol, "lmtp") == 0 || strcmp(protocol, "lda") == 0);
-}

@@ -13,8 +13,4 @@
 void mailsuspend_dovecot_log(void *ctx, enum mailsuspend_log_level level,
 			     const char *msg);
 
-/* True for Dovecot's delivery services (lmtp, lda): receiving is Exim's
-   decision, so these are never checked or refused from Dovecot. */
-bool mailsuspend_dovecot_is_delivery(const char *protocol);
-
 #endif
