@@ -149,7 +149,17 @@ int cmd_unsuspend(const Options& o) {
     Outcome error;
     auto args = unsuspend_args(o, error);
     if (!args) return finish(error);
-    return change(o, [&](Session& s) { return s.unsuspend(*args); });
+    const int rc = change(o, [&](Session& s) { return s.unsuspend(*args); });
+    if (rc == 0 && (args->services & (1u << static_cast<int>(Service::send)))) {
+        // A lifted send suspension starts afresh (policy.hpp, reset_rate_counters).
+        int code = 0;
+        auto cfg = config_or_exit(o, code);
+        std::string key;
+        if (cfg && normalise_target(*cfg, o.target, key).ok() && key.front() != '@')
+            if (std::string e = reset_rate_counters(*cfg, key); !e.empty())
+                std::cerr << "mailsuspend: warning: rate counters of " << key << " not reset: " << e << "\n";
+    }
+    return rc;
 }
 
 int cmd_set_mode(const Options& o) {
@@ -321,7 +331,7 @@ int cmd_status(const Options& o) {
         return finish({Exit::failure, "store unavailable: " + reader->last_error()});
     const json j = status_json(*cfg, key, m == LookupStatus::found ? &mailbox : nullptr,
                                d == LookupStatus::found ? &domain : nullptr, now());
-    if (o.json) std::cout << j.dump() << "\n";
+    if (o.json) std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
     else print_status(j);
     return 0;
 }
@@ -347,7 +357,7 @@ int cmd_list(const Options& o) {
         else std::cout << r.key << "  " << service_list(r.in_force_mask(t)) << "\n";
     });
     if (!ok) return finish({Exit::failure, "store unavailable: " + reader->last_error()});
-    if (o.json) std::cout << all.dump() << "\n";
+    if (o.json) std::cout << all.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
     return 0;
 }
 

@@ -167,10 +167,23 @@ Outcome Session::unsuspend(const UnsuspendArgs& a) {
             if (!in_mask(lifting, i)) lifting |= static_cast<uint8_t>(1u << i);  // expired: tidy up
             r->services[i] = ServiceState{};
         }
-    if (!lifting) return {Exit::ok, key + " had none of " + service_list(a.services) + " suspended"};
+    if (!lifting) return {Exit::ok, nothing_to_lift(key, a.services)};
     if (in_mask(lifting, static_cast<int>(Service::receive))) flush_.push_back(key);
     note(key, a.self_service ? "self-service-unsuspend" : "unsuspend", lifting, "");
     return {Exit::ok, "lifted " + service_list(lifting) + " for " + key};
+}
+
+// Says why nothing was lifted, naming the domain when it is what suspends the mailbox.
+std::string Session::nothing_to_lift(const std::string& key, uint8_t services) {
+    std::string message = key + " had none of " + service_list(services) + " suspended itself";
+    if (key.front() == '@') return message;
+    const std::string domain(domain_key_of(key));
+    TargetRecord d;
+    bool exists = false;
+    if (writer_.get(domain, d, &exists) && exists && (d.in_force_mask(now_) & services))
+        message += "; still suspended through " + domain + ": " +
+                   service_list(d.in_force_mask(now_) & services) + " (unsuspend " + domain + " to lift)";
+    return message;
 }
 
 Outcome Session::set_mode(const std::string& target, DeliveryMode mode) {

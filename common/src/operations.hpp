@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
+#include <nlohmann/json.hpp>
 
 #include "config.hpp"
 #include "model.hpp"
@@ -71,6 +71,7 @@ public:
 
 private:
     TargetRecord* load(const std::string& key, Outcome& error);
+    std::string nothing_to_lift(const std::string& key, uint8_t services);
     void note(const std::string& key, const std::string& action, uint8_t services,
               const std::string& reason);
 
