@@ -59,7 +59,12 @@ uint32_t layout::crc32(const void* data, std::size_t len, uint32_t seed) {
 namespace {
 
 constexpr int kSpinRetries = 64;
-constexpr int kYieldRetries = 4000;  // then the reader gives up: writer died mid-write
+// Then the reader yields until this much time has passed and gives up (the
+// writer died mid-write).  A time budget, not a count of yields: on a busy
+// CPU every sched_yield hands over a whole time slice, and 4000 of them held
+// a Dovecot/Exim process for 6-16 s per lookup (BM_LookupDeadWriterSlot/1).
+// A live writer holds a slot for a few stores.
+constexpr int64_t kGiveUpNs = 2'000'000;
 constexpr uint64_t kCheckpointJournalBytes = 8u << 20;
 constexpr uint64_t kArenaBytesPerTarget = 80;
 constexpr uint64_t kMaxArena = 0xFFFFFFF0ULL;  // offsets are 32-bit
@@ -159,7 +164,8 @@ struct SlotCopy {
 // Seqlock read with bounded retries; false when a writer holds the slot too
 // long (it died mid-write): the caller reports the store unavailable.
 bool read_slot(const Slot& s, SlotCopy& c) {
-    for (int attempt = 0; attempt < kSpinRetries + kYieldRetries; ++attempt) {
+    int64_t give_up_at = 0;
+    for (int attempt = 0;; ++attempt) {
         const uint64_t before = s.word0.load(std::memory_order_acquire);
         if ((w0_seq(before) & 1) == 0) {
             c.fingerprint = s.fingerprint.load(std::memory_order_relaxed);
@@ -171,10 +177,17 @@ bool read_slot(const Slot& s, SlotCopy& c) {
                 return true;
             }
         }
-        if (attempt < kSpinRetries) cpu_relax();
-        else sched_yield();
+        if (attempt < kSpinRetries) {
+            cpu_relax();
+            continue;
+        }
+        timespec ts;  // vDSO: no system call
+        ::clock_gettime(CLOCK_MONOTONIC, &ts);
+        const int64_t now = int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+        if (give_up_at == 0) give_up_at = now + kGiveUpNs;
+        else if (now >= give_up_at) return false;
+        sched_yield();
     }
-    return false;
 }
 
 // The writer's seqlock store: odd while the words change, even after.
