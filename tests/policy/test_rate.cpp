@@ -157,6 +157,22 @@ TEST_F(RateTest, AnAdminSuspensionAnswersLikeCheckSendAndIsNotExtendedOrCounted)
     EXPECT_EQ(s.expires - s.since, 3600);
 }
 
+TEST_F(RateTest, ALiftedRateSuspensionStartsAfreshSoTheNextMessagePasses) {
+    auto* h = open_handle();
+    for (int i = 0; i < 6; ++i) send(h, "a@example.com", {"x@other.test"});
+    ASSERT_TRUE(record("a@example.com").at(Service::send).suspended);
+    send(h, "b@example.com", {"x@other.test"});
+    // The end user's self-service unblock (allowed once per interval for source rate).
+    ASSERT_EQ(run_cli({"unsuspend", "a@example.com", "--self-service"}), 0) << cli_output;
+    EXPECT_EQ(counted("a@example.com", CounterKind::messages), 0);
+    EXPECT_EQ(counted("a@example.com", CounterKind::offdomain_rcpts), 0);
+    EXPECT_EQ(counted("b@example.com", CounterKind::messages), 1) << "other mailboxes keep their counts";
+    EXPECT_EQ(counted("192.0.2.10", CounterKind::ip_offdomain_rcpts), 6) << "the IP's count is shared: kept";
+    const auto r = send(h, "a@example.com", {"b@example.com"});
+    EXPECT_EQ(r.verdict, MAILSUSPEND_ALLOW) << r.text;
+    EXPECT_EQ(record("a@example.com").auto_suspensions.size(), 1u);
+}
+
 // Several Exim processes at once, each with its own handle: exactly the
 // limit goes through, the rest is refused, and send is suspended once.
 TEST_F(RateTest, CountsAreExactWithConcurrentProcesses) {
