@@ -258,7 +258,9 @@ std::string run_command(const std::string& templ, const std::string& address) {
     std::vector<std::string> args;
     std::istringstream words(templ);
     for (std::string w; words >> w;) {
-        for (auto at = w.find("{address}"); at != std::string::npos; at = w.find("{address}"))
+        // Search on after the inserted address: it may itself hold "{address}".
+        for (auto at = w.find("{address}"); at != std::string::npos;
+             at = w.find("{address}", at + address.size()))
             w.replace(at, 9, address);
         args.push_back(w);
     }
