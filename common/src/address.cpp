@@ -65,7 +65,15 @@ bool check_ascii_domain(char* d, std::size_t len, std::string* error) {
                                std::to_string(kMaxDomain));
     for (std::size_t i = 0; i < len; ++i) d[i] = ascii_lower(d[i]);
     if (d[0] == '[') {  // address literal: kept as written
-        if (d[len - 1] != ']') return fail(error, "unterminated address literal in domain");
+        if (len < 3 || d[len - 1] != ']') return fail(error, "unterminated address literal in domain");
+        // RFC 5321 dcontent: printable ASCII but [ \ ]; no space or control
+        // character may reach a key (keys are printed in replies and logs).
+        for (std::size_t i = 1; i + 1 < len; ++i) {
+            const auto c = static_cast<unsigned char>(d[i]);
+            if (c < 33 || c > 126 || c == '[' || c == '\\' || c == ']')
+                return fail(error, "address literal has a space, control or bracket at octet " +
+                                       std::to_string(i));
+        }
         return true;
     }
     std::string_view rest(d, len);
