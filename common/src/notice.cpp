@@ -87,6 +87,7 @@ std::string write_atomically(const std::string& dir, const std::string& name, st
     const std::string tmp = dir + "/tmp-" + std::to_string(::getpid()) + "-" + random_hex(4);
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0660);
     if (fd < 0) return errno_text(tmp);
+    ::fchmod(fd, 0660);  // root's CLI and Exim share these files, whatever the umask
     const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
     ::close(fd);
     if (!ok || ::rename(tmp.c_str(), (dir + "/" + name).c_str()) != 0) {
@@ -97,15 +98,6 @@ std::string write_atomically(const std::string& dir, const std::string& name, st
     return {};
 }
 
-// The per-key directory, created 02770 (group inherited from the root).
-std::string ensure_dir(const Config& cfg, std::string_view key, std::string& dir) {
-    const std::string root = evidence_root(cfg);
-    if (::access(root.c_str(), F_OK) != 0)
-        if (std::string e = create_evidence_root(cfg); !e.empty()) return e;
-    dir = evidence_dir(cfg, key);
-    if (::mkdir(dir.c_str(), 02770) != 0 && errno != EEXIST) return errno_text(dir);
-    return {};
-}
 
 std::vector<std::string> entries(const std::string& dir) {
     std::vector<std::string> names;
@@ -159,17 +151,33 @@ std::string create_evidence_root(const Config& cfg) {
     return error;
 }
 
+std::string ensure_evidence_dir(const Config& cfg, std::string_view key, std::string& dir) {
+    const std::string root = evidence_root(cfg);
+    if (::access(root.c_str(), F_OK) != 0)
+        if (std::string e = create_evidence_root(cfg); !e.empty()) return e;
+    dir = evidence_dir(cfg, key);
+    if (::mkdir(dir.c_str(), 02770) == 0) {
+        // Whoever makes it (root's CLI or Exim), both must write in it: the
+        // group comes from the setgid root, the mode must not depend on umask.
+        if (::chmod(dir.c_str(), 02770) != 0) return errno_text(dir);
+    } else if (errno != EEXIST) {
+        return errno_text(dir);
+    }
+    return {};
+}
+
 int keep_sample(const Config& cfg, std::string_view key, std::string_view text, int64_t now,
                 std::string& error) {
     if (cfg.evidence_samples <= 0) return 0;
     std::string dir;
-    if (error = ensure_dir(cfg, key, dir); !error.empty()) return -1;
+    if (error = ensure_evidence_dir(cfg, key, dir); !error.empty()) return -1;
     std::string body(text.substr(0, kMaxSampleBytes));
     if (text.size() > kMaxSampleBytes)
         body += "\n[... cut by mailsuspend: " + std::to_string(text.size()) + " octets in all]\n";
     const std::string tmp = dir + "/tmp-" + std::to_string(::getpid()) + "-" + random_hex(4);
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0660);
     if (fd < 0) return error = errno_text(tmp), -1;
+    ::fchmod(fd, 0660);
     const std::string head = std::to_string(now) + "\n";  // first line: when it was kept
     const bool ok = ::write(fd, head.data(), head.size()) == static_cast<ssize_t>(head.size()) &&
                     ::write(fd, body.data(), body.size()) == static_cast<ssize_t>(body.size());
@@ -219,7 +227,7 @@ std::vector<Sample> kept_samples(const Config& cfg, std::string_view key, std::s
 std::string mark_notice_pending(const Config& cfg, std::string_view key, std::string_view source,
                                 std::string_view why, int64_t now) {
     std::string dir;
-    if (std::string e = ensure_dir(cfg, key, dir); !e.empty()) return e;
+    if (std::string e = ensure_evidence_dir(cfg, key, dir); !e.empty()) return e;
     std::string text = std::string(key) + "\n" + sanitise_line(source, 20) + "\n" +
                        sanitise_line(why, 300) + "\n" + std::to_string(now) + "\n";
     return write_atomically(dir, kPending, text);

@@ -33,6 +33,9 @@ std::string evidence_dir(const Config& cfg, std::string_view key);
 // Creates the evidence root (init).  "" or the error.
 std::string create_evidence_root(const Config& cfg);
 
+// Creates (02770, whatever the umask) the directory of key; "" or the error.
+std::string ensure_evidence_dir(const Config& cfg, std::string_view key, std::string& dir);
+
 // Keeps text as a sample for key unless spam.evidence_samples are already
 // kept (then it is dropped: the first ones are the messages that crossed).
 // Returns 1 kept, 0 dropped (full or evidence_samples = 0), -1 and error.

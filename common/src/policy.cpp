@@ -194,11 +194,8 @@ namespace {
 // Report times within the window (the file holds one epoch per line), plus now;
 // rewrites the file with just those.
 std::string update_reports(const Config& cfg, const std::string& key, int64_t now, int64_t& in_window) {
-    const std::string root = evidence_root(cfg);
-    if (::access(root.c_str(), F_OK) != 0)
-        if (std::string e = create_evidence_root(cfg); !e.empty()) return e;
-    const std::string dir = evidence_dir(cfg, key);
-    if (::mkdir(dir.c_str(), 02770) != 0 && errno != EEXIST) return dir + ": " + std::strerror(errno);
+    std::string dir;
+    if (std::string e = ensure_evidence_dir(cfg, key, dir); !e.empty()) return e;
     const std::string path = dir + "/reports";
     std::vector<int64_t> times;
     {

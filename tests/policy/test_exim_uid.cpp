@@ -41,7 +41,13 @@ protected:
 };
 
 TEST_F(EximUidTest, AnUnprivilegedProcessInWriteGroupSuspendsKeepsSamplesAndMakesTokens) {
+    // Root's CLI makes the mailbox's evidence directory first, under a usual umask:
+    // Exim must still be able to add to it.
+    ::umask(022);
+    write_file(dir + "/report.eml", "Subject: reported by a panel\n\nspam\n");
+    ASSERT_EQ(run_cli({"report-spam", "a@example.com", "--evidence", dir + "/report.eml"}), 0) << cli_output;
     write_file(dir + "/child.log", "", 0666);
+    write_file(dir + "/sendmail-args", "", 0666);  // the fake sendmail runs as nobody
     const pid_t pid = ::fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
@@ -75,7 +81,15 @@ TEST_F(EximUidTest, AnUnprivilegedProcessInWriteGroupSuspendsKeepsSamplesAndMake
     EXPECT_TRUE(s.suspended) << "the unprivileged process could not write the store";
     EXPECT_EQ(s.source, Source::rate);
     EXPECT_NE(read_file(dir + "/audit.log").find("\"name\":\"exim\""), std::string::npos);
-    EXPECT_EQ(mails().size(), 1u) << "the AUP notice, sent from the unprivileged process";
+    const auto sent = mails();
+    ASSERT_EQ(sent.size(), 1u) << "the AUP notice, sent from the unprivileged process";
+    EXPECT_NE(sent[0].find("(sending limits)"), std::string::npos);
+    // Both samples went out (root's and Exim's) and were removed by the unprivileged process.
+    EXPECT_NE(sent[0].find("2 sample message(s) are attached"), std::string::npos) << sent[0];
+    int samples_left = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir + "/store/evidence/a@example.com"))
+        samples_left += e.path().filename().string().rfind("sample-", 0) == 0;
+    EXPECT_EQ(samples_left, 0);
 }
 
 }  // namespace
