@@ -73,6 +73,29 @@ class LoadTest(EximTestCase):
                             check=False)
         self.assertIn("mailsuspend_send expects {config}", out.stdout + out.stderr)
 
+    def test_dlfunc_bad_input_is_answered_not_crashed(self):
+        so, conf = PATHS["so"], self.env.ms_conf
+        # 3000 octets of local part, built by Exim (its input lines are short).
+        long_address = "${sg{${sg{XXXXXXXXXX}{X}{YYYYYYYYYY}}}{Y}{" + "a" * 30 + "}}@example.com"
+        cases = [
+            (f"[${{dlfunc{{{so}}}{{mailsuspend_rcpt}}{{{conf}}}{{}}}}]", "[]"),
+            (f"[${{dlfunc{{{so}}}{{mailsuspend_rcpt}}{{{conf}}}{{{long_address}}}}}]", "[]"),
+            (f"[${{dlfunc{{{so}}}{{mailsuspend_rcpt}}{{{conf}}}{{\"quoted local\"@x}}}}]", "[]"),
+            (f"[${{dlfunc{{{so}}}{{mailsuspend_send}}{{{conf}}}{{}}{{@@@}}{{not-an-ip}}}}]", "[]"),
+            (f"[${{dlfunc{{{so}}}{{mailsuspend_send}}{{/nonexistent.conf}}{{a@b.c}}{{a@b.c}}{{}}}}]", "[]"),
+        ]
+        for expr, expected in cases:
+            # On stdin: exim's command line limits arguments to 256 octets.
+            out = self.env.exim("-be", input=expr + "\n", check=False)
+            self.assertEqual(out.returncode, 0, expr[:200] + out.stderr)
+            self.assertEqual(out.stdout.replace(">", "").strip(), expected, expr[:200])
+        # The router entry point declines (forced failure) for anything it
+        # cannot judge, e.g. a non-numeric age.
+        out = self.env.exim("-be", f"${{dlfunc{{{so}}}{{mailsuspend_route}}{{{conf}}}{{zed@example.com}}{{abc}}}}",
+                            check=False)
+        self.assertEqual(out.stdout.strip(), "Failed:", out.stdout + out.stderr)  # -be's forced failure
+        self.assertEqual(self.env.panic_log(), "")
+
     def test_dlfunc_send_check_allows_unsuspended(self):
         expr = (f"[${{dlfunc{{{PATHS['so']}}}{{mailsuspend_send}}{{{self.env.ms_conf}}}"
                 f"{{zed@example.com}}{{zed@example.com}}{{127.0.0.1}}}}]")
