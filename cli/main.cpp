@@ -149,17 +149,7 @@ int cmd_unsuspend(const Options& o) {
     Outcome error;
     auto args = unsuspend_args(o, error);
     if (!args) return finish(error);
-    const int rc = change(o, [&](Session& s) { return s.unsuspend(*args); });
-    if (rc == 0 && (args->services & (1u << static_cast<int>(Service::send)))) {
-        // A lifted send suspension starts afresh (policy.hpp, reset_rate_counters).
-        int code = 0;
-        auto cfg = config_or_exit(o, code);
-        std::string key;
-        if (cfg && normalise_target(*cfg, o.target, key).ok() && key.front() != '@')
-            if (std::string e = reset_rate_counters(*cfg, key); !e.empty())
-                std::cerr << "mailsuspend: warning: rate counters of " << key << " not reset: " << e << "\n";
-    }
-    return rc;
+    return change(o, [&](Session& s) { return s.unsuspend(*args); });
 }
 
 int cmd_set_mode(const Options& o) {

@@ -12,30 +12,14 @@
 
 #include "address.hpp"
 #include "config.hpp"
-#include "counters.hpp"
-#include "policy.hpp"
+#include "capi_internal.hpp"
 #include "store.hpp"
 #include "text.hpp"
 
 using namespace mailsuspend;
 
-struct mailsuspend_handle {
-    Config cfg;            // built-in defaults when the file could not be read
-    bool cfg_ok = false;
-    std::string cfg_error;
-    std::unique_ptr<StoreReader> reader;
-    int64_t next_open_attempt = 0;
-    int64_t next_replaced_check = 0;  // when to ask whether the store file was replaced
-    bool degraded_logged = false;  // one log line per process while degraded
-    mailsuspend_log_func_t* log = nullptr;
-    void* log_ctx = nullptr;
-    std::string open_error;  // storage for *error_r
-    PolicyState policy;      // counters and token key, opened when first needed
-};
 
-namespace {
-
-constexpr int64_t kReopenInterval = 1;  // seconds between attempts to open a missing store
+namespace mailsuspend::capi {
 
 void log_line(struct mailsuspend_handle* ms, mailsuspend_log_level level, const std::string& msg) {
     if (ms->log) ms->log(ms->log_ctx, level, sanitise_line(msg, 900).c_str());
@@ -209,17 +193,9 @@ bool usable(struct mailsuspend_handle* ms, mailsuspend_result* r, const char* se
 
 const char* static_service_name(Service s) { return service_name(s).data(); }
 
-template <typename F>
-void guarded(mailsuspend_result* r, F&& body) {
-    try {
-        body();
-    } catch (...) {  // e.g. std::bad_alloc: never past the C boundary
-        r->verdict = MAILSUSPEND_ALLOW;
-        r->fail_policy = 1;
-    }
-}
+}  // namespace mailsuspend::capi
 
-}  // namespace
+using namespace mailsuspend::capi;
 
 extern "C" {
 
@@ -351,171 +327,3 @@ int mailsuspend_message(struct mailsuspend_handle* ms, const char* key, char* bu
 
 }  // extern "C"
 
-// ---- Automatic suspension policies (issue 5): rules in policy.cpp ----------
-
-namespace {
-
-// The counters file, opened on first use (at most one attempt a second).
-Counters* counters_of(struct mailsuspend_handle* ms, int64_t now) {
-    PolicyState& p = ms->policy;
-    if (p.counters) return p.counters.get();
-    if (now < p.next_counters_attempt) return nullptr;
-    p.next_counters_attempt = now + kReopenInterval;
-    std::string error;
-    p.counters = Counters::open(ms->cfg.store_path, false, 0, error);
-    if (!p.counters && !p.counters_logged) {
-        log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: rate limits not counted: " + error);
-        p.counters_logged = true;
-    }
-    return p.counters.get();
-}
-
-Actor exim_actor() {
-    Actor a;
-    a.uid = ::getuid();
-    a.name = "exim";
-    return a;
-}
-
-void log_warnings(struct mailsuspend_handle* ms, const std::vector<std::string>& warnings) {
-    for (const auto& w : warnings) log_line(ms, MAILSUSPEND_LOG_WARNING, "mailsuspend: " + w);
-}
-
-std::unique_ptr<StoreWriter> open_writer(struct mailsuspend_handle* ms, const std::string& key) {
-    std::string error;
-    auto writer = StoreWriter::open(ms->cfg, false, error);
-    if (!writer)
-        log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: cannot change the store for " + key + ": " + error);
-    return writer;
-}
-
-// A crossing: suspend send of key (the message itself is already refused).
-void suspend_for_rate(struct mailsuspend_handle* ms, const std::string& key, const std::string& why, int64_t now) {
-    auto writer = open_writer(ms, key);
-    if (!writer) return;
-    std::vector<std::string> warnings;
-    AutoSuspension done;
-    const Outcome o = suspend_automatically(ms->cfg, *writer, exim_actor(), key, Source::rate, why, now, done, warnings);
-    writer.reset();  // release the writer lock before logging
-    log_warnings(ms, warnings);
-    log_line(ms, o.ok() ? MAILSUSPEND_LOG_INFO : MAILSUSPEND_LOG_ERROR,
-             "mailsuspend: " + (o.ok() ? o.message + ": " + why : "suspending " + key + " failed: " + o.message));
-}
-
-// A refused attempt of a rate-suspended sender: extend (limits.extend_on_attempt).
-void extend_if_due(struct mailsuspend_handle* ms, std::string_view key, int64_t now) {
-    if (!ms->cfg.limits.extend_on_attempt) return;
-    StoreReader* reader = reader_of(ms, now);
-    TargetRecord record;
-    if (!reader || reader->read(key, record) != LookupStatus::found) return;
-    if (!extension_due(ms->cfg, record.at(Service::send), now)) return;
-    const std::string k(key);
-    auto writer = open_writer(ms, k);
-    if (!writer) return;
-    std::vector<std::string> warnings;
-    bool extended = false;
-    const Outcome o = extend_rate_suspension(ms->cfg, *writer, exim_actor(), k, now, extended, warnings);
-    writer.reset();
-    log_warnings(ms, warnings);
-    if (!o.ok()) log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: " + o.message);
-    else if (extended) log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: " + o.message);
-}
-
-}  // namespace
-
-extern "C" {
-
-void mailsuspend_count_message(struct mailsuspend_handle* ms, const char* sender, const char* client_ip,
-                               const char* const* recipients, unsigned recipient_count,
-                               struct mailsuspend_result* r) {
-    if (!r) return;
-    if (!ms) return reset(r, "send");
-    mailsuspend_check_send(ms, sender, client_ip, r);
-    guarded(r, [&] {
-        if (!ms->cfg_ok || r->fail_policy) return;
-        char buf[kKeyBufferSize];
-        std::string_view key;
-        if (!key_of(ms, sender, buf, sizeof buf, key) || key.front() == '@') return;
-        const int64_t now = std::time(nullptr);
-        if (r->verdict == MAILSUSPEND_DENY) return extend_if_due(ms, key, now);
-        if (recipient_count == 0 || !recipients) return;
-        uint32_t offdomain = 0;
-        for (unsigned i = 0; i < recipient_count; ++i)
-            if (recipients[i] && is_offdomain(key, recipients[i], ms->cfg.address)) ++offdomain;
-        MessageFacts facts;
-        facts.sender = key;
-        if (client_ip && *client_ip && !ms->cfg.is_webmail_host(client_ip)) facts.client_ip = client_ip;
-        facts.recipients = recipient_count;
-        facts.offdomain = offdomain;
-        const RateDecision d = count_message(ms->cfg.limits, counters_of(ms, now), facts, now);
-        switch (d.verdict) {
-            case RateVerdict::allow:
-                return;
-            case RateVerdict::unavailable:
-                if (ms->policy.counters && !ms->policy.counters_logged) {
-                    log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: the counter table is full: raise "
-                                                        "store.counter_capacity; messages pass uncounted");
-                    ms->policy.counters_logged = true;
-                }
-                return;
-            case RateVerdict::too_many_recipients:
-                r->verdict = MAILSUSPEND_DENY;
-                r->scope = "mailbox";
-                set_text(r, ms->cfg.messages.recipients_per_message, "", false);
-                return;
-            case RateVerdict::crossed:
-                r->verdict = MAILSUSPEND_DENY;
-                r->scope = "mailbox";
-                set_text(r, ms->cfg.messages.rate_suspended, "", false);
-                suspend_for_rate(ms, std::string(key), describe(d, facts.client_ip), now);
-                return;
-        }
-    });
-}
-
-int mailsuspend_keep_sample(struct mailsuspend_handle* ms, const char* sender, const char* text, size_t len) {
-    if (!ms || !ms->cfg_ok || !sender || (!text && len)) return 0;
-    try {
-        char buf[kKeyBufferSize];
-        std::string_view key;
-        if (!key_of(ms, sender, buf, sizeof buf, key) || key.front() == '@') return 0;
-        std::string error;
-        const int kept = keep_sample(ms->cfg, key, std::string_view(text ? text : "", len), std::time(nullptr), error);
-        if (kept < 0) log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: evidence for " + std::string(key) + ": " + error);
-        std::vector<std::string> warnings;
-        if (send_pending_notices(ms->cfg, key, warnings) > 0)
-            log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: AUP notice sent for " + std::string(key));
-        log_warnings(ms, warnings);
-        return kept;
-    } catch (...) {
-        return -1;
-    }
-}
-
-int mailsuspend_sender_token(struct mailsuspend_handle* ms, const char* account, char* buf, size_t size) {
-    if (!ms || !ms->cfg_ok || !account || !buf || size == 0) return -1;
-    try {
-        buf[0] = '\0';
-        PolicyState& p = ms->policy;
-        const int64_t now = std::time(nullptr);
-        if (!p.token_key && now >= p.next_key_attempt) {
-            p.next_key_attempt = now + kReopenInterval;
-            std::string error;
-            p.token_key = load_token_key(ms->cfg.store_path, error);
-            if (!p.token_key && !p.key_logged) {
-                log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: no sender tokens: " + error);
-                p.key_logged = true;
-            }
-        }
-        if (!p.token_key) return -1;
-        char key_buf[kKeyBufferSize];
-        std::string_view key;
-        if (!key_of(ms, account, key_buf, sizeof key_buf, key) || key.front() == '@') return -1;
-        const std::size_t n = seal_token(*p.token_key, key, now, buf, size);
-        return n == 0 ? -1 : static_cast<int>(n);
-    } catch (...) {
-        return -1;
-    }
-}
-
-}  // extern "C"

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "address.hpp"
+#include "policy.hpp"
 #include "store.hpp"
 #include "text.hpp"
 
@@ -169,6 +170,9 @@ Outcome Session::unsuspend(const UnsuspendArgs& a) {
         }
     if (!lifting) return {Exit::ok, nothing_to_lift(key, a.services)};
     if (in_mask(lifting, static_cast<int>(Service::receive))) flush_.push_back(key);
+    // A lifted send suspension starts afresh: else the next message inside the
+    // old window crosses the limit again (and escalates).
+    if (in_mask(lifting, static_cast<int>(Service::send)) && key.front() != '@') reset_counters_.push_back(key);
     note(key, a.self_service ? "self-service-unsuspend" : "unsuspend", lifting, "");
     return {Exit::ok, "lifted " + service_list(lifting) + " for " + key};
 }
@@ -245,11 +249,17 @@ Outcome Session::commit(std::vector<std::string>& warnings) {
     for (const auto& key : flush_)
         if (std::string e = run_command(cfg_.flush_command, key); !e.empty())
             warnings.push_back("queue flush for " + key + " failed: " + e);
+    for (const auto& key : reset_counters_)
+        if (std::string e = reset_rate_counters(cfg_, key); !e.empty())
+            warnings.push_back("rate counters of " + key + " not reset: " + e);
     for (const auto& key : fail_queued_)
         if (std::string e = run_command(cfg_.fail_queued_command, key); !e.empty())
             warnings.push_back("failing queued mail of " + key + " failed: " + e);
     pending_.clear();
     before_.clear();
+    reset_counters_.clear();
+    flush_.clear();
+    fail_queued_.clear();
     audit_.clear();
     return {};
 }

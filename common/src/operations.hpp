@@ -82,6 +82,7 @@ private:
     std::map<std::string, TargetRecord> pending_, before_;
     std::vector<nlohmann::json> audit_;
     std::vector<std::string> flush_, fail_queued_;  // addresses for host commands
+    std::vector<std::string> reset_counters_;       // mailboxes whose send was lifted
 };
 
 // The effective state of a target as `status --json` shows it.

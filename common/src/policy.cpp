@@ -301,7 +301,5 @@ Outcome attribute_arf(const Config& cfg, const ArfReport& report, bool token_onl
     return {};
 }
 
-PolicyState::PolicyState() = default;
-PolicyState::~PolicyState() = default;
 
 }  // namespace mailsuspend

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "address.hpp"
+#include "counters.hpp"
 #include "model.hpp"
 #include "notice.hpp"
 #include "operations.hpp"
@@ -151,8 +152,6 @@ struct PolicyState {
     std::optional<TokenKey> token_key;
     int64_t next_key_attempt = 0;
     bool key_logged = false;
-    PolicyState();
-    ~PolicyState();
 };
 
 }  // namespace mailsuspend

@@ -1,0 +1,53 @@
+// The C API handle and the helpers capi.cpp shares with capi_policy.cpp.
+// Internal: host modules see only mailsuspend.h.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "mailsuspend/mailsuspend.h"
+#include "config.hpp"
+#include "policy.hpp"
+#include "store.hpp"
+
+struct mailsuspend_handle {
+    mailsuspend::Config cfg;            // built-in defaults when the file could not be read
+    bool cfg_ok = false;
+    std::string cfg_error;
+    std::unique_ptr<mailsuspend::StoreReader> reader;
+    int64_t next_open_attempt = 0;
+    int64_t next_replaced_check = 0;  // when to ask whether the store file was replaced
+    bool degraded_logged = false;  // one log line per process while degraded
+    mailsuspend_log_func_t* log = nullptr;
+    void* log_ctx = nullptr;
+    std::string open_error;  // storage for *error_r
+    mailsuspend::PolicyState policy;      // counters and token key, opened when first needed
+};
+
+namespace mailsuspend::capi {
+
+constexpr int64_t kReopenInterval = 1;  // seconds between attempts to open a missing file
+
+void log_line(struct mailsuspend_handle* ms, mailsuspend_log_level level, const std::string& msg);
+void reset(mailsuspend_result* r, const char* service);
+void set_text(mailsuspend_result* r, const std::string& message, const std::string& reason,
+              bool include_reason);
+// The store reader, opened (or reopened) at most once a second.
+StoreReader* reader_of(struct mailsuspend_handle* ms, int64_t now);
+// Normalises address into buf; false when it cannot be a key.
+bool key_of(struct mailsuspend_handle* ms, const char* address, char* buf, std::size_t size,
+            std::string_view& key);
+
+template <typename F>
+void guarded(mailsuspend_result* r, F&& body) {
+    try {
+        body();
+    } catch (...) {  // e.g. std::bad_alloc: never past the C boundary
+        r->verdict = MAILSUSPEND_ALLOW;
+        r->fail_policy = 1;
+    }
+}
+
+}  // namespace mailsuspend::capi
