@@ -362,8 +362,16 @@ struct StoreReader::Impl {
         return true;
     }
     // Follows a newer generation; false when it cannot be mapped.
+    // The header is re-checked on every lookup (the cache lines are hot
+    // anyway): garbage written over a mapped file in place makes the store
+    // unavailable instead of answering from garbage.
+    bool intact() const {
+        const Header& h = *map.header;
+        return h.magic == kStoreMagic && h.layout_version == kLayoutVersion &&
+               h.slot_count == map.slot_count && h.arena_size == map.arena_size;
+    }
     bool current() {
-        if (map.valid() && !map.header->retired.load(std::memory_order_acquire)) return true;
+        if (map.valid() && !map.header->retired.load(std::memory_order_acquire) && intact()) return true;
         return remap();
     }
 };
@@ -479,7 +487,11 @@ const std::string& StoreReader::last_error() const noexcept { return impl_->erro
 bool StoreReader::replaced() const noexcept {
     struct stat st {};
     if (::stat(impl_->path.c_str(), &st) != 0) return false;
-    return st.st_dev != impl_->map.dev || st.st_ino != impl_->map.ino;
+    // A size that differs from the mapping means the file was truncated or
+    // overwritten in place: touching pages past its end would fault, so the
+    // caller must drop this mapping now.
+    return st.st_dev != impl_->map.dev || st.st_ino != impl_->map.ino ||
+           static_cast<uint64_t>(st.st_size) != impl_->map.region.get_size();
 }
 
 // ---------------------------------------------------------------- journal

@@ -65,7 +65,8 @@ public:
     StoreStats stats() const noexcept;
     const std::string& last_error() const noexcept;
     // True when <dir>/store is now another file than the one mapped (deleted
-    // and initialised again, a restored backup): no generation flag tells
+    // and initialised again, a restored backup) or was truncated or grown in
+    // place (size differs from the mapping): no generation flag tells
     // that, so a long-lived caller asks now and then and opens afresh.
     // One stat(); false while there is no file at the path.
     bool replaced() const noexcept;

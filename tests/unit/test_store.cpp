@@ -477,3 +477,32 @@ TEST_F(StoreTest, ReaderNoticesAReplacedStore) {
     auto fresh = reader();
     EXPECT_FALSE(fresh->replaced());
 }
+
+// Garbage written over a file a reader already maps: the next lookup says
+// "unavailable" (fail policy) rather than answering from garbage.
+TEST_F(StoreTest, GarbageOverAMappedHeaderMakesLookupsUnavailable) {
+    {
+        auto w = writer(true);
+        commit(*w, {suspended_record("a@example.com", Service::imap)});
+    }
+    auto r = reader();
+    ASSERT_TRUE(r);
+    HotView view;
+    ASSERT_EQ(r->lookup("a@example.com", view), LookupStatus::found);
+    const char garbage[64] = "garbage garbage garbage garbage garbage garbage garbage garbag";
+    patch(0, garbage, sizeof garbage);
+    EXPECT_EQ(r->lookup("a@example.com", view), LookupStatus::unavailable);
+    EXPECT_EQ(r->lookup("b@example.com", view), LookupStatus::unavailable);
+    EXPECT_NE(r->last_error().find("magic"), std::string::npos) << r->last_error();
+}
+
+// A file truncated in place under a reader: replaced() tells the caller to drop
+// the mapping before a lookup touches pages past the new end.
+TEST_F(StoreTest, ReplacedNoticesATruncationInPlace) {
+    init();
+    auto r = reader();
+    ASSERT_TRUE(r);
+    EXPECT_FALSE(r->replaced());
+    ASSERT_EQ(::truncate(store_file.c_str(), 8192), 0);
+    EXPECT_TRUE(r->replaced());
+}
