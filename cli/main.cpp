@@ -102,13 +102,20 @@ int change(const Options& o, const std::function<Outcome(Session&)>& body) {
     });
 }
 
+// --service LIST as a mask; false with error (exit 2) naming the bad part.
+bool services_option(const std::string& list, uint8_t& mask, Outcome& error) {
+    std::string why;
+    auto parsed = parse_service_list(list, why);
+    if (!parsed) error = {Exit::bad_input, "--service: " + why};
+    else mask = *parsed;
+    return parsed.has_value();
+}
+
 std::optional<SuspendArgs> suspend_args(const Options& o, Outcome& error) {
     SuspendArgs a;
     a.target = o.target;
+    if (!services_option(o.services, a.services, error)) return std::nullopt;
     std::string why;
-    auto mask = parse_service_list(o.services, why);
-    if (!mask) return error = {Exit::bad_input, "--service: " + why}, std::nullopt;
-    a.services = *mask;
     a.reason = o.reason;
     if (o.duration_given || !o.duration.empty()) {
         auto d = parse_duration(o.duration, why);
@@ -134,12 +141,7 @@ int cmd_suspend(const Options& o) {
 std::optional<UnsuspendArgs> unsuspend_args(const Options& o, Outcome& error) {
     UnsuspendArgs a;
     a.target = o.target;
-    if (!o.services.empty()) {
-        std::string why;
-        auto mask = parse_service_list(o.services, why);
-        if (!mask) return error = {Exit::bad_input, "--service: " + why}, std::nullopt;
-        a.services = *mask;
-    }
+    if (!o.services.empty() && !services_option(o.services, a.services, error)) return std::nullopt;
     a.admin = o.admin;
     a.self_service = o.self_service;
     return a;
