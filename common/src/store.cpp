@@ -114,6 +114,10 @@ std::string validate_header(const Header& h, uint64_t file_size) {
         h.arena_offset != h.slots_offset + h.slot_count * sizeof(Slot) ||
         h.arena_size > file_size - h.arena_offset || h.arena_size > kMaxArena + 16)
         return "inconsistent geometry in header";
+    // A generation has at least one slot per target it was sized for; a
+    // writer sizes the next one from capacity, so a damaged value must not
+    // reach it (it asked for a file of tens of GiB).
+    if (h.capacity > h.slot_count) return "capacity exceeds the slots in the header";
     if (h.arena_used.load(std::memory_order_relaxed) > h.arena_size) return "arena overflows";
     return {};
 }
