@@ -82,7 +82,7 @@ void apply_fail_policy(struct mailsuspend_handle* ms, mailsuspend_result* r, con
     // Closed for receiving means hold the mail, never lose it.
     if (service == Service::receive) r->mode = MAILSUSPEND_MODE_QUEUE;
     set_text(r, service == Service::receive ? ms->cfg.messages.receive_rejected
-                                            : ms->cfg.messages.suspended,
+                                            : ms->cfg.messages.unavailable,
              "", false);
 }
 
@@ -314,7 +314,7 @@ int mailsuspend_message(struct mailsuspend_handle* ms, const char* key, char* bu
     if (!ms || !key || !buf || size == 0) return -1;
     const Messages& m = ms->cfg.messages;
     const std::pair<const char*, const std::string*> table[] = {
-        {"suspended", &m.suspended},           {"send_suspended", &m.send_suspended},
+        {"unavailable", &m.unavailable},           {"send_suspended", &m.send_suspended},
         {"rate_suspended", &m.rate_suspended}, {"receive_rejected", &m.receive_rejected},
         {"login_denied", &m.login_denied},     {"recipients_per_message", &m.recipients_per_message}};
     for (const auto& [name, text] : table) {

@@ -166,10 +166,10 @@ void read_webmail(Reader& r, const Setting& g, Config& c) {
 }
 
 void read_messages(Reader& r, const Setting& g, Config& c) {
-    r.only_keys(g, {"suspended", "send_suspended", "rate_suspended", "receive_rejected",
+    r.only_keys(g, {"unavailable", "send_suspended", "rate_suspended", "receive_rejected",
                     "recipients_per_message", "login_denied", "include_reason"});
     auto& m = c.messages;
-    r.text(g, "suspended", m.suspended);
+    r.text(g, "unavailable", m.unavailable);
     r.text(g, "send_suspended", m.send_suspended);
     r.text(g, "rate_suspended", m.rate_suspended);
     r.text(g, "receive_rejected", m.receive_rejected);

@@ -18,9 +18,11 @@ namespace mailsuspend {
 enum class FailPolicy { open, closed };
 
 struct Messages {
-    std::string suspended =
-        "Permanent Failure: Your account has been suspended for a violation of the terms "
-        "of usage. Please contact your system administrator.";
+    // Refusals while the store cannot be read and store.fail_policy is closed:
+    // nobody is known to be suspended, so no suspension text.
+    std::string unavailable =
+        "Your account status cannot be verified right now. Please try again later or "
+        "contact your system administrator.";
     std::string send_suspended =
         "Permanent Failure: Your account has been suspended for a violation of the terms "
         "of usage. Please contact your system administrator.";

@@ -113,7 +113,7 @@ delivery: {{ default_mode = "queue"; queue_expiry = "4d8h";
             fail_queued_command = "/bin/true {{address}}"; }};
 address: {{ default_domain = ""; subaddress_separator = "+"; }};
 webmail: {{ hosts = [ "127.0.0.2" ]; }};
-messages: {{ login_denied = "{LOGIN_DENIED}"; suspended = "{SUSPENDED}";
+messages: {{ login_denied = "{LOGIN_DENIED}"; unavailable = "{SUSPENDED}";
             send_suspended = "Sending suspended."; receive_rejected = "Receiving suspended.";
             include_reason = {"true" if include_reason else "false"}; }};
 """)

@@ -283,7 +283,18 @@ TEST_F(ShortRateTest, SuspensionLiftsAfterExpiryAndSweepRecordsIt) {
     EXPECT_NE(read_file(dir + "/audit.log").find("\"action\":\"expire\""), std::string::npos);
 }
 
-TEST_F(ShortRateTest, WithoutExtendOnAttemptAttemptsDoNotMoveTheExpiry) {
+// suspend_for is long enough that the suspension cannot expire during the
+// test's one-second wait (times are whole seconds), yet an extension would be
+// due after that second (step = max(1 s, suspend_for / 10) = 1 s).
+class NoExtendRateTest : public RateTest {
+protected:
+    std::string extra_config() const override {
+        return "limits: { messages_per_day = 1; recipients_per_message = 0; offdomain_recipients_per_day = 0;\n"
+               "          offdomain_recipients_per_hour_per_ip = 0; suspend_for = \"10s\"; extend_on_attempt = false; };\n";
+    }
+};
+
+TEST_F(NoExtendRateTest, WithoutExtendOnAttemptAttemptsDoNotMoveTheExpiry) {
     auto* h = open_handle();
     send(h, "a@example.com", {"b@example.com"});
     ASSERT_EQ(send(h, "a@example.com", {"b@example.com"}).verdict, MAILSUSPEND_DENY);

@@ -64,7 +64,7 @@ const std::string kRest =
     "webmail: { hosts = [ \"127.0.0.2\", \"2001:db8:1::/64\" ]; };\n"
     "messages: { login_denied = \"LOGIN-DENIED\"; send_suspended = \"SEND-SUSPENDED\";\n"
     "            rate_suspended = \"RATE-SUSPENDED\"; receive_rejected = \"RECEIVE-REJECTED\";\n"
-    "            suspended = \"SUSPENDED\"; };\n";
+    "            unavailable = \"UNAVAILABLE\"; };\n";
 
 class CapiTest : public ::testing::Test {
 protected:
@@ -154,7 +154,7 @@ TEST_F(CapiTest, MissingStoreClosedDenies) {
     auto r = h.login("a@example.com", "imap");
     EXPECT_EQ(r.verdict, MAILSUSPEND_DENY);
     EXPECT_EQ(r.fail_policy, 1);
-    EXPECT_STREQ(r.text, "SUSPENDED");
+    EXPECT_STREQ(r.text, "UNAVAILABLE") << "closed with no store: no suspension text";
     r = h.receive("a@example.com");
     EXPECT_EQ(r.verdict, MAILSUSPEND_DENY);
     EXPECT_EQ(r.mode, MAILSUSPEND_MODE_QUEUE) << "closed never loses mail: it holds it";
@@ -454,10 +454,10 @@ TEST_F(CapiTest, Messages) {
     ASSERT_EQ(mailsuspend_message(h.ms, "recipients_per_message", buf, sizeof buf), 0);
     EXPECT_NE(std::string(buf).find("Too many recipients"), std::string::npos) << buf;
     char small[4];
-    ASSERT_EQ(mailsuspend_message(h.ms, "suspended", small, sizeof small), 0);
-    EXPECT_STREQ(small, "SUS");
+    ASSERT_EQ(mailsuspend_message(h.ms, "unavailable", small, sizeof small), 0);
+    EXPECT_STREQ(small, "UNA");
     EXPECT_EQ(mailsuspend_message(h.ms, "nope", buf, sizeof buf), -1);
-    EXPECT_EQ(mailsuspend_message(nullptr, "suspended", buf, sizeof buf), -1);
+    EXPECT_EQ(mailsuspend_message(nullptr, "unavailable", buf, sizeof buf), -1);
 }
 
 TEST_F(CapiTest, CloseIsSafe) {

@@ -49,9 +49,11 @@ TEST_F(ConfigTest, EmptyFileGivesDefaults) {
     EXPECT_EQ(cfg->address.default_domain, "");
     EXPECT_EQ(cfg->address.subaddress_separator, "+");
     EXPECT_TRUE(cfg->webmail_hosts.empty());
-    EXPECT_EQ(cfg->messages.suspended,
+    EXPECT_EQ(cfg->messages.send_suspended,
               "Permanent Failure: Your account has been suspended for a violation of the terms of "
               "usage. Please contact your system administrator.");
+    EXPECT_EQ(cfg->messages.unavailable.find("suspended"), std::string::npos)
+        << "the fail-closed text must not claim a suspension";
     EXPECT_TRUE(cfg->messages.include_reason);
     EXPECT_EQ(cfg->limits.messages_per_day, 600);
     EXPECT_EQ(cfg->self_service_interval, 90 * 86400);
@@ -74,7 +76,7 @@ delivery: { default_mode = "reject"; queue_expiry = "2d"; flush_command = "/bin/
             fail_queued_command = ""; };
 address: { default_domain = "example.net"; subaddress_separator = "-"; };
 webmail: { hosts = [ "127.0.0.2", "2001:db8::/64" ]; };
-messages: { login_denied = "no login"; suspended = "gone"; send_suspended = "no send";
+messages: { login_denied = "no login"; unavailable = "gone"; send_suspended = "no send";
             rate_suspended = "slow down"; receive_rejected = "no mail";
             recipients_per_message = "too many"; include_reason = false; };
 limits: { messages_per_day = 10; recipients_per_message = 5; offdomain_recipients_per_day = 7;
@@ -106,7 +108,7 @@ unblock: { self_service_interval = "30d"; };
     EXPECT_FALSE(cfg->is_webmail_host("not an ip"));
     EXPECT_FALSE(cfg->is_webmail_host(nullptr));
     EXPECT_EQ(cfg->messages.login_denied, "no login");
-    EXPECT_EQ(cfg->messages.suspended, "gone");
+    EXPECT_EQ(cfg->messages.unavailable, "gone");
     EXPECT_EQ(cfg->messages.send_suspended, "no send");
     EXPECT_EQ(cfg->messages.rate_suspended, "slow down");
     EXPECT_EQ(cfg->messages.receive_rejected, "no mail");
@@ -193,8 +195,8 @@ TEST_F(ConfigTest, BadWebmailHost) {
 }
 
 TEST_F(ConfigTest, LineBreakInMessageText) {
-    expect_error("messages: {\n  include_reason = true;\n  suspended = \"Gone\\r\\nX-Injected: 1\";\n};\n", 3,
-                 {"messages.suspended", "CR/LF"});
+    expect_error("messages: {\n  include_reason = true;\n  unavailable = \"Gone\\r\\nX-Injected: 1\";\n};\n", 3,
+                 {"messages.unavailable", "CR/LF"});
     expect_error("messages: {\n  login_denied = \"a\\tb\";\n};\n", 2, {"messages.login_denied", "control"});
 }
 

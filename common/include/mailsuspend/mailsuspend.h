@@ -106,7 +106,7 @@ void mailsuspend_check_service(struct mailsuspend_handle *ms, const char *user,
    authenticate from inbound mail, without knowing the host list itself. */
 int mailsuspend_is_webmail_host(struct mailsuspend_handle *ms, const char *client_ip);
 
-/* Copies the configured text for key ("suspended", "send_suspended",
+/* Copies the configured text for key ("unavailable", "send_suspended",
    "rate_suspended", "receive_rejected", "recipients_per_message") into
    buf.  Returns 0, or -1 for an unknown key. */
 int mailsuspend_message(struct mailsuspend_handle *ms, const char *key, char *buf,
