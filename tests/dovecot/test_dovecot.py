@@ -163,7 +163,8 @@ class LoginSuite(DovecotCase):
         self.assertEqual(self.imap_reply(ALICE), IMAP_DENIED)
 
     def test_expiry_lifts_suspension(self):
-        self.server.suspend(ALICE, "imap,pop3", "--for", "2s")
+        # whole seconds: in force for at least 2 s, room for the first login
+        self.server.suspend(ALICE, "imap,pop3", "--for", "3s")
         self.assertEqual(self.imap_reply(ALICE), IMAP_DENIED)
         self.assertTrue(eventually(lambda: self.imap_reply(ALICE).startswith("a OK ")),
                         "still refused after the suspension expired")

@@ -288,7 +288,9 @@ unblock: {{ self_service_interval = "90d"; }};
         self.assertEqual(self.run_cli("can-delete", "b@example.com").returncode, 3, "domain suspension counts")
 
     def test_sweep_lifts_expired_and_audits_them(self):
-        self.ok("suspend", "a@example.com", "--service", "send", "--for", "1s")
+        # Times are whole seconds: --for 3s stays in force for at least 2 s,
+        # room for the check below on a loaded machine.
+        self.ok("suspend", "a@example.com", "--service", "send", "--for", "3s")
         self.assertTrue(self.send_state("a@example.com")[0]["suspended"])
         deadline = time.monotonic() + 10
         while self.send_state("a@example.com")[0]["suspended"] and time.monotonic() < deadline:

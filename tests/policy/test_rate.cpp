@@ -307,7 +307,7 @@ TEST_F(NoExtendRateTest, WithoutExtendOnAttemptAttemptsDoNotMoveTheExpiry) {
 class ExtendRateTest : public RateTest {
 protected:
     std::string extra_config() const override {
-        return "limits: { messages_per_day = 1; suspend_for = \"3s\"; extend_on_attempt = true; };\n";
+        return "limits: { messages_per_day = 1; suspend_for = \"6s\"; extend_on_attempt = true; };\n";
     }
 };
 
@@ -317,7 +317,7 @@ TEST_F(ExtendRateTest, AttemptsWhileRateSuspendedExtendTheSuspension) {
     ASSERT_EQ(send(h, "a@example.com", {"b@example.com"}).verdict, MAILSUSPEND_DENY);
     const int64_t first = record("a@example.com").at(Service::send).expires;
     // An attempt a second or more later (a refused MAIL FROM: no recipients yet) moves the expiry.
-    ASSERT_TRUE(eventually([&] { return wall_now() >= first - 3 + 1; }));
+    ASSERT_TRUE(eventually([&] { return wall_now() >= first - 6 + 1; }));
     const auto r = send(h, "a@example.com", {});
     EXPECT_EQ(r.verdict, MAILSUSPEND_DENY);
     const ServiceState s = record("a@example.com").at(Service::send);
