@@ -68,9 +68,11 @@ bool check_ascii_domain(char* d, std::size_t len, std::string* error) {
         if (len < 3 || d[len - 1] != ']') return fail(error, "unterminated address literal in domain");
         // RFC 5321 dcontent: printable ASCII but [ \ ]; no space or control
         // character may reach a key (keys are printed in replies and logs).
+        // No '@' either: a key splits at its last '@' (a default_domain of
+        // "[@]" made keys that did not normalise to themselves).
         for (std::size_t i = 1; i + 1 < len; ++i) {
             const auto c = static_cast<unsigned char>(d[i]);
-            if (c < 33 || c > 126 || c == '[' || c == '\\' || c == ']')
+            if (c < 33 || c > 126 || c == '[' || c == '\\' || c == ']' || c == '@')
                 return fail(error, "address literal has a space, control or bracket at octet " +
                                        std::to_string(i));
         }
