@@ -21,7 +21,9 @@ public:
 
     void fail(const Setting& s, const std::string& what) {
         if (!ok()) return;
-        error_ = file_ + ":" + std::to_string(s.getSourceLine()) + ": " + path(s) + ": " + what;
+        // what may quote a value from the file: the error reaches host logs as one line.
+        error_ = sanitise_line(file_ + ":" + std::to_string(s.getSourceLine()) + ": " + path(s) + ": " + what,
+                               1024);
     }
 
     // Refuses keys a group does not know: a typo must not pass silently.
