@@ -103,6 +103,9 @@ void mailsuspend_count_message(struct mailsuspend_handle* ms, const char* sender
         if (!key_of(ms, sender, buf, sizeof buf, key) || key.front() == '@') return;
         const int64_t now = std::time(nullptr);
         if (r->verdict == MAILSUSPEND_DENY) return extend_if_due(ms, key, now);
+        // Opened even by a call without recipients, so a host can open the
+        // mapping in a parent process (the Exim daemon) for its forks.
+        Counters* counters = counters_of(ms, now);
         if (recipient_count == 0 || !recipients) return;
         uint32_t offdomain = 0;
         for (unsigned i = 0; i < recipient_count; ++i)
@@ -112,7 +115,7 @@ void mailsuspend_count_message(struct mailsuspend_handle* ms, const char* sender
         if (client_ip && *client_ip && !ms->cfg.is_webmail_host(client_ip)) facts.client_ip = client_ip;
         facts.recipients = recipient_count;
         facts.offdomain = offdomain;
-        const RateDecision d = count_message(ms->cfg.limits, counters_of(ms, now), facts, now);
+        const RateDecision d = count_message(ms->cfg.limits, counters, facts, now);
         switch (d.verdict) {
             case RateVerdict::allow:
                 return;
