@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <vector>
 
 extern "C" {
 #include <local_scan.h>
@@ -67,13 +69,6 @@ bool receive_suspended(const mailsuspend_result& r) noexcept {
 
 // ---- local_scan: after DATA ------------------------------------------------
 
-// Recipients of the message sorted by what the core says about each.
-struct RecipientPlan {
-    int total = 0;
-    int rejected = 0;
-    mailsuspend_result first_reject{};
-};
-
 // exim4-daemon-light has no ${dlfunc}: no RCPT ACL and no routers, so
 // local_scan does what it can for suspended recipients (README, "light").
 int scan_recipients_light(struct mailsuspend_handle* ms) noexcept {
@@ -100,33 +95,74 @@ int scan_recipients_light(struct mailsuspend_handle* ms) noexcept {
     return freeze ? LOCAL_SCAN_ACCEPT_FREEZE : LOCAL_SCAN_ACCEPT;
 }
 
-int scan_message(uschar** return_text) noexcept {
+// Every recipient in reject mode: the whole message is refused (the RCPT ACL
+// refuses them one by one where it is installed).  Fills first_reject.
+bool all_recipients_rejected(struct mailsuspend_handle* ms, mailsuspend_result& first_reject) noexcept {
+    const int total = current_recipient_count();
+    for (int i = 0; i < total; ++i) {
+        mailsuspend_result r{};
+        mailsuspend_check_receive(ms, current_recipient(i), 0, &r);
+        if (!receive_suspended(r) || r.mode != MAILSUSPEND_MODE_REJECT) return false;
+        if (i == 0) first_reject = r;
+    }
+    return total > 0;
+}
+
+// The first part of a refused message's body kept as evidence for the AUP
+// notice (the core cuts samples at 128 KiB; headers come on top).
+constexpr size_t kSampleBody = 64 * 1024;
+
+// A submission (identity known) after DATA: counted once with every
+// recipient, refused on the core's DENY (evidence kept), else it gets our
+// sender token.  Returns LOCAL_SCAN_ACCEPT to carry on with the recipients.
+int scan_submission(struct mailsuspend_handle* ms, int data_fd, const char* identity,
+                    const char* ip, bool all_rejected, uschar** return_text) {
+    // A message all of whose recipients are refused is not sent: a check
+    // without recipients counts nothing (but may extend a rate suspension).
+    std::vector<const char*> rcpts;
+    if (!all_rejected) {
+        rcpts.reserve(static_cast<size_t>(current_recipient_count()));
+        for (int i = 0; i < current_recipient_count(); ++i) rcpts.push_back(current_recipient(i));
+    }
+    mailsuspend_result r{};
+    const MessageRefusal refusal = message_refused(
+        ms, identity, ip, rcpts.data(), static_cast<unsigned>(rcpts.size()), &r);
+    if (refusal != MessageRefusal::none) {
+        if (!r.fail_policy) {
+            const std::string sample = message_sample(data_fd, kSampleBody);
+            mailsuspend_keep_sample(ms, identity, sample.data(), sample.size());
+        }
+        *return_text = reply(refusal == MessageRefusal::too_many_recipients ? "5.5.3 " : "5.7.13 ", r.text);
+        return LOCAL_SCAN_REJECT;
+    }
+    char token[MAILSUSPEND_TOKEN_MAX];
+    if (!all_rejected && mailsuspend_sender_token(ms, identity, token, sizeof token) > 0)
+        add_header(MAILSUSPEND_TOKEN_HEADER, token);
+    return LOCAL_SCAN_ACCEPT;
+}
+
+int scan_message(int data_fd, uschar** return_text) {
     struct mailsuspend_handle* ms = store_handle(nullptr);
     if (!ms) return LOCAL_SCAN_ACCEPT;
 
-    const char* ip = current_client_ip();
-    const char* identity =
-        sending_identity(ms, smtp_auth_id(), current_sender(), ip);
-    mailsuspend_result send{};
-    if (identity && send_refused(ms, identity, ip, "data", &send)) {
-        *return_text = reply("5.7.13 ", send.text);
-        return LOCAL_SCAN_REJECT;
-    }
+    // Only our own token may name an account: whatever a client put in is
+    // dropped from every message, submission or inbound.
+    if (const int dropped = drop_header(MAILSUSPEND_TOKEN_HEADER))
+        log_main("dropped %d client-supplied %s header(s) id=%s", dropped, MAILSUSPEND_TOKEN_HEADER,
+                 current_message_id());
 
-    // Every recipient in reject mode: refuse the whole message (the RCPT ACL
-    // refuses them one by one where it is installed).
-    RecipientPlan plan;
-    plan.total = current_recipient_count();
-    for (int i = 0; i < plan.total; ++i) {
-        mailsuspend_result r{};
-        mailsuspend_check_receive(ms, current_recipient(i), 0, &r);
-        if (!receive_suspended(r) || r.mode != MAILSUSPEND_MODE_REJECT) break;
-        if (plan.rejected++ == 0) plan.first_reject = r;
+    mailsuspend_result first_reject{};
+    const bool all_rejected = all_recipients_rejected(ms, first_reject);
+    const char* ip = current_client_ip();
+    const char* identity = sending_identity(ms, smtp_auth_id(), current_sender(), ip);
+    if (identity) {
+        const int verdict = scan_submission(ms, data_fd, identity, ip, all_rejected, return_text);
+        if (verdict != LOCAL_SCAN_ACCEPT) return verdict;
     }
-    if (plan.total > 0 && plan.rejected == plan.total) {
-        log_main("message rejected recipients=%d first=%s scope=%s at=data", plan.total,
-                 current_recipient(0), plan.first_reject.scope);
-        *return_text = reply("5.2.1 ", plan.first_reject.text);
+    if (all_rejected) {
+        log_main("message rejected recipients=%d first=%s scope=%s at=data", current_recipient_count(),
+                 current_recipient(0), first_reject.scope);
+        *return_text = reply("5.2.1 ", first_reject.text);
         return LOCAL_SCAN_REJECT;
     }
     // With ${dlfunc} the routers hold, drop or bounce per recipient.
@@ -144,9 +180,9 @@ __attribute__((visibility("default"))) int local_scan_version_minor(void) {
     return LOCAL_SCAN_ABI_VERSION_MINOR;
 }
 
-__attribute__((visibility("default"))) int local_scan(int, uschar** return_text) {
+__attribute__((visibility("default"))) int local_scan(int fd, uschar** return_text) {
     try {
-        return scan_message(return_text);
+        return scan_message(fd, return_text);
     } catch (...) {
         log_main("internal error in local_scan: message accepted unchecked");
         return LOCAL_SCAN_ACCEPT;

@@ -2,6 +2,10 @@
 #define LOCAL_SCAN
 #include "exim_host.hpp"
 
+#include <strings.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -77,6 +81,55 @@ const char* current_recipient(int index) noexcept {
 
 bool remove_recipient(const char* address) noexcept {
     return receive_remove_recipient(const_cast<uschar*>(reinterpret_cast<const uschar*>(address)));
+}
+
+namespace {
+constexpr char kDeletedHeader = '*';  // Exim's htype_old
+
+// "Name:" or "Name :" (obsolete syntax, RFC 5322 4.5) at the start of text.
+bool header_named(const header_line* h, const char* name) noexcept {
+    const size_t len = std::strlen(name);
+    if (h->slen <= static_cast<int>(len) || strncasecmp(reinterpret_cast<const char*>(h->text), name, len) != 0)
+        return false;
+    const char* rest = reinterpret_cast<const char*>(h->text) + len;
+    while (*rest == ' ' || *rest == '\t') ++rest;
+    return *rest == ':';
+}
+}  // namespace
+
+int drop_header(const char* name) noexcept {
+    int dropped = 0;
+    for (header_line* h = header_list; h; h = h->next) {
+        if (h->type == kDeletedHeader || !header_named(h, name)) continue;
+        h->type = kDeletedHeader;
+        ++dropped;
+    }
+    return dropped;
+}
+
+void add_header(const char* name, const char* value) noexcept {
+    header_add(' ', "%s: %s\n", name, value);
+}
+
+std::string message_sample(int data_fd, std::size_t body_max) {
+    std::string sample;
+    for (const header_line* h = header_list; h; h = h->next)
+        if (h->type != kDeletedHeader) sample.append(reinterpret_cast<const char*>(h->text), h->slen);
+    sample += '\n';
+    const off_t body_start = ::lseek(data_fd, 0, SEEK_CUR);
+    if (body_start < 0) return sample;
+    const std::size_t header_size = sample.size();
+    sample.resize(header_size + body_max);
+    std::size_t got = 0;
+    while (got < body_max) {
+        const ssize_t n = ::pread(data_fd, sample.data() + header_size + got, body_max - got,
+                                  body_start + static_cast<off_t>(got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;  // end of the body, or an error: keep what there is
+        got += static_cast<std::size_t>(n);
+    }
+    sample.resize(header_size + got);
+    return sample;
 }
 
 }  // namespace mailsuspend_exim

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 
 namespace mailsuspend_exim {
 
@@ -36,5 +37,17 @@ const char* current_client_ip() noexcept;         // nullptr for local submissio
 int current_recipient_count() noexcept;
 const char* current_recipient(int index) noexcept;
 bool remove_recipient(const char* address) noexcept;
+
+// local_scan only: the message's header lines.
+// Marks every header line called name (case-insensitive) as deleted, as a
+// system filter's "headers remove" would; returns how many there were.
+int drop_header(const char* name) noexcept;
+// Appends "name: value" to the header (Exim writes it to the spool file).
+void add_header(const char* name, const char* value) noexcept;
+// The message as far as local_scan can see it: its live header lines, a
+// blank line and the first body_max octets of the body, read with pread()
+// from data_fd so Exim's file position stays where it is.  May throw
+// std::bad_alloc (local_scan catches).
+std::string message_sample(int data_fd, std::size_t body_max);
 
 }  // namespace mailsuspend_exim

@@ -14,6 +14,7 @@ namespace {
 // daemon forks a process per connection and per delivery).
 struct ProcessStore {
     struct mailsuspend_handle* handle = nullptr;
+    bool policy_warm = false;  // counters and token key opened (daemon only)
     char config_path[4096] = "";
     struct stat config_stat {};  // of config_path when opened (daemon only)
 };
@@ -27,6 +28,22 @@ const char* without_prefix(const char* msg) noexcept {
 
 void log_from_core(void*, enum mailsuspend_log_level, const char* msg) {
     log_main("%s", without_prefix(msg));
+}
+
+// Opens, in the daemon, what the policy calls open lazily on first use: the
+// rate counters (a shared mapping; every fork counts into the same pages)
+// and the sender token key.  A process forked for a connection inherits
+// both and opens nothing.  Neither call counts nor suspends anything: a
+// message with no recipients is not counted, and a token is only computed.
+// Once per handle; a missing counters file or key is retried by the core
+// (at most once a second) when a message needs it.
+void warm_policy(struct mailsuspend_handle* ms) noexcept {
+    constexpr const char* nobody = "preload@mailsuspend.invalid";
+    mailsuspend_result ignored{};
+    mailsuspend_count_message(ms, nobody, nullptr, nullptr, 0, &ignored);
+    char token[MAILSUSPEND_TOKEN_MAX];
+    mailsuspend_sender_token(ms, nobody, token, sizeof token);
+    g_store.policy_warm = true;
 }
 
 const char* path_from_environment() noexcept {
@@ -46,6 +63,7 @@ struct mailsuspend_handle* store_handle(const char* config_path) noexcept {
         path = MAILSUSPEND_DEFAULT_CONFIG;
     }
     if (g_store.handle) mailsuspend_close(&g_store.handle);
+    g_store.policy_warm = false;
     std::strcpy(g_store.config_path, path);
     // An open error is not logged here: the core logs it, with the fail
     // policy it leads to, in one line at the first lookup that it affects.
@@ -65,13 +83,16 @@ void refresh_in_daemon(const char* config_path) noexcept {
                           now.st_size != g_store.config_stat.st_size ||
                           now.st_mtim.tv_sec != g_store.config_stat.st_mtim.tv_sec ||
                           now.st_mtim.tv_nsec != g_store.config_stat.st_mtim.tv_nsec);
-    if (changed && g_store.handle && std::strcmp(path, g_store.config_path) == 0)
+    if (changed && g_store.handle && std::strcmp(path, g_store.config_path) == 0) {
         mailsuspend_close(&g_store.handle);
+        g_store.policy_warm = false;
+    }
     if (changed) g_store.config_stat = now;
     struct mailsuspend_handle* ms = store_handle(path);
     if (!ms) return;
     mailsuspend_result ignored{};
     mailsuspend_check_receive(ms, "preload@mailsuspend.invalid", 0, &ignored);
+    if (!g_store.policy_warm) warm_policy(ms);
 }
 
 const char* sending_identity(struct mailsuspend_handle* ms, const char* authenticated_id,
@@ -84,12 +105,33 @@ const char* sending_identity(struct mailsuspend_handle* ms, const char* authenti
 
 bool send_refused(struct mailsuspend_handle* ms, const char* identity, const char* client_ip,
                   const char* where, struct mailsuspend_result* result_r) noexcept {
-    mailsuspend_check_send(ms, identity, client_ip, result_r);
+    mailsuspend_count_message(ms, identity, client_ip, nullptr, 0, result_r);
     if (result_r->verdict != MAILSUSPEND_DENY) return false;
     log_main("send refused sender=%s service=%s scope=%s client=%s at=%s%s", identity,
              result_r->service, result_r->scope, client_ip ? client_ip : "local", where,
              result_r->fail_policy ? " fail_policy=closed" : "");
     return true;
+}
+
+MessageRefusal message_refused(struct mailsuspend_handle* ms, const char* identity,
+                               const char* client_ip, const char* const* recipients,
+                               unsigned count, struct mailsuspend_result* result_r) noexcept {
+    mailsuspend_count_message(ms, identity, client_ip, recipients, count, result_r);
+    if (result_r->verdict != MAILSUSPEND_DENY) return MessageRefusal::none;
+    // The core answers a message over limits.recipients_per_message with
+    // that key's text and suspends nothing; every other refusal is "send".
+    char too_many[MAILSUSPEND_TEXT_MAX];
+    if (!result_r->fail_policy &&
+        mailsuspend_message(ms, "recipients_per_message", too_many, sizeof too_many) == 0 &&
+        std::strcmp(too_many, result_r->text) == 0) {
+        log_main("message refused sender=%s client=%s at=data recipients=%u limit=recipients_per_message",
+                 identity, client_ip ? client_ip : "local", count);
+        return MessageRefusal::too_many_recipients;
+    }
+    log_main("send refused sender=%s service=%s scope=%s client=%s at=data recipients=%u%s", identity,
+             result_r->service, result_r->scope, client_ip ? client_ip : "local", count,
+             result_r->fail_policy ? " fail_policy=closed" : "");
+    return MessageRefusal::send_suspended;
 }
 
 }  // namespace mailsuspend_exim

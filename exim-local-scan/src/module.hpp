@@ -28,9 +28,27 @@ void refresh_in_daemon(const char* config_path) noexcept;
 const char* sending_identity(struct mailsuspend_handle* ms, const char* authenticated_id,
                              const char* sender, const char* client_ip) noexcept;
 
-// Send check for identity; logs a refusal.  Returns true when refused and
-// fills result_r (text without status code).
+// MAIL FROM: the send check for identity, as the core's count of a message
+// with no recipients (nothing is counted, but an attempt while send is
+// rate-suspended extends the suspension: limits.extend_on_attempt).  Logs a
+// refusal.  Returns true when refused and fills result_r (text without
+// status code).
 bool send_refused(struct mailsuspend_handle* ms, const char* identity, const char* client_ip,
                   const char* where, struct mailsuspend_result* result_r) noexcept;
+
+// After DATA: why a message of identity was refused, if it was.
+enum class MessageRefusal {
+    none,                // accepted and counted against the rate limits
+    send_suspended,      // send suspended (before, or by this message crossing a limit)
+    too_many_recipients  // over limits.recipients_per_message; nothing suspended
+};
+
+// After DATA: counts the message with all its recipients, once (the core
+// decides what is off-domain and whether a limit is crossed, and suspends
+// then and there).  Logs a refusal.  recipients may be nullptr with
+// count 0: a check that counts nothing.
+MessageRefusal message_refused(struct mailsuspend_handle* ms, const char* identity,
+                               const char* client_ip, const char* const* recipients,
+                               unsigned count, struct mailsuspend_result* result_r) noexcept;
 
 }  // namespace mailsuspend_exim
