@@ -191,7 +191,7 @@ class SmtpOutcome:
 class Env:
     def __init__(self, name, fail_policy="open", default_mode="queue", queue_expiry="4d8h",
                  light=False, extra_main="", with_store=True, ms_conf_text=None, exim=EXIM,
-                 with_module=True):
+                 with_module=True, ms_extra=""):
         if os.geteuid() != 0:
             fail_setup("must run as root (Exim is started with -C as root)")
         if not os.access(exim, os.X_OK):
@@ -221,9 +221,12 @@ class Env:
         self.light = light
         self.with_module = with_module  # False: a plain Exim, the benchmark's baseline
         self.env = dict(os.environ, MAILSUSPEND_CONF=self.ms_conf)
+        for sub in ("notices",):  # spam.sendmail_command of the policy tests writes here
+            os.mkdir(os.path.join(self.dir, sub))
+            os.chown(os.path.join(self.dir, sub), self.uid, self.gid)
         self.write_ms_conf(ms_conf_text if ms_conf_text is not None else MAILSUSPEND_CONF.format(
             dir=self.dir, fail_policy=fail_policy, default_mode=default_mode,
-            queue_expiry=queue_expiry, exim=EXIM))
+            queue_expiry=queue_expiry, exim=EXIM) + ms_extra.replace("{dir}", self.dir))
         self.write_exim_conf(extra_main)
         if with_store:
             self.cli("init")
@@ -328,7 +331,8 @@ class Env:
             client.login(user, SECRET)
         return client
 
-    def send(self, sender, rcpts, source="127.0.0.1", user=None, subject="test", body="hello"):
+    def send(self, sender, rcpts, source="127.0.0.1", user=None, subject="test", body="hello",
+             headers="", from_header=None):
         """One SMTP transaction over TCP; returns what the client saw."""
         out = SmtpOutcome()
         client = self.smtp(source, user)
@@ -338,8 +342,8 @@ class Env:
                 for r in rcpts:
                     out.rcpts[r] = client.rcpt(r)
                 if any(code == 250 for code, _ in out.rcpts.values()):
-                    msg = (f"From: <{sender}>\r\nTo: {', '.join(rcpts)}\r\n"
-                           f"Subject: {subject}\r\n\r\n{body}\r\n")
+                    msg = (f"From: {from_header or '<' + sender + '>'}\r\nTo: {', '.join(rcpts)}\r\n"
+                           f"Subject: {subject}\r\n{headers}\r\n{body}\r\n")
                     out.data = client.data(msg)
             client.quit()
         finally:
@@ -395,9 +399,10 @@ class Env:
             proc.stdout.close()
         return out
 
-    def sendmail(self, sender, rcpts, subject="test", body="hello"):
-        """`exim -bm` as the sendmail command would (errors to stderr: -oep); delivery in the foreground."""
-        msg = f"From: <{sender}>\nSubject: {subject}\n\n{body}\n"
+    def sendmail(self, sender, rcpts, subject="test", body="hello", headers=""):
+        """`exim -bm` as the sendmail command would (errors to stderr: -oep); delivery in the foreground.
+        headers: extra header lines, each ending in a newline."""
+        msg = f"From: <{sender}>\nSubject: {subject}\n{headers}\n{body}\n"
         return self.exim("-bm", "-odi", "-oep", "-f", sender, *rcpts, input=msg, check=False)
 
     # ---- looking at the results ---------------------------------------------
