@@ -437,6 +437,8 @@ int kill_loop(Context& c, Watchdog& dog, std::mt19937_64& rng) {
         s.deadline = now_ns() + (rng() % c.opt.max_kill_delay_us) * 1000;
     };
     for (auto& s : slots) start(s);
+    uint64_t acked_before = c.sh.commits_acked.load();
+    int kills_without_ack = 0;
     while (kills < c.opt.kills && c.sh.error_count.load() == 0 && dog.ok()) {
         auto next = std::min_element(slots.begin(), slots.end(),
                                      [](auto& a, auto& b) { return a.deadline < b.deadline; });
@@ -444,6 +446,18 @@ int kill_loop(Context& c, Watchdog& dog, std::mt19937_64& rng) {
         if (next->deadline > t) {
             std::this_thread::sleep_for(std::chrono::nanoseconds(next->deadline - t));
         }
+        // On a loaded machine writers may not get a commit through before
+        // their random deadline: after 10 kills without one, let this writer
+        // live until a commit is acknowledged (at most 2 s), so the run keeps
+        // testing commits, not only opens.
+        if (kills_without_ack >= 10) {
+            const uint64_t until = now_ns() + 2'000'000'000;
+            while (c.sh.commits_acked.load() == acked_before && now_ns() < until)
+                std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+        const uint64_t acked = c.sh.commits_acked.load();
+        kills_without_ack = acked == acked_before ? kills_without_ack + 1 : 0;
+        acked_before = acked;
         kill(next->pid, SIGKILL);
         int status = 0;
         waitpid(next->pid, &status, 0);
