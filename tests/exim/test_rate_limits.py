@@ -87,6 +87,10 @@ class RateLimitTest(EximTestCase):
         self.assertIn("Subject: alice-crossing", evidence)
         self.assertIn("the message that crossed the limit", evidence)
         self.assertNotIn("Subject: alice-0", evidence)  # accepted mail is not evidence
+        # Sent once, from inside Exim: nothing left pending for the sweep.
+        self.assertFalse(self.env.log_lines(r"mailsuspend: AUP notice .* not sent"))
+        self.env.cli("send-notices")
+        self.assertEqual(len(pt.notice_for(self.env, user)), 1)
 
     def test_concurrent_clients_count_exactly(self):
         user, other = "bob@example.com", "carol@example.com"
