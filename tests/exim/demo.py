@@ -10,8 +10,10 @@ import argparse
 import os
 import re
 import sys
+import threading
 
 import eximtest
+import policytest
 
 
 def show(title, env, out=None, log=None):
@@ -25,6 +27,60 @@ def show(title, env, out=None, log=None):
             env.wait_done(out.message_id)
     for line in env.log_lines(log) if log else []:
         print("   log: " + line.split(" ", 2)[2])
+
+
+def rate_burst():
+    """A burst over limits.messages_per_day on a live Exim (its own, with the
+    small limits of the policy tests): exactly the limit goes out, the
+    crossing message is refused, send is suspended (source rate), the abuse
+    contact gets the AUP notice with evidence.txt, and other mailboxes send
+    on.  Callable from scripts/demo.py once eximtest.PATHS is set."""
+    env = policytest.make_env("demo-burst")
+    try:
+        env.start_daemon()
+        print(f"\n== rate limit: limits.messages_per_day = {policytest.MESSAGES_PER_DAY}, "
+              f"suspend_for = {policytest.SUSPEND_FOR}s (exim4 on 127.0.0.1:{env.port})")
+        print("   alice@example.com sends a burst of 12 messages over 4 concurrent SMTP AUTH "
+              "connections; bob@example.com sends meanwhile")
+        results, lock = [], threading.Lock()
+
+        def client(t):
+            for n in range(3):
+                out = env.send("alice@example.com", ["zed@example.com"], user="alice@example.com",
+                               subject=f"burst {t}-{n}")
+                with lock:
+                    results.append(out)
+
+        workers = [threading.Thread(target=client, args=(t,)) for t in range(4)]
+        for w in workers:
+            w.start()
+        bob = env.send("bob@example.com", ["zed@example.com"], user="bob@example.com", subject="bob")
+        for w in workers:
+            w.join()
+        for out in results:
+            refused_at, reply = ("DATA", out.data) if out.mail[0] == 250 else ("MAIL", out.mail)
+            print(f"   alice: {refused_at:<4} -> {reply[0]} {eximtest.reply_text(reply)[:110]}")
+        accepted = sum(1 for o in results if o.data and o.data[0] == 250)
+        print(f"   accepted {accepted} of {len(results)}; bob: DATA -> {bob.data[0]}")
+        send = policytest.send_state(env, "alice@example.com")
+        print(f"   $ mailsuspend status alice@example.com --json  ->  send: suspended={send['suspended']} "
+              f"source={send['source']} expires in {send['expires'] - send['since']}s")
+        print(f"     reason: {send['reason']}")
+        for notice in policytest.notice_for(env, "alice@example.com"):
+            evidence = policytest.evidence_of(notice) or ""
+            print(f"   AUP notice to {notice['To']}: {notice['Subject']}")
+            print(f"     evidence.txt: {len(evidence)} octets, "
+                  f"{evidence.count('Subject: burst')} sample message(s)")
+        for line in env.log_lines(r"mailsuspend: (send of|send refused|AUP)")[:4]:
+            print("   log: " + line.split(" ", 2)[2][:150])
+        policytest.sleep_past(send["expires"])
+        out = env.send("alice@example.com", ["zed@example.com"], user="alice@example.com")
+        print(f"   after {policytest.SUSPEND_FOR}s without attempts the suspension has expired: "
+              f"MAIL -> {out.mail[0]}; the counts stay in the 24h window, so the next "
+              f"message crosses again: DATA -> {out.data[0] if out.data else '-'} "
+              f"(automatic suspension 2 of {policytest.ESCALATE_AFTER} before a lock)")
+    finally:
+        env.stop()
 
 
 def main():
@@ -62,6 +118,7 @@ def main():
               f"queue: {env.queue_count()} message(s)")
     finally:
         env.stop()
+    rate_burst()
 
 
 if __name__ == "__main__":

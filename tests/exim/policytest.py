@@ -60,12 +60,18 @@ cat > "$f.tmp" && mv "$f.tmp" "$f.eml"
 """
 
 
-def make_env(name):
-    env = eximtest.Env(name, ms_extra=POLICY_CONF)
+def write_notice_mta(env):
+    """The spam.sendmail_command of POLICY_CONF, in env's directory."""
     script = os.path.join(env.dir, "notice-mta")
     with open(script, "w") as f:
         f.write(NOTICE_MTA.format(dir=env.dir))
     os.chmod(script, 0o755)
+
+
+def make_env(name):
+    """An Env (no daemon yet) with POLICY_CONF and its notice MTA."""
+    env = eximtest.Env(name, ms_extra=POLICY_CONF)
+    write_notice_mta(env)
     return env
 
 

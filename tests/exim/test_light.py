@@ -8,6 +8,7 @@ import re
 import subprocess
 
 import eximtest
+import policytest as pt
 from eximtest import EximTestCase, reply_text
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -35,8 +36,35 @@ def subjects(env, address):
 class LightDaemonTest(EximTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.env_options = {"light": True, "exim": light_binary(), "default_mode": "queue"}
+        cls.env_options = {"light": True, "exim": light_binary(), "default_mode": "queue",
+                           "ms_extra": pt.POLICY_CONF}
         super().setUpClass()
+        pt.write_notice_mta(cls.env)
+
+    def test_rate_limit_and_token_after_data(self):
+        # No MAIL ACL: local_scan counts, refuses, suspends and adds the token.
+        env = self.env
+        user = "frank@example.com"
+        for n in range(pt.MESSAGES_PER_DAY):
+            out = env.send(user, ["zed@example.com"], user=user, subject=f"light-rate-{n}",
+                           headers="X-Mailsuspend-Token: forged\r\n", source="127.0.0.21")
+            self.assertEqual(out.data[0], 250, out)
+        out = env.send(user, ["zed@example.com"], user=user, subject="light-rate-x", source="127.0.0.21")
+        self.assertEqual(out.mail[0], 250, out)
+        self.assertEqual(out.data[0], 550, out)
+        self.assertEqual(reply_text(out.data), "5.7.13 " + pt.RATE_TEXT)
+        send = pt.send_state(env, user)
+        self.assertEqual((send["suspended"], send["source"]), (True, "rate"), send)
+        out = env.send(user, ["zed@example.com"], user=user, subject="light-rate-y", source="127.0.0.21")
+        self.assertEqual(reply_text(out.data), "5.7.13 " + pt.RATE_TEXT)
+        env.wait_idle()
+        delivered = [m for m in env.mailbox("zed@example.com") if "Subject: light-rate-" in m]
+        self.assertEqual(len(delivered), pt.MESSAGES_PER_DAY)
+        for m in delivered:
+            self.assertNotIn("forged", m)
+            self.assertEqual(len(re.findall(r"^X-Mailsuspend-Token: [A-Za-z0-9_-]+$", m, re.M)), 1, m)
+        evidence = pt.evidence_of(pt.notice_for(env, user)[0])
+        self.assertIn("Subject: light-rate-x", evidence)
 
     def test_send_refused_after_data(self):
         env = self.env
