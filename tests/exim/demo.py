@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import threading
+import time
 
 import eximtest
 import policytest
@@ -64,7 +65,8 @@ def rate_burst():
         print(f"   accepted {accepted} of {len(results)}; bob: DATA -> {bob.data[0]}")
         send = policytest.send_state(env, "alice@example.com")
         print(f"   $ mailsuspend status alice@example.com --json  ->  send: suspended={send['suspended']} "
-              f"source={send['source']} expires in {send['expires'] - send['since']}s")
+              f"source={send['source']} expires {send['expires'] - time.time():.0f}s from now "
+              f"(attempts while suspended extend it)")
         print(f"     reason: {send['reason']}")
         for notice in policytest.notice_for(env, "alice@example.com"):
             evidence = policytest.evidence_of(notice) or ""
@@ -78,7 +80,8 @@ def rate_burst():
         print(f"   after {policytest.SUSPEND_FOR}s without attempts the suspension has expired: "
               f"MAIL -> {out.mail[0]}; the counts stay in the 24h window, so the next "
               f"message crosses again: DATA -> {out.data[0] if out.data else '-'} "
-              f"(automatic suspension 2 of {policytest.ESCALATE_AFTER} before a lock)")
+              f"(automatic suspension 2; with escalate_after = {policytest.ESCALATE_AFTER} "
+              f"the next one is locked)")
     finally:
         env.stop()
 
