@@ -35,6 +35,7 @@ from test_dovecot import fresh_source
 
 ARGS = None
 USER = "msfault-nobody"
+READER = "msfault-reader"     # in read_group only: a mail process's user
 READ_GROUP = "msfault-read"
 WRITE_GROUP = "Debian-exim"
 ALICE = "alice@example.com"
@@ -49,10 +50,10 @@ def run(argv, **kw):
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, **kw)
 
 
-def as_user(argv):
-    """argv run as USER, with no supplementary groups."""
-    pw = pwd.getpwnam(USER)
-    return run(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
+def as_user(argv, user=USER):
+    """argv run as user with its own groups only (initgroups)."""
+    pw = pwd.getpwnam(user)
+    return run(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups",
                 *argv])
 
 
@@ -66,12 +67,15 @@ class UnprivilegedUser(unittest.TestCase):
     def setUpClass(cls):
         if os.geteuid() != 0:
             raise AssertionError("must run as root (useradd, a store with real groups)")
-        for name in (USER,):
+        for name in (USER, READER):
             run(["userdel", name])
+            run(["groupdel", name])
         run(["groupdel", READ_GROUP])
         subprocess.run(["groupadd", READ_GROUP], check=True)
         subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin",
                         "--user-group", USER], check=True)
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        "--user-group", "--groups", READ_GROUP, READER], check=True)
         cls.tmp = tempfile.mkdtemp(prefix="ms-security-")
         os.chmod(cls.tmp, 0o755)   # the user may reach the store directory's parent
         cls.store = os.path.join(cls.tmp, "store")
@@ -92,9 +96,10 @@ delivery: {{ default_mode = "queue"; queue_expiry = "4d8h";
     @classmethod
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp, ignore_errors=True)
-        run(["userdel", USER])
+        for name in (USER, READER):
+            run(["userdel", name])
+            run(["groupdel", name])
         run(["groupdel", READ_GROUP])
-        run(["groupdel", USER])
 
     def test_user_is_outside_both_groups(self):
         groups = subprocess.run(["id", "-Gn", USER], capture_output=True, text=True).stdout.split()
@@ -149,6 +154,25 @@ delivery: {{ default_mode = "queue"; queue_expiry = "4d8h";
         self.assertNotIn("SUSPENDED", status)
         self.assertRegex(self.cli("status", ALICE).stdout, r"imap\s+SUSPENDED")
 
+    def test_read_group_member_reads_but_cannot_change(self):
+        """A mail process's user: it may read the flags, never change them."""
+        res = as_user([ARGS.cli, "--config", self.config, "status", ALICE], READER)
+        self.assertEqual(res.returncode, 0, res)
+        self.assertRegex(res.stdout, r"imap\s+SUSPENDED")
+        before = {n: digest(os.path.join(self.store, n)) for n in STORE_FILES}
+        for name in ("store", "counters", "journal", "lock", "token.key"):
+            path = os.path.join(self.store, name)
+            res = as_user([sys.executable, "-c", f"open({path!r}, 'r+b')"], READER)
+            self.assertIn("PermissionError", res.stderr, (name, res.stderr))
+        res = as_user([sys.executable, "-c",
+                       f"open({os.path.join(self.store, 'token.key')!r}, 'rb')"], READER)
+        self.assertIn("PermissionError", res.stderr, "token.key readable by read_group")
+        res = as_user([ARGS.cli, "--config", self.config, "unsuspend", ALICE, "--service", "imap"],
+                      READER)
+        self.assertNotIn(res.returncode, (0, 2), res)
+        self.assertRegex(res.stderr, r"(?i)permission denied", res.stderr)
+        self.assertEqual(before, {n: digest(os.path.join(self.store, n)) for n in STORE_FILES})
+
     def test_cli_refuses_control_characters_in_reasons(self):
         before = digest(os.path.join(self.store, "store"))
         for reason in ("a\r\nb", "a\nb", "a\rb", "a\x1b[31mb", "a\x07b", "a\x7fb"):
@@ -184,6 +208,7 @@ class ReasonsInExim(eximtest.EximTestCase):
         self.assertNotIn(b"\x07", raw)
         self.assertNotIn(b"\n", raw.replace(b"\r\n", b""))
         self.assertIn(b"unpaid", raw)   # the reason is there, made harmless
+        print(f"SMTP reply to the suspended sender: {raw!r}", file=sys.stderr)
         log = env.mainlog()
         self.assertIn("unpaid", log)
         assert_clean(self, log, "Exim mainlog")
@@ -237,6 +262,7 @@ class ReasonsInDovecot(unittest.TestCase):
         with conn:
             self.assertTrue(reply.startswith("a NO [CONTACTADMIN] "), conn.transcript)
             self.assertIn("unpaid", reply)
+            print(f"IMAP reply: {reply!r}", file=sys.stderr)
             conn.send("z LOGOUT")
             conn.closed_after()
             transcript = "\n".join(l[3:] for l in conn.transcript if l.startswith("S: "))
@@ -245,6 +271,7 @@ class ReasonsInDovecot(unittest.TestCase):
         with conn:
             self.assertTrue(reply.startswith("-ERR [AUTH] "), conn.transcript)
             self.assertIn("unpaid", reply)
+            print(f"POP3 reply: {reply!r}", file=sys.stderr)
             conn.send("QUIT")
             conn.closed_after()
             transcript = "\n".join(l[3:] for l in conn.transcript if l.startswith("S: "))
