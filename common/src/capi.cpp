@@ -217,6 +217,9 @@ struct mailsuspend_handle* mailsuspend_open(const char* config_path, mailsuspend
         }
         if (!ms->cfg_ok) ms->open_error = "mailsuspend: config " + ms->cfg_error;
         else if (!ms->reader) ms->open_error = "mailsuspend: store " + ms->cfg_error;
+        // Hosts log error_r as it is, like the logger's lines: one printable line
+        // (the store error quotes store.path, which may hold any byte).
+        ms->open_error = sanitise_line(ms->open_error, 900);
     } catch (...) {
         ms->open_error = "mailsuspend: out of memory while opening";
     }
