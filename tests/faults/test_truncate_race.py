@@ -70,8 +70,19 @@ class DovecotAuth(unittest.TestCase):
     def tearDownClass(cls):
         cls.server.stop()
 
+    def restore_store(self):
+        """A fresh store (another test may have truncated it), followed by
+        every Dovecot process."""
+        store = os.path.join(self.server.tmp, "store", "store")
+        if os.path.exists(store):
+            os.rename(store, store + ".damaged")
+        self.server.cli("init")
+        time.sleep(faults.SETTLE)
+
     def test_login_after_truncation_is_answered_per_policy(self):
         server = self.server
+        self.restore_store()
+        start = len(server.log_text())
         reply, conn = server.imap_login("bob@example.com", source=fresh_source())
         conn.close()
         self.assertTrue(reply.startswith("a OK "), reply)
@@ -79,9 +90,34 @@ class DovecotAuth(unittest.TestCase):
         reply, conn = server.imap_login("bob@example.com", source=fresh_source())
         conn.close()
         time.sleep(0.5)
-        log = server.log_text()
+        log = server.log_text()[start:]
         self.assertNotIn("killed with signal", log, log[-2000:])
         self.assertTrue(reply.startswith("a OK "), f"{reply!r} (fail policy open)\n{log[-2000:]}")
+
+    def test_live_imap_session_command_after_truncation(self):
+        """A live session checks on every command (after its first timer
+        re-check): the command right after the truncation must be served
+        (open) or the session ended with a BYE, never a dead process."""
+        server = self.server
+        self.restore_store()
+        start = len(server.log_text())
+        reply, conn = server.imap_login("carol@example.org", source=fresh_source())
+        with conn:
+            self.assertTrue(reply.startswith("a OK "), reply)
+            conn.send("s SELECT INBOX")
+            self.assertTrue(conn.read_tagged("s").startswith("s OK"), conn.transcript)
+            time.sleep(faults.SETTLE)  # past the first timer re-check
+            conn.send("n NOOP")
+            self.assertTrue(conn.read_tagged("n").startswith("n OK"), conn.transcript)
+            os.truncate(os.path.join(server.tmp, "store", "store"), HEADER_SIZE)
+            conn.send("m NOOP")
+            line = conn.read_line()
+            while line is not None and not line.startswith(("m ", "* BYE")):
+                line = conn.read_line()
+        time.sleep(0.5)
+        log = server.log_text()[start:]
+        self.assertNotIn("killed with signal", log, log[-2000:])
+        self.assertIsNotNone(line, "the imap process closed the session without a word")
 
 
 def main():
