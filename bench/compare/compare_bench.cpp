@@ -37,6 +37,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "bench_data.hpp"
@@ -96,27 +97,36 @@ uint64_t mapped_rss(const std::string& path) {
     return kb * 1024;
 }
 
-// Runs fn in a forked child and returns the number it writes back, so a
-// measurement of resident memory sees only its own mappings.
+// Runs fn in a forked child and returns the numbers it writes back, so a
+// measurement sees only the child's own mappings and process.
+struct Two {
+    double a = -1, b = -1;
+};
+
 template <class Fn>
-double in_child(Fn fn) {
+Two in_child2(Fn fn) {
     int fds[2];
     if (pipe(fds) != 0) die("pipe");
     const pid_t pid = fork();
     if (pid < 0) die("fork");
     if (pid == 0) {
         close(fds[0]);
-        const double v = fn();
+        const Two v = fn();
         const ssize_t n = write(fds[1], &v, sizeof v);
         _exit(n == sizeof v ? 0 : 1);
     }
     close(fds[1]);
-    double v = -1;
-    if (read(fds[0], &v, sizeof v) != sizeof v) v = -1;
+    Two v;
+    if (read(fds[0], &v, sizeof v) != sizeof v) v = Two{};
     close(fds[0]);
     int status = 0;
     waitpid(pid, &status, 0);
     return v;
+}
+
+template <class Fn>
+double in_child(Fn fn) {
+    return in_child2([&] { return Two{fn(), 0}; }).a;
 }
 
 // ---- redis-server, started and stopped by this program ----------------------
@@ -176,6 +186,19 @@ public:
         die("redis INFO has no " + name);
     }
     uint64_t used_memory() { return info_field("used_memory"); }
+    // The server's own CPU time so far (INFO cpu: used_cpu_sys + used_cpu_user), ns.
+    double cpu_ns() {
+        auto* r = static_cast<redisReply*>(redisCommand(context(), "INFO cpu"));
+        if (!r || r->type != REDIS_REPLY_STRING) die("redis INFO cpu failed");
+        std::istringstream in(std::string(r->str, r->len));
+        freeReplyObject(r);
+        std::string line;
+        double s = 0;
+        while (std::getline(in, line))
+            if (line.rfind("used_cpu_sys:", 0) == 0 || line.rfind("used_cpu_user:", 0) == 0)
+                s += std::stod(line.substr(line.find(':') + 1));
+        return s * 1e9;
+    }
 
     void stop() {
         if (ctx_) {
@@ -345,7 +368,11 @@ std::string sqlite_file(uint64_t n) {
 
 // ---- the systems: open once per process, warm, look up ------------------------
 
+// warm_keys: how many of the 1 Mi hit and miss keys the warm pass looks up
+// (all for the in-process mappings; Redis holds everything in its own RAM
+// and a sync GET costs tens of us, SQLite's own page cache is 2 MB).
 struct Store {
+    static constexpr int warm_keys = kKeyMask + 1;
     std::unique_ptr<StoreReader> reader;
     HotView v;
     explicit Store(uint64_t n) {
@@ -360,6 +387,7 @@ struct Store {
 };
 
 struct CApi {
+    static constexpr int warm_keys = kKeyMask + 1;
     mailsuspend_handle* ms = nullptr;
     mailsuspend_result result{};
     explicit CApi(uint64_t n) {
@@ -375,6 +403,7 @@ struct CApi {
 };
 
 struct Cdb {
+    static constexpr int warm_keys = kKeyMask + 1;
     int fd = -1;
     struct cdb db;
     std::string path;
@@ -395,6 +424,7 @@ struct Cdb {
 };
 
 struct Sqlite {
+    static constexpr int warm_keys = 1 << 16;
     sqlite3* db = nullptr;
     sqlite3_stmt* stmt = nullptr;
     Sqlite(uint64_t n, bool mmap) {
@@ -421,6 +451,7 @@ struct Sqlite {
 };
 
 struct Redis {
+    static constexpr int warm_keys = 1 << 10;
     redisContext* c;
     bool own = false;
     explicit Redis(uint64_t n) : c(RedisServer::get().context()) { RedisServer::get().hold(n); }
@@ -453,20 +484,35 @@ System& warm(uint64_t n, Args... args) {
     if (!s) {
         s = std::make_unique<System>(n, args...);
         for (bool hits : {true, false})
-            for (const auto& k : lookup_keys(n, hits)) benchmark::DoNotOptimize(s->lookup(k));
+            for (int i = 0; i < System::warm_keys; ++i) benchmark::DoNotOptimize(s->lookup(lookup_keys(n, hits)[i]));
     }
     return *s;
+}
+
+// Redis runs in its own process: a client's CPU time misses the server's
+// work, and wall time on a loaded machine includes waiting for a CPU.  The
+// server's CPU per lookup (INFO cpu before/after) plus the client's CPU time
+// is a lower bound of a GET that no scheduling noise inflates.
+template <class System>
+void server_cpu_per_lookup(benchmark::State& state, uint64_t lookups) {
+    if constexpr (std::is_same_v<System, Redis>) {
+        const double before = state.counters["server_cpu_ns"];
+        state.counters["server_cpu_ns"] = (RedisServer::get().cpu_ns() - before) / double(lookups);
+    }
 }
 
 template <class System>
 void lookup_loop(benchmark::State& state, System& s, uint64_t n, bool hits) {
     const auto& keys = lookup_keys(n, hits);
     uint64_t i = 0, wrong = 0;
+    if constexpr (std::is_same_v<System, Redis>) state.counters["server_cpu_ns"] = RedisServer::get().cpu_ns();
     for (auto _ : state) {
         const int r = s.lookup(keys[i++ & kKeyMask]);
         wrong += r != int(hits);
     }
     state.SetItemsProcessed(state.iterations());
+    state.counters["lookups_per_iteration"] = 1;
+    server_cpu_per_lookup<System>(state, state.iterations());
     if (wrong) state.SkipWithError((std::to_string(wrong) + " lookups gave the wrong answer").c_str());
 }
 
@@ -477,6 +523,7 @@ void redis_pipelined(benchmark::State& state, uint64_t n, bool hits) {
     redisContext* c = warm<Redis>(n).c;
     const auto& keys = lookup_keys(n, hits);
     uint64_t i = 0, wrong = 0;
+    state.counters["server_cpu_ns"] = RedisServer::get().cpu_ns();
     for (auto _ : state) {
         for (int j = 0; j < kPipelineDepth; ++j) {
             const std::string& k = keys[(i + j) & kKeyMask];
@@ -491,31 +538,39 @@ void redis_pipelined(benchmark::State& state, uint64_t n, bool hits) {
         i += kPipelineDepth;
     }
     state.SetItemsProcessed(state.iterations() * kPipelineDepth);
+    state.counters["lookups_per_iteration"] = kPipelineDepth;
+    server_cpu_per_lookup<Redis>(state, state.iterations() * kPipelineDepth);
     if (wrong) state.SkipWithError("pipelined GETs gave the wrong answer");
 }
 
 // ---- a new process: open + first lookup -----------------------------------------
 
-uint64_t now_ns() {
+uint64_t now_ns(clockid_t clock = CLOCK_MONOTONIC) {
     timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
 }
 
 // A forked child opens the system, looks one stored key up and times itself
-// (Exim forks a process per SMTP connection; its lookups open files afresh).
+// (Exim forks a process per SMTP connection; its lookups open files afresh):
+// wall time, and the child's own CPU time (page faults included), which a
+// loaded machine does not inflate.  Median CPU time -> counter cpu_us.
 template <class Fn>
 void first_lookup(benchmark::State& state, Fn fn) {
+    std::vector<double> cpu;
     for (auto _ : state) {
-        const double ns = in_child([&] {
-            const uint64_t t0 = now_ns();
+        const Two t = in_child2([&] {
+            const uint64_t w0 = now_ns(), c0 = now_ns(CLOCK_PROCESS_CPUTIME_ID);
             const int r = fn();
-            const uint64_t t1 = now_ns();
-            return r == 1 ? double(t1 - t0) : -1.0;
+            const uint64_t w1 = now_ns(), c1 = now_ns(CLOCK_PROCESS_CPUTIME_ID);
+            return r == 1 ? Two{double(w1 - w0), double(c1 - c0)} : Two{};
         });
-        if (ns < 0) return state.SkipWithError("open + first lookup failed in the child");
-        state.SetIterationTime(ns / 1e9);
+        if (t.a < 0) return state.SkipWithError("open + first lookup failed in the child");
+        state.SetIterationTime(t.a / 1e9);
+        cpu.push_back(t.b / 1e3);
     }
+    std::sort(cpu.begin(), cpu.end());
+    state.counters["cpu_us"] = cpu[cpu.size() / 2];
 }
 
 // ---- memory per account -------------------------------------------------------
@@ -608,6 +663,37 @@ void register_all() {
     }
 }
 
+// For callgrind / cachegrind: MAILSUSPEND_PROFILE=system:accounts:count[:hit|:miss]
+// looks up count hit keys then count miss keys (or only one kind) with system
+// (store, capi, cdb, sqlite) and exits; the difference between two counts is the per-lookup cost.
+template <class System, class... Args>
+int profile_loop(const std::string& which, uint64_t n, uint64_t count, Args... args) {
+    System s(n, args...);
+    uint64_t wrong = 0;
+    for (bool hits : {true, false})
+        if (which.empty() || which == (hits ? "hit" : "miss"))
+        for (uint64_t i = 0; i < count; ++i) wrong += s.lookup(lookup_keys(n, hits)[i & kKeyMask]) != int(hits);
+    std::printf("profile: %llu wrong\n", static_cast<unsigned long long>(wrong));
+    return wrong ? 1 : 0;
+}
+
+int profile(const std::string& spec) {
+    std::istringstream in(spec);
+    std::string system, n, count, which;
+    std::getline(in, system, ':');
+    std::getline(in, n, ':');
+    std::getline(in, count, ':');
+    std::getline(in, which, ':');  // optional: hit or miss only
+    const uint64_t accounts = std::stoull(n), lookups = std::stoull(count);
+    lookup_keys(accounts, true);  // key generation before any lookup
+    lookup_keys(accounts, false);
+    if (system == "store") return profile_loop<Store>(which, accounts, lookups);
+    if (system == "capi") return profile_loop<CApi>(which, accounts, lookups);
+    if (system == "cdb") return profile_loop<Cdb>(which, accounts, lookups);
+    if (system == "sqlite") return profile_loop<Sqlite>(which, accounts, lookups, false);
+    die("MAILSUSPEND_PROFILE: unknown system " + system);
+}
+
 void on_signal(int sig) {
     RedisServer::kill_child();
     signal(sig, SIG_DFL);
@@ -617,6 +703,7 @@ void on_signal(int sig) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (const char* spec = std::getenv("MAILSUSPEND_PROFILE")) return profile(spec);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     benchmark::Initialize(&argc, argv);
