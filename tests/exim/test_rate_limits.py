@@ -174,8 +174,10 @@ class RateLimitTest(EximTestCase):
             self.assertAccepted(self.submit(user, source="127.0.0.16", subject=f"frank-{n}"))
         # The counts stay in the 24 h window, so after each expiry the next
         # message crosses again: suspension 1 and 2 expire, 3 is locked.
+        big = ("spam line " * 7 + "\r\n") * 4000  # ~300 KB: the sample is cut, Exim unharmed
         for round_ in range(pt.ESCALATE_AFTER + 1):
-            out = self.submit(user, source="127.0.0.16", subject=f"frank-x{round_}")
+            out = self.submit(user, source="127.0.0.16", subject=f"frank-x{round_}",
+                              body=big if round_ == 0 else "hello")
             self.assertRateRefusedAtData(out)
             send = pt.send_state(self.env, user)
             self.assertTrue(send["suspended"])
@@ -186,6 +188,13 @@ class RateLimitTest(EximTestCase):
                 pt.sleep_past(send["expires"])
         self.assertTrue(send["locked"], send)
         self.assertIsNone(send["expires"], send)
+        # One notice per automatic suspension; the big message's sample was cut.
+        frank_notices = pt.notice_for(self.env, user)
+        self.assertEqual(len(frank_notices), pt.ESCALATE_AFTER + 1)
+        first = [e for e in map(pt.evidence_of, frank_notices) if e and "Subject: frank-x0" in e]
+        self.assertEqual(len(first), 1)
+        self.assertIn("spam line", first[0])
+        self.assertLess(len(first[0]), 140 * 1024)
         self.assertIn("permanent", send["reason"])
         # Locked: an ordinary unsuspend is refused (exit 3); root --admin lifts it.
         self.assertEqual(self.env.cli("unsuspend", user, "--service", "send", check=False).returncode, 3)
