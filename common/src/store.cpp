@@ -362,6 +362,16 @@ struct StoreReader::Impl {
     bool remap() {
         Mapping fresh;
         if (!map_file(path, false, fresh, error)) return false;
+        // A writer died mid-apply before the machine rebooted: pages of that
+        // apply may be half on disk, and only a writer's repair (the boot
+        // unit's `mailsuspend check`, or any command) makes them whole.
+        const Header& h = *fresh.header;
+        if (h.dirty.load(std::memory_order_acquire) &&
+            std::strncmp(h.boot_id, current_boot_id().c_str(), sizeof h.boot_id) != 0) {
+            error = path + ": a writer died mid-change before a reboot; the store needs its "
+                           "repair (run: mailsuspend check)";
+            return false;
+        }
         map = std::move(fresh);
         return true;
     }

@@ -506,3 +506,24 @@ TEST_F(StoreTest, ReplacedNoticesATruncationInPlace) {
     ASSERT_EQ(::truncate(store_file.c_str(), 8192), 0);
     EXPECT_TRUE(r->replaced());
 }
+
+// A writer that died mid-apply before a reboot: readers refuse the store until
+// a writer has repaired it (after which it opens normally).
+TEST_F(StoreTest, ReaderRefusesAStoreLeftMidChangeBeforeAReboot) {
+    {
+        auto w = writer(true);
+        commit(*w, {suspended_record("a@example.com", Service::imap)});
+    }
+    const uint32_t dirty = 1;
+    patch(offsetof(layout::Header, dirty), &dirty, sizeof dirty);
+    EXPECT_TRUE(reader()) << "same boot: a live writer may simply be applying";
+    const char other_boot[40] = "00000000-0000-0000-0000-000000000000";
+    patch(offsetof(layout::Header, boot_id), other_boot, sizeof other_boot);
+    const std::string error = reader_error();
+    EXPECT_NE(error.find("mailsuspend check"), std::string::npos) << error;
+    writer();  // the repair
+    auto r = reader();
+    ASSERT_TRUE(r);
+    HotView view;
+    EXPECT_EQ(r->lookup("a@example.com", view), LookupStatus::found);
+}
