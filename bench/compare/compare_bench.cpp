@@ -174,7 +174,10 @@ public:
                      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     uint64_t used_bytes() const { return used_bytes_; }
-    int port() const { return port_; }
+    static int port() {
+        const char* env = std::getenv("MAILSUSPEND_REDIS_PORT");
+        return env && *env ? std::atoi(env) : 26391;
+    }
     uint64_t info_field(const std::string& name) {
         auto* r = static_cast<redisReply*>(redisCommand(context(), "INFO memory"));
         if (!r || r->type != REDIS_REPLY_STRING) die("redis INFO failed");
@@ -236,9 +239,7 @@ private:
     RedisServer() = default;
 
     void start() {
-        const char* env = std::getenv("MAILSUSPEND_REDIS_PORT");
-        const std::string port = env && *env ? env : "26391";
-        port_ = std::stoi(port);
+        const std::string port = std::to_string(RedisServer::port());
         char tmpl[] = "/tmp/mailsuspend-redis-XXXXXX";
         if (!mkdtemp(tmpl)) die("mkdtemp");
         dir_ = tmpl;
@@ -281,7 +282,6 @@ private:
     }
 
     pid_t pid_ = -1;
-    int port_ = 0;
     std::string dir_;
     redisContext* ctx_ = nullptr;
     uint64_t held_ = 0;
@@ -297,8 +297,10 @@ bool marker_says(const std::string& path, uint64_t n) {
 }
 
 std::string cdb_file(uint64_t n) {
+    static std::map<uint64_t, std::string> ready;  // checked once per process
+    if (ready.count(n)) return ready[n];
     const std::string path = compare_dir() + "/" + std::to_string(n) + ".cdb";
-    if (marker_says(path, n)) return path;
+    if (marker_says(path, n)) return ready[n] = path;
     std::filesystem::create_directories(compare_dir());
     std::fprintf(stderr, "compare_bench: building %s (once)\n", path.c_str());
     const std::string tmp = path + ".tmp";
@@ -315,7 +317,7 @@ std::string cdb_file(uint64_t n) {
     close(fd);
     std::filesystem::rename(tmp, path);
     std::ofstream(path + ".done") << n << "\n";
-    return path;
+    return ready[n] = path;
 }
 
 void sqlite_exec(sqlite3* db, const char* sql) {
@@ -328,8 +330,10 @@ void sqlite_exec(sqlite3* db, const char* sql) {
 }
 
 std::string sqlite_file(uint64_t n) {
+    static std::map<uint64_t, std::string> ready;  // checked once per process
+    if (ready.count(n)) return ready[n];
     const std::string path = compare_dir() + "/" + std::to_string(n) + ".sqlite";
-    if (marker_says(path, n)) return path;
+    if (marker_says(path, n)) return ready[n] = path;
     std::filesystem::create_directories(compare_dir());
     std::fprintf(stderr, "compare_bench: building %s (once)\n", path.c_str());
     for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
@@ -363,10 +367,28 @@ std::string sqlite_file(uint64_t n) {
     sqlite_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)");
     sqlite3_close(db);
     std::ofstream(path + ".done") << n << "\n";
-    return path;
+    return ready[n] = path;
 }
 
 // ---- the systems: open once per process, warm, look up ------------------------
+
+// The data set of n accounts (bench_data.cpp's layout), built or checked
+// once by the parent (bench::store_data); an exec'd child only needs the path.
+bool g_exec_child = false;
+
+std::string store_dir(uint64_t n) {
+    return g_exec_child ? bench::bench_root() + "/" + std::to_string(n) : bench::store_data(n).dir;
+}
+
+// The config file pointing at the data set, written once by the parent (not
+// inside a timed open).
+std::string config_path(uint64_t n) {
+    if (g_exec_child) return store_dir(n) + ".conf";
+    static std::map<uint64_t, std::string> paths;
+    auto& p = paths[n];
+    if (p.empty()) p = bench::config_file(bench::store_data(n));
+    return p;
+}
 
 // warm_keys: how many of the 1 Mi hit and miss keys the warm pass looks up
 // (all for the in-process mappings; Redis holds everything in its own RAM
@@ -377,7 +399,7 @@ struct Store {
     HotView v;
     explicit Store(uint64_t n) {
         std::string error;
-        reader = StoreReader::open(bench::store_data(n).dir, error);
+        reader = StoreReader::open(store_dir(n), error);
         if (!reader) die("StoreReader::open: " + error);
     }
     int lookup(const std::string& k) {  // 1 found, 0 absent, -1 error
@@ -392,7 +414,7 @@ struct CApi {
     mailsuspend_result result{};
     explicit CApi(uint64_t n) {
         const char* error = nullptr;
-        ms = mailsuspend_open(bench::config_file(bench::store_data(n)).c_str(), nullptr, nullptr, &error);
+        ms = mailsuspend_open(config_path(n).c_str(), nullptr, nullptr, &error);
         if (!ms || error) die(std::string("mailsuspend_open: ") + (error ? error : "out of memory"));
     }
     ~CApi() { mailsuspend_close(&ms); }
@@ -551,26 +573,63 @@ uint64_t now_ns(clockid_t clock = CLOCK_MONOTONIC) {
     return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
 }
 
-// A forked child opens the system, looks one stored key up and times itself
-// (Exim forks a process per SMTP connection; its lookups open files afresh):
-// wall time, and the child's own CPU time (page faults included), which a
-// loaded machine does not inflate.  Median CPU time -> counter cpu_us.
-template <class Fn>
-void first_lookup(benchmark::State& state, Fn fn) {
+// A new process (this program exec'd again, MAILSUSPEND_FIRST=system:n)
+// opens the system, looks one stored key up and times itself from main:
+// Exim forks a process per SMTP connection and its lookups open files
+// afresh.  Exec'd rather than forked so that copy-on-write faults of this
+// large benchmark process are not counted.  Wall time, and the child's own
+// CPU time (page faults included), which a loaded machine does not inflate:
+// median -> counter cpu_us.
+void first_lookup(benchmark::State& state, const std::string& system, uint64_t n) {
     std::vector<double> cpu;
+    const std::string spec = system + ":" + std::to_string(n);
     for (auto _ : state) {
-        const Two t = in_child2([&] {
-            const uint64_t w0 = now_ns(), c0 = now_ns(CLOCK_PROCESS_CPUTIME_ID);
-            const int r = fn();
-            const uint64_t w1 = now_ns(), c1 = now_ns(CLOCK_PROCESS_CPUTIME_ID);
-            return r == 1 ? Two{double(w1 - w0), double(c1 - c0)} : Two{};
-        });
+        int fds[2];
+        if (pipe(fds) != 0) return state.SkipWithError("pipe");
+        const pid_t pid = fork();
+        if (pid < 0) return state.SkipWithError("fork");
+        if (pid == 0) {
+            close(fds[0]);
+            setenv("MAILSUSPEND_FIRST", spec.c_str(), 1);
+            setenv("MAILSUSPEND_FIRST_FD", std::to_string(fds[1]).c_str(), 1);
+            execl("/proc/self/exe", "compare_bench", static_cast<char*>(nullptr));
+            _exit(127);
+        }
+        close(fds[1]);
+        Two t;
+        if (read(fds[0], &t, sizeof t) != sizeof t) t = Two{};
+        close(fds[0]);
+        int status = 0;
+        waitpid(pid, &status, 0);
         if (t.a < 0) return state.SkipWithError("open + first lookup failed in the child");
         state.SetIterationTime(t.a / 1e9);
         cpu.push_back(t.b / 1e3);
     }
     std::sort(cpu.begin(), cpu.end());
     state.counters["cpu_us"] = cpu[cpu.size() / 2];
+}
+
+// The exec'd child of first_lookup.
+int first_child(const std::string& spec, int fd) {
+    g_exec_child = true;
+    const std::string system = spec.substr(0, spec.find(':'));
+    const uint64_t n = std::stoull(spec.substr(spec.find(':') + 1));
+    const std::string key = account_key(n / 2);  // a stored account
+    if (system == "cdb") cdb_file(n);            // marker checks, not timed
+    if (system == "sqlite") sqlite_file(n);
+    auto timed = [&](auto open_and_lookup) {
+        const uint64_t w0 = now_ns(), c0 = now_ns(CLOCK_PROCESS_CPUTIME_ID);
+        const int r = open_and_lookup();
+        const uint64_t w1 = now_ns(), c1 = now_ns(CLOCK_PROCESS_CPUTIME_ID);
+        return r == 1 ? Two{double(w1 - w0), double(c1 - c0)} : Two{};
+    };
+    Two t;
+    if (system == "store") t = timed([&] { Store s(n); return s.lookup(key); });
+    else if (system == "capi") t = timed([&] { CApi s(n); return s.lookup(key); });
+    else if (system == "redis") t = timed([&] { Redis s(n, false); return s.lookup(key); });
+    else if (system == "cdb") t = timed([&] { Cdb s(n); return s.lookup(key); });
+    else if (system == "sqlite") t = timed([&] { Sqlite s(n, false); return s.lookup(key); });
+    return write(fd, &t, sizeof t) == sizeof t ? 0 : 1;
 }
 
 // ---- memory per account -------------------------------------------------------
@@ -638,22 +697,25 @@ void register_all() {
             reg("sqlite_select", [=](benchmark::State& s) { lookup_loop(s, warm<Sqlite>(n, false), n, hits); });
             reg("sqlite_select_mmap_extra", [=](benchmark::State& s) { lookup_loop(s, warm<Sqlite>(n, true), n, hits); });
         }
-        const uint64_t key = n / 2;  // a hit
-        auto first = [&](const std::string& name, auto fn, bool redis = false) {
+        auto first = [&](const std::string& name, const std::string& system) {
             benchmark::RegisterBenchmark(("first/" + N + "/" + name).c_str(),
                                          [=](benchmark::State& s) {
-                                             if (redis) RedisServer::get().hold(n);
-                                             first_lookup(s, fn);
+                                             // data sets ready before the child starts
+                                             if (system == "redis") RedisServer::get().hold(n);
+                                             config_path(n);
+                                             cdb_file(n);
+                                             sqlite_file(n);
+                                             first_lookup(s, system, n);
                                          })
                 ->UseManualTime()
                 ->Iterations(200)
                 ->Unit(benchmark::kMicrosecond);
         };
-        first("mailsuspend_StoreReader", [=] { Store s(n); return s.lookup(account_key(key)); });
-        first("mailsuspend_check_login", [=] { CApi s(n); return s.lookup(account_key(key)); });
-        first("redis_GET", [=] { Redis s(n, false); return s.lookup(account_key(key)); }, true);
-        first("cdb_find", [=] { Cdb s(n); return s.lookup(account_key(key)); });
-        first("sqlite_select", [=] { Sqlite s(n, false); return s.lookup(account_key(key)); });
+        first("mailsuspend_StoreReader", "store");
+        first("mailsuspend_check_login", "capi");
+        first("redis_GET", "redis");
+        first("cdb_find", "cdb");
+        first("sqlite_select", "sqlite");
         for (const char* system : {"mailsuspend", "redis", "cdb", "sqlite"}) {
             const std::string name = std::string("memory/") + N + "/" + system;
             benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { memory(s, system, n); })
@@ -703,6 +765,8 @@ void on_signal(int sig) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (const char* spec = std::getenv("MAILSUSPEND_FIRST"))
+        return first_child(spec, std::atoi(std::getenv("MAILSUSPEND_FIRST_FD")));
     if (const char* spec = std::getenv("MAILSUSPEND_PROFILE")) return profile(spec);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
