@@ -65,15 +65,19 @@ StoreReader* reader_of(struct mailsuspend_handle* ms, int64_t now) {
     return ms->reader.get();
 }
 
-// Applies store.fail_policy and logs the first time in a row.
+// Applies store.fail_policy and logs it once per process and outage.  A
+// whole-store outage logs again when it ends; one unreadable record (a slot a
+// dead writer left locked, until the next writer repairs it) logs once and
+// never flaps with the lookups of other keys that succeed meanwhile.
 void apply_fail_policy(struct mailsuspend_handle* ms, mailsuspend_result* r, const std::string& why,
-                       Service service) {
+                       Service service, bool whole_store) {
     const bool closed = ms->cfg.fail_policy == FailPolicy::closed;
-    if (!ms->degraded_logged) {
+    bool& logged = whole_store ? ms->degraded_logged : ms->record_outage_logged;
+    if (!logged) {
         log_line(ms, MAILSUSPEND_LOG_ERROR,
                  "mailsuspend: store unavailable (" + why + "); fail policy " +
                      (closed ? "closed: refusing" : "open: allowing") + " until it is back");
-        ms->degraded_logged = true;
+        logged = true;
     }
     r->fail_policy = 1;
     r->scope = "none";
@@ -165,13 +169,13 @@ bool check(struct mailsuspend_handle* ms, const char* address, Service service, 
     char buf[kKeyBufferSize];
     std::string_view key;
     if (!ms->cfg_ok) {
-        apply_fail_policy(ms, r, "config: " + ms->cfg_error, service);
+        apply_fail_policy(ms, r, "config: " + ms->cfg_error, service, true);
         return false;
     }
     if (!key_of(ms, address, buf, sizeof buf, key)) return false;
     std::string why;
     if (!effective_state(ms, key, service, std::time(nullptr), e, why)) {
-        apply_fail_policy(ms, r, why, service);
+        apply_fail_policy(ms, r, why, service, !ms->reader || !ms->reader->usable());
         return false;
     }
     note_available(ms);

@@ -19,7 +19,8 @@ struct mailsuspend_handle {
     std::unique_ptr<mailsuspend::StoreReader> reader;
     int64_t next_open_attempt = 0;
     int64_t next_replaced_check = 0;  // when to ask whether the store file was replaced
-    bool degraded_logged = false;  // one log line per process while degraded
+    bool degraded_logged = false;       // whole store unavailable: logged (once per outage)
+    bool record_outage_logged = false;  // one record unreadable: logged (once per process)
     mailsuspend_log_func_t* log = nullptr;
     void* log_ctx = nullptr;
     std::string open_error;  // storage for *error_r

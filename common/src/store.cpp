@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sched.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -18,6 +20,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <mutex>
 
 #include "codec.hpp"
 #include "config.hpp"
@@ -82,6 +85,54 @@ void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
+}
+
+// ---- SIGBUS guard -----------------------------------------------------------
+// A store file truncated in place under a reader's mapping (an admin's
+// `truncate`, a full disk restore gone wrong) makes the next touch of a page
+// past the new end raise SIGBUS, which would kill the Dovecot or Exim process.
+// Reads of the mapping run under a guard that turns that SIGBUS into
+// "unavailable": only raw loads and copies run inside it, never allocation or
+// a library call.  A SIGBUS outside a guard goes to whatever handled it before.
+thread_local sigjmp_buf* t_bus_guard = nullptr;
+struct sigaction g_previous_bus {};
+std::once_flag g_bus_once;
+
+extern "C" void mailsuspend_on_sigbus(int sig, siginfo_t* info, void* context) {
+    if (sigjmp_buf* guard = t_bus_guard) {
+        t_bus_guard = nullptr;
+        siglongjmp(*guard, 1);
+    }
+    if ((g_previous_bus.sa_flags & SA_SIGINFO) && g_previous_bus.sa_sigaction) {
+        g_previous_bus.sa_sigaction(sig, info, context);
+    } else if (g_previous_bus.sa_handler != SIG_DFL && g_previous_bus.sa_handler != SIG_IGN) {
+        g_previous_bus.sa_handler(sig);
+    } else {
+        // Default action: restore it; the faulting access repeats and ends the process.
+        signal(SIGBUS, SIG_DFL);
+    }
+}
+
+void install_bus_guard() {
+    std::call_once(g_bus_once, [] {
+        struct sigaction action {};
+        action.sa_sigaction = mailsuspend_on_sigbus;
+        // NODEFER: the guard leaves with siglongjmp, which must not leave SIGBUS blocked.
+        action.sa_flags = SA_SIGINFO | SA_NODEFER;
+        sigemptyset(&action.sa_mask);
+        sigaction(SIGBUS, &action, &g_previous_bus);
+    });
+}
+
+// Runs read (raw loads of the mapping only); false when it faulted.
+template <typename F>
+bool under_bus_guard(F&& read) noexcept {
+    sigjmp_buf guard;
+    if (sigsetjmp(guard, 0) != 0) return false;
+    t_bus_guard = &guard;
+    read();
+    t_bus_guard = nullptr;
+    return true;
 }
 
 // One mapped generation of the store file.
@@ -375,6 +426,13 @@ struct StoreReader::Impl {
         map = std::move(fresh);
         return true;
     }
+    // The file shrank under the mapping: drop it (the next call reopens,
+    // and refuses a truncated file with a clear message).
+    bool lose_mapping() {
+        map = Mapping{};
+        error = path + ": the store file shrank under its mapping (truncated in place?)";
+        return false;
+    }
     // Follows a newer generation; false when it cannot be mapped.
     // The header is re-checked on every lookup (the cache lines are hot
     // anyway): garbage written over a mapped file in place makes the store
@@ -385,7 +443,11 @@ struct StoreReader::Impl {
                h.slot_count == map.slot_count && h.arena_size == map.arena_size;
     }
     bool current() {
-        if (map.valid() && !map.header->retired.load(std::memory_order_acquire) && intact()) return true;
+        bool fresh = false;
+        if (map.valid() &&
+            !under_bus_guard([&] { fresh = !map.header->retired.load(std::memory_order_acquire) && intact(); }))
+            return lose_mapping();
+        if (fresh) return true;
         return remap();
     }
 };
@@ -398,6 +460,7 @@ std::unique_ptr<StoreReader> StoreReader::open(const std::string& dir, std::stri
         auto impl = std::make_unique<Impl>();
         impl->dir = dir;
         impl->path = dir + "/store";
+        install_bus_guard();
         if (::access(impl->path.c_str(), F_OK) != 0 && errno == ENOENT) {
             error = "no store at " + impl->path + " (run: mailsuspend init)";
             return nullptr;
@@ -419,7 +482,12 @@ LookupStatus StoreReader::lookup(std::string_view key, HotView& out) noexcept {
     const uint64_t fp = hash_key(key.data(), key.size());
     uint64_t index = 0;
     SlotCopy c;
-    switch (probe(m, key, fp, index, c)) {
+    Probe found = Probe::absent;
+    if (!under_bus_guard([&] { found = probe(m, key, fp, index, c); })) {
+        impl_->lose_mapping();
+        return LookupStatus::unavailable;
+    }
+    switch (found) {
         case Probe::busy:
             impl_->error = "a store slot stayed locked (a writer died mid-write; the next "
                            "mailsuspend command repairs it)";
@@ -440,13 +508,23 @@ LookupStatus StoreReader::read(std::string_view key, TargetRecord& out) noexcept
         const Mapping& m = impl_->map;
         uint64_t index = 0;
         SlotCopy c;
-        switch (probe(m, key, hash_key(key.data(), key.size()), index, c)) {
+        Probe found = Probe::absent;
+        if (!under_bus_guard([&] { found = probe(m, key, hash_key(key.data(), key.size()), index, c); }))
+            return impl_->lose_mapping(), LookupStatus::unavailable;
+        switch (found) {
             case Probe::busy: impl_->error = "a store slot stayed locked"; return LookupStatus::unavailable;
             case Probe::absent: return LookupStatus::absent;
             case Probe::found: break;
         }
+        if (uint64_t{c.blob_offset()} + c.blob_length() > m.arena_size) {
+            impl_->error = "corrupt record for " + std::string(key) + ": it points outside the arena";
+            return LookupStatus::unavailable;
+        }
+        std::string blob(c.blob_length(), '\0');  // allocated outside the guard
+        if (!under_bus_guard([&] { std::memcpy(blob.data(), m.arena + c.blob_offset(), blob.size()); }))
+            return impl_->lose_mapping(), LookupStatus::unavailable;
         std::string why;
-        if (!decode_slot(m, c, out, why)) {
+        if (!decode_record(reinterpret_cast<const unsigned char*>(blob.data()), blob.size(), out, why)) {
             impl_->error = "corrupt record for " + std::string(key) + ": " + why;
             return LookupStatus::unavailable;
         }
@@ -498,9 +576,14 @@ StoreStats stats_of(const Mapping& m) {
 StoreStats StoreReader::stats() const noexcept { return stats_of(impl_->map); }
 const std::string& StoreReader::last_error() const noexcept { return impl_->error; }
 
+bool StoreReader::usable() noexcept { return impl_->current(); }
+
 bool StoreReader::replaced() const noexcept {
     struct stat st {};
-    if (::stat(impl_->path.c_str(), &st) != 0) return false;
+    // Deleted, or the directory can no longer be entered: what is mapped is
+    // no longer the store, so the caller reopens and, failing, applies the
+    // fail policy like every process that starts now.
+    if (::stat(impl_->path.c_str(), &st) != 0) return true;
     // A size that differs from the mapping means the file was truncated or
     // overwritten in place: touching pages past its end would fault, so the
     // caller must drop this mapping now.

@@ -68,8 +68,12 @@ public:
     // and initialised again, a restored backup) or was truncated or grown in
     // place (size differs from the mapping): no generation flag tells
     // that, so a long-lived caller asks now and then and opens afresh.
-    // One stat(); false while there is no file at the path.
+    // One stat(); true also when the path is gone or cannot be reached.
     bool replaced() const noexcept;
+    // The mapping is current and its header intact (remapping a newer
+    // generation if need be): false means the whole store is unavailable,
+    // not just one record.
+    bool usable() noexcept;
 
     struct Impl;
 private:

@@ -462,7 +462,7 @@ TEST_F(StoreTest, ReaderNoticesAReplacedStore) {
     ASSERT_TRUE(r);
     EXPECT_FALSE(r->replaced());
     std::filesystem::remove_all(store_dir);
-    EXPECT_FALSE(r->replaced()) << "no store yet: keep what is mapped";
+    EXPECT_TRUE(r->replaced()) << "deleted: the mapping is no longer the store";
     {
         auto w = writer(true);
         commit(*w, {suspended_record("new@example.com", Service::imap)});
@@ -526,4 +526,32 @@ TEST_F(StoreTest, ReaderRefusesAStoreLeftMidChangeBeforeAReboot) {
     ASSERT_TRUE(r);
     HotView view;
     EXPECT_EQ(r->lookup("a@example.com", view), LookupStatus::found);
+}
+
+// The store truncated in place under a live mapping: a lookup touching pages
+// past the new end gets SIGBUS, which the guard turns into "unavailable"
+// (before the guard this killed the Dovecot or Exim process).
+TEST_F(StoreTest, TruncatedInPlaceUnderAMappingIsUnavailableNotACrash) {
+    cfg.store_capacity = 20000;
+    std::vector<TargetRecord> records;
+    for (int i = 0; i < 5000; ++i)
+        records.push_back(suspended_record("u" + std::to_string(i) + "@example.com", Service::imap));
+    {
+        auto w = writer(true);
+        commit(*w, records);
+    }
+    auto r = reader();
+    ASSERT_TRUE(r);
+    HotView view;
+    TargetRecord full;
+    ASSERT_EQ(r->lookup("u4999@example.com", view), LookupStatus::found);
+    for (const off_t size : {off_t{8192}, off_t{0}}) {
+        ASSERT_EQ(::truncate(store_file.c_str(), size), 0);
+        for (int i = 0; i < 5000; i += 97) {
+            const std::string key = "u" + std::to_string(i) + "@example.com";
+            EXPECT_EQ(r->lookup(key, view), LookupStatus::unavailable) << key;
+            EXPECT_EQ(r->read(key, full), LookupStatus::unavailable) << key;
+        }
+        EXPECT_NE(r->last_error().find("truncated"), std::string::npos) << r->last_error();
+    }
 }
