@@ -46,9 +46,9 @@ constexpr int kKeyMask = (1 << 20) - 1;
     std::exit(2);
 }
 
-uint64_t now_ns() {
+uint64_t now_ns(clockid_t clock = CLOCK_MONOTONIC) {
     timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
 }
 
@@ -64,6 +64,7 @@ struct Options {
 struct ChildReport {
     uint64_t start_ns = 0;
     uint64_t end_ns = 0;
+    uint64_t cpu_ns = 0;  // the child's CPU time in the timed loop
     uint64_t wrong = 1;
 };
 
@@ -74,6 +75,7 @@ using Workload = std::function<std::function<uint64_t()>(int process)>;
 struct RunResult {
     double aggregate_ops_s = 0;
     double per_process_ops_s = 0;  // median over processes
+    double cpu_ns_per_op = 0;      // median over processes: load-proof cost of one operation
 };
 
 RunResult run_once(int processes, uint64_t ops, const Workload& workload) {
@@ -96,7 +98,9 @@ RunResult run_once(int processes, uint64_t ops, const Workload& workload) {
             if (write(ready[1], &c, 1) != 1) _exit(3);
             if (read(start[0], &c, 1) != 0) _exit(3);  // EOF: the parent said go
             rep.start_ns = now_ns();
+            const uint64_t cpu0 = now_ns(CLOCK_PROCESS_CPUTIME_ID);
             rep.wrong = loop();
+            rep.cpu_ns = now_ns(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
             rep.end_ns = now_ns();
             _exit(write(fds[1], &rep, sizeof rep) == sizeof rep ? 0 : 4);
         }
@@ -114,7 +118,7 @@ RunResult run_once(int processes, uint64_t ops, const Workload& workload) {
     const uint64_t go = now_ns();
     close(start[1]);
     uint64_t last_end = go;
-    std::vector<double> per_process;
+    std::vector<double> per_process, cpu;
     for (int p = 0; p < processes; ++p) {
         ChildReport rep;
         if (read(results[p], &rep, sizeof rep) != sizeof rep) die("a child died");
@@ -122,6 +126,7 @@ RunResult run_once(int processes, uint64_t ops, const Workload& workload) {
         if (rep.wrong) die("a child got " + std::to_string(rep.wrong) + " wrong answers");
         last_end = std::max(last_end, rep.end_ns);
         per_process.push_back(double(ops) / (double(rep.end_ns - rep.start_ns) / 1e9));
+        cpu.push_back(double(rep.cpu_ns) / double(ops));
     }
     for (pid_t pid : pids) {
         int status = 0;
@@ -129,7 +134,9 @@ RunResult run_once(int processes, uint64_t ops, const Workload& workload) {
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("a child failed");
     }
     std::sort(per_process.begin(), per_process.end());
+    std::sort(cpu.begin(), cpu.end());
     RunResult r;
+    r.cpu_ns_per_op = cpu[cpu.size() / 2];
     r.aggregate_ops_s = double(ops) * processes / (double(last_end - go) / 1e9);
     r.per_process_ops_s = per_process[per_process.size() / 2];
     return r;
@@ -140,8 +147,11 @@ void report(const char* name, uint64_t ops, int reps, const Workload& workload,
             const std::function<void(int processes)>& after = {}) {
     std::printf("\n%s (%llu ops per process, median of %d runs)\n", name,
                 static_cast<unsigned long long>(ops), reps);
-    std::printf("| processes | aggregate ops/s | per-process ops/s | aggregate vs 1 process |\n");
-    std::printf("|---:|---:|---:|---:|\n");
+    double load[3] = {0, 0, 0};
+    getloadavg(load, 3);
+    std::printf("(load average before: %.1f)\n", load[0]);
+    std::printf("| processes | aggregate ops/s | per-process ops/s | aggregate vs 1 process | CPU ns per op |\n");
+    std::printf("|---:|---:|---:|---:|---:|\n");
     double one = 0;
     for (int processes : kProcessCounts) {
         std::vector<RunResult> runs;
@@ -158,8 +168,8 @@ void report(const char* name, uint64_t ops, int reps, const Workload& workload,
         };
         const double agg = median(&RunResult::aggregate_ops_s);
         if (processes == 1) one = agg;
-        std::printf("| %d | %.2f M | %.2f M | %.2fx |\n", processes, agg / 1e6,
-                    median(&RunResult::per_process_ops_s) / 1e6, agg / one);
+        std::printf("| %d | %.2f M | %.2f M | %.2fx | %.0f |\n", processes, agg / 1e6,
+                    median(&RunResult::per_process_ops_s) / 1e6, agg / one, median(&RunResult::cpu_ns_per_op));
         std::fflush(stdout);
     }
 }
