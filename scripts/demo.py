@@ -116,6 +116,13 @@ def exim_demo():
             print("   " + line)
     finally:
         env.stop()
+    say("Automatic send suspension: a burst over the daily limit (a second Exim with small limits)")
+    import importlib.util  # tests/exim/demo.py by path: "demo" is also this script's name
+    spec = importlib.util.spec_from_file_location(
+        "exim_demo", os.path.join(ARGS.root, "tests", "exim", "demo.py"))
+    exim_demo_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exim_demo_module)
+    exim_demo_module.rate_burst()
 
 
 def main():
