@@ -1056,6 +1056,12 @@ uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error) {
         std::vector<std::string> blobs(changes.size());
         std::vector<uint64_t> seqs(changes.size());
         uint64_t blob_bytes = 0, seq = h->seq.load();
+        // 0 means failure to the caller and replay orders by seq: never wrap.
+        if (seq > UINT64_MAX - changes.size()) {
+            error = "the store's change counter is exhausted (" + std::to_string(seq) +
+                    "; a damaged header?)";
+            return 0;
+        }
         for (std::size_t i = 0; i < changes.size(); ++i) {
             changes[i].record.seq = seqs[i] = ++seq;
             encode_record(changes[i].record, blobs[i]);
