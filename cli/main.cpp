@@ -302,7 +302,10 @@ void print_status(const json& j) {
                   << ", expires " << format_time(s["expires"].is_null() ? 0 : s["expires"].get<int64_t>())
                   << ", " << s["source"].get<std::string>() << ", " << s["scope"].get<std::string>()
                   << (s["locked"].get<bool>() ? ", LOCKED" : "");
-        if (!s["reason"].get<std::string>().empty()) std::cout << ": " << s["reason"].get<std::string>();
+        // A reason written around the CLI (the C++ API, a restored file) may hold
+        // control characters: never send them raw to the admin's terminal.
+        if (!s["reason"].get<std::string>().empty())
+            std::cout << ": " << sanitise_line(s["reason"].get<std::string>(), kMaxReason);
         std::cout << "\n";
     }
 }
