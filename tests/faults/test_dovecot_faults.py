@@ -135,17 +135,12 @@ class DovecotFaults(unittest.TestCase):
         else:
             if isinstance(fault, faults.WriterKilledMidWrite):
                 logins = self.assertLogins(not closed, True)
-            elif fault.name in STALE:
-                # the auth process keeps the mapping it has: the path it
-                # cannot stat is not taken for a replaced store
-                logins = self.assertLogins(False, True)
             else:
                 logins = self.assertLogins(not closed, not closed)
             logged = [l for l in self.server.log_text()[before:].splitlines() if UNAVAILABLE in l]
             self.log_counts[fault.name] = (logins, len(logged))
             self.log_lines[fault.name] = logged
-            if fault.name not in STALE:
-                self.assertTrue(logged, f"{fault.name}: the outage was not logged")
+            self.assertTrue(logged, f"{fault.name}: the outage was not logged")
             self.assertTrue(all(("fail policy " + ARGS.policy) in l for l in logged), logged)
         self.assertMasterUp()
 
@@ -160,7 +155,6 @@ class DovecotFaults(unittest.TestCase):
         self.assertMasterUp()
 
 
-STALE = ("deleted", "wrong-group")
 
 
 def test_zz_one_log_line_per_outage(self):
