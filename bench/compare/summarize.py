@@ -2,9 +2,12 @@
 """Markdown tables from compare_bench's JSON (--benchmark_out=FILE --benchmark_out_format=json).
 
 usage: summarize.py compare.json
-Lookup: median ns per lookup (from the median items_per_second of the
-repetitions) and each system's time as a multiple of mailsuspend's
-StoreReader::lookup and of the full C API check, in the same run.
+Lookup, per system, medians of the repetitions, per lookup:
+  wall   wall-clock ns (includes waiting for a CPU on a loaded machine)
+  cpu    the calling process's CPU ns, plus for Redis the server's CPU ns
+         (INFO cpu before/after): a lower bound that load does not inflate
+and each as a multiple of mailsuspend's StoreReader::lookup and of the full
+C API check (mailsuspend_check_login) in the same run.
 """
 import json
 import sys
@@ -32,39 +35,48 @@ def main(path):
             print(f"ERROR in {b['run_name']}: {b.get('error_message')}", file=sys.stderr)
             continue
         if parts[0] == "lookup" and b.get("aggregate_name") == "median":
-            lookup[(int(parts[1]), parts[2])][parts[3]] = 1e9 / b["items_per_second"]
+            per = b.get("lookups_per_iteration", 1) or 1
+            scale = {"ns": 1, "us": 1e3, "ms": 1e6}[b["time_unit"]]
+            wall = b["real_time"] * scale / per
+            cpu = b["cpu_time"] * scale / per + b.get("server_cpu_ns", 0)
+            lookup[(int(parts[1]), parts[2])][parts[3]] = (wall, cpu, b.get("server_cpu_ns"))
         elif parts[0] == "first" and b.get("aggregate_name", "median") == "median":
-            first[int(parts[1])][parts[2]] = b["real_time"]
+            first[int(parts[1])][parts[2]] = (b["real_time"], b.get("cpu_us"))
         elif parts[0] == "memory":
             memory[int(parts[1])][parts[2]] = (b.get("bytes_per_account"), b.get("rss_per_account"))
 
-    print("### One lookup, warm process (median ns per lookup; x = multiple of mailsuspend's time)\n")
+    print("### One lookup, warm process (medians, ns per lookup; x = multiple of mailsuspend's time)\n")
     for (n, kind) in sorted(lookup):
         row = lookup[(n, kind)]
-        base = row.get("mailsuspend_StoreReader")
-        capi = row.get("mailsuspend_check_login")
-        print(f"**{n // 1_000_000} M accounts, {kind}s**\n")
-        print("| system | ns / lookup | x StoreReader | x check_login |")
-        print("|---|---:|---:|---:|")
+        bw, bc, _ = row["mailsuspend_StoreReader"]
+        cw, cc, _ = row["mailsuspend_check_login"]
+        print(f"**{n // 1_000_000} M accounts, {'hits' if kind == 'hit' else 'misses'}**\n")
+        print("| system | wall ns | CPU ns (Redis: client + server) | wall x StoreReader | CPU x StoreReader | wall x check_login | CPU x check_login |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for key, label in SYSTEMS:
             if key not in row:
                 continue
-            ns = row[key]
-            print(f"| {label} | {ns:,.0f} | {ns / base:.1f}x | {ns / capi:.1f}x |")
+            w, c, server = row[key]
+            cpu = f"{c:,.0f}" + (f" ({c - server:,.0f} + {server:,.0f})" if server is not None else "")
+            print(f"| {label} | {w:,.0f} | {cpu} | {w / bw:.1f}x | {c / bc:.1f}x | {w / cw:.1f}x | {c / cc:.1f}x |")
         print()
 
     if first:
-        print("### A new process: open + first lookup (median us, forked child timing itself)\n")
+        print("### A new process: open + first lookup (exec'd child timing itself from main; medians, us; wall / CPU of the child)\n")
         ns = sorted(first)
-        print("| system | " + " | ".join(f"{n // 1_000_000} M" for n in ns) + " |")
-        print("|---|" + "---:|" * len(ns))
+        print("| system | " + " | ".join(f"{n // 1_000_000} M wall | {n // 1_000_000} M CPU" for n in ns) + " |")
+        print("|---|" + "---:|---:|" * len(ns))
         for key, label in SYSTEMS:
             if any(key in first[n] for n in ns):
                 cells = []
                 for n in ns:
-                    v = first[n].get(key)
-                    base = first[n].get("mailsuspend_StoreReader")
-                    cells.append(f"{v:,.1f} ({v / base:.1f}x)" if v else "-")
+                    if key not in first[n]:
+                        cells += ["-", "-"]
+                        continue
+                    w, c = first[n][key]
+                    bw, bc = first[n]["mailsuspend_StoreReader"]
+                    cells.append(f"{w:,.1f} ({w / bw:.1f}x)")
+                    cells.append(f"{c:,.1f} ({c / bc:.1f}x)" if c is not None else "-")
                 print(f"| {label} | " + " | ".join(cells) + " |")
         print()
 
