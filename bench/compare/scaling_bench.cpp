@@ -149,7 +149,7 @@ void report(const char* name, uint64_t ops, int reps, const Workload& workload,
                 static_cast<unsigned long long>(ops), reps);
     double load[3] = {0, 0, 0};
     getloadavg(load, 3);
-    std::printf("(load average before: %.1f)\n", load[0]);
+    std::printf("(load average before: %.1f)\n\n", load[0]);
     std::printf("| processes | aggregate ops/s | per-process ops/s | aggregate vs 1 process | CPU ns per op |\n");
     std::printf("|---:|---:|---:|---:|---:|\n");
     double one = 0;
