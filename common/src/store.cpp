@@ -20,7 +20,6 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
-#include <mutex>
 
 #include "codec.hpp"
 #include "config.hpp"
@@ -94,9 +93,11 @@ void cpu_relax() {
 // Reads of the mapping run under a guard that turns that SIGBUS into
 // "unavailable": only raw loads and copies run inside it, never allocation or
 // a library call.  A SIGBUS outside a guard goes to whatever handled it before.
-thread_local sigjmp_buf* t_bus_guard = nullptr;
+// initial-exec: the modules Dovecot and Exim dlopen must not need
+// __tls_get_addr (Exim's loader check refuses symbols it does not export);
+// eight bytes of static TLS are always to be had.
+[[gnu::tls_model("initial-exec")]] thread_local sigjmp_buf* t_bus_guard = nullptr;
 struct sigaction g_previous_bus {};
-std::once_flag g_bus_once;
 
 extern "C" void mailsuspend_on_sigbus(int sig, siginfo_t* info, void* context) {
     if (sigjmp_buf* guard = t_bus_guard) {
@@ -113,15 +114,20 @@ extern "C" void mailsuspend_on_sigbus(int sig, siginfo_t* info, void* context) {
     }
 }
 
+bool install_bus_handler() {
+    struct sigaction action {};
+    action.sa_sigaction = mailsuspend_on_sigbus;
+    // NODEFER: the guard leaves with siglongjmp, which must not leave SIGBUS blocked.
+    action.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&action.sa_mask);
+    return sigaction(SIGBUS, &action, &g_previous_bus) == 0;
+}
+
+// Once per process.  A function-local static rather than std::call_once,
+// whose thread-local state would make the host modules need __tls_get_addr.
 void install_bus_guard() {
-    std::call_once(g_bus_once, [] {
-        struct sigaction action {};
-        action.sa_sigaction = mailsuspend_on_sigbus;
-        // NODEFER: the guard leaves with siglongjmp, which must not leave SIGBUS blocked.
-        action.sa_flags = SA_SIGINFO | SA_NODEFER;
-        sigemptyset(&action.sa_mask);
-        sigaction(SIGBUS, &action, &g_previous_bus);
-    });
+    static const bool installed = install_bus_handler();
+    (void)installed;
 }
 
 // Runs read (raw loads of the mapping only); false when it faulted.
