@@ -194,6 +194,21 @@ int scan_message(int data_fd, uschar** return_text) {
     return dlfunc_available() ? LOCAL_SCAN_ACCEPT : scan_recipients_light(ms);
 }
 
+// The arguments {config}{$authenticated_id}{$sender_address}{$sender_host_address}
+// as the handle, the client IP (NULL when local) and the identity that sends
+// (NULL for inbound mail): shared by mailsuspend_send and mailsuspend_queued.
+struct Sender {
+    struct mailsuspend_handle* ms;
+    const char* ip;
+    const char* identity;
+};
+
+Sender sender_of(int argc, uschar* argv[]) {
+    struct mailsuspend_handle* ms = store_handle(arg(argc, argv, 0));
+    const char* ip = *arg(argc, argv, 3) ? arg(argc, argv, 3) : nullptr;
+    return {ms, ip, ms ? sending_identity(ms, arg(argc, argv, 1), arg(argc, argv, 2), ip) : nullptr};
+}
+
 }  // namespace
 
 extern "C" {
@@ -244,10 +259,7 @@ __attribute__((visibility("default"))) int mailsuspend_send(uschar** yield, int 
         if (argc != 4)
             return usage_error(yield, "mailsuspend_send",
                                "{config}{$authenticated_id}{$sender_address}{$sender_host_address}");
-        struct mailsuspend_handle* ms = store_handle(arg(argc, argv, 0));
-        const char* ip = *arg(argc, argv, 3) ? arg(argc, argv, 3) : nullptr;
-        const char* identity =
-            ms ? sending_identity(ms, arg(argc, argv, 1), arg(argc, argv, 2), ip) : nullptr;
+        const auto [ms, ip, identity] = sender_of(argc, argv);
         mailsuspend_result r{};
         const bool refused = identity && send_refused(ms, identity, ip, "mail", &r);
         *yield = reply("", refused ? r.text : "");
@@ -319,10 +331,7 @@ __attribute__((visibility("default"))) int mailsuspend_queued(uschar** yield, in
         if (argc != 4)
             return usage_error(yield, "mailsuspend_queued",
                                "{config}{$authenticated_id}{$sender_address}{$sender_host_address}");
-        struct mailsuspend_handle* ms = store_handle(arg(argc, argv, 0));
-        const char* ip = *arg(argc, argv, 3) ? arg(argc, argv, 3) : nullptr;
-        const char* identity =
-            ms ? sending_identity(ms, arg(argc, argv, 1), arg(argc, argv, 2), ip) : nullptr;
+        const auto [ms, ip, identity] = sender_of(argc, argv);
         mailsuspend_result r{};
         if (identity) mailsuspend_check_send(ms, identity, ip, &r);
         if (!identity || r.verdict != MAILSUSPEND_DENY || !r.fail_queued) {
