@@ -131,12 +131,17 @@ std::optional<SuspendArgs> suspend_args(const Options& o, Outcome& error) {
     return a;
 }
 
-int cmd_suspend(const Options& o) {
+// Parses a command's arguments (exit 2 naming the bad one), then runs op in a session.
+template <typename Args>
+int parse_and_change(const Options& o, std::optional<Args> (*parse)(const Options&, Outcome&),
+                     Outcome (Session::*op)(const Args&)) {
     Outcome error;
-    auto args = suspend_args(o, error);
+    auto args = parse(o, error);
     if (!args) return finish(error);
-    return change(o, [&](Session& s) { return s.suspend(*args); });
+    return change(o, [&](Session& s) { return (s.*op)(*args); });
 }
+
+int cmd_suspend(const Options& o) { return parse_and_change(o, suspend_args, &Session::suspend); }
 
 std::optional<UnsuspendArgs> unsuspend_args(const Options& o, Outcome& error) {
     UnsuspendArgs a;
@@ -147,12 +152,7 @@ std::optional<UnsuspendArgs> unsuspend_args(const Options& o, Outcome& error) {
     return a;
 }
 
-int cmd_unsuspend(const Options& o) {
-    Outcome error;
-    auto args = unsuspend_args(o, error);
-    if (!args) return finish(error);
-    return change(o, [&](Session& s) { return s.unsuspend(*args); });
-}
+int cmd_unsuspend(const Options& o) { return parse_and_change(o, unsuspend_args, &Session::unsuspend); }
 
 int cmd_set_mode(const Options& o) {
     auto mode = parse_mode(o.mode);
