@@ -32,6 +32,7 @@ void reset(mailsuspend_result* r, const char* service) {
     r->scope = "none";
     r->fail_policy = 0;
     r->fail_queued = 0;
+    r->status = "";
     r->text[0] = '\0';
 }
 
@@ -41,6 +42,16 @@ void set_text(mailsuspend_result* r, const std::string& message, const std::stri
     if (include_reason && !reason.empty()) text += " (" + reason + ")";
     const std::string clean = sanitise_line(text, MAILSUSPEND_TEXT_MAX - 1);
     std::memcpy(r->text, clean.c_str(), clean.size() + 1);
+}
+
+// The enhanced status code an SMTP host replies with when service is refused.
+const char* smtp_status(Service service) {
+    switch (service) {
+        case Service::send:
+        case Service::webmail_send: return "5.7.13";  // RFC 7372: user account disabled
+        case Service::receive: return "5.2.1";        // mailbox disabled
+        default: return "";
+    }
 }
 
 // The reader, opening it when missing (at most once a second).
@@ -83,6 +94,7 @@ void apply_fail_policy(struct mailsuspend_handle* ms, mailsuspend_result* r, con
     r->scope = "none";
     if (!closed) return;
     r->verdict = MAILSUSPEND_DENY;
+    r->status = smtp_status(service);
     // Closed for receiving means hold the mail, never lose it.
     if (service == Service::receive) r->mode = MAILSUSPEND_MODE_QUEUE;
     set_text(r, service == Service::receive ? ms->cfg.messages.receive_rejected
@@ -181,6 +193,7 @@ bool check(struct mailsuspend_handle* ms, const char* address, Service service, 
     note_available(ms);
     if (!e.in_force) return false;
     r->verdict = MAILSUSPEND_DENY;
+    r->status = smtp_status(service);
     r->scope = scope_name(e.scope).data();
     return true;
 }

@@ -129,11 +129,13 @@ void mailsuspend_count_message(struct mailsuspend_handle* ms, const char* sender
             case RateVerdict::too_many_recipients:
                 r->verdict = MAILSUSPEND_DENY;
                 r->scope = "mailbox";
+                r->status = "5.5.3";  // RFC 3463: too many recipients
                 set_text(r, ms->cfg.messages.recipients_per_message, "", false);
                 return;
             case RateVerdict::crossed:
                 r->verdict = MAILSUSPEND_DENY;
                 r->scope = "mailbox";
+                r->status = "5.7.13";
                 set_text(r, ms->cfg.messages.rate_suspended, "", false);
                 suspend_for_rate(ms, std::string(key), describe(d, facts.client_ip), now);
                 return;

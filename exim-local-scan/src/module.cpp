@@ -118,12 +118,9 @@ MessageRefusal message_refused(struct mailsuspend_handle* ms, const char* identi
                                unsigned count, struct mailsuspend_result* result_r) noexcept {
     mailsuspend_count_message(ms, identity, client_ip, recipients, count, result_r);
     if (result_r->verdict != MAILSUSPEND_DENY) return MessageRefusal::none;
-    // The core answers a message over limits.recipients_per_message with
-    // that key's text and suspends nothing; every other refusal is "send".
-    char too_many[MAILSUSPEND_TEXT_MAX];
-    if (!result_r->fail_policy &&
-        mailsuspend_message(ms, "recipients_per_message", too_many, sizeof too_many) == 0 &&
-        std::strcmp(too_many, result_r->text) == 0) {
+    // The core tells a message over limits.recipients_per_message (5.5.3,
+    // nothing suspended) from every other refusal (5.7.13, sending).
+    if (std::strcmp(result_r->status, "5.5.3") == 0) {
         log_main("message refused sender=%s client=%s at=data recipients=%u limit=recipients_per_message",
                  identity, client_ip ? client_ip : "local", count);
         return MessageRefusal::too_many_recipients;

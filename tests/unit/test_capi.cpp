@@ -517,3 +517,16 @@ TEST_F(CapiTest, FollowsAStoreCreatedAgain) {
     EXPECT_EQ(h.login("old@example.com", "imap").verdict, MAILSUSPEND_ALLOW);
     EXPECT_EQ(h.login("new@example.com", "imap").fail_policy, 0);
 }
+
+// The core, not the host, says which SMTP refusal it is (RFC 3463 codes).
+TEST_F(CapiTest, RefusalsCarryTheirEnhancedStatus) {
+    configure();
+    init();
+    suspend("s@example.com", "send,imap");
+    suspend("r@example.com", "receive", "", [](SuspendArgs& a) { a.mode = DeliveryMode::reject; });
+    Handle h(config_path);
+    EXPECT_STREQ(h.send("s@example.com").status, "5.7.13");
+    EXPECT_STREQ(h.receive("r@example.com").status, "5.2.1");
+    EXPECT_STREQ(h.login("s@example.com", "imap").status, "") << "not an SMTP refusal";
+    EXPECT_STREQ(h.send("free@example.com").status, "") << "nothing refused";
+}

@@ -59,6 +59,10 @@ struct mailsuspend_result {
 					store.fail_policy decided */
 	int fail_queued;             /* send checks: the admin asked that mail
 					already queued from this sender fail */
+	const char *status;          /* RFC 3463 enhanced status of an SMTP
+					refusal: "5.7.13" (sending suspended),
+					"5.5.3" (too many recipients), "5.2.1"
+					(mailbox suspended); "" otherwise (static) */
 	/* Reply text: the configured message, plus the admin's reason when
 	   messages.include_reason is on.  Printable, never CR/LF. */
 	char text[MAILSUSPEND_TEXT_MAX];
