@@ -11,12 +11,29 @@ namespace {
 
 using layout::BlobHeader;
 
-constexpr uint16_t kBlobVersion = 1;
+// Version 2 is what encode_record writes; version 1 (the first release's
+// looser form) is still decoded, so a store written before keeps working.
+constexpr uint16_t kBlobVersion = 2;
+constexpr uint16_t kBlobVersionV1 = 1;
 constexpr uint8_t kEndOfServices = 0xFF;
 enum : uint8_t { kSuspended = 1, kLocked = 2, kFailQueued = 4 };
 
+// Version 2 body (the key prefix is fixed by store_layout.hpp):
+//   u8 key_len, key, u8 mode, u8 extras, varint seq,
+//   [u32 last_self_unblock]             if extras & kHasSelfUnblock
+//   [varint n, n x u32 auto-suspension] if extras & kHasAutoHistory
+//   per stored service: u8 head, u32 since, [u32 expires], u8 source,
+//                       [varint len + reason, varint len + actor] unless kSameTexts
+//   u8 0xFF
+// head = index (bits 0-2) | flags << 3 | kHasExpiry | kSameTexts.  Services
+// suspended together share reason and actor, so the second and later ones
+// carry kSameTexts instead of the texts: that, varints and optional fields
+// keep the typical record (two services, one reason) at 80 bytes.
+enum : uint8_t { kHasSelfUnblock = 1, kHasAutoHistory = 2 };
+enum : uint8_t { kIndexBits = 0x07, kFlagShift = 3, kHasExpiry = 0x40, kSameTexts = 0x80 };
+
 // Times are stored as unsigned 32-bit epoch seconds (good to 2106; durations
-// are capped at 50 years) to keep a typical record near 64 bytes.
+// are capped at 50 years).
 uint32_t to_u32(int64_t t) {
     return static_cast<uint32_t>(std::clamp<int64_t>(t, 0, std::numeric_limits<uint32_t>::max()));
 }
@@ -26,8 +43,17 @@ void put(std::string& out, T v) {
     out.append(reinterpret_cast<const char*>(&v), sizeof v);
 }
 
-void put_text(std::string& out, const std::string& s) {
-    put<uint16_t>(out, static_cast<uint16_t>(s.size()));
+// LEB128: 7 bits a byte, low first.
+void put_varint(std::string& out, uint64_t v) {
+    while (v >= 0x80) {
+        out += static_cast<char>(static_cast<uint8_t>(v) | 0x80);
+        v >>= 7;
+    }
+    out += static_cast<char>(v);
+}
+
+void put_text_varint(std::string& out, const std::string& s) {
+    put_varint(out, s.size());
     out += s;
 }
 
@@ -42,6 +68,16 @@ public:
         p_ += sizeof v;
         return true;
     }
+    bool varint(uint64_t& v) {
+        v = 0;
+        for (int shift = 0; shift < 64; shift += 7) {
+            if (p_ == end_) return false;
+            const uint8_t b = *p_++;
+            v |= uint64_t{b & 0x7Fu} << shift;
+            if ((b & 0x80) == 0) return shift < 63 || b <= 1;
+        }
+        return false;  // more than 10 bytes
+    }
     bool text(std::string& s, std::size_t len) {
         if (static_cast<std::size_t>(end_ - p_) < len) return false;
         s.assign(reinterpret_cast<const char*>(p_), len);
@@ -52,39 +88,114 @@ public:
         uint16_t len = 0;
         return get(len) && text(s, len);
     }
+    bool text_varint(std::string& s) {
+        uint64_t len = 0;
+        return varint(len) && len <= UINT16_MAX && text(s, static_cast<std::size_t>(len));
+    }
 private:
     const unsigned char* p_;
     const unsigned char* end_;
 };
 
-void encode_service(const ServiceState& s, int index, std::string& out) {
-    put<uint8_t>(out, static_cast<uint8_t>(index));
-    put<uint8_t>(out, static_cast<uint8_t>((s.suspended ? kSuspended : 0) | (s.locked ? kLocked : 0) |
-                                           (s.fail_queued ? kFailQueued : 0)));
-    put<uint32_t>(out, to_u32(s.since));
-    put<uint32_t>(out, to_u32(s.expires));
-    put<uint8_t>(out, static_cast<uint8_t>(s.source));
-    put_text(out, s.reason);
-    put_text(out, s.actor);
+uint8_t state_flags(const ServiceState& s) {
+    return static_cast<uint8_t>((s.suspended ? kSuspended : 0) | (s.locked ? kLocked : 0) |
+                                (s.fail_queued ? kFailQueued : 0));
 }
 
-bool decode_service(Cursor& c, TargetRecord& r, uint8_t index) {
+void set_state_flags(ServiceState& s, uint8_t flags) {
+    s.suspended = flags & kSuspended;
+    s.locked = flags & kLocked;
+    s.fail_queued = flags & kFailQueued;
+}
+
+bool set_source(ServiceState& s, uint8_t source) {
+    if (source > static_cast<uint8_t>(Source::self)) return false;
+    s.source = static_cast<Source>(source);
+    return true;
+}
+
+void encode_service(const ServiceState& s, int index, const ServiceState* previous, std::string& out) {
+    const bool same_texts = previous && previous->reason == s.reason && previous->actor == s.actor;
+    const uint32_t expires = to_u32(s.expires);
+    put<uint8_t>(out, static_cast<uint8_t>(index | state_flags(s) << kFlagShift |
+                                           (expires != 0 ? kHasExpiry : 0) |
+                                           (same_texts ? kSameTexts : 0)));
+    put<uint32_t>(out, to_u32(s.since));
+    if (expires != 0) put<uint32_t>(out, expires);
+    put<uint8_t>(out, static_cast<uint8_t>(s.source));
+    if (same_texts) return;
+    put_text_varint(out, s.reason);
+    put_text_varint(out, s.actor);
+}
+
+bool decode_service(Cursor& c, TargetRecord& r, uint8_t head, const ServiceState* previous) {
+    const uint8_t index = head & kIndexBits;
+    if (index >= kServiceCount || r.services[index] != ServiceState{}) return false;
+    ServiceState& s = r.services[index];
+    uint8_t source = 0;
+    uint32_t since = 0, expires = 0;
+    if (!c.get(since) || ((head & kHasExpiry) && (!c.get(expires) || expires == 0)) || !c.get(source) ||
+        !set_source(s, source))
+        return false;
+    s.since = since;
+    s.expires = expires;
+    set_state_flags(s, (head >> kFlagShift) & 0x07);
+    if (head & kSameTexts) {
+        if (!previous) return false;
+        s.reason = previous->reason;
+        s.actor = previous->actor;
+        return true;
+    }
+    return c.text_varint(s.reason) && c.text_varint(s.actor);
+}
+
+bool decode_body(Cursor& c, TargetRecord& r) {
+    uint8_t key_len = 0, mode = 0, extras = 0;
+    if (!c.get(key_len) || !c.text(r.key, key_len) || !c.get(mode) ||
+        mode > static_cast<uint8_t>(DeliveryMode::queue) || !c.get(extras) ||
+        (extras & ~(kHasSelfUnblock | kHasAutoHistory)) != 0 || !c.varint(r.seq))
+        return false;
+    r.mode = static_cast<DeliveryMode>(mode);
+    if (extras & kHasSelfUnblock) {
+        uint32_t t = 0;
+        if (!c.get(t)) return false;
+        r.last_self_unblock = t;
+    }
+    if (extras & kHasAutoHistory) {
+        uint64_t n = 0;
+        if (!c.varint(n) || n > UINT16_MAX) return false;
+        r.auto_suspensions.resize(static_cast<std::size_t>(n));
+        for (auto& t : r.auto_suspensions) {
+            uint32_t v = 0;
+            if (!c.get(v)) return false;
+            t = v;
+        }
+    }
+    const ServiceState* previous = nullptr;
+    for (;;) {
+        uint8_t head = 0;
+        if (!c.get(head)) return false;
+        if (head == kEndOfServices) return true;
+        if (!decode_service(c, r, head, previous)) return false;
+        previous = &r.services[head & kIndexBits];
+    }
+}
+
+// ---- version 1, read only
+bool decode_service_v1(Cursor& c, TargetRecord& r, uint8_t index) {
     if (index >= kServiceCount) return false;
     ServiceState& s = r.services[index];
     uint8_t flags = 0, source = 0;
     uint32_t since = 0, expires = 0;
-    if (!c.get(flags) || !c.get(since) || !c.get(expires) || !c.get(source)) return false;
+    if (!c.get(flags) || !c.get(since) || !c.get(expires) || !c.get(source) || !set_source(s, source))
+        return false;
     s.since = since;
     s.expires = expires;
-    if (source > static_cast<uint8_t>(Source::self)) return false;
-    s.suspended = flags & kSuspended;
-    s.locked = flags & kLocked;
-    s.fail_queued = flags & kFailQueued;
-    s.source = static_cast<Source>(source);
+    set_state_flags(s, flags);
     return c.text16(s.reason) && c.text16(s.actor);
 }
 
-bool decode_body(Cursor& c, TargetRecord& r) {
+bool decode_body_v1(Cursor& c, TargetRecord& r) {
     uint8_t key_len = 0, mode = 0;
     uint16_t n_auto = 0;
     uint32_t last_self_unblock = 0;
@@ -103,7 +214,7 @@ bool decode_body(Cursor& c, TargetRecord& r) {
     for (uint8_t index = 0;;) {
         if (!c.get(index)) return false;
         if (index == kEndOfServices) return true;
-        if (!decode_service(c, r, index)) return false;
+        if (!decode_service_v1(c, r, index)) return false;
     }
 }
 
@@ -115,12 +226,21 @@ void encode_record(const TargetRecord& r, std::string& out) {
     put<uint8_t>(out, static_cast<uint8_t>(r.key.size()));
     out += r.key;
     put<uint8_t>(out, static_cast<uint8_t>(r.mode));
-    put<uint32_t>(out, to_u32(r.last_self_unblock));
-    put<uint64_t>(out, r.seq);
-    put<uint16_t>(out, static_cast<uint16_t>(r.auto_suspensions.size()));
-    for (int64_t t : r.auto_suspensions) put<uint32_t>(out, to_u32(t));
-    for (int i = 0; i < kServiceCount; ++i)
-        if (r.services[i] != ServiceState{}) encode_service(r.services[i], i, out);
+    const uint32_t self_unblock = to_u32(r.last_self_unblock);
+    put<uint8_t>(out, static_cast<uint8_t>((self_unblock != 0 ? kHasSelfUnblock : 0) |
+                                           (r.auto_suspensions.empty() ? 0 : kHasAutoHistory)));
+    put_varint(out, r.seq);
+    if (self_unblock != 0) put<uint32_t>(out, self_unblock);
+    if (!r.auto_suspensions.empty()) {
+        put_varint(out, r.auto_suspensions.size());
+        for (int64_t t : r.auto_suspensions) put<uint32_t>(out, to_u32(t));
+    }
+    const ServiceState* previous = nullptr;
+    for (int i = 0; i < kServiceCount; ++i) {
+        if (r.services[i] == ServiceState{}) continue;
+        encode_service(r.services[i], i, previous, out);
+        previous = &r.services[i];
+    }
     put<uint8_t>(out, kEndOfServices);
     out.append((8 - (out.size() - start) % 8) % 8, '\0');
     BlobHeader h{layout::kBlobMagic, kBlobVersion, static_cast<uint32_t>(out.size() - start), 0};
@@ -132,7 +252,8 @@ std::size_t blob_length(const unsigned char* p, std::size_t avail) {
     BlobHeader h;
     if (avail < sizeof h) return 0;
     std::memcpy(&h, p, sizeof h);
-    if (h.magic != layout::kBlobMagic || h.version != kBlobVersion || h.length < sizeof h ||
+    if (h.magic != layout::kBlobMagic || (h.version != kBlobVersion && h.version != kBlobVersionV1) ||
+        h.length < sizeof h ||
         h.length > avail || h.length % 8 != 0)
         return 0;
     return h.length;
@@ -152,7 +273,7 @@ bool decode_record(const unsigned char* p, std::size_t avail, TargetRecord& r, s
     }
     r = TargetRecord{};
     Cursor c(p + sizeof h, len - sizeof h);
-    if (!decode_body(c, r)) {
+    if (!(h.version == kBlobVersion ? decode_body(c, r) : decode_body_v1(c, r))) {
         error = "record body is malformed";
         return false;
     }
