@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
@@ -113,6 +114,15 @@ void Session::note(const std::string& key, const std::string& action, uint8_t se
     audit_.push_back(std::move(line));
 }
 
+// The history escalation counts (limits.escalate_after within 30 days); older
+// entries can never count again, so they are dropped and the record stays small.
+void note_automatic_suspension(TargetRecord& r, int64_t now) {
+    auto& times = r.auto_suspensions;
+    times.erase(std::remove_if(times.begin(), times.end(), [&](int64_t t) { return t <= now - kEscalationWindow; }),
+                times.end());
+    times.push_back(now);
+}
+
 Outcome Session::suspend(const SuspendArgs& a) {
     std::string key;
     if (Outcome o = normalise_target(cfg_, a.target, key); !o.ok()) return o;
@@ -123,20 +133,26 @@ Outcome Session::suspend(const SuspendArgs& a) {
     Outcome error;
     TargetRecord* r = load(key, error);
     if (!r) return error;
+    bool kept_lock = false;
     for (int i = 0; i < kServiceCount; ++i) {
         if (!in_mask(a.services, i)) continue;
         ServiceState& s = r->services[i];
-        const bool keep_lock = s.in_force(now_) && s.locked;  // a re-suspend never drops a lock
-        s = ServiceState{true, a.lock || keep_lock, false, now_,
-                         a.duration ? now_ + a.duration : 0, a.source, a.reason, actor_.name};
+        // A re-suspend never weakens a lock: only root's unsuspend --admin may
+        // lift or shorten it, so the lock stays and the later end wins.
+        const bool keep_lock = s.in_force(now_) && s.locked;
+        int64_t expires = a.duration ? now_ + a.duration : 0;
+        if (keep_lock) expires = (expires == 0 || s.expires == 0) ? 0 : std::max(expires, s.expires);
+        kept_lock |= keep_lock;
+        s = ServiceState{true, a.lock || keep_lock, false, now_, expires, a.source, a.reason, actor_.name};
         if (static_cast<Service>(i) == Service::send) s.fail_queued = a.fail_queued;
     }
     if (a.mode) r->mode = *a.mode;
-    if (a.source != Source::admin) r->auto_suspensions.push_back(now_);
+    if (a.source != Source::admin) note_automatic_suspension(*r, now_);
     if (a.fail_queued && in_mask(a.services, static_cast<int>(Service::send))) fail_queued_.push_back(key);
     note(key, "suspend", a.services, a.reason);
     return {Exit::ok, "suspended " + service_list(a.services) + " for " + key +
-                          (a.duration ? " until " + format_time(now_ + a.duration) : "")};
+                          (a.duration ? " until " + format_time(now_ + a.duration) : "") +
+                          (kept_lock ? " (locked services keep their lock and the later end)" : "")};
 }
 
 Outcome Session::unsuspend(const UnsuspendArgs& a) {

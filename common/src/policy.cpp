@@ -149,7 +149,11 @@ Outcome suspend_automatically(const Config& cfg, StoreWriter& writer, const Acto
     TargetRecord r;
     if (!writer.get(key, r)) return {Exit::failure, "cannot read " + key + " from the store"};
     const ServiceState& current = r.at(Service::send);
-    if (current.in_force(now)) {  // another process (or an admin) got there first
+    // A spam suspension has no end: one that finds send suspended for a while
+    // (a rate suspension, an admin's --for) takes over, else it would be lost
+    // when that one expires.
+    const bool spam_takes_over = source == Source::spam && current.expires != 0;
+    if (current.in_force(now) && !spam_takes_over) {  // another process (or an admin) got there first
         out.locked = current.locked;
         out.expires = current.expires;
         if (source == Source::rate && extension_due(cfg, current, now)) {

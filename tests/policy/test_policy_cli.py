@@ -147,6 +147,25 @@ unblock: {{ self_service_interval = "90d"; }};
         self.assertEqual(actions.count(("spam-report", "a@example.com")), 3)
         self.assertIn(("suspend", "a@example.com"), actions)
 
+    def test_spam_reports_take_over_a_suspension_that_would_expire(self):
+        # send is already suspended for an hour (as a rate suspension is):
+        # the spam soft-suspension must not be lost when that hour ends.
+        self.ok("suspend", "a@example.com", "--service", "send", "--for", "1h", "--reason", "hour")
+        for i in range(1, 4):
+            self.ok("report-spam", "a@example.com")
+        send, _ = self.send_state("a@example.com")
+        self.assertTrue(send["suspended"])
+        self.assertEqual(send["source"], "spam")
+        self.assertIsNone(send["expires"], "the spam suspension replaces the one that would expire")
+        self.assertEqual(len(self.mails()), 1, "the AUP notice goes out")
+        # A permanent suspension is left as it is.
+        self.ok("suspend", "b@example.com", "--service", "send", "--reason", "admin")
+        for i in range(1, 4):
+            self.ok("report-spam", "b@example.com")
+        send, _ = self.send_state("b@example.com")
+        self.assertEqual(send["source"], "admin")
+        self.assertEqual(send["reason"], "admin")
+
     def test_evidence_samples_are_bounded_by_spam_evidence_samples(self):
         for i in range(1, 4):
             files = []

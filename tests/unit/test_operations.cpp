@@ -196,6 +196,39 @@ TEST_F(OperationsTest, ResuspendKeepsTheLock) {
     EXPECT_EQ(unsuspend("a@example.com", "send", kNow + 6, kPanel).code, Exit::refused);
 }
 
+TEST_F(OperationsTest, ResuspendCannotShortenALock) {
+    // Locked with no end: a re-suspend --for by anyone keeps it permanent.
+    ASSERT_TRUE(suspend("a@example.com", "send", kNow, kRoot, [](SuspendArgs& a) { a.lock = true; }).ok());
+    ASSERT_TRUE(suspend("a@example.com", "send", kNow + 5, kPanel, [](SuspendArgs& a) { a.duration = 1; }).ok());
+    ServiceState s = stored("a@example.com").at(Service::send);
+    EXPECT_TRUE(s.locked);
+    EXPECT_EQ(s.expires, 0);
+    EXPECT_TRUE(s.in_force(kNow + 86400 * 365));
+    // Locked until a date: a shorter re-suspend keeps the later end, a longer one extends it.
+    ASSERT_TRUE(suspend("b@example.com", "send", kNow, kRoot, [](SuspendArgs& a) {
+                    a.lock = true;
+                    a.duration = 1000;
+                }).ok());
+    ASSERT_TRUE(suspend("b@example.com", "send", kNow + 1, kPanel, [](SuspendArgs& a) { a.duration = 10; }).ok());
+    EXPECT_EQ(stored("b@example.com").at(Service::send).expires, kNow + 1000);
+    ASSERT_TRUE(suspend("b@example.com", "send", kNow + 2, kPanel, [](SuspendArgs& a) { a.duration = 5000; }).ok());
+    EXPECT_EQ(stored("b@example.com").at(Service::send).expires, kNow + 5002);
+    // Not locked: a re-suspend sets the end it is given.
+    ASSERT_TRUE(suspend("c@example.com", "send", kNow, kRoot, [](SuspendArgs& a) { a.duration = 1000; }).ok());
+    ASSERT_TRUE(suspend("c@example.com", "send", kNow + 1, kPanel, [](SuspendArgs& a) { a.duration = 10; }).ok());
+    EXPECT_EQ(stored("c@example.com").at(Service::send).expires, kNow + 11);
+}
+
+TEST_F(OperationsTest, AutomaticSuspensionHistoryKeepsOnlyTheEscalationWindow) {
+    for (int day = 0; day < 100; ++day)
+        ASSERT_TRUE(suspend("a@example.com", "send", kNow + day * 86400, Actor{101, "exim"},
+                            [](SuspendArgs& a) { a.source = Source::rate; }).ok());
+    const auto history = stored("a@example.com").auto_suspensions;
+    ASSERT_EQ(history.size(), 30u) << "the last 30 days only";
+    EXPECT_EQ(history.back(), kNow + 99 * 86400);
+    EXPECT_GT(history.front(), kNow + 99 * 86400 - 30 * 86400);
+}
+
 TEST_F(OperationsTest, SelfServiceRefusedForAdminSuspension) {
     ASSERT_TRUE(suspend("a@example.com", "send").ok());
     Outcome o = unsuspend("a@example.com", "send", kNow + 10, kPanel,
