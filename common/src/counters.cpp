@@ -46,27 +46,80 @@ int64_t bucket_width(CounterKind kind) {
     return kind == CounterKind::ip_offdomain_rcpts ? 300 : 3600;
 }
 
+namespace {
+
+// An entry none of whose buckets can count again: its key has been idle for
+// a whole window (a day; two hours for an IP), so the entry may be claimed
+// for another key.  Without that, every client IP ever seen would keep its
+// entry and a full table would stop all counting.  The key's kind is not
+// stored, the bucket numbers tell it: mailbox kinds number hours, the IP kind
+// 5-minute periods, so a number past the current hour can only be an IP's.
+bool idle_bucket(uint64_t v, int64_t now) {
+    if (static_cast<uint32_t>(v) == 0) return true;
+    const uint64_t hour = static_cast<uint64_t>(now / 3600), tick = static_cast<uint64_t>(now / 300);
+    const uint64_t number = v >> 32;
+    if (number > hour) return number <= tick && tick - number >= kBuckets;  // an IP's, or a clock ahead
+    return hour - number >= kBuckets;
+}
+
+bool idle(const Entry& e, int64_t now) {
+    for (const auto& b : e.buckets)
+        if (!idle_bucket(b.load(std::memory_order_relaxed), now)) return false;
+    return true;
+}
+
+}  // namespace
+
 struct Counters::Impl {
     bi::mapped_region region;
     Entry* entries = nullptr;
     uint64_t count = 0;
 
-    // The entry for tag, claiming a free one when create is set.
-    Entry* find(uint64_t tag, bool create) const {
+    Entry* lookup(uint64_t tag) const {
         uint64_t i = layout::slot_index(tag, count);
         for (int n = 0; n < kMaxProbe; ++n) {
-            Entry& e = entries[i];
-            uint64_t seen = e.tag.load(std::memory_order_acquire);
-            if (seen == tag) return &e;
-            if (seen == 0) {
-                if (!create) return nullptr;
-                if (e.tag.compare_exchange_strong(seen, tag, std::memory_order_acq_rel)) return &e;
-                if (seen == tag) return &e;  // another process claimed it for the same key
-            }
+            const uint64_t seen = entries[i].tag.load(std::memory_order_acquire);
+            if (seen == tag) return &entries[i];
+            if (seen == 0) return nullptr;
             if (++i == count) i = 0;
         }
         return nullptr;
     }
+
+    // The entry for tag, claiming one when the key has none: the first idle
+    // or free entry on its probe path.  The whole path is read first, so a
+    // key is never given a second entry in front of its own.
+    Entry* claim(uint64_t tag, int64_t now) const {
+        uint64_t i = layout::slot_index(tag, count);
+        Entry* candidate = nullptr;
+        for (int n = 0; n < kMaxProbe; ++n) {
+            Entry& e = entries[i];
+            const uint64_t seen = e.tag.load(std::memory_order_acquire);
+            if (seen == tag) return &e;
+            if (seen == 0 || (!candidate && idle(e, now))) {
+                if (!candidate) candidate = &e;
+                if (seen == 0) break;  // the end of the path
+            }
+            if (++i == count) i = 0;
+        }
+        return candidate ? take(*candidate, tag, now) : nullptr;
+    }
+
+    static Entry* take(Entry& e, uint64_t tag, int64_t now) {
+        uint64_t seen = e.tag.load(std::memory_order_acquire);
+        if (seen == tag) return &e;
+        if (seen != 0 && !idle(e, now)) return nullptr;  // busy again: the caller counts nothing
+        if (!e.tag.compare_exchange_strong(seen, tag, std::memory_order_acq_rel))
+            return seen == tag ? &e : nullptr;  // another process claimed it for the same key, or not
+        // The old key's buckets could still confuse the new key's (an IP's
+        // numbers look like a future hour): clear those nobody rewrote since.
+        for (auto& b : e.buckets) {
+            uint64_t v = b.load(std::memory_order_relaxed);
+            if (v != 0 && idle_bucket(v, now)) b.compare_exchange_strong(v, 0, std::memory_order_acq_rel);
+        }
+        return &e;
+    }
+
 };
 
 Counters::Counters(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -150,11 +203,11 @@ int64_t window_total(const Entry& e, uint64_t current, uint64_t width,
 }
 }  // namespace
 
-int64_t Counters::add(std::string_view key, CounterKind kind, uint32_t n, int64_t now) noexcept {
-    Entry* e = impl_->find(tag_of(key, kind), true);
-    if (!e || now < 0) return -1;
+namespace {
+// Adds n to e's current bucket; the window's total including n.
+int64_t count_into(Entry& e, CounterKind kind, uint32_t n, int64_t now) {
     const uint64_t number = static_cast<uint64_t>(now / bucket_width(kind));
-    auto& bucket = e->buckets[number % kBuckets];
+    auto& bucket = e.buckets[number % kBuckets];
     uint64_t v = bucket.load(std::memory_order_relaxed);
     uint64_t mine = 0;  // the current bucket as our CAS left it
     while (true) {
@@ -169,29 +222,48 @@ int64_t Counters::add(std::string_view key, CounterKind kind, uint32_t n, int64_
     // The current bucket counts as our CAS left it, not as re-read later: each
     // caller sees a distinct total, so a limit lets through exactly its number
     // however many processes add at once.
-    if (mine == 0) return window_total(*e, number, window_buckets(kind));
-    return window_total(*e, number, window_buckets(kind), &bucket) + static_cast<uint32_t>(mine);
+    if (mine == 0) return window_total(e, number, window_buckets(kind));
+    return window_total(e, number, window_buckets(kind), &bucket) + static_cast<uint32_t>(mine);
 }
 
-void Counters::remove(std::string_view key, CounterKind kind, uint32_t n, int64_t when) noexcept {
-    Entry* e = impl_->find(tag_of(key, kind), false);
-    if (!e || when < 0) return;
+void take_back(Entry& e, CounterKind kind, uint32_t n, int64_t when) {
     const uint64_t number = static_cast<uint64_t>(when / bucket_width(kind));
-    auto& bucket = e->buckets[number % kBuckets];
+    auto& bucket = e.buckets[number % kBuckets];
     uint64_t v = bucket.load(std::memory_order_relaxed);
     // Only while the bucket still holds that time's counts: once reused they are gone anyway.
     while ((v >> 32) == number && static_cast<uint32_t>(v) >= n)
         if (bucket.compare_exchange_weak(v, v - n, std::memory_order_acq_rel)) break;
 }
+}  // namespace
+
+int64_t Counters::add(std::string_view key, CounterKind kind, uint32_t n, int64_t now) noexcept {
+    if (now < 0) return -1;
+    const uint64_t tag = tag_of(key, kind);
+    // A few tries: the entry may be claimed for another key between finding
+    // and counting (it was idle), and claiming may lose a race.
+    for (int attempt = 0; attempt < 4; ++attempt) {
+        Entry* e = impl_->claim(tag, now);
+        if (!e) continue;
+        const int64_t total = count_into(*e, kind, n, now);
+        if (e->tag.load(std::memory_order_acquire) == tag) return total;
+        take_back(*e, kind, n, now);  // counted into the entry's new key: undo, count again
+    }
+    return -1;
+}
+
+void Counters::remove(std::string_view key, CounterKind kind, uint32_t n, int64_t when) noexcept {
+    Entry* e = impl_->lookup(tag_of(key, kind));
+    if (e && when >= 0) take_back(*e, kind, n, when);
+}
 
 void Counters::reset(std::string_view key, CounterKind kind) noexcept {
-    Entry* e = impl_->find(tag_of(key, kind), false);
+    Entry* e = impl_->lookup(tag_of(key, kind));
     if (!e) return;
     for (auto& b : e->buckets) b.store(0, std::memory_order_release);
 }
 
 int64_t Counters::total(std::string_view key, CounterKind kind, int64_t now) const noexcept {
-    const Entry* e = impl_->find(tag_of(key, kind), false);
+    const Entry* e = impl_->lookup(tag_of(key, kind));
     if (!e) return 0;
     return window_total(*e, static_cast<uint64_t>(now / bucket_width(kind)), window_buckets(kind));
 }

@@ -2,7 +2,10 @@
 // file mapping (<store>/counters), updated by many Exim processes at once
 // with compare-and-swap only: no lock.  Each entry holds 24 buckets; a bucket
 // packs (bucket number << 32 | count) into one 64-bit atomic, so a stale
-// bucket is reset and counted in the same CAS and counts stay exact.
+// bucket is reset and counted in the same CAS and counts stay exact.  An
+// entry whose key has been idle for a whole window is claimed by the next new
+// key on its probe path, so a table sized for the keys of one day never fills
+// up with client IPs seen long ago.
 #pragma once
 
 #include <cstdint>

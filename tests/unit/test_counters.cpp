@@ -111,6 +111,35 @@ TEST_F(CountersTest, FullTableRefusesInsteadOfMisCounting) {
     EXPECT_EQ(c->add("k0", CounterKind::messages, 1, kT0), 2);
 }
 
+TEST_F(CountersTest, IdleKeysGiveTheirEntriesToNewKeys) {
+    // Fill the table (sized for 16 keys) with client IPs at kT0.
+    std::vector<std::string> ips;
+    for (int i = 0; i < 200; ++i) {
+        const std::string ip = "192.0.2." + std::to_string(i);
+        if (c->add(ip, CounterKind::ip_offdomain_rcpts, 3, kT0) > 0) ips.push_back(ip);
+    }
+    ASSERT_LT(ips.size(), 200u) << "the table must be full for this test";
+    const std::string live = "a@example.com";
+    // While they are inside their window, nobody takes their entries.
+    EXPECT_LT(c->add("new-ip", CounterKind::ip_offdomain_rcpts, 1, kT0 + 60), 0);
+    // Two hours on, the IPs can count nothing any more: new keys, of any
+    // kind, get their entries and count from zero.
+    const int64_t later = kT0 + 2 * kHour;
+    for (int i = 0; i < 12; ++i) {
+        const std::string k = "m" + std::to_string(i) + "@example.com";
+        ASSERT_EQ(c->add(k, CounterKind::messages, 1, later), 1) << k;
+        ASSERT_EQ(c->add(k, CounterKind::messages, 2, later + kHour), 3) << k;
+        ASSERT_EQ(c->add(k, CounterKind::offdomain_rcpts, 5, later), 5) << k;
+    }
+    EXPECT_EQ(c->add("198.51.100.1", CounterKind::ip_offdomain_rcpts, 4, later), 4);
+    // A key in use is never taken: its count goes on.
+    EXPECT_EQ(c->add("m0@example.com", CounterKind::messages, 1, later + 23 * kHour), 4);
+    for (int i = 0; i < 200; ++i) c->add("x" + std::to_string(i), CounterKind::messages, 1, later + 23 * kHour);
+    EXPECT_EQ(c->total("m0@example.com", CounterKind::messages, later + 23 * kHour), 4);
+    // An IP taken over has no count left.
+    EXPECT_EQ(c->total(ips.front(), CounterKind::ip_offdomain_rcpts, later), 0);
+}
+
 TEST_F(CountersTest, SharedBetweenMappingsAndProcesses) {
     std::string error;
     auto other = Counters::open(dir.path(), false, 0, error);
