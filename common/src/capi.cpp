@@ -218,8 +218,14 @@ extern "C" {
 
 struct mailsuspend_handle* mailsuspend_open(const char* config_path, mailsuspend_log_func_t* log,
                                      void* log_ctx, const char** error_r) {
-    auto* ms = new (std::nothrow) struct mailsuspend_handle;
-    if (!ms) return nullptr;
+    // The handle's members allocate in their constructors: nothrow new alone
+    // would let bad_alloc out of this C entry point (std::terminate in Exim).
+    struct mailsuspend_handle* ms = nullptr;
+    try {
+        ms = new struct mailsuspend_handle;
+    } catch (...) {
+        return nullptr;
+    }
     try {
         ms->log = log;
         ms->log_ctx = log_ctx;
@@ -238,7 +244,10 @@ struct mailsuspend_handle* mailsuspend_open(const char* config_path, mailsuspend
         // (the store error quotes store.path, which may hold any byte).
         ms->open_error = sanitise_line(ms->open_error, 900);
     } catch (...) {
-        ms->open_error = "mailsuspend: out of memory while opening";
+        try {
+            ms->open_error = "mailsuspend: out of memory while opening";
+        } catch (...) {
+        }
     }
     if (error_r) *error_r = ms->open_error.empty() ? nullptr : ms->open_error.c_str();
     return ms;

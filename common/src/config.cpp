@@ -52,6 +52,9 @@ public:
         if (g.exists(key)) {
             const std::string bad = check_free_text(value, 400);
             if (!bad.empty()) return fail(g[key], "text " + bad);
+            // Exim's ACL tells "refuse" by a non-empty reply: a blank text would let mail through.
+            if (value.find_first_not_of(' ') == std::string::npos)
+                return fail(g[key], "must not be empty (it is the reply the client sees)");
         }
         out = value;
     }

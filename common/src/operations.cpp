@@ -213,6 +213,9 @@ Outcome Session::set_mode(const std::string& target, DeliveryMode mode) {
     TargetRecord* r = load(key, error);
     if (!r) return error;
     r->mode = mode;
+    // Mail held while the mode was queue is now for the new mode to route
+    // (deliver, discard or bounce): at once, not at the next retry time.
+    if (mode != DeliveryMode::queue) flush_.push_back(key);
     note(key, "set-mode " + std::string(mode_name(mode)), 0, "");
     return {Exit::ok, key + " delivery mode " + std::string(mode_name(mode))};
 }

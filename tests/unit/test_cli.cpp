@@ -386,6 +386,11 @@ TEST_F(CliTest, UnsuspendReceiveRunsFlushCommand) {
     EXPECT_FALSE(std::filesystem::exists(out));
     expect(0, {"unsuspend", "A@example.com"});
     EXPECT_EQ(read_file(out), "2:-Rff:a@example.com\n");
+    // Leaving queue mode releases held mail to the new mode at once; entering it does not.
+    expect(0, {"set-mode", "b@example.com", "queue"});
+    EXPECT_EQ(read_file(out), "2:-Rff:a@example.com\n");
+    expect(0, {"set-mode", "b@example.com", "discard"});
+    EXPECT_EQ(read_file(out), "2:-Rff:a@example.com\n2:-Rff:b@example.com\n");
 }
 
 TEST_F(CliTest, SweepAndCheck) {

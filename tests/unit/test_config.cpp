@@ -168,6 +168,11 @@ TEST_F(ConfigTest, OutOfRange) {
                  {"address.subaddress_separator", "one character"});
 }
 
+TEST_F(ConfigTest, EmptyReplyTextRefused) {
+    expect_error("messages: {\n  send_suspended = \"\";\n};\n", 2, {"messages.send_suspended", "empty"});
+    expect_error("messages: {\n\n  receive_rejected = \"   \";\n};\n", 3, {"messages.receive_rejected", "empty"});
+}
+
 TEST_F(ConfigTest, BadFailPolicy) {
     expect_error("store: {\n  path = \"/srv/ms\";\n  fail_policy = \"half\";\n};\n", 3,
                  {"store.fail_policy", "\"open\" or \"closed\""});
