@@ -64,8 +64,12 @@ imap_session_end(struct client *client,
 	       result->fail_policy ? " (store unavailable, fail policy)" : "",
 	       mclient->client_ip == NULL ? "" : mclient->client_ip,
 	       result->text);
-	client_disconnect_with_error(client,
-		t_strconcat("[ALERT] ", result->text, NULL));
+	/* Like Dovecot's own client_kick(): no BYE while a command owns the
+	   output (half-way through a FETCH literal it would be read as data). */
+	if (client->output_cmd_lock == NULL)
+		client_send_line(client, t_strconcat("* BYE [ALERT] ",
+						     result->text, NULL));
+	client_disconnect(client, t_strconcat("[ALERT] ", result->text, NULL));
 }
 
 static void imap_session_recheck(struct client *client)
