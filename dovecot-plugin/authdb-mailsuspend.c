@@ -12,6 +12,7 @@
 #include "auth-common.h"
 #include "auth.h"
 #include "passdb.h"
+#include "auth-fields.h"
 #include "ioloop.h"
 #include "net.h"
 #include "module-dir.h"
@@ -60,6 +61,14 @@ static void mailsuspend_passdb_apply(struct auth_request *request,
 	if (result.verdict != MAILSUSPEND_DENY)
 		return;
 
+	/* Dovecot's login processes act on proxy and host (a referral) before
+	   they look at nologin: a front end whose real passdb proxies would
+	   hand a suspended login to its backend.  A denied login goes nowhere. */
+	if (request->fields.extra_fields != NULL) {
+		auth_fields_remove(request->fields.extra_fields, "proxy");
+		auth_fields_remove(request->fields.extra_fields, "proxy_maybe");
+		auth_fields_remove(request->fields.extra_fields, "host");
+	}
 	auth_request_set_field(request, "nologin", "y", NULL);
 	if (with_reason)
 		auth_request_set_field(request, "reason", result.text, NULL);

@@ -24,6 +24,7 @@ CONFIG_PLACEHOLDER = "/etc/mailsuspend/mailsuspend.conf"
 PASSWORD = "secret"
 USERS = ["alice@example.com", "bob@example.com", "carol@example.org",
          "dave@example.org"]
+PROXIED = "proxied@example.com"
 LOGIN_DENIED = "Mailbox suspended, contact support."
 SUSPENDED = "Session ended: mailbox suspended."
 CLIENT_TIMEOUT = 15.0
@@ -136,6 +137,10 @@ messages: {{ login_denied = "{LOGIN_DENIED}"; unavailable = "{SUSPENDED}";
         with open(users, "w") as f:
             for user in USERS:
                 f.write(f"{user}:{{PLAIN}}{PASSWORD}:65534:65534::{mail}/{user}\n")
+            # A user this server proxies elsewhere (a front end's passdb):
+            # port 1 on loopback, where nothing listens.
+            f.write(f"{PROXIED}:{{PLAIN}}{PASSWORD}:65534:65534::{mail}/{PROXIED}::"
+                    "proxy=y host=127.0.0.1 port=1\n")
         os.chmod(users, 0o644)
         # The documented snippet, pointed at this test's mailsuspend config.
         with open(self.args.snippet) as f:

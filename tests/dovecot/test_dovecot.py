@@ -119,6 +119,16 @@ class LoginSuite(DovecotCase):
         self.server.unsuspend("@example.org", "--service", "imap,pop3")
         self.assertImapOk(CAROL)
 
+    def test_suspended_login_is_not_proxied(self):
+        # This server's passdb proxies PROXIED to a backend (proxy=y host=):
+        # Dovecot acts on that before nologin, so the denial must clear it.
+        unsuspended = self.imap_reply(harness.PROXIED, source=fresh_source())
+        self.assertFalse(unsuspended.startswith("a OK"), unsuspended)
+        self.assertNotIn("CONTACTADMIN", unsuspended, "an unsuspended login is proxied")
+        self.server.suspend(harness.PROXIED, "imap,pop3")
+        self.assertEqual(self.imap_reply(harness.PROXIED, source=fresh_source()), IMAP_DENIED)
+        self.assertEqual(self.pop3_reply(harness.PROXIED, source=fresh_source()), POP3_DENIED)
+
     def test_webmail_host_governed_by_webmail(self):
         self.server.suspend(ALICE, "webmail")
         self.assertEqual(self.imap_reply(ALICE, source=WEBMAIL_HOST), IMAP_DENIED)
