@@ -166,11 +166,23 @@ std::string ensure_evidence_dir(const Config& cfg, std::string_view key, std::st
     return {};
 }
 
+namespace {
+// Samples older than any window that could still act on them (a spam window,
+// an automatic suspension) are no evidence of the next incident, and private
+// mail is not kept longer than needed: they free their slot.
+void drop_stale_samples(const Config& cfg, std::string_view key, int64_t now) {
+    const int64_t max_age = std::max(cfg.spam_window, cfg.limits.suspend_for);
+    for (const Sample& s : kept_samples(cfg, key, SIZE_MAX))
+        if (s.kept < now - max_age) ::unlink(s.file.c_str());
+}
+}  // namespace
+
 int keep_sample(const Config& cfg, std::string_view key, std::string_view text, int64_t now,
                 std::string& error) {
     if (cfg.evidence_samples <= 0) return 0;
     std::string dir;
     if (error = ensure_evidence_dir(cfg, key, dir); !error.empty()) return -1;
+    drop_stale_samples(cfg, key, now);
     std::string body(text.substr(0, kMaxSampleBytes));
     if (text.size() > kMaxSampleBytes)
         body += "\n[... cut by mailsuspend: " + std::to_string(text.size()) + " octets in all]\n";
@@ -256,6 +268,7 @@ bool send_claimed(const Config& cfg, const std::string& dir, const std::string& 
                                               "spam.default_abuse_contact"
                                             : why_not));
         ::unlink(claim.c_str());  // nobody to tell: retrying cannot help
+        for (const Sample& s : kept_samples(cfg, in.key, SIZE_MAX)) ::unlink(s.file.c_str());
         return false;
     }
     in.samples = kept_samples(cfg, in.key, static_cast<std::size_t>(std::max<int64_t>(cfg.evidence_samples, 0)));

@@ -219,6 +219,20 @@ TEST_F(EvidenceTest, SamplesAreBoundedPerMailboxAndCut) {
     EXPECT_NE(b[0].text.find("cut by mailsuspend"), std::string::npos);
 }
 
+TEST_F(EvidenceTest, StaleSamplesGiveWayToTheNextIncident) {
+    const Config cfg = config();
+    const int64_t age = std::max(cfg.spam_window, cfg.limits.suspend_for);
+    std::string error;
+    for (int i = 0; i < 3; ++i) ASSERT_EQ(keep_sample(cfg, "a@example.com", "old " + std::to_string(i), 1000 + i, error), 1);
+    // Still inside the window: the slots stay taken.
+    EXPECT_EQ(keep_sample(cfg, "a@example.com", "too early", 1000 + age, error), 0);
+    // Past it, the old samples are dropped and the new one is kept.
+    EXPECT_EQ(keep_sample(cfg, "a@example.com", "new", 1003 + age, error), 1);
+    const auto a = kept_samples(cfg, "a@example.com", 10);
+    ASSERT_EQ(a.size(), 1u);
+    EXPECT_EQ(a[0].text, "new");
+}
+
 TEST_F(EvidenceTest, KeyWithSlashCannotEscapeTheEvidenceDirectory) {
     const Config cfg = config();
     const std::string d = evidence_dir(cfg, "../../x/y@example.com");
