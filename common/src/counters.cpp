@@ -119,7 +119,6 @@ struct Counters::Impl {
         }
         return &e;
     }
-
 };
 
 Counters::Counters(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
