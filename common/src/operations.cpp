@@ -116,7 +116,7 @@ void Session::note(const std::string& key, const std::string& action, uint8_t se
 
 // The history escalation counts (limits.escalate_after within 30 days); older
 // entries can never count again, so they are dropped and the record stays small.
-void note_automatic_suspension(TargetRecord& r, int64_t now) {
+static void note_automatic_suspension(TargetRecord& r, int64_t now) {
     auto& times = r.auto_suspensions;
     times.erase(std::remove_if(times.begin(), times.end(), [&](int64_t t) { return t <= now - kEscalationWindow; }),
                 times.end());
@@ -212,10 +212,14 @@ Outcome Session::set_mode(const std::string& target, DeliveryMode mode) {
     Outcome error;
     TargetRecord* r = load(key, error);
     if (!r) return error;
+    const DeliveryMode before = r->mode == DeliveryMode::unset ? cfg_.default_mode : r->mode;
     r->mode = mode;
-    // Mail held while the mode was queue is now for the new mode to route
-    // (deliver, discard or bounce): at once, not at the next retry time.
-    if (mode != DeliveryMode::queue) flush_.push_back(key);
+    // Mail held for a receive-suspended target while its mode was queue is now
+    // for the new mode to route (deliver, discard or bounce): at once, not at
+    // the next retry.  Only then: a panel's batch of set-modes must not start
+    // a queue run per line.
+    const bool receive_held = in_mask(r->in_force_mask(now_), static_cast<int>(Service::receive));
+    if (before == DeliveryMode::queue && mode != DeliveryMode::queue && receive_held) flush_.push_back(key);
     note(key, "set-mode " + std::string(mode_name(mode)), 0, "");
     return {Exit::ok, key + " delivery mode " + std::string(mode_name(mode))};
 }

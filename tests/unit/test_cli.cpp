@@ -386,10 +386,15 @@ TEST_F(CliTest, UnsuspendReceiveRunsFlushCommand) {
     EXPECT_FALSE(std::filesystem::exists(out));
     expect(0, {"unsuspend", "A@example.com"});
     EXPECT_EQ(read_file(out), "2:-Rff:a@example.com\n");
-    // Leaving queue mode releases held mail to the new mode at once; entering it does not.
+    // Leaving queue mode releases held mail to the new mode at once; entering
+    // it does not, nor does a target that holds no mail (receive not suspended).
+    expect(0, {"suspend", "b@example.com", "--service", "receive", "--mode", "queue"});
+    expect(0, {"set-mode", "c@example.com", "discard"});
     expect(0, {"set-mode", "b@example.com", "queue"});
     EXPECT_EQ(read_file(out), "2:-Rff:a@example.com\n");
     expect(0, {"set-mode", "b@example.com", "discard"});
+    EXPECT_EQ(read_file(out), "2:-Rff:a@example.com\n2:-Rff:b@example.com\n");
+    expect(0, {"set-mode", "b@example.com", "reject"});  // not from queue: nothing held
     EXPECT_EQ(read_file(out), "2:-Rff:a@example.com\n2:-Rff:b@example.com\n");
 }
 
