@@ -174,4 +174,26 @@ std::string_view domain_key_of(std::string_view mailbox_key) {
     return at == std::string_view::npos ? std::string_view{} : mailbox_key.substr(at);
 }
 
+namespace {
+std::string regex_quoted(std::string_view text) {
+    std::string out;
+    for (char c : text) {
+        if (std::strchr("\\^$.|?*+()[]{}", c)) out += '\\';
+        out += c;
+    }
+    return out;
+}
+}  // namespace
+
+std::string address_regex(std::string_view key, const AddressRules& rules) {
+    const std::size_t at = key.find('@');
+    if (at == std::string_view::npos) return "(?i)^" + regex_quoted(key) + "$";
+    const std::string domain = regex_quoted(key.substr(at)) + "$";
+    if (at == 0) return "(?i)" + domain;
+    std::string local = "(?i)^" + regex_quoted(key.substr(0, at));
+    if (!rules.subaddress_separator.empty())
+        local += "(" + regex_quoted(rules.subaddress_separator) + "[^@]*)?";
+    return local + domain;
+}
+
 }  // namespace mailsuspend

@@ -42,4 +42,9 @@ std::string normalise(std::string_view in, const AddressRules& rules, std::strin
 // "@example.com" for a mailbox key "user@example.com" (view into key).
 std::string_view domain_key_of(std::string_view mailbox_key);
 
+// A regular expression (PCRE, as Exim's -Rr and -Sr take) matching every
+// address that normalises to key, in any letter case: for "bob@example.com"
+// also "Bob+news@Example.COM"; for "@example.com" every address of the domain.
+std::string address_regex(std::string_view key, const AddressRules& rules);
+
 }  // namespace mailsuspend

@@ -63,8 +63,8 @@ struct Config {
     // delivery
     DeliveryMode default_mode = DeliveryMode::queue;
     int64_t queue_expiry = 4 * 86400 + 8 * 3600;
-    std::string flush_command = "/usr/sbin/exim4 -Rff {address}";
-    std::string fail_queued_command = "/usr/sbin/exim4 -Sff {address}";
+    std::string flush_command = "/usr/sbin/exim4 -Rrff {address_regex}";
+    std::string fail_queued_command = "/usr/sbin/exim4 -Srff {address_regex}";
 
     AddressRules address;
     std::vector<Netmask> webmail_hosts;

@@ -270,13 +270,14 @@ Outcome Session::commit(std::vector<std::string>& warnings) {
     if (std::string e = append_audit(cfg_.audit_log, audit_); !e.empty())
         warnings.push_back("change " + std::to_string(seq) + " is stored, but the audit log failed: " + e);
     for (const auto& key : flush_)
-        if (std::string e = run_command(cfg_.flush_command, key); !e.empty())
+        if (std::string e = run_command(cfg_.flush_command, key, address_regex(key, cfg_.address)); !e.empty())
             warnings.push_back("queue flush for " + key + " failed: " + e);
     for (const auto& key : reset_counters_)
         if (std::string e = reset_rate_counters(cfg_, key); !e.empty())
             warnings.push_back("rate counters of " + key + " not reset: " + e);
     for (const auto& key : fail_queued_)
-        if (std::string e = run_command(cfg_.fail_queued_command, key); !e.empty())
+        if (std::string e = run_command(cfg_.fail_queued_command, key, address_regex(key, cfg_.address));
+            !e.empty())
             warnings.push_back("failing queued mail of " + key + " failed: " + e);
     pending_.clear();
     before_.clear();
@@ -287,14 +288,23 @@ Outcome Session::commit(std::vector<std::string>& warnings) {
     return {};
 }
 
-std::string run_command(const std::string& templ, const std::string& address) {
+namespace {
+// Replaces every placeholder in w, searching on after each inserted value
+// (an address may itself hold "{address}").
+void fill(std::string& w, std::string_view placeholder, const std::string& value) {
+    for (auto at = w.find(placeholder); at != std::string::npos; at = w.find(placeholder, at + value.size()))
+        w.replace(at, placeholder.size(), value);
+}
+}  // namespace
+
+std::string run_command(const std::string& templ, const std::string& address,
+                        const std::string& address_regex) {
     std::vector<std::string> args;
     std::istringstream words(templ);
     for (std::string w; words >> w;) {
-        // Search on after the inserted address: it may itself hold "{address}".
-        for (auto at = w.find("{address}"); at != std::string::npos;
-             at = w.find("{address}", at + address.size()))
-            w.replace(at, 9, address);
+        // {address_regex} first: "{address}" is not a part of it.
+        fill(w, "{address_regex}", address_regex);
+        fill(w, "{address}", address);
         args.push_back(w);
     }
     if (args.empty()) return {};  // no command configured

@@ -91,9 +91,11 @@ nlohmann::json status_json(const Config& cfg, const std::string& key, const Targ
 // A record's own state (list, audit before/after).
 nlohmann::json record_json(const TargetRecord& r, int64_t now);
 
-// Runs a command template ("/usr/sbin/exim4 -Rff {address}") without a
-// shell; {address} becomes one argument.  Empty string, or what went wrong.
-std::string run_command(const std::string& templ, const std::string& address);
+// Runs a command template ("/usr/sbin/exim4 -Rrff {address_regex}") without
+// a shell; {address} and {address_regex} become parts of one argument each.
+// Empty string, or what went wrong.
+std::string run_command(const std::string& templ, const std::string& address,
+                        const std::string& address_regex = {});
 
 // Appends JSON lines to the audit log (creating it 0640).  Empty or the error.
 std::string append_audit(const std::string& path, const std::vector<nlohmann::json>& lines);

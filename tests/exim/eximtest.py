@@ -56,8 +56,8 @@ store: {{
 delivery: {{
   default_mode = "{default_mode}";
   queue_expiry = "{queue_expiry}";
-  flush_command = "{exim} -C {dir}/exim.conf -Rff {{address}}";
-  fail_queued_command = "{exim} -C {dir}/exim.conf -Sff {{address}}";
+  flush_command = "{exim} -C {dir}/exim.conf -Rrff {{address_regex}}";
+  fail_queued_command = "{exim} -C {dir}/exim.conf -Srff {{address_regex}}";
 }};
 address: {{ default_domain = ""; subaddress_separator = "+"; }};
 webmail: {{ hosts = [ "127.0.0.2" ]; }};
@@ -132,6 +132,8 @@ remote:
 local_user:
   driver = accept
   domains = lsearch;{dir}/domains
+  local_part_suffix = +*
+  local_part_suffix_optional
   local_parts = lsearch;{dir}/users
   transport = local_maildir
 

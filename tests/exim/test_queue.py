@@ -33,11 +33,23 @@ class HeldThenUnsuspendedTest(EximTestCase):
         self.assertIn(out.message_id, env.queue())
         self.assertEqual(len(env.log_lines(
             rf"{re.escape(out.message_id)} == alice@example.com R=mailsuspend_receive defer")), 2)
-        # Unsuspend: the CLI runs flush_command (exim -Rff alice@...), at once.
+        # Unsuspend: the CLI runs flush_command (exim -Rrff <alice's regex>), at once.
         env.cli("unsuspend", "alice@example.com", "--service", "receive")
         self.assertEqual(subjects(env, "alice@example.com"), ["held"])
         self.assertNotIn(out.message_id, env.queue())
         self.assertTrue(env.log_lines(rf"{re.escape(out.message_id)} => alice <alice@example.com>"))
+
+    def test_unsuspend_flushes_sub_addressed_mail_too(self):
+        # The store key is alice@example.com; held mail may name Alice+news@...
+        env = self.env
+        env.cli("suspend", "alice@example.com", "--service", "receive")
+        out = env.send("outside@remote.test", ["Alice+news@Example.com"], subject="tagged")
+        env.wait_done(out.message_id)
+        self.assertIn(out.message_id, env.queue())
+        self.assertNotIn("tagged", subjects(env, "alice@example.com"))
+        env.cli("unsuspend", "alice@example.com", "--service", "receive")
+        self.assertNotIn(out.message_id, env.queue())
+        self.assertIn("tagged", subjects(env, "alice@example.com"))
 
     def test_domain_unsuspend_flushes_every_mailbox(self):
         env = self.env

@@ -1,6 +1,8 @@
 // Address normalisation: how a written address becomes a store key.
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include <string>
 
 #include "address.hpp"
@@ -211,4 +213,23 @@ TEST(Address, DomainKeyOf) {
     EXPECT_EQ(domain_key_of("alice@example.com"), "@example.com");
     EXPECT_EQ(domain_key_of("@example.com"), "@example.com");
     EXPECT_EQ(domain_key_of("nodomain"), "");
+}
+
+// The regex queue runs select held mail with (Exim's -Rr, PCRE): it must
+// match every address that normalises to the key, and nothing else.
+TEST(Address, RegexMatchesEverySpellingOfTheKey) {
+    const AddressRules rules;
+    const std::string mailbox = address_regex("bob.smith@example.com", rules);
+    EXPECT_EQ(mailbox, R"((?i)^bob\.smith(\+[^@]*)?@example\.com$)");
+    EXPECT_EQ(address_regex("@example.com", rules), R"((?i)@example\.com$)");
+    AddressRules keep_tags;
+    keep_tags.subaddress_separator = "";
+    EXPECT_EQ(address_regex("bob@example.com", keep_tags), R"((?i)^bob@example\.com$)");
+    // std::regex (ECMAScript) has no (?i): strip it and match icase.
+    const std::regex re(mailbox.substr(4), std::regex::icase);
+    for (const char* yes : {"bob.smith@example.com", "Bob.Smith+news@Example.COM", "bob.smith+@example.com"})
+        EXPECT_TRUE(std::regex_search(yes, re)) << yes;
+    for (const char* no : {"bobxsmith@example.com", "bob.smith@example.com.evil", "xbob.smith@example.com",
+                           "bob.smith@exampleXcom", "bob.smith+a@b@example.com"})
+        EXPECT_FALSE(std::regex_search(no, re)) << no;
 }

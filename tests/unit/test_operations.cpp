@@ -395,6 +395,15 @@ TEST_F(OperationsTest, RunCommandPassesAddressAsOneArgument) {
     EXPECT_FALSE(std::filesystem::exists("x"));
 }
 
+TEST_F(OperationsTest, RunCommandFillsTheAddressRegex) {
+    const std::string out = dir / "regex-args.txt";
+    EXPECT_EQ(run_command(recorder(out) + " -Rrff {address_regex} {address}", "a@example.com", "(?i)^a$"), "");
+    const auto lines = read_lines(out);
+    ASSERT_EQ(lines.size(), 4u);
+    EXPECT_EQ(lines[2], "(?i)^a$");
+    EXPECT_EQ(lines[3], "a@example.com");
+}
+
 TEST_F(OperationsTest, RunCommandReportsFailure) {
     const std::string failing = recorder(dir / "f.txt", 7);
     const std::string e = run_command(failing + " {address}", "a@example.com");
