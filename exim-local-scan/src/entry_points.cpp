@@ -23,14 +23,16 @@ namespace {
 
 constexpr size_t kReplyMax = MAILSUSPEND_TEXT_MAX + 32;
 
-// Status codes: RFC 7372 "user account disabled" for senders, RFC 3463
-// "mailbox disabled" for recipients.
-constexpr const char* kSendStatus = "5.7.13";
-constexpr const char* kReceiveStatus = "5.2.1";
-
 uschar* reply(const char* prefix, const char* text) noexcept {
     char buffer[kReplyMax];
     std::snprintf(buffer, sizeof buffer, "%s%s", prefix, text);
+    return reinterpret_cast<uschar*>(exim_copy(buffer));
+}
+
+// "<enhanced status> <text>": the core says which status a refusal carries.
+uschar* refusal_reply(const mailsuspend_result& r) noexcept {
+    char buffer[kReplyMax];
+    std::snprintf(buffer, sizeof buffer, "%s %s", r.status, r.text);
     return reinterpret_cast<uschar*>(exim_copy(buffer));
 }
 
@@ -157,7 +159,7 @@ int scan_submission(struct mailsuspend_handle* ms, int data_fd, const char* iden
             const ChildrenWaitable waitable;  // the core runs spam.sendmail_command
             mailsuspend_keep_sample(ms, identity, sample.data(), sample.size());
         }
-        *return_text = reply(refusal == MessageRefusal::too_many_recipients ? "5.5.3 " : "5.7.13 ", r.text);
+        *return_text = refusal_reply(r);
         return LOCAL_SCAN_REJECT;
     }
     char token[MAILSUSPEND_TOKEN_MAX];
@@ -187,7 +189,7 @@ int scan_message(int data_fd, uschar** return_text) {
     if (all_rejected) {
         log_main("message rejected recipients=%d first=%s scope=%s at=data", current_recipient_count(),
                  current_recipient(0), first_reject.scope);
-        *return_text = reply("5.2.1 ", first_reject.text);
+        *return_text = refusal_reply(first_reject);
         return LOCAL_SCAN_REJECT;
     }
     // With ${dlfunc} the routers hold, drop or bounce per recipient.
