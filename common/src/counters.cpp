@@ -203,26 +203,26 @@ int64_t window_total(const Entry& e, uint64_t current, uint64_t width,
 }  // namespace
 
 namespace {
-// Adds n to e's current bucket; the window's total including n.
-int64_t count_into(Entry& e, CounterKind kind, uint32_t n, int64_t now) {
+// Adds n to e's current bucket unless that would take the window's total past
+// max (max < 0: no bound).  Returns the total with n, added or not: above max
+// means nothing was added, so a refused message never inflates the count
+// that other senders' messages are measured against.
+int64_t count_into(Entry& e, CounterKind kind, uint32_t n, int64_t max, int64_t now) {
     const uint64_t number = static_cast<uint64_t>(now / bucket_width(kind));
     auto& bucket = e.buckets[number % kBuckets];
     uint64_t v = bucket.load(std::memory_order_relaxed);
-    uint64_t mine = 0;  // the current bucket as our CAS left it
     while (true) {
+        if ((v >> 32) > number)  // a clock ahead of ours already reused it: count nothing
+            return window_total(e, number, window_buckets(kind));
         // Same bucket number: add; an older one: this CAS resets and counts at once.
         const uint64_t next = (v >> 32) == number ? v + n : (number << 32) | n;
-        if ((v >> 32) > number) break;  // a clock ahead of ours already reused it
-        if (bucket.compare_exchange_weak(v, next, std::memory_order_acq_rel)) {
-            mine = next;
-            break;
-        }
+        // The current bucket counts as our CAS leaves it, not as re-read later:
+        // each caller sees a distinct total, so a limit lets through exactly
+        // its number however many processes add at once.
+        const int64_t total = window_total(e, number, window_buckets(kind), &bucket) + static_cast<uint32_t>(next);
+        if (max >= 0 && total > max) return total;
+        if (bucket.compare_exchange_weak(v, next, std::memory_order_acq_rel)) return total;
     }
-    // The current bucket counts as our CAS left it, not as re-read later: each
-    // caller sees a distinct total, so a limit lets through exactly its number
-    // however many processes add at once.
-    if (mine == 0) return window_total(e, number, window_buckets(kind));
-    return window_total(e, number, window_buckets(kind), &bucket) + static_cast<uint32_t>(mine);
 }
 
 void take_back(Entry& e, CounterKind kind, uint32_t n, int64_t when) {
@@ -236,6 +236,11 @@ void take_back(Entry& e, CounterKind kind, uint32_t n, int64_t when) {
 }  // namespace
 
 int64_t Counters::add(std::string_view key, CounterKind kind, uint32_t n, int64_t now) noexcept {
+    return add_within(key, kind, n, -1, now);
+}
+
+int64_t Counters::add_within(std::string_view key, CounterKind kind, uint32_t n, int64_t max,
+                             int64_t now) noexcept {
     if (now < 0) return -1;
     const uint64_t tag = tag_of(key, kind);
     // A few tries: the entry may be claimed for another key between finding
@@ -243,7 +248,8 @@ int64_t Counters::add(std::string_view key, CounterKind kind, uint32_t n, int64_
     for (int attempt = 0; attempt < 4; ++attempt) {
         Entry* e = impl_->claim(tag, now);
         if (!e) continue;
-        const int64_t total = count_into(*e, kind, n, now);
+        const int64_t total = count_into(*e, kind, n, max, now);
+        if (max >= 0 && total > max) return total;  // nothing added
         if (e->tag.load(std::memory_order_acquire) == tag) return total;
         take_back(*e, kind, n, now);  // counted into the entry's new key: undo, count again
     }

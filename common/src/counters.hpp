@@ -41,6 +41,9 @@ public:
     // Adds n at time now; returns the window's total including n, or -1 when
     // the table is full or unusable.
     int64_t add(std::string_view key, CounterKind kind, uint32_t n, int64_t now) noexcept;
+    // The same, but only if the total stays within max: returns the total
+    // with n, and a total above max means nothing was added.
+    int64_t add_within(std::string_view key, CounterKind kind, uint32_t n, int64_t max, int64_t now) noexcept;
     // Takes back n added at time when (a refused message is not counted).
     void remove(std::string_view key, CounterKind kind, uint32_t n, int64_t when) noexcept;
     // Forgets every count of key (a manually lifted rate suspension starts afresh).

@@ -66,19 +66,21 @@ RateDecision count_message(const Limits& limits, Counters* counters, const Messa
             ++added;  // nothing added for this one: undo() skips it the same way
             continue;
         }
-        const int64_t total = counters->add(s.key, s.kind, s.n, now);
+        // Counted only if it stays within the limit: a message that crosses
+        // leaves this count as it was for every other sender measured by it.
+        const int64_t total = counters->add_within(s.key, s.kind, s.n, s.max, now);
         if (total < 0) {
             d = {RateVerdict::unavailable, s.name, 0, s.max};
             break;
         }
-        ++added;
         if (total > s.max) {
             d = {RateVerdict::crossed, s.name, total, s.max};
             break;
         }
+        ++added;
     }
     if (d.verdict == RateVerdict::allow) return d;
-    // Refused (or not countable): take the message back out of every counter it entered.
+    // Refused (or not countable): take the message back out of the counters it entered.
     for (int i = 0; i < added; ++i) {
         const Step& s = steps[i];
         if (s.max <= 0 || s.n == 0 || s.key.empty()) continue;

@@ -257,6 +257,71 @@ TEST_F(RateTest, PolicyCountIsExactUnderHeavyConcurrency) {
     ::munmap(allowed, sizeof(std::atomic<int>));
 }
 
+// A message that crosses a shared limit must not make another sender's
+// message cross with it: on a shared client IP, a big message over
+// offdomain_recipients_per_hour_per_ip is refused, and small messages of
+// other mailboxes from that IP, still well inside the limit, all pass.
+TEST_F(RateTest, ACrossingMessageNeverMakesAnotherSenderCross) {
+    constexpr int kBigProcs = 3, kSmall = 150;
+    Limits limits;
+    limits.messages_per_day = 0;
+    limits.offdomain_recipients_per_day = 0;
+    limits.offdomain_recipients_per_hour_per_ip = 500;
+    const int64_t now = wall_now();
+    std::string error;
+    auto c = Counters::open(dir + "/store", true, 64, error);
+    ASSERT_TRUE(c) << error;
+    ASSERT_EQ(c->add("192.0.2.77", CounterKind::ip_offdomain_rcpts, 300, now), 300);  // earlier traffic
+    struct Shared {
+        std::atomic<int> refused_small{0}, big_allowed{0}, stop{0};
+    };
+    auto* sh = static_cast<Shared*>(
+        ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    new (sh) Shared;
+    auto facts = [](const char* sender, uint32_t offdomain) {
+        MessageFacts f;
+        f.sender = sender;
+        f.client_ip = "192.0.2.77";
+        f.recipients = offdomain;
+        f.offdomain = offdomain;
+        return f;
+    };
+    std::vector<pid_t> pids;
+    for (int p = 0; p < kBigProcs; ++p) {
+        if (const pid_t pid = ::fork(); pid == 0) {  // 300 + 250 > 500: always refused
+            std::string e;
+            auto mine = Counters::open(dir + "/store", false, 0, e);
+            if (!mine) ::_exit(1);
+            const MessageFacts f = facts("big@example.com", 250);
+            while (!sh->stop.load())
+                if (count_message(limits, mine.get(), f, now).verdict == RateVerdict::allow) sh->big_allowed++;
+            ::_exit(0);
+        } else {
+            pids.push_back(pid);
+        }
+    }
+    {  // small messages of another mailbox, spread over the big ones' run
+        std::string e;
+        auto mine = Counters::open(dir + "/store", false, 0, e);
+        ASSERT_TRUE(mine) << e;
+        const MessageFacts f = facts("small@example.com", 1);
+        for (int i = 0; i < kSmall; ++i) {
+            if (count_message(limits, mine.get(), f, now).verdict != RateVerdict::allow) sh->refused_small++;
+            ::usleep(200);
+        }
+        sh->stop.store(1);
+    }
+    for (pid_t pid : pids) {
+        int status = 0;
+        ::waitpid(pid, &status, 0);
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+    }
+    EXPECT_EQ(sh->refused_small.load(), 0) << "300 + 150 is inside the limit of 500";
+    EXPECT_EQ(sh->big_allowed.load(), 0);
+    EXPECT_EQ(c->total("192.0.2.77", CounterKind::ip_offdomain_rcpts, now), 300 + kSmall);
+    ::munmap(sh, sizeof(Shared));
+}
+
 class ShortRateTest : public RateTest {
 protected:
     std::string extra_config() const override {
