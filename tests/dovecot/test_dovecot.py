@@ -66,12 +66,17 @@ class DovecotCase(unittest.TestCase):
         cls.server.stop()
 
     def setUp(self):
-        for target in (ALICE, BOB, CAROL, DAVE, "@example.com", "@example.org"):
+        for target in (ALICE, BOB, CAROL, DAVE, harness.PROXIED, "@example.com", "@example.org"):
             self.server.cli("unsuspend", target, "--service", "all", "--admin",
                             check=False)
 
     def tearDown(self):
         self.assertTrue(self.server.alive(), "dovecot died:\n" + self.server.log_text())
+        # A child (imap, pop3, auth) that crashed after its reply was sent
+        # leaves the master alive: its log line is what tells.
+        log = self.server.log_text()
+        for bad in ("Panic:", "killed with signal", "dumped core"):
+            self.assertNotIn(bad, log, log[-3000:])
 
     def imap_reply(self, user, password=PASSWORD, source="127.0.0.1"):
         reply, conn = self.server.imap_login(user, password, source)
