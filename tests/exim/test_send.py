@@ -39,6 +39,9 @@ class SendTest(EximTestCase):
 
     def test_auth_unsuspended_and_inbound_mail_flow(self):
         self.env.cli("suspend", "bob@example.com", "--service", "send")
+        out = self.env.send("bob@example.com", ["zed@example.com"], user="bob@example.com",
+                            subject="bob-while-suspended")
+        self.assertRefusedAtMail(out)
         # bob's mailbox may still send after unsuspend; others always could.
         out = self.env.send("carol@example.com", ["zed@example.com"], user="carol@example.com",
                             subject="carol-sends")
