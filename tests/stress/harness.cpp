@@ -430,11 +430,14 @@ int kill_loop(Context& c, Watchdog& dog, std::mt19937_64& rng) {
     };
     std::vector<Slot> slots(c.opt.writers);
     int kills = 0, spawned = 0;
+    // Past the planned kills (a slow machine short of a floor below), writers
+    // live up to 4 times longer, so the slow steps (a rebuild) can finish.
     auto start = [&](Slot& s) {
         const uint64_t seed = rng();
         const int id = spawned++;
         s.pid = spawn([&c, id, seed] { writer_main(c, id, seed); });
-        s.deadline = now_ns() + (rng() % c.opt.max_kill_delay_us) * 1000;
+        const uint64_t delay_us = uint64_t(c.opt.max_kill_delay_us) * (kills < c.opt.kills ? 1 : 4);
+        s.deadline = now_ns() + (rng() % delay_us) * 1000;
     };
     for (auto& s : slots) start(s);
     uint64_t acked_before = c.sh.commits_acked.load();
@@ -444,7 +447,9 @@ int kill_loop(Context& c, Watchdog& dog, std::mt19937_64& rng) {
     // rather than failing for want of CPU.
     auto more = [&] {
         if (kills < c.opt.kills) return true;
-        return c.sh.commits_acked.load() < c.opt.min_acked && kills < 4 * c.opt.kills;
+        const bool short_of_floor =
+            c.sh.commits_acked.load() < c.opt.min_acked || c.sh.rebuilds.load() < c.opt.min_rebuilds;
+        return short_of_floor && kills < 4 * c.opt.kills;
     };
     while (more() && c.sh.error_count.load() == 0 && dog.ok()) {
         auto next = std::min_element(slots.begin(), slots.end(),

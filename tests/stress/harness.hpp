@@ -58,6 +58,7 @@ struct RunOptions {
     int kills = 0;                    // > 0: crash mode, SIGKILL this many writers
     uint64_t min_acked = 0;           // crash mode: go on killing past `kills` until this many
                                       // commits were acknowledged (at most 4 x kills in all)
+    uint64_t min_rebuilds = 0;        // ... and this many rebuild() calls completed
     int max_kill_delay_us = 25000;    // a writer lives uniform [0, this) before SIGKILL
     uint64_t commits_per_writer = 0;  // normal mode: each writer commits this many times
     int max_batch_groups = 4;         // groups per commit: 1..this

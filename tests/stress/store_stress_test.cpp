@@ -68,6 +68,7 @@ TEST(CrashSafety, SigkillDuringLargeBatchesGrowthAndRebuilds) {
     o.readers = 2;
     o.kills = 200;
     o.min_acked = 50;
+    o.min_rebuilds = 1;
     o.max_kill_delay_us = 60000;
     o.big_batch_percent = 30;   // many commits rewrite 100 groups (200 records) at once
     o.rebuild_percent = 10;     // and many writers publish a new generation
