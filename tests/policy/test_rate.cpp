@@ -29,6 +29,15 @@ protected:
         mailsuspend_count_message(h, sender, ip, rcpts.data(), static_cast<unsigned>(rcpts.size()), &r);
         return r;
     }
+    // Limits for the policy function alone: per mailbox messages and per IP
+    // off-domain recipients (0 = off); the per-mailbox off-domain limit off.
+    static Limits limits_of(int64_t messages_per_day, int64_t offdomain_per_hour_per_ip) {
+        Limits l;
+        l.messages_per_day = messages_per_day;
+        l.offdomain_recipients_per_day = 0;
+        l.offdomain_recipients_per_hour_per_ip = offdomain_per_hour_per_ip;
+        return l;
+    }
     int64_t counted(const std::string& key, CounterKind kind) {
         std::string error;
         auto c = Counters::open(dir + "/store", false, 0, error);
@@ -221,10 +230,7 @@ TEST_F(RateTest, CountsAreExactWithConcurrentProcesses) {
 // limit; the number allowed is exactly the limit.
 TEST_F(RateTest, PolicyCountIsExactUnderHeavyConcurrency) {
     constexpr int kProcs = 6, kEach = 400;
-    Limits limits;
-    limits.messages_per_day = 1000;
-    limits.offdomain_recipients_per_day = 0;
-    limits.offdomain_recipients_per_hour_per_ip = 0;
+    const Limits limits = limits_of(1000, 0);
     std::atomic<int>* allowed = static_cast<std::atomic<int>*>(
         ::mmap(nullptr, sizeof(std::atomic<int>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
     new (allowed) std::atomic<int>(0);
@@ -263,10 +269,7 @@ TEST_F(RateTest, PolicyCountIsExactUnderHeavyConcurrency) {
 // other mailboxes from that IP, still well inside the limit, all pass.
 TEST_F(RateTest, ACrossingMessageNeverMakesAnotherSenderCross) {
     constexpr int kBigProcs = 3, kSmall = 150;
-    Limits limits;
-    limits.messages_per_day = 0;
-    limits.offdomain_recipients_per_day = 0;
-    limits.offdomain_recipients_per_hour_per_ip = 500;
+    const Limits limits = limits_of(0, 500);
     const int64_t now = wall_now();
     std::string error;
     auto c = Counters::open(dir + "/store", true, 64, error);
