@@ -1,0 +1,518 @@
+// The mailsuspend commands (commands.hpp).  Each calls the core (common/) and
+// prints; every rule lives in the core.
+#include <grp.h>
+#include <pwd.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+#include <iostream>
+
+#include "commands.hpp"
+#include "config.hpp"
+#include "counters.hpp"
+#include "mailsuspend/mailsuspend.h"
+#include "notice.hpp"
+#include "operations.hpp"
+#include "policy.hpp"
+#include "store.hpp"
+#include "text.hpp"
+#include "token.hpp"
+
+using nlohmann::json;
+
+namespace mailsuspend::cli {
+namespace {
+
+int finish(const Outcome& o) {
+    if (!o.message.empty()) (o.ok() ? std::cout : std::cerr) << o.message << "\n";
+    return static_cast<int>(o.code);
+}
+
+Actor current_actor(const std::string& given) {
+    Actor a;
+    a.uid = ::getuid();
+    const passwd* pw = ::getpwuid(a.uid);
+    a.name = pw ? pw->pw_name : "uid " + std::to_string(a.uid);
+    if (!given.empty()) a.name += " (" + given + ")";
+    return a;
+}
+
+int64_t now() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// The config, or an exit code (2: the file is bad).
+std::optional<Config> config_or_exit(const Options& o, int& code) {
+    std::string error;
+    auto cfg = load_config(o.config, error);
+    if (!cfg) {
+        std::cerr << "mailsuspend: " << error << "\n";
+        code = static_cast<int>(Exit::bad_input);
+    }
+    return cfg;
+}
+
+int with_writer(const Options& o, bool init, const std::function<int(const Config&, StoreWriter&)>& fn) {
+    int code = 0;
+    auto cfg = config_or_exit(o, code);
+    if (!cfg) return code;
+    std::string error;
+    auto writer = StoreWriter::open(*cfg, init, error);
+    if (!writer) {
+        std::cerr << "mailsuspend: " << error << "\n";
+        return static_cast<int>(Exit::failure);
+    }
+    return fn(*cfg, *writer);
+}
+
+// Runs one or more changes in one session and commits them.
+int change(const Options& o, const std::function<Outcome(Session&)>& body) {
+    if (const std::string why = check_free_text(o.actor, 64); !why.empty())
+        return finish({Exit::bad_input, "--actor " + why});
+    return with_writer(o, false, [&](const Config& cfg, StoreWriter& w) {
+        Session session(cfg, w, current_actor(o.actor), now());
+        const Outcome result = body(session);
+        if (!result.ok()) return finish(result);
+        std::vector<std::string> warnings;
+        if (const Outcome c = session.commit(warnings); !c.ok()) return finish(c);
+        for (const auto& warning : warnings) std::cerr << "mailsuspend: warning: " << warning << "\n";
+        return finish(result);
+    });
+}
+
+// --service LIST as a mask; false with error (exit 2) naming the bad part.
+bool services_option(const std::string& list, uint8_t& mask, Outcome& error) {
+    std::string why;
+    auto parsed = parse_service_list(list, why);
+    if (!parsed) error = {Exit::bad_input, "--service: " + why};
+    else mask = *parsed;
+    return parsed.has_value();
+}
+
+std::optional<SuspendArgs> suspend_args(const Options& o, Outcome& error) {
+    SuspendArgs a;
+    a.target = o.target;
+    if (!services_option(o.services, a.services, error)) return std::nullopt;
+    std::string why;
+    a.reason = o.reason;
+    if (o.duration_given || !o.duration.empty()) {
+        auto d = parse_duration(o.duration, why);
+        if (!d || *d == 0) return error = {Exit::bad_input, "--for: " + (d ? "must be positive" : why)}, std::nullopt;
+        a.duration = *d;
+    }
+    if (!o.mode.empty()) {
+        a.mode = parse_mode(o.mode);
+        if (!a.mode) return error = {Exit::bad_input, "--mode: must be deliver, discard, reject or queue"}, std::nullopt;
+    }
+    a.lock = o.lock;
+    a.fail_queued = o.fail_queued;
+    return a;
+}
+
+// Parses a command's arguments (exit 2 naming the bad one), then runs op in a session.
+template <typename Args>
+int parse_and_change(const Options& o, std::optional<Args> (*parse)(const Options&, Outcome&),
+                     Outcome (Session::*op)(const Args&)) {
+    Outcome error;
+    auto args = parse(o, error);
+    if (!args) return finish(error);
+    return change(o, [&](Session& s) { return (s.*op)(*args); });
+}
+
+std::optional<UnsuspendArgs> unsuspend_args(const Options& o, Outcome& error) {
+    UnsuspendArgs a;
+    a.target = o.target;
+    if (!o.services.empty() && !services_option(o.services, a.services, error)) return std::nullopt;
+    a.admin = o.admin;
+    a.self_service = o.self_service;
+    return a;
+}
+
+}  // namespace
+
+int cmd_suspend(const Options& o) { return parse_and_change(o, suspend_args, &Session::suspend); }
+
+int cmd_unsuspend(const Options& o) { return parse_and_change(o, unsuspend_args, &Session::unsuspend); }
+
+int cmd_set_mode(const Options& o) {
+    auto mode = parse_mode(o.mode);
+    if (!mode) return finish({Exit::bad_input, "mode must be deliver, discard, reject or queue"});
+    return change(o, [&](Session& s) { return s.set_mode(o.target, *mode); });
+}
+
+namespace {
+
+// Sends AUP notices still pending (e.g. an automatic suspension in Exim
+// whose notice failed or had no sample call after it).  Returns the exit code.
+int send_notices(const Config& cfg) {
+    std::vector<std::string> warnings;
+    const int sent = send_pending_notices(cfg, "", warnings);
+    for (const auto& w : warnings) std::cerr << "mailsuspend: warning: " << w << "\n";
+    if (sent) std::cout << "sent " << sent << " pending AUP notice(s)\n";
+    return 0;
+}
+
+}  // namespace
+
+int cmd_sweep(const Options& o) {
+    const int rc = change(o, [&](Session& s) {
+        int lifted = 0;
+        return s.sweep(lifted);
+    });
+    if (rc != 0) return rc;
+    int code = 0;
+    auto cfg = config_or_exit(o, code);
+    return cfg ? send_notices(*cfg) : code;
+}
+
+int cmd_send_notices(const Options& o) {
+    int code = 0;
+    auto cfg = config_or_exit(o, code);
+    return cfg ? send_notices(*cfg) : code;
+}
+
+namespace {
+
+bool read_limited(std::istream& in, std::string& out) {
+    out.clear();
+    char chunk[65536];
+    while (in.read(chunk, sizeof chunk) || in.gcount() > 0) {
+        out.append(chunk, static_cast<std::size_t>(in.gcount()));
+        if (out.size() > kMaxReportBytes) return false;
+    }
+    return true;
+}
+
+// The report's subject and evidence: ADDRESS and --evidence files, or an ARF report on stdin.
+Outcome spam_report_of(const Config& cfg, const Options& o, SpamReport& report) {
+    if (o.arf == !o.target.empty())
+        return {Exit::bad_input, o.arf ? "give either ADDRESS or --arf (the report names the sender), not both"
+                                       : "give ADDRESS, or --arf with an ARF report on stdin"};
+    if (o.token_only && !o.arf) return {Exit::bad_input, "--token-only goes with --arf"};
+    for (const auto& file : o.evidence) {
+        std::ifstream in(file, std::ios::binary);
+        std::string text;
+        if (!in) return {Exit::bad_input, "--evidence " + file + ": cannot read the file"};
+        if (!read_limited(in, text))
+            return {Exit::bad_input, "--evidence " + file + ": larger than " + std::to_string(kMaxReportBytes) + " octets"};
+        report.evidence.push_back(std::move(text));
+    }
+    if (!o.arf) {
+        report.address = o.target;
+        report.origin = "cli";
+        return {};
+    }
+    std::string input, error;
+    if (!read_limited(std::cin, input))
+        return {Exit::bad_input, "ARF report: larger than " + std::to_string(kMaxReportBytes) + " octets"};
+    const auto arf = parse_arf(input, error);
+    if (!arf) return {Exit::bad_input, "ARF report: " + error};
+    if (arf->feedback_type != "abuse")
+        return {Exit::ok, "ignored: Feedback-Type '" + sanitise_line(arf->feedback_type, 40) +
+                              "' is not a spam complaint (only abuse counts); nothing recorded"};
+    Attribution who;
+    if (Outcome a = attribute_arf(cfg, *arf, o.token_only, who); !a.ok()) return {a.code, "ARF report: " + a.message};
+    report.address = who.address;
+    report.origin = "arf, attributed by " + who.how;
+    if (!arf->user_agent.empty()) report.origin += ", from " + arf->user_agent;
+    if (!arf->original.empty()) report.evidence.push_back(arf->original);
+    std::cout << "ARF report attributed to " << sanitise_line(who.address, 320) << " by " << who.how
+              << (who.token_issued ? " (token issued " + format_time(who.token_issued) + ")" : "") << "\n";
+    return {};
+}
+
+}  // namespace
+
+int cmd_report_spam(const Options& o) {
+    if (const std::string why = check_free_text(o.actor, 64); !why.empty())
+        return finish({Exit::bad_input, "--actor " + why});
+    int code = 0;
+    auto cfg = config_or_exit(o, code);
+    if (!cfg) return code;
+    SpamReport report;
+    if (Outcome r = spam_report_of(*cfg, o, report); !r.ok() || report.address.empty()) return finish(r);
+    std::vector<std::string> warnings;
+    SpamResult result;
+    {
+        std::string error;
+        auto writer = StoreWriter::open(*cfg, false, error);
+        if (!writer) return finish({Exit::failure, error});
+        result = record_spam_report(*cfg, *writer, current_actor(o.actor), report, now(), warnings);
+    }  // the writer lock is released before mail goes out
+    if (result.outcome.ok() && result.suspension.suspended_now) {
+        const int sent = send_pending_notices(*cfg, result.key, warnings);
+        std::string why;
+        const std::string contact = abuse_contact(*cfg, result.key, why);
+        if (sent) result.outcome.message += "; AUP notice sent to " + contact;
+    }
+    for (const auto& w : warnings) std::cerr << "mailsuspend: warning: " << w << "\n";
+    return finish(result.outcome);
+}
+
+// Prints a sender token for ACCOUNT, or (--open) the account inside a token.
+int cmd_token(const Options& o) {
+    int code = 0;
+    auto cfg = config_or_exit(o, code);
+    if (!cfg) return code;
+    std::string error;
+    const auto key = load_token_key(cfg->store_path, error);
+    if (!key) return finish({Exit::failure, error});
+    if (o.open) {
+        const auto t = open_token(*key, o.target, error);
+        if (!t) return finish({Exit::bad_input, error});
+        return finish({Exit::ok, t->account + " (issued " + format_time(t->issued) + ")"});
+    }
+    std::string account;
+    if (Outcome n = normalise_target(*cfg, o.target, account); !n.ok()) return finish(n);
+    char buf[kTokenMaxText + 1];
+    if (account.front() == '@' || seal_token(*key, account, now(), buf, sizeof buf) == 0)
+        return finish({Exit::bad_input, "cannot make a token for " + account});
+    return finish({Exit::ok, buf});
+}
+
+namespace {
+
+std::unique_ptr<StoreReader> open_reader(const Config& cfg) {
+    std::string error;
+    auto reader = StoreReader::open(cfg.store_path, error);
+    if (!reader) std::cerr << "mailsuspend: " << error << "\n";
+    return reader;
+}
+
+void print_status(const json& j) {
+    std::cout << j["target"].get<std::string>() << "  (delivery mode for held mail: "
+              << j["delivery_mode"].get<std::string>() << ")\n";
+    for (const auto& [name, s] : j["services"].items()) {
+        std::cout << "  " << name << std::string(14 - name.size(), ' ');
+        if (!s["suspended"].get<bool>()) {
+            std::cout << "active\n";
+            continue;
+        }
+        std::cout << "SUSPENDED since " << format_time(s["since"].is_null() ? 0 : s["since"].get<int64_t>())
+                  << ", expires " << format_time(s["expires"].is_null() ? 0 : s["expires"].get<int64_t>())
+                  << ", " << s["source"].get<std::string>() << ", " << s["scope"].get<std::string>()
+                  << (s["locked"].get<bool>() ? ", LOCKED" : "");
+        // A reason written around the CLI (the C++ API, a restored file) may hold
+        // control characters: never send them raw to the admin's terminal.
+        if (!s["reason"].get<std::string>().empty())
+            std::cout << ": " << sanitise_line(s["reason"].get<std::string>(), kMaxReason);
+        std::cout << "\n";
+    }
+}
+
+}  // namespace
+
+int cmd_status(const Options& o) {
+    int code = 0;
+    auto cfg = config_or_exit(o, code);
+    if (!cfg) return code;
+    std::string key;
+    if (Outcome n = normalise_target(*cfg, o.target, key); !n.ok()) return finish(n);
+    auto reader = open_reader(*cfg);
+    if (!reader) return static_cast<int>(Exit::failure);
+    TargetRecord mailbox, domain;
+    const bool is_domain = key.front() == '@';
+    const LookupStatus m = is_domain ? LookupStatus::absent : reader->read(key, mailbox);
+    const LookupStatus d = reader->read(is_domain ? key : std::string(domain_key_of(key)), domain);
+    if (m == LookupStatus::unavailable || d == LookupStatus::unavailable)
+        return finish({Exit::failure, "store unavailable: " + reader->last_error()});
+    const json j = status_json(*cfg, key, m == LookupStatus::found ? &mailbox : nullptr,
+                               d == LookupStatus::found ? &domain : nullptr, now());
+    if (o.json) std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+    else print_status(j);
+    return 0;
+}
+
+int cmd_list(const Options& o) {
+    int code = 0;
+    auto cfg = config_or_exit(o, code);
+    if (!cfg) return code;
+    uint8_t filter = kAllServicesMask;
+    if (!o.services.empty()) {
+        auto s = parse_service(o.services);
+        if (!s) return finish({Exit::bad_input, "--service: unknown service '" + o.services + "'"});
+        filter = static_cast<uint8_t>(1u << static_cast<int>(*s));
+    }
+    auto reader = open_reader(*cfg);
+    if (!reader) return static_cast<int>(Exit::failure);
+    json all = json::array();
+    const int64_t t = now();
+    const bool ok = reader->for_each([&](const TargetRecord& r) {
+        const uint8_t mask = r.in_force_mask(t) & filter;
+        if (!mask) return;
+        if (o.json) all.push_back(record_json(r, t));
+        else std::cout << r.key << "  " << service_list(r.in_force_mask(t)) << "\n";
+    });
+    if (!ok) return finish({Exit::failure, "store unavailable: " + reader->last_error()});
+    if (o.json) std::cout << all.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+    return 0;
+}
+
+int cmd_can_delete(const Options& o) {
+    int code = 0;
+    auto cfg = config_or_exit(o, code);
+    if (!cfg) return code;
+    std::string key;
+    if (Outcome n = normalise_target(*cfg, o.target, key); !n.ok()) return finish(n);
+    auto reader = open_reader(*cfg);
+    if (!reader) return static_cast<int>(Exit::failure);
+    TargetRecord mailbox, domain;
+    const LookupStatus m = reader->read(key, mailbox);
+    const LookupStatus d = reader->read(std::string(domain_key_of(key)), domain);
+    if (m == LookupStatus::unavailable || d == LookupStatus::unavailable)
+        return finish({Exit::failure, "store unavailable: " + reader->last_error()});
+    const int64_t t = now();
+    const json j = status_json(*cfg, key, m == LookupStatus::found ? &mailbox : nullptr,
+                               d == LookupStatus::found ? &domain : nullptr, t);
+    std::string suspended;
+    for (const auto& [name, s] : j["services"].items())
+        if (s["suspended"].get<bool>()) suspended += (suspended.empty() ? "" : ",") + name;
+    if (!suspended.empty())
+        return finish({Exit::refused, key + " cannot be deleted while suspended (" + suspended +
+                                          "): lift the suspension first"});
+    return finish({Exit::ok, key + " may be deleted"});
+}
+
+namespace {
+
+std::string give_to_write_group(const Config& cfg, const std::string& path, mode_t mode = 0664) {
+    if (cfg.write_group.empty()) return {};
+    const struct group* gr = ::getgrnam(cfg.write_group.c_str());
+    if (!gr) return "group '" + cfg.write_group + "' does not exist";
+    if (::chown(path.c_str(), static_cast<uid_t>(-1), gr->gr_gid) != 0 || ::chmod(path.c_str(), mode) != 0)
+        return path + ": cannot give it to group " + cfg.write_group + ": " + std::strerror(errno);
+    return {};
+}
+
+// Exim appends its automatic suspensions to the audit log: create it 0660
+// for write_group (append_audit would create it 0640, writable by root only).
+std::string create_audit_log(const Config& cfg) {
+    if (cfg.audit_log.empty() || ::access(cfg.audit_log.c_str(), F_OK) == 0) return {};
+    const int fd = ::open(cfg.audit_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) return cfg.audit_log + ": " + std::strerror(errno) + " (create it writable by " + cfg.write_group + ")";
+    ::close(fd);
+    return give_to_write_group(cfg, cfg.audit_log, 0660);
+}
+
+}  // namespace
+
+int cmd_init(const Options& o) {
+    return with_writer(o, true, [&](const Config& cfg, StoreWriter& w) {
+        std::string error;
+        if (!Counters::open(cfg.store_path, true, cfg.counter_capacity, error))
+            return finish({Exit::failure, error});
+        // Exim (write_group) adds to the counters: Counters::open creates the file 0664 but
+        // leaves its group alone, so hand it over here (also repairs stores made before).
+        if (std::string e = give_to_write_group(cfg, cfg.store_path + "/counters"); !e.empty())
+            return finish({Exit::failure, e});
+        if (std::string e = create_evidence_root(cfg); !e.empty()) return finish({Exit::failure, e});
+        if (std::string e = create_audit_log(cfg); !e.empty()) std::cerr << "mailsuspend: warning: " << e << "\n";
+        if (std::string e = create_token_key(cfg.store_path, cfg.write_group); !e.empty())
+            return finish({Exit::failure, e});
+        const StoreStats s = w.stats();
+        return finish({Exit::ok, "store ready at " + cfg.store_path + " (generation " +
+                                     std::to_string(s.generation) + ", room for " +
+                                     std::to_string(cfg.store_capacity) + " targets)"});
+    });
+}
+
+int cmd_check(const Options& o) {
+    return with_writer(o, false, [&](const Config& cfg, StoreWriter& w) {
+        std::vector<std::string> report;
+        if (w.check(report)) {
+            const StoreStats s = w.stats();
+            return finish({Exit::ok, "store at " + cfg.store_path + " is consistent: generation " +
+                                         std::to_string(s.generation) + ", " +
+                                         std::to_string(s.used_slots) + " records, change " +
+                                         std::to_string(s.seq)});
+        }
+        for (const auto& line : report) std::cerr << "mailsuspend: " << line << "\n";
+        return finish({Exit::failure, std::to_string(report.size()) + " problem(s) found; "
+                                      "`mailsuspend rebuild` rewrites the store from its records"});
+    });
+}
+
+int cmd_rebuild(const Options& o) {
+    return with_writer(o, false, [&](const Config&, StoreWriter& w) {
+        std::string error;
+        if (!w.rebuild(o.capacity, error)) return finish({Exit::failure, error});
+        return finish({Exit::ok, "published generation " + std::to_string(w.stats().generation)});
+    });
+}
+
+namespace {
+
+// One JSON line of a batch: {"op":"suspend","target":"a@b","services":"imap,pop3",...}
+Outcome batch_line(Session& s, const json& j) {
+    if (!j.is_object()) return {Exit::bad_input, "not a JSON object"};
+    Options o;
+    auto text = [&](const char* k, std::string& out) {
+        if (!j.contains(k)) return true;
+        if (j[k].is_string()) return out = j[k].get<std::string>(), true;
+        if (j[k].is_array() && std::string(k) == "services") {
+            for (const auto& v : j[k]) {
+                if (!v.is_string()) return false;
+                out += (out.empty() ? "" : ",") + v.get<std::string>();
+            }
+            return true;
+        }
+        return false;
+    };
+    auto flag = [&](const char* k, bool& out) {
+        if (!j.contains(k)) return true;
+        if (!j[k].is_boolean()) return false;
+        return out = j[k].get<bool>(), true;
+    };
+    std::string op;
+    for (const auto& [k, v] : j.items())
+        if (k != "op" && k != "target" && k != "services" && k != "reason" && k != "for" &&
+            k != "mode" && k != "lock" && k != "fail_queued" && k != "admin")
+            return {Exit::bad_input, "unknown field '" + k + "'"};
+    if (!text("op", op) || !text("target", o.target) || !text("services", o.services) ||
+        !text("reason", o.reason) || !text("for", o.duration) || !text("mode", o.mode) ||
+        !flag("lock", o.lock) || !flag("fail_queued", o.fail_queued) || !flag("admin", o.admin))
+        return {Exit::bad_input, "a field has the wrong type"};
+    o.duration_given = j.contains("for");
+    Outcome error;
+    if (op == "suspend") {
+        auto a = suspend_args(o, error);
+        return a ? s.suspend(*a) : error;
+    }
+    if (op == "unsuspend") {
+        auto a = unsuspend_args(o, error);
+        return a ? s.unsuspend(*a) : error;
+    }
+    if (op == "set-mode") {
+        auto m = parse_mode(o.mode);
+        return m ? s.set_mode(o.target, *m) : Outcome{Exit::bad_input, "bad mode"};
+    }
+    return {Exit::bad_input, "unknown op '" + op + "' (suspend, unsuspend, set-mode)"};
+}
+
+}  // namespace
+
+int cmd_batch(const Options& o) {
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(std::cin, line);)
+        lines.push_back(line);
+    int applied = 0;
+    return change(o, [&](Session& s) -> Outcome {
+        for (std::size_t n = 0; n < lines.size(); ++n) {
+            if (lines[n].find_first_not_of(" \t\r") == std::string::npos) continue;
+            const json j = json::parse(lines[n], nullptr, false);
+            Outcome r = j.is_discarded() ? Outcome{Exit::bad_input, "not valid JSON"} : batch_line(s, j);
+            if (!r.ok())
+                return {r.code, "line " + std::to_string(n + 1) + ": " + r.message + " (nothing applied)"};
+            ++applied;
+        }
+        return {Exit::ok, "applied " + std::to_string(applied) + " change(s) in one transaction"};
+    });
+}
+
+}  // namespace mailsuspend::cli

@@ -1,0 +1,45 @@
+// The mailsuspend commands, apart from their command line (main.cpp): each
+// takes the parsed options, reads stdin where it says so, prints, and returns
+// the exit code (Exit in operations.hpp).  fuzz_batch runs cmd_batch directly.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mailsuspend/mailsuspend.h"
+
+namespace mailsuspend::cli {
+
+struct Options {
+    std::string config = MAILSUSPEND_DEFAULT_CONFIG;
+    std::string actor;
+    bool json = false;
+    std::string target;
+    std::string services;
+    std::string reason;
+    std::string duration;
+    bool duration_given = false;  // --for "" is an error, not "forever"
+    std::string mode;
+    bool lock = false, fail_queued = false, admin = false, self_service = false;
+    uint64_t capacity = 0;
+    std::vector<std::string> evidence;
+    bool arf = false, token_only = false, open = false;
+};
+
+int cmd_init(const Options& o);
+int cmd_suspend(const Options& o);
+int cmd_unsuspend(const Options& o);
+int cmd_status(const Options& o);
+int cmd_list(const Options& o);
+int cmd_set_mode(const Options& o);
+int cmd_can_delete(const Options& o);
+int cmd_sweep(const Options& o);
+int cmd_check(const Options& o);
+int cmd_rebuild(const Options& o);
+int cmd_batch(const Options& o);
+int cmd_report_spam(const Options& o);
+int cmd_send_notices(const Options& o);
+int cmd_token(const Options& o);
+
+}  // namespace mailsuspend::cli
