@@ -197,7 +197,12 @@ class ReasonsInExim(eximtest.EximTestCase):
         env = self.env
         res = run([ARGS.helper, env.ms_conf, "raw-suspend", ALICE, "send", EVIL_REASON])
         self.assertEqual(res.returncode, 0, res.stderr)
-        self.assertRegex(env.cli("status", ALICE).stdout, r"send\s+SUSPENDED")
+        # the admin's terminal gets the reason made harmless too
+        status = env.cli("status", ALICE).stdout
+        self.assertRegex(status, r"send\s+SUSPENDED")
+        self.assertIn("unpaid", status)
+        assert_clean(self, status, "mailsuspend status")
+        self.assertNotIn("\r", status)
         raw = raw_smtp_mail_from(env.port, ALICE)
         lines = raw.split(b"\r\n")[:-1]
         self.assertTrue(lines, raw)
