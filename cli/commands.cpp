@@ -306,26 +306,33 @@ void print_status(const json& j) {
     }
 }
 
-}  // namespace
-
-int cmd_status(const Options& o) {
-    int code = 0;
+// The effective state of o.target (its record and its domain's) as status_json,
+// or nullopt with code set (the error is printed).  key: the normalised target.
+std::optional<json> effective_status(const Options& o, std::string& key, int& code) {
     auto cfg = config_or_exit(o, code);
-    if (!cfg) return code;
-    std::string key;
-    if (Outcome n = normalise_target(*cfg, o.target, key); !n.ok()) return finish(n);
+    if (!cfg) return std::nullopt;
+    if (Outcome n = normalise_target(*cfg, o.target, key); !n.ok()) return code = finish(n), std::nullopt;
     auto reader = open_reader(*cfg);
-    if (!reader) return static_cast<int>(Exit::failure);
+    if (!reader) return code = static_cast<int>(Exit::failure), std::nullopt;
     TargetRecord mailbox, domain;
     const bool is_domain = key.front() == '@';
     const LookupStatus m = is_domain ? LookupStatus::absent : reader->read(key, mailbox);
     const LookupStatus d = reader->read(is_domain ? key : std::string(domain_key_of(key)), domain);
     if (m == LookupStatus::unavailable || d == LookupStatus::unavailable)
-        return finish({Exit::failure, "store unavailable: " + reader->last_error()});
-    const json j = status_json(*cfg, key, m == LookupStatus::found ? &mailbox : nullptr,
-                               d == LookupStatus::found ? &domain : nullptr, now());
-    if (o.json) std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
-    else print_status(j);
+        return code = finish({Exit::failure, "store unavailable: " + reader->last_error()}), std::nullopt;
+    return status_json(*cfg, key, m == LookupStatus::found ? &mailbox : nullptr,
+                       d == LookupStatus::found ? &domain : nullptr, now());
+}
+
+}  // namespace
+
+int cmd_status(const Options& o) {
+    int code = 0;
+    std::string key;
+    const auto j = effective_status(o, key, code);
+    if (!j) return code;
+    if (o.json) std::cout << j->dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+    else print_status(*j);
     return 0;
 }
 
@@ -356,22 +363,11 @@ int cmd_list(const Options& o) {
 
 int cmd_can_delete(const Options& o) {
     int code = 0;
-    auto cfg = config_or_exit(o, code);
-    if (!cfg) return code;
     std::string key;
-    if (Outcome n = normalise_target(*cfg, o.target, key); !n.ok()) return finish(n);
-    auto reader = open_reader(*cfg);
-    if (!reader) return static_cast<int>(Exit::failure);
-    TargetRecord mailbox, domain;
-    const LookupStatus m = reader->read(key, mailbox);
-    const LookupStatus d = reader->read(std::string(domain_key_of(key)), domain);
-    if (m == LookupStatus::unavailable || d == LookupStatus::unavailable)
-        return finish({Exit::failure, "store unavailable: " + reader->last_error()});
-    const int64_t t = now();
-    const json j = status_json(*cfg, key, m == LookupStatus::found ? &mailbox : nullptr,
-                               d == LookupStatus::found ? &domain : nullptr, t);
+    const auto j = effective_status(o, key, code);
+    if (!j) return code;
     std::string suspended;
-    for (const auto& [name, s] : j["services"].items())
+    for (const auto& [name, s] : (*j)["services"].items())
         if (s["suspended"].get<bool>()) suspended += (suspended.empty() ? "" : ",") + name;
     if (!suspended.empty())
         return finish({Exit::refused, key + " cannot be deleted while suspended (" + suspended +
