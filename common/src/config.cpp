@@ -1,6 +1,10 @@
 #include "config.hpp"
 
-#include <libconfig.h++>
+// libconfig's C API, not its C++ wrapper: the same parser and syntax, but
+// libconfig++ would pull libstdc++.so into every Dovecot mail process that
+// loads the core (+1.1 ms of CPU per session, BENCHMARKS.md "Dovecot end to
+// end"); the core module links the C++ runtime statically instead.
+#include <libconfig.h>
 
 #include <algorithm>
 #include <set>
@@ -10,7 +14,18 @@
 namespace mailsuspend {
 namespace {
 
-using libconfig::Setting;
+using Setting = const config_setting_t*;
+
+bool is_int(Setting s) {
+    const int t = config_setting_type(s);
+    return t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64;
+}
+
+bool is_collection(Setting s) {
+    return config_setting_is_list(s) || config_setting_is_array(s);
+}
+
+Setting member(Setting group, const char* key) { return config_setting_get_member(group, key); }
 
 // Reads typed values out of a parsed file, keeping the first error with its line.
 class Reader {
@@ -19,18 +34,26 @@ public:
     const std::string& error() const { return error_; }
     bool ok() const { return error_.empty(); }
 
-    void fail(const Setting& s, const std::string& what) {
+    void fail(Setting s, const std::string& what) {
         if (!ok()) return;
         // what may quote a value from the file: the error reaches host logs as one line.
-        error_ = sanitise_line(file_ + ":" + std::to_string(s.getSourceLine()) + ": " + path(s) + ": " + what,
+        error_ = sanitise_line(file_ + ":" + std::to_string(config_setting_source_line(s)) + ": " + path(s) +
+                                   ": " + what,
                                1024);
     }
 
+    // The key's setting when the group has it, else the group (for the error's line).
+    static Setting at(Setting group, const char* key) {
+        Setting s = member(group, key);
+        return s ? s : group;
+    }
+
     // Refuses keys a group does not know: a typo must not pass silently.
-    void only_keys(const Setting& group, std::initializer_list<const char*> keys) {
+    void only_keys(Setting group, std::initializer_list<const char*> keys) {
         const std::set<std::string> known(keys.begin(), keys.end());
-        for (const Setting& child : group) {
-            const char* name = child.getName();
+        for (int i = 0; i < config_setting_length(group); ++i) {
+            Setting child = config_setting_get_elem(group, i);
+            const char* name = config_setting_name(child);
             if (!name || !known.count(name)) {
                 std::string list;
                 for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
@@ -39,56 +62,55 @@ public:
         }
     }
 
-    void string(const Setting& g, const char* key, std::string& out) {
-        if (!g.exists(key)) return;
-        const Setting& s = g[key];
-        if (s.getType() != Setting::TypeString) return fail(s, "must be a string in quotes");
-        out = s.c_str();
+    void string(Setting g, const char* key, std::string& out) {
+        Setting s = member(g, key);
+        if (!s) return;
+        if (config_setting_type(s) != CONFIG_TYPE_STRING) return fail(s, "must be a string in quotes");
+        out = config_setting_get_string(s);
     }
 
-    void text(const Setting& g, const char* key, std::string& out) {
+    void text(Setting g, const char* key, std::string& out) {
         std::string value = out;
         string(g, key, value);
-        if (g.exists(key)) {
+        if (Setting s = member(g, key)) {
             const std::string bad = check_free_text(value, 400);
-            if (!bad.empty()) return fail(g[key], "text " + bad);
+            if (!bad.empty()) return fail(s, "text " + bad);
             // Exim's ACL tells "refuse" by a non-empty reply: a blank text would let mail through.
             if (value.find_first_not_of(' ') == std::string::npos)
-                return fail(g[key], "must not be empty (it is the reply the client sees)");
+                return fail(s, "must not be empty (it is the reply the client sees)");
         }
         out = value;
     }
 
-    void integer(const Setting& g, const char* key, int64_t& out, int64_t min, int64_t max) {
-        if (!g.exists(key)) return;
-        const Setting& s = g[key];
-        if (s.getType() != Setting::TypeInt && s.getType() != Setting::TypeInt64)
-            return fail(s, "must be a whole number");
-        const int64_t v = s.getType() == Setting::TypeInt ? static_cast<int>(s) : static_cast<long long>(s);
+    void integer(Setting g, const char* key, int64_t& out, int64_t min, int64_t max) {
+        Setting s = member(g, key);
+        if (!s) return;
+        if (!is_int(s)) return fail(s, "must be a whole number");
+        const int64_t v = config_setting_get_int64(s);
         if (v < min || v > max)
             return fail(s, "must be between " + std::to_string(min) + " and " + std::to_string(max));
         out = v;
     }
 
-    void boolean(const Setting& g, const char* key, bool& out) {
-        if (!g.exists(key)) return;
-        const Setting& s = g[key];
-        if (s.getType() != Setting::TypeBoolean) return fail(s, "must be true or false");
-        out = s;
+    void boolean(Setting g, const char* key, bool& out) {
+        Setting s = member(g, key);
+        if (!s) return;
+        if (config_setting_type(s) != CONFIG_TYPE_BOOL) return fail(s, "must be true or false");
+        out = config_setting_get_bool(s) != 0;
     }
 
     // A duration: "4d8h" or a number of seconds.
-    void duration(const Setting& g, const char* key, int64_t& out, bool zero_ok) {
-        if (!g.exists(key)) return;
-        const Setting& s = g[key];
+    void duration(Setting g, const char* key, int64_t& out, bool zero_ok) {
+        Setting s = member(g, key);
+        if (!s) return;
         int64_t v = 0;
-        if (s.getType() == Setting::TypeString) {
+        if (config_setting_type(s) == CONFIG_TYPE_STRING) {
             std::string why;
-            auto d = parse_duration(s.c_str(), why);
+            auto d = parse_duration(config_setting_get_string(s), why);
             if (!d) return fail(s, why);
             v = *d;
-        } else if (s.getType() == Setting::TypeInt || s.getType() == Setting::TypeInt64) {
-            v = s.getType() == Setting::TypeInt ? static_cast<int>(s) : static_cast<long long>(s);
+        } else if (is_int(s)) {
+            v = config_setting_get_int64(s);
         } else {
             return fail(s, "must be a duration like \"24h\" or \"4d8h\"");
         }
@@ -96,31 +118,37 @@ public:
         out = v;
     }
 
-    const Setting* group(const Setting& root, const char* name) {
-        if (!root.exists(name)) return nullptr;
-        const Setting& g = root[name];
-        if (!g.isGroup()) {
+    Setting group(Setting root, const char* name) {
+        Setting g = member(root, name);
+        if (!g) return nullptr;
+        if (!config_setting_is_group(g)) {
             fail(g, "must be a group: " + std::string(name) + " = { ... };");
             return nullptr;
         }
-        return &g;
+        return g;
     }
 
 private:
-    static std::string path(const Setting& s) {
-        std::string p = s.getPath();
+    // "webmail.hosts.[1]", as libconfig++'s Setting::getPath() spells it.
+    static std::string path(Setting s) {
+        std::string p;
+        for (; s && !config_setting_is_root(s); s = config_setting_parent(s)) {
+            const char* name = config_setting_name(s);
+            const std::string part = name ? name : "[" + std::to_string(config_setting_index(s)) + "]";
+            p = p.empty() ? part : part + "." + p;
+        }
         return p.empty() ? "(top)" : p;
     }
     std::string file_;
     std::string error_;
 };
 
-void read_store(Reader& r, const Setting& g, Config& c) {
+void read_store(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"path", "capacity", "counter_capacity", "fail_policy", "read_group",
                     "write_group", "audit_log"});
     r.string(g, "path", c.store_path);
     if (c.store_path.empty() || c.store_path.front() != '/')
-        r.fail(g.exists("path") ? g["path"] : g, "must be an absolute path");
+        r.fail(Reader::at(g, "path"), "must be an absolute path");
     int64_t cap = static_cast<int64_t>(c.store_capacity);
     r.integer(g, "capacity", cap, 16, 1LL << 31);
     c.store_capacity = static_cast<uint64_t>(cap);
@@ -131,46 +159,48 @@ void read_store(Reader& r, const Setting& g, Config& c) {
     r.string(g, "fail_policy", policy);
     if (policy == "open") c.fail_policy = FailPolicy::open;
     else if (policy == "closed") c.fail_policy = FailPolicy::closed;
-    else r.fail(g["fail_policy"], "must be \"open\" or \"closed\"");
+    else r.fail(Reader::at(g, "fail_policy"), "must be \"open\" or \"closed\"");
     r.string(g, "read_group", c.read_group);
     r.string(g, "write_group", c.write_group);
     r.string(g, "audit_log", c.audit_log);
 }
 
-void read_delivery(Reader& r, const Setting& g, Config& c) {
+void read_delivery(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"default_mode", "queue_expiry", "flush_command", "fail_queued_command"});
     std::string mode(mode_name(c.default_mode));
     r.string(g, "default_mode", mode);
     if (auto m = parse_mode(mode)) c.default_mode = *m;
-    else r.fail(g["default_mode"], "must be one of deliver, discard, reject, queue");
+    else r.fail(Reader::at(g, "default_mode"), "must be one of deliver, discard, reject, queue");
     r.duration(g, "queue_expiry", c.queue_expiry, false);
     r.string(g, "flush_command", c.flush_command);
     r.string(g, "fail_queued_command", c.fail_queued_command);
 }
 
-void read_address(Reader& r, const Setting& g, Config& c) {
+void read_address(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"default_domain", "subaddress_separator"});
     r.string(g, "default_domain", c.address.default_domain);
     r.string(g, "subaddress_separator", c.address.subaddress_separator);
     if (c.address.subaddress_separator.size() > 1)
-        r.fail(g["subaddress_separator"], "must be one character or empty");
+        r.fail(Reader::at(g, "subaddress_separator"), "must be one character or empty");
 }
 
-void read_webmail(Reader& r, const Setting& g, Config& c) {
+void read_webmail(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"hosts"});
-    if (!g.exists("hosts")) return;
-    const Setting& hosts = g["hosts"];
-    if (!hosts.isArray() && !hosts.isList())
+    Setting hosts = member(g, "hosts");
+    if (!hosts) return;
+    if (!is_collection(hosts))
         return r.fail(hosts, "must be a list of addresses: [ \"192.0.2.10\", \"2001:db8::/64\" ]");
-    for (const Setting& h : hosts) {
-        if (h.getType() != Setting::TypeString) return r.fail(h, "must be a string in quotes");
-        auto mask = parse_netmask(h.c_str());
-        if (!mask) return r.fail(h, "'" + std::string(h.c_str()) + "' is not an IP address or CIDR");
+    for (int i = 0; i < config_setting_length(hosts); ++i) {
+        Setting h = config_setting_get_elem(hosts, i);
+        if (config_setting_type(h) != CONFIG_TYPE_STRING) return r.fail(h, "must be a string in quotes");
+        const char* text = config_setting_get_string(h);
+        auto mask = parse_netmask(text);
+        if (!mask) return r.fail(h, "'" + std::string(text) + "' is not an IP address or CIDR");
         c.webmail_hosts.push_back(*mask);
     }
 }
 
-void read_messages(Reader& r, const Setting& g, Config& c) {
+void read_messages(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"unavailable", "send_suspended", "rate_suspended", "receive_rejected",
                     "recipients_per_message", "login_denied", "include_reason"});
     auto& m = c.messages;
@@ -183,7 +213,7 @@ void read_messages(Reader& r, const Setting& g, Config& c) {
     r.boolean(g, "include_reason", m.include_reason);
 }
 
-void read_limits(Reader& r, const Setting& g, Config& c) {
+void read_limits(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"messages_per_day", "recipients_per_message", "offdomain_recipients_per_day",
                     "offdomain_recipients_per_hour_per_ip", "suspend_for", "extend_on_attempt",
                     "escalate_after"});
@@ -198,7 +228,7 @@ void read_limits(Reader& r, const Setting& g, Config& c) {
     r.integer(g, "escalate_after", l.escalate_after, 0, 1000);
 }
 
-void read_spam(Reader& r, const Setting& g, Config& c) {
+void read_spam(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"threshold", "window", "default_abuse_contact", "abuse_contacts",
                     "evidence_samples", "sendmail_command"});
     r.integer(g, "threshold", c.spam_threshold, 0, 1000000);
@@ -206,14 +236,15 @@ void read_spam(Reader& r, const Setting& g, Config& c) {
     r.string(g, "default_abuse_contact", c.default_abuse_contact);
     r.integer(g, "evidence_samples", c.evidence_samples, 0, 100);
     r.string(g, "sendmail_command", c.sendmail_command);
-    if (!g.exists("abuse_contacts")) return;
+    Setting contacts = member(g, "abuse_contacts");
+    if (!contacts) return;
     // libconfig names cannot hold dots, so domains are values:
     // abuse_contacts = ( { domain = "example.com"; contact = "abuse@example.com"; } );
-    const Setting& contacts = g["abuse_contacts"];
-    if (!contacts.isList() && !contacts.isArray())
+    if (!is_collection(contacts))
         return r.fail(contacts, "must be a list: ( { domain = \"example.com\"; contact = \"abuse@example.com\"; } )");
-    for (const Setting& entry : contacts) {
-        if (!entry.isGroup()) return r.fail(entry, "must be a group { domain = ...; contact = ...; }");
+    for (int i = 0; i < config_setting_length(contacts); ++i) {
+        Setting entry = config_setting_get_elem(contacts, i);
+        if (!config_setting_is_group(entry)) return r.fail(entry, "must be a group { domain = ...; contact = ...; }");
         r.only_keys(entry, {"domain", "contact"});
         std::string domain, contact;
         r.string(entry, "domain", domain);
@@ -223,7 +254,7 @@ void read_spam(Reader& r, const Setting& g, Config& c) {
     }
 }
 
-void read_unblock(Reader& r, const Setting& g, Config& c) {
+void read_unblock(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"self_service_interval"});
     r.duration(g, "self_service_interval", c.self_service_interval, true);
 }
@@ -238,36 +269,45 @@ bool Config::is_webmail_host(const char* ip) const {
                        [&](const Netmask& m) { return m.contains(*parsed); });
 }
 
+namespace {
+
+struct ConfigFile {
+    config_t parsed;
+    ConfigFile() { config_init(&parsed); }
+    ~ConfigFile() { config_destroy(&parsed); }
+    ConfigFile(const ConfigFile&) = delete;
+    ConfigFile& operator=(const ConfigFile&) = delete;
+};
+
+std::string parse_error(const config_t& parsed, const std::string& path) {
+    if (config_error_type(&parsed) == CONFIG_ERR_FILE_IO)
+        return path + ": cannot read the file (missing or no permission)";
+    const char* file = config_error_file(&parsed);
+    const char* text = config_error_text(&parsed);
+    return std::string(file ? file : path.c_str()) + ":" + std::to_string(config_error_line(&parsed)) + ": " +
+           (text ? text : "syntax error");
+}
+
+}  // namespace
+
 std::optional<Config> load_config(const std::string& path, std::string& error) {
-    libconfig::Config file;
-    try {
-        file.readFile(path.c_str());
-    } catch (const libconfig::FileIOException&) {
-        error = path + ": cannot read the file (missing or no permission)";
-        return std::nullopt;
-    } catch (const libconfig::ParseException& e) {
-        error = std::string(e.getFile() ? e.getFile() : path.c_str()) + ":" +
-                std::to_string(e.getLine()) + ": " + e.getError();
+    ConfigFile file;
+    if (config_read_file(&file.parsed, path.c_str()) != CONFIG_TRUE) {
+        error = parse_error(file.parsed, path);
         return std::nullopt;
     }
     Config c;
     c.path = path;
     Reader r(path);
-    try {
-        const Setting& root = file.getRoot();
-        r.only_keys(root, {"store", "delivery", "address", "webmail", "messages", "limits",
-                           "spam", "unblock"});
-        using GroupReader = void (*)(Reader&, const Setting&, Config&);
-        const std::pair<const char*, GroupReader> groups[] = {
-            {"store", read_store},       {"delivery", read_delivery}, {"address", read_address},
-            {"webmail", read_webmail},   {"messages", read_messages}, {"limits", read_limits},
-            {"spam", read_spam},         {"unblock", read_unblock}};
-        for (const auto& [name, reader] : groups)
-            if (const Setting* g = r.group(root, name)) reader(r, *g, c);
-    } catch (const libconfig::SettingException& e) {
-        error = path + ": " + e.getPath() + ": " + e.what();
-        return std::nullopt;
-    }
+    Setting root = config_root_setting(&file.parsed);
+    r.only_keys(root, {"store", "delivery", "address", "webmail", "messages", "limits", "spam", "unblock"});
+    using GroupReader = void (*)(Reader&, Setting, Config&);
+    const std::pair<const char*, GroupReader> groups[] = {
+        {"store", read_store},     {"delivery", read_delivery}, {"address", read_address},
+        {"webmail", read_webmail}, {"messages", read_messages}, {"limits", read_limits},
+        {"spam", read_spam},       {"unblock", read_unblock}};
+    for (const auto& [name, reader] : groups)
+        if (Setting g = r.group(root, name)) reader(r, g, c);
     if (!r.ok()) {
         error = r.error();
         return std::nullopt;
