@@ -1,5 +1,6 @@
 #include "address.hpp"
 
+#include <dlfcn.h>
 #include <idn2.h>
 
 #include <cstdlib>
@@ -87,6 +88,46 @@ bool check_ascii_domain(char* d, std::size_t len, std::string* error) {
     }
 }
 
+// libidn2, loaded on the first non-ASCII domain rather than linked: every
+// Dovecot mail process that loads the core would otherwise map libidn2 and
+// libunistring and bind their symbols (+0.36 ms of CPU per session, measured;
+// BENCHMARKS.md "Dovecot end to end"), for domains that are nearly always
+// ASCII.  systemd loads libidn2 the same way.  The prototypes come from
+// <idn2.h>, so a changed signature fails to compile.
+class Idn2 {
+public:
+    decltype(&idn2_to_ascii_8z) to_ascii_8z = nullptr;
+    decltype(&idn2_strerror) strerror = nullptr;
+    decltype(&idn2_free) free = nullptr;
+    std::string load_error;
+
+    bool loaded() const { return free != nullptr; }
+
+    static const Idn2& get() {
+        static const Idn2 library;  // thread-safe, once per process
+        return library;
+    }
+
+private:
+    static constexpr const char* kSoname = "libidn2.so.0";
+
+    Idn2() {
+        void* dl = ::dlopen(kSoname, RTLD_NOW | RTLD_LOCAL);  // never closed
+        if (!dl) {
+            load_error = std::string(kSoname) + " cannot be loaded (" + ::dlerror() + ")";
+            return;
+        }
+        to_ascii_8z = reinterpret_cast<decltype(to_ascii_8z)>(::dlsym(dl, "idn2_to_ascii_8z"));
+        strerror = reinterpret_cast<decltype(strerror)>(::dlsym(dl, "idn2_strerror"));
+        auto* release = reinterpret_cast<decltype(free)>(::dlsym(dl, "idn2_free"));
+        if (!to_ascii_8z || !strerror || !release) {
+            load_error = std::string(kSoname) + " lacks idn2_to_ascii_8z, idn2_strerror or idn2_free";
+            return;
+        }
+        free = release;  // last: loaded() means all three are there
+    }
+};
+
 bool is_ascii(std::string_view s) {
     for (char c : s)
         if (static_cast<unsigned char>(c) >= 0x80) return false;
@@ -102,17 +143,20 @@ std::size_t put_domain(std::string_view domain, char* out, std::size_t room, std
         return check_ascii_domain(out, domain.size(), error) ? domain.size() : 0;
     }
     // IDN: the A-label form is the key, so a UTF-8 and an xn-- spelling match.
+    const Idn2& idn2 = Idn2::get();
+    if (!idn2.loaded())
+        return fail(error, "cannot convert an international domain: " + idn2.load_error), 0;
     std::string utf8(domain);
     char* ascii = nullptr;
-    const int rc = idn2_to_ascii_8z(utf8.c_str(), &ascii, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
+    const int rc = idn2.to_ascii_8z(utf8.c_str(), &ascii, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
     if (rc != IDN2_OK) {
-        fail(error, std::string("invalid international domain: ") + idn2_strerror(rc));
+        fail(error, std::string("invalid international domain: ") + idn2.strerror(rc));
         return 0;
     }
     const std::size_t len = std::strlen(ascii);
     const bool fits = len <= room;
     if (fits) std::memcpy(out, ascii, len);
-    idn2_free(ascii);
+    idn2.free(ascii);
     if (!fits) return fail(error, "domain too long"), 0;
     return check_ascii_domain(out, len, error) ? len : 0;
 }

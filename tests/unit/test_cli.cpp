@@ -224,6 +224,26 @@ TEST_F(CliTest, MalformedTargetExit2) {
     EXPECT_EQ(list(), json::array());
 }
 
+// libidn2 is loaded on the first non-ASCII domain (address.cpp).  A broken
+// one (here a libidn2.so.0 without its functions, found first through
+// LD_LIBRARY_PATH) refuses international domains with the reason and leaves
+// ASCII ones working.
+TEST_F(CliTest, InternationalDomainWithoutUsableLibidn2Exit2WithReason) {
+    ::setenv("LD_LIBRARY_PATH", MAILSUSPEND_FAKE_IDN2_DIR, 1);
+    const CliRun idn = cli({"suspend", "bob@b\xC3\xBC" "cher.example", "--service", "imap"});
+    const CliRun ascii = cli({"suspend", "bob@example.com", "--service", "imap"});
+    ::unsetenv("LD_LIBRARY_PATH");
+    EXPECT_EQ(idn.code, 2) << idn.err;
+    expect_has(idn.err, "libidn2.so.0 lacks idn2_to_ascii_8z");
+    EXPECT_EQ(ascii.code, 0) << ascii.err;
+    const json all = list();
+    ASSERT_EQ(all.size(), 1u) << all.dump();
+    EXPECT_EQ(all[0].value("target", ""), "bob@example.com") << all.dump();
+    // With the real libidn2 the same address is taken, as its A-label.
+    expect(0, {"suspend", "bob@b\xC3\xBC" "cher.example", "--service", "imap"});
+    EXPECT_EQ(status("bob@xn--bcher-kva.example").value("target", ""), "bob@xn--bcher-kva.example");
+}
+
 TEST_F(CliTest, LineBreakInReasonChangesNothing) {
     expect(0, {"suspend", "a@example.com", "--service", "imap", "--reason", "first"});
     const json before = status("a@example.com");
