@@ -15,9 +15,11 @@ Run as root from the build dir, e.g.:
 """
 import argparse
 import os
+import shutil
 import socket
 import statistics
 import sys
+import tempfile
 import threading
 import time
 
@@ -29,6 +31,23 @@ BENCH_CONF = """
 # many logins of the same users from one address
 mail_max_userip_connections = 100000
 """
+
+
+def noop_plugin_conf(plugin):
+    """Config that loads the do-nothing mail plugin (bench/noop_dovecot_plugin.c)
+    for IMAP and POP3, from a directory the mail processes (nobody) can read."""
+    plugin_dir = tempfile.mkdtemp(prefix="ms-noop-plugin-")
+    os.chmod(plugin_dir, 0o755)
+    shutil.copy(plugin, plugin_dir)
+    return f"""
+mail_plugin_dir = {plugin_dir}
+protocol imap {{
+  mail_plugins = $mail_plugins mailsuspend_noop
+}}
+protocol pop3 {{
+  mail_plugins = $mail_plugins mailsuspend_noop
+}}
+""", plugin_dir
 
 
 HOLD = 0.0  # seconds a session stays logged in before logging out
@@ -156,12 +175,23 @@ def main():
     p.add_argument("--hold", type=float, default=0.0,
                    help="seconds each session stays logged in (> 1 s: past "
                         "the plugins' first re-check, which loads the core)")
+    p.add_argument("--baseline-plugin", metavar="SO",
+                   help="load this do-nothing mail plugin into the baseline "
+                        "(bench/lib01_mailsuspend_noop_plugin.so): the ratio then "
+                        "leaves out what loading any mail plugin costs Dovecot")
     args = p.parse_args()
     global HOLD
     HOLD = args.hold
     harness.require_prerequisites(args)
 
-    baseline = harness.Dovecot(args, with_mailsuspend=False, extra_conf=BENCH_CONF)
+    baseline_conf, noop_dir = BENCH_CONF, None
+    if args.baseline_plugin:
+        if not os.path.isfile(args.baseline_plugin):
+            sys.exit(f"--baseline-plugin: no file {args.baseline_plugin} (build target "
+                     "mailsuspend_noop_plugin)")
+        conf, noop_dir = noop_plugin_conf(args.baseline_plugin)
+        baseline_conf += conf
+    baseline = harness.Dovecot(args, with_mailsuspend=False, extra_conf=baseline_conf)
     plugged = harness.Dovecot(args, extra_conf=BENCH_CONF)
     try:
         for i in range(args.suspended):
@@ -205,10 +235,13 @@ def main():
               f"(+{ms_cpu - base_cpu:.2f} ms, CPU-bound ratio {base_cpu / ms_cpu:.3f}); "
               f"{args.clients} clients{' each, simultaneous' if args.simultaneous else ''}, "
               f"{args.rounds} x {args.seconds:g} s rounds"
+              + (", baseline with a no-op mail plugin" if args.baseline_plugin else "")
               + (f", sessions held {args.hold:g} s" if args.hold else ""))
     finally:
         baseline.stop()
         plugged.stop()
+        if noop_dir:
+            shutil.rmtree(noop_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
