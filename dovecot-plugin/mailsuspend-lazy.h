@@ -2,9 +2,10 @@
 
    A mail process lives for one session (Dovecot's default service_count =
    1), so whatever a mail plugin loads is paid on every login.  Loading the
-   core (C++ runtime, libconfig++, libidn2) costs about 2.5 ms of CPU per
-   process (bench/README-dovecot.md); many sessions (webmail requests, POP3
-   polls) are over in less time than the plugins' first re-check.  So the
+   core, opening the store and a first check cost about 0.7 ms of CPU per
+   process (bench/core_load; BENCHMARKS.md "Dovecot end to end"); many
+   sessions (webmail requests, POP3 polls) are over before the plugins'
+   first re-check.  So the
    imap and pop3 plugins link no core: they dlopen() it from
    <module dir>/mailsuspend/libmailsuspend_core.so when they first need an
    answer.  The auth passdb, in a long-lived process, links the core. */
