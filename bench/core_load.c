@@ -59,8 +59,10 @@ static int load_and_check(const char *module, const char *config, const char *us
 	return 0;
 }
 
-/* CPU milliseconds of one child, or -1 when it failed. */
-static double child_cpu_ms(int load, const char *module, const char *config, const char *user)
+/* CPU milliseconds of one child, or -1 when it failed; its minor page
+   faults in *faults_r. */
+static double child_cpu_ms(int load, const char *module, const char *config, const char *user,
+			   double *faults_r)
 {
 	pid_t pid = fork();
 	if (pid == 0)
@@ -69,6 +71,7 @@ static double child_cpu_ms(int load, const char *module, const char *config, con
 	struct rusage ru;
 	if (pid < 0 || wait4(pid, &status, 0, &ru) != pid || status != 0)
 		return -1;
+	*faults_r = (double)ru.ru_minflt;
 	return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
 	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 }
@@ -113,20 +116,25 @@ int main(int argc, char **argv)
 		}
 	}
 	double *base = calloc(rounds, sizeof *base), *core = calloc(rounds, sizeof *core);
-	if (base == NULL || core == NULL)
+	double *base_faults = calloc(rounds, sizeof *base), *core_faults = calloc(rounds, sizeof *core);
+	if (base == NULL || core == NULL || base_faults == NULL || core_faults == NULL)
 		return 1;
 	for (int r = 0; r < rounds; r++) {
-		base[r] = child_cpu_ms(0, module, config, user);
-		core[r] = child_cpu_ms(1, module, config, user);
+		base[r] = child_cpu_ms(0, module, config, user, &base_faults[r]);
+		core[r] = child_cpu_ms(1, module, config, user, &core_faults[r]);
 		if (base[r] < 0 || core[r] < 0) {
 			fprintf(stderr, "core_load: a child failed (round %d)\n", r + 1);
 			return 1;
 		}
 	}
 	const double b = median(base, rounds), c = median(core, rounds);
+	const double bf = median(base_faults, rounds), cf = median(core_faults, rounds);
 	printf("%d children each%s: fork+exit %.3f ms CPU, + load core, open, one check %.3f ms "
-	       "(+%.3f ms)\n", rounds, like_imap ? ", imap's libraries loaded" : "", b, c, c - b);
+	       "(+%.3f ms); minor page faults %.0f -> %.0f (+%.0f)\n", rounds,
+	       like_imap ? ", imap's libraries loaded" : "", b, c, c - b, bf, cf, cf - bf);
 	free(base);
 	free(core);
+	free(base_faults);
+	free(core_faults);
 	return 0;
 }

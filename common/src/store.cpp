@@ -19,7 +19,6 @@
 #include <cmath>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 
 #include "codec.hpp"
 #include "config.hpp"
@@ -82,10 +81,17 @@ constexpr uint64_t kMaxArena = 0xFFFFFFF0ULL;  // offsets are 32-bit
 
 std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
 
+// Plain read(), not an ifstream: readers call this on open, and iostreams
+// would pull the C++ locale machinery into the Dovecot mail plugins' core
+// module (its static initialisers run in every session that loads it).
 std::string current_boot_id() {
-    std::ifstream in("/proc/sys/kernel/random/boot_id");
-    std::string id;
-    std::getline(in, id);
+    char buf[64] = {};
+    const int fd = ::open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return "";
+    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    std::string id(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+    if (const auto eol = id.find('\n'); eol != std::string::npos) id.resize(eol);
     return id;
 }
 
