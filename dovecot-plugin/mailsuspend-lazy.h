@@ -2,13 +2,12 @@
 
    A mail process lives for one session (Dovecot's default service_count =
    1), so whatever a mail plugin loads is paid on every login.  Loading the
-   core, opening the store and a first check cost about 0.7 ms of CPU per
+   core, opening the store and a first check cost 0.4-0.7 ms of CPU per
    process (bench/core_load; BENCHMARKS.md "Dovecot end to end"); many
    sessions (webmail requests, POP3 polls) are over before the plugins'
-   first re-check.  So the
-   imap and pop3 plugins link no core: they dlopen() it from
-   <module dir>/mailsuspend/libmailsuspend_core.so when they first need an
-   answer.  The auth passdb, in a long-lived process, links the core. */
+   first re-check.  So the imap and pop3 plugins link no core: they
+   dlopen() it from <module dir>/mailsuspend/libmailsuspend_core.so when they
+   first need an answer.  The auth passdb, in a long-lived process, links the core. */
 #ifndef MAILSUSPEND_LAZY_H
 #define MAILSUSPEND_LAZY_H
 
