@@ -126,7 +126,10 @@ def main():
     args = parser.parse_args()
     if args.nice:
         os.nice(args.nice)  # the daemons started below inherit it
-    eximtest.PATHS.update(cli=args.cli, so=args.so, snippets=args.snippets)
+    # Absolute: Exim's daemon runs in its spool directory, where a relative
+    # module path in ${dlfunc} would not resolve (every message would 451).
+    eximtest.PATHS.update(cli=os.path.abspath(args.cli), so=os.path.abspath(args.so),
+                          snippets=os.path.abspath(args.snippets))
 
     extra = "queue_only = true"
     envs = {}
