@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""The Dovecot mail plugins' core module must stay light to load: a session
+that outlives the first re-check pays for everything it pulls in (libstdc++.so
+alone cost +1.1 ms of CPU per session; BENCHMARKS.md "Dovecot end to end").
+Fails when the module needs a shared library beyond libc, libconfig (C) and
+the dynamic loader, or exports more than the four C API functions."""
+import re
+import subprocess
+import sys
+
+ALLOWED_NEEDED = {"libc.so.6", "libconfig.so.9", "ld-linux-x86-64.so.2"}
+EXPORTS = {"mailsuspend_open", "mailsuspend_close", "mailsuspend_check_login",
+           "mailsuspend_check_service"}
+
+
+def run(*argv):
+    out = subprocess.run(argv, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed: {out.stderr.strip()}")
+    return out.stdout
+
+
+def main():
+    module = sys.argv[1]
+    needed = set(re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]",
+                            run("readelf", "-dW", module)))
+    exported = set()
+    for line in run("nm", "-D", "--defined-only", module).splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in "TtWDdBb":
+            exported.add(parts[2])
+    problems = []
+    if not needed:
+        problems.append("no NEEDED entries read (not an ELF shared object?)")
+    if needed - ALLOWED_NEEDED:
+        problems.append(f"needs {sorted(needed - ALLOWED_NEEDED)}; allowed: {sorted(ALLOWED_NEEDED)}")
+    if exported != EXPORTS:
+        problems.append(f"exports {sorted(exported)}; expected {sorted(EXPORTS)}")
+    if problems:
+        sys.exit(f"{module}:\n  " + "\n  ".join(problems))
+    print(f"{module}: needs {sorted(needed)}, exports the {len(EXPORTS)} C API functions")
+
+
+if __name__ == "__main__":
+    main()
