@@ -39,18 +39,18 @@ static int load_and_check(const char *module, const char *config, const char *us
 		fprintf(stderr, "core_load: %s\n", dlerror());
 		return 1;
 	}
-	open_func *open = (open_func *)dlsym(dl, "mailsuspend_open");
-	check_login_func *check = (check_login_func *)dlsym(dl, "mailsuspend_check_login");
-	if (open == NULL || check == NULL) {
+	open_func *open_core = (open_func *)dlsym(dl, "mailsuspend_open");
+	check_login_func *check_login = (check_login_func *)dlsym(dl, "mailsuspend_check_login");
+	if (open_core == NULL || check_login == NULL) {
 		fprintf(stderr, "core_load: %s is not a mailsuspend core module\n", module);
 		return 1;
 	}
 	const char *error = NULL;
-	struct mailsuspend_handle *ms = open(config, NULL, NULL, &error);
+	struct mailsuspend_handle *ms = open_core(config, NULL, NULL, &error);
 	struct mailsuspend_result result;
 	if (ms == NULL)
 		return 1;
-	check(ms, user, "imap", "127.0.0.1", &result);
+	check_login(ms, user, "imap", "127.0.0.1", &result);
 	if (error != NULL || result.fail_policy) {
 		fprintf(stderr, "core_load: the store is not readable: %s\n",
 			error != NULL ? error : result.text);

@@ -7,7 +7,8 @@
    sessions (webmail requests, POP3 polls) are over before the plugins'
    first re-check.  So the imap and pop3 plugins link no core: they
    dlopen() it from <module dir>/mailsuspend/libmailsuspend_core.so when they
-   first need an answer.  The auth passdb, in a long-lived process, links the core. */
+   first need an answer.  The auth passdb, in a long-lived process, links
+   the core. */
 #ifndef MAILSUSPEND_LAZY_H
 #define MAILSUSPEND_LAZY_H
 
