@@ -3,6 +3,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <fcntl.h>
+#include <sys/acl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -377,13 +378,34 @@ int cmd_can_delete(const Options& o) {
 
 namespace {
 
-std::string give_to_write_group(const Config& cfg, const std::string& path, mode_t mode = 0664) {
+std::string give_to_write_group(const Config& cfg, const std::string& path, mode_t mode) {
     if (cfg.write_group.empty()) return {};
     const struct group* gr = ::getgrnam(cfg.write_group.c_str());
     if (!gr) return "group '" + cfg.write_group + "' does not exist";
     if (::chown(path.c_str(), static_cast<uid_t>(-1), gr->gr_gid) != 0 || ::chmod(path.c_str(), mode) != 0)
         return path + ": cannot give it to group " + cfg.write_group + ": " + std::strerror(errno);
     return {};
+}
+
+// Exim drops every supplementary group (exim.c: setgroups(0, NULL); it never
+// calls initgroups for itself), so its processes run as write_group's user and
+// group only and cannot enter a directory of read_group.  A POSIX ACL entry
+// lets write_group traverse and list the store directory too, without giving
+// Exim's group to Dovecot or the mail users (that group owns Exim's spool).
+std::string grant_write_group_traversal(const Config& cfg) {
+    if (cfg.write_group.empty() || cfg.write_group == cfg.read_group) return {};
+    const std::string text = "u::rwx,g::r-x,g:" + cfg.write_group + ":r-x,m::r-x,o::---";
+    acl_t acl = ::acl_from_text(text.c_str());
+    if (!acl) return "cannot make the ACL " + text + ": " + std::strerror(errno);
+    const int rc = ::acl_set_file(cfg.store_path.c_str(), ACL_TYPE_ACCESS, acl);
+    const int saved = errno;
+    ::acl_free(acl);
+    if (rc == 0) return {};
+    if (saved == EOPNOTSUPP)
+        return cfg.store_path + ": the filesystem does not support POSIX ACLs, which let " +
+               cfg.write_group + " (Exim) enter the store directory; put store.path on one that does "
+               "(ext4, xfs, btrfs, tmpfs) or mount it with the acl option";
+    return cfg.store_path + ": cannot let group " + cfg.write_group + " enter it: " + std::strerror(saved);
 }
 
 // Exim appends its automatic suspensions to the audit log: create it 0660
@@ -405,8 +427,10 @@ int cmd_init(const Options& o) {
             return finish({Exit::failure, error});
         // Exim (write_group) adds to the counters: Counters::open creates the file 0664 but
         // leaves its group alone, so hand it over here (also repairs stores made before).
-        if (std::string e = give_to_write_group(cfg, cfg.store_path + "/counters"); !e.empty())
+        // 0660: members of read_group (mail users among them) must not open it at all.
+        if (std::string e = give_to_write_group(cfg, cfg.store_path + "/counters", 0660); !e.empty())
             return finish({Exit::failure, e});
+        if (std::string e = grant_write_group_traversal(cfg); !e.empty()) return finish({Exit::failure, e});
         if (std::string e = create_evidence_root(cfg); !e.empty()) return finish({Exit::failure, e});
         if (std::string e = create_audit_log(cfg); !e.empty()) std::cerr << "mailsuspend: warning: " << e << "\n";
         if (std::string e = create_token_key(cfg.store_path, cfg.write_group); !e.empty())

@@ -141,7 +141,7 @@ bool create_file(const std::string& path, uint64_t capacity, std::string& error)
     CountersHeader h{kCountersMagic, kCountersVersion, sizeof(Entry), entries, size};
     bool ok = ::ftruncate(fd, static_cast<off_t>(size)) == 0 &&
               ::pwrite(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
-              ::fchmod(fd, 0664) == 0 && (::link(tmp.c_str(), path.c_str()) == 0 || errno == EEXIST);
+              ::fchmod(fd, 0660) == 0 && (::link(tmp.c_str(), path.c_str()) == 0 || errno == EEXIST);
     if (!ok) error = "cannot create " + path + ": " + std::strerror(errno);
     ::close(fd);
     ::unlink(tmp.c_str());

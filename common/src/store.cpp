@@ -724,13 +724,15 @@ bool StoreWriter::Impl::take_lock(bool init, std::string& error) {
         }
     }
     const std::string lock_path = dir + "/lock";
-    lock_fd = Fd(::open(lock_path.c_str(), O_RDWR | (init ? O_CREAT : 0) | O_CLOEXEC, 0664));
+    // 0660 root:write_group: a reader (a mail user in read_group) must not be able
+    // to open it, or it could hold the lock and stall every writer, Exim's too.
+    lock_fd = Fd(::open(lock_path.c_str(), O_RDWR | (init ? O_CREAT : 0) | O_CLOEXEC, 0660));
     if (!lock_fd.ok()) {
         error = errno == ENOENT ? "no store at " + dir + " (run: mailsuspend init)"
                                 : errno_text("cannot open " + lock_path);
         return false;
     }
-    if (init && !set_owner(lock_fd.get(), cfg->write_group, 0664, error)) return false;
+    if (init && !set_owner(lock_fd.get(), cfg->write_group, 0660, error)) return false;
     // flock: released by the kernel when this process dies, however it dies.
     while (::flock(lock_fd.get(), LOCK_EX) != 0) {
         if (errno != EINTR) {
@@ -758,12 +760,13 @@ bool StoreWriter::Impl::open_store(bool init, std::string& error) {
     }
     if (!map_file(path, true, map, error)) return false;
     retire_leftover();
-    journal_fd = Fd(::open(journal_path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0664));
+    // 0660: readers need only the store; the journal keeps lifted reasons and actors.
+    journal_fd = Fd(::open(journal_path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0660));
     if (!journal_fd.ok()) {
         error = errno_text("cannot open " + journal_path);
         return false;
     }
-    if (init && !set_owner(journal_fd.get(), cfg->write_group, 0664, error)) return false;
+    if (init && !set_owner(journal_fd.get(), cfg->write_group, 0660, error)) return false;
     return true;
 }
 

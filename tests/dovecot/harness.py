@@ -6,6 +6,7 @@ Nothing here skips: without root, dovecot, the built modules or the CLI,
 setup fails loudly.
 """
 import base64
+import grp
 import hashlib
 import hmac
 import os
@@ -51,6 +52,17 @@ def require_prerequisites(args):
     if shutil.which("unshare") is None:
         raise SetupError("unshare (util-linux) is needed to give the test "
                          "dovecot its own auth module directory")
+    ensure_read_group()
+
+
+def ensure_read_group():
+    """The store's default read group, created as the package's postinst
+    does: the tests run the default store.read_group, never a test-only one."""
+    try:
+        grp.getgrnam("mailsuspend")
+    except KeyError:
+        subprocess.run(["addgroup", "--system", "mailsuspend"], check=True,
+                       stdout=subprocess.DEVNULL)
 
 
 _taken_ports = set()
@@ -108,7 +120,7 @@ class Dovecot:
         with open(self.config, "w") as f:
             f.write(f"""
 store: {{ path = "{store}"; capacity = 1000; fail_policy = "{fail_policy}";
-         audit_log = "{self.tmp}/audit.log"; read_group = "dovecot"; write_group = ""; }};
+         audit_log = "{self.tmp}/audit.log"; }};
 delivery: {{ default_mode = "queue"; queue_expiry = "4d8h";
             flush_command = "/bin/true {{address}}";
             fail_queued_command = "/bin/true {{address}}"; }};
@@ -182,9 +194,6 @@ default_internal_user = dovecot
 default_login_user = dovenull
 login_trusted_networks =
 imap_hibernate_timeout = 0
-# the store directory is group "dovecot" (store.read_group): the auth
-# process runs as dovecot, the mail processes get the group here
-mail_access_groups = dovecot
 
 passdb {{
   driver = passwd-file

@@ -6,7 +6,11 @@
    flag or counter: every file of the store refuses it, `mailsuspend
    suspend` run by it fails with a clear error and changes nothing; the
    permissions after `mailsuspend init` are those of README "Permissions"
-   (read_group: a throwaway group made here; write_group: Debian-exim);
+   with the default groups (read_group mailsuspend, write_group Debian-exim):
+   a member of the read group (a mail user) reads the store but cannot open
+   the lock, journal or counters, so it cannot stall a writer; Exim's own
+   identity (Debian-exim, no supplementary groups: Exim drops them) enters the
+   directory through its ACL and writes;
  - a reason holding CR/LF or control characters is refused by the CLI
    (exit 2, nothing stored), and one stored anyway through the C++ API
    (tests/faults/fault_writer raw-suspend, bypassing the CLI) reaches the
@@ -36,7 +40,7 @@ from test_dovecot import fresh_source
 ARGS = None
 USER = "msfault-nobody"
 READER = "msfault-reader"     # in read_group only: a mail process's user
-READ_GROUP = "msfault-read"
+READ_GROUP = "mailsuspend"   # the defaults of store.read_group / write_group
 WRITE_GROUP = "Debian-exim"
 ALICE = "alice@example.com"
 # What a buggy panel could store: a CRLF that would start a new protocol
@@ -70,8 +74,7 @@ class UnprivilegedUser(unittest.TestCase):
         for name in (USER, READER):
             run(["userdel", name])
             run(["groupdel", name])
-        run(["groupdel", READ_GROUP])
-        subprocess.run(["groupadd", READ_GROUP], check=True)
+        eximtest.ensure_read_group()   # as the package's postinst does
         subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin",
                         "--user-group", USER], check=True)
         subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin",
@@ -83,8 +86,7 @@ class UnprivilegedUser(unittest.TestCase):
         with open(cls.config, "w") as f:
             f.write(f"""
 store: {{ path = "{cls.store}"; capacity = 1000; fail_policy = "open";
-         audit_log = "{cls.tmp}/audit.log"; read_group = "{READ_GROUP}";
-         write_group = "{WRITE_GROUP}"; }};
+         audit_log = "{cls.tmp}/audit.log"; }};
 delivery: {{ default_mode = "queue"; queue_expiry = "4d8h";
             flush_command = "/bin/true {{address}}"; fail_queued_command = "/bin/true {{address}}"; }};
 """)
@@ -99,7 +101,6 @@ delivery: {{ default_mode = "queue"; queue_expiry = "4d8h";
         for name in (USER, READER):
             run(["userdel", name])
             run(["groupdel", name])
-        run(["groupdel", READ_GROUP])
 
     def test_user_is_outside_both_groups(self):
         groups = subprocess.run(["id", "-Gn", USER], capture_output=True, text=True).stdout.split()
@@ -110,10 +111,16 @@ delivery: {{ default_mode = "queue"; queue_expiry = "4d8h";
         st = os.stat(self.store)
         self.assertEqual(oct(st.st_mode & 0o7777), oct(0o750))
         self.assertEqual((st.st_uid, grp.getgrgid(st.st_gid).gr_name), (0, READ_GROUP))
-        for name in ("store", "counters", "journal", "lock"):
+        # The store is what readers map; the rest only writers may open.
+        for name, mode in (("store", 0o664), ("counters", 0o660), ("journal", 0o660),
+                           ("lock", 0o660)):
             st = os.stat(os.path.join(self.store, name))
-            self.assertEqual(oct(st.st_mode & 0o7777), oct(0o664), name)
+            self.assertEqual(oct(st.st_mode & 0o7777), oct(mode), name)
             self.assertEqual((st.st_uid, grp.getgrgid(st.st_gid).gr_name), (0, WRITE_GROUP), name)
+        acl = run(["getfacl", "--omit-header", "--numeric", self.store]).stdout.split()
+        exim_gid = grp.getgrnam(WRITE_GROUP).gr_gid
+        self.assertIn(f"group:{exim_gid}:r-x", acl)
+        self.assertIn("other::---", acl)
         st = os.stat(os.path.join(self.store, "token.key"))
         self.assertEqual(st.st_mode & 0o007, 0, "token.key readable by others")
         self.assertEqual(st.st_mode & 0o022, 0, "token.key writable by group or others")
@@ -153,6 +160,26 @@ delivery: {{ default_mode = "queue"; queue_expiry = "4d8h";
         status = self.cli("status", "bob@example.com").stdout
         self.assertNotIn("SUSPENDED", status)
         self.assertRegex(self.cli("status", ALICE).stdout, r"imap\s+SUSPENDED")
+
+    def test_read_group_member_cannot_open_what_writers_lock(self):
+        """Issue 12 item 1: a mail user that could open the lock file could hold
+        flock(LOCK_EX) and stall every writer, Exim's included."""
+        for name in ("lock", "journal", "counters"):
+            path = os.path.join(self.store, name)
+            res = as_user([sys.executable, "-c",
+                           f"import fcntl; fcntl.flock(open({path!r}, 'rb'), fcntl.LOCK_EX)"],
+                          READER)
+            self.assertIn("PermissionError", res.stderr, (name, res.stderr))
+
+    def test_exim_identity_enters_and_writes(self):
+        """Exim runs as Debian-exim with no supplementary groups (it drops them
+        all): it gets into the read group's directory only through the ACL."""
+        pw = pwd.getpwnam(WRITE_GROUP)
+        code = "; ".join(f"open({os.path.join(self.store, n)!r}, 'r+b')"
+                         for n in ("store", "counters", "journal", "lock"))
+        res = run(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
+                   sys.executable, "-c", code])
+        self.assertEqual(res.returncode, 0, res.stderr)
 
     def test_read_group_member_reads_but_cannot_change(self):
         """A mail process's user: it may read the flags, never change them."""
