@@ -88,7 +88,9 @@ def free_port():
 class Dovecot:
     """One Dovecot instance plus its mailsuspend config and store."""
 
-    def __init__(self, args, fail_policy="closed", include_reason=False,
+    # fail_policy: the shipped default ("open"), so a store the modules cannot
+    # read shows up as a suspended user who logs in, as it would for users.
+    def __init__(self, args, fail_policy="open", include_reason=False,
                  create_store=True, auth_cache=True, with_mailsuspend=True,
                  extra_conf="", corrupt_store=False, continue_ok=True,
                  core_module=True):

@@ -96,6 +96,24 @@ class SendTest(EximTestCase):
         self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
         self.assertTrue(any("sendmail-heidi" in m for m in self.env.mailbox("zed@example.com")))
 
+    def test_sendmail_from_an_ordinary_user(self):
+        """PHP's mail() runs /usr/sbin/sendmail as the site's own user: Exim (setuid
+        root) drops to Debian-exim with no supplementary group to read the message,
+        so the module reaches the store only through the directory's ACL for
+        write_group.  Without it the store is unreadable and fail policy "open"
+        lets the suspended account send."""
+        self.env.cli("suspend", "nobody@example.com", "--service", "send")
+        proc = self.env.sendmail_as("nobody", ["zed@example.com"], subject="php-nobody")
+        self.assertNotEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        self.assertIn(SEND_TEXT, proc.stdout + proc.stderr)
+        self.assertTrue(self.env.wait_log(
+            r"mailsuspend: send refused sender=nobody@example.com .*client=local at=data"))
+        self.assertFalse(any("php-nobody" in m for m in self.env.mailbox("zed@example.com")))
+        self.env.cli("unsuspend", "nobody@example.com")
+        proc = self.env.sendmail_as("nobody", ["zed@example.com"], subject="php-nobody-2")
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        self.assertTrue(any("php-nobody-2" in m for m in self.env.mailbox("zed@example.com")))
+
     def test_domain_level_suspension(self):
         self.env.cli("suspend", "@example.org", "--service", "send", "--reason", "domain abuse")
         out = self.env.send("ivan@example.org", ["zed@example.com"], user="ivan@example.org")
