@@ -140,14 +140,17 @@ class UnreadableMode(Fault):
 
 
 class WrongGroup(Fault):
-    """The store directory's group is not the mail processes' group: they
-    cannot enter it."""
+    """The store directory's group is not the mail processes' group, and its
+    ACL entry for the write group (Exim) is gone: they cannot enter it."""
     name = "wrong-group"
 
     def apply(self):
         st = os.stat(self.dir)
         self.saved_gid = st.st_gid
+        self.saved_acl = subprocess.run(["getfacl", "--omit-header", self.dir], check=True,
+                                        capture_output=True, text=True).stdout
         os.chown(self.dir, 0, 0)
+        subprocess.run(["setfacl", "--remove-all", self.dir], check=True)
         # a new inode, so processes holding the old mapping reopen (and fail)
         tmp = self.table + ".tmp"
         shutil.copy2(self.table, tmp)
@@ -155,6 +158,8 @@ class WrongGroup(Fault):
 
     def recover(self):
         os.chown(self.dir, 0, self.saved_gid)
+        subprocess.run(["setfacl", "--set-file=-", self.dir], input=self.saved_acl, check=True,
+                       text=True)
         self.cli("check")
 
 
