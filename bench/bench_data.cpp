@@ -41,7 +41,6 @@ TargetRecord account_record(uint64_t i) {
         st.suspended = true;
         st.since = 1'700'000'000 + int64_t(i % 100000);
         st.reason = "unpaid invoice";
-        st.actor = "panel";
     }
     return r;
 }

@@ -358,7 +358,6 @@ void BM_RecordBytes(benchmark::State& state) {
         s.since = 1'700'000'000;
         if (shape > 0) {
             s.reason = "unpaid invoice";
-            s.actor = "panel";
         }
     }
     std::string blob;

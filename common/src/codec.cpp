@@ -24,6 +24,8 @@ enum : uint8_t { kSuspended = 1, kLocked = 2, kFailQueued = 4 };
 //   [varint n, n x u32 auto-suspension] if extras & kHasAutoHistory
 //   per stored service: u8 head, u32 since, [u32 expires], u8 source,
 //                       [varint len + reason, varint len + actor] unless kSameTexts
+//   (the actor is always written empty and ignored when read: who acted is in
+//   the audit log, which read_group cannot open; old records may hold one)
 //   u8 0xFF
 // head = index (bits 0-2) | flags << 3 | kHasExpiry | kSameTexts.  Services
 // suspended together share reason and actor, so the second and later ones
@@ -115,7 +117,7 @@ bool set_source(ServiceState& s, uint8_t source) {
 }
 
 void encode_service(const ServiceState& s, int index, const ServiceState* previous, std::string& out) {
-    const bool same_texts = previous && previous->reason == s.reason && previous->actor == s.actor;
+    const bool same_texts = previous && previous->reason == s.reason;
     const uint32_t expires = to_u32(s.expires);
     put<uint8_t>(out, static_cast<uint8_t>(index | state_flags(s) << kFlagShift |
                                            (expires != 0 ? kHasExpiry : 0) |
@@ -125,7 +127,7 @@ void encode_service(const ServiceState& s, int index, const ServiceState* previo
     put<uint8_t>(out, static_cast<uint8_t>(s.source));
     if (same_texts) return;
     put_text_varint(out, s.reason);
-    put_text_varint(out, s.actor);
+    put_text_varint(out, "");  // the actor
 }
 
 bool decode_service(Cursor& c, TargetRecord& r, uint8_t head, const ServiceState* previous) {
@@ -143,10 +145,10 @@ bool decode_service(Cursor& c, TargetRecord& r, uint8_t head, const ServiceState
     if (head & kSameTexts) {
         if (!previous) return false;
         s.reason = previous->reason;
-        s.actor = previous->actor;
         return true;
     }
-    return c.text_varint(s.reason) && c.text_varint(s.actor);
+    std::string actor;  // dropped
+    return c.text_varint(s.reason) && c.text_varint(actor);
 }
 
 bool decode_body(Cursor& c, TargetRecord& r) {
@@ -192,7 +194,8 @@ bool decode_service_v1(Cursor& c, TargetRecord& r, uint8_t index) {
     s.since = since;
     s.expires = expires;
     set_state_flags(s, flags);
-    return c.text16(s.reason) && c.text16(s.actor);
+    std::string actor;  // dropped
+    return c.text16(s.reason) && c.text16(actor);
 }
 
 bool decode_body_v1(Cursor& c, TargetRecord& r) {

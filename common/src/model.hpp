@@ -44,7 +44,8 @@ struct ServiceState {
     int64_t expires = 0;       // epoch seconds; 0 = never
     Source source = Source::admin;
     std::string reason;        // admin's free text (validated: printable)
-    std::string actor;         // who did it: "root", "panel", "exim"
+    // Who acted is in the audit log only: the store is readable by every mail
+    // process (store.read_group), which needs the reason, not the actor.
 
     // Suspended and not yet expired at now: expiry counts at read time.
     bool in_force(int64_t now) const { return suspended && (expires == 0 || now < expires); }

@@ -143,7 +143,7 @@ Outcome Session::suspend(const SuspendArgs& a) {
         int64_t expires = a.duration ? now_ + a.duration : 0;
         if (keep_lock) expires = (expires == 0 || s.expires == 0) ? 0 : std::max(expires, s.expires);
         kept_lock |= keep_lock;
-        s = ServiceState{true, a.lock || keep_lock, false, now_, expires, a.source, a.reason, actor_.name};
+        s = ServiceState{true, a.lock || keep_lock, false, now_, expires, a.source, a.reason};
         if (static_cast<Service>(i) == Service::send) s.fail_queued = a.fail_queued;
     }
     if (a.mode) r->mode = *a.mode;

@@ -85,7 +85,6 @@ int raw_suspend(ms::StoreWriter& w, const std::string& key, const std::string& s
     st.suspended = true;
     st.since = std::time(nullptr);
     st.reason = reason;
-    st.actor = "fault_writer";
     std::vector<ms::Change> changes{c};
     std::string error;
     if (w.commit(changes, error) == 0) {

@@ -171,6 +171,22 @@ delivery: {{ default_mode = "queue"; queue_expiry = "4d8h";
                           READER)
             self.assertIn("PermissionError", res.stderr, (name, res.stderr))
 
+    def test_read_group_cannot_learn_who_acted(self):
+        """Issue 12 item 12: the store, which every mail process reads, keeps what
+        they need (flags, expiries, modes, the reason shown to the user) and not
+        who acted, which only the audit log and the journal keep, and a read
+        group member can open neither."""
+        actor = "panel-operator-4711"
+        self.cli("--actor", actor, "suspend", "carol@example.com", "--service", "imap",
+                 "--reason", "actor test")
+        with open(os.path.join(self.store, "store"), "rb") as f:
+            self.assertNotIn(actor.encode(), f.read())
+        with open(os.path.join(self.tmp, "audit.log")) as f:
+            self.assertIn(actor, f.read())
+        for path in (os.path.join(self.store, "journal"), os.path.join(self.tmp, "audit.log")):
+            res = as_user([sys.executable, "-c", f"open({path!r}, 'rb')"], READER)
+            self.assertIn("PermissionError", res.stderr, (path, res.stderr))
+
     def test_exim_identity_enters_and_writes(self):
         """Exim runs as Debian-exim with no supplementary groups (it drops them
         all): it gets into the read group's directory only through the ACL."""

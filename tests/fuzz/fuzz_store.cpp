@@ -57,7 +57,6 @@ TargetRecord sample_change() {
     s.suspended = true;
     s.since = 1700000000;
     s.reason = "fuzz";
-    s.actor = "root";
     return r;
 }
 

@@ -39,7 +39,6 @@ TargetRecord record(const std::string& key, int services, const std::string& rea
             r.services[i].since = 1700000000;
             r.services[i].expires = i == 0 ? 1900000000 : 0;
             r.services[i].reason = reason;
-            r.services[i].actor = "root";
         }
     r.auto_suspensions = {1700000000};
     return r;

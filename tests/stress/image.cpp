@@ -50,7 +50,6 @@ TargetRecord make_image(const std::string& key, uint32_t version) {
         s.expires = int64_t{kExpiryBase} + int64_t{version} * 8 + i;
         s.source = static_cast<Source>((version + i) % 4);
         s.reason = reason_of(key, version, i);
-        s.actor = "w" + std::to_string(version % 7);
     }
     rec.mode = mode_of(key, version);
     rec.last_self_unblock = 1'600'000'000 + version;

@@ -374,9 +374,9 @@ TEST_F(CapiTest, ExpiredSuspensionAllowsAtOnce) {
         TargetRecord r;
         r.key = "a@example.com";
         r.at(Service::imap) = ServiceState{true, false, false, wall_now() - 100, wall_now() - 1,
-                                           Source::admin, "", "root"};
+                                           Source::admin, ""};
         r.at(Service::pop3) = ServiceState{true, false, false, wall_now() - 100, wall_now() + 3600,
-                                           Source::admin, "", "root"};
+                                           Source::admin, ""};
         std::vector<Change> c{{r}};
         ASSERT_NE(w->commit(c, error), 0u) << error;
     }
@@ -397,7 +397,7 @@ TEST_F(CapiTest, TextNeverHasLineBreaks) {
         r.key = "a@example.com";
         for (Service s : {Service::imap, Service::send, Service::receive})
             r.at(s) = ServiceState{true, false, false, wall_now(), 0, Source::admin,
-                                   "x\r\n250 OK\r\n" + std::string(900, 'y'), "root"};
+                                   "x\r\n250 OK\r\n" + std::string(900, 'y')};
         std::vector<Change> c{{r}};
         ASSERT_NE(w->commit(c, error), 0u) << error;
     }

@@ -32,7 +32,6 @@ TargetRecord typical() {
         st.suspended = true;
         st.since = 1795432998;
         st.reason = "unpaid invoice";
-        st.actor = "panel";
     }
     return r;
 }
@@ -51,7 +50,7 @@ TargetRecord random_record(std::mt19937_64& rng) {
     if (pick(3) == 0) r.last_self_unblock = static_cast<int64_t>(pick(UINT32_MAX));
     for (int n = static_cast<int>(pick(4)); n > 0; --n)
         r.auto_suspensions.push_back(static_cast<int64_t>(pick(UINT32_MAX)));
-    const std::string shared_reason = text(200), shared_actor = text(20);
+    const std::string shared_reason = text(200);
     for (auto& st : r.services) {
         if (pick(2)) continue;
         st.suspended = pick(4) != 0;
@@ -62,7 +61,6 @@ TargetRecord random_record(std::mt19937_64& rng) {
         st.source = static_cast<Source>(pick(4));
         const bool shared = pick(2);
         st.reason = shared ? shared_reason : text(200);
-        st.actor = shared ? shared_actor : text(20);
     }
     return r;
 }
@@ -79,10 +77,10 @@ TEST(Codec, EveryRecordSurvivesARoundTrip) {
     }
 }
 
-TEST(Codec, TheTypicalRecordIs80BytesAndSharesItsReason) {
+TEST(Codec, TheTypicalRecordIs72BytesAndSharesItsReason) {
     std::string blob;
     encode_record(typical(), blob);
-    EXPECT_EQ(blob.size(), 80u);
+    EXPECT_EQ(blob.size(), 72u);  // no actor: it is in the audit log only
     // The reason is written once although two services carry it.
     EXPECT_EQ(blob.find("unpaid invoice"), blob.rfind("unpaid invoice"));
     EXPECT_EQ(decoded(blob), typical());
@@ -117,8 +115,9 @@ std::string v1_blob(const TargetRecord& r) {
         put(static_cast<uint8_t>(s.source));
         put(static_cast<uint16_t>(s.reason.size()));
         out += s.reason;
-        put(static_cast<uint16_t>(s.actor.size()));
-        out += s.actor;
+        const std::string actor = "panel";  // version 1 stored one; it is dropped
+        put(static_cast<uint16_t>(actor.size()));
+        out += actor;
     }
     put(uint8_t{0xFF});
     out.append((8 - out.size() % 8) % 8, '\0');

@@ -115,7 +115,6 @@ TEST_F(OperationsTest, SuspendAndUnsuspend) {
     EXPECT_EQ(r.at(Service::imap).reason, "unpaid invoice");
     EXPECT_EQ(r.at(Service::imap).since, kNow);
     EXPECT_EQ(r.at(Service::imap).expires, 0);
-    EXPECT_EQ(r.at(Service::imap).actor, "root");
     EXPECT_EQ(r.at(Service::imap).source, Source::admin);
 
     ASSERT_TRUE(unsuspend("alice@example.com", "imap").ok());
@@ -458,8 +457,8 @@ TEST_F(OperationsTest, StatusJsonShowsEffectiveState) {
     TargetRecord mailbox, domain;
     mailbox.key = "a@example.com";
     domain.key = "@example.com";
-    mailbox.at(Service::imap) = ServiceState{true, true, false, kNow, 0, Source::admin, "mine", "root"};
-    domain.at(Service::send) = ServiceState{true, false, false, kNow, kNow + 10, Source::rate, "", "exim"};
+    mailbox.at(Service::imap) = ServiceState{true, true, false, kNow, 0, Source::admin, "mine"};
+    domain.at(Service::send) = ServiceState{true, false, false, kNow, kNow + 10, Source::rate, ""};
     domain.mode = DeliveryMode::discard;
     const json j = status_json(cfg, "a@example.com", &mailbox, &domain, kNow);
     EXPECT_EQ(j["target"], "a@example.com");

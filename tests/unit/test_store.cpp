@@ -28,7 +28,6 @@ TargetRecord suspended_record(const std::string& key, Service s, const std::stri
     r.at(s).suspended = true;
     r.at(s).since = 1700000000;
     r.at(s).reason = reason;
-    r.at(s).actor = "root";
     return r;
 }
 
