@@ -238,7 +238,7 @@ void print_counter(const CounterUsage& c) {
     std::cout << "  " << c.limit_name;
     if (c.kind == CounterKind::ip_offdomain_rcpts) std::cout << " (" << c.key << ")";
     std::cout << ": " << c.count << (c.limit > 0 ? " of " + std::to_string(c.limit) : " (no limit)") << " within "
-              << format_duration(c.window) << "\n";
+              << c.window / 3600 << "h\n";  // windows are whole hours
     if (c.limit > 0 && c.count >= c.limit)
         std::cout << "    AT THE LIMIT: the next one is refused until " << format_time(c.under_limit_at) << "\n";
     if (c.falls_back.empty()) return;
