@@ -26,6 +26,7 @@
 #include "store.hpp"
 #include "text.hpp"
 #include "token.hpp"
+#include "usage.hpp"
 
 using nlohmann::json;
 
@@ -229,6 +230,45 @@ Outcome spam_report_of(const Config& cfg, const Options& o, SpamReport& report) 
 }
 
 }  // namespace
+
+namespace {
+
+// "5 of 600 messages_per_day (24h window); falls back by 3 at ..., under the limit at ..."
+void print_counter(const CounterUsage& c) {
+    std::cout << "  " << c.limit_name;
+    if (c.kind == CounterKind::ip_offdomain_rcpts) std::cout << " (" << c.key << ")";
+    std::cout << ": " << c.count << (c.limit > 0 ? " of " + std::to_string(c.limit) : " (no limit)") << " within "
+              << c.window / 3600 << "h\n";  // windows are whole hours
+    if (c.limit > 0 && c.count >= c.limit)
+        std::cout << "    AT THE LIMIT: the next one is refused until " << format_time(c.under_limit_at) << "\n";
+    if (c.falls_back.empty()) return;
+    std::cout << "    falls back by " << c.falls_back.front().count << " at " << format_time(c.falls_back.front().leaves)
+              << "; to 0 at " << format_time(c.clear_at) << "\n";
+}
+
+}  // namespace
+
+int cmd_usage(const Options& o) {
+    int code = 0;
+    auto cfg = config_or_exit(o, code);
+    if (!cfg) return code;
+    std::string key, ip;
+    if (Outcome s = usage_subject(*cfg, o.target, o.ip, key, ip); !s.ok()) return finish(s);
+    std::unique_ptr<Counters> counters;
+    if (Outcome c = open_counters(*cfg, counters); !c.ok()) return finish(c);
+    const Usage u = usage_of(*cfg, *counters, key, ip, now());
+    if (o.json) {
+        std::cout << usage_json(u).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+        return 0;
+    }
+    std::cout << key << "  (rate counters at " << format_time(u.now) << ")\n";
+    for (const auto& c : u.counters) print_counter(c);
+    return 0;
+}
+
+int cmd_reset_usage(const Options& o) {
+    return change(o, [&](Session& s) { return s.reset_usage(o.target, o.ip); });
+}
 
 int cmd_report_spam(const Options& o) {
     if (const std::string why = check_free_text(o.actor, 64); !why.empty())

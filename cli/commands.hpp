@@ -25,6 +25,7 @@ struct Options {
     uint64_t capacity = 0;
     std::vector<std::string> evidence;
     bool arf = false, token_only = false, open = false;
+    std::string ip;  // usage, reset-usage: a client IP's counter too
 };
 
 int cmd_init(const Options& o);
@@ -41,5 +42,7 @@ int cmd_batch(const Options& o);
 int cmd_report_spam(const Options& o);
 int cmd_send_notices(const Options& o);
 int cmd_token(const Options& o);
+int cmd_usage(const Options& o);
+int cmd_reset_usage(const Options& o);
 
 }  // namespace mailsuspend::cli

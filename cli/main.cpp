@@ -60,6 +60,13 @@ int main(int argc, char** argv) {
     auto* token = app.add_subcommand("token", "print the X-Mailsuspend-Token value for an account");
     token->add_option("target", o.target, "an account, or a token with --open")->required();
     token->add_flag("--open", o.open, "verify a token and print its account");
+    auto* usage = app.add_subcommand("usage", "rate counters of a mailbox against their limits, and when they fall back");
+    target(usage, "user@example.com");
+    usage->add_option("--ip", o.ip, "also the per-hour count of this client IP");
+    usage->add_flag("--json", o.json, "one JSON object");
+    auto* reset_usage = app.add_subcommand("reset-usage", "clear the rate counters of a mailbox (audited)");
+    target(reset_usage, "user@example.com");
+    reset_usage->add_option("--ip", o.ip, "also clear the per-hour count of this client IP");
 
     try {
         app.parse(argc, argv);
@@ -73,7 +80,8 @@ int main(int argc, char** argv) {
         {status, cmd_status},   {list, cmd_list},         {set_mode, cmd_set_mode},
         {can_delete, cmd_can_delete}, {sweep, cmd_sweep}, {check, cmd_check},
         {rebuild, cmd_rebuild}, {batch, cmd_batch},     {report_spam, cmd_report_spam},
-        {send_notices_cmd, cmd_send_notices}, {token, cmd_token}};
+        {send_notices_cmd, cmd_send_notices}, {token, cmd_token},
+        {usage, cmd_usage},     {reset_usage, cmd_reset_usage}};
     try {
         for (const auto& [sub, run] : commands)
             if (sub->parsed()) return run(o);

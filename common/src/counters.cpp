@@ -7,6 +7,7 @@
 #include <boost/interprocess/file_mapping.hpp>
 #include <boost/interprocess/mapped_region.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 
@@ -189,6 +190,11 @@ namespace {
 // other 12 only hold counts that have already left the window).
 uint64_t window_buckets(CounterKind kind) { return kind == CounterKind::ip_offdomain_rcpts ? 12 : kBuckets; }
 
+// Bucket number `number` is inside the window ending in bucket `current`.
+bool in_window(uint64_t number, uint64_t current, uint64_t width) {
+    return number <= current && current - number < width;
+}
+
 int64_t window_total(const Entry& e, uint64_t current, uint64_t width,
                      const std::atomic<uint64_t>* skip = nullptr) {
     int64_t total = 0;
@@ -196,7 +202,7 @@ int64_t window_total(const Entry& e, uint64_t current, uint64_t width,
         if (&b == skip) continue;
         const uint64_t v = b.load(std::memory_order_relaxed);
         const uint64_t number = v >> 32;
-        if (number <= current && current - number < width) total += static_cast<uint32_t>(v);
+        if (in_window(number, current, width)) total += static_cast<uint32_t>(v);
     }
     return total;
 }
@@ -271,6 +277,27 @@ int64_t Counters::total(std::string_view key, CounterKind kind, int64_t now) con
     const Entry* e = impl_->lookup(tag_of(key, kind));
     if (!e) return 0;
     return window_total(*e, static_cast<uint64_t>(now / bucket_width(kind)), window_buckets(kind));
+}
+
+int64_t window_length(CounterKind kind) {
+    return static_cast<int64_t>(window_buckets(kind)) * bucket_width(kind);
+}
+
+std::vector<CountedBucket> Counters::window(std::string_view key, CounterKind kind, int64_t now) const {
+    std::vector<CountedBucket> out;
+    const Entry* e = impl_->lookup(tag_of(key, kind));
+    if (!e || now < 0) return out;
+    const uint64_t width = window_buckets(kind), current = static_cast<uint64_t>(now / bucket_width(kind));
+    for (const auto& b : e->buckets) {
+        const uint64_t v = b.load(std::memory_order_relaxed);
+        const uint64_t number = v >> 32;
+        if (static_cast<uint32_t>(v) == 0 || !in_window(number, current, width)) continue;
+        // total() stops counting bucket n once the current bucket is n + width.
+        out.push_back({static_cast<int64_t>((number + width) * static_cast<uint64_t>(bucket_width(kind))),
+                       static_cast<uint32_t>(v)});
+    }
+    std::sort(out.begin(), out.end(), [](const CountedBucket& a, const CountedBucket& b) { return a.leaves < b.leaves; });
+    return out;
 }
 
 }  // namespace mailsuspend

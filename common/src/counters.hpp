@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace mailsuspend {
 
@@ -27,6 +28,15 @@ constexpr int kBuckets = 24;
 // Bucket width in seconds for a kind.  Windows: 24 hourly buckets (a day)
 // for mailbox kinds; 12 of the 24 five-minute buckets (an hour) for IPs.
 int64_t bucket_width(CounterKind kind);
+// The sliding window's length in seconds: 24 h for mailbox kinds, 1 h for IPs.
+int64_t window_length(CounterKind kind);
+
+// One bucket still inside the window: count events, which leave the window
+// (so the total falls back by count) at leaves.
+struct CountedBucket {
+    int64_t leaves = 0;
+    uint32_t count = 0;
+};
 
 class Counters {
 public:
@@ -50,6 +60,9 @@ public:
     void reset(std::string_view key, CounterKind kind) noexcept;
     // The window's total at now (0 for an unknown key), -1 when unusable.
     int64_t total(std::string_view key, CounterKind kind, int64_t now) const noexcept;
+    // The buckets that make up total() at now, oldest first (empty buckets
+    // left out): what a usage view needs to say when the count falls back.
+    std::vector<CountedBucket> window(std::string_view key, CounterKind kind, int64_t now) const;
 
     struct Impl;
 private:

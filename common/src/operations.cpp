@@ -13,6 +13,7 @@
 #include "policy.hpp"
 #include "store.hpp"
 #include "text.hpp"
+#include "usage.hpp"
 
 extern char** environ;
 
@@ -253,22 +254,78 @@ Outcome Session::sweep(int& lifted) {
                           std::to_string(expired.size()) + " target(s)"};
 }
 
-Outcome Session::commit(std::vector<std::string>& warnings) {
+Outcome Session::reset_usage(const std::string& target, const std::string& ip) {
+    std::string key, canonical;
+    if (Outcome o = usage_subject(cfg_, target, ip, key, canonical); !o.ok()) return o;
+    usage_resets_.push_back({key, canonical});
+    return {Exit::ok, "rate counters of " + key + (canonical.empty() ? "" : " and of " + canonical) + " cleared"};
+}
+
+// Journals and applies the record changes; lines gets their audit lines.
+// seq: the change's sequence number, 0 when no record changed.
+Outcome Session::commit_records(std::vector<json>& lines, uint64_t& seq) {
+    seq = 0;
     std::vector<Change> changes;
     for (auto& [key, r] : pending_)
         if (!(r == before_.at(key))) changes.push_back({r});
     if (changes.empty()) return {};
     std::string error;
-    const uint64_t seq = writer_.commit(changes, error);
+    seq = writer_.commit(changes, error);
     if (seq == 0) return {Exit::failure, "nothing changed: " + error};
     for (auto& line : audit_) {
         line["seq"] = seq;
         const std::string& key = line["target"].get_ref<const std::string&>();
         line["before"] = suspended_json(before_.at(key), now_);
         line["after"] = suspended_json(pending_.at(key), now_);
+        lines.push_back(std::move(line));
     }
-    if (std::string e = append_audit(cfg_.audit_log, audit_); !e.empty())
-        warnings.push_back("change " + std::to_string(seq) + " is stored, but the audit log failed: " + e);
+    return {};
+}
+
+// Clears the counters reset_usage() asked for; their audit lines carry the
+// counts cleared ("before") and no seq: the counters are not in the journal.
+Outcome Session::commit_usage_resets(std::vector<json>& lines) {
+    if (usage_resets_.empty()) return {};
+    std::unique_ptr<Counters> counters;
+    if (Outcome o = open_counters(cfg_, counters); !o.ok()) return o;
+    for (const auto& r : usage_resets_) {
+        json before = json::object(), after = json::object();
+        for (const auto& c : usage_of(cfg_, *counters, r.key, r.ip, now_).counters) before[c.limit_name] = c.count;
+        mailsuspend::reset_usage(*counters, r.key, r.ip);
+        for (const auto& c : usage_of(cfg_, *counters, r.key, r.ip, now_).counters) after[c.limit_name] = c.count;
+        json line = {{"time", now_},
+                     {"actor", {{"uid", actor_.uid}, {"name", actor_.name}}},
+                     {"action", "reset-usage"},
+                     {"target", r.key},
+                     {"services", "send"},
+                     {"before", before},
+                     {"after", after}};
+        if (!r.ip.empty()) line["ip"] = r.ip;
+        lines.push_back(std::move(line));
+    }
+    return {};
+}
+
+void Session::clear() {
+    pending_.clear();
+    before_.clear();
+    reset_counters_.clear();
+    usage_resets_.clear();
+    flush_.clear();
+    fail_queued_.clear();
+    audit_.clear();
+}
+
+Outcome Session::commit(std::vector<std::string>& warnings) {
+    std::vector<json> lines;
+    uint64_t seq = 0;
+    if (Outcome o = commit_records(lines, seq); !o.ok()) return o;
+    if (seq == 0 && usage_resets_.empty()) return {};  // nothing changed
+    const Outcome reset = commit_usage_resets(lines);
+    if (std::string e = append_audit(cfg_.audit_log, lines); !e.empty())
+        warnings.push_back((seq ? "change " + std::to_string(seq) + " is stored" : std::string("the counters are reset")) +
+                           ", but the audit log failed: " + e);
+    if (!reset.ok()) return reset;
     for (const auto& key : flush_)
         if (std::string e = run_command(cfg_.flush_command, key, address_regex(key, cfg_.address)); !e.empty())
             warnings.push_back("queue flush for " + key + " failed: " + e);
@@ -279,12 +336,7 @@ Outcome Session::commit(std::vector<std::string>& warnings) {
         if (std::string e = run_command(cfg_.fail_queued_command, key, address_regex(key, cfg_.address));
             !e.empty())
             warnings.push_back("failing queued mail of " + key + " failed: " + e);
-    pending_.clear();
-    before_.clear();
-    reset_counters_.clear();
-    flush_.clear();
-    fail_queued_.clear();
-    audit_.clear();
+    clear();
     return {};
 }
 

@@ -64,6 +64,9 @@ public:
     Outcome unsuspend(const UnsuspendArgs& a);
     Outcome set_mode(const std::string& target, DeliveryMode mode);
     Outcome sweep(int& lifted);  // lifts suspensions whose expiry has passed
+    // Clears the rate counters of a mailbox, and of client IP ip unless it is
+    // empty (usage.hpp), at commit; audited as "reset-usage" with the counts cleared.
+    Outcome reset_usage(const std::string& target, const std::string& ip);
     // Journals, applies, audits; then runs host commands.  Warnings (a host
     // command that failed) go to warnings; the change stands.
     Outcome commit(std::vector<std::string>& warnings);
@@ -74,6 +77,9 @@ private:
     std::string nothing_to_lift(const std::string& key, uint8_t services);
     void note(const std::string& key, const std::string& action, uint8_t services,
               const std::string& reason);
+    Outcome commit_records(std::vector<nlohmann::json>& lines, uint64_t& seq);
+    Outcome commit_usage_resets(std::vector<nlohmann::json>& lines);
+    void clear();
 
     const Config& cfg_;
     StoreWriter& writer_;
@@ -83,6 +89,10 @@ private:
     std::vector<nlohmann::json> audit_;
     std::vector<std::string> flush_, fail_queued_;  // addresses for host commands
     std::vector<std::string> reset_counters_;       // mailboxes whose send was lifted
+    struct UsageReset {
+        std::string key, ip;
+    };
+    std::vector<UsageReset> usage_resets_;          // reset-usage: not store changes
 };
 
 // The effective state of a target as `status --json` shows it.

@@ -10,6 +10,7 @@
 
 #include "counters.hpp"
 #include "test_util.hpp"
+#include "usage.hpp"
 
 using namespace mailsuspend;
 using namespace mailsuspend::test;
@@ -54,6 +55,72 @@ TEST_F(CountersTest, WindowSlides) {
     // Reusing the ring position of an old bucket starts it from zero.
     EXPECT_EQ(c->add(k, CounterKind::messages, 1, kT0 + 24 * kHour), 1 + 7);
     EXPECT_EQ(c->total(k, CounterKind::messages, kT0 + 48 * kHour), 0);
+}
+
+// The usage view's fall-back times are the moments total() drops.
+TEST_F(CountersTest, UsageSaysExactlyWhenTheCountFallsBack) {
+    const std::string k = "a@example.com";
+    c->add(k, CounterKind::messages, 3, kT0 + 10);             // bucket 0
+    c->add(k, CounterKind::messages, 2, kT0 + 2 * kHour + 5);  // bucket 2
+    Config cfg;
+    cfg.limits.messages_per_day = 5;
+    cfg.limits.offdomain_recipients_per_day = 0;  // off: no limit, null in JSON
+    const int64_t now = kT0 + 3 * kHour;
+    const Usage u = usage_of(cfg, *c, k, "", now);
+    ASSERT_EQ(u.counters.size(), 2u) << "no IP asked for: the mailbox's two counters";
+    const CounterUsage& m = u.counters[0];
+    EXPECT_STREQ(m.limit_name, "messages_per_day");
+    EXPECT_EQ(m.count, 5);
+    EXPECT_EQ(m.limit, 5);
+    EXPECT_EQ(m.window, 24 * kHour);
+    ASSERT_EQ(m.falls_back.size(), 2u);
+    EXPECT_EQ(m.falls_back[0].leaves, kT0 + 24 * kHour);
+    EXPECT_EQ(m.falls_back[0].count, 3u);
+    EXPECT_EQ(m.falls_back[1].leaves, kT0 + 26 * kHour);
+    EXPECT_EQ(m.falls_back[1].count, 2u);
+    EXPECT_EQ(m.under_limit_at, kT0 + 24 * kHour) << "at the limit until the first bucket leaves";
+    EXPECT_EQ(m.clear_at, kT0 + 26 * kHour);
+    // The times agree with total(): the count drops exactly then.
+    for (const auto& b : m.falls_back) {
+        EXPECT_EQ(c->total(k, CounterKind::messages, b.leaves - 1) - c->total(k, CounterKind::messages, b.leaves),
+                  b.count);
+    }
+    EXPECT_EQ(u.counters[1].limit, 0);
+    const auto j = usage_json(u);
+    EXPECT_TRUE(j["counters"]["offdomain_recipients_per_day"]["limit"].is_null());
+    EXPECT_TRUE(j["counters"]["offdomain_recipients_per_day"]["clear_at"].is_null());
+    EXPECT_EQ(j["counters"]["messages_per_day"]["falls_back"][0]["at"], kT0 + 24 * kHour);
+    // Under the limit: no wait.
+    cfg.limits.messages_per_day = 6;
+    EXPECT_EQ(usage_of(cfg, *c, k, "", now).counters[0].under_limit_at, 0);
+}
+
+TEST_F(CountersTest, UsageOfAnIpUsesItsHourWindow) {
+    c->add("192.0.2.1", CounterKind::ip_offdomain_rcpts, 4, kT0 + 301);  // 5-minute bucket 1
+    Config cfg;
+    cfg.limits.offdomain_recipients_per_hour_per_ip = 4;
+    const Usage u = usage_of(cfg, *c, "a@example.com", "192.0.2.1", kT0 + 600);
+    ASSERT_EQ(u.counters.size(), 3u);
+    const CounterUsage& ip = u.counters[2];
+    EXPECT_EQ(ip.key, "192.0.2.1");
+    EXPECT_EQ(ip.count, 4);
+    EXPECT_EQ(ip.window, kHour);
+    EXPECT_EQ(ip.under_limit_at, kT0 + 300 + kHour);
+    EXPECT_EQ(c->total("192.0.2.1", CounterKind::ip_offdomain_rcpts, kT0 + 300 + kHour), 0);
+    reset_usage(*c, "a@example.com", "192.0.2.1");
+    EXPECT_EQ(usage_of(cfg, *c, "a@example.com", "192.0.2.1", kT0 + 600).counters[2].count, 0);
+}
+
+TEST(UsageSubject, MailboxesOnlyAndCanonicalIps) {
+    Config cfg;
+    std::string key, ip;
+    EXPECT_TRUE(usage_subject(cfg, "A+tag@Example.COM", "2001:DB8:0::1", key, ip).ok());
+    EXPECT_EQ(key, "a@example.com");
+    EXPECT_EQ(ip, "2001:db8::1");
+    EXPECT_EQ(usage_subject(cfg, "@example.com", "", key, ip).code, Exit::bad_input);
+    EXPECT_EQ(usage_subject(cfg, "not an address", "", key, ip).code, Exit::bad_input);
+    EXPECT_EQ(usage_subject(cfg, "a@example.com", "192.0.2", key, ip).code, Exit::bad_input);
+    EXPECT_EQ(usage_subject(cfg, "a@example.com", "192.0.2.1/24", key, ip).code, Exit::bad_input);
 }
 
 TEST_F(CountersTest, LongIdleGapForgetsEverything) {

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "counters.hpp"
 #include "operations.hpp"
 #include "store.hpp"
 #include "text.hpp"
@@ -475,4 +476,42 @@ TEST_F(OperationsTest, StatusJsonShowsEffectiveState) {
     EXPECT_EQ(later["services"]["send"]["suspended"], false) << "expiry honoured at read time";
     const json none = status_json(cfg, "a@example.com", nullptr, nullptr, kNow);
     EXPECT_EQ(none["delivery_mode"], "queue") << "config default";
+}
+
+// reset-usage goes through the same commit as store changes: one audit log,
+// its line after the records' (and without their seq: counters are not journaled).
+TEST_F(OperationsTest, ResetUsageCommitsWithStoreChangesAndIsAudited) {
+    std::string error;
+    auto counters = Counters::open(cfg.store_path, true, 16, error);
+    ASSERT_TRUE(counters) << error;
+    counters->add("a@example.com", CounterKind::messages, 4, kNow);
+    counters->add("192.0.2.1", CounterKind::ip_offdomain_rcpts, 2, kNow);
+    SuspendArgs a;
+    a.target = "b@example.com";
+    a.services = bit(Service::imap);
+    Outcome o = run(kNow, kPanel, [&](Session& s) {
+        Outcome r = s.suspend(a);
+        return r.ok() ? s.reset_usage("A@Example.com", "192.0.2.1") : r;
+    });
+    ASSERT_TRUE(o.ok()) << o.message;
+    EXPECT_EQ(counters->total("a@example.com", CounterKind::messages, kNow), 0);
+    EXPECT_EQ(counters->total("192.0.2.1", CounterKind::ip_offdomain_rcpts, kNow), 0);
+    const auto lines = audit();
+    ASSERT_EQ(lines.size(), 2u);
+    EXPECT_EQ(lines[0]["action"], "suspend");
+    EXPECT_TRUE(lines[0].contains("seq"));
+    EXPECT_EQ(lines[1]["action"], "reset-usage");
+    EXPECT_EQ(lines[1]["target"], "a@example.com");
+    EXPECT_EQ(lines[1]["ip"], "192.0.2.1");
+    EXPECT_EQ(lines[1]["actor"]["name"], "panel");
+    EXPECT_EQ(lines[1]["before"]["messages_per_day"], 4);
+    EXPECT_EQ(lines[1]["before"]["offdomain_recipients_per_hour_per_ip"], 2);
+    EXPECT_EQ(lines[1]["after"]["messages_per_day"], 0);
+    EXPECT_FALSE(lines[1].contains("seq"));
+    // Alone, with nothing counted, it is still audited: the admin asked for it.
+    ASSERT_TRUE(run(kNow, kRoot, [](Session& s) { return s.reset_usage("c@example.com", ""); }).ok());
+    EXPECT_EQ(audit().size(), 3u);
+    // A domain is refused before anything is queued.
+    Session s(cfg, *writer, kRoot, kNow);
+    EXPECT_EQ(s.reset_usage("@example.com", "").code, Exit::bad_input);
 }

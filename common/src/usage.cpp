@@ -1,0 +1,123 @@
+#include "usage.hpp"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include "config.hpp"
+#include "text.hpp"
+
+namespace mailsuspend {
+
+using nlohmann::json;
+
+Outcome canonical_ip(std::string_view text, std::string& ip) {
+    const std::string given(text);
+    unsigned char raw[16];
+    char buf[INET6_ADDRSTRLEN];
+    const int family = given.find(':') == std::string::npos ? AF_INET : AF_INET6;
+    if (given.empty() || ::inet_pton(family, given.c_str(), raw) != 1 ||
+        !::inet_ntop(family, raw, buf, sizeof buf))
+        return {Exit::bad_input, "--ip '" + sanitise_line(text, 64) + "': not an IPv4 or IPv6 address"};
+    ip = buf;
+    return {};
+}
+
+Outcome usage_subject(const Config& cfg, std::string_view target, std::string_view ip, std::string& key,
+                      std::string& canonical) {
+    if (Outcome o = normalise_target(cfg, target, key); !o.ok()) return o;
+    if (key.front() == '@')
+        return {Exit::bad_input, "rate counters are kept per mailbox, not per domain: give user" + key};
+    canonical.clear();
+    if (ip.empty()) return {};
+    return canonical_ip(ip, canonical);
+}
+
+namespace {
+
+// Counter kind, its limit's name and value, and whose key counts it.
+struct Counted {
+    CounterKind kind;
+    const char* limit_name;
+    int64_t Limits::*limit;
+    bool per_ip;
+};
+
+constexpr Counted kCounted[] = {
+    {CounterKind::messages, "messages_per_day", &Limits::messages_per_day, false},
+    {CounterKind::offdomain_rcpts, "offdomain_recipients_per_day", &Limits::offdomain_recipients_per_day, false},
+    {CounterKind::ip_offdomain_rcpts, "offdomain_recipients_per_hour_per_ip",
+     &Limits::offdomain_recipients_per_hour_per_ip, true},
+};
+
+CounterUsage usage_of_one(const Counters& counters, const Counted& c, const std::string& key, int64_t limit,
+                          int64_t now) {
+    CounterUsage u;
+    u.limit_name = c.limit_name;
+    u.kind = c.kind;
+    u.key = key;
+    u.limit = limit;
+    u.window = window_length(c.kind);
+    u.falls_back = counters.window(key, c.kind, now);
+    for (const auto& b : u.falls_back) u.count += b.count;
+    if (!u.falls_back.empty()) u.clear_at = u.falls_back.back().leaves;
+    // Walk the drops until the count is under the limit (one more may pass).
+    int64_t left = u.count;
+    for (const auto& b : u.falls_back) {
+        if (limit <= 0 || left < limit) break;
+        left -= b.count;
+        u.under_limit_at = b.leaves;
+    }
+    return u;
+}
+
+json time_or_null(int64_t t) { return t ? json(t) : json(nullptr); }
+
+}  // namespace
+
+Usage usage_of(const Config& cfg, const Counters& counters, const std::string& key, const std::string& ip,
+               int64_t now) {
+    Usage u;
+    u.target = key;
+    u.ip = ip;
+    u.now = now;
+    for (const Counted& c : kCounted) {
+        if (c.per_ip && ip.empty()) continue;
+        u.counters.push_back(usage_of_one(counters, c, c.per_ip ? ip : key, cfg.limits.*c.limit, now));
+    }
+    return u;
+}
+
+Outcome open_counters(const Config& cfg, std::unique_ptr<Counters>& counters) {
+    std::string error;
+    counters = Counters::open(cfg.store_path, false, 0, error);
+    if (!counters) return {Exit::failure, "rate counters: " + error + " (`mailsuspend init` creates them)"};
+    return {};
+}
+
+json usage_json(const Usage& u) {
+    json counters = json::object();
+    for (const auto& c : u.counters) {
+        json drops = json::array();
+        for (const auto& b : c.falls_back) drops.push_back({{"at", b.leaves}, {"by", b.count}});
+        counters[c.limit_name] = {{"key", c.key},
+                                  {"count", c.count},
+                                  {"limit", c.limit > 0 ? json(c.limit) : json(nullptr)},
+                                  {"window", c.window},
+                                  {"under_limit_at", time_or_null(c.under_limit_at)},
+                                  {"clear_at", time_or_null(c.clear_at)},
+                                  {"falls_back", drops}};
+    }
+    return {{"target", u.target},
+            {"ip", u.ip.empty() ? json(nullptr) : json(u.ip)},
+            {"time", u.now},
+            {"counters", counters}};
+}
+
+void reset_usage(Counters& counters, const std::string& key, const std::string& ip) {
+    for (const Counted& c : kCounted) {
+        if (c.per_ip && ip.empty()) continue;
+        counters.reset(c.per_ip ? ip : key, c.kind);
+    }
+}
+
+}  // namespace mailsuspend
