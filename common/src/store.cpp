@@ -174,9 +174,14 @@ struct Mapping {
 std::string validate_header(const Header& h, uint64_t file_size) {
     if (file_size < kHeaderSize) return "file is shorter than its header (truncated?)";
     if (h.magic != kStoreMagic) return "not a mailsuspend store (bad magic number)";
+    // The package's postinst matches "older layout" and runs `mailsuspend rebuild`,
+    // which is where a build that changes the layout learns to read the old one.
+    if (h.layout_version < kLayoutVersion)
+        return "older layout version " + std::to_string(h.layout_version) + " (this build reads " +
+               std::to_string(kLayoutVersion) + "; `mailsuspend rebuild` converts the layouts it knows)";
     if (h.layout_version != kLayoutVersion)
         return "unknown layout version " + std::to_string(h.layout_version) + " (this build reads " +
-               std::to_string(kLayoutVersion) + ")";
+               std::to_string(kLayoutVersion) + "; written by a newer mailsuspend?)";
     if (h.header_size != kHeaderSize) return "unknown header size";
     if (h.file_size != file_size)
         return "file is " + std::to_string(file_size) + " bytes, header says " +
