@@ -14,7 +14,8 @@
    /etc/mailsuspend/mailsuspend.conf and /var/lib/mailsuspend with their
    default groups.  Only ports and temporary directories are the test's own;
 4. reinstalls the package over itself (the upgrade path: store and an edited
-   conffile survive), removes it (config and store stay, Dovecot's config
+   conffile survive), meets a store from a newer version (configure fails
+   with a clear message, the store is untouched), removes it (config and store stay, Dovecot's config
    still parses), and purges it (config, store and log go; the group stays).
 
 It purges the package at the end, pass or fail.  It refuses to start when
@@ -454,7 +455,34 @@ class PackageTest(unittest.TestCase):
         self.assertIn('"suspended":true', self.cli("status", "alice@example.com", "--json")
                       .stdout.replace(" ", ""))
 
-    def test_6_remove_keeps_config_and_store(self):
+    def test_6_store_from_a_newer_version_fails_configure_loudly(self):
+        """A downgrade: the postinst must not touch a store it cannot read,
+        and must say why instead of leaving the hosts on their fail policy."""
+        store = os.path.join(STORE, "store")
+        with open(store, "r+b") as f:
+            f.seek(8)  # layout::Header::layout_version, after the 8-byte magic
+            version = int.from_bytes(f.read(4), "little")
+            f.seek(8)
+            f.write((version + 1).to_bytes(4, "little"))
+        try:
+            res = run(APT + ["install", "--reinstall", self.deb], env=APT_ENV, timeout=600,
+                      check=False)
+            self.assertNotEqual(res.returncode, 0, res.stdout)
+            out = res.stdout + res.stderr
+            self.assertIn(f"unknown layout version {version + 1}", out)
+            self.assertIn("newer mailsuspend", out)
+            self.assertIn("could not be set up", out)
+            self.assertEqual(package_state(), "half-configured")
+        finally:
+            with open(store, "r+b") as f:
+                f.seek(8)
+                f.write(version.to_bytes(4, "little"))
+        run(["dpkg", "--configure", PACKAGE], env=APT_ENV, timeout=300)
+        self.assertEqual(package_state(), "installed")
+        self.assertIn('"suspended":true', self.cli("status", "alice@example.com", "--json")
+                      .stdout.replace(" ", ""))
+
+    def test_7_remove_keeps_config_and_store(self):
         self.apt("remove", PACKAGE)
         self.assertEqual(package_state(), "config-files")
         self.assertTrue(os.path.isfile(CONF))
@@ -464,7 +492,7 @@ class PackageTest(unittest.TestCase):
             # The conffile left behind must not break the system's Dovecot.
             run(["doveconf", "-n"])
 
-    def test_7_purge_removes_config_store_and_log(self):
+    def test_8_purge_removes_config_store_and_log(self):
         self.apt("purge", PACKAGE)
         self.assertEqual(package_state(), "not-installed")
         for path in OWNED_PATHS + (DOVECOT_SNIPPET,) + UNIT_LINKS:

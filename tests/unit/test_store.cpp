@@ -417,6 +417,24 @@ TEST_F(StoreTest, UnknownLayoutVersionRefused) {
     EXPECT_NE(error.find("layout version 99"), std::string::npos) << error;
 }
 
+// The package's postinst matches "older layout" to run `mailsuspend rebuild`,
+// and fails on anything else (a newer layout: a downgrade).
+TEST_F(StoreTest, OlderAndNewerLayoutVersionsSaySo) {
+    init();
+    const uint32_t older = 0;
+    patch(offsetof(layout::Header, layout_version), &older, sizeof older);
+    std::string werr;
+    EXPECT_FALSE(StoreWriter::open(cfg, false, werr));
+    EXPECT_NE(werr.find("older layout version 0"), std::string::npos) << werr;
+    EXPECT_NE(werr.find("mailsuspend rebuild"), std::string::npos) << werr;
+    const uint32_t newer = layout::kLayoutVersion + 1;
+    patch(offsetof(layout::Header, layout_version), &newer, sizeof newer);
+    werr.clear();
+    EXPECT_FALSE(StoreWriter::open(cfg, false, werr));
+    EXPECT_EQ(werr.find("older layout"), std::string::npos) << werr;
+    EXPECT_NE(werr.find("newer mailsuspend"), std::string::npos) << werr;
+}
+
 TEST_F(StoreTest, TruncatedFileRefused) {
     init();
     ASSERT_EQ(::truncate(store_file.c_str(), 8192), 0);
