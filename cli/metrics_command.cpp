@@ -25,7 +25,8 @@ namespace {
 
 using metrics::HostClass;
 
-// One family: HELP and TYPE, then its samples.
+// One family: HELP and TYPE, then its samples.  A counter's HELP and TYPE
+// name its samples' name, _total included (the text format 0.0.4).
 class Exposition {
 public:
     void family(const std::string& name, const char* type, const char* help) {
@@ -115,7 +116,7 @@ Counts read_counts(const Config& cfg) {
 }
 
 void per_service(Exposition& e, const Counts& c, const char* name, const char* help, int base) {
-    e.family(name, "counter", help);
+    e.family(std::string(name) + "_total", "counter", help);
     for (const Service s : {Service::imap, Service::pop3, Service::webmail, Service::sieve})
         e.sample(std::string(name) + "_total", label("service", service_name(s)),
                  c.at(HostClass::dovecot, base + static_cast<int>(s)));
@@ -124,7 +125,7 @@ void per_service(Exposition& e, const Counts& c, const char* name, const char* h
 template <std::size_t N>
 void per_word(Exposition& e, const Counts& c, const char* name, const char* help, const char* key,
               const char* const (&words)[N], int base, std::size_t count = N) {
-    e.family(name, "counter", help);
+    e.family(std::string(name) + "_total", "counter", help);
     for (std::size_t i = 0; i < count; ++i)
         e.sample(std::string(name) + "_total", label(key, words[i]), c.at(HostClass::exim, base + static_cast<int>(i)));
 }
@@ -145,9 +146,9 @@ void counters(const Config& cfg, Exposition& e) {
              "mode", metrics::kReceiveModeNames, metrics::kReceive);
     per_word(e, c, "mailsuspend_auto_suspensions", "Automatic suspensions of send, by cause.", "cause",
              metrics::kAutoCauseNames, metrics::kAutoSuspension);
-    e.family("mailsuspend_spam_reports", "counter", "Spam reports recorded.");
+    e.family("mailsuspend_spam_reports_total", "counter", "Spam reports recorded.");
     e.sample("mailsuspend_spam_reports_total", "", c.at(HostClass::exim, metrics::kSpamReports));
-    e.family("mailsuspend_fail_policy_decisions", "counter",
+    e.family("mailsuspend_fail_policy_decisions_total", "counter",
              "Checks decided by store.fail_policy because the store could not be read, by host and policy.");
     for (int i = 0; i < metrics::kHostClasses; ++i)
         for (int closed = 0; closed < 2; ++closed)
