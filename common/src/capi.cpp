@@ -63,7 +63,9 @@ metrics::Writer* metrics_of(struct mailsuspend_handle* ms, metrics::HostClass c)
     ms->next_metrics_attempt[i] = now + kMetricsRetryInterval;
     std::string error;
     ms->metrics[i] = metrics::Writer::open(metrics::path_of(ms->cfg.store_path, c), error);
-    if (!ms->metrics[i] && !ms->metrics_logged[i]) {
+    // Logged once, and only while the store itself is readable: a missing
+    // store already has its line (the fail policy's), one is enough.
+    if (!ms->metrics[i] && !ms->metrics_logged[i] && ms->reader) {
         log_line(ms, MAILSUSPEND_LOG_WARNING, "mailsuspend: events not counted for metrics: " + error);
         ms->metrics_logged[i] = true;
     }
