@@ -95,6 +95,16 @@ class DovecotMetrics(unittest.TestCase):
         after = self.scrape()
         self.assertEqual(scrape.changes(before, after), {("mailsuspend_sessions_ended_total", "imap"): 1})
 
+    def test_ended_pop3_session_counts_once(self):
+        reply, conn = self.server.pop3_login(DAVE)
+        with conn:
+            self.assertTrue(reply.startswith("+OK"), reply)
+            before = self.scrape()
+            self.server.suspend(DAVE, "pop3")
+            self.assertEqual(conn.closed_after(5.0), [f"-ERR {LOGIN_DENIED}"], conn.transcript)
+        after = self.scrape()
+        self.assertEqual(scrape.changes(before, after), {("mailsuspend_sessions_ended_total", "pop3"): 1})
+
     def test_fail_policy_decision_counts_once(self):
         self.server.suspend(CAROL, "imap")
         before = self.scrape()

@@ -135,6 +135,11 @@ class EximMetrics(EximTestCase):
             time.sleep(1.5)  # the daemon looks for a replaced store once a second
             out = self.inbound(["zed@example.com"], "unchecked")
             self.assertEqual(out.data[0], 250, out)  # the shipped fail policy: open
+            # The exporter still answers: the store says it is down, the counters stand.
+            down = self.scrape()
+            self.assertEqual(down.value("mailsuspend_store_up"), 0)
+            self.assertNotIn("mailsuspend_suspended_targets", down.families)
+            self.assertEqual(down.value("mailsuspend_counters_up", host="exim"), 1)
         finally:
             os.rename(self.store + ".away", self.store)
         # The recipient is checked three times -- at RCPT (reject mode?), in
