@@ -4,9 +4,13 @@
 
 namespace mailsuspend {
 
-[[gnu::tls_model("initial-exec")]] thread_local sigjmp_buf* t_bus_guard = nullptr;
-
 namespace {
+
+// initial-exec: the modules Dovecot and Exim dlopen must not need
+// __tls_get_addr (Exim's loader check refuses symbols it does not export);
+// eight bytes of static TLS are always to be had.  Internal linkage and
+// constant initialisation: no C++ thread_local wrapper either.
+[[gnu::tls_model("initial-exec")]] thread_local sigjmp_buf* t_bus_guard = nullptr;
 
 struct sigaction g_previous_bus {};
 
@@ -35,6 +39,8 @@ bool install_bus_handler() {
 }
 
 }  // namespace
+
+void arm_bus_guard(sigjmp_buf* guard) noexcept { t_bus_guard = guard; }
 
 // Once per process.  A function-local static rather than std::call_once,
 // whose thread-local state would make the host modules need __tls_get_addr.

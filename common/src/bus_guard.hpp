@@ -12,10 +12,10 @@
 
 namespace mailsuspend {
 
-// initial-exec: the modules Dovecot and Exim dlopen must not need
-// __tls_get_addr (Exim's loader check refuses symbols it does not export);
-// eight bytes of static TLS are always to be had.
-extern thread_local sigjmp_buf* t_bus_guard [[gnu::tls_model("initial-exec")]];
+// Points the SIGBUS handler at guard (nullptr: no guard).  Out of line: the
+// thread-local pointer stays private to bus_guard.cpp, where it can be
+// initial-exec TLS without a C++ TLS wrapper (see there).
+void arm_bus_guard(sigjmp_buf* guard) noexcept;
 
 // Installs the handler, once per process (a system call the first time).
 void install_bus_guard();
@@ -26,9 +26,9 @@ template <typename F>
 bool under_bus_guard(F&& access) noexcept {
     sigjmp_buf guard;
     if (sigsetjmp(guard, 0) != 0) return false;
-    t_bus_guard = &guard;
+    arm_bus_guard(&guard);
     access();
-    t_bus_guard = nullptr;
+    arm_bus_guard(nullptr);
     return true;
 }
 
