@@ -20,6 +20,7 @@
 #include "config.hpp"
 #include "counters.hpp"
 #include "mailsuspend/mailsuspend.h"
+#include "metrics.hpp"
 #include "notice.hpp"
 #include "operations.hpp"
 #include "policy.hpp"
@@ -160,6 +161,14 @@ int send_notices(const Config& cfg) {
     return 0;
 }
 
+// mailsuspend_last_sweep_timestamp_seconds: in the writers' metrics file.
+void record_sweep(const Config& cfg) {
+    std::string error;
+    auto w = metrics::Writer::open(metrics::path_of(cfg.store_path, metrics::HostClass::exim), error);
+    if (!w || !w->set(metrics::kLastSweep, static_cast<uint64_t>(now())))
+        std::cerr << "mailsuspend: warning: sweep time not recorded for metrics: " << error << "\n";
+}
+
 }  // namespace
 
 int cmd_sweep(const Options& o) {
@@ -170,7 +179,9 @@ int cmd_sweep(const Options& o) {
     if (rc != 0) return rc;
     int code = 0;
     auto cfg = config_or_exit(o, code);
-    return cfg ? send_notices(*cfg) : code;
+    if (!cfg) return code;
+    record_sweep(*cfg);
+    return send_notices(*cfg);
 }
 
 int cmd_send_notices(const Options& o) {
@@ -458,6 +469,22 @@ std::string create_audit_log(const Config& cfg) {
     return give_to_write_group(cfg, cfg.audit_log, 0660);
 }
 
+// The event counters: each host class adds only to its own file (metrics.hpp).
+std::string create_metrics_files(const Config& cfg) {
+    const std::pair<metrics::HostClass, const std::string*> files[] = {
+        {metrics::HostClass::dovecot, &cfg.read_group}, {metrics::HostClass::exim, &cfg.write_group}};
+    for (const auto& [host, group] : files) {
+        gid_t gid = static_cast<gid_t>(-1);
+        if (!group->empty()) {
+            const struct group* gr = ::getgrnam(group->c_str());
+            if (!gr) return "group '" + *group + "' does not exist";
+            gid = gr->gr_gid;
+        }
+        if (std::string e = metrics::create(cfg.store_path, host, gid); !e.empty()) return e;
+    }
+    return {};
+}
+
 }  // namespace
 
 int cmd_init(const Options& o) {
@@ -475,6 +502,7 @@ int cmd_init(const Options& o) {
         if (std::string e = create_audit_log(cfg); !e.empty()) std::cerr << "mailsuspend: warning: " << e << "\n";
         if (std::string e = create_token_key(cfg.store_path, cfg.write_group); !e.empty())
             return finish({Exit::failure, e});
+        if (std::string e = create_metrics_files(cfg); !e.empty()) return finish({Exit::failure, e});
         const StoreStats s = w.stats();
         return finish({Exit::ok, "store ready at " + cfg.store_path + " (generation " +
                                      std::to_string(s.generation) + ", room for " +

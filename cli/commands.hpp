@@ -26,6 +26,8 @@ struct Options {
     std::vector<std::string> evidence;
     bool arf = false, token_only = false, open = false;
     std::string ip;  // usage, reset-usage: a client IP's counter too
+    bool textfile = false;  // metrics --textfile [DIR]
+    std::string textfile_dir = "/var/lib/prometheus/node-exporter";
 };
 
 int cmd_init(const Options& o);
@@ -44,5 +46,6 @@ int cmd_send_notices(const Options& o);
 int cmd_token(const Options& o);
 int cmd_usage(const Options& o);
 int cmd_reset_usage(const Options& o);
+int cmd_metrics(const Options& o);
 
 }  // namespace mailsuspend::cli

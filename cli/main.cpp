@@ -68,6 +68,12 @@ int main(int argc, char** argv) {
     target(reset_usage, "user@example.com");
     reset_usage->add_option("--ip", o.ip, "also clear the per-hour count of this client IP");
 
+    auto* metrics = app.add_subcommand("metrics", "counters and store gauges in the Prometheus text format");
+    auto* textfile = metrics->add_option("--textfile", o.textfile_dir,
+                                         "write DIR/mailsuspend.prom atomically (node_exporter's textfile collector)")
+                         ->expected(0, 1)
+                         ->capture_default_str();
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -75,13 +81,16 @@ int main(int argc, char** argv) {
         return rc == 0 ? 0 : static_cast<int>(Exit::bad_input);
     }
     o.duration_given = for_option->count() > 0;
+    o.textfile = textfile->count() > 0;
+    if (o.textfile && o.textfile_dir.empty()) o.textfile_dir = Options{}.textfile_dir;
     const std::pair<CLI::App*, int (*)(const Options&)> commands[] = {
         {init, cmd_init},       {suspend, cmd_suspend},   {unsuspend, cmd_unsuspend},
         {status, cmd_status},   {list, cmd_list},         {set_mode, cmd_set_mode},
         {can_delete, cmd_can_delete}, {sweep, cmd_sweep}, {check, cmd_check},
         {rebuild, cmd_rebuild}, {batch, cmd_batch},     {report_spam, cmd_report_spam},
         {send_notices_cmd, cmd_send_notices}, {token, cmd_token},
-        {usage, cmd_usage},     {reset_usage, cmd_reset_usage}};
+        {usage, cmd_usage},     {reset_usage, cmd_reset_usage},
+        {metrics, cmd_metrics}};
     try {
         for (const auto& [sub, run] : commands)
             if (sub->parsed()) return run(o);

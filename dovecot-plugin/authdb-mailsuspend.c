@@ -70,6 +70,10 @@ static void mailsuspend_passdb_apply(struct auth_request *request,
 		auth_fields_remove(request->fields.extra_fields, "host");
 	}
 	auth_request_set_field(request, "nologin", "y", NULL);
+	/* Counted here, where the login is refused: a challenge-response
+	   mechanism (with_reason FALSE) counts before its response is known. */
+	mailsuspend_count_event(module->handle, MAILSUSPEND_EVENT_LOGIN_DENIED,
+				result.service);
 	if (with_reason)
 		auth_request_set_field(request, "reason", result.text, NULL);
 	i_info("mailsuspend(%s,%s,<%s>): Login denied%s: service=%s, scope=%s%s, reason=%s",

@@ -9,4 +9,5 @@ void *const mailsuspend_core_module_api[] = {
 	(void *)mailsuspend_close,
 	(void *)mailsuspend_check_login,
 	(void *)mailsuspend_check_service,
+	(void *)mailsuspend_count_event,
 };

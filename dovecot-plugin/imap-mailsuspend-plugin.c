@@ -59,6 +59,7 @@ imap_session_end(struct client *client,
 		 const struct mailsuspend_imap_client *mclient,
 		 const struct mailsuspend_result *result)
 {
+	mailsuspend_lazy_count_event(MAILSUSPEND_EVENT_SESSION_ENDED, result->service);
 	i_info("mailsuspend: Session ended: service=%s, scope=%s%s, rip=%s, reason=%s",
 	       result->service, result->scope,
 	       result->fail_policy ? " (store unavailable, fail policy)" : "",

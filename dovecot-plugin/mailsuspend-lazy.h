@@ -27,4 +27,8 @@ void mailsuspend_lazy_check_login(const char *config_path, const char *user,
 				  const char *protocol, const char *client_ip,
 				  struct mailsuspend_result *result_r);
 
+/* mailsuspend_count_event() through the core, if it is loaded (a session
+   ends only after a check, which loads it); else nothing. */
+void mailsuspend_lazy_count_event(enum mailsuspend_event event, const char *label);
+
 #endif

@@ -50,6 +50,7 @@ static void pop3_session_recheck(struct client *client)
 	if (result.verdict != MAILSUSPEND_DENY)
 		return;
 
+	mailsuspend_lazy_count_event(MAILSUSPEND_EVENT_SESSION_ENDED, result.service);
 	i_info("mailsuspend: Session ended: service=%s, scope=%s%s, rip=%s, reason=%s",
 	       result.service, result.scope,
 	       result.fail_policy ? " (store unavailable, fail policy)" : "",

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <strings.h>
 #include <ctime>
 #include <memory>
 #include <new>
@@ -54,6 +55,42 @@ const char* smtp_status(Service service) {
     }
 }
 
+metrics::Writer* metrics_of(struct mailsuspend_handle* ms, metrics::HostClass c) {
+    const int i = static_cast<int>(c);
+    if (ms->metrics[i]) return ms->metrics[i].get();
+    const int64_t now = std::time(nullptr);
+    if (now < ms->next_metrics_attempt[i]) return nullptr;
+    ms->next_metrics_attempt[i] = now + kMetricsRetryInterval;
+    std::string error;
+    ms->metrics[i] = metrics::Writer::open(metrics::path_of(ms->cfg.store_path, c), error);
+    // Logged once, and only while the store itself is readable: a missing
+    // store already has its line (the fail policy's), one is enough.
+    if (!ms->metrics[i] && !ms->metrics_logged[i] && ms->reader) {
+        log_line(ms, MAILSUSPEND_LOG_WARNING, "mailsuspend: events not counted for metrics: " + error);
+        ms->metrics_logged[i] = true;
+    }
+    return ms->metrics[i].get();
+}
+
+void count(struct mailsuspend_handle* ms, metrics::HostClass c, int slot) {
+    if (metrics::Writer* w = metrics_of(ms, c)) w->add(slot);
+}
+
+metrics::HostClass class_of(Service service) {
+    switch (service) {
+        case Service::send:
+        case Service::webmail_send:
+        case Service::receive: return metrics::HostClass::exim;
+        default: return metrics::HostClass::dovecot;
+    }
+}
+
+bool is_probe(const char* address) {
+    static constexpr char kTld[] = ".invalid";
+    const std::size_t n = address ? std::strlen(address) : 0, t = sizeof kTld - 1;
+    return n >= t && ::strncasecmp(address + n - t, kTld, t) == 0;
+}
+
 // The reader, opening it when missing (at most once a second).
 StoreReader* reader_of(struct mailsuspend_handle* ms, int64_t now) {
     if (ms->reader && now >= ms->next_replaced_check) {
@@ -81,7 +118,7 @@ StoreReader* reader_of(struct mailsuspend_handle* ms, int64_t now) {
 // dead writer left locked, until the next writer repairs it) logs once and
 // never flaps with the lookups of other keys that succeed meanwhile.
 void apply_fail_policy(struct mailsuspend_handle* ms, mailsuspend_result* r, const std::string& why,
-                       Service service, bool whole_store) {
+                       Service service, bool whole_store, bool probe) {
     const bool closed = ms->cfg.fail_policy == FailPolicy::closed;
     bool& logged = whole_store ? ms->degraded_logged : ms->record_outage_logged;
     if (!logged) {
@@ -92,6 +129,7 @@ void apply_fail_policy(struct mailsuspend_handle* ms, mailsuspend_result* r, con
     }
     r->fail_policy = 1;
     r->scope = "none";
+    if (!probe) count(ms, class_of(service), metrics::kFailPolicy + (closed ? 1 : 0));
     if (!closed) return;
     r->verdict = MAILSUSPEND_DENY;
     r->status = smtp_status(service);
@@ -181,13 +219,13 @@ bool check(struct mailsuspend_handle* ms, const char* address, Service service, 
     char buf[kKeyBufferSize];
     std::string_view key;
     if (!ms->cfg_ok) {
-        apply_fail_policy(ms, r, "config: " + ms->cfg_error, service, true);
+        apply_fail_policy(ms, r, "config: " + ms->cfg_error, service, true, is_probe(address));
         return false;
     }
     if (!key_of(ms, address, buf, sizeof buf, key)) return false;
     std::string why;
     if (!effective_state(ms, key, service, std::time(nullptr), e, why)) {
-        apply_fail_policy(ms, r, why, service, !ms->reader || !ms->reader->usable());
+        apply_fail_policy(ms, r, why, service, !ms->reader || !ms->reader->usable(), is_probe(address));
         return false;
     }
     note_available(ms);
@@ -314,6 +352,8 @@ void mailsuspend_check_receive(struct mailsuspend_handle* ms, const char* recipi
                                struct mailsuspend_result* r) {
     if (!usable(ms, r, "receive")) return;
     guarded(r, [&] {
+        // Mapped here, at the Exim daemon's preload, so its forks inherit it.
+        metrics_of(ms, metrics::HostClass::exim);
         Effective e;
         if (!check(ms, recipient, Service::receive, r, e)) return;
         const DeliveryMode mode = e.mode != DeliveryMode::unset ? e.mode : ms->cfg.default_mode;
@@ -328,6 +368,25 @@ void mailsuspend_check_receive(struct mailsuspend_handle* ms, const char* recipi
         }
         set_text(r, ms->cfg.messages.receive_rejected, e.state.reason, false);
     });
+}
+
+void mailsuspend_count_event(struct mailsuspend_handle* ms, enum mailsuspend_event event, const char* label) {
+    if (!ms || !label) return;
+    try {
+        if (event == MAILSUSPEND_EVENT_RECEIVED) {
+            for (int i = 0; i < 5; ++i)
+                if (std::strcmp(label, metrics::kReceiveModeNames[i]) == 0)
+                    return count(ms, metrics::HostClass::exim, metrics::kReceive + i);
+            return;
+        }
+        const auto service = parse_service(label);
+        if (!service) return;
+        if (event == MAILSUSPEND_EVENT_LOGIN_DENIED)
+            count(ms, metrics::HostClass::dovecot, metrics::kLoginDenied + static_cast<int>(*service));
+        else if (event == MAILSUSPEND_EVENT_SESSION_ENDED)
+            count(ms, metrics::HostClass::dovecot, metrics::kSessionEnded + static_cast<int>(*service));
+    } catch (...) {
+    }
 }
 
 int mailsuspend_is_webmail_host(struct mailsuspend_handle* ms, const char* client_ip) {

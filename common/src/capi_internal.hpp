@@ -9,6 +9,7 @@
 
 #include "mailsuspend/mailsuspend.h"
 #include "config.hpp"
+#include "metrics.hpp"
 #include "policy.hpp"
 #include "store.hpp"
 
@@ -25,11 +26,16 @@ struct mailsuspend_handle {
     void* log_ctx = nullptr;
     std::string open_error;  // storage for *error_r
     mailsuspend::PolicyState policy;      // counters and token key, opened when first needed
+    // The event counters of each host class (metrics.hpp), mapped when first needed.
+    std::unique_ptr<mailsuspend::metrics::Writer> metrics[mailsuspend::metrics::kHostClasses];
+    int64_t next_metrics_attempt[mailsuspend::metrics::kHostClasses] = {};
+    bool metrics_logged[mailsuspend::metrics::kHostClasses] = {};
 };
 
 namespace mailsuspend::capi {
 
 constexpr int64_t kReopenInterval = 1;  // seconds between attempts to open a missing file
+constexpr int64_t kMetricsRetryInterval = 60;  // the same for a metrics file (init run later)
 
 void log_line(struct mailsuspend_handle* ms, mailsuspend_log_level level, const std::string& msg);
 void reset(mailsuspend_result* r, const char* service);
@@ -40,6 +46,17 @@ StoreReader* reader_of(struct mailsuspend_handle* ms, int64_t now);
 // Normalises address into buf; false when it cannot be a key.
 bool key_of(struct mailsuspend_handle* ms, const char* address, char* buf, std::size_t size,
             std::string_view& key);
+
+// The event counters of class c, mapped on first use (at most one attempt a
+// minute; a failure is logged once and nothing is counted).
+metrics::Writer* metrics_of(struct mailsuspend_handle* ms, metrics::HostClass c);
+// One event: one relaxed atomic add, nothing when the file is not mapped.
+void count(struct mailsuspend_handle* ms, metrics::HostClass c, int slot);
+// The host class whose processes check service.
+metrics::HostClass class_of(Service service);
+// An address in the reserved TLD .invalid (RFC 2606): the hosts' and the
+// doctor's probes, never counted.
+bool is_probe(const char* address);
 
 template <typename F>
 void guarded(mailsuspend_result* r, F&& body) {

@@ -55,9 +55,10 @@ std::unique_ptr<StoreWriter> open_writer(struct mailsuspend_handle* ms, const st
 }
 
 // A crossing: suspend send of key (the message itself is already refused).
-void suspend_for_rate(struct mailsuspend_handle* ms, const std::string& key, const std::string& why, int64_t now) {
+// True when send was suspended by this call.
+bool suspend_for_rate(struct mailsuspend_handle* ms, const std::string& key, const std::string& why, int64_t now) {
     auto writer = open_writer(ms, key);
-    if (!writer) return;
+    if (!writer) return false;
     std::vector<std::string> warnings;
     AutoSuspension done;
     const Outcome o = suspend_automatically(ms->cfg, *writer, exim_actor(), key, Source::rate, why, now, done, warnings);
@@ -65,6 +66,7 @@ void suspend_for_rate(struct mailsuspend_handle* ms, const std::string& key, con
     log_warnings(ms, warnings);
     log_line(ms, o.ok() ? MAILSUSPEND_LOG_INFO : MAILSUSPEND_LOG_ERROR,
              "mailsuspend: " + (o.ok() ? o.message + ": " + why : "suspending " + key + " failed: " + o.message));
+    return o.ok() && done.suspended_now;
 }
 
 // A refused attempt of a rate-suspended sender: extend (limits.extend_on_attempt).
@@ -96,6 +98,7 @@ void mailsuspend_count_message(struct mailsuspend_handle* ms, const char* sender
     if (!r) return;
     if (!ms) return reset(r, "send");
     mailsuspend_check_send(ms, sender, client_ip, r);
+    metrics::SendRefusal refusal = metrics::SendRefusal::suspended;
     guarded(r, [&] {
         if (!ms->cfg_ok || r->fail_policy) return;
         char buf[kKeyBufferSize];
@@ -127,20 +130,29 @@ void mailsuspend_count_message(struct mailsuspend_handle* ms, const char* sender
                 }
                 return;
             case RateVerdict::too_many_recipients:
+                refusal = metrics::SendRefusal::recipients_per_message;
                 r->verdict = MAILSUSPEND_DENY;
                 r->scope = "mailbox";
                 r->status = "5.5.3";  // RFC 3463: too many recipients
                 set_text(r, ms->cfg.messages.recipients_per_message, "", false);
                 return;
             case RateVerdict::crossed:
+                refusal = metrics::SendRefusal::rate_limit;
                 r->verdict = MAILSUSPEND_DENY;
                 r->scope = "mailbox";
                 r->status = "5.7.13";
                 set_text(r, ms->cfg.messages.rate_suspended, "", false);
-                suspend_for_rate(ms, std::string(key), describe(d, facts.client_ip), now);
+                const bool suspended = suspend_for_rate(ms, std::string(key), describe(d, facts.client_ip), now);
+                if (const auto cause = metrics::cause_of_limit(d.limit); cause && suspended)
+                    count(ms, metrics::HostClass::exim, metrics::kAutoSuspension + static_cast<int>(*cause));
                 return;
         }
     });
+    // Each refused MAIL FROM or DATA: Exim calls this once for each.
+    if (r->verdict == MAILSUSPEND_DENY && !is_probe(sender)) {
+        if (r->fail_policy) refusal = metrics::SendRefusal::fail_policy;
+        count(ms, metrics::HostClass::exim, metrics::kSendRefused + static_cast<int>(refusal));
+    }
 }
 
 int mailsuspend_keep_sample(struct mailsuspend_handle* ms, const char* sender, const char* text, size_t len) {

@@ -13,6 +13,7 @@
 
 #include "config.hpp"
 #include "counters.hpp"
+#include "metrics.hpp"
 #include "store.hpp"
 #include "text.hpp"
 
@@ -228,6 +229,15 @@ std::string update_reports(const Config& cfg, const std::string& key, int64_t no
 
 }  // namespace
 
+namespace {
+// A report is recorded by a store writer (root or store.write_group): it
+// counts into the writers' file.  Not on a mail path: open, add, close.
+void count_for_metrics(const Config& cfg, int slot) {
+    std::string ignored;  // no metrics file: nothing to count into
+    if (auto w = metrics::Writer::open(metrics::path_of(cfg.store_path, metrics::HostClass::exim), ignored)) w->add(slot);
+}
+}  // namespace
+
 SpamResult record_spam_report(const Config& cfg, StoreWriter& writer, const Actor& actor, const SpamReport& report,
                               int64_t now, std::vector<std::string>& warnings) {
     SpamResult r;
@@ -254,6 +264,7 @@ SpamResult record_spam_report(const Config& cfg, StoreWriter& writer, const Acto
                        {"threshold", cfg.spam_threshold}};
     if (std::string e = append_audit(cfg.audit_log, {line}); !e.empty())
         warnings.push_back("report recorded, but the audit log failed: " + e);
+    count_for_metrics(cfg, metrics::kSpamReports);
     const std::string counted = std::to_string(r.in_window) + " spam report(s) within " +
                                 format_duration(cfg.spam_window) + " (spam.threshold = " +
                                 std::to_string(cfg.spam_threshold) + ")";
@@ -266,6 +277,8 @@ SpamResult record_spam_report(const Config& cfg, StoreWriter& writer, const Acto
         r.outcome = {o.code, "report recorded (" + counted + "), but suspending failed: " + o.message};
         return r;
     }
+    if (r.suspension.suspended_now)
+        count_for_metrics(cfg, metrics::kAutoSuspension + static_cast<int>(metrics::AutoCause::spam));
     r.outcome = {Exit::ok, "recorded a spam report for " + r.key + ": " + counted + "; " + o.message};
     return r;
 }

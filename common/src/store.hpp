@@ -41,6 +41,7 @@ struct HotView {
 struct StoreStats {
     uint64_t generation = 0;
     uint64_t seq = 0;          // last applied change sequence number
+    uint64_t capacity = 0;     // targets this generation was sized for
     uint64_t slots = 0;
     uint64_t used_slots = 0;   // records (live and empty)
     uint64_t arena_bytes = 0;

@@ -81,6 +81,8 @@ int scan_recipients_light(struct mailsuspend_handle* ms) noexcept {
         const char* address = current_recipient(i);
         mailsuspend_result r{};
         mailsuspend_check_receive(ms, address, 0, &r);
+        mailsuspend_count_event(ms, MAILSUSPEND_EVENT_RECEIVED,
+                                receive_suspended(r) ? mode_word(r.mode) : "deliver");
         if (!receive_suspended(r)) continue;
         if (r.mode == MAILSUSPEND_MODE_QUEUE) {
             log_main("queue recipient=%s id=%s scope=%s at=data (message frozen)", address,
@@ -187,6 +189,8 @@ int scan_message(int data_fd, uschar** return_text) {
         if (verdict != LOCAL_SCAN_ACCEPT) return verdict;
     }
     if (all_rejected) {
+        for (int i = 0; i < current_recipient_count(); ++i)
+            mailsuspend_count_event(ms, MAILSUSPEND_EVENT_RECEIVED, "reject");
         log_main("message rejected recipients=%d first=%s scope=%s at=data", current_recipient_count(),
                  current_recipient(0), first_reject.scope);
         *return_text = refusal_reply(first_reject);
@@ -282,6 +286,7 @@ __attribute__((visibility("default"))) int mailsuspend_rcpt(uschar** yield, int 
         mailsuspend_result r{};
         if (ms) mailsuspend_check_receive(ms, arg(argc, argv, 1), 0, &r);
         const bool rejected = ms && receive_suspended(r) && r.mode == MAILSUSPEND_MODE_REJECT;
+        if (rejected) mailsuspend_count_event(ms, MAILSUSPEND_EVENT_RECEIVED, "reject");
         if (rejected)
             log_main("rcpt rejected recipient=%s scope=%s client=%s at=rcpt%s",
                      arg(argc, argv, 1), r.scope, current_client_ip() ? current_client_ip() : "local",
@@ -306,6 +311,10 @@ __attribute__((visibility("default"))) int mailsuspend_route(uschar** yield, int
         const long age = std::strtol(arg(argc, argv, 2), nullptr, 10);
         mailsuspend_result r{};
         if (ms) mailsuspend_check_receive(ms, rcpt, age, &r);
+        // Counted for a message being delivered, not for address tests (exim -bt).
+        if (ms && std::strcmp(current_message_id(), "-") != 0)
+            mailsuspend_count_event(ms, MAILSUSPEND_EVENT_RECEIVED,
+                                    receive_suspended(r) ? mode_word(r.mode) : "deliver");
         if (!ms || !receive_suspended(r)) {
             *yield = reinterpret_cast<uschar*>(exim_copy(""));
             return FAIL_FORCED;

@@ -300,7 +300,7 @@ plugin {{
                     time.sleep(0.05)
         return self
 
-    def stop(self):
+    def _stop_process(self):
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -311,6 +311,15 @@ plugin {{
         if self.proc is not None:
             self.proc.stdout.close()
         self.proc = None
+
+    def restart(self):
+        """Stops every Dovecot process and starts afresh on the same ports,
+        config and store."""
+        self._stop_process()
+        return self.start()
+
+    def stop(self):
+        self._stop_process()
         if os.environ.get("MAILSUSPEND_KEEP_TMP"):
             print(f"kept {self.tmp}")
         else:

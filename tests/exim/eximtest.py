@@ -292,6 +292,24 @@ class Env:
                 time.sleep(0.05)
         fail_setup(f"exim -bd did not listen on 127.0.0.1:{self.port}")
 
+    def restart_daemon(self):
+        """Stops the daemon (and waits for its deliveries) and starts a new one."""
+        self._stop_daemon()
+        self.start_daemon()
+
+    def _stop_daemon(self):
+        if self.daemon and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            try:
+                self.daemon.wait(10)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+        if self.daemon:
+            self.daemon.stdout.close()
+        self.daemon = None
+        self.wait_idle()
+
     def stop(self):
         if self.daemon and self.daemon.poll() is None:
             self.daemon.send_signal(signal.SIGTERM)

@@ -197,6 +197,29 @@ delivery: {{ default_mode = "queue"; queue_expiry = "4d8h";
                    sys.executable, "-c", code])
         self.assertEqual(res.returncode, 0, res.stderr)
 
+    def test_metrics_files_each_for_its_host_class(self):
+        """The event counters (mailsuspend metrics): Dovecot's processes (read
+        group) add to metrics-dovecot only, Exim (write group, no
+        supplementary groups) to metrics-exim only, so a read-group member
+        can never truncate a file Exim maps; others open neither."""
+        for name, group in (("metrics-dovecot", READ_GROUP), ("metrics-exim", WRITE_GROUP)):
+            st = os.stat(os.path.join(self.store, name))
+            self.assertEqual(oct(st.st_mode & 0o7777), oct(0o660), name)
+            self.assertEqual((st.st_uid, grp.getgrgid(st.st_gid).gr_name), (0, group), name)
+        dovecot, exim = (os.path.join(self.store, n) for n in ("metrics-dovecot", "metrics-exim"))
+        res = as_user([sys.executable, "-c", f"open({dovecot!r}, 'r+b')"], READER)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        res = as_user([sys.executable, "-c", f"open({exim!r}, 'r+b')"], READER)
+        self.assertIn("PermissionError", res.stderr, res.stderr)
+        pw = pwd.getpwnam(WRITE_GROUP)
+        as_exim = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
+                   sys.executable, "-c"]
+        self.assertEqual(run(as_exim + [f"open({exim!r}, 'r+b')"]).returncode, 0)
+        self.assertIn("PermissionError", run(as_exim + [f"open({dovecot!r}, 'r+b')"]).stderr)
+        for path in (dovecot, exim):
+            res = as_user([sys.executable, "-c", f"open({path!r}, 'rb')"])
+            self.assertIn("PermissionError", res.stderr, (path, res.stderr))
+
     def test_read_group_member_reads_but_cannot_change(self):
         """A mail process's user: it may read the flags, never change them."""
         res = as_user([ARGS.cli, "--config", self.config, "status", ALICE], READER)

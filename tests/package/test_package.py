@@ -52,7 +52,8 @@ OWNED_PATHS = ("/etc/mailsuspend", STORE, LOG_DIR)
 GROUP = "mailsuspend"
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
 UNIT_LINKS = ("/etc/systemd/system/timers.target.wants/mailsuspend-sweep.timer",
-              "/etc/systemd/system/multi-user.target.wants/mailsuspend-recover.service")
+              "/etc/systemd/system/multi-user.target.wants/mailsuspend-recover.service",
+              "/etc/systemd/system/timers.target.wants/mailsuspend-metrics.timer")
 # messages.* defaults of conf/mailsuspend.conf (the installed config).
 LOGIN_DENIED = "Your account has been suspended."
 SEND_SUSPENDED = "Your account has been suspended for a violation of the terms of usage."

@@ -116,6 +116,30 @@ int mailsuspend_is_webmail_host(struct mailsuspend_handle *ms, const char *clien
 int mailsuspend_message(struct mailsuspend_handle *ms, const char *key, char *buf,
 			size_t size);
 
+/* ---- Metrics (`mailsuspend metrics`) ----
+   The core counts what it decides and applies by itself (sends refused,
+   automatic suspensions, fail-policy decisions, spam reports).  A host
+   reports the events only it sees happen: */
+enum mailsuspend_event {
+	/* A login refused (the Dovecot passdb).  label: result->service. */
+	MAILSUSPEND_EVENT_LOGIN_DENIED = 0,
+	/* A live session ended because its service was suspended (imap and
+	   pop3 plugins).  label: result->service. */
+	MAILSUSPEND_EVENT_SESSION_ENDED = 1,
+	/* A recipient's mail handled in a receive mode (Exim), once where the
+	   mode is applied: label "deliver", "discard", "reject", "queue" (one
+	   per deferral) or "expired" (bounced after delivery.queue_expiry). */
+	MAILSUSPEND_EVENT_RECEIVED = 2,
+};
+
+/* Counts one event: one relaxed atomic add in a shared counters file
+   (<store.path>/metrics-dovecot or metrics-exim, by event), mapped on the
+   handle's first count; no lock, no system call after that.  A file that
+   cannot be mapped is logged once and nothing is counted; an unknown event
+   or label is ignored.  Never fails the caller. */
+void mailsuspend_count_event(struct mailsuspend_handle *ms, enum mailsuspend_event event,
+			     const char *label);
+
 /* ---- Automatic suspension policies (issue 5; common/POLICY-INTEGRATION.md) ---- */
 
 /* The header the Exim module adds to outgoing mail; its value comes from
