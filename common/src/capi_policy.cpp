@@ -21,8 +21,19 @@ using namespace mailsuspend::capi;
 namespace {
 
 // The counters file, opened on first use (at most one attempt a second).
+// Like the store's reader it follows a file replaced, truncated or damaged
+// in place (checked at most once a second): the mapping is dropped and the
+// file opened afresh, so a good file renamed into place counts again
+// without restarting the host.
 Counters* counters_of(struct mailsuspend_handle* ms, int64_t now) {
     PolicyState& p = ms->policy;
+    if (p.counters && now >= p.next_counters_check) {
+        p.next_counters_check = now + kReopenInterval;
+        if (p.counters->replaced() || !p.counters->usable()) {
+            p.counters.reset();
+            p.next_counters_attempt = 0;
+        }
+    }
     if (p.counters) return p.counters.get();
     if (now < p.next_counters_attempt) return nullptr;
     p.next_counters_attempt = now + kReopenInterval;
@@ -31,6 +42,13 @@ Counters* counters_of(struct mailsuspend_handle* ms, int64_t now) {
     if (!p.counters && !p.counters_logged) {
         log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: rate limits not counted: " + error);
         p.counters_logged = true;
+    }
+    if (p.counters) {
+        if (p.counters_logged)
+            log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: rate limits counted again (" +
+                                                   ms->cfg.store_path + "/counters reopened)");
+        p.counters_logged = false;
+        p.next_counters_check = now + kReopenInterval;
     }
     return p.counters.get();
 }
@@ -120,6 +138,19 @@ void mailsuspend_count_message(struct mailsuspend_handle* ms, const char* sender
             case RateVerdict::allow:
                 return;
             case RateVerdict::unavailable:
+                if (ms->policy.counters && !ms->policy.counters->usable()) {
+                    // Truncated or overwritten under the mapping: counted
+                    // nothing; drop it and reopen at the next message.
+                    if (!ms->policy.counters_logged)
+                        log_line(ms, MAILSUSPEND_LOG_ERROR,
+                                 "mailsuspend: rate limits not counted: " + ms->cfg.store_path +
+                                     "/counters became unusable (truncated or overwritten in place?); "
+                                     "messages pass uncounted until a whole file is in place");
+                    ms->policy.counters_logged = true;
+                    ms->policy.counters.reset();
+                    ms->policy.next_counters_attempt = now + kReopenInterval;
+                    return;
+                }
                 if (ms->policy.counters && !ms->policy.counters_logged) {
                     log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: the counter table is full: raise "
                                                         "store.counter_capacity; messages pass uncounted");

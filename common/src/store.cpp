@@ -21,6 +21,7 @@
 #include <ctime>
 
 #include "codec.hpp"
+#include "bus_guard.hpp"
 #include "config.hpp"
 #include "store_layout.hpp"
 
@@ -99,61 +100,6 @@ void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
-}
-
-// ---- SIGBUS guard -----------------------------------------------------------
-// A store file truncated in place under a reader's mapping (an admin's
-// `truncate`, a full disk restore gone wrong) makes the next touch of a page
-// past the new end raise SIGBUS, which would kill the Dovecot or Exim process.
-// Reads of the mapping run under a guard that turns that SIGBUS into
-// "unavailable": only raw loads and copies run inside it, never allocation or
-// a library call.  A SIGBUS outside a guard goes to whatever handled it before.
-// initial-exec: the modules Dovecot and Exim dlopen must not need
-// __tls_get_addr (Exim's loader check refuses symbols it does not export);
-// eight bytes of static TLS are always to be had.
-[[gnu::tls_model("initial-exec")]] thread_local sigjmp_buf* t_bus_guard = nullptr;
-struct sigaction g_previous_bus {};
-
-extern "C" void mailsuspend_on_sigbus(int sig, siginfo_t* info, void* context) {
-    if (sigjmp_buf* guard = t_bus_guard) {
-        t_bus_guard = nullptr;
-        siglongjmp(*guard, 1);
-    }
-    if ((g_previous_bus.sa_flags & SA_SIGINFO) && g_previous_bus.sa_sigaction) {
-        g_previous_bus.sa_sigaction(sig, info, context);
-    } else if (g_previous_bus.sa_handler != SIG_DFL && g_previous_bus.sa_handler != SIG_IGN) {
-        g_previous_bus.sa_handler(sig);
-    } else {
-        // Default action: restore it; the faulting access repeats and ends the process.
-        signal(SIGBUS, SIG_DFL);
-    }
-}
-
-bool install_bus_handler() {
-    struct sigaction action {};
-    action.sa_sigaction = mailsuspend_on_sigbus;
-    // NODEFER: the guard leaves with siglongjmp, which must not leave SIGBUS blocked.
-    action.sa_flags = SA_SIGINFO | SA_NODEFER;
-    sigemptyset(&action.sa_mask);
-    return sigaction(SIGBUS, &action, &g_previous_bus) == 0;
-}
-
-// Once per process.  A function-local static rather than std::call_once,
-// whose thread-local state would make the host modules need __tls_get_addr.
-void install_bus_guard() {
-    static const bool installed = install_bus_handler();
-    (void)installed;
-}
-
-// Runs read (raw loads of the mapping only); false when it faulted.
-template <typename F>
-bool under_bus_guard(F&& read) noexcept {
-    sigjmp_buf guard;
-    if (sigsetjmp(guard, 0) != 0) return false;
-    t_bus_guard = &guard;
-    read();
-    t_bus_guard = nullptr;
-    return true;
 }
 
 // One mapped generation of the store file.
