@@ -4,7 +4,7 @@
 
 namespace mailsuspend {
 
-[[gnu::tls_model("initial-exec")]] thread_local sigjmp_buf* t_bus_guard = nullptr;
+__thread sigjmp_buf* t_bus_guard __attribute__((tls_model("initial-exec"))) = nullptr;
 
 namespace {
 

@@ -15,7 +15,8 @@ namespace mailsuspend {
 // initial-exec: the modules Dovecot and Exim dlopen must not need
 // __tls_get_addr (Exim's loader check refuses symbols it does not export);
 // eight bytes of static TLS are always to be had.
-[[gnu::tls_model("initial-exec")]] extern thread_local sigjmp_buf* t_bus_guard;
+// __thread, not thread_local: no TLS wrapper function (_ZTH...) to resolve.
+extern __thread sigjmp_buf* t_bus_guard __attribute__((tls_model("initial-exec")));
 
 // Installs the handler once per process (idempotent, cheap after the first call).
 void install_bus_guard();

@@ -334,6 +334,19 @@ private:
     int fd_ = -1;
 };
 
+// Makes sure every byte of a file that is written through a mapping has its
+// disk blocks (posix_fallocate): then no store into the mapping can fault
+// for want of space, and a full filesystem is a clear error here instead.
+bool allocate(int fd, uint64_t size, const std::string& path, std::string& error) {
+    int rc;
+    do rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size));
+    while (rc == EINTR);
+    if (rc == 0) return true;
+    error = "cannot allocate " + std::to_string(size) + " bytes for " + path + ": " + std::strerror(rc) +
+            (rc == ENOSPC ? " (the store's filesystem is full: nothing changed)" : "");
+    return false;
+}
+
 // Creates a fresh, empty store file of the given geometry at path.
 bool create_store_file(const std::string& path, uint64_t capacity, const Geometry& g,
                        uint64_t generation, uint64_t seq, const Config& cfg, std::string& error) {
@@ -342,8 +355,10 @@ bool create_store_file(const std::string& path, uint64_t capacity, const Geometr
         error = errno_text("cannot create " + path);
         return false;
     }
-    if (::ftruncate(fd.get(), static_cast<off_t>(g.file_size)) != 0) {
-        error = errno_text("cannot size " + path);
+    // Every page allocated now, not a sparse file (ftruncate alone): a write
+    // through the mapping into a hole on a full filesystem raises SIGBUS.
+    if (!allocate(fd.get(), g.file_size, path, error)) {
+        ::unlink(path.c_str());
         return false;
     }
     Header h{};
@@ -705,6 +720,16 @@ bool StoreWriter::Impl::open_store(bool init, std::string& error) {
         fsync_dir(dir);
     }
     if (!map_file(path, true, map, error)) return false;
+    {
+        // A store made by an older build may be sparse: allocate it before
+        // this writer stores into the mapping (cheap when already allocated).
+        Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+        if (!fd.ok()) {
+            error = errno_text("cannot open " + path);
+            return false;
+        }
+        if (!allocate(fd.get(), map.region.get_size(), path, error)) return false;
+    }
     retire_leftover();
     // 0660: readers need only the store; the journal keeps lifted reasons and actors.
     journal_fd = Fd(::open(journal_path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0660));
@@ -1011,7 +1036,8 @@ bool StoreWriter::get(std::string_view key, TargetRecord& out, bool* exists) {
     return decode_slot(impl_->map, c, out, why);
 }
 
-uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error) {
+uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error,
+                             const BeforeJournal& before_journal, const std::function<void()>& undo) {
     if (changes.empty()) return impl_->map.header->seq.load();
     // Slots and blobs hold the key length in one byte: refuse, never truncate.
     for (const auto& c : changes) {
@@ -1039,7 +1065,11 @@ uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error) {
             blob_bytes += blobs[i].size();
         }
         if (!impl_->ensure_room(blob_bytes, changes.size(), error)) return 0;
-        if (!impl_->journal_append(blobs, seqs, error)) return 0;
+        if (before_journal && !before_journal(seq, error)) return 0;
+        if (!impl_->journal_append(blobs, seqs, error)) {
+            if (undo) undo();
+            return 0;
+        }
         h = impl_->map.header;  // ensure_room may have published a new generation
         h->dirty.store(1);
         for (std::size_t i = 0; i < changes.size(); ++i)

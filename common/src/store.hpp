@@ -99,7 +99,15 @@ public:
     bool get(std::string_view key, TargetRecord& out, bool* exists = nullptr);
     // Journals all changes (one fdatasync) then applies them; returns the last
     // sequence number, 0 and error on failure (nothing applied).  Durable on return.
-    uint64_t commit(std::vector<Change>& changes, std::string& error);
+    // before_journal (when given) runs once every check has passed and the
+    // changes have their sequence numbers (the last is passed), before the
+    // journal is written: the audit log is written there, and a false from it
+    // (its error in error) stops the commit with nothing changed.  When the
+    // journal write then fails, undo runs.  So a change is stored only with
+    // its audit line, and an audit line stays only for a stored change.
+    using BeforeJournal = std::function<bool(uint64_t last_seq, std::string& error)>;
+    uint64_t commit(std::vector<Change>& changes, std::string& error,
+                    const BeforeJournal& before_journal = {}, const std::function<void()>& undo = {});
     bool for_each(const std::function<void(const TargetRecord&)>& fn);
     // Rewrites into a new generation sized for capacity (0 = current), dropping
     // empty records; readers follow.  false and error on failure.
