@@ -22,6 +22,7 @@
 #include "mailsuspend/mailsuspend.h"
 #include "notice.hpp"
 #include "operations.hpp"
+#include "outbox.hpp"
 #include "policy.hpp"
 #include "store.hpp"
 #include "text.hpp"
@@ -60,12 +61,29 @@ std::optional<Config> config_or_exit(const Options& o, int& code) {
     return cfg;
 }
 
+// Takes the writer lock (saying so when it waits; up to store.admin_lock_timeout),
+// then applies what Exim handed to the outbox while the lock was taken.
+std::unique_ptr<StoreWriter> open_writer(const Config& cfg, bool init, std::string& error) {
+    LockWait wait;
+    wait.waiting = [&](const std::string& holder) {
+        std::cerr << "mailsuspend: waiting for the store lock held by " << holder << " (up to "
+                  << format_duration(cfg.admin_lock_timeout) << ", store.admin_lock_timeout)\n";
+    };
+    auto writer = StoreWriter::open(cfg, init, error, &wait);
+    if (!writer) return writer;
+    std::vector<std::string> warnings, done;
+    outbox_apply(cfg, *writer, warnings, &done);
+    for (const auto& d : done) std::cerr << "mailsuspend: " << d << "\n";
+    for (const auto& w : warnings) std::cerr << "mailsuspend: warning: " << w << "\n";
+    return writer;
+}
+
 int with_writer(const Options& o, bool init, const std::function<int(const Config&, StoreWriter&)>& fn) {
     int code = 0;
     auto cfg = config_or_exit(o, code);
     if (!cfg) return code;
     std::string error;
-    auto writer = StoreWriter::open(*cfg, init, error);
+    auto writer = open_writer(*cfg, init, error);
     if (!writer) {
         std::cerr << "mailsuspend: " << error << "\n";
         return static_cast<int>(Exit::failure);
@@ -282,7 +300,7 @@ int cmd_report_spam(const Options& o) {
     SpamResult result;
     {
         std::string error;
-        auto writer = StoreWriter::open(*cfg, false, error);
+        auto writer = open_writer(*cfg, false, error);
         if (!writer) return finish({Exit::failure, error});
         result = record_spam_report(*cfg, *writer, current_actor(o.actor), report, now(), warnings);
     }  // the writer lock is released before mail goes out
@@ -472,6 +490,7 @@ int cmd_init(const Options& o) {
             return finish({Exit::failure, e});
         if (std::string e = grant_write_group_traversal(cfg); !e.empty()) return finish({Exit::failure, e});
         if (std::string e = create_evidence_root(cfg); !e.empty()) return finish({Exit::failure, e});
+        if (std::string e = create_outbox(cfg); !e.empty()) return finish({Exit::failure, e});
         if (std::string e = create_audit_log(cfg); !e.empty()) std::cerr << "mailsuspend: warning: " << e << "\n";
         if (std::string e = create_token_key(cfg.store_path, cfg.write_group); !e.empty())
             return finish({Exit::failure, e});

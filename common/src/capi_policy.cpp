@@ -11,6 +11,7 @@
 #include "capi_internal.hpp"
 #include "counters.hpp"
 #include "operations.hpp"
+#include "outbox.hpp"
 #include "policy.hpp"
 #include "text.hpp"
 #include "token.hpp"
@@ -64,17 +65,43 @@ void log_warnings(struct mailsuspend_handle* ms, const std::vector<std::string>&
     for (const auto& w : warnings) log_line(ms, MAILSUSPEND_LOG_WARNING, "mailsuspend: " + w);
 }
 
-std::unique_ptr<StoreWriter> open_writer(struct mailsuspend_handle* ms, const std::string& key) {
+// Changes pending in the outbox that a host's writer applies on the way
+// (a few only: this runs in an SMTP session; the CLI and the sweep take the rest).
+constexpr std::size_t kOutboxPerHostWriter = 8;
+
+// A writer for a change decided in this (mail server's) process: the lock is
+// waited for store.host_lock_wait_ms at most.  When it stays taken, entry
+// goes to the outbox instead (logged) and nullptr is returned: the decision
+// stands, the change is made by the next writer.
+std::unique_ptr<StoreWriter> open_writer(struct mailsuspend_handle* ms, const OutboxEntry& entry) {
     std::string error;
-    auto writer = StoreWriter::open(ms->cfg, false, error);
-    if (!writer)
-        log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: cannot change the store for " + key + ": " + error);
-    return writer;
+    LockWait wait;
+    wait.timeout_ms = ms->cfg.host_lock_wait_ms;
+    auto writer = StoreWriter::open(ms->cfg, false, error, &wait);
+    if (writer) {
+        std::vector<std::string> warnings, done;
+        outbox_apply(ms->cfg, *writer, warnings, &done, kOutboxPerHostWriter);
+        for (const auto& d : done) log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: " + d);
+        for (const auto& w : warnings) log_line(ms, MAILSUSPEND_LOG_WARNING, "mailsuspend: " + w);
+        return writer;
+    }
+    if (!wait.busy) {
+        log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: cannot change the store for " + entry.key + ": " + error);
+        return nullptr;
+    }
+    const char* what = entry.op == OutboxOp::rate_suspend ? "rate suspension" : "extension";
+    if (std::string e = outbox_put(ms->cfg, entry); !e.empty())
+        log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: " + std::string(what) + " of " + entry.key +
+                                                " lost: " + error + "; and the outbox failed: " + e);
+    else
+        log_line(ms, MAILSUSPEND_LOG_WARNING, "mailsuspend: " + std::string(what) + " of " + entry.key +
+                                                  " handed to the outbox (applied by the next writer): " + error);
+    return nullptr;
 }
 
 // A crossing: suspend send of key (the message itself is already refused).
 void suspend_for_rate(struct mailsuspend_handle* ms, const std::string& key, const std::string& why, int64_t now) {
-    auto writer = open_writer(ms, key);
+    auto writer = open_writer(ms, {OutboxOp::rate_suspend, key, why, now});
     if (!writer) return;
     std::vector<std::string> warnings;
     AutoSuspension done;
@@ -93,7 +120,7 @@ void extend_if_due(struct mailsuspend_handle* ms, std::string_view key, int64_t 
     if (!reader || reader->read(key, record) != LookupStatus::found) return;
     if (!extension_due(ms->cfg, record.at(Service::send), now)) return;
     const std::string k(key);
-    auto writer = open_writer(ms, k);
+    auto writer = open_writer(ms, {OutboxOp::extend, k, "", now});
     if (!writer) return;
     std::vector<std::string> warnings;
     bool extended = false;

@@ -8,6 +8,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <boost/crc.hpp>
@@ -653,6 +654,7 @@ struct StoreWriter::Impl {
     uint64_t journal_bytes = 0;
     uint64_t journal_last_seq = 0;  // last change in the journal file
 
+    LockWait* wait = nullptr;
     bool take_lock(bool init, std::string& error);
     bool open_store(bool init, std::string& error);
     bool recover(std::string& error);
@@ -671,6 +673,44 @@ struct StoreWriter::Impl {
         return probe(map, key, hash_key(key.data(), key.size()), index, c, insert_at);
     }
 };
+
+namespace {
+
+int64_t monotonic_ms() {
+    timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+// Who holds the flock on fd, from /proc/locks ("1: FLOCK ADVISORY WRITE
+// <pid> <maj>:<min>:<inode> 0 EOF"; waiters are marked "->").
+std::string lock_holder(int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return "another process";
+    char want[64];
+    std::snprintf(want, sizeof want, "%02x:%02x:%lu", major(st.st_dev), minor(st.st_dev),
+                  static_cast<unsigned long>(st.st_ino));
+    const int p = ::open("/proc/locks", O_RDONLY | O_CLOEXEC);
+    if (p < 0) return "another process";
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(p, buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(n));
+    ::close(p);
+    for (std::size_t at = 0, eol; at < text.size(); at = eol + 1) {
+        eol = text.find('\n', at);
+        if (eol == std::string::npos) eol = text.size();
+        const std::string line = text.substr(at, eol - at);
+        if (line.find("FLOCK") == std::string::npos || line.find("->") != std::string::npos) continue;
+        const std::size_t dev = line.find(std::string(" ") + want + " ");
+        if (dev == std::string::npos) continue;
+        const std::size_t pid_start = line.rfind(' ', dev - 1);  // the pid ends where the device begins
+        if (pid_start == std::string::npos) continue;
+        return "pid " + line.substr(pid_start + 1, dev - pid_start - 1);
+    }
+    return "another process";
+}
+
+}  // namespace
 
 bool StoreWriter::Impl::take_lock(bool init, std::string& error) {
     if (init) {
@@ -695,13 +735,34 @@ bool StoreWriter::Impl::take_lock(bool init, std::string& error) {
     }
     if (init && !set_owner(lock_fd.get(), cfg->write_group, 0660, error)) return false;
     // flock: released by the kernel when this process dies, however it dies.
-    while (::flock(lock_fd.get(), LOCK_EX) != 0) {
-        if (errno != EINTR) {
+    // Polled with a deadline: nobody waits on it without a bound (a held lock
+    // must not stall a mail server's process, nor an admin forever).
+    const int64_t timeout_ms = wait && wait->timeout_ms >= 0 ? wait->timeout_ms : cfg->admin_lock_timeout * 1000;
+    const int64_t start = monotonic_ms();
+    bool told = false;
+    for (int64_t pause_us = 500;;) {
+        if (::flock(lock_fd.get(), LOCK_EX | LOCK_NB) == 0) return true;
+        if (errno == EINTR) continue;
+        if (errno != EWOULDBLOCK) {
             error = errno_text("cannot lock " + lock_path);
             return false;
         }
+        const int64_t waited = monotonic_ms() - start;
+        if (waited >= timeout_ms) {
+            if (wait) wait->busy = true;
+            error = "the store's writer lock " + lock_path + " is held by " + lock_holder(lock_fd.get()) +
+                    " (gave up after " + std::to_string(waited) + " ms)";
+            return false;
+        }
+        if (!told && waited >= 1000 && wait && wait->waiting) {
+            wait->waiting(lock_holder(lock_fd.get()));
+            told = true;
+        }
+        const int64_t left_us = (timeout_ms - waited) * 1000;
+        const struct timespec pause{0, static_cast<long>(std::min(pause_us, std::max<int64_t>(left_us, 100)) * 1000)};
+        ::nanosleep(&pause, nullptr);
+        pause_us = std::min<int64_t>(pause_us * 2, timeout_ms < 1000 ? 5'000 : 50'000);
     }
-    return true;
 }
 
 bool StoreWriter::Impl::open_store(bool init, std::string& error) {
@@ -1005,9 +1066,10 @@ bool StoreWriter::Impl::journal_append(const std::vector<std::string>& blobs,
 StoreWriter::StoreWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StoreWriter::~StoreWriter() = default;
 
-std::unique_ptr<StoreWriter> StoreWriter::open(const Config& cfg, bool init, std::string& error) {
+std::unique_ptr<StoreWriter> StoreWriter::open(const Config& cfg, bool init, std::string& error, LockWait* wait) {
     try {
         auto impl = std::make_unique<Impl>();
+        impl->wait = wait;
         impl->cfg_copy = cfg;
         impl->cfg = &impl->cfg_copy;
         impl->dir = cfg.store_path;

@@ -86,11 +86,26 @@ struct Change {
     TargetRecord record;
 };
 
+// How long StoreWriter::open waits for the writer lock.  The lock is polled
+// (flock LOCK_NB, short sleeps), never waited on without a bound.
+struct LockWait {
+    // -1: cfg.admin_lock_timeout (an admin command); a mail server's process
+    // passes cfg.host_lock_wait_ms.
+    int64_t timeout_ms = -1;
+    // Called once when the lock is still taken after about a second, with
+    // who holds it ("pid 1234", or "another process"): the CLI says so.
+    std::function<void(const std::string& holder)> waiting;
+    // Out: the lock stayed taken until the deadline (open returned nullptr).
+    bool busy = false;
+};
+
 class StoreWriter {
 public:
     // Opens (creating with init=true) the store under cfg.store_path, takes the
-    // writer lock (waiting for it), and repairs/replays after a dead writer.
-    static std::unique_ptr<StoreWriter> open(const Config& cfg, bool init, std::string& error);
+    // writer lock (waiting as wait says; no wait given: the admin timeout), and
+    // repairs/replays after a dead writer.
+    static std::unique_ptr<StoreWriter> open(const Config& cfg, bool init, std::string& error,
+                                             LockWait* wait = nullptr);
     ~StoreWriter();  // releases the lock
     StoreWriter(const StoreWriter&) = delete;
     StoreWriter& operator=(const StoreWriter&) = delete;
