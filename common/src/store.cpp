@@ -377,7 +377,8 @@ bool create_store_file(const std::string& path, uint64_t capacity, const Geometr
     h.seq.store(seq);
     h.checkpoint_seq.store(seq);
     std::snprintf(h.boot_id, sizeof h.boot_id, "%s", current_boot_id().c_str());
-    if (::pwrite(fd.get(), &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h)) {
+    if (const ssize_t n = ::pwrite(fd.get(), &h, sizeof h, 0); n != static_cast<ssize_t>(sizeof h)) {
+        if (n >= 0) errno = ENOSPC;  // a short write sets no errno
         error = errno_text("cannot write " + path);
         return false;
     }
@@ -1045,6 +1046,7 @@ bool StoreWriter::Impl::journal_append(const std::vector<std::string>& blobs,
         const ssize_t n = ::write(journal_fd.get(), p, left);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
+            if (n == 0) errno = ENOSPC;  // no errno for a write that wrote nothing
             error = errno_text("cannot write the journal");
             // Nothing half-written may be mistaken for a commit later.
             if (::ftruncate(journal_fd.get(), static_cast<off_t>(journal_bytes)) != 0) {}
