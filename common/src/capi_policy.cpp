@@ -99,6 +99,16 @@ std::unique_ptr<StoreWriter> open_writer(struct mailsuspend_handle* ms, const Ou
     return nullptr;
 }
 
+// A change this process could not commit (the audit log or the journal
+// cannot be written, e.g. a log Exim may not append to): handed to the outbox,
+// so the next writer (root's CLI, the sweep) retries it instead of losing it.
+void hand_on(struct mailsuspend_handle* ms, const OutboxEntry& entry, const std::string& failure) {
+    if (std::string e = outbox_put(ms->cfg, entry); !e.empty())
+        log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: " + failure + "; lost (the outbox failed too: " + e + ")");
+    else
+        log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: " + failure + "; handed to the outbox for the next writer");
+}
+
 // A crossing: suspend send of key (the message itself is already refused).
 void suspend_for_rate(struct mailsuspend_handle* ms, const std::string& key, const std::string& why, int64_t now) {
     auto writer = open_writer(ms, {OutboxOp::rate_suspend, key, why, now});
@@ -108,8 +118,8 @@ void suspend_for_rate(struct mailsuspend_handle* ms, const std::string& key, con
     const Outcome o = suspend_automatically(ms->cfg, *writer, exim_actor(), key, Source::rate, why, now, done, warnings);
     writer.reset();  // release the writer lock before logging
     log_warnings(ms, warnings);
-    log_line(ms, o.ok() ? MAILSUSPEND_LOG_INFO : MAILSUSPEND_LOG_ERROR,
-             "mailsuspend: " + (o.ok() ? o.message + ": " + why : "suspending " + key + " failed: " + o.message));
+    if (o.ok()) return log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: " + o.message + ": " + why);
+    hand_on(ms, {OutboxOp::rate_suspend, key, why, now}, "suspending " + key + " failed: " + o.message);
 }
 
 // A refused attempt of a rate-suspended sender: extend (limits.extend_on_attempt).
@@ -127,7 +137,7 @@ void extend_if_due(struct mailsuspend_handle* ms, std::string_view key, int64_t 
     const Outcome o = extend_rate_suspension(ms->cfg, *writer, exim_actor(), k, now, extended, warnings);
     writer.reset();
     log_warnings(ms, warnings);
-    if (!o.ok()) log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: " + o.message);
+    if (!o.ok()) hand_on(ms, {OutboxOp::extend, k, "", now}, "extending " + k + " failed: " + o.message);
     else if (extended) log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: " + o.message);
 }
 
