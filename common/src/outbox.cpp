@@ -24,16 +24,6 @@ namespace mailsuspend {
 
 namespace {
 
-constexpr const char* kSuspendPrefix = "suspend.";
-constexpr const char* kExtendPrefix = "extend.";
-
-// <store>/outbox/<prefix><16 hex digits of the key's hash> into buf; false
-// when it does not fit.  No allocation (the host's send check calls it).
-bool entry_path(const std::string& store, const char* prefix, std::string_view key, char* buf, std::size_t size) {
-    const uint64_t h = layout::hash_key(key.data(), key.size());
-    const int n = std::snprintf(buf, size, "%s/outbox/%s%016" PRIx64, store.c_str(), prefix, h);
-    return n > 0 && static_cast<std::size_t>(n) < size;
-}
 
 Actor outbox_actor() {
     Actor a;
@@ -108,7 +98,7 @@ std::string outbox_put(const Config& cfg, const OutboxEntry& entry) {
     const std::string dir = outbox_dir(cfg);
     char final_path[4096];
     const bool suspend = entry.op == OutboxOp::rate_suspend;
-    if (!entry_path(cfg.store_path, suspend ? kSuspendPrefix : kExtendPrefix, entry.key, final_path, sizeof final_path))
+    if (!outbox_entry_path(cfg.store_path, suspend ? kSuspendPrefix : kExtendPrefix, entry.key, final_path, sizeof final_path))
         return "outbox path too long";
     const nlohmann::json j = {{"op", suspend ? "rate-suspend" : "extend"},
                               {"key", entry.key},
@@ -134,13 +124,6 @@ std::string outbox_put(const Config& cfg, const OutboxEntry& entry) {
     }
     ::unlink(tmp.c_str());
     return error;
-}
-
-bool outbox_holds_suspension(const Config& cfg, std::string_view key) noexcept {
-    char path[4096];
-    if (!entry_path(cfg.store_path, kSuspendPrefix, key, path, sizeof path)) return false;
-    struct stat st {};
-    return ::stat(path, &st) == 0;
 }
 
 int outbox_apply(const Config& cfg, StoreWriter& writer, std::vector<std::string>& warnings,

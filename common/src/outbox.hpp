@@ -34,6 +34,13 @@ struct OutboxEntry {
 
 std::string outbox_dir(const Config& cfg);
 
+constexpr const char* kSuspendPrefix = "suspend.";
+constexpr const char* kExtendPrefix = "extend.";
+// <store>/outbox/<prefix><16 hex digits of the key's hash> into buf; false
+// when it does not fit.  No allocation (the host's send check calls it).
+bool outbox_entry_path(const std::string& store, const char* prefix, std::string_view key, char* buf,
+                       std::size_t size) noexcept;
+
 // Creates <store.path>/outbox (by init): 02770 root:write_group, so Exim
 // may hand changes on and nobody else reads or forges them.  "" or the error.
 std::string create_outbox(const Config& cfg);
