@@ -152,6 +152,31 @@ class HostLockHeld(unittest.TestCase):
         self.assertFalse(self.send_state(other)["suspended"])
         self.env.cli("check")
 
+    def test_next_exim_writer_applies_the_outbox(self):
+        first, second = "carol@example.com", "dave@example.com"
+        lock = HeldLock(self.store)
+        try:
+            for n in range(LIMIT):
+                self.assertEqual(self.timed_send(first, f"c{n}")[0][0], 250)
+            self.assertEqual(self.timed_send(first, "c-crossing")[0][0], 550)
+            self.assertEqual(len(self.outbox()), 1, self.outbox())
+        finally:
+            lock.release()
+        # Another sender crosses with the lock free: that Exim process's
+        # writer applies what waits in the outbox, then its own change.
+        for n in range(LIMIT):
+            self.assertEqual(self.timed_send(second, f"d{n}")[0][0], 250)
+        self.assertEqual(self.timed_send(second, "d-crossing")[0][0], 550)
+        self.assertEqual(self.outbox(), [])
+        for user in (first, second):
+            send = self.send_state(user)
+            self.assertTrue(send["suspended"], (user, send))
+            self.assertEqual(send["source"], "rate")
+        actors = {a["target"]: a["actor"]["name"] for a in pt.audit(self.env)
+                  if a.get("action") == "suspend" and a.get("target") in (first, second)}
+        self.assertEqual(actors, {first: "exim (outbox)", second: "exim"})
+        self.env.cli("check")
+
 
 if __name__ == "__main__":
     eximtest.main()
