@@ -23,6 +23,7 @@
 #include "metrics.hpp"
 #include "notice.hpp"
 #include "operations.hpp"
+#include "outbox.hpp"
 #include "policy.hpp"
 #include "store.hpp"
 #include "text.hpp"
@@ -61,12 +62,29 @@ std::optional<Config> config_or_exit(const Options& o, int& code) {
     return cfg;
 }
 
+// Takes the writer lock (saying so when it waits; up to store.admin_lock_timeout),
+// then applies what Exim handed to the outbox while the lock was taken.
+std::unique_ptr<StoreWriter> open_writer(const Config& cfg, bool init, std::string& error) {
+    LockWait wait;
+    wait.waiting = [&](const std::string& holder) {
+        std::cerr << "mailsuspend: waiting for the store lock held by " << holder << " (up to "
+                  << format_duration(cfg.admin_lock_timeout) << ", store.admin_lock_timeout)\n";
+    };
+    auto writer = StoreWriter::open(cfg, init, error, &wait);
+    if (!writer) return writer;
+    std::vector<std::string> warnings, done;
+    outbox_apply(cfg, *writer, warnings, &done);
+    for (const auto& d : done) std::cerr << "mailsuspend: " << d << "\n";
+    for (const auto& w : warnings) std::cerr << "mailsuspend: warning: " << w << "\n";
+    return writer;
+}
+
 int with_writer(const Options& o, bool init, const std::function<int(const Config&, StoreWriter&)>& fn) {
     int code = 0;
     auto cfg = config_or_exit(o, code);
     if (!cfg) return code;
     std::string error;
-    auto writer = StoreWriter::open(*cfg, init, error);
+    auto writer = open_writer(*cfg, init, error);
     if (!writer) {
         std::cerr << "mailsuspend: " << error << "\n";
         return static_cast<int>(Exit::failure);
@@ -293,7 +311,7 @@ int cmd_report_spam(const Options& o) {
     SpamResult result;
     {
         std::string error;
-        auto writer = StoreWriter::open(*cfg, false, error);
+        auto writer = open_writer(*cfg, false, error);
         if (!writer) return finish({Exit::failure, error});
         result = record_spam_report(*cfg, *writer, current_actor(o.actor), report, now(), warnings);
     }  // the writer lock is released before mail goes out
@@ -499,6 +517,7 @@ int cmd_init(const Options& o) {
             return finish({Exit::failure, e});
         if (std::string e = grant_write_group_traversal(cfg); !e.empty()) return finish({Exit::failure, e});
         if (std::string e = create_evidence_root(cfg); !e.empty()) return finish({Exit::failure, e});
+        if (std::string e = create_outbox(cfg); !e.empty()) return finish({Exit::failure, e});
         if (std::string e = create_audit_log(cfg); !e.empty()) std::cerr << "mailsuspend: warning: " << e << "\n";
         if (std::string e = create_token_key(cfg.store_path, cfg.write_group); !e.empty())
             return finish({Exit::failure, e});
@@ -513,7 +532,11 @@ int cmd_init(const Options& o) {
 int cmd_check(const Options& o) {
     return with_writer(o, false, [&](const Config& cfg, StoreWriter& w) {
         std::vector<std::string> report;
-        if (w.check(report)) {
+        const bool store_ok = w.check(report);
+        // Everything a host process maps is checked: the store and the rate counters.
+        const std::vector<std::string> counters = Counters::verify(cfg.store_path);
+        report.insert(report.end(), counters.begin(), counters.end());
+        if (report.empty()) {
             const StoreStats s = w.stats();
             return finish({Exit::ok, "store at " + cfg.store_path + " is consistent: generation " +
                                          std::to_string(s.generation) + ", " +
@@ -521,8 +544,9 @@ int cmd_check(const Options& o) {
                                          std::to_string(s.seq)});
         }
         for (const auto& line : report) std::cerr << "mailsuspend: " << line << "\n";
-        return finish({Exit::failure, std::to_string(report.size()) + " problem(s) found; "
-                                      "`mailsuspend rebuild` rewrites the store from its records"});
+        return finish({Exit::failure, std::to_string(report.size()) + " problem(s) found" +
+                                          (store_ok ? std::string()
+                                                    : "; `mailsuspend rebuild` rewrites the store from its records")});
     });
 }
 

@@ -1,6 +1,11 @@
 // The audit log: one JSON object per line, appended with O_APPEND so
 // concurrent writers (CLI, Exim's automatic suspensions) never interleave
 // within a line, and synced before the command says "ok".
+//
+// Never a partial line: the lines of one change go out in one write(), and
+// when that write is short (a full disk) or the sync fails, the file is cut
+// back to its size before.  Every writer of the log holds the store's writer
+// lock, so nobody appended in between.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,17 +19,46 @@
 
 namespace mailsuspend {
 
-std::string append_audit(const std::string& path, const std::vector<nlohmann::json>& lines) {
+std::string append_audit(const std::string& path, const std::vector<nlohmann::json>& lines,
+                         int64_t* size_before) {
+    if (size_before) *size_before = -1;
     if (path.empty() || lines.empty()) return {};
     std::string text;
     for (const auto& line : lines) text += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0) return path + ": " + std::strerror(errno);
-    const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                    ::fdatasync(fd) == 0;
-    const std::string error = ok ? "" : path + ": " + std::strerror(errno);
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+        const int err = errno;
+        ::close(fd);
+        return path + ": " + std::strerror(err);
+    }
+    std::string error;
+    ssize_t n;
+    do n = ::write(fd, text.data(), text.size());
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        error = path + ": " + std::strerror(errno);
+    } else if (static_cast<std::size_t>(n) != text.size()) {
+        // A short write sets no errno; on a regular file it means no room.
+        error = path + ": short write (" + std::to_string(n) + " of " + std::to_string(text.size()) +
+                " bytes): " + std::strerror(ENOSPC);
+    } else if (::fdatasync(fd) != 0) {
+        error = path + ": cannot sync: " + std::strerror(errno);
+    }
+    if (!error.empty()) {
+        if (::ftruncate(fd, st.st_size) != 0)
+            error += " (and cutting it back failed: " + std::string(std::strerror(errno)) + ")";
+    } else if (size_before) {
+        *size_before = st.st_size;
+    }
     ::close(fd);
     return error;
+}
+
+void undo_audit(const std::string& path, int64_t size_before) {
+    if (path.empty() || size_before < 0) return;
+    if (::truncate(path.c_str(), size_before) != 0) {}  // best effort: the caller reports the failure
 }
 
 }  // namespace mailsuspend

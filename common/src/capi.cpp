@@ -14,6 +14,7 @@
 #include "address.hpp"
 #include "config.hpp"
 #include "capi_internal.hpp"
+#include "outbox.hpp"
 #include "store.hpp"
 #include "text.hpp"
 
@@ -236,6 +237,14 @@ bool check(struct mailsuspend_handle* ms, const char* address, Service service, 
     return true;
 }
 
+// A rate suspension of sender waiting in the outbox (outbox.hpp).
+bool rate_suspension_pending(struct mailsuspend_handle* ms, const char* sender) {
+    char buf[kKeyBufferSize];
+    std::string_view key;
+    return key_of(ms, sender, buf, sizeof buf, key) && key.front() != '@' &&
+           outbox_holds_suspension(ms->cfg, key);
+}
+
 // A NULL result or handle (mailsuspend_open out of memory): never a crash.
 // Without a handle there is no config: the built-in policy, open, decides.
 bool usable(struct mailsuspend_handle* ms, mailsuspend_result* r, const char* service) {
@@ -339,6 +348,15 @@ void mailsuspend_check_send(struct mailsuspend_handle* ms, const char* sender, c
         if (!denied && !r->fail_policy && ms->cfg.is_webmail_host(client_ip)) {
             r->service = "webmail_send";
             denied = check(ms, sender, Service::webmail_send, r, e);
+        }
+        if (!denied && !r->fail_policy && ms->cfg_ok && rate_suspension_pending(ms, sender)) {
+            // Decided here (or by another Exim process) while the writer lock
+            // was taken: enforced at once, before it reaches the store.
+            r->verdict = MAILSUSPEND_DENY;
+            r->status = smtp_status(Service::send);
+            r->scope = "mailbox";
+            e.state.source = Source::rate;
+            denied = true;
         }
         if (!denied) return;
         const bool automatic = e.state.source == Source::rate || e.state.source == Source::spam;

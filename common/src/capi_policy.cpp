@@ -11,6 +11,7 @@
 #include "capi_internal.hpp"
 #include "counters.hpp"
 #include "operations.hpp"
+#include "outbox.hpp"
 #include "policy.hpp"
 #include "text.hpp"
 #include "token.hpp"
@@ -21,8 +22,19 @@ using namespace mailsuspend::capi;
 namespace {
 
 // The counters file, opened on first use (at most one attempt a second).
+// Like the store's reader it follows a file replaced, truncated or damaged
+// in place (checked at most once a second): the mapping is dropped and the
+// file opened afresh, so a good file renamed into place counts again
+// without restarting the host.
 Counters* counters_of(struct mailsuspend_handle* ms, int64_t now) {
     PolicyState& p = ms->policy;
+    if (p.counters && now >= p.next_counters_check) {
+        p.next_counters_check = now + kReopenInterval;
+        if (p.counters->replaced() || !p.counters->usable()) {
+            p.counters.reset();
+            p.next_counters_attempt = 0;
+        }
+    }
     if (p.counters) return p.counters.get();
     if (now < p.next_counters_attempt) return nullptr;
     p.next_counters_attempt = now + kReopenInterval;
@@ -31,6 +43,13 @@ Counters* counters_of(struct mailsuspend_handle* ms, int64_t now) {
     if (!p.counters && !p.counters_logged) {
         log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: rate limits not counted: " + error);
         p.counters_logged = true;
+    }
+    if (p.counters) {
+        if (p.counters_logged)
+            log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: rate limits counted again (" +
+                                                   ms->cfg.store_path + "/counters reopened)");
+        p.counters_logged = false;
+        p.next_counters_check = now + kReopenInterval;
     }
     return p.counters.get();
 }
@@ -46,27 +65,67 @@ void log_warnings(struct mailsuspend_handle* ms, const std::vector<std::string>&
     for (const auto& w : warnings) log_line(ms, MAILSUSPEND_LOG_WARNING, "mailsuspend: " + w);
 }
 
-std::unique_ptr<StoreWriter> open_writer(struct mailsuspend_handle* ms, const std::string& key) {
+// Changes pending in the outbox that a host's writer applies on the way
+// (a few only: this runs in an SMTP session; the CLI and the sweep take the rest).
+constexpr std::size_t kOutboxPerHostWriter = 8;
+
+// A writer for a change decided in this (mail server's) process: the lock is
+// waited for store.host_lock_wait_ms at most.  When it stays taken, entry
+// goes to the outbox instead (logged) and nullptr is returned: the decision
+// stands, the change is made by the next writer.
+std::unique_ptr<StoreWriter> open_writer(struct mailsuspend_handle* ms, const OutboxEntry& entry) {
     std::string error;
-    auto writer = StoreWriter::open(ms->cfg, false, error);
-    if (!writer)
-        log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: cannot change the store for " + key + ": " + error);
-    return writer;
+    LockWait wait;
+    wait.timeout_ms = ms->cfg.host_lock_wait_ms;
+    auto writer = StoreWriter::open(ms->cfg, false, error, &wait);
+    if (writer) {
+        std::vector<std::string> warnings, done;
+        outbox_apply(ms->cfg, *writer, warnings, &done, kOutboxPerHostWriter);
+        for (const auto& d : done) log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: " + d);
+        for (const auto& w : warnings) log_line(ms, MAILSUSPEND_LOG_WARNING, "mailsuspend: " + w);
+        return writer;
+    }
+    if (!wait.busy) {
+        log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: cannot change the store for " + entry.key + ": " + error);
+        return nullptr;
+    }
+    const char* what = entry.op == OutboxOp::rate_suspend ? "rate suspension" : "extension";
+    if (std::string e = outbox_put(ms->cfg, entry); !e.empty())
+        log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: " + std::string(what) + " of " + entry.key +
+                                                " lost: " + error + "; and the outbox failed: " + e);
+    else
+        log_line(ms, MAILSUSPEND_LOG_WARNING, "mailsuspend: " + std::string(what) + " of " + entry.key +
+                                                  " handed to the outbox (applied by the next writer): " + error);
+    return nullptr;
+}
+
+// A change this process could not commit (the audit log or the journal
+// cannot be written, e.g. a log Exim may not append to): handed to the outbox,
+// so the next writer (root's CLI, the sweep) retries it instead of losing it.
+void hand_on(struct mailsuspend_handle* ms, const OutboxEntry& entry, const std::string& failure) {
+    if (std::string e = outbox_put(ms->cfg, entry); !e.empty())
+        log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: " + failure + "; lost (the outbox failed too: " + e + ")");
+    else
+        log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: " + failure + "; handed to the outbox for the next writer");
 }
 
 // A crossing: suspend send of key (the message itself is already refused).
-// True when send was suspended by this call.
+// True when send was suspended by this call; a change handed to the outbox
+// is in force at once (send checks look there) but not counted here.
 bool suspend_for_rate(struct mailsuspend_handle* ms, const std::string& key, const std::string& why, int64_t now) {
-    auto writer = open_writer(ms, key);
+    auto writer = open_writer(ms, {OutboxOp::rate_suspend, key, why, now});
     if (!writer) return false;
     std::vector<std::string> warnings;
     AutoSuspension done;
     const Outcome o = suspend_automatically(ms->cfg, *writer, exim_actor(), key, Source::rate, why, now, done, warnings);
     writer.reset();  // release the writer lock before logging
     log_warnings(ms, warnings);
-    log_line(ms, o.ok() ? MAILSUSPEND_LOG_INFO : MAILSUSPEND_LOG_ERROR,
-             "mailsuspend: " + (o.ok() ? o.message + ": " + why : "suspending " + key + " failed: " + o.message));
-    return o.ok() && done.suspended_now;
+    if (o.ok()) {
+        log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: " + o.message + ": " + why);
+        return done.suspended_now;
+    }
+    hand_on(ms, {OutboxOp::rate_suspend, key, why, now}, "suspending " + key + " failed: " + o.message);
+    return false;
 }
 
 // A refused attempt of a rate-suspended sender: extend (limits.extend_on_attempt).
@@ -77,14 +136,14 @@ void extend_if_due(struct mailsuspend_handle* ms, std::string_view key, int64_t 
     if (!reader || reader->read(key, record) != LookupStatus::found) return;
     if (!extension_due(ms->cfg, record.at(Service::send), now)) return;
     const std::string k(key);
-    auto writer = open_writer(ms, k);
+    auto writer = open_writer(ms, {OutboxOp::extend, k, "", now});
     if (!writer) return;
     std::vector<std::string> warnings;
     bool extended = false;
     const Outcome o = extend_rate_suspension(ms->cfg, *writer, exim_actor(), k, now, extended, warnings);
     writer.reset();
     log_warnings(ms, warnings);
-    if (!o.ok()) log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: " + o.message);
+    if (!o.ok()) hand_on(ms, {OutboxOp::extend, k, "", now}, "extending " + k + " failed: " + o.message);
     else if (extended) log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: " + o.message);
 }
 
@@ -123,6 +182,19 @@ void mailsuspend_count_message(struct mailsuspend_handle* ms, const char* sender
             case RateVerdict::allow:
                 return;
             case RateVerdict::unavailable:
+                if (ms->policy.counters && !ms->policy.counters->usable()) {
+                    // Truncated or overwritten under the mapping: counted
+                    // nothing; drop it and reopen at the next message.
+                    if (!ms->policy.counters_logged)
+                        log_line(ms, MAILSUSPEND_LOG_ERROR,
+                                 "mailsuspend: rate limits not counted: " + ms->cfg.store_path +
+                                     "/counters became unusable (truncated or overwritten in place?); "
+                                     "messages pass uncounted until a whole file is in place");
+                    ms->policy.counters_logged = true;
+                    ms->policy.counters.reset();
+                    ms->policy.next_counters_attempt = now + kReopenInterval;
+                    return;
+                }
                 if (ms->policy.counters && !ms->policy.counters_logged) {
                     log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: the counter table is full: raise "
                                                         "store.counter_capacity; messages pass uncounted");

@@ -59,6 +59,11 @@ struct Config {
     std::string read_group = "mailsuspend";
     std::string write_group = "Debian-exim";
     std::string audit_log = "/var/log/mailsuspend/audit.log";
+    // How long a mail server's process (Exim) waits for the writer lock
+    // before handing its change to the outbox (milliseconds).
+    int64_t host_lock_wait_ms = 50;
+    // How long an admin command waits for the writer lock (seconds).
+    int64_t admin_lock_timeout = 60;
 
     // delivery
     DeliveryMode default_mode = DeliveryMode::queue;

@@ -9,8 +9,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 
+#include "bus_guard.hpp"
 #include "store_layout.hpp"
 
 namespace bi = boost::interprocess;
@@ -72,9 +74,39 @@ bool idle(const Entry& e, int64_t now) {
 }  // namespace
 
 struct Counters::Impl {
+    std::string path;
     bi::mapped_region region;
+    const CountersHeader* header = nullptr;
     Entry* entries = nullptr;
     uint64_t count = 0;
+    uint64_t file_size = 0;
+    dev_t dev = 0;
+    ino_t ino = 0;
+    // Set when an access faulted or the header changed under the mapping:
+    // from then on nothing is counted through this mapping.
+    mutable bool broken = false;
+
+    // The header still says what it said when mapped (garbage written over
+    // the file in place, or a truncation, shows here first).  One cache line.
+    bool intact() const {
+        return header->magic == kCountersMagic && header->version == kCountersVersion &&
+               header->entry_size == sizeof(Entry) && header->entry_count == count &&
+               header->file_size == file_size;
+    }
+    // Runs access on the mapping under the SIGBUS guard, after re-checking the
+    // header; false (and broken from then on) when the file is not usable.
+    template <typename F>
+    bool guarded(F&& access) const noexcept {
+        if (broken) return false;
+        bool whole = false;
+        if (!under_bus_guard([&] {
+                whole = intact();
+                if (whole) access();
+            }) ||
+            !whole)
+            broken = true;
+        return !broken;
+    }
 
     Entry* lookup(uint64_t tag) const {
         uint64_t i = layout::slot_index(tag, count);
@@ -140,10 +172,14 @@ bool create_file(const std::string& path, uint64_t capacity, std::string& error)
         return false;
     }
     CountersHeader h{kCountersMagic, kCountersVersion, sizeof(Entry), entries, size};
-    bool ok = ::ftruncate(fd, static_cast<off_t>(size)) == 0 &&
-              ::pwrite(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
+    // Every page allocated now (not ftruncate alone): a sparse file on a
+    // full filesystem would raise SIGBUS at the first count into a new page.
+    int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size));
+    if (rc == 0) errno = 0;
+    else errno = rc;
+    bool ok = rc == 0 && ::pwrite(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
               ::fchmod(fd, 0660) == 0 && (::link(tmp.c_str(), path.c_str()) == 0 || errno == EEXIST);
-    if (!ok) error = "cannot create " + path + ": " + std::strerror(errno);
+    if (!ok) error = "cannot create " + path + ": " + std::strerror(errno ? errno : EIO);
     ::close(fd);
     ::unlink(tmp.c_str());
     return ok;
@@ -163,17 +199,28 @@ std::unique_ptr<Counters> Counters::open(const std::string& dir, bool create, ui
             error = path + ": missing or truncated";
             return nullptr;
         }
+        install_bus_guard();
         auto impl = std::make_unique<Impl>();
+        impl->path = path;
         impl->region = bi::mapped_region(file, bi::read_write);
         const auto* h = static_cast<const CountersHeader*>(impl->region.get_address());
-        if (h->magic != kCountersMagic || h->version != kCountersVersion ||
-            h->entry_size != sizeof(Entry) || h->file_size != static_cast<uint64_t>(st.st_size) ||
-            h->entry_count == 0 ||
-            h->entry_count > (h->file_size - sizeof(CountersHeader) - 64) / sizeof(Entry)) {
-            error = path + ": not a counters file of a layout this build knows";
+        bool known = false;
+        // The file may shrink between fstat and here: read the header guarded.
+        if (!under_bus_guard([&] {
+                known = h->magic == kCountersMagic && h->version == kCountersVersion &&
+                        h->entry_size == sizeof(Entry) && h->file_size == static_cast<uint64_t>(st.st_size) &&
+                        h->entry_count != 0 &&
+                        h->entry_count <= (h->file_size - sizeof(CountersHeader) - 64) / sizeof(Entry);
+            }) ||
+            !known || impl->region.get_size() != static_cast<std::size_t>(st.st_size)) {
+            error = path + ": not a counters file of a layout this build knows (damaged or truncated?)";
             return nullptr;
         }
+        impl->header = h;
         impl->count = h->entry_count;
+        impl->file_size = h->file_size;
+        impl->dev = st.st_dev;
+        impl->ino = st.st_ino;
         impl->entries = reinterpret_cast<Entry*>(static_cast<char*>(impl->region.get_address()) +
                                                  sizeof(CountersHeader) + 64);
         return std::unique_ptr<Counters>(new Counters(std::move(impl)));
@@ -249,34 +296,86 @@ int64_t Counters::add_within(std::string_view key, CounterKind kind, uint32_t n,
                              int64_t now) noexcept {
     if (now < 0) return -1;
     const uint64_t tag = tag_of(key, kind);
+    int64_t result = -1;
     // A few tries: the entry may be claimed for another key between finding
     // and counting (it was idle), and claiming may lose a race.
-    for (int attempt = 0; attempt < 4; ++attempt) {
-        Entry* e = impl_->claim(tag, now);
-        if (!e) continue;
-        const int64_t total = count_into(*e, kind, n, max, now);
-        if (max >= 0 && total > max) return total;  // nothing added
-        if (e->tag.load(std::memory_order_acquire) == tag) return total;
-        take_back(*e, kind, n, now);  // counted into the entry's new key: undo, count again
-    }
-    return -1;
+    const bool usable = impl_->guarded([&] {
+        for (int attempt = 0; attempt < 4; ++attempt) {
+            Entry* e = impl_->claim(tag, now);
+            if (!e) continue;
+            const int64_t total = count_into(*e, kind, n, max, now);
+            if ((max >= 0 && total > max) || e->tag.load(std::memory_order_acquire) == tag) {
+                result = total;  // over max: nothing added
+                return;
+            }
+            take_back(*e, kind, n, now);  // counted into the entry's new key: undo, count again
+        }
+    });
+    return usable ? result : -1;
 }
 
 void Counters::remove(std::string_view key, CounterKind kind, uint32_t n, int64_t when) noexcept {
-    Entry* e = impl_->lookup(tag_of(key, kind));
-    if (e && when >= 0) take_back(*e, kind, n, when);
+    const uint64_t tag = tag_of(key, kind);
+    impl_->guarded([&] {
+        Entry* e = impl_->lookup(tag);
+        if (e && when >= 0) take_back(*e, kind, n, when);
+    });
 }
 
 void Counters::reset(std::string_view key, CounterKind kind) noexcept {
-    Entry* e = impl_->lookup(tag_of(key, kind));
-    if (!e) return;
-    for (auto& b : e->buckets) b.store(0, std::memory_order_release);
+    const uint64_t tag = tag_of(key, kind);
+    impl_->guarded([&] {
+        Entry* e = impl_->lookup(tag);
+        if (!e) return;
+        for (auto& b : e->buckets) b.store(0, std::memory_order_release);
+    });
 }
 
 int64_t Counters::total(std::string_view key, CounterKind kind, int64_t now) const noexcept {
-    const Entry* e = impl_->lookup(tag_of(key, kind));
-    if (!e) return 0;
-    return window_total(*e, static_cast<uint64_t>(now / bucket_width(kind)), window_buckets(kind));
+    const uint64_t tag = tag_of(key, kind);
+    int64_t result = 0;
+    const bool usable = impl_->guarded([&] {
+        const Entry* e = impl_->lookup(tag);
+        if (e) result = window_total(*e, static_cast<uint64_t>(now / bucket_width(kind)), window_buckets(kind));
+    });
+    return usable ? result : -1;
+}
+
+bool Counters::usable() const noexcept { return impl_->guarded([] {}); }
+
+bool Counters::replaced() const noexcept {
+    struct stat st {};
+    if (::stat(impl_->path.c_str(), &st) != 0) return true;
+    return st.st_dev != impl_->dev || st.st_ino != impl_->ino ||
+           static_cast<uint64_t>(st.st_size) != impl_->file_size;
+}
+
+std::vector<std::string> Counters::verify(const std::string& dir) {
+    const std::string path = dir + "/counters";
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return {};
+        return {path + ": cannot open: " + std::strerror(errno)};
+    }
+    struct stat st {};
+    CountersHeader h{};
+    const bool stat_ok = ::fstat(fd, &st) == 0;
+    const ssize_t got = ::pread(fd, &h, sizeof h, 0);
+    ::close(fd);
+    if (!stat_ok) return {path + ": cannot stat"};
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    if (got != static_cast<ssize_t>(sizeof h) || size < sizeof(CountersHeader) + 64)
+        return {path + ": missing or truncated (" + std::to_string(size) +
+                " bytes; move it aside and run mailsuspend init to make a new one)"};
+    if (h.magic != kCountersMagic || h.version != kCountersVersion || h.entry_size != sizeof(Entry))
+        return {path + ": not a counters file of a layout this build knows (move it aside and run "
+                       "mailsuspend init)"};
+    if (h.file_size != size)
+        return {path + ": file is " + std::to_string(size) + " bytes, header says " +
+                std::to_string(h.file_size) + " (truncated or overwritten; move it aside and run mailsuspend init)"};
+    if (h.entry_count == 0 || h.entry_count > (size - sizeof(CountersHeader) - 64) / sizeof(Entry))
+        return {path + ": inconsistent geometry in header (move it aside and run mailsuspend init)"};
+    return {};
 }
 
 int64_t window_length(CounterKind kind) {
@@ -285,11 +384,21 @@ int64_t window_length(CounterKind kind) {
 
 std::vector<CountedBucket> Counters::window(std::string_view key, CounterKind kind, int64_t now) const {
     std::vector<CountedBucket> out;
-    const Entry* e = impl_->lookup(tag_of(key, kind));
-    if (!e || now < 0) return out;
+    if (now < 0) return out;
+    // Copied under the SIGBUS guard first: the vector allocates, which must not run inside it.
+    uint64_t copy[kBuckets] = {};
+    bool found = false;
+    const uint64_t tag = tag_of(key, kind);
+    if (!impl_->guarded([&] {
+            const Entry* e = impl_->lookup(tag);
+            if (!e) return;
+            found = true;
+            for (int i = 0; i < kBuckets; ++i) copy[i] = e->buckets[i].load(std::memory_order_relaxed);
+        }) ||
+        !found)
+        return out;
     const uint64_t width = window_buckets(kind), current = static_cast<uint64_t>(now / bucket_width(kind));
-    for (const auto& b : e->buckets) {
-        const uint64_t v = b.load(std::memory_order_relaxed);
+    for (const uint64_t v : copy) {
         const uint64_t number = v >> 32;
         if (static_cast<uint32_t>(v) == 0 || !in_window(number, current, width)) continue;
         // total() stops counting bucket n once the current bucket is n + width.

@@ -63,6 +63,19 @@ public:
     // The buckets that make up total() at now, oldest first (empty buckets
     // left out): what a usage view needs to say when the count falls back.
     std::vector<CountedBucket> window(std::string_view key, CounterKind kind, int64_t now) const;
+    // False once the mapping faulted (the file was truncated in place) or its
+    // header no longer reads as a counters file: every call then counts
+    // nothing (-1) and the owner should open the file afresh.
+    bool usable() const noexcept;
+    // True when <dir>/counters is now another file than the one mapped (a
+    // good file renamed into place), was truncated or grown in place, or is
+    // gone.  One stat(); a long-lived caller asks now and then and reopens.
+    bool replaced() const noexcept;
+
+    // What `mailsuspend check` says of <dir>/counters: empty when it is a
+    // whole counters file of this layout (or absent: it is created by init),
+    // else the problems.  Reads the file; takes no lock.
+    static std::vector<std::string> verify(const std::string& dir);
 
     struct Impl;
 private:

@@ -263,22 +263,30 @@ Outcome Session::reset_usage(const std::string& target, const std::string& ip) {
 
 // Journals and applies the record changes; lines gets their audit lines.
 // seq: the change's sequence number, 0 when no record changed.
-Outcome Session::commit_records(std::vector<json>& lines, uint64_t& seq) {
+Outcome Session::commit_records(uint64_t& seq) {
     seq = 0;
     std::vector<Change> changes;
     for (auto& [key, r] : pending_)
         if (!(r == before_.at(key))) changes.push_back({r});
     if (changes.empty()) return {};
     std::string error;
-    seq = writer_.commit(changes, error);
+    // The audit lines are written (and synced) before the journal: a change
+    // the log cannot record is not made, and lines of a change whose journal
+    // write fails are cut off again (StoreWriter::commit).
+    int64_t audit_size = -1;
+    const auto audit = [&](uint64_t last_seq, std::string& why) {
+        for (auto& line : audit_) {
+            line["seq"] = last_seq;
+            const std::string& key = line["target"].get_ref<const std::string&>();
+            line["before"] = suspended_json(before_.at(key), now_);
+            line["after"] = suspended_json(pending_.at(key), now_);
+        }
+        why = append_audit(cfg_.audit_log, audit_, &audit_size);
+        if (!why.empty()) why = "the audit log cannot record it: " + why;
+        return why.empty();
+    };
+    seq = writer_.commit(changes, error, audit, [&] { undo_audit(cfg_.audit_log, audit_size); });
     if (seq == 0) return {Exit::failure, "nothing changed: " + error};
-    for (auto& line : audit_) {
-        line["seq"] = seq;
-        const std::string& key = line["target"].get_ref<const std::string&>();
-        line["before"] = suspended_json(before_.at(key), now_);
-        line["after"] = suspended_json(pending_.at(key), now_);
-        lines.push_back(std::move(line));
-    }
     return {};
 }
 
@@ -319,12 +327,14 @@ void Session::clear() {
 Outcome Session::commit(std::vector<std::string>& warnings) {
     std::vector<json> lines;
     uint64_t seq = 0;
-    if (Outcome o = commit_records(lines, seq); !o.ok()) return o;
+    if (Outcome o = commit_records(seq); !o.ok()) return o;
     if (seq == 0 && usage_resets_.empty()) return {};  // nothing changed
     const Outcome reset = commit_usage_resets(lines);
+    // The records' lines went out with their change (commit_records); the
+    // counter resets are not journaled, so theirs follow, and a failure to
+    // write them is a warning.
     if (std::string e = append_audit(cfg_.audit_log, lines); !e.empty())
-        warnings.push_back((seq ? "change " + std::to_string(seq) + " is stored" : std::string("the counters are reset")) +
-                           ", but the audit log failed: " + e);
+        warnings.push_back("the counters are reset, but the audit log failed: " + e);
     if (!reset.ok()) return reset;
     for (const auto& key : flush_)
         if (std::string e = run_command(cfg_.flush_command, key, address_regex(key, cfg_.address)); !e.empty())

@@ -77,7 +77,7 @@ private:
     std::string nothing_to_lift(const std::string& key, uint8_t services);
     void note(const std::string& key, const std::string& action, uint8_t services,
               const std::string& reason);
-    Outcome commit_records(std::vector<nlohmann::json>& lines, uint64_t& seq);
+    Outcome commit_records(uint64_t& seq);  // journal and audit lines, together
     Outcome commit_usage_resets(std::vector<nlohmann::json>& lines);
     void clear();
 
@@ -107,7 +107,13 @@ nlohmann::json record_json(const TargetRecord& r, int64_t now);
 std::string run_command(const std::string& templ, const std::string& address,
                         const std::string& address_regex = {});
 
-// Appends JSON lines to the audit log (creating it 0640).  Empty or the error.
-std::string append_audit(const std::string& path, const std::vector<nlohmann::json>& lines);
+// Appends JSON lines to the audit log (creating it 0640) in one write() and
+// syncs.  Empty or the error (errno's text, ENOSPC for a short write); on an
+// error the log is cut back to its size before: never a partial line.
+// size_before (when given) gets that size, for undo_audit.
+std::string append_audit(const std::string& path, const std::vector<nlohmann::json>& lines,
+                         int64_t* size_before = nullptr);
+// Cuts the log back to size_before: the lines of a change that was not stored after all.
+void undo_audit(const std::string& path, int64_t size_before);
 
 }  // namespace mailsuspend

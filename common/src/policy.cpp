@@ -133,15 +133,21 @@ Outcome extend_rate_suspension(const Config& cfg, StoreWriter& writer, const Act
     s.expires = next;
     std::vector<Change> changes{{r}};
     std::string error;
-    const uint64_t seq = writer.commit(changes, error);
+    int64_t audit_size = -1;
+    // Audited before it is journaled, as every change (Session::commit).
+    const auto audit = [&](uint64_t seq, std::string& why) {
+        const json line = {{"time", now},       {"actor", actor_json(actor)}, {"action", "extend"},
+                           {"target", key},     {"services", "send"},         {"seq", seq},
+                           {"expires_before", before}, {"expires", next},
+                           {"reason", "attempt to send while rate-suspended (limits.extend_on_attempt)"}};
+        why = append_audit(cfg.audit_log, {line}, &audit_size);
+        if (!why.empty()) why = "the audit log cannot record it: " + why;
+        return why.empty();
+    };
+    const uint64_t seq = writer.commit(changes, error, audit, [&] { undo_audit(cfg.audit_log, audit_size); });
     if (seq == 0) return {Exit::failure, "nothing changed: " + error};
     extended = true;
-    const json line = {{"time", now},       {"actor", actor_json(actor)}, {"action", "extend"},
-                       {"target", key},     {"services", "send"},         {"seq", seq},
-                       {"expires_before", before}, {"expires", next},
-                       {"reason", "attempt to send while rate-suspended (limits.extend_on_attempt)"}};
-    if (std::string e = append_audit(cfg.audit_log, {line}); !e.empty())
-        warnings.push_back("change " + std::to_string(seq) + " is stored, but the audit log failed: " + e);
+    (void)warnings;
     return {Exit::ok, "rate suspension of " + key + " extended until " + format_time(next)};
 }
 

@@ -148,6 +148,7 @@ Outcome attribute_arf(const Config& cfg, const ArfReport& report, bool token_onl
 struct PolicyState {
     std::unique_ptr<Counters> counters;
     int64_t next_counters_attempt = 0;
+    int64_t next_counters_check = 0;  // replaced()/usable() at most once a second
     bool counters_logged = false;
     std::optional<TokenKey> token_key;
     int64_t next_key_attempt = 0;

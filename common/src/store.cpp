@@ -8,6 +8,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <boost/crc.hpp>
@@ -21,6 +22,7 @@
 #include <ctime>
 
 #include "codec.hpp"
+#include "bus_guard.hpp"
 #include "config.hpp"
 #include "bus_guard.hpp"
 #include "store_layout.hpp"
@@ -341,6 +343,19 @@ private:
     int fd_ = -1;
 };
 
+// Makes sure every byte of a file that is written through a mapping has its
+// disk blocks (posix_fallocate): then no store into the mapping can fault
+// for want of space, and a full filesystem is a clear error here instead.
+bool allocate(int fd, uint64_t size, const std::string& path, std::string& error) {
+    int rc;
+    do rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size));
+    while (rc == EINTR);
+    if (rc == 0) return true;
+    error = "cannot allocate " + std::to_string(size) + " bytes for " + path + ": " + std::strerror(rc) +
+            (rc == ENOSPC ? " (the store's filesystem is full: nothing changed)" : "");
+    return false;
+}
+
 // Creates a fresh, empty store file of the given geometry at path.
 bool create_store_file(const std::string& path, uint64_t capacity, const Geometry& g,
                        uint64_t generation, uint64_t seq, const Config& cfg, std::string& error) {
@@ -349,8 +364,10 @@ bool create_store_file(const std::string& path, uint64_t capacity, const Geometr
         error = errno_text("cannot create " + path);
         return false;
     }
-    if (::ftruncate(fd.get(), static_cast<off_t>(g.file_size)) != 0) {
-        error = errno_text("cannot size " + path);
+    // Every page allocated now, not a sparse file (ftruncate alone): a write
+    // through the mapping into a hole on a full filesystem raises SIGBUS.
+    if (!allocate(fd.get(), g.file_size, path, error)) {
+        ::unlink(path.c_str());
         return false;
     }
     Header h{};
@@ -368,7 +385,8 @@ bool create_store_file(const std::string& path, uint64_t capacity, const Geometr
     h.seq.store(seq);
     h.checkpoint_seq.store(seq);
     std::snprintf(h.boot_id, sizeof h.boot_id, "%s", current_boot_id().c_str());
-    if (::pwrite(fd.get(), &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h)) {
+    if (const ssize_t n = ::pwrite(fd.get(), &h, sizeof h, 0); n != static_cast<ssize_t>(sizeof h)) {
+        if (n >= 0) errno = ENOSPC;  // a short write sets no errno
         error = errno_text("cannot write " + path);
         return false;
     }
@@ -646,6 +664,7 @@ struct StoreWriter::Impl {
     uint64_t journal_bytes = 0;
     uint64_t journal_last_seq = 0;  // last change in the journal file
 
+    LockWait* wait = nullptr;
     bool take_lock(bool init, std::string& error);
     bool open_store(bool init, std::string& error);
     bool recover(std::string& error);
@@ -664,6 +683,44 @@ struct StoreWriter::Impl {
         return probe(map, key, hash_key(key.data(), key.size()), index, c, insert_at);
     }
 };
+
+namespace {
+
+int64_t monotonic_ms() {
+    timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+// Who holds the flock on fd, from /proc/locks ("1: FLOCK ADVISORY WRITE
+// <pid> <maj>:<min>:<inode> 0 EOF"; waiters are marked "->").
+std::string lock_holder(int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return "another process";
+    char want[64];
+    std::snprintf(want, sizeof want, "%02x:%02x:%lu", major(st.st_dev), minor(st.st_dev),
+                  static_cast<unsigned long>(st.st_ino));
+    const int p = ::open("/proc/locks", O_RDONLY | O_CLOEXEC);
+    if (p < 0) return "another process";
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(p, buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(n));
+    ::close(p);
+    for (std::size_t at = 0, eol; at < text.size(); at = eol + 1) {
+        eol = text.find('\n', at);
+        if (eol == std::string::npos) eol = text.size();
+        const std::string line = text.substr(at, eol - at);
+        if (line.find("FLOCK") == std::string::npos || line.find("->") != std::string::npos) continue;
+        const std::size_t dev = line.find(std::string(" ") + want + " ");
+        if (dev == std::string::npos) continue;
+        const std::size_t pid_start = line.rfind(' ', dev - 1);  // the pid ends where the device begins
+        if (pid_start == std::string::npos) continue;
+        return "pid " + line.substr(pid_start + 1, dev - pid_start - 1);
+    }
+    return "another process";
+}
+
+}  // namespace
 
 bool StoreWriter::Impl::take_lock(bool init, std::string& error) {
     if (init) {
@@ -688,13 +745,34 @@ bool StoreWriter::Impl::take_lock(bool init, std::string& error) {
     }
     if (init && !set_owner(lock_fd.get(), cfg->write_group, 0660, error)) return false;
     // flock: released by the kernel when this process dies, however it dies.
-    while (::flock(lock_fd.get(), LOCK_EX) != 0) {
-        if (errno != EINTR) {
+    // Polled with a deadline: nobody waits on it without a bound (a held lock
+    // must not stall a mail server's process, nor an admin forever).
+    const int64_t timeout_ms = wait && wait->timeout_ms >= 0 ? wait->timeout_ms : cfg->admin_lock_timeout * 1000;
+    const int64_t start = monotonic_ms();
+    bool told = false;
+    for (int64_t pause_us = 500;;) {
+        if (::flock(lock_fd.get(), LOCK_EX | LOCK_NB) == 0) return true;
+        if (errno == EINTR) continue;
+        if (errno != EWOULDBLOCK) {
             error = errno_text("cannot lock " + lock_path);
             return false;
         }
+        const int64_t waited = monotonic_ms() - start;
+        if (waited >= timeout_ms) {
+            if (wait) wait->busy = true;
+            error = "the store's writer lock " + lock_path + " is held by " + lock_holder(lock_fd.get()) +
+                    " (gave up after " + std::to_string(waited) + " ms)";
+            return false;
+        }
+        if (!told && waited >= 1000 && wait && wait->waiting) {
+            wait->waiting(lock_holder(lock_fd.get()));
+            told = true;
+        }
+        const int64_t left_us = (timeout_ms - waited) * 1000;
+        const struct timespec pause{0, static_cast<long>(std::min(pause_us, std::max<int64_t>(left_us, 100)) * 1000)};
+        ::nanosleep(&pause, nullptr);
+        pause_us = std::min<int64_t>(pause_us * 2, timeout_ms < 1000 ? 5'000 : 50'000);
     }
-    return true;
 }
 
 bool StoreWriter::Impl::open_store(bool init, std::string& error) {
@@ -713,6 +791,16 @@ bool StoreWriter::Impl::open_store(bool init, std::string& error) {
         fsync_dir(dir);
     }
     if (!map_file(path, true, map, error)) return false;
+    {
+        // A store made by an older build may be sparse: allocate it before
+        // this writer stores into the mapping (cheap when already allocated).
+        Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+        if (!fd.ok()) {
+            error = errno_text("cannot open " + path);
+            return false;
+        }
+        if (!allocate(fd.get(), map.region.get_size(), path, error)) return false;
+    }
     retire_leftover();
     // 0660: readers need only the store; the journal keeps lifted reasons and actors.
     journal_fd = Fd(::open(journal_path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0660));
@@ -967,6 +1055,7 @@ bool StoreWriter::Impl::journal_append(const std::vector<std::string>& blobs,
         const ssize_t n = ::write(journal_fd.get(), p, left);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
+            if (n == 0) errno = ENOSPC;  // no errno for a write that wrote nothing
             error = errno_text("cannot write the journal");
             // Nothing half-written may be mistaken for a commit later.
             if (::ftruncate(journal_fd.get(), static_cast<off_t>(journal_bytes)) != 0) {}
@@ -988,9 +1077,10 @@ bool StoreWriter::Impl::journal_append(const std::vector<std::string>& blobs,
 StoreWriter::StoreWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StoreWriter::~StoreWriter() = default;
 
-std::unique_ptr<StoreWriter> StoreWriter::open(const Config& cfg, bool init, std::string& error) {
+std::unique_ptr<StoreWriter> StoreWriter::open(const Config& cfg, bool init, std::string& error, LockWait* wait) {
     try {
         auto impl = std::make_unique<Impl>();
+        impl->wait = wait;
         impl->cfg_copy = cfg;
         impl->cfg = &impl->cfg_copy;
         impl->dir = cfg.store_path;
@@ -1019,7 +1109,8 @@ bool StoreWriter::get(std::string_view key, TargetRecord& out, bool* exists) {
     return decode_slot(impl_->map, c, out, why);
 }
 
-uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error) {
+uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error,
+                             const BeforeJournal& before_journal, const std::function<void()>& undo) {
     if (changes.empty()) return impl_->map.header->seq.load();
     // Slots and blobs hold the key length in one byte: refuse, never truncate.
     for (const auto& c : changes) {
@@ -1047,7 +1138,11 @@ uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error) {
             blob_bytes += blobs[i].size();
         }
         if (!impl_->ensure_room(blob_bytes, changes.size(), error)) return 0;
-        if (!impl_->journal_append(blobs, seqs, error)) return 0;
+        if (before_journal && !before_journal(seq, error)) return 0;
+        if (!impl_->journal_append(blobs, seqs, error)) {
+            if (undo) undo();
+            return 0;
+        }
         h = impl_->map.header;  // ensure_room may have published a new generation
         h->dirty.store(1);
         for (std::size_t i = 0; i < changes.size(); ++i)

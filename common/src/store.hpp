@@ -87,11 +87,26 @@ struct Change {
     TargetRecord record;
 };
 
+// How long StoreWriter::open waits for the writer lock.  The lock is polled
+// (flock LOCK_NB, short sleeps), never waited on without a bound.
+struct LockWait {
+    // -1: cfg.admin_lock_timeout (an admin command); a mail server's process
+    // passes cfg.host_lock_wait_ms.
+    int64_t timeout_ms = -1;
+    // Called once when the lock is still taken after about a second, with
+    // who holds it ("pid 1234", or "another process"): the CLI says so.
+    std::function<void(const std::string& holder)> waiting;
+    // Out: the lock stayed taken until the deadline (open returned nullptr).
+    bool busy = false;
+};
+
 class StoreWriter {
 public:
     // Opens (creating with init=true) the store under cfg.store_path, takes the
-    // writer lock (waiting for it), and repairs/replays after a dead writer.
-    static std::unique_ptr<StoreWriter> open(const Config& cfg, bool init, std::string& error);
+    // writer lock (waiting as wait says; no wait given: the admin timeout), and
+    // repairs/replays after a dead writer.
+    static std::unique_ptr<StoreWriter> open(const Config& cfg, bool init, std::string& error,
+                                             LockWait* wait = nullptr);
     ~StoreWriter();  // releases the lock
     StoreWriter(const StoreWriter&) = delete;
     StoreWriter& operator=(const StoreWriter&) = delete;
@@ -100,7 +115,15 @@ public:
     bool get(std::string_view key, TargetRecord& out, bool* exists = nullptr);
     // Journals all changes (one fdatasync) then applies them; returns the last
     // sequence number, 0 and error on failure (nothing applied).  Durable on return.
-    uint64_t commit(std::vector<Change>& changes, std::string& error);
+    // before_journal (when given) runs once every check has passed and the
+    // changes have their sequence numbers (the last is passed), before the
+    // journal is written: the audit log is written there, and a false from it
+    // (its error in error) stops the commit with nothing changed.  When the
+    // journal write then fails, undo runs.  So a change is stored only with
+    // its audit line, and an audit line stays only for a stored change.
+    using BeforeJournal = std::function<bool(uint64_t last_seq, std::string& error)>;
+    uint64_t commit(std::vector<Change>& changes, std::string& error,
+                    const BeforeJournal& before_journal = {}, const std::function<void()>& undo = {});
     bool for_each(const std::function<void(const TargetRecord&)>& fn);
     // Rewrites into a new generation sized for capacity (0 = current), dropping
     // empty records; readers follow.  false and error on failure.

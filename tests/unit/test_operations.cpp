@@ -362,17 +362,21 @@ TEST_F(OperationsTest, AuditLinesAreJson) {
     EXPECT_EQ(st.st_mode & 0777, 0640u);
 }
 
-TEST_F(OperationsTest, AuditFailureIsAWarningNotALoss) {
+// Issue 12 item 3: a change is not acknowledged (nor made) without its audit line.
+TEST_F(OperationsTest, AuditFailureChangesNothing) {
     cfg.audit_log = dir / "no/such/dir/audit.log";
     open_writer();
     SuspendArgs a;
     a.target = "a@example.com";
     a.services = bit(Service::imap);
+    Session session(cfg, *writer, kRoot, kNow);
+    ASSERT_TRUE(session.suspend(a).ok());
     std::vector<std::string> warnings;
-    ASSERT_TRUE(run(kNow, kRoot, [&](Session& s) { return s.suspend(a); }, &warnings).ok());
-    ASSERT_EQ(warnings.size(), 1u);
-    EXPECT_NE(warnings[0].find("audit log failed"), std::string::npos) << warnings[0];
-    EXPECT_TRUE(stored("a@example.com").at(Service::imap).suspended);
+    const Outcome o = session.commit(warnings);
+    EXPECT_EQ(o.code, Exit::failure);
+    EXPECT_NE(o.message.find("nothing changed: the audit log cannot record it"), std::string::npos) << o.message;
+    EXPECT_NE(o.message.find("No such file or directory"), std::string::npos) << o.message;
+    EXPECT_FALSE(stored("a@example.com").at(Service::imap).suspended);
 }
 
 TEST_F(OperationsTest, SetMode) {
