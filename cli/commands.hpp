@@ -26,6 +26,8 @@ struct Options {
     std::vector<std::string> evidence;
     bool arf = false, token_only = false, open = false;
     std::string ip;  // usage, reset-usage: a client IP's counter too
+    // doctor: the servers' configs ("" = their defaults) and where unit enablement is looked up
+    std::string dovecot_config, exim_config, unit_root = "/";
 };
 
 int cmd_init(const Options& o);

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "commands.hpp"
+#include "doctor.hpp"
 #include "operations.hpp"
 
 using namespace mailsuspend;
@@ -68,6 +69,14 @@ int main(int argc, char** argv) {
     target(reset_usage, "user@example.com");
     reset_usage->add_option("--ip", o.ip, "also clear the per-hour count of this client IP");
 
+    auto* doctor = app.add_subcommand("doctor", "check the installation; each problem with its fix (exit 1)");
+    doctor->add_flag("--json", o.json, "a JSON array of checks: name, ok, problem, fix, detail");
+    doctor->add_option("--dovecot-config", o.dovecot_config, "Dovecot config (doveconf -c FILE)");
+    doctor->add_option("--exim-config", o.exim_config, "Exim config (exim4 -C FILE)");
+    doctor->add_option("--unit-root", o.unit_root,
+                       "root directory where systemd unit enablement is looked up (systemctl --root)")
+        ->capture_default_str();
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -81,7 +90,8 @@ int main(int argc, char** argv) {
         {can_delete, cmd_can_delete}, {sweep, cmd_sweep}, {check, cmd_check},
         {rebuild, cmd_rebuild}, {batch, cmd_batch},     {report_spam, cmd_report_spam},
         {send_notices_cmd, cmd_send_notices}, {token, cmd_token},
-        {usage, cmd_usage},     {reset_usage, cmd_reset_usage}};
+        {usage, cmd_usage},     {reset_usage, cmd_reset_usage},
+        {doctor, cmd_doctor}};
     try {
         for (const auto& [sub, run] : commands)
             if (sub->parsed()) return run(o);
