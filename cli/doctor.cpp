@@ -387,7 +387,7 @@ const char* kSplitHint = " (Debian split config: /etc/exim4/conf.d/; unsplit: th
 // The lines of each ACL in `exim4 -bP config`, by name.
 std::map<std::string, std::vector<std::string>> acls_of(const std::string& config) {
     std::map<std::string, std::vector<std::string>> acls;
-    static const std::regex acl_name(R"(^([A-Za-z0-9_]+):\s*$)");
+    static const std::regex acl_name(R"(^\s*([A-Za-z0-9_]+):\s*$)");
     bool in_acl = false;
     std::string current;
     std::istringstream in(config);
@@ -398,7 +398,7 @@ std::map<std::string, std::vector<std::string>> acls_of(const std::string& confi
             continue;
         }
         std::smatch m;
-        if (!in_acl) continue;
+        if (!in_acl || trim(line).rfind("#", 0) == 0) continue;
         if (std::regex_match(line, m, acl_name)) current = m[1].str();
         else if (!current.empty()) acls[current].push_back(trim(line));
     }
