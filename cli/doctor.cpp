@@ -3,6 +3,7 @@
 // -bP/-bV/-bt/-bs, systemctl), never guessed from file names.
 #include "doctor.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -12,9 +13,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -78,6 +81,28 @@ std::string try_open(const std::string& path, int flags) {
     if ((flags & O_ACCMODE) == O_RDONLY && ::read(fd, &c, 1) < 0) why = path + ": " + errno_text();
     ::close(fd);
     return why;
+}
+
+// /proc/PID/cmdline as its arguments (a process title counts as one).
+std::vector<std::string> proc_cmdline(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+    std::vector<std::string> args;
+    for (std::string arg; std::getline(in, arg, '\0');) args.push_back(arg);
+    return args;
+}
+
+// The numbers of one line of /proc/PID/status ("Uid:", "Groups:", "PPid:"); {0} for PPid when gone.
+std::vector<int64_t> proc_status_ids(pid_t pid, const std::string& key) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::vector<int64_t> ids;
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind(key, 0) != 0) continue;
+        std::istringstream words(line.substr(key.size()));
+        for (int64_t id; words >> id;) ids.push_back(id);
+        break;
+    }
+    if (ids.empty() && key == "PPid:") ids.push_back(0);
+    return ids;
 }
 
 // ----------------------------------------------------------------- Dovecot
@@ -208,6 +233,62 @@ Check check_dovecot_mail_access(const Dovecot& dc, const std::optional<Config>& 
                             cfg->read_group + "` in " + dc.fix_hint() +
                             " (list groups already there too, e.g. mail," + cfg->read_group +
                             "), then `systemctl restart dovecot`");
+}
+
+// "auth" of a Dovecot process title "<instance_name>/auth [...]" ("dovecot/auth").
+std::string process_role(const std::string& title) {
+    const std::string head = title.substr(0, title.find(' '));
+    const auto slash = head.rfind('/');
+    return slash == std::string::npos ? "" : head.substr(slash + 1);
+}
+
+// The running auth processes of this Dovecot: "<instance>/auth" children of a
+// master started with this config (-c FILE, or none for the default).
+std::vector<pid_t> running_auth_processes(const Dovecot& dc) {
+    std::vector<pid_t> found;
+    DIR* proc = ::opendir("/proc");
+    if (!proc) return found;
+    while (const dirent* e = ::readdir(proc)) {
+        const pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+        if (pid <= 0) continue;
+        const auto args = proc_cmdline(pid);
+        if (args.empty() || process_role(args[0]) != "auth") continue;
+        const auto master = proc_cmdline(static_cast<pid_t>(proc_status_ids(pid, "PPid:").at(0)));
+        if (master.empty() || master[0].size() < 7 || master[0].compare(master[0].size() - 7, 7, "dovecot") != 0)
+            continue;
+        const auto c = std::find(master.begin(), master.end(), "-c");
+        const std::string config = c != master.end() && c + 1 != master.end() ? *(c + 1) : "";
+        if (config == dc.config) found.push_back(pid);
+    }
+    ::closedir(proc);
+    return found;
+}
+
+// Proves the store access of the auth process that runs now, with the ids the
+// kernel shows for it: a config change Dovecot was not restarted for shows here.
+Check check_dovecot_auth_live(const Dovecot& dc, const std::optional<Config>& cfg) {
+    const char* name = "dovecot_auth_running";
+    if (!cfg) return fail(name, "not checked: the config does not parse", "fix the config first");
+    const auto pids = running_auth_processes(dc);
+    if (pids.empty()) return pass(name, "no Dovecot auth process of this config runs now: nothing to check live");
+    for (const pid_t pid : pids) {
+        Identity id;
+        id.who = "the running Dovecot auth process (pid " + std::to_string(pid) + ")";
+        const auto uids = proc_status_ids(pid, "Uid:");
+        const auto gids = proc_status_ids(pid, "Gid:");
+        if (uids.size() < 2 || gids.size() < 2) continue;  // it exited meanwhile
+        id.uid = static_cast<uid_t>(uids[1]);
+        id.gid = static_cast<gid_t>(gids[1]);
+        const passwd* pw = ::getpwuid(id.uid);
+        id.user = pw ? pw->pw_name : std::to_string(id.uid);
+        for (const int64_t g : proc_status_ids(pid, "Groups:")) id.groups.push_back(static_cast<gid_t>(g));
+        if (const std::string denied = first_denied(id, reader_files(*cfg)); !denied.empty())
+            return fail(name, id.who + " (" + id.describe() + ") cannot open " + denied,
+                        "`systemctl restart dovecot` if the config already gives the auth service the group "
+                        "(dovecot_auth_access passes); else see dovecot_auth_access");
+    }
+    return pass(name, std::to_string(pids.size()) + " running auth process(es) can read the store with their "
+                                                     "current groups");
 }
 
 // One passdb { } block of doveconf -n, in order.
@@ -766,6 +847,7 @@ int cmd_doctor(const Options& o) {
     const Dovecot dc{o.dovecot_config};
     const Exim exim = read_exim(o);
     checks.push_back(check_dovecot_auth_access(dc, cfg));
+    checks.push_back(check_dovecot_auth_live(dc, cfg));
     checks.push_back(check_dovecot_mail_access(dc, cfg));
     checks.push_back(check_exim_access(exim, cfg));
     checks.push_back(check_dovecot_passdb(dc, cfg));

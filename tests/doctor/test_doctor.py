@@ -216,6 +216,35 @@ class Broken(DoctorTestCase):
         self.assertTrue(checks["recover_unit"]["ok"])
 
 
+class RunningDovecot(DoctorTestCase):
+    """The auth process that runs now is checked with the ids the kernel shows
+    for it: a config fixed without restarting Dovecot is caught."""
+
+    def start_and_login(self):
+        self.inst.dovecot.start()
+        reply, client = self.inst.dovecot.imap_login("alice@example.com")
+        client.close()
+        self.assertIn("OK", reply)
+
+    def test_running_auth_process_passes(self):
+        self.start_and_login()
+        rc, checks, out = self.inst.doctor()
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(checks["dovecot_auth_running"]["detail"], r"^1 running auth process")
+
+    def test_extra_groups_added_without_restart(self):
+        self.inst.edit(self.inst.dovecot_snippet, AUTH_EXTRA_GROUPS, "")
+        self.start_and_login()
+        with open(self.inst.dovecot_snippet, "a") as f:
+            f.write(AUTH_EXTRA_GROUPS)  # the config is fixed, the running process is not
+        # Dovecot gives its processes their primary group as the only supplementary one.
+        checks = self.assertCheckFails("dovecot_auth_running",
+                                       r"the running Dovecot auth process \(pid \d+\) \(user dovecot, group "
+                                       r"dovecot, supplementary groups dovecot\) cannot open .*Permission denied")
+        self.assertTrue(checks["dovecot_auth_access"]["ok"], checks["dovecot_auth_access"])
+        self.assertIn("systemctl restart dovecot", checks["dovecot_auth_running"]["fix"])
+
+
 def main():
     global ARGS
     parser = argparse.ArgumentParser()
