@@ -400,6 +400,7 @@ struct Router {
 };
 
 struct Exim {
+    std::string binary;  // /usr/sbin/exim4
     std::string config;  // -C FILE, or ""
     std::string error;   // exim4 unusable: every Exim check reports it
     bool heavy = false;
@@ -408,7 +409,7 @@ struct Exim {
     std::string full_config;  // exim4 -bP config
 
     std::vector<std::string> base() const {
-        std::vector<std::string> argv{"/usr/sbin/exim4"};
+        std::vector<std::string> argv{binary};
         if (!config.empty()) argv.insert(argv.end(), {"-C", config});
         return argv;
     }
@@ -438,6 +439,7 @@ std::vector<Router> parse_routers(const std::string& text) {
 
 Exim read_exim(const Options& d) {
     Exim e;
+    e.binary = d.exim_binary;
     e.config = d.exim_config;
     const RunResult v = e.run({"-bV"});
     if (!v.ok()) return e.error = "exim4 -bV: " + v.what(), e;

@@ -73,6 +73,7 @@ int main(int argc, char** argv) {
     doctor->add_flag("--json", o.json, "a JSON array of checks: name, ok, problem, fix, detail");
     doctor->add_option("--dovecot-config", o.dovecot_config, "Dovecot config (doveconf -c FILE)");
     doctor->add_option("--exim-config", o.exim_config, "Exim config (exim4 -C FILE)");
+    doctor->add_option("--exim-binary", o.exim_binary, "the exim4 binary to ask")->capture_default_str();
     doctor->add_option("--unit-root", o.unit_root,
                        "root directory where systemd unit enablement is looked up (systemctl --root)")
         ->capture_default_str();

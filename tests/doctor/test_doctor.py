@@ -35,8 +35,8 @@ class Installation:
     with the sweep timer and the recovery unit enabled in a private unit root
     (this machine's systemd is not ours to change)."""
 
-    def __init__(self, continue_ok=True):
-        self.exim = eximtest.Env("doctor")
+    def __init__(self, continue_ok=True, exim_options=None):
+        self.exim = eximtest.Env("doctor", **(exim_options or {}))
         self.dovecot = harness.Dovecot(ARGS.dovecot, continue_ok=continue_ok, create_store=False)
         # One mailsuspend.conf for both servers: point the Dovecot snippet at Exim's.
         self.dovecot_snippet = os.path.join(self.dovecot.tmp, "95-mailsuspend.conf")
@@ -67,7 +67,8 @@ class Installation:
         """(exit status, {check name: check}, the raw output)."""
         argv = [ARGS.cli, "--config", self.config, "doctor", "--json",
                 "--dovecot-config", self.dovecot.dovecot_conf,
-                "--exim-config", self.exim.conf, "--unit-root", self.units, *extra]
+                "--exim-config", self.exim.conf, "--exim-binary", self.exim.exim_bin,
+                "--unit-root", self.units, *extra]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=self.exim.env)
         try:
             checks = {c["name"]: c for c in json.loads(proc.stdout)}
@@ -78,9 +79,10 @@ class Installation:
 
 class DoctorTestCase(unittest.TestCase):
     continue_ok = True
+    exim_options = None
 
     def setUp(self):
-        self.inst = Installation(continue_ok=self.continue_ok)
+        self.inst = Installation(continue_ok=self.continue_ok, exim_options=self.exim_options)
 
     def tearDown(self):
         self.inst.close()
@@ -214,6 +216,33 @@ class Broken(DoctorTestCase):
         checks = self.assertCheckFails("sweep_timer", r"mailsuspend-sweep.timer is not enabled")
         self.assertEqual(checks["sweep_timer"]["fix"], "systemctl enable --now mailsuspend-sweep.timer")
         self.assertTrue(checks["recover_unit"]["ok"])
+
+
+def light_binary():
+    """Debian's real exim4-daemon-light, unpacked next to the build as test_light does."""
+    target = os.path.join(os.path.dirname(eximtest.PATHS["so"]), "exim4-daemon-light")
+    proc = subprocess.run([os.path.join(HERE, "..", "exim", "fetch-exim-light.sh"), target],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        eximtest.fail_setup("cannot unpack exim4-daemon-light with apt-get download:\n" + proc.stderr)
+    return proc.stdout.strip()
+
+
+class Light(DoctorTestCase):
+    """exim4-daemon-light with the light snippet: a supported installation, so
+    doctor passes, and says what light cannot enforce and what it cannot prove."""
+
+    def setUp(self):
+        self.exim_options = {"light": True, "exim": light_binary()}
+        super().setUp()
+
+    def test_light_passes_and_names_its_limits(self):
+        rc, checks, out = self.inst.doctor()
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(checks["exim_build"]["detail"], r"^light .*Not enforced with light: send refusals at MAIL FROM")
+        self.assertIn("exim4-daemon-heavy", checks["exim_build"]["detail"])
+        self.assertIn("not proven with light", checks["probe_exim_receive"]["detail"])
+        self.assertIn("not proven with light", checks["probe_exim_send"]["detail"])
 
 
 class RunningDovecot(DoctorTestCase):
