@@ -28,6 +28,9 @@ struct Options {
     std::string ip;  // usage, reset-usage: a client IP's counter too
     bool textfile = false;  // metrics --textfile [DIR]
     std::string textfile_dir = "/var/lib/prometheus/node-exporter";
+    // doctor: the servers' configs ("" = their defaults) and where unit enablement is looked up
+    std::string dovecot_config, exim_config, unit_root = "/";
+    std::string exim_binary = "/usr/sbin/exim4";  // doctor: the Exim to ask
 };
 
 int cmd_init(const Options& o);

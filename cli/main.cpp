@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "commands.hpp"
+#include "doctor.hpp"
 #include "operations.hpp"
 
 using namespace mailsuspend;
@@ -73,6 +74,14 @@ int main(int argc, char** argv) {
                                          "write DIR/mailsuspend.prom atomically (node_exporter's textfile collector)")
                          ->expected(0, 1)
                          ->capture_default_str();
+    auto* doctor = app.add_subcommand("doctor", "check the installation; each problem with its fix (exit 1)");
+    doctor->add_flag("--json", o.json, "a JSON array of checks: name, ok, problem, fix, detail");
+    doctor->add_option("--dovecot-config", o.dovecot_config, "Dovecot config (doveconf -c FILE)");
+    doctor->add_option("--exim-config", o.exim_config, "Exim config (exim4 -C FILE)");
+    doctor->add_option("--exim-binary", o.exim_binary, "the exim4 binary to ask")->capture_default_str();
+    doctor->add_option("--unit-root", o.unit_root,
+                       "root directory where systemd unit enablement is looked up (systemctl --root)")
+        ->capture_default_str();
 
     try {
         app.parse(argc, argv);
@@ -90,7 +99,7 @@ int main(int argc, char** argv) {
         {rebuild, cmd_rebuild}, {batch, cmd_batch},     {report_spam, cmd_report_spam},
         {send_notices_cmd, cmd_send_notices}, {token, cmd_token},
         {usage, cmd_usage},     {reset_usage, cmd_reset_usage},
-        {metrics, cmd_metrics}};
+        {metrics, cmd_metrics}, {doctor, cmd_doctor}};
     try {
         for (const auto& [sub, run] : commands)
             if (sub->parsed()) return run(o);

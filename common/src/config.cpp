@@ -262,6 +262,17 @@ void read_unblock(Reader& r, Setting g, Config& c) {
     r.duration(g, "self_service_interval", c.self_service_interval, true);
 }
 
+// The probe must be a mailbox the address rules accept (a domain "@x" would
+// suspend a whole domain during the probe).
+void read_doctor(Reader& r, Setting g, Config& c) {
+    r.only_keys(g, {"probe_address"});
+    r.string(g, "probe_address", c.probe_address);
+    std::string why;
+    const std::string key = normalise(c.probe_address, c.address, why);
+    if (key.empty()) return r.fail(Reader::at(g, "probe_address"), "not an address: " + why);
+    if (key.front() == '@') r.fail(Reader::at(g, "probe_address"), "must be a mailbox, not a domain");
+}
+
 }  // namespace
 
 bool Config::is_webmail_host(const char* ip) const {
@@ -303,12 +314,13 @@ std::optional<Config> load_config(const std::string& path, std::string& error) {
     c.path = path;
     Reader r(path);
     Setting root = config_root_setting(&file.parsed);
-    r.only_keys(root, {"store", "delivery", "address", "webmail", "messages", "limits", "spam", "unblock"});
+    r.only_keys(root, {"store", "delivery", "address", "webmail", "messages", "limits", "spam", "unblock",
+                       "doctor"});
     using GroupReader = void (*)(Reader&, Setting, Config&);
     const std::pair<const char*, GroupReader> groups[] = {
         {"store", read_store},     {"delivery", read_delivery}, {"address", read_address},
         {"webmail", read_webmail}, {"messages", read_messages}, {"limits", read_limits},
-        {"spam", read_spam},       {"unblock", read_unblock}};
+        {"spam", read_spam},       {"unblock", read_unblock},     {"doctor", read_doctor}};
     for (const auto& [name, reader] : groups)
         if (Setting g = r.group(root, name)) reader(r, g, c);
     if (!r.ok()) {

@@ -85,6 +85,10 @@ struct Config {
     std::string sendmail_command = "/usr/sbin/sendmail -t -oi";
     int64_t self_service_interval = 90 * 86400;
 
+    // mailsuspend doctor: the reserved address its live probe suspends for a
+    // moment (all services, source admin, actor "doctor") and then lifts.
+    std::string probe_address = "mailsuspend-probe@probe.invalid";
+
     bool is_webmail_host(const char* ip) const;
 };
 

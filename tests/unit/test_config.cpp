@@ -231,3 +231,16 @@ TEST_F(ConfigTest, ShippedExampleLoads) {
     EXPECT_EQ(cfg->store_path, "/var/lib/mailsuspend");
     EXPECT_EQ(cfg->queue_expiry, 4 * 86400 + 8 * 3600);
 }
+
+TEST_F(ConfigTest, DoctorProbeAddress) {
+    auto defaults = load("# nothing set\n");
+    ASSERT_TRUE(defaults) << error;
+    EXPECT_EQ(defaults->probe_address, "mailsuspend-probe@probe.invalid");
+    auto cfg = load("doctor: { probe_address = \"probe@example.net\"; };\n");
+    ASSERT_TRUE(cfg) << error;
+    EXPECT_EQ(cfg->probe_address, "probe@example.net");
+    // A domain would suspend every mailbox of it for the probe's duration.
+    expect_error("doctor: { probe_address = \"@example.net\"; };\n", 1, {"doctor.probe_address", "mailbox"});
+    expect_error("doctor: {\n  probe_address = \"not an address\";\n};\n", 2, {"doctor.probe_address", "not an address"});
+    expect_error("doctor: { probe = \"x@example.net\"; };\n", 1, {"doctor.probe", "unknown setting"});
+}
