@@ -18,8 +18,7 @@
 #include "mail-user.h"
 #include "mailsuspend-dovecot.h"
 #include "mailsuspend-lazy.h"
-
-#define MAILSUSPEND_RECHECK_MSECS 1000
+#include "mailsuspend-session.h"
 
 #define MAILSUSPEND_IMAP_CONTEXT(obj) \
 	MODULE_CONTEXT(obj, imap_mailsuspend_imap_module)
@@ -27,8 +26,7 @@
 struct mailsuspend_imap_client {
 	union imap_module_context module_ctx;
 	struct timeout *to_recheck;
-	const char *client_ip; /* NULL when unknown */
-	const char *config_path;
+	struct timeout *to_start; /* master-user login: checked at once */
 	bool login_check_stale; /* set by the first timer re-check */
 };
 
@@ -43,27 +41,17 @@ static imap_client_created_func_t *next_hook_client_created;
 static MODULE_CONTEXT_DEFINE_INIT(imap_mailsuspend_imap_module,
 				  &imap_module_register);
 
-static bool
-imap_session_suspended(struct client *client,
-		       const struct mailsuspend_imap_client *mclient,
-		       struct mailsuspend_result *result_r)
+static bool imap_session_suspended(struct client *client,
+				   struct mailsuspend_result *result_r)
 {
-	mailsuspend_lazy_check_login(mclient->config_path,
-				     client->user->username, "imap",
-				     mclient->client_ip, result_r);
+	mailsuspend_session_check(client->user, result_r);
 	return result_r->verdict == MAILSUSPEND_DENY;
 }
 
-static void
-imap_session_end(struct client *client,
-		 const struct mailsuspend_imap_client *mclient,
-		 const struct mailsuspend_result *result)
+static void imap_session_end(struct client *client, const char *what,
+			     const struct mailsuspend_result *result)
 {
-	i_info("mailsuspend: Session ended: service=%s, scope=%s%s, rip=%s, reason=%s",
-	       result->service, result->scope,
-	       result->fail_policy ? " (store unavailable, fail policy)" : "",
-	       mclient->client_ip == NULL ? "" : mclient->client_ip,
-	       result->text);
+	mailsuspend_session_log_end(client->user, what, result);
 	/* Like Dovecot's own client_kick(): no BYE while a command owns the
 	   output (half-way through a FETCH literal it would be read as data). */
 	if (client->output_cmd_lock == NULL)
@@ -81,8 +69,24 @@ static void imap_session_recheck(struct client *client)
 	if (mclient == NULL || client->disconnected)
 		return;
 	mclient->login_check_stale = TRUE;
-	if (imap_session_suspended(client, mclient, &result))
-		imap_session_end(client, mclient, &result);
+	if (imap_session_suspended(client, &result))
+		imap_session_end(client, "Session ended", &result);
+}
+
+/* A master-user login skipped the passdb: checked right after Dovecot's
+   tagged OK, before the client's first command (which the command hook
+   would refuse anyway: login_check_stale is set from the start). */
+static void imap_session_start_check(struct client *client)
+{
+	struct mailsuspend_imap_client *mclient =
+		MAILSUSPEND_IMAP_CONTEXT(client);
+	struct mailsuspend_result result;
+
+	timeout_remove(&mclient->to_start);
+	if (client->disconnected)
+		return;
+	if (imap_session_suspended(client, &result))
+		imap_session_end(client, "Session refused at start", &result);
 }
 
 static bool cmd_mailsuspend_skipped(struct client_command_context *cmd ATTR_UNUSED)
@@ -111,11 +115,12 @@ static void mailsuspend_command_pre(struct client_command_context *cmd)
 	if (mclient == NULL || client->disconnected ||
 	    !mclient->login_check_stale)
 		return;
-	if (!imap_session_suspended(client, mclient, &result))
+	if (!imap_session_suspended(client, &result))
 		return;
 	if (command_not_started(cmd))
 		cmd->func = cmd_mailsuspend_skipped;
-	imap_session_end(client, mclient, &result);
+	imap_session_end(client, mclient->to_start != NULL ?
+			 "Session refused at start" : "Session ended", &result);
 }
 
 static void mailsuspend_command_post(struct client_command_context *cmd ATTR_UNUSED)
@@ -129,6 +134,7 @@ static void mailsuspend_imap_client_destroy(struct client *client,
 		MAILSUSPEND_IMAP_CONTEXT(client);
 
 	timeout_remove(&mclient->to_recheck);
+	timeout_remove(&mclient->to_start);
 	mclient->module_ctx.super.destroy(client, reason);
 }
 
@@ -136,19 +142,18 @@ static void mailsuspend_imap_client_created(struct client **clientp)
 {
 	struct client *client = *clientp;
 	struct mailsuspend_imap_client *mclient;
-	const struct ip_addr *ip = client->user->conn.remote_ip;
 
 	if (mail_user_is_plugin_loaded(client->user, imap_mailsuspend_module)) {
 		mclient = p_new(client->pool, struct mailsuspend_imap_client, 1);
-		mclient->config_path = p_strdup(client->pool,
-			mail_user_plugin_getenv(client->user,
-						MAILSUSPEND_SETTING_CONFIG));
 		mclient->module_ctx.super = client->v;
 		client->v.destroy = mailsuspend_imap_client_destroy;
-		if (ip != NULL && ip->family != 0)
-			mclient->client_ip = p_strdup(client->pool, net_ip2addr(ip));
 		mclient->to_recheck = timeout_add(MAILSUSPEND_RECHECK_MSECS,
 						  imap_session_recheck, client);
+		if (mailsuspend_session_master_user(client->user) != NULL) {
+			mclient->login_check_stale = TRUE;
+			mclient->to_start = timeout_add_short(0,
+				imap_session_start_check, client);
+		}
 		MODULE_CONTEXT_SET(client, imap_mailsuspend_imap_module, mclient);
 	}
 	if (next_hook_client_created != NULL)
