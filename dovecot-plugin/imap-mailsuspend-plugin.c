@@ -1,9 +1,11 @@
 /* lib95_imap_mailsuspend_plugin.so: ends a live IMAP session whose service
    became suspended.
 
-   The core is asked once a second (so a client sitting in IDLE is ended
-   too) and, from the first of these re-checks on, before every command.
-   During the first second the passdb's answer at login stands: that keeps
+   The session wakes every 3 s (so a client sitting in IDLE is ended too)
+   and, from the first of these wake-ups on, before every command; each
+   time the core is asked only if the store changed since the session's
+   last check (mailsuspend-session.h).  Until the first wake-up the
+   passdb's answer at login stands: that keeps
    short sessions (a webmail request) from paying for loading the core (see
    mailsuspend-lazy.h).  When the answer is "suspended" the client gets
    "* BYE [ALERT] <reason>" and the connection is closed; the command that
@@ -27,6 +29,7 @@ struct mailsuspend_imap_client {
 	union imap_module_context module_ctx;
 	struct timeout *to_recheck;
 	struct timeout *to_start; /* master-user login: checked at once */
+	struct mailsuspend_recheck recheck;
 	bool login_check_stale; /* set by the first timer re-check */
 };
 
@@ -69,6 +72,8 @@ static void imap_session_recheck(struct client *client)
 	if (mclient == NULL || client->disconnected)
 		return;
 	mclient->login_check_stale = TRUE;
+	if (!mailsuspend_session_recheck_due(&mclient->recheck))
+		return;
 	if (imap_session_suspended(client, &result))
 		imap_session_end(client, "Session ended", &result);
 }
@@ -113,7 +118,8 @@ static void mailsuspend_command_pre(struct client_command_context *cmd)
 	struct mailsuspend_result result;
 
 	if (mclient == NULL || client->disconnected ||
-	    !mclient->login_check_stale)
+	    !mclient->login_check_stale ||
+	    !mailsuspend_session_recheck_due(&mclient->recheck))
 		return;
 	if (!imap_session_suspended(client, &result))
 		return;

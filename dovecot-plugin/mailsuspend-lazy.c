@@ -12,6 +12,8 @@ typedef struct mailsuspend_handle *
 mailsuspend_open_func_t(const char *, mailsuspend_log_func_t *, void *,
 			const char **);
 typedef void mailsuspend_close_func_t(struct mailsuspend_handle **);
+typedef unsigned long long
+mailsuspend_change_stamp_func_t(struct mailsuspend_handle *);
 typedef void mailsuspend_check_login_func_t(struct mailsuspend_handle *,
 		const char *, const char *, const char *,
 		struct mailsuspend_result *);
@@ -22,6 +24,7 @@ static struct {
 	struct mailsuspend_handle *handle;
 	mailsuspend_close_func_t *close;
 	mailsuspend_check_login_func_t *check_login;
+	mailsuspend_change_stamp_func_t *change_stamp;
 	bool failed;
 } core;
 
@@ -72,7 +75,10 @@ static bool core_open(const char *config_path)
 	core.close = (mailsuspend_close_func_t *)dlsym(core.dl, "mailsuspend_close");
 	core.check_login = (mailsuspend_check_login_func_t *)
 		dlsym(core.dl, "mailsuspend_check_login");
-	if (open_func == NULL || core.close == NULL || core.check_login == NULL)
+	core.change_stamp = (mailsuspend_change_stamp_func_t *)
+		dlsym(core.dl, "mailsuspend_change_stamp");
+	if (open_func == NULL || core.close == NULL ||
+	    core.check_login == NULL || core.change_stamp == NULL)
 		return core_load_failed("not a mailsuspend core module");
 	if (config_path != NULL && *config_path == '\0')
 		config_path = NULL;
@@ -96,4 +102,9 @@ void mailsuspend_lazy_check_login(const char *config_path, const char *user,
 	result_r->verdict = MAILSUSPEND_ALLOW;
 	result_r->service = "none";
 	result_r->scope = "none";
+}
+
+unsigned long long mailsuspend_lazy_change_stamp(void)
+{
+	return core.handle == NULL ? 0 : core.change_stamp(core.handle);
 }

@@ -27,4 +27,7 @@ void mailsuspend_lazy_check_login(const char *config_path, const char *user,
 				  const char *protocol, const char *client_ip,
 				  struct mailsuspend_result *result_r);
 
+/* mailsuspend_change_stamp() of the loaded core; 0 until it is loaded. */
+unsigned long long mailsuspend_lazy_change_stamp(void);
+
 #endif

@@ -48,6 +48,20 @@ void mailsuspend_session_check(struct mail_user *user,
 		mailsuspend_session_client_ip(user), result_r);
 }
 
+bool mailsuspend_session_recheck_due(struct mailsuspend_recheck *state)
+{
+	/* Read before the lookup: a change applied after this read moves the
+	   stamp again, so the next wake-up looks it up. */
+	unsigned long long stamp = mailsuspend_lazy_change_stamp();
+
+	if (stamp != 0 && stamp == state->stamp &&
+	    ++state->unchanged < MAILSUSPEND_FULL_RECHECK_EVERY)
+		return FALSE;
+	state->stamp = stamp;
+	state->unchanged = 0;
+	return TRUE;
+}
+
 void mailsuspend_session_log_end(const struct mail_user *user,
 				 const char *what,
 				 const struct mailsuspend_result *result)

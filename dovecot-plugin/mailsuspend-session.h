@@ -14,8 +14,21 @@
 
 #include "mailsuspend/mailsuspend.h"
 
-/* How often a live session's service is re-checked. */
-#define MAILSUSPEND_RECHECK_MSECS 1000
+/* Live sessions.  Every MAILSUSPEND_RECHECK_MSECS a session wakes up and
+   reads the store's change stamp (one load from the shared mapping); only
+   when it moved since the session's last check, or at the latest every
+   MAILSUSPEND_FULL_RECHECK_EVERY wake-ups (a store file replaced or
+   overwritten in place does not move it), is the session's service looked
+   up.  An idle session costs Dovecot one wake-up per period: the period is
+   what idle sessions cost (BENCHMARKS.md, "idle sessions"), and 3 s keeps
+   "a suspended session ends within 5 s". */
+#define MAILSUSPEND_RECHECK_MSECS 3000
+#define MAILSUSPEND_FULL_RECHECK_EVERY 10
+
+struct mailsuspend_recheck {
+	unsigned long long stamp;  /* change stamp at the last full check */
+	unsigned int unchanged;    /* wake-ups since the last full check */
+};
 
 struct mail_user;
 struct module;
@@ -30,6 +43,10 @@ const char *mailsuspend_session_client_ip(const struct mail_user *user);
    process knows the forwarded client address only (see the README). */
 void mailsuspend_session_check(struct mail_user *user,
 			       struct mailsuspend_result *result_r);
+
+/* TRUE when the session must be looked up again (see above); records the
+   stamp the coming lookup answers for. */
+bool mailsuspend_session_recheck_due(struct mailsuspend_recheck *state);
 
 /* Logs that a session was refused at its start or ended. */
 void mailsuspend_session_log_end(const struct mail_user *user,

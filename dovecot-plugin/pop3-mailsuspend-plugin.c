@@ -1,7 +1,8 @@
 /* lib95_pop3_mailsuspend_plugin.so: ends a live POP3 session whose service
    became suspended.
 
-   POP3 has no command hook, so the core is asked once a second.  When the
+   POP3 has no command hook: the session wakes every 3 s and asks the core
+   when the store changed since its last check (mailsuspend-session.h).  When the
    answer is "suspended" the client gets "-ERR <reason>" (unless a
    multi-line reply is being sent) and the connection is closed.  Only this
    session's service is asked about.  A master-user login (which skips the
@@ -21,6 +22,7 @@
 struct mailsuspend_pop3_client {
 	union pop3_module_context module_ctx;
 	struct timeout *to_recheck;
+	struct mailsuspend_recheck recheck;
 };
 
 const char *pop3_mailsuspend_plugin_version = DOVECOT_ABI_VERSION;
@@ -40,7 +42,8 @@ static void pop3_session_recheck(struct client *client)
 		MAILSUSPEND_POP3_CONTEXT(client);
 	struct mailsuspend_result result;
 
-	if (mclient == NULL || client->disconnected)
+	if (mclient == NULL || client->disconnected ||
+	    !mailsuspend_session_recheck_due(&mclient->recheck))
 		return;
 	mailsuspend_session_check(client->user, &result);
 	if (result.verdict != MAILSUSPEND_DENY)
