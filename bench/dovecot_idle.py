@@ -146,6 +146,9 @@ def main():
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--suspended", type=int, default=200,
                    help="other mailboxes suspended in the store")
+    p.add_argument("--also-modules", metavar="DIR",
+                   help="a third Dovecot with the modules built in DIR (e.g. "
+                        "another version of the plugins), measured alongside")
     args = p.parse_args()
     harness.require_prerequisites(args)
     # the client holds 2 fds per session per server; Dovecot's master
@@ -154,12 +157,18 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (fds, fds))
 
     conf = bench_conf(args.sessions)
-    servers = (("baseline", harness.Dovecot(args, with_mailsuspend=False, extra_conf=conf)),
-               ("mailsuspend", harness.Dovecot(args, extra_conf=conf)))
+    servers = [("baseline", harness.Dovecot(args, with_mailsuspend=False, extra_conf=conf)),
+               ("mailsuspend", harness.Dovecot(args, extra_conf=conf))]
+    if args.also_modules:
+        other = argparse.Namespace(**vars(args))
+        other.modules = args.also_modules
+        harness.require_prerequisites(other)
+        servers.append(("also-modules", harness.Dovecot(other, extra_conf=conf)))
     held = []
     try:
-        for i in range(args.suspended):
-            servers[1][1].suspend(f"load{i}@example.net", "imap,pop3")
+        for _, server in servers[1:]:
+            for i in range(args.suspended):
+                server.suspend(f"load{i}@example.net", "imap,pop3")
         for name, server in servers:
             server.start()
             start = time.monotonic()
@@ -178,11 +187,13 @@ def main():
             if not server.alive():
                 raise SystemExit(f"{name} dovecot died; see {server.log}")
         base = statistics.median(cpu["baseline"])
-        ms = statistics.median(cpu["mailsuspend"])
-        per_session = (ms - base) / args.sessions / args.seconds * 1e6
         print(f"{args.sessions} idle IMAP sessions, {args.seconds:g} s windows, "
-              f"{args.rounds} rounds: Dovecot CPU baseline {base:.3f} s, with mailsuspend "
-              f"{ms:.3f} s (+{ms - base:.3f} s; {per_session:+.2f} us per session per second)")
+              f"{args.rounds} rounds: Dovecot CPU (median) baseline {base:.3f} s")
+        for name, _ in servers[1:]:
+            ms = statistics.median(cpu[name])
+            per_session = (ms - base) / args.sessions / args.seconds * 1e6
+            print(f"  {name}: {ms:.3f} s (+{ms - base:.3f} s; "
+                  f"{per_session:+.2f} us per session per second)")
     finally:
         for s, f in held:
             f.close()

@@ -22,8 +22,12 @@
    up.  An idle session costs Dovecot one wake-up per period: the period is
    what idle sessions cost (BENCHMARKS.md, "idle sessions"), and 3 s keeps
    "a suspended session ends within 5 s". */
-#define MAILSUSPEND_RECHECK_MSECS 3000
-#define MAILSUSPEND_FULL_RECHECK_EVERY 10
+#ifndef MAILSUSPEND_RECHECK_MSECS /* a -D for benchmarks */
+#  define MAILSUSPEND_RECHECK_MSECS 3000
+#endif
+#ifndef MAILSUSPEND_FULL_RECHECK_EVERY
+#  define MAILSUSPEND_FULL_RECHECK_EVERY 10
+#endif
 
 struct mailsuspend_recheck {
 	unsigned long long stamp;  /* change stamp at the last full check */
