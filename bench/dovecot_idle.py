@@ -151,10 +151,13 @@ def main():
                         "another version of the plugins), measured alongside")
     args = p.parse_args()
     harness.require_prerequisites(args)
-    # the client holds 2 fds per session per server; Dovecot's master
+    # the client holds an fd per session per server; Dovecot's master
     # inherits this limit and checks it against its process limits
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     fds = 8 * args.sessions + 4096
-    resource.setrlimit(resource.RLIMIT_NOFILE, (fds, fds))
+    if hard != resource.RLIM_INFINITY:
+        fds = min(fds, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (fds, hard))
 
     conf = bench_conf(args.sessions)
     servers = [("baseline", harness.Dovecot(args, with_mailsuspend=False, extra_conf=conf)),
