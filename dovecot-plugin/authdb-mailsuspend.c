@@ -152,12 +152,18 @@ static bool rule_continues(enum auth_db_rule rule)
 	return rule == AUTH_DB_RULE_CONTINUE || rule == AUTH_DB_RULE_CONTINUE_OK;
 }
 
-static const char *passdb_label(const struct auth_passdb *passdb)
+/* Names a passdb in a log line: its name, else its driver and place in
+   the chain (never its args: a static passdb's hold a password). */
+static const char *
+passdb_label(const struct auth_passdb *first, const struct auth_passdb *passdb)
 {
+	unsigned int place = 1;
+
 	if (passdb->set->name[0] != '\0')
 		return passdb->set->name;
-	return t_strdup_printf("driver = %s, args = %s", passdb->set->driver,
-			       passdb->set->args);
+	for (; first != NULL && first != passdb; first = first->next)
+		place++;
+	return t_strdup_printf("#%u, driver = %s", place, passdb->set->driver);
 }
 
 /* A passdb before ours that can end a login successfully (return-ok on any
@@ -186,7 +192,7 @@ static void mailsuspend_passdb_check_masterdbs(const struct auth *auth)
 			"users are only refused when their session starts "
 			"(by the imap/pop3/sieve_mailsuspend mail plugins); add "
 			"\"pass = yes\" to that master passdb so they are refused "
-			"at login", passdb_label(passdb));
+			"at login", passdb_label(auth->masterdbs, passdb));
 	}
 }
 
@@ -220,7 +226,8 @@ static void mailsuspend_passdb_check_chain(struct passdb_module *module)
 			i_error("mailsuspend: passdb { %s } before the "
 				"mailsuspend passdb can end a login with "
 				"return-ok: the users it lets in are never "
-				"checked (use continue-ok)", passdb_label(passdb));
+				"checked (use continue-ok)",
+				passdb_label(auth->passdbs, passdb));
 		}
 	}
 	if (passdb->skip != AUTH_PASSDB_SKIP_UNAUTHENTICATED) {
