@@ -156,9 +156,53 @@ static bool rule_continues(enum auth_db_rule rule)
 	return rule == AUTH_DB_RULE_CONTINUE || rule == AUTH_DB_RULE_CONTINUE_OK;
 }
 
-/* A successful password check reaches this passdb only when a passdb
-   before it continues on success.  Say so at startup if none does: such a
-   config silently suspends nobody. */
+/* Names a passdb in a log line: its name, else its driver and place in
+   the chain (never its args: a static passdb's hold a password). */
+static const char *
+passdb_label(const struct auth_passdb *first, const struct auth_passdb *passdb)
+{
+	unsigned int place = 1;
+
+	if (passdb->set->name[0] != '\0')
+		return passdb->set->name;
+	for (; first != NULL && first != passdb; first = first->next)
+		place++;
+	return t_strdup_printf("#%u, driver = %s", place, passdb->set->driver);
+}
+
+/* A passdb before ours that can end a login successfully (return-ok on any
+   result) lets the users it verifies in without our check. */
+static bool rule_returns_ok(const struct auth_passdb *passdb)
+{
+	return passdb->result_success == AUTH_DB_RULE_RETURN_OK ||
+		passdb->result_failure == AUTH_DB_RULE_RETURN_OK ||
+		passdb->result_internalfail == AUTH_DB_RULE_RETURN_OK;
+}
+
+/* A master passdb ends a master-user login ("user*master", SASL authzid)
+   unless it continues to the regular passdbs (pass = yes, or
+   result_success = continue/continue-ok).  The mail plugins refuse such
+   sessions at their start, but only a login refused here gets Dovecot's
+   usual reply. */
+static void mailsuspend_passdb_check_masterdbs(const struct auth *auth)
+{
+	const struct auth_passdb *passdb;
+
+	for (passdb = auth->masterdbs; passdb != NULL; passdb = passdb->next) {
+		if (rule_continues(passdb->result_success))
+			continue;
+		i_error("mailsuspend: master passdb { %s } ends the login before "
+			"the mailsuspend passdb: master-user logins of suspended "
+			"users are only refused when their session starts "
+			"(by the imap/pop3/sieve_mailsuspend mail plugins); add "
+			"\"pass = yes\" to that master passdb so they are refused "
+			"at login", passdb_label(auth->masterdbs, passdb));
+	}
+}
+
+/* A successful password check reaches this passdb only when every passdb
+   before it continues on success.  Say so at startup if not: such a
+   config silently suspends nobody (or not those users). */
 static void mailsuspend_passdb_check_chain(struct passdb_module *module)
 {
 	struct auth *auth = auth_default_service();
@@ -180,10 +224,21 @@ static void mailsuspend_passdb_check_chain(struct passdb_module *module)
 			"has result_success = continue-ok: suspended users "
 			"can still log in (see 95-mailsuspend.conf)");
 	}
+	for (passdb = auth->passdbs; reachable && passdb->passdb != module;
+	     passdb = passdb->next) {
+		if (rule_returns_ok(passdb) && !passdb->set->deny) {
+			i_error("mailsuspend: passdb { %s } before the "
+				"mailsuspend passdb can end a login with "
+				"return-ok: the users it lets in are never "
+				"checked (use continue-ok)",
+				passdb_label(auth->passdbs, passdb));
+		}
+	}
 	if (passdb->skip != AUTH_PASSDB_SKIP_UNAUTHENTICATED) {
 		i_error("mailsuspend: the mailsuspend passdb needs "
 			"skip = unauthenticated");
 	}
+	mailsuspend_passdb_check_masterdbs(auth);
 }
 
 static void mailsuspend_passdb_check_chain_now(struct passdb_module *_module)

@@ -1,9 +1,11 @@
 /* lib95_imap_mailsuspend_plugin.so: ends a live IMAP session whose service
    became suspended.
 
-   The core is asked once a second (so a client sitting in IDLE is ended
-   too) and, from the first of these re-checks on, before every command.
-   During the first second the passdb's answer at login stands: that keeps
+   The session wakes every 3 s (so a client sitting in IDLE is ended too)
+   and, from the first of these wake-ups on, before every command; each
+   time the core is asked only if the store changed since the session's
+   last check (mailsuspend-session.h).  Until the first wake-up the
+   passdb's answer at login stands: that keeps
    short sessions (a webmail request) from paying for loading the core (see
    mailsuspend-lazy.h).  When the answer is "suspended" the client gets
    "* BYE [ALERT] <reason>" and the connection is closed; the command that
@@ -18,8 +20,7 @@
 #include "mail-user.h"
 #include "mailsuspend-dovecot.h"
 #include "mailsuspend-lazy.h"
-
-#define MAILSUSPEND_RECHECK_MSECS 1000
+#include "mailsuspend-session.h"
 
 #define MAILSUSPEND_IMAP_CONTEXT(obj) \
 	MODULE_CONTEXT(obj, imap_mailsuspend_imap_module)
@@ -27,8 +28,8 @@
 struct mailsuspend_imap_client {
 	union imap_module_context module_ctx;
 	struct timeout *to_recheck;
-	const char *client_ip; /* NULL when unknown */
-	const char *config_path;
+	struct timeout *to_start; /* master-user login: checked at once */
+	struct mailsuspend_recheck recheck;
 	bool login_check_stale; /* set by the first timer re-check */
 };
 
@@ -43,28 +44,18 @@ static imap_client_created_func_t *next_hook_client_created;
 static MODULE_CONTEXT_DEFINE_INIT(imap_mailsuspend_imap_module,
 				  &imap_module_register);
 
-static bool
-imap_session_suspended(struct client *client,
-		       const struct mailsuspend_imap_client *mclient,
-		       struct mailsuspend_result *result_r)
+static bool imap_session_suspended(struct client *client,
+				   struct mailsuspend_result *result_r)
 {
-	mailsuspend_lazy_check_login(mclient->config_path,
-				     client->user->username, "imap",
-				     mclient->client_ip, result_r);
+	mailsuspend_session_check(client->user, result_r);
 	return result_r->verdict == MAILSUSPEND_DENY;
 }
 
-static void
-imap_session_end(struct client *client,
-		 const struct mailsuspend_imap_client *mclient,
-		 const struct mailsuspend_result *result)
+static void imap_session_end(struct client *client, const char *what,
+			     const struct mailsuspend_result *result)
 {
 	mailsuspend_lazy_count_event(MAILSUSPEND_EVENT_SESSION_ENDED, result->service);
-	i_info("mailsuspend: Session ended: service=%s, scope=%s%s, rip=%s, reason=%s",
-	       result->service, result->scope,
-	       result->fail_policy ? " (store unavailable, fail policy)" : "",
-	       mclient->client_ip == NULL ? "" : mclient->client_ip,
-	       result->text);
+	mailsuspend_session_log_end(client->user, what, result);
 	/* Like Dovecot's own client_kick(): no BYE while a command owns the
 	   output (half-way through a FETCH literal it would be read as data). */
 	if (client->output_cmd_lock == NULL)
@@ -82,8 +73,26 @@ static void imap_session_recheck(struct client *client)
 	if (mclient == NULL || client->disconnected)
 		return;
 	mclient->login_check_stale = TRUE;
-	if (imap_session_suspended(client, mclient, &result))
-		imap_session_end(client, mclient, &result);
+	if (!mailsuspend_session_recheck_due(&mclient->recheck))
+		return;
+	if (imap_session_suspended(client, &result))
+		imap_session_end(client, "Session ended", &result);
+}
+
+/* A master-user login skipped the passdb: checked right after Dovecot's
+   tagged OK, before the client's first command (which the command hook
+   would refuse anyway: login_check_stale is set from the start). */
+static void imap_session_start_check(struct client *client)
+{
+	struct mailsuspend_imap_client *mclient =
+		MAILSUSPEND_IMAP_CONTEXT(client);
+	struct mailsuspend_result result;
+
+	timeout_remove(&mclient->to_start);
+	if (client->disconnected)
+		return;
+	if (imap_session_suspended(client, &result))
+		imap_session_end(client, "Session refused at start", &result);
 }
 
 static bool cmd_mailsuspend_skipped(struct client_command_context *cmd ATTR_UNUSED)
@@ -110,13 +119,15 @@ static void mailsuspend_command_pre(struct client_command_context *cmd)
 	struct mailsuspend_result result;
 
 	if (mclient == NULL || client->disconnected ||
-	    !mclient->login_check_stale)
+	    !mclient->login_check_stale ||
+	    !mailsuspend_session_recheck_due(&mclient->recheck))
 		return;
-	if (!imap_session_suspended(client, mclient, &result))
+	if (!imap_session_suspended(client, &result))
 		return;
 	if (command_not_started(cmd))
 		cmd->func = cmd_mailsuspend_skipped;
-	imap_session_end(client, mclient, &result);
+	imap_session_end(client, mclient->to_start != NULL ?
+			 "Session refused at start" : "Session ended", &result);
 }
 
 static void mailsuspend_command_post(struct client_command_context *cmd ATTR_UNUSED)
@@ -130,6 +141,7 @@ static void mailsuspend_imap_client_destroy(struct client *client,
 		MAILSUSPEND_IMAP_CONTEXT(client);
 
 	timeout_remove(&mclient->to_recheck);
+	timeout_remove(&mclient->to_start);
 	mclient->module_ctx.super.destroy(client, reason);
 }
 
@@ -137,19 +149,18 @@ static void mailsuspend_imap_client_created(struct client **clientp)
 {
 	struct client *client = *clientp;
 	struct mailsuspend_imap_client *mclient;
-	const struct ip_addr *ip = client->user->conn.remote_ip;
 
 	if (mail_user_is_plugin_loaded(client->user, imap_mailsuspend_module)) {
 		mclient = p_new(client->pool, struct mailsuspend_imap_client, 1);
-		mclient->config_path = p_strdup(client->pool,
-			mail_user_plugin_getenv(client->user,
-						MAILSUSPEND_SETTING_CONFIG));
 		mclient->module_ctx.super = client->v;
 		client->v.destroy = mailsuspend_imap_client_destroy;
-		if (ip != NULL && ip->family != 0)
-			mclient->client_ip = p_strdup(client->pool, net_ip2addr(ip));
 		mclient->to_recheck = timeout_add(MAILSUSPEND_RECHECK_MSECS,
 						  imap_session_recheck, client);
+		if (mailsuspend_session_master_user(client->user) != NULL) {
+			mclient->login_check_stale = TRUE;
+			mclient->to_start = timeout_add_short(0,
+				imap_session_start_check, client);
+		}
 		MODULE_CONTEXT_SET(client, imap_mailsuspend_imap_module, mclient);
 	}
 	if (next_hook_client_created != NULL)

@@ -14,6 +14,8 @@ mailsuspend_open_func_t(const char *, mailsuspend_log_func_t *, void *,
 typedef void mailsuspend_count_event_func_t(struct mailsuspend_handle *,
 		enum mailsuspend_event, const char *);
 typedef void mailsuspend_close_func_t(struct mailsuspend_handle **);
+typedef unsigned long long
+mailsuspend_change_stamp_func_t(struct mailsuspend_handle *);
 typedef void mailsuspend_check_login_func_t(struct mailsuspend_handle *,
 		const char *, const char *, const char *,
 		struct mailsuspend_result *);
@@ -25,6 +27,7 @@ static struct {
 	mailsuspend_close_func_t *close;
 	mailsuspend_check_login_func_t *check_login;
 	mailsuspend_count_event_func_t *count_event;
+	mailsuspend_change_stamp_func_t *change_stamp;
 	bool failed;
 } core;
 
@@ -77,8 +80,10 @@ static bool core_open(const char *config_path)
 		dlsym(core.dl, "mailsuspend_check_login");
 	core.count_event = (mailsuspend_count_event_func_t *)
 		dlsym(core.dl, "mailsuspend_count_event");
+	core.change_stamp = (mailsuspend_change_stamp_func_t *)
+		dlsym(core.dl, "mailsuspend_change_stamp");
 	if (open_func == NULL || core.close == NULL || core.check_login == NULL ||
-	    core.count_event == NULL)
+	    core.count_event == NULL || core.change_stamp == NULL)
 		return core_load_failed("not a mailsuspend core module");
 	if (config_path != NULL && *config_path == '\0')
 		config_path = NULL;
@@ -108,4 +113,9 @@ void mailsuspend_lazy_count_event(enum mailsuspend_event event, const char *labe
 {
 	if (core.handle != NULL)
 		core.count_event(core.handle, event, label);
+}
+
+unsigned long long mailsuspend_lazy_change_stamp(void)
+{
+	return core.handle == NULL ? 0 : core.change_stamp(core.handle);
 }

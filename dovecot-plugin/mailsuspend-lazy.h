@@ -31,4 +31,7 @@ void mailsuspend_lazy_check_login(const char *config_path, const char *user,
    ends only after a check, which loads it); else nothing. */
 void mailsuspend_lazy_count_event(enum mailsuspend_event event, const char *label);
 
+/* mailsuspend_change_stamp() of the loaded core; 0 until it is loaded. */
+unsigned long long mailsuspend_lazy_change_stamp(void);
+
 #endif

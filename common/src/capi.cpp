@@ -306,6 +306,11 @@ void mailsuspend_close(struct mailsuspend_handle** ms) {
     *ms = nullptr;
 }
 
+unsigned long long mailsuspend_change_stamp(struct mailsuspend_handle* ms) {
+    if (!ms || !ms->reader) return 0;
+    return ms->reader->change_stamp();
+}
+
 void mailsuspend_check_service(struct mailsuspend_handle* ms, const char* user, const char* service,
                                const char* client_ip, struct mailsuspend_result* r) {
     (void)client_ip;

@@ -572,6 +572,21 @@ const std::string& StoreReader::last_error() const noexcept { return impl_->erro
 
 bool StoreReader::usable() noexcept { return impl_->current(); }
 
+uint64_t StoreReader::change_stamp() noexcept {
+    const Mapping& m = impl_->map;
+    if (!m.valid()) return 0;
+    uint64_t stamp = 0;
+    if (!under_bus_guard([&] {
+            const Header& h = *m.header;
+            stamp = h.seq.load(std::memory_order_acquire) ^ (h.generation << 40) ^
+                    (uint64_t{h.retired.load(std::memory_order_acquire)} << 63);
+        })) {
+        impl_->lose_mapping();
+        return 0;
+    }
+    return stamp == 0 ? 1 : stamp;
+}
+
 bool StoreReader::replaced() const noexcept {
     struct stat st {};
     // Deleted, or the directory can no longer be entered: what is mapped is

@@ -71,6 +71,12 @@ public:
     // that, so a long-lived caller asks now and then and opens afresh.
     // One stat(); true also when the path is gone or cannot be reached.
     bool replaced() const noexcept;
+    // A number that changes with every applied change (any writer) and
+    // with every new generation; 0 when nothing is mapped.  One guarded
+    // read of the shared header, no system call: lets a long-lived reader
+    // skip its lookups while nothing changed.  It does not see a file
+    // replaced or overwritten in place (replaced(), usable() do).
+    uint64_t change_stamp() noexcept;
     // The mapping is current and its header intact (remapping a newer
     // generation if need be): false means the whole store is unavailable,
     // not just one record.

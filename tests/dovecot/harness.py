@@ -26,6 +26,11 @@ PASSWORD = "secret"
 USERS = ["alice@example.com", "bob@example.com", "carol@example.org",
          "dave@example.org"]
 PROXIED = "proxied@example.com"
+# A Dovecot master user (master passdb): "user*admin" logs in as user.
+MASTER_USER = "admin"
+MASTER_PASSWORD = "master-secret"
+PLUGINS = ("lib95_imap_mailsuspend_plugin.so", "lib95_pop3_mailsuspend_plugin.so",
+           "lib95_sieve_mailsuspend_plugin.so")
 LOGIN_DENIED = "Mailbox suspended, contact support."
 SUSPENDED = "Session ended: mailbox suspended."
 CLIENT_TIMEOUT = 15.0
@@ -44,8 +49,7 @@ def require_prerequisites(args):
                          "dovecot-imapd dovecot-pop3d dovecot-managesieved dovecot-lmtpd)")
     for path in (args.cli, args.snippet,
                  os.path.join(args.modules, "libauthdb_mailsuspend.so"),
-                 os.path.join(args.modules, "lib95_imap_mailsuspend_plugin.so"),
-                 os.path.join(args.modules, "lib95_pop3_mailsuspend_plugin.so"),
+                 *(os.path.join(args.modules, name) for name in PLUGINS),
                  os.path.join(args.modules, CORE_MODULE)):
         if not os.path.exists(path):
             raise SetupError(f"missing build artefact: {path}")
@@ -93,9 +97,11 @@ class Dovecot:
     def __init__(self, args, fail_policy="open", include_reason=False,
                  create_store=True, auth_cache=True, with_mailsuspend=True,
                  extra_conf="", corrupt_store=False, continue_ok=True,
-                 core_module=True):
+                 core_module=True, master_passdb=None):
         """with_mailsuspend=False gives the same Dovecot without the
-        snippet (the benchmark's baseline); extra_conf is appended."""
+        snippet (the benchmark's baseline); extra_conf is appended.
+        master_passdb: None, "default" (a master passdb as Dovecot's
+        documentation shows it, without pass = yes) or "pass" (pass = yes)."""
         self.args = args
         self.tmp = tempfile.mkdtemp(prefix="ms-dovecot-")
         # dovecot's auth (user dovecot) and mail processes (nobody) must
@@ -113,6 +119,7 @@ class Dovecot:
             self._corrupt_store()
         self.continue_ok = continue_ok
         self.core_module = core_module
+        self.master_passdb = master_passdb
         self._write_dovecot_conf(auth_cache, with_mailsuspend, extra_conf)
         self._prepare_auth_modules()
 
@@ -164,8 +171,7 @@ messages: {{ login_denied = "{LOGIN_DENIED}"; unavailable = "{SUSPENDED}";
             f.write(snippet)
         plugin_dir = os.path.join(self.tmp, "modules")
         os.makedirs(plugin_dir)
-        for name in ("lib95_imap_mailsuspend_plugin.so",
-                     "lib95_pop3_mailsuspend_plugin.so"):
+        for name in PLUGINS:
             # copies: mail processes run as the mail user, who may not
             # be able to reach the build tree
             shutil.copy(os.path.join(self.args.modules, name), plugin_dir)
@@ -197,6 +203,7 @@ default_login_user = dovenull
 login_trusted_networks =
 imap_hibernate_timeout = 0
 
+{self._master_passdb_conf()}
 passdb {{
   driver = passwd-file
   args = {users}
@@ -257,6 +264,21 @@ plugin {{
         self.dovecot_conf = os.path.join(self.tmp, "dovecot.conf")
         with open(self.dovecot_conf, "w") as f:
             f.write(conf)
+
+    def _master_passdb_conf(self):
+        if self.master_passdb is None:
+            return ""
+        masters = os.path.join(self.tmp, "masters")
+        with open(masters, "w") as f:
+            f.write(f"{MASTER_USER}:{{PLAIN}}{MASTER_PASSWORD}\n")
+        os.chmod(masters, 0o644)
+        return f"""auth_master_user_separator = *
+passdb {{
+  driver = passwd-file
+  master = yes
+  args = {masters}
+{"  pass = yes" if self.master_passdb == "pass" else ""}
+}}"""
 
     def _prepare_auth_modules(self):
         """Dovecot's auth process only loads modules from its compiled-in
@@ -385,9 +407,17 @@ plugin {{
         c.send(f"PASS {password}")
         return c.read_line(), c
 
-    def sieve_login(self, user, password=PASSWORD, source="127.0.0.1"):
+    def imap_plain(self, user, password=PASSWORD, authzid="", source="127.0.0.1"):
+        """AUTHENTICATE PLAIN (initial response); authzid: log in as that
+        user with a master user's credentials."""
+        c = self.imap(source)
+        token = base64.b64encode(f"{authzid}\0{user}\0{password}".encode()).decode()
+        c.send(f"a AUTHENTICATE PLAIN {token}")
+        return c.read_tagged("a"), c
+
+    def sieve_login(self, user, password=PASSWORD, source="127.0.0.1", authzid=""):
         c = self.sieve(source)
-        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        token = base64.b64encode(f"{authzid}\0{user}\0{password}".encode()).decode()
         c.send(f'AUTHENTICATE "PLAIN" "{token}"')
         return c.read_until(lambda l: l.startswith(("OK", "NO", "BYE"))), c
 

@@ -105,6 +105,14 @@ void mailsuspend_check_service(struct mailsuspend_handle *ms, const char *user,
 			       const char *service, const char *client_ip,
 			       struct mailsuspend_result *result_r);
 
+/* A number that changes whenever the store changes (any writer, a rebuilt
+   generation); 0 when the store is not open.  One read of the shared
+   mapping, no system call, no allocation: a host re-checking long-lived
+   sessions calls the check functions only when it changed since its last
+   check (and now and then regardless: a store file replaced or overwritten
+   in place, rather than changed by a writer, does not move it). */
+unsigned long long mailsuspend_change_stamp(struct mailsuspend_handle *ms);
+
 /* 1 when client_ip is in webmail.hosts, else 0 (also for NULL or an
    unreadable config).  Lets a host tell a webmail submission that did not
    authenticate from inbound mail, without knowing the host list itself. */
