@@ -34,6 +34,11 @@ struct Messages {
     std::string recipients_per_message =
         "Permanent Failure: Too many recipients for one message. Please contact your IT "
         "administrator";
+    // A message that takes its client IP over limits.offdomain_recipients_per_hour_per_ip:
+    // the IP is throttled (temporary refusal), nobody is suspended.
+    std::string ip_throttled =
+        "Too much mail to other domains from your network address within the last hour. "
+        "Please try again later.";
     std::string login_denied = "Your account has been suspended. Please contact your system administrator.";
     bool include_reason = true;  // append the admin's reason: "<text> (<reason>)"
 };

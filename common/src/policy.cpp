@@ -74,7 +74,8 @@ RateDecision count_message(const Limits& limits, Counters* counters, const Messa
             break;
         }
         if (total > s.max) {
-            d = {RateVerdict::crossed, s.name, total, s.max};
+            const bool ip = s.kind == CounterKind::ip_offdomain_rcpts;
+            d = {ip ? RateVerdict::ip_throttled : RateVerdict::crossed, s.name, total, s.max};
             break;
         }
         ++added;

@@ -9,9 +9,12 @@
 //  - otherwise the message is added to the sliding-window counters
 //    (messages and off-domain recipients per mailbox per 24h, off-domain
 //    recipients per client IP per hour); a message that takes any of them
-//    over its limit is refused, taken back out of every counter (refused
-//    mail is not counted) and suspends "send" of the sender (source rate,
-//    for limits.suspend_for);
+//    over its limit is refused and taken back out of every counter (refused
+//    mail is not counted); over a mailbox limit it suspends "send" of the
+//    sender (source rate, for limits.suspend_for); over the IP limit it
+//    only throttles the IP (temporary refusal while the IP's last hour is
+//    full): an IP is shared, and the mailbox whose message happens to
+//    cross is not the one that filled it;
 //  - an attempt to send while rate-suspended moves the expiry to
 //    now + suspend_for (limits.extend_on_attempt);
 //  - more than spam.threshold reports within spam.window suspend "send"
@@ -57,7 +60,10 @@ struct MessageFacts {
     uint32_t offdomain = 0;
 };
 
-enum class RateVerdict { allow, too_many_recipients, crossed, unavailable };
+// crossed: a limit of the sender's own mailbox (its send is suspended);
+// ip_throttled: the client IP's hourly off-domain limit, which many
+// mailboxes share: the message is refused for now and nobody is suspended.
+enum class RateVerdict { allow, too_many_recipients, crossed, ip_throttled, unavailable };
 
 struct RateDecision {
     RateVerdict verdict = RateVerdict::allow;
