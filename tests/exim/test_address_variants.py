@@ -25,7 +25,7 @@ REJECT_TEXT = "Mailbox unavailable: the account is suspended."
 
 # The reported variants (issue 12) and a few more of the same kind.
 QUOTED_TAGS = ['"{u}+x y"', '"{u}+(x)"', '"{u}+x,y"', '"{u}+x\\"y"', '"{U}+x y"', '"{u}+x@y"',
-               '"{u}+' + "t" * 300 + '"', '"\\{u}+x"']
+               '"{u}+' + "t" * 150 + '"', '"\\{u}+x"']
 
 
 def variants(user, forms=QUOTED_TAGS):
@@ -59,8 +59,8 @@ class QuotedTagReceiveTest(EximTestCase):
             rcpt_reply = s.cmd(f"RCPT TO:<{rcpt}>")
             mid = None
             if rcpt_reply[0] == 250:
-                self.assertEqual(s.cmd("DATA")[0], 354)
-                code, text = s.cmd(f"From: <outside@remote.test>\r\nSubject: {subject}\r\n\r\nhi\r\n.")
+                code, text = s.client.data(f"From: <outside@remote.test>\r\nSubject: {subject}\r\n\r\nhi\r\n")
+                text = text.decode(errors="replace")
                 self.assertEqual(code, 250, text)
                 mid = re.search(r"id=(\S+)", text).group(1)
         finally:
@@ -162,7 +162,7 @@ def generated_variants(seed=12, count=160):
         if rng.random() < 0.8:
             tag = "+" + "".join(rng.choice("abcXYZ09+-_" + SPECIALS) for _ in range(rng.randrange(0, 12)))
             if rng.random() < 0.05:
-                tag += "t" * 200
+                tag += "t" * 150
         local = base + tag
         if rng.random() < 0.7 or any(c in SPECIALS for c in local):
             q = quote(local)
