@@ -219,8 +219,10 @@ Outcome spam_report_of(const Config& cfg, const Options& o, SpamReport& report) 
         return {Exit::ok, "ignored: Feedback-Type '" + sanitise_line(arf->feedback_type, 40) +
                               "' is not a spam complaint (only abuse counts); nothing recorded"};
     Attribution who;
-    if (Outcome a = attribute_arf(cfg, *arf, o.token_only, who); !a.ok()) return {a.code, "ARF report: " + a.message};
+    if (Outcome a = attribute_arf(cfg, *arf, o.token_only, now(), who); !a.ok())
+        return {a.code, "ARF report: " + a.message};
     report.address = who.address;
+    report.message = who.message;
     report.origin = "arf, attributed by " + who.how;
     if (!arf->user_agent.empty()) report.origin += ", from " + arf->user_agent;
     if (!arf->original.empty()) report.evidence.push_back(arf->original);

@@ -231,9 +231,10 @@ void read_limits(Reader& r, Setting g, Config& c) {
 
 void read_spam(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"threshold", "window", "default_abuse_contact", "abuse_contacts",
-                    "evidence_samples", "sendmail_command"});
+                    "evidence_samples", "sendmail_command", "token_max_age"});
     r.integer(g, "threshold", c.spam_threshold, 0, 1000000);
     r.duration(g, "window", c.spam_window, false);
+    r.duration(g, "token_max_age", c.spam_token_max_age, false);
     r.string(g, "default_abuse_contact", c.default_abuse_contact);
     r.integer(g, "evidence_samples", c.evidence_samples, 0, 100);
     r.string(g, "sendmail_command", c.sendmail_command);

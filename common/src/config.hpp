@@ -79,6 +79,9 @@ struct Config {
     // spam reports and notices (issue 5)
     int64_t spam_threshold = 5;
     int64_t spam_window = 24 * 3600;
+    // An ARF report whose sender token is older than this is refused: a
+    // complaint comes within days, a replayed old token is not one.
+    int64_t spam_token_max_age = 30 * 86400;
     std::string default_abuse_contact;
     std::map<std::string, std::string> abuse_contacts;  // domain -> address
     int64_t evidence_samples = 3;

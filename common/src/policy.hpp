@@ -120,18 +120,23 @@ struct SpamReport {
     std::string address;                // as given; normalised here
     std::string origin;                 // "cli", "arf (token)", ...
     std::vector<std::string> evidence;  // sample messages
+    std::string message;                // the reported message's id ("token:<nonce>"); "" = unknown, counted
 };
 
 struct SpamResult {
     Outcome outcome;
     std::string key;
-    int64_t in_window = 0;  // reports within spam.window, this one included
+    int64_t in_window = 0;  // distinct reported messages within spam.window, this one included
+    bool duplicate = false; // this message was already reported within the window: not counted again
     AutoSuspension suspension;
 };
 
 // Records one report durably (<evidence>/<key>/reports, under the writer
 // lock, so concurrent reports count exactly), keeps the evidence as
-// samples, audits it, and suspends when over the threshold.
+// samples, audits it, and suspends when over the threshold.  One report
+// per reported message: a report of a message (report.message) already
+// reported within spam.window is audited but not counted again, so one
+// genuine token replayed in many reports counts once.
 SpamResult record_spam_report(const Config& cfg, StoreWriter& writer, const Actor& actor,
                               const SpamReport& report, int64_t now, std::vector<std::string>& warnings);
 
@@ -144,8 +149,10 @@ struct Attribution {
     std::string address;
     std::string how;        // "token", "Original-Mail-From (no token)", "Return-Path (no token)"
     int64_t token_issued = 0;
+    std::string message;    // "token:<nonce>" for a token: one id per reported message
 };
-Outcome attribute_arf(const Config& cfg, const ArfReport& report, bool token_only, Attribution& out);
+// A token older than spam.token_max_age (or issued in the future) is refused.
+Outcome attribute_arf(const Config& cfg, const ArfReport& report, bool token_only, int64_t now, Attribution& out);
 
 // ---- per C-API handle -----------------------------------------------------
 
