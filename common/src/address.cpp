@@ -270,10 +270,11 @@ std::string address_regex(std::string_view key, const AddressRules& rules) {
     if (at == std::string_view::npos) return "(?i)^" + regex_quoted(key) + "$";
     const std::string domain = regex_quoted(key.substr(at)) + "$";
     if (at == 0) return "(?i)" + domain;
-    std::string local = "(?i)^" + regex_quoted(key.substr(0, at));
+    // "? : Exim's queue keeps a quoted local part quoted ("bob+x y"@example.com).
+    std::string local = "(?i)^\"?" + regex_quoted(key.substr(0, at));
     if (!rules.subaddress_separator.empty())
         local += "(" + regex_quoted(rules.subaddress_separator) + "[^@]*)?";
-    return local + domain;
+    return local + "\"?" + domain;
 }
 
 }  // namespace mailsuspend
