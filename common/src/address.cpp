@@ -270,11 +270,14 @@ std::string address_regex(std::string_view key, const AddressRules& rules) {
     if (at == std::string_view::npos) return "(?i)^" + regex_quoted(key) + "$";
     const std::string domain = regex_quoted(key.substr(at)) + "$";
     if (at == 0) return "(?i)" + domain;
-    // "? : Exim's queue keeps a quoted local part quoted ("bob+x y"@example.com).
-    std::string local = "(?i)^\"?" + regex_quoted(key.substr(0, at));
-    if (!rules.subaddress_separator.empty())
-        local += "(" + regex_quoted(rules.subaddress_separator) + "[^@]*)?";
-    return local + "\"?" + domain;
+    // Exim's queue keeps a quoted local part quoted: "bob"@, "bob+x y"@ and
+    // "bob+x@y"@ match too.  (A needlessly escaped base such as "\bob"@ is
+    // not matched: Exim's next queue run delivers it.)
+    const std::string base = regex_quoted(key.substr(0, at));
+    if (rules.subaddress_separator.empty()) return "(?i)^\"?" + base + "\"?" + domain;
+    const std::string sep = regex_quoted(rules.subaddress_separator);
+    return "(?i)^(\"" + base + sep + ".*\"|\"?" + base + "(" + sep + "[^@]*)?\"?)@" +
+           domain.substr(1);
 }
 
 }  // namespace mailsuspend

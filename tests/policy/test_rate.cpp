@@ -481,7 +481,8 @@ TEST(OffDomain, RuleIsDomainEqualityAfterNormalisation) {
     EXPECT_FALSE(is_offdomain("a@example.com", "B@EXAMPLE.COM.", rules));
     EXPECT_TRUE(is_offdomain("a@example.com", "b@sub.example.com", rules));
     EXPECT_TRUE(is_offdomain("a@example.com", "b@example.org", rules));
-    EXPECT_TRUE(is_offdomain("a@example.com", "\"quoted\"@example.com", rules)) << "not normalisable: off-domain";
+    EXPECT_FALSE(is_offdomain("a@example.com", "\"quoted+x y\"@example.com", rules)) << "a quoted mailbox is one";
+    EXPECT_TRUE(is_offdomain("a@example.com", "\"quoted name\"@example.com", rules)) << "not normalisable: off-domain";
     EXPECT_FALSE(is_offdomain("a@xn--bcher-kva.example", "b@bücher.example", rules)) << "IDN compared in A-labels";
 }
 
