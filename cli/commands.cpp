@@ -9,10 +9,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <iostream>
 
@@ -248,8 +250,10 @@ Outcome spam_report_of(const Config& cfg, const Options& o, SpamReport& report) 
         return {Exit::ok, "ignored: Feedback-Type '" + sanitise_line(arf->feedback_type, 40) +
                               "' is not a spam complaint (only abuse counts); nothing recorded"};
     Attribution who;
-    if (Outcome a = attribute_arf(cfg, *arf, o.token_only, who); !a.ok()) return {a.code, "ARF report: " + a.message};
+    if (Outcome a = attribute_arf(cfg, *arf, o.token_only, now(), who); !a.ok())
+        return {a.code, "ARF report: " + a.message};
     report.address = who.address;
+    report.message = who.message;
     report.origin = "arf, attributed by " + who.how;
     if (!arf->user_agent.empty()) report.origin += ", from " + arf->user_agent;
     if (!arf->original.empty()) report.evidence.push_back(arf->original);
@@ -609,16 +613,90 @@ Outcome batch_line(Session& s, const json& j) {
 
 }  // namespace
 
+namespace {
+
+// Bounds on batch input (issue 12, item 11): a batch line is one small JSON
+// object (a key of at most 254 octets, a reason of at most 200), so 64 KiB
+// is far more than any real line; 100,000 lines (the default store
+// capacity) and 32 MiB bound the whole.  Past any of them the batch is
+// refused before anything further is read or anything applied.
+constexpr std::size_t kMaxBatchLine = 64 * 1024;
+constexpr std::size_t kMaxBatchLines = 100000;
+constexpr std::size_t kMaxBatchInput = 32 * 1024 * 1024;
+
+// Reads stdin into lines within the bounds; "" or what is wrong.
+std::string read_batch(std::vector<std::string>& lines) {
+    std::string line;
+    std::size_t total = 0;
+    char buf[65536];
+    while (true) {
+        const ssize_t got = ::read(STDIN_FILENO, buf, sizeof buf);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) return std::string("cannot read standard input: ") + std::strerror(errno);
+        if (got == 0) break;
+        total += static_cast<std::size_t>(got);
+        if (total > kMaxBatchInput)
+            return "line " + std::to_string(lines.size() + 1) + ": input longer than " +
+                   std::to_string(kMaxBatchInput) + " octets (split the batch)";
+        for (ssize_t i = 0; i < got; ++i) {
+            if (buf[i] == '\n') {
+                if (lines.size() == kMaxBatchLines)
+                    return "line " + std::to_string(lines.size() + 1) + ": more than " +
+                           std::to_string(kMaxBatchLines) + " lines (split the batch)";
+                lines.push_back(std::move(line));
+                line.clear();
+                continue;
+            }
+            if (line.size() == kMaxBatchLine)
+                return "line " + std::to_string(lines.size() + 1) + ": longer than " +
+                       std::to_string(kMaxBatchLine) + " octets";
+            line += buf[i];
+        }
+    }
+    if (!line.empty()) {
+        if (lines.size() == kMaxBatchLines)
+            return "line " + std::to_string(lines.size() + 1) + ": more than " + std::to_string(kMaxBatchLines) +
+                   " lines (split the batch)";
+        lines.push_back(std::move(line));
+    }
+    return {};
+}
+
+// One line as JSON.  A key given twice in one object is an error: which of
+// the two values counts would be the parser's choice, not the writer's.
+std::optional<json> parse_batch_line(const std::string& line, std::string& error) {
+    std::vector<std::vector<std::string>> keys;  // per open object
+    std::string duplicate;
+    const json::parser_callback_t seen = [&](int, json::parse_event_t event, json& parsed) {
+        if (event == json::parse_event_t::object_start) keys.emplace_back();
+        if (event == json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
+        if (event == json::parse_event_t::key && !keys.empty()) {
+            const std::string name = parsed.get<std::string>();
+            auto& mine = keys.back();
+            if (std::find(mine.begin(), mine.end(), name) != mine.end() && duplicate.empty()) duplicate = name;
+            mine.push_back(name);
+        }
+        return true;
+    };
+    json j = json::parse(line, seen, false);
+    if (j.is_discarded()) return error = "not valid JSON", std::nullopt;
+    if (!duplicate.empty()) return error = "key \"" + duplicate + "\" given twice", std::nullopt;
+    return j;
+}
+
+}  // namespace
+
 int cmd_batch(const Options& o) {
     std::vector<std::string> lines;
-    for (std::string line; std::getline(std::cin, line);)
-        lines.push_back(line);
+    if (const std::string why = read_batch(lines); !why.empty())
+        return finish({Exit::bad_input, why + " (nothing applied)"});
     int applied = 0;
     return change(o, [&](Session& s) -> Outcome {
         for (std::size_t n = 0; n < lines.size(); ++n) {
             if (lines[n].find_first_not_of(" \t\r") == std::string::npos) continue;
-            const json j = json::parse(lines[n], nullptr, false);
-            Outcome r = j.is_discarded() ? Outcome{Exit::bad_input, "not valid JSON"} : batch_line(s, j);
+            std::string error;
+            const auto j = parse_batch_line(lines[n], error);
+            Outcome r = j ? batch_line(s, *j) : Outcome{Exit::bad_input, error};
             if (!r.ok())
                 return {r.code, "line " + std::to_string(n + 1) + ": " + r.message + " (nothing applied)"};
             ++applied;

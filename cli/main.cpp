@@ -4,16 +4,71 @@
 
 #include <exception>
 #include <iostream>
+#include <streambuf>
+#include <string>
 #include <utility>
 
 #include "commands.hpp"
 #include "doctor.hpp"
 #include "operations.hpp"
+#include "text.hpp"
 
 using namespace mailsuspend;
 using namespace mailsuspend::cli;
 
+namespace {
+
+// Everything written to stderr goes through escape_for_display, line by
+// line: an error message that quotes input (an option value, a batch line,
+// a JSON parser's token) can never put ESC, NUL, a right-to-left override or
+// any other control character on the admin's terminal (issue 12, item 10).
+class EscapingBuf : public std::streambuf {
+public:
+    explicit EscapingBuf(std::streambuf* dest) : dest_(dest) {}
+
+protected:
+    int overflow(int c) override {
+        if (c == traits_type::eof()) return sync() == 0 ? 0 : traits_type::eof();
+        if (c == '\n') {
+            line_ += escape_for_display(pending_, kMaxLine);
+            line_ += '\n';
+            pending_.clear();
+            return flush_line() ? c : traits_type::eof();
+        }
+        pending_ += static_cast<char>(c);
+        return c;
+    }
+    int sync() override {
+        line_ += escape_for_display(pending_, kMaxLine);
+        pending_.clear();
+        return flush_line() && dest_->pubsync() == 0 ? 0 : -1;
+    }
+
+private:
+    static constexpr std::size_t kMaxLine = 4000;
+    bool flush_line() {
+        const auto n = static_cast<std::streamsize>(line_.size());
+        const bool ok = dest_->sputn(line_.data(), n) == n;
+        line_.clear();
+        return ok;
+    }
+    std::streambuf* dest_;
+    std::string pending_, line_;
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
+    std::streambuf* const original = std::cerr.rdbuf();
+    EscapingBuf escaping(original);
+    std::cerr.rdbuf(&escaping);
+    struct Restore {
+        std::streambuf* buf;
+        ~Restore() {
+            std::cerr.flush();
+            std::cerr.rdbuf(buf);
+        }
+    } restore{original};
     Options o;
     CLI::App app{"mailsuspend: suspend mail accounts per service (Dovecot and Exim)"};
     app.set_help_all_flag("--help-all");

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <idn2.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -23,12 +24,13 @@ bool bad_local_char(unsigned char c) {
     return c <= 0x20 || c == 0x7F || std::strchr("\"\\()<>,;:[]@", c) != nullptr;
 }
 
+// The base local part (tag already dropped) as a key: at most 64 octets, no
+// space, control or special character, UTF-8.
 bool check_local(std::string_view local, std::string* error) {
     if (local.empty()) return fail(error, "empty local part");
     if (local.size() > kMaxLocalPart)
         return fail(error, "local part is " + std::to_string(local.size()) + " octets, at most " +
                                std::to_string(kMaxLocalPart));
-    if (local.front() == '"') return fail(error, "quoted local parts are not supported");
     bool ascii = true;
     for (std::size_t i = 0; i < local.size(); ++i) {
         const auto c = static_cast<unsigned char>(local[i]);
@@ -46,14 +48,55 @@ bool check_local(std::string_view local, std::string* error) {
     return true;
 }
 
+// True when local is one RFC 5321 quoted-string ("..." with \-escapes and
+// no bare '"' inside).  Anything else is taken as written: a host may pass
+// the local part already unquoted (Exim's $local_part of "bob+x y"@ is bob+x y).
+bool is_quoted_string(std::string_view local) {
+    if (local.size() < 2 || local.front() != '"' || local.back() != '"') return false;
+    for (std::size_t i = 1; i + 1 < local.size(); ++i) {
+        if (local[i] == '"') return false;
+        if (local[i] == '\\' && ++i + 1 >= local.size()) return false;  // escapes the closing quote
+    }
+    return true;
+}
+
+// Writes the mailbox part of local to out the way Exim's routers (and
+// Dovecot's recipient_delimiter) resolve the mailbox: a quoted-string is
+// unquoted and unescaped, then everything from the first subaddress
+// separator on is dropped (not at octet 0: "+x" stays "+x"), then the base is
+// checked and ASCII lower-cased.  Only the base is limited to 64 octets: a
+// long tag still names its mailbox.  Returns the length, 0 on error.
+std::size_t put_local(std::string_view local, const std::string& separator, char* out,
+                      std::size_t room, std::string* error) {
+    if (local.empty()) return fail(error, "empty local part"), 0;
+    const bool quoted = is_quoted_string(local);
+    if (quoted) local = local.substr(1, local.size() - 2);
+    std::size_t base = 0;  // octets of the base, counted past what out can hold
+    for (std::size_t i = 0; i < local.size(); ++i) {
+        char c = local[i];
+        if (quoted && c == '\\') c = local[++i];  // is_quoted_string: never the last octet
+        if (base > 0 && !separator.empty() && c == separator.front()) break;
+        if (base < room) out[base] = c;
+        ++base;
+    }
+    if (base > kMaxLocalPart || base > room)
+        return fail(error, "local part is " + std::to_string(base) + " octets, at most " +
+                               std::to_string(kMaxLocalPart)),
+               0;
+    const std::size_t n = base;
+    if (!check_local(std::string_view(out, n), error)) return 0;
+    for (std::size_t i = 0; i < n; ++i) out[i] = ascii_lower(out[i]);
+    return n;
+}
+
 bool check_label(std::string_view label, std::string* error) {
     if (label.empty()) return fail(error, "empty label in domain");
     if (label.size() > 63) return fail(error, "domain label longer than 63 octets");
     if (label.front() == '-' || label.back() == '-')
-        return fail(error, "domain label '" + std::string(label) + "' starts or ends with '-'");
+        return fail(error, "domain label '" + escape_for_display(label, 80) + "' starts or ends with '-'");
     for (char c : label)
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
-            return fail(error, "domain '" + std::string(label) + "' has a character that is not a "
+            return fail(error, "domain '" + escape_for_display(label, 80) + "' has a character that is not a "
                                "letter, digit or hyphen");
     return true;
 }
@@ -166,16 +209,14 @@ std::size_t put_domain(std::string_view domain, char* out, std::size_t room, std
 std::size_t normalise(std::string_view in, const AddressRules& rules, char* out,
                       std::size_t out_size, TargetKind* kind_r, std::string* error) {
     if (in.empty()) return fail(error, "empty address"), 0;
-    if (in.size() > kMaxAddress)
-        return fail(error, "address is " + std::to_string(in.size()) + " octets, at most " +
-                               std::to_string(kMaxAddress)),
-               0;
+    // No limit on the input: only the key is limited (a long +tag still
+    // names its mailbox, and Exim routes it there).
     if (out_size < kKeyBufferSize) return fail(error, "internal: key buffer too small"), 0;
     std::string_view local, domain;
     const auto at = in.rfind('@');
     if (at == std::string_view::npos) {
         if (rules.default_domain.empty())
-            return fail(error, "'" + std::string(in) + "' has no @domain (set address.default_domain "
+            return fail(error, "'" + escape_for_display(in, 80) + "' has no @domain (set address.default_domain "
                                "to accept bare user names)"),
                    0;
         local = in;
@@ -187,13 +228,8 @@ std::size_t normalise(std::string_view in, const AddressRules& rules, char* out,
     std::size_t n = 0;
     const bool is_domain_target = local.empty() && at == 0;
     if (!is_domain_target) {
-        if (!check_local(local, error)) return 0;
-        const auto& sep = rules.subaddress_separator;
-        if (!sep.empty()) {
-            const auto cut = local.find(sep);
-            if (cut != std::string_view::npos && cut > 0) local = local.substr(0, cut);
-        }
-        for (char c : local) out[n++] = ascii_lower(c);
+        n = put_local(local, rules.subaddress_separator, out, kMaxLocalPart + 1, error);
+        if (n == 0) return 0;
     }
     out[n++] = '@';
     const std::size_t dlen = put_domain(domain, out + n, out_size - n, error);
@@ -234,10 +270,14 @@ std::string address_regex(std::string_view key, const AddressRules& rules) {
     if (at == std::string_view::npos) return "(?i)^" + regex_quoted(key) + "$";
     const std::string domain = regex_quoted(key.substr(at)) + "$";
     if (at == 0) return "(?i)" + domain;
-    std::string local = "(?i)^" + regex_quoted(key.substr(0, at));
-    if (!rules.subaddress_separator.empty())
-        local += "(" + regex_quoted(rules.subaddress_separator) + "[^@]*)?";
-    return local + domain;
+    // Exim's queue keeps a quoted local part quoted: "bob"@, "bob+x y"@ and
+    // "bob+x@y"@ match too.  (A needlessly escaped base such as "\bob"@ is
+    // not matched: Exim's next queue run delivers it.)
+    const std::string base = regex_quoted(key.substr(0, at));
+    if (rules.subaddress_separator.empty()) return "(?i)^\"?" + base + "\"?" + domain;
+    const std::string sep = regex_quoted(rules.subaddress_separator);
+    return "(?i)^(\"" + base + sep + ".*\"|\"?" + base + "(" + sep + "[^@]*)?\"?)@" +
+           domain.substr(1);
 }
 
 }  // namespace mailsuspend

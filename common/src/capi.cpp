@@ -214,6 +214,19 @@ bool key_of(struct mailsuspend_handle* ms, const char* address, char* buf, std::
     return n > 0;
 }
 
+// The key a check looks up.  A local part that is no key even after
+// unquoting and dropping the tag (a space or special in the base, more than
+// 64 octets of base) names no mailbox of the store, which cannot hold such a
+// name: its domain's state decides (README, "Addresses").  false only when
+// neither the mailbox nor the domain can be a key.
+bool check_key_of(struct mailsuspend_handle* ms, const char* address, char* buf, std::size_t size,
+                  std::string_view& key) {
+    if (key_of(ms, address, buf, size, key)) return true;
+    const char* at = address ? std::strrchr(address, '@') : nullptr;
+    if (!at) return false;
+    return key_of(ms, at, buf, size, key);
+}
+
 // The shared path of every check: normalise, look up, fill the result.
 bool check(struct mailsuspend_handle* ms, const char* address, Service service, mailsuspend_result* r,
            Effective& e) {
@@ -223,7 +236,7 @@ bool check(struct mailsuspend_handle* ms, const char* address, Service service, 
         apply_fail_policy(ms, r, "config: " + ms->cfg_error, service, true, is_probe(address));
         return false;
     }
-    if (!key_of(ms, address, buf, sizeof buf, key)) return false;
+    if (!check_key_of(ms, address, buf, sizeof buf, key)) return false;
     std::string why;
     if (!effective_state(ms, key, service, std::time(nullptr), e, why)) {
         apply_fail_policy(ms, r, why, service, !ms->reader || !ms->reader->usable(), is_probe(address));
@@ -427,7 +440,8 @@ int mailsuspend_message(struct mailsuspend_handle* ms, const char* key, char* bu
     const std::pair<const char*, const std::string*> table[] = {
         {"unavailable", &m.unavailable},           {"send_suspended", &m.send_suspended},
         {"rate_suspended", &m.rate_suspended}, {"receive_rejected", &m.receive_rejected},
-        {"login_denied", &m.login_denied},     {"recipients_per_message", &m.recipients_per_message}};
+        {"login_denied", &m.login_denied},     {"recipients_per_message", &m.recipients_per_message},
+        {"ip_throttled", &m.ip_throttled}};
     for (const auto& [name, text] : table) {
         if (std::strcmp(name, key) != 0) continue;
         std::snprintf(buf, size, "%s", text->c_str());

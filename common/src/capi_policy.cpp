@@ -208,6 +208,17 @@ void mailsuspend_count_message(struct mailsuspend_handle* ms, const char* sender
                 r->status = "5.5.3";  // RFC 3463: too many recipients
                 set_text(r, ms->cfg.messages.recipients_per_message, "", false);
                 return;
+            case RateVerdict::ip_throttled:
+                refusal = metrics::SendRefusal::ip_throttled;
+                // Temporary: the client retries once the IP's hour has room; a
+                // mailbox that keeps sending still meets its own limits.
+                r->verdict = MAILSUSPEND_DENY;
+                r->scope = "ip";
+                r->status = "4.7.1";
+                set_text(r, ms->cfg.messages.ip_throttled, "", false);
+                log_line(ms, MAILSUSPEND_LOG_INFO,
+                         "mailsuspend: client IP throttled, nobody suspended: " + describe(d, facts.client_ip));
+                return;
             case RateVerdict::crossed:
                 refusal = metrics::SendRefusal::rate_limit;
                 r->verdict = MAILSUSPEND_DENY;

@@ -205,13 +205,14 @@ void read_webmail(Reader& r, Setting g, Config& c) {
 
 void read_messages(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"unavailable", "send_suspended", "rate_suspended", "receive_rejected",
-                    "recipients_per_message", "login_denied", "include_reason"});
+                    "recipients_per_message", "ip_throttled", "login_denied", "include_reason"});
     auto& m = c.messages;
     r.text(g, "unavailable", m.unavailable);
     r.text(g, "send_suspended", m.send_suspended);
     r.text(g, "rate_suspended", m.rate_suspended);
     r.text(g, "receive_rejected", m.receive_rejected);
     r.text(g, "recipients_per_message", m.recipients_per_message);
+    r.text(g, "ip_throttled", m.ip_throttled);
     r.text(g, "login_denied", m.login_denied);
     r.boolean(g, "include_reason", m.include_reason);
 }
@@ -233,9 +234,10 @@ void read_limits(Reader& r, Setting g, Config& c) {
 
 void read_spam(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"threshold", "window", "default_abuse_contact", "abuse_contacts",
-                    "evidence_samples", "sendmail_command"});
+                    "evidence_samples", "sendmail_command", "token_max_age"});
     r.integer(g, "threshold", c.spam_threshold, 0, 1000000);
     r.duration(g, "window", c.spam_window, false);
+    r.duration(g, "token_max_age", c.spam_token_max_age, false);
     r.string(g, "default_abuse_contact", c.default_abuse_contact);
     r.integer(g, "evidence_samples", c.evidence_samples, 0, 100);
     r.string(g, "sendmail_command", c.sendmail_command);

@@ -34,6 +34,11 @@ struct Messages {
     std::string recipients_per_message =
         "Permanent Failure: Too many recipients for one message. Please contact your IT "
         "administrator";
+    // A message that takes its client IP over limits.offdomain_recipients_per_hour_per_ip:
+    // the IP is throttled (temporary refusal), nobody is suspended.
+    std::string ip_throttled =
+        "Too much mail to other domains from your network address within the last hour. "
+        "Please try again later.";
     std::string login_denied = "Your account has been suspended. Please contact your system administrator.";
     bool include_reason = true;  // append the admin's reason: "<text> (<reason>)"
 };
@@ -79,6 +84,9 @@ struct Config {
     // spam reports and notices (issue 5)
     int64_t spam_threshold = 5;
     int64_t spam_window = 24 * 3600;
+    // An ARF report whose sender token is older than this is refused: a
+    // complaint comes within days, a replayed old token is not one.
+    int64_t spam_token_max_age = 30 * 86400;
     std::string default_abuse_contact;
     std::map<std::string, std::string> abuse_contacts;  // domain -> address
     int64_t evidence_samples = 3;

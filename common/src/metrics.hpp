@@ -52,7 +52,7 @@ constexpr uint64_t kFileSize = sizeof(Header) + kMetricSlots * sizeof(uint64_t);
 enum Slot : int {
     kLoginDenied = 0,      // + Service (7)                      [dovecot]
     kSessionEnded = 8,     // + Service (7)                      [dovecot]
-    kSendRefused = 16,     // + SendRefusal (4)                  [exim]
+    kSendRefused = 16,     // + SendRefusal (5)                  [exim]
     kReceive = 24,         // + receive mode (5)                 [exim]
     kAutoSuspension = 32,  // + AutoCause (4)                    [exim]
     kSpamReports = 40,     //                                    [exim]
@@ -60,8 +60,9 @@ enum Slot : int {
     kLastSweep = 48,       // gauge: epoch seconds of the last `mailsuspend sweep`  [exim]
 };
 
-enum class SendRefusal : uint8_t { suspended = 0, recipients_per_message, rate_limit, fail_policy };
-constexpr const char* kSendRefusalNames[] = {"suspended", "recipients_per_message", "rate_limit", "fail_policy"};
+enum class SendRefusal : uint8_t { suspended = 0, recipients_per_message, rate_limit, fail_policy, ip_throttled };
+constexpr const char* kSendRefusalNames[] = {"suspended", "recipients_per_message", "rate_limit", "fail_policy",
+                                            "ip_throttled"};
 // The order of enum mailsuspend_mode.
 constexpr const char* kReceiveModeNames[] = {"deliver", "discard", "reject", "queue", "expired"};
 enum class AutoCause : uint8_t { messages_per_day = 0, offdomain_recipients_per_day, offdomain_recipients_per_hour_per_ip, spam };

@@ -63,7 +63,7 @@ json suspended_json(const TargetRecord& r, int64_t now) {
 Outcome normalise_target(const Config& cfg, std::string_view text, std::string& key) {
     std::string why;
     key = normalise(text, cfg.address, why);
-    if (key.empty()) return bad("invalid target '" + sanitise_line(text, 80) + "': " + why);
+    if (key.empty()) return bad("invalid target '" + escape_for_display(text, 80) + "': " + why);
     return {};
 }
 

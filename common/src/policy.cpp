@@ -75,7 +75,8 @@ RateDecision count_message(const Limits& limits, Counters* counters, const Messa
             break;
         }
         if (total > s.max) {
-            d = {RateVerdict::crossed, s.name, total, s.max};
+            const bool ip = s.kind == CounterKind::ip_offdomain_rcpts;
+            d = {ip ? RateVerdict::ip_throttled : RateVerdict::crossed, s.name, total, s.max};
             break;
         }
         ++added;
@@ -204,23 +205,31 @@ Outcome suspend_automatically(const Config& cfg, StoreWriter& writer, const Acto
 
 namespace {
 
-// Report times within the window (the file holds one epoch per line), plus now;
-// rewrites the file with just those.
-std::string update_reports(const Config& cfg, const std::string& key, int64_t now, int64_t& in_window) {
+// The reports within the window (the file holds one line per reported
+// message: "<epoch>" or "<epoch> <message id>"), plus this one unless its
+// message is among them; rewrites the file with just those.  in_window: the
+// distinct messages; duplicate: this message was already counted.
+std::string update_reports(const Config& cfg, const std::string& key, const std::string& message, int64_t now,
+                           int64_t& in_window, bool& duplicate) {
     std::string dir;
     if (std::string e = ensure_evidence_dir(cfg, key, dir); !e.empty()) return e;
     const std::string path = dir + "/reports";
-    std::vector<int64_t> times;
+    std::vector<std::string> kept;
+    duplicate = false;
     {
         std::ifstream in(path);
         for (std::string line; std::getline(in, line);) {
             const int64_t t = std::strtoll(line.c_str(), nullptr, 10);
-            if (t > now - cfg.spam_window && t <= now) times.push_back(t);
+            if (t <= now - cfg.spam_window || t > now) continue;
+            const auto space = line.find(' ');
+            if (!message.empty() && space != std::string::npos && line.compare(space + 1, std::string::npos, message) == 0)
+                duplicate = true;
+            kept.push_back(line);
         }
     }
-    times.push_back(now);
+    if (!duplicate) kept.push_back(std::to_string(now) + (message.empty() ? "" : " " + message));
     std::string text;
-    for (int64_t t : times) text += std::to_string(t) + "\n";
+    for (const auto& line : kept) text += line + "\n";
     const std::string tmp = path + ".new." + std::to_string(::getpid());
     {
         std::ofstream out(tmp, std::ios::trunc);
@@ -229,7 +238,7 @@ std::string update_reports(const Config& cfg, const std::string& key, int64_t no
         if (!out) return tmp + ": cannot write";
     }
     if (::rename(tmp.c_str(), path.c_str()) != 0) return path + ": " + std::strerror(errno);
-    in_window = static_cast<int64_t>(times.size());
+    in_window = static_cast<int64_t>(kept.size());
     return {};
 }
 
@@ -253,7 +262,7 @@ SpamResult record_spam_report(const Config& cfg, StoreWriter& writer, const Acto
         return r;
     }
     // The writer lock is held: concurrent reports are counted one after the other.
-    if (std::string e = update_reports(cfg, r.key, now, r.in_window); !e.empty()) {
+    if (std::string e = update_reports(cfg, r.key, report.message, now, r.in_window, r.duplicate); !e.empty()) {
         r.outcome = {Exit::failure, "report not recorded: " + e};
         return r;
     }
@@ -267,13 +276,19 @@ SpamResult record_spam_report(const Config& cfg, StoreWriter& writer, const Acto
                        {"target", r.key},
                        {"origin", sanitise_line(report.origin, 120)},
                        {"reports_in_window", r.in_window},
+                       {"duplicate", r.duplicate},
                        {"threshold", cfg.spam_threshold}};
     if (std::string e = append_audit(cfg.audit_log, {line}); !e.empty())
         warnings.push_back("report recorded, but the audit log failed: " + e);
     count_for_metrics(cfg, metrics::kSpamReports);
-    const std::string counted = std::to_string(r.in_window) + " spam report(s) within " +
-                                format_duration(cfg.spam_window) + " (spam.threshold = " +
-                                std::to_string(cfg.spam_threshold) + ")";
+    const std::string counted = "spam reports about " + std::to_string(r.in_window) +
+                                " distinct message(s) within " + format_duration(cfg.spam_window) +
+                                " (spam.threshold = " + std::to_string(cfg.spam_threshold) + ")";
+    if (r.duplicate) {  // counted when it was first reported: nothing new to decide
+        r.outcome = {Exit::ok, "a spam report for " + r.key + " about a message already reported (" +
+                                   report.message + "): not counted again; " + counted};
+        return r;
+    }
     if (cfg.spam_threshold <= 0 || r.in_window <= cfg.spam_threshold) {
         r.outcome = {Exit::ok, "recorded a spam report for " + r.key + ": " + counted};
         return r;
@@ -289,7 +304,7 @@ SpamResult record_spam_report(const Config& cfg, StoreWriter& writer, const Acto
     return r;
 }
 
-Outcome attribute_arf(const Config& cfg, const ArfReport& report, bool token_only, Attribution& out) {
+Outcome attribute_arf(const Config& cfg, const ArfReport& report, bool token_only, int64_t now, Attribution& out) {
     out = {};
     if (!report.tokens.empty()) {
         std::string error;
@@ -301,8 +316,20 @@ Outcome attribute_arf(const Config& cfg, const ArfReport& report, bool token_onl
             if (!t) continue;
             if (!out.address.empty() && out.address != t->account)
                 return {Exit::bad_input, "the reported message carries tokens of two different accounts; nothing recorded"};
+            // A complaint comes within days of the message; an old token is
+            // one kept to be replayed.  (Five minutes of clock skew between
+            // the host that sealed and this one are tolerated.)
+            if (now - t->issued > cfg.spam_token_max_age || t->issued > now + 300)
+                return {Exit::bad_input, std::string(kTokenHeader) + " of the reported message was issued " +
+                                             format_time(t->issued) + ", " +
+                                             (t->issued > now ? "in the future" : "longer ago than spam.token_max_age (" +
+                                                                                    format_duration(cfg.spam_token_max_age) + ")") +
+                                             "; nothing recorded"};
+            if (!out.message.empty() && out.message != "token:" + t->message)
+                return {Exit::bad_input, "the reported message carries two different tokens; nothing recorded"};
             out.address = t->account;
             out.token_issued = t->issued;
+            out.message = "token:" + t->message;
         }
         if (out.address.empty())
             return {Exit::bad_input, std::string(kTokenHeader) + " of the reported message is not valid (" + last_error +

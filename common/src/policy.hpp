@@ -9,9 +9,12 @@
 //  - otherwise the message is added to the sliding-window counters
 //    (messages and off-domain recipients per mailbox per 24h, off-domain
 //    recipients per client IP per hour); a message that takes any of them
-//    over its limit is refused, taken back out of every counter (refused
-//    mail is not counted) and suspends "send" of the sender (source rate,
-//    for limits.suspend_for);
+//    over its limit is refused and taken back out of every counter (refused
+//    mail is not counted); over a mailbox limit it suspends "send" of the
+//    sender (source rate, for limits.suspend_for); over the IP limit it
+//    only throttles the IP (temporary refusal while the IP's last hour is
+//    full): an IP is shared, and the mailbox whose message happens to
+//    cross is not the one that filled it;
 //  - an attempt to send while rate-suspended moves the expiry to
 //    now + suspend_for (limits.extend_on_attempt);
 //  - more than spam.threshold reports within spam.window suspend "send"
@@ -57,7 +60,10 @@ struct MessageFacts {
     uint32_t offdomain = 0;
 };
 
-enum class RateVerdict { allow, too_many_recipients, crossed, unavailable };
+// crossed: a limit of the sender's own mailbox (its send is suspended);
+// ip_throttled: the client IP's hourly off-domain limit, which many
+// mailboxes share: the message is refused for now and nobody is suspended.
+enum class RateVerdict { allow, too_many_recipients, crossed, ip_throttled, unavailable };
 
 struct RateDecision {
     RateVerdict verdict = RateVerdict::allow;
@@ -114,18 +120,23 @@ struct SpamReport {
     std::string address;                // as given; normalised here
     std::string origin;                 // "cli", "arf (token)", ...
     std::vector<std::string> evidence;  // sample messages
+    std::string message;                // the reported message's id ("token:<nonce>"); "" = unknown, counted
 };
 
 struct SpamResult {
     Outcome outcome;
     std::string key;
-    int64_t in_window = 0;  // reports within spam.window, this one included
+    int64_t in_window = 0;  // distinct reported messages within spam.window, this one included
+    bool duplicate = false; // this message was already reported within the window: not counted again
     AutoSuspension suspension;
 };
 
 // Records one report durably (<evidence>/<key>/reports, under the writer
 // lock, so concurrent reports count exactly), keeps the evidence as
-// samples, audits it, and suspends when over the threshold.
+// samples, audits it, and suspends when over the threshold.  One report
+// per reported message: a report of a message (report.message) already
+// reported within spam.window is audited but not counted again, so one
+// genuine token replayed in many reports counts once.
 SpamResult record_spam_report(const Config& cfg, StoreWriter& writer, const Actor& actor,
                               const SpamReport& report, int64_t now, std::vector<std::string>& warnings);
 
@@ -138,8 +149,10 @@ struct Attribution {
     std::string address;
     std::string how;        // "token", "Original-Mail-From (no token)", "Return-Path (no token)"
     int64_t token_issued = 0;
+    std::string message;    // "token:<nonce>" for a token: one id per reported message
 };
-Outcome attribute_arf(const Config& cfg, const ArfReport& report, bool token_only, Attribution& out);
+// A token older than spam.token_max_age (or issued in the future) is refused.
+Outcome attribute_arf(const Config& cfg, const ArfReport& report, bool token_only, int64_t now, Attribution& out);
 
 // ---- per C-API handle -----------------------------------------------------
 

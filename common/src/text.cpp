@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <ctime>
 
 namespace mailsuspend {
@@ -34,11 +35,26 @@ std::size_t utf8_length(std::string_view s, std::size_t i) {
     return n;
 }
 
-// A C0 or C1 control character (C1 = U+0080..U+009F, e.g. NEL) of n octets at s[i].
-bool is_control(std::string_view s, std::size_t i, std::size_t n) {
+// The code point of the valid UTF-8 sequence of n octets at s[i].
+char32_t code_point(std::string_view s, std::size_t i, std::size_t n) {
     const auto c = static_cast<unsigned char>(s[i]);
-    if (n == 1) return c < 0x20 || c == 0x7F;
-    return n == 2 && c == 0xC2 && static_cast<unsigned char>(s[i + 1]) < 0xA0;
+    char32_t cp = n == 1 ? c : n == 2 ? (c & 0x1F) : n == 3 ? (c & 0x0F) : (c & 0x07);
+    for (std::size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+    return cp;
+}
+
+// What must not be shown as it is: C0 and C1 controls (C1 = U+0080..U+009F,
+// e.g. NEL), the line and paragraph separators U+2028/U+2029, and the
+// bidirectional formatting characters (U+061C, U+200E/F, U+202A..U+202E,
+// U+2066..U+2069) that make a terminal or a mail client show text in
+// another order than it is (U+202E, right-to-left override).
+bool is_control_point(char32_t cp) {
+    return cp < 0x20 || (cp >= 0x7F && cp < 0xA0) || cp == 0x061C || cp == 0x200E || cp == 0x200F ||
+           (cp >= 0x2028 && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+bool is_control(std::string_view s, std::size_t i, std::size_t n) {
+    return is_control_point(code_point(s, i, n));
 }
 
 }  // namespace
@@ -52,14 +68,14 @@ std::optional<int64_t> parse_duration(std::string_view text, std::string& error)
     std::size_t i = 0;
     while (i < text.size()) {
         if (!std::isdigit(static_cast<unsigned char>(text[i]))) {
-            error = "bad duration '" + std::string(text) + "' (use e.g. 90s, 30m, 24h, 90d, 4d8h)";
+            error = "bad duration '" + escape_for_display(text, 80) + "' (use e.g. 90s, 30m, 24h, 90d, 4d8h)";
             return std::nullopt;
         }
         int64_t n = 0;
         for (; i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])); ++i) {
             n = n * 10 + (text[i] - '0');
             if (n > 50LL * 365 * 86400) {
-                error = "duration '" + std::string(text) + "' is too long (at most 50 years)";
+                error = "duration '" + escape_for_display(text, 80) + "' is too long (at most 50 years)";
                 return std::nullopt;
             }
         }
@@ -67,18 +83,18 @@ std::optional<int64_t> parse_duration(std::string_view text, std::string& error)
         if (i < text.size()) {
             unit = unit_seconds(text[i]);
             if (unit == 0) {
-                error = "bad duration unit '" + std::string(1, text[i]) + "' in '" +
-                        std::string(text) + "' (units: w d h m s)";
+                error = "bad duration unit '" + escape_for_display(text.substr(i, 1), 8) + "' in '" +
+                        escape_for_display(text, 80) + "' (units: w d h m s)";
                 return std::nullopt;
             }
             ++i;
         } else if (total != 0) {
-            error = "bad duration '" + std::string(text) + "': number without unit";
+            error = "bad duration '" + escape_for_display(text, 80) + "': number without unit";
             return std::nullopt;
         }
         total += n * unit;
         if (total > 50LL * 365 * 86400) {
-            error = "duration '" + std::string(text) + "' is too long (at most 50 years)";
+            error = "duration '" + escape_for_display(text, 80) + "' is too long (at most 50 years)";
             return std::nullopt;
         }
     }
@@ -106,7 +122,8 @@ std::string check_free_text(std::string_view text, std::size_t max) {
         if (c == '\r' || c == '\n') return "contains a line break (CR/LF) at octet " + std::to_string(i);
         const std::size_t n = utf8_length(text, i);
         if (n == 0) return "is not valid UTF-8 at octet " + std::to_string(i);
-        if (is_control(text, i, n)) return "contains a control character at octet " + std::to_string(i);
+        if (is_control(text, i, n))
+            return "contains a control character (or a line separator or bidirectional formatting character) at octet " + std::to_string(i);
         i += n;
     }
     return {};
@@ -125,6 +142,35 @@ std::string sanitise_line(std::string_view text, std::size_t max) {
             out.append(text.substr(i, n));
             i += n;
         }
+    }
+    return out;
+}
+
+std::string escape_for_display(std::string_view text, std::size_t max) {
+    static const char kHex[] = "0123456789abcdef";
+    std::string out;
+    for (std::size_t i = 0; i < text.size(); ) {
+        if (out.size() >= max) {
+            out += "...";
+            break;
+        }
+        const std::size_t n = utf8_length(text, i);
+        if (n > 0 && !is_control(text, i, n)) {
+            out.append(text.substr(i, n));
+            i += n;
+            continue;
+        }
+        if (n > 1) {  // a control character beyond ASCII: its code point
+            char buf[16];
+            std::snprintf(buf, sizeof buf, "\\u{%X}", static_cast<unsigned>(code_point(text, i, n)));
+            out += buf;
+            i += n;
+            continue;
+        }
+        const auto c = static_cast<unsigned char>(text[i++]);  // an ASCII control or a stray byte
+        out += "\\x";
+        out += kHex[c >> 4];
+        out += kHex[c & 0xF];
     }
     return out;
 }

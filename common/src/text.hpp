@@ -22,6 +22,12 @@ std::string check_free_text(std::string_view text, std::size_t max);
 // that reaches a protocol line or a log whatever its origin.
 std::string sanitise_line(std::string_view text, std::size_t max);
 
+// text for an error message or a terminal: every control character (C0, C1,
+// DEL), line separator, bidirectional formatting character and byte that is
+// not UTF-8 written as an escape (ESC -> \x1b, U+202E -> \u{202E}); cut
+// after about max octets ("..." added).
+std::string escape_for_display(std::string_view text, std::size_t max = 200);
+
 std::string format_time(int64_t epoch);  // "2026-11-23 11:08:19 UTC"; "never" for 0
 
 }  // namespace mailsuspend

@@ -197,6 +197,11 @@ std::optional<OpenedToken> open_token(const TokenKey& key, std::string_view text
     OpenedToken t;
     t.issued = get_time(plain);
     t.account.assign(reinterpret_cast<const char*>(plain + kTime), static_cast<std::size_t>(len + fin) - kTime);
+    static const char kHex[] = "0123456789abcdef";
+    for (std::size_t i = 0; i < kNonce; ++i) {  // the decoded bytes: one message, one id, however it is spelt
+        t.message += kHex[p[1 + i] >> 4];
+        t.message += kHex[p[1 + i] & 0xF];
+    }
     OPENSSL_cleanse(plain, sizeof plain);
     return t;
 }

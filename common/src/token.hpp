@@ -45,6 +45,10 @@ std::size_t seal_token(const TokenKey& key, std::string_view account, int64_t is
 struct OpenedToken {
     std::string account;
     int64_t issued = 0;
+    // The token's random nonce (hex): unique per sealed token, hence per
+    // message (the Exim module seals one token per message).  Reports of one
+    // message count once by it.
+    std::string message;
 };
 // Verifies and opens a token; nullopt with error when it is malformed or
 // does not verify (tampered, truncated, or sealed under another key).

@@ -155,6 +155,10 @@ int scan_submission(struct mailsuspend_handle* ms, int data_fd, const char* iden
     mailsuspend_result r{};
     const MessageRefusal refusal = message_refused(
         ms, identity, ip, rcpts.data(), static_cast<unsigned>(rcpts.size()), &r);
+    if (refusal == MessageRefusal::ip_throttled) {  // temporary, nobody's evidence
+        *return_text = refusal_reply(r);
+        return LOCAL_SCAN_TEMPREJECT;
+    }
     if (refusal != MessageRefusal::none) {
         if (!r.fail_policy) {
             const std::string sample = message_sample(data_fd, kSampleBody);

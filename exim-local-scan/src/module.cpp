@@ -125,6 +125,13 @@ MessageRefusal message_refused(struct mailsuspend_handle* ms, const char* identi
                  identity, client_ip ? client_ip : "local", count);
         return MessageRefusal::too_many_recipients;
     }
+    // The client IP's hourly limit (4.7.1): the IP is throttled, nobody suspended.
+    if (std::strcmp(result_r->scope, "ip") == 0) {
+        log_main("message throttled sender=%s client=%s at=data recipients=%u "
+                 "limit=offdomain_recipients_per_hour_per_ip",
+                 identity, client_ip ? client_ip : "local", count);
+        return MessageRefusal::ip_throttled;
+    }
     log_main("send refused sender=%s service=%s scope=%s client=%s at=data recipients=%u%s", identity,
              result_r->service, result_r->scope, client_ip ? client_ip : "local", count,
              result_r->fail_policy ? " fail_policy=closed" : "");

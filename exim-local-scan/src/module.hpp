@@ -40,7 +40,8 @@ bool send_refused(struct mailsuspend_handle* ms, const char* identity, const cha
 enum class MessageRefusal {
     none,                // accepted and counted against the rate limits
     send_suspended,      // send suspended (before, or by this message crossing a limit)
-    too_many_recipients  // over limits.recipients_per_message; nothing suspended
+    too_many_recipients, // over limits.recipients_per_message; nothing suspended
+    ip_throttled         // temporary: the client IP's hourly limit; nothing suspended
 };
 
 // After DATA: counts the message with all its recipients, once (the core

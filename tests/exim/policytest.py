@@ -29,6 +29,8 @@ RATE_TEXT = ("Permanent Failure: Your ability to send new mail has been suspende
              "volume of suspicious mail has been sent from your account recently. Please "
              "contact your IT administrator")
 RECIPIENTS_TEXT = "Permanent Failure: Too many recipients for one message."
+IP_THROTTLED_TEXT = ("Too much mail to other domains from your network address within the last hour. "
+                     "Please try again later.")
 
 # {dir} is the test's directory.  The notice "MTA" is a script (Exim runs it
 # as Debian-exim with an empty environment, the CLI as root).

@@ -219,6 +219,37 @@ class RateLimitTest(EximTestCase):
         self.env.wait_idle()
         self.assertFalse(self.delivered("zed@example.com", "grace-many"))
 
+    # ---- per-IP limit -------------------------------------------------------------
+    def test_ip_limit_throttles_the_ip_and_suspends_nobody(self):
+        # Issue 12, item 7: ivan and judy fill 127.0.0.18's hour (12 off-domain
+        # recipients); the bystander whose message crosses it used to be
+        # suspended.  Now the IP is throttled (451 4.7.1, messages.ip_throttled)
+        # and nobody's send is suspended.
+        remote = ["r1@remote.test", "r2@remote.test", "r3@example.org"]
+        for user in ("ivan@example.com", "judy@example.com"):
+            for n in range(2):
+                self.assertAccepted(self.submit(user, remote, source="127.0.0.18", subject=f"fill-{n}"))
+        bystander = "sender@example.com"
+        out = self.submit(bystander, ["r1@remote.test"], source="127.0.0.18", subject="bystander")
+        self.assertEqual(out.mail[0], 250, out)
+        self.assertEqual(out.data[0], 451, out)
+        self.assertEqual(reply_text(out.data), "4.7.1 " + pt.IP_THROTTLED_TEXT)
+        for user in ("ivan@example.com", "judy@example.com", bystander):
+            self.assertFalse(pt.send_state(self.env, user)["suspended"], user)
+        self.assertTrue(self.env.wait_log(
+            r"mailsuspend: message throttled sender=sender@example\.com client=127\.0\.0\.18 at=data "
+            r"recipients=1 limit=offdomain_recipients_per_hour_per_ip"))
+        self.assertFalse([a for a in pt.audit(self.env) if a.get("action") == "suspend"
+                          and a.get("target") in ("ivan@example.com", "judy@example.com", bystander)])
+        # The IP stays throttled for off-domain mail, whoever sends it...
+        out = self.submit("ivan@example.com", ["r2@remote.test"], source="127.0.0.18", subject="ivan-again")
+        self.assertEqual(out.data[0], 451, out)
+        # ...but the refused messages were not counted against the senders, mail
+        # within the domain still goes out from it, and other IPs are not affected.
+        self.assertAccepted(self.submit(bystander, ["zed@example.com"], source="127.0.0.18", subject="local"))
+        self.assertAccepted(self.submit(bystander, ["r1@remote.test"], source="127.0.0.19", subject="other-ip"))
+        self.assertFalse(pt.send_state(self.env, bystander)["suspended"])
+
     # ---- local submissions -------------------------------------------------------
     def test_local_sendmail_counted_after_data(self):
         user = "heidi@example.com"

@@ -120,19 +120,23 @@ class SpamReportTest(EximTestCase):
     def test_arf_reports_attributed_by_token_despite_forged_from(self):
         # carol authenticates but forges both the From header and the
         # envelope sender as bob.
-        raw = self.deliver("spam-carol", "bob@example.com", user="carol@example.com",
-                           from_header="Bob <bob@example.com>",
-                           body="Cheap watches! Buy now at http://spam.test/")
-        self.assertIn("From: Bob <bob@example.com>", raw)
-        self.assertIn("Return-path: <bob@example.com>", raw)
-        arf = arf_report(raw, "bob@example.com")
+        # One report per message (issue 12, item 6): threshold + 1 distinct messages.
+        arfs = []
+        for n in range(pt.SPAM_THRESHOLD + 1):
+            raw = self.deliver(f"spam-carol-{n}", "bob@example.com", user="carol@example.com",
+                               from_header="Bob <bob@example.com>",
+                               body="Cheap watches! Buy now at http://spam.test/")
+            self.assertIn("From: Bob <bob@example.com>", raw)
+            self.assertIn("Return-path: <bob@example.com>", raw)
+            arfs.append(arf_report(raw, "bob@example.com"))
 
-        for n in range(1, pt.SPAM_THRESHOLD + 1):
-            out = self.report(arf)
+        for n in range(pt.SPAM_THRESHOLD):
+            out = self.report(arfs[n])
             self.assertIn("carol@example.com", out)
             self.assertFalse(pt.send_state(self.env, "carol@example.com")["suspended"], n)
         # Over the threshold: carol's send is suspended softly.
-        self.report(arf)
+        out = self.report(arfs[-1])
+        self.assertIn(f"about {pt.SPAM_THRESHOLD + 1} distinct message(s)", out)
         state = pt.status(self.env, "carol@example.com")["services"]
         self.assertTrue(state["send"]["suspended"])
         self.assertEqual(state["send"]["source"], "spam")
@@ -159,8 +163,30 @@ class SpamReportTest(EximTestCase):
         self.assertIn("spam", notice[0]["Subject"])
         evidence = pt.evidence_of(notice[0])
         self.assertIsNotNone(evidence, notice[0].as_string())
-        self.assertIn("Subject: spam-carol", evidence)
+        self.assertIn("Subject: spam-carol-", evidence)
+        self.assertIn(f"{pt.SPAM_THRESHOLD + 1} distinct message(s)", notice[0].as_string())
         self.assertIn("Cheap watches!", evidence)
+
+    def test_one_token_replayed_in_many_reports_counts_once(self):
+        # Issue 12, item 6: a token copied from one genuine message of grace,
+        # replayed in 6 reports, suspended her send.  One message, one report.
+        raw = self.deliver("replayed", "grace@example.com", user="grace@example.com")
+        token = token_headers(raw)[0]
+        first = self.report(arf_report(raw, "grace@example.com"))
+        self.assertIn("about 1 distinct message(s)", first)
+        for n in range(5):
+            # The same token in other reports, also pasted into other "messages".
+            other = raw.replace("Subject: replayed", f"Subject: replayed-{n}")
+            out = self.report(arf_report(other, "grace@example.com"))
+            self.assertIn("already reported", out)
+            self.assertIn("not counted again", out)
+        self.assertFalse(pt.send_state(self.env, "grace@example.com")["suspended"])
+        audit = [a for a in pt.audit(self.env) if a.get("target") == "grace@example.com"
+                 and a.get("action") == "spam-report"]
+        self.assertEqual(len(audit), 6)
+        self.assertEqual(sum(1 for a in audit if a["duplicate"]), 5)
+        self.assertTrue(all(a["reports_in_window"] == 1 for a in audit), audit)
+        self.assertEqual(self.account_of(token), "grace@example.com")
 
     def test_tampered_token_is_refused_and_never_falls_back(self):
         raw = self.deliver("spam-dave", "dave@example.com", user="dave@example.com")

@@ -136,7 +136,7 @@ unblock: {{ self_service_interval = "90d"; }};
         self.assertIn("a@example.com", m["Subject"])
         self.assertEqual(m["Auto-Submitted"], "auto-generated")
         body = m.get_body(preferencelist=("plain",)).get_content()
-        self.assertIn("3 spam report(s) within 1d", body)
+        self.assertIn("spam reports about 3 distinct message(s) within 1d", body)
         evidence = self.evidence_of(m)
         for i in range(1, 4):
             self.assertIn(f"Subject: spam number {i}", evidence)
@@ -194,10 +194,10 @@ unblock: {{ self_service_interval = "90d"; }};
 
     # -- ARF -------------------------------------------------------------
     def test_arf_with_forged_from_is_attributed_to_the_token_account(self):
-        token = self.ok("token", "real@example.com").strip()
-        report = self.arf(self.original(token=token, sender="forged@example.com"),
-                          original_mail_from="forged@example.com")
-        for i in range(3):
+        for i in range(3):  # three messages, three tokens (one report per message counts)
+            token = self.ok("token", "real@example.com").strip()
+            report = self.arf(self.original(token=token, sender="forged@example.com"),
+                              original_mail_from="forged@example.com")
             out = self.ok("report-spam", "--arf", stdin=report)
             self.assertIn("attributed to real@example.com by token", out)
         send, _ = self.send_state("real@example.com")

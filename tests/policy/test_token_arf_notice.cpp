@@ -179,24 +179,55 @@ TEST_F(AttributionTest, TokenBeatsForgedEnvelopeAndFromAndTamperingIsBadInput) {
     r.original_mail_from = "forged@example.com";
     r.tokens = {seal(*key, "real@example.com")};
     Attribution who;
-    ASSERT_TRUE(attribute_arf(cfg, r, true, who).ok());
+    ASSERT_TRUE(attribute_arf(cfg, r, true, 1'800'000'000, who).ok());
     EXPECT_EQ(who.address, "real@example.com");
     EXPECT_EQ(who.how, "token");
 
     std::string bad = r.tokens[0];
     bad[10] = bad[10] == 'x' ? 'y' : 'x';
     r.tokens = {bad};
-    const Outcome o = attribute_arf(cfg, r, false, who);
+    const Outcome o = attribute_arf(cfg, r, false, 1'800'000'000, who);
     EXPECT_EQ(o.code, Exit::bad_input) << "a token that does not verify never falls back to the envelope";
     EXPECT_NE(o.message.find("forged or altered"), std::string::npos) << o.message;
 
     r.tokens.clear();
-    EXPECT_EQ(attribute_arf(cfg, r, true, who).code, Exit::bad_input) << "--token-only";
-    ASSERT_TRUE(attribute_arf(cfg, r, false, who).ok());
+    EXPECT_EQ(attribute_arf(cfg, r, true, 1'800'000'000, who).code, Exit::bad_input) << "--token-only";
+    ASSERT_TRUE(attribute_arf(cfg, r, false, 1'800'000'000, who).ok());
     EXPECT_EQ(who.address, "forged@example.com");
     EXPECT_NE(who.how.find("Original-Mail-From"), std::string::npos);
     r.original_mail_from.clear();
-    EXPECT_EQ(attribute_arf(cfg, r, false, who).code, Exit::bad_input);
+    EXPECT_EQ(attribute_arf(cfg, r, false, 1'800'000'000, who).code, Exit::bad_input);
+}
+
+// Issue 12, item 6: a token names one message (its nonce) and has an age limit.
+TEST_F(AttributionTest, TokensNameTheirMessageAndExpire) {
+    const Config cfg = config();
+    ASSERT_EQ(cfg.spam_token_max_age, 30 * 86400) << "the documented default";
+    std::string error;
+    const auto key = load_token_key(cfg.store_path, error);
+    ASSERT_TRUE(key) << error;
+    const int64_t now = 1'800'000'000;
+    ArfReport r;
+    r.feedback_type = "abuse";
+    Attribution one, two;
+    r.tokens = {seal(*key, "grace@example.com", now - 86400)};
+    ASSERT_TRUE(attribute_arf(cfg, r, true, now, one).ok());
+    ASSERT_EQ(one.message.rfind("token:", 0), 0u) << one.message;
+    r.tokens = {r.tokens[0], r.tokens[0]};  // the same token twice in one message: one message
+    ASSERT_TRUE(attribute_arf(cfg, r, true, now, two).ok());
+    EXPECT_EQ(two.message, one.message);
+    r.tokens = {seal(*key, "grace@example.com", now - 86400)};  // another message of grace's
+    ASSERT_TRUE(attribute_arf(cfg, r, true, now, two).ok());
+    EXPECT_NE(two.message, one.message);
+    // Older than spam.token_max_age, or from the future: refused with the reason.
+    r.tokens = {seal(*key, "grace@example.com", now - 31 * 86400)};
+    Outcome o = attribute_arf(cfg, r, true, now, two);
+    EXPECT_EQ(o.code, Exit::bad_input);
+    EXPECT_NE(o.message.find("longer ago than spam.token_max_age (30d)"), std::string::npos) << o.message;
+    r.tokens = {seal(*key, "grace@example.com", now + 3600)};
+    o = attribute_arf(cfg, r, true, now, two);
+    EXPECT_EQ(o.code, Exit::bad_input);
+    EXPECT_NE(o.message.find("in the future"), std::string::npos) << o.message;
 }
 
 // ---- evidence and notices -------------------------------------------------

@@ -111,9 +111,38 @@ TEST(Address, BareNameTakesDefaultDomain) {
     EXPECT_EQ(key_of("alice@other.example", rules), "alice@other.example");
 }
 
-TEST(Address, QuotedLocalPartRefused) {
-    expect_refused("\"alice smith\"@example.com", "quoted");
-    expect_refused("\"alice\"@example.com", "quoted");
+// Issue 12, item 2: Exim's routers (local_part_suffix = +*) and Dovecot's
+// recipient_delimiter resolve a quoted local part to its mailbox after
+// unquoting, unescaping and dropping the tag; the key must be that mailbox.
+TEST(Address, QuotedLocalPartResolvesLikeExim) {
+    EXPECT_EQ(key_of("\"alice\"@example.com"), "alice@example.com");
+    EXPECT_EQ(key_of("\"Bob+x y\"@example.com"), "bob@example.com");
+    EXPECT_EQ(key_of("\"bob+(x)\"@example.com"), "bob@example.com");
+    EXPECT_EQ(key_of("\"bob+x,y\"@example.com"), "bob@example.com");
+    EXPECT_EQ(key_of("\"bob+x\\\"y\"@example.com"), "bob@example.com");
+    EXPECT_EQ(key_of("\"bob+x@y\"@example.com"), "bob@example.com");
+    EXPECT_EQ(key_of("\"b\\ob\"@example.com"), "bob@example.com");     // quoted-pair
+    EXPECT_EQ(key_of("\"bob\\+x\"@example.com"), "bob@example.com");   // escaped separator
+    // What Exim passes as $local_part@$domain: already unquoted.
+    EXPECT_EQ(key_of("bob+x y@example.com"), "bob@example.com");
+    EXPECT_EQ(key_of("bob+x\"y@example.com"), "bob@example.com");
+    EXPECT_EQ(key_of("bob+x@y@example.com"), "bob@example.com");
+    // Only the base is a mailbox name: it must be one.
+    expect_refused("\"alice smith\"@example.com", "space, control or special");
+    expect_refused("\"alice smith+x\"@example.com", "space, control or special");
+    expect_refused("\"\"@example.com", "empty local part");
+    // Not one quoted-string: taken as written, and refused for its quote.
+    expect_refused("\"bob\"x\"@example.com", "special character");
+    expect_refused("\"bob\\\"@example.com", "special character");
+}
+
+TEST(Address, LongTagStillNamesItsMailbox) {
+    // The limits apply to the key: a 300-octet tag must not make the address "no key".
+    const std::string tag(300, 't');
+    EXPECT_EQ(key_of("bob+" + tag + "@example.com"), "bob@example.com");
+    EXPECT_EQ(key_of("\"bob+" + tag + " x\"@example.com"), "bob@example.com");
+    expect_refused(std::string(65, 'a') + "+x@example.com", "local part is 65 octets");
+    expect_refused(std::string(500, 'a') + "@example.com", "local part is 500 octets");
 }
 
 TEST(Address, SpacesAndControlsRefused) {
@@ -220,14 +249,16 @@ TEST(Address, DomainKeyOf) {
 TEST(Address, RegexMatchesEverySpellingOfTheKey) {
     const AddressRules rules;
     const std::string mailbox = address_regex("bob.smith@example.com", rules);
-    EXPECT_EQ(mailbox, R"((?i)^bob\.smith(\+[^@]*)?@example\.com$)");
+    EXPECT_EQ(mailbox, R"((?i)^("bob\.smith\+.*"|"?bob\.smith(\+[^@]*)?"?)@example\.com$)");
     EXPECT_EQ(address_regex("@example.com", rules), R"((?i)@example\.com$)");
     AddressRules keep_tags;
     keep_tags.subaddress_separator = "";
-    EXPECT_EQ(address_regex("bob@example.com", keep_tags), R"((?i)^bob@example\.com$)");
+    EXPECT_EQ(address_regex("bob@example.com", keep_tags), R"((?i)^"?bob"?@example\.com$)");
     // std::regex (ECMAScript) has no (?i): strip it and match icase.
     const std::regex re(mailbox.substr(4), std::regex::icase);
-    for (const char* yes : {"bob.smith@example.com", "Bob.Smith+news@Example.COM", "bob.smith+@example.com"})
+    for (const char* yes : {"bob.smith@example.com", "Bob.Smith+news@Example.COM", "bob.smith+@example.com",
+                            "\"bob.smith+x y\"@example.com", "\"Bob.Smith\"@example.com",
+                            "\"bob.smith+x@y\"@example.com"})
         EXPECT_TRUE(std::regex_search(yes, re)) << yes;
     for (const char* no : {"bobxsmith@example.com", "bob.smith@example.com.evil", "xbob.smith@example.com",
                            "bob.smith@exampleXcom", "bob.smith+a@b@example.com"})

@@ -427,6 +427,25 @@ TEST_F(CapiTest, CheckServiceByName) {
     EXPECT_EQ(r.verdict, MAILSUSPEND_ALLOW);
 }
 
+// Issue 12, item 2: a local part that can be no mailbox key still has a
+// domain, whose suspension applies to it.
+TEST_F(CapiTest, UnparseableLocalPartFallsBackToItsDomain) {
+    configure();
+    init();
+    suspend("@example.org", "receive");
+    Handle h(config_path);
+    for (const char* odd : {"a b@example.org", "\"a b+x\"@Example.ORG", "a\x01@example.org",
+                            "\"\"@example.org"}) {
+        mailsuspend_result r{};
+        mailsuspend_check_receive(h.ms, odd, 0, &r);
+        EXPECT_EQ(r.verdict, MAILSUSPEND_DENY) << odd;
+        EXPECT_STREQ(r.scope, "domain") << odd;
+    }
+    mailsuspend_result r{};
+    mailsuspend_check_receive(h.ms, "a b@example.com", 0, &r);
+    EXPECT_EQ(r.verdict, MAILSUSPEND_ALLOW);
+}
+
 TEST_F(CapiTest, InvalidAndBareUsers) {
     text.rest += "address: { default_domain = \"example.com\"; };\n";
     configure();
@@ -434,11 +453,14 @@ TEST_F(CapiTest, InvalidAndBareUsers) {
     suspend("a@example.com", "imap");
     Handle h(config_path);
     EXPECT_EQ(h.login("a", "imap").verdict, MAILSUSPEND_DENY) << "bare name takes default_domain";
-    for (const char* bad : {"", "a b@example.com", "\"a\"@example.com", "a@-x-.com"}) {
+    for (const char* bad : {"", "a b@example.com", "\"a b\"@example.com", "a@-x-.com"}) {
         const auto r = h.login(bad, "imap");
         EXPECT_EQ(r.verdict, MAILSUSPEND_ALLOW) << bad;
         EXPECT_EQ(r.fail_policy, 0) << bad;
     }
+    // Issue 12, item 2: a quoted local part is its mailbox (unquoted, tag dropped).
+    for (const char* same : {"\"a\"@example.com", "\"A+x y\"@example.com", "a+x y@example.com"})
+        EXPECT_EQ(h.login(same, "imap").verdict, MAILSUSPEND_DENY) << same;
     mailsuspend_result r;
     mailsuspend_check_login(h.ms, nullptr, "imap", nullptr, &r);
     EXPECT_EQ(r.verdict, MAILSUSPEND_ALLOW);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -212,7 +213,7 @@ TEST_F(CliTest, UnknownServiceExit2) {
 }
 
 TEST_F(CliTest, MalformedTargetExit2) {
-    for (const char* bad : {"not an address", "a@-bad-.com", "\"q\"@example.com", "alice"}) {
+    for (const char* bad : {"not an address", "a@-bad-.com", "\"q r\"@example.com", "alice"}) {
         const CliRun r = expect(2, {"suspend", bad, "--service", "imap"});
         expect_has(r.err, "invalid target");
     }
@@ -373,6 +374,82 @@ TEST_F(CliTest, BatchBadLineAppliesNothing) {
         EXPECT_EQ(list(), json::array());
     }
     EXPECT_TRUE(read_lines(dir / "audit.log").empty()) << "nothing applied, nothing audited";
+}
+
+// Issue 12, item 11: a key given twice took the last value silently.
+TEST_F(CliTest, BatchDuplicateKeyIsAnError) {
+    const std::string good = R"({"op":"suspend","target":"a@example.com","services":"imap"})" "\n";
+    for (const std::string line :
+         {R"({"op":"suspend","target":"b@example.com","services":"imap","target":"c@example.com"})",
+          R"({"op":"suspend","target":"b@example.com","services":"imap","reason":"x","reason":"y"})",
+          R"({"op":"suspend","op":"unsuspend","target":"b@example.com"})"}) {
+        SCOPED_TRACE(line);
+        const CliRun r = expect(2, {"batch"}, good + good + line + "\n");
+        expect_has(r.err, "line 3");
+        expect_has(r.err, "given twice");
+        expect_has(r.err, "nothing applied");
+        EXPECT_EQ(list(), json::array());
+    }
+    // The same key in two different objects is no duplicate (an object in an
+    // array of services would be refused for its type, not for its keys).
+    expect(0, {"batch"}, good + R"({"op":"suspend","target":"b@example.com","services":"imap"})" "\n");
+}
+
+// Issue 12, item 11: a 200 MB line used 788 MB of memory before exit 2.
+TEST_F(CliTest, BatchLineAndInputAreBounded) {
+    const std::string good = R"({"op":"suspend","target":"a@example.com","services":"imap"})" "\n";
+    // A line just within 64 KiB is parsed (and refused for its content, not its size).
+    const std::string fits = R"({"op":"suspend","target":"b@example.com","services":"imap","reason":")" +
+                             std::string(65536 - 80, 'r') + "\"}";
+    ASSERT_LE(fits.size(), 65536u);
+    CliRun r = expect(2, {"batch"}, good + fits + "\n");
+    expect_has(r.err, "line 2: reason");
+    // One octet more is refused by size, naming the line; so is a 20 MB line,
+    // in bounded memory.
+    for (const std::size_t size : {std::size_t{65537}, std::size_t{20} << 20}) {
+        const std::string huge = R"({"op":"suspend","reason":")" + std::string(size, 'x') + "\"}\n";
+        struct rusage before {};
+        ::getrusage(RUSAGE_CHILDREN, &before);
+        r = expect(2, {"batch"}, good + good + huge);
+        expect_has(r.err, "line 3: longer than 65536 octets (nothing applied)");
+        struct rusage after {};
+        ::getrusage(RUSAGE_CHILDREN, &after);
+        EXPECT_LT(after.ru_maxrss, 48 * 1024) << "KiB of the largest child so far";
+    }
+    // The whole input: at most 100,000 lines and 32 MiB.
+    std::string many;
+    for (int i = 0; i < 100001; ++i) many += "\n";
+    r = expect(2, {"batch"}, many);
+    expect_has(r.err, "line 100001: more than 100000 lines");
+    std::string big;
+    const std::string filler = " " + std::string(60000, ' ') + "\n";  // blank lines, within the line limit
+    while (big.size() <= (std::size_t{32} << 20)) big += filler;
+    r = expect(2, {"batch"}, big);
+    expect_has(r.err, "input longer than 33554432 octets");
+    EXPECT_EQ(list(), json::array());
+}
+
+// Issue 12, item 10: error messages quoted input with raw ESC and NUL bytes.
+TEST_F(CliTest, ErrorsNeverEchoControlCharacters) {
+    const std::vector<std::vector<std::string>> commands = {
+        {"status", "bo\x1b[2Jb x@example.com"},
+        {"status", std::string("bob\x1b]0;owned\x07", 15)},
+        {"suspend", "a@example.com", "--service", "\x1b[31mimap"},
+        {"suspend", "a@example.com", "--service", "imap", "--for", "1\x1b" "d"},
+        {"suspend", "a@example.com", "--service", "imap", "--reason", "x\xE2\x80\xAEy"},
+        {"suspend", "a@ex\xE2\x80\xAEample.com", "--service", "imap"},
+    };
+    for (const auto& args : commands) {
+        SCOPED_TRACE(args[1]);
+        const CliRun r = expect(2, args);
+        EXPECT_FALSE(r.err.empty());
+        for (const char c : r.err) EXPECT_TRUE(c == '\n' || static_cast<unsigned char>(c) >= 0x20) << r.err;
+        EXPECT_EQ(r.err.find("\xE2\x80\xAE"), std::string::npos) << r.err;
+    }
+    const CliRun r = expect(2, {"status", "bo\x1b" "b x@example.com"});
+    expect_has(r.err, "bo\\x1bb x@example.com");
+    const CliRun batch = expect(2, {"batch"}, std::string("{\"op\":\"x\x1b\x00\"}\n", 16));
+    for (const char c : batch.err) EXPECT_TRUE(c == '\n' || static_cast<unsigned char>(c) >= 0x20) << batch.err;
 }
 
 TEST_F(CliTest, BatchRefusedLineAppliesNothing) {

@@ -108,6 +108,39 @@ TEST(FreeText, RefusesC1ControlCharacters) {
     EXPECT_NE(check_free_text("a\xC2\x9B" "31m", 200), "");
 }
 
+// Issue 12, item 10: line separators and bidirectional formatting characters
+// show text in another order or on another line than it is.
+TEST(FreeText, RefusesLineSeparatorsAndBidiControls) {
+    for (const char* bad : {"\xE2\x80\xA8", "\xE2\x80\xA9", "\xE2\x80\xAA", "\xE2\x80\xAB", "\xE2\x80\xAC",
+                            "\xE2\x80\xAD", "\xE2\x80\xAE", "\xE2\x81\xA6", "\xE2\x81\xA7", "\xE2\x81\xA8",
+                            "\xE2\x81\xA9", "\xE2\x80\x8E", "\xE2\x80\x8F", "\xD8\x9C"}) {
+        const std::string text = std::string("abc") + bad + "def";
+        EXPECT_NE(check_free_text(text, 200).find("at octet 3"), std::string::npos) << text;
+        EXPECT_EQ(sanitise_line(text, 200), "abc?def");
+    }
+    // Their neighbours are printable.
+    EXPECT_EQ(check_free_text("a\xE2\x80\xA7" "b\xE2\x80\xAF" "c\xE2\x81\xA5" "d\xE2\x81\xAA", 200), "");
+    EXPECT_EQ(check_free_text("M\xC3\xBCller \xD7\xA9\xD7\x9C\xD7\x95\xD7\x9D", 200), "");  // Hebrew is fine
+}
+
+TEST(EscapeForDisplay, EscapesEveryControlAndStrayByte) {
+    EXPECT_EQ(escape_for_display("plain text"), "plain text");
+    EXPECT_EQ(escape_for_display(std::string("a\x1b[31mb\0c", 9)), "a\\x1b[31mb\\x00c");
+    EXPECT_EQ(escape_for_display("a\x7f\tb\r\n"), "a\\x7f\\x09b\\x0d\\x0a");
+    EXPECT_EQ(escape_for_display("x\xE2\x80\xAEy"), "x\\u{202E}y");
+    EXPECT_EQ(escape_for_display("x\xC2\x9By"), "x\\u{9B}y");
+    EXPECT_EQ(escape_for_display("\xFF\xC3"), "\\xff\\xc3");
+    EXPECT_EQ(escape_for_display("M\xC3\xBCller"), "M\xC3\xBCller");
+    EXPECT_EQ(escape_for_display(std::string(50, 'a'), 10), std::string(10, 'a') + "...");
+}
+
+TEST(Duration, ErrorsEscapeTheInput) {
+    std::string error;
+    EXPECT_FALSE(parse_duration(std::string("1\x1b" "d\0", 4), error));
+    EXPECT_EQ(error.find('\x1b'), std::string::npos) << error;
+    EXPECT_NE(error.find("\\x1b"), std::string::npos) << error;
+}
+
 TEST(FreeText, RefusesInvalidUtf8) {
     EXPECT_NE(check_free_text("caf\xC3", 200).find("UTF-8"), std::string::npos);      // cut short
     EXPECT_NE(check_free_text("\xFF" "abc", 200).find("UTF-8"), std::string::npos);    // never valid

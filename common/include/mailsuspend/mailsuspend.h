@@ -54,7 +54,9 @@ struct mailsuspend_result {
 	enum mailsuspend_mode mode;  /* receive checks only; DELIVER otherwise */
 	const char *service;         /* service decided on, e.g. "webmail" for an
 					IMAP login from a webmail host (static) */
-	const char *scope;           /* "mailbox", "domain", or "none" (static) */
+	const char *scope;           /* "mailbox", "domain", "ip" (a client IP
+				   throttled: status 4.7.1, temporary), or
+				   "none" (static) */
 	int fail_policy;             /* 1: the store could not be read and
 					store.fail_policy decided */
 	int fail_queued;             /* send checks: the admin asked that mail
