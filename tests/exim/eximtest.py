@@ -311,18 +311,7 @@ class Env:
         self.wait_idle()
 
     def stop(self):
-        if self.daemon and self.daemon.poll() is None:
-            self.daemon.send_signal(signal.SIGTERM)
-            try:
-                self.daemon.wait(10)
-            except subprocess.TimeoutExpired:
-                self.daemon.kill()
-                self.daemon.wait()
-        if self.daemon:
-            self.daemon.stdout.close()
-        self.daemon = None
-        # Deliveries the daemon forked may still run; give them a moment.
-        self.wait_idle()
+        self._stop_daemon()  # waits for the deliveries it forked too
         if os.environ.get("MAILSUSPEND_KEEP_TMP"):
             print(f"kept {self.dir}", file=sys.stderr)
         else:
