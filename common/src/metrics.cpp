@@ -71,7 +71,10 @@ std::string create(const std::string& store_path, HostClass c, gid_t gid) {
         h.slot_count = kMetricSlots;
         h.file_size = kFileSize;
         h.host_class = static_cast<uint8_t>(c);
-        const bool ok = ::ftruncate(fd, static_cast<off_t>(kFileSize)) == 0 &&
+        // Every block allocated now, not a sparse ftruncate: a host's first add
+        // to a hole on a full filesystem would raise SIGBUS, and inside Exim's
+        // local_scan() Exim's own crash handler, not our guard, gets it.
+        const bool ok = ::posix_fallocate(fd, 0, static_cast<off_t>(kFileSize)) == 0 &&
                         ::pwrite(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
                         ::fsync(fd) == 0 && ::rename(tmp.c_str(), path.c_str()) == 0;
         const std::string error = ok ? "" : errno_text("cannot create " + path);
@@ -81,7 +84,12 @@ std::string create(const std::string& store_path, HostClass c, gid_t gid) {
             return error;
         }
     }
-    // Also repairs the owner and mode of a file made before.
+    // Also allocates the blocks, and repairs the owner and mode, of a file made before.
+    if (const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC); fd >= 0) {
+        const int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(kFileSize));
+        ::close(fd);
+        if (rc != 0) return path + ": cannot allocate it: " + std::strerror(rc);
+    }
     if (::chown(path.c_str(), static_cast<uid_t>(-1), gid) != 0 || ::chmod(path.c_str(), 0660) != 0)
         return errno_text(path + ": cannot set its group and mode");
     return {};
