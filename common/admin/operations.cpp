@@ -10,7 +10,6 @@
 #include <sstream>
 
 #include "address.hpp"
-#include "policy.hpp"
 #include "store.hpp"
 #include "text.hpp"
 #include "usage.hpp"

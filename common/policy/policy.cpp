@@ -103,16 +103,6 @@ std::string describe(const RateDecision& d, std::string_view client_ip) {
            " " + limit;
 }
 
-std::string reset_rate_counters(const Config& cfg, std::string_view key) {
-    if (::access((cfg.store_path + "/counters").c_str(), F_OK) != 0) return {};
-    std::string error;
-    auto counters = Counters::open(cfg.store_path, false, 0, error);
-    if (!counters) return error;
-    counters->reset(key, CounterKind::messages);
-    counters->reset(key, CounterKind::offdomain_rcpts);
-    return {};
-}
-
 // ---- automatic suspensions ------------------------------------------------
 
 bool extension_due(const Config& cfg, const ServiceState& s, int64_t now) {

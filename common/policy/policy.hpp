@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "address.hpp"
+#include "arf.hpp"
 #include "counters.hpp"
 #include "model.hpp"
 #include "notice.hpp"
@@ -44,8 +45,6 @@ class Counters;
 class StoreWriter;
 struct Config;
 struct Limits;
-
-constexpr int64_t kEscalationWindow = 30 * 86400;
 
 // ---- rate limits ----------------------------------------------------------
 
@@ -80,12 +79,6 @@ RateDecision count_message(const Limits& limits, Counters* counters, const Messa
 
 // "6 messages within 24h (limits.messages_per_day = 5)".
 std::string describe(const RateDecision& d, std::string_view client_ip);
-
-// A lifted send suspension starts afresh: forgets the mailbox's message and
-// off-domain counts (not its IPs': other mailboxes share them), or the next
-// message within the window would cross again at once and escalate.
-// "" or what went wrong (a missing counters file is not an error).
-std::string reset_rate_counters(const Config& cfg, std::string_view key);
 
 // ---- automatic suspensions ------------------------------------------------
 

@@ -14,6 +14,9 @@ namespace mailsuspend {
 enum class Service : uint8_t { imap, pop3, webmail, send, webmail_send, receive, sieve };
 constexpr int kServiceCount = 7;
 constexpr uint8_t kAllServicesMask = (1u << kServiceCount) - 1;
+// The automatic suspension after limits.escalate_after automatic ones within
+// this window has no expiry and is locked (policy.hpp); a lift forgets them.
+constexpr int64_t kEscalationWindow = 30 * 86400;
 
 // Delivery mode for mail received while "receive" is suspended.
 // unset = the config's delivery.default_mode.
