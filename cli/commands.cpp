@@ -19,6 +19,7 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "arf.hpp"
 #include "config.hpp"
 #include "counters.hpp"
 #include "mailsuspend/mailsuspend.h"

@@ -4,14 +4,11 @@
 //  - AUP notices: a MIME multipart/mixed message to the abuse contact of the
 //    mailbox's domain with the samples in an attachment named evidence.txt,
 //    handed to spam.sendmail_command (executed without a shell);
-//  - ARF: parsing of an RFC 5965 feedback report (multipart/report;
-//    report-type=feedback-report) for `mailsuspend report-spam --arf`.
 // Every value that reaches a header is validated or sanitised: no CR/LF,
 // only printable ASCII; samples travel base64-encoded in the body.
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,9 +17,8 @@ namespace mailsuspend {
 
 struct Config;
 
-// Largest sample kept (longer ones are cut, with a note), and largest ARF report read.
+// Largest sample kept (longer ones are cut, with a note).
 constexpr std::size_t kMaxSampleBytes = 128 * 1024;
-constexpr std::size_t kMaxReportBytes = 10 * 1024 * 1024;
 
 // ---- evidence -------------------------------------------------------------
 
@@ -86,21 +82,5 @@ std::string build_notice(const NoticeInput& in);
 // contact) with message on stdin.  "" or what went wrong.
 std::string run_sendmail(const std::string& command, const std::string& contact,
                          const std::string& message);
-
-// ---- ARF (RFC 5965) -------------------------------------------------------
-
-struct ArfReport {
-    std::string feedback_type;       // lower-cased, e.g. "abuse"
-    std::string user_agent;
-    std::string original_mail_from;  // as in the report, <> stripped
-    std::string source_ip;
-    std::string original;            // the reported message (headers, maybe body), LF line ends
-    std::vector<std::string> tokens; // every X-Mailsuspend-Token value in the original's header
-    std::string return_path;         // the original's Return-Path, <> stripped
-};
-
-// Parses a report; nullopt and a one-line error for anything that is not a
-// well-formed multipart/report with a message/feedback-report part.
-std::optional<ArfReport> parse_arf(std::string_view text, std::string& error);
 
 }  // namespace mailsuspend

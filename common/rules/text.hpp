@@ -28,6 +28,11 @@ std::string sanitise_line(std::string_view text, std::size_t max);
 // after about max octets ("..." added).
 std::string escape_for_display(std::string_view text, std::size_t max = 200);
 
+// ASCII letters lower-cased, nothing else touched (header names, domains).
+std::string ascii_lowered(std::string_view s);
+// Without leading blanks, nor trailing blanks and CR (a header field's value).
+std::string_view trim_blanks(std::string_view s);
+
 std::string format_time(int64_t epoch);  // "2026-11-23 11:08:19 UTC"; "never" for 0
 
 }  // namespace mailsuspend

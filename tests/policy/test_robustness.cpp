@@ -7,6 +7,7 @@
 #include <new>
 #include <random>
 
+#include "arf.hpp"
 #include "notice.hpp"
 #include "policy_fixture.hpp"
 #include "token.hpp"

@@ -2,6 +2,7 @@
 // notice as built and handed to the MTA.
 #include <cstring>
 
+#include "arf.hpp"
 #include "notice.hpp"
 #include "policy.hpp"
 #include "policy_fixture.hpp"

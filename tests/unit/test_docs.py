@@ -6,8 +6,8 @@
   under that command, and the bash completion offers exactly those options
   for it (run through bash-completion, as an admin's shell would).
 - The completion offers the service names and delivery modes of
-  common/src/model.cpp for --service, --mode and set-mode.
-- Every config key of common/src/config.cpp's key table (each group's
+  common/rules/model.cpp for --service, --mode and set-mode.
+- Every config key of common/rules/config.cpp's key table (each group's
   only_keys list) has an entry in man/mailsuspend.conf.5, with the default
   that conf/mailsuspend.conf shows.
 - Both pages render without a groff warning, as lintian checks them.
@@ -117,7 +117,7 @@ def command_docs():
 
 def config_keys():
     """["store.path", ...] from config.cpp's key table: each read_GROUP's only_keys(g, {...})."""
-    source = read("common/src/config.cpp")
+    source = read("common/rules/config.cpp")
     root = re.search(r"only_keys\(root,\s*\{([^}]*)\}", source)
     assert root, "config.cpp: the root only_keys list is gone: update this test"
     groups = re.findall(r'"(\w+)"', root.group(1))
@@ -165,7 +165,7 @@ printf '%s\\n' "${COMPREPLY[@]}"
 
 
 def model_names(array):
-    m = re.search(r"%s = \{([^}]*)\}" % array, read("common/src/model.cpp"))
+    m = re.search(r"%s = \{([^}]*)\}" % array, read("common/rules/model.cpp"))
     assert m, "model.cpp: %s is gone: update this test" % array
     return set(re.findall(r'"(\w+)"', m.group(1)))
 

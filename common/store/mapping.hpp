@@ -1,0 +1,231 @@
+// The store file as a mapping, shared by the reader (reader.cpp) and the
+// writer (writer.cpp): one mapped generation, its slots read and written
+// under their seqlocks, and the helpers that create and check the file.
+// Internal to the store: nothing outside common/store/ includes it.  The
+// hot path (read_slot, probe) is inline here, as when one file held both.
+#pragma once
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <boost/interprocess/mapped_region.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <ctime>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "codec.hpp"
+#include "store.hpp"
+#include "store_layout.hpp"
+
+namespace mailsuspend {
+
+struct Config;
+
+namespace store_file {
+
+namespace bi = boost::interprocess;
+using namespace layout;
+
+constexpr int kSpinRetries = 64;
+// Then the reader yields until this much time has passed and gives up (the
+// writer died mid-write).  A time budget, not a count of yields: on a busy
+// CPU every sched_yield hands over a whole time slice, and 4000 of them held
+// a Dovecot/Exim process for 6-16 s per lookup (BM_LookupDeadWriterSlot/1).
+// A live writer holds a slot for a few stores.
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+// A fuzzed store leaves many slots odd with no writer alive; at 2 ms each the
+// fuzzer spent three quarters of its time in sched_yield, and next to other
+// fuzzers each yield gave away a whole time slice.  Same path, a short spin.
+constexpr int64_t kGiveUpNs = 20'000;
+constexpr bool kYieldWhileWaiting = false;
+#else
+constexpr int64_t kGiveUpNs = 2'000'000;
+constexpr bool kYieldWhileWaiting = true;
+#endif
+constexpr uint64_t kCheckpointJournalBytes = 8u << 20;
+constexpr uint64_t kArenaBytesPerTarget = 80;
+constexpr uint64_t kMaxArena = 0xFFFFFFF0ULL;  // offsets are 32-bit
+
+std::string errno_text(const std::string& what);
+
+// Plain read(), not an ifstream: readers call this on open, and iostreams
+// would pull the C++ locale machinery into the Dovecot mail plugins' core
+// module (its static initialisers run in every session that loads it).
+std::string current_boot_id();
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+// The SIGBUS guard (bus_guard.hpp) keeps a truncated file from killing the host.
+
+// One mapped generation of the store file.
+struct Mapping {
+    bi::mapped_region region;
+    Header* header = nullptr;
+    Slot* slots = nullptr;
+    unsigned char* arena = nullptr;
+    uint64_t slot_count = 0;
+    uint64_t arena_size = 0;
+    dev_t dev = 0;
+    ino_t ino = 0;
+
+    bool valid() const { return header != nullptr; }
+};
+
+// Empty when the header describes a layout this build knows and that fits the file.
+std::string validate_header(const Header& h, uint64_t file_size);
+
+bool map_file(const std::string& path, bool writable, Mapping& m, std::string& error);
+
+// A slot as one consistent snapshot of its four words.
+struct SlotCopy {
+    uint64_t w0 = 0, fingerprint = 0, blob = 0, expiry = 0;
+    uint32_t blob_offset() const { return static_cast<uint32_t>(blob >> 32); }
+    uint32_t blob_length() const { return static_cast<uint32_t>(blob); }
+};
+
+// Seqlock read with bounded retries; false when a writer holds the slot too
+// long (it died mid-write): the caller reports the store unavailable.
+inline bool read_slot(const Slot& s, SlotCopy& c) {
+    int64_t give_up_at = 0;
+    for (int attempt = 0;; ++attempt) {
+        const uint64_t before = s.word0.load(std::memory_order_acquire);
+        if ((w0_seq(before) & 1) == 0) {
+            c.fingerprint = s.fingerprint.load(std::memory_order_relaxed);
+            c.blob = s.blob.load(std::memory_order_relaxed);
+            c.expiry = s.expiry.load(std::memory_order_relaxed);
+            std::atomic_thread_fence(std::memory_order_acquire);
+            if (s.word0.load(std::memory_order_relaxed) == before) {
+                c.w0 = before;
+                return true;
+            }
+        }
+        if (attempt < kSpinRetries) {
+            cpu_relax();
+            continue;
+        }
+        timespec ts;  // vDSO: no system call
+        ::clock_gettime(CLOCK_MONOTONIC, &ts);
+        const int64_t now = int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+        if (give_up_at == 0) give_up_at = now + kGiveUpNs;
+        else if (now >= give_up_at) return false;
+        if (kYieldWhileWaiting) sched_yield();
+        else cpu_relax();
+    }
+}
+
+// The writer's seqlock store: odd while the words change, even after.
+inline void write_slot(Slot& s, const SlotCopy& c) {
+    const uint64_t old = s.word0.load(std::memory_order_relaxed);
+    const uint32_t seq = w0_seq(old);
+    s.word0.store((uint64_t{seq + 1} << 32) | (old & 0xFFFFFFFFULL), std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    s.fingerprint.store(c.fingerprint, std::memory_order_relaxed);
+    s.blob.store(c.blob, std::memory_order_relaxed);
+    s.expiry.store(c.expiry, std::memory_order_relaxed);
+    s.word0.store((uint64_t{seq + 2} << 32) | (c.w0 & 0xFFFFFFFFULL), std::memory_order_release);
+}
+
+inline bool blob_has_key(const Mapping& m, const SlotCopy& c, std::string_view key) {
+    const uint64_t off = c.blob_offset(), len = c.blob_length();
+    if (off + len > m.arena_size || len < kBlobKeyOffset + key.size()) return false;
+    const unsigned char* p = m.arena + off;
+    return p[sizeof(BlobHeader)] == key.size() &&
+           std::memcmp(p + kBlobKeyOffset, key.data(), key.size()) == 0;
+}
+
+enum class Probe { found, absent, busy };
+
+// Linear probing from the key's home slot.  insert_at (writer only) gets the
+// first reusable slot (tombstone or empty) on the probe path.
+inline Probe probe(const Mapping& m, std::string_view key, uint64_t fp, uint64_t& index, SlotCopy& c,
+            uint64_t* insert_at = nullptr) {
+    uint64_t i = slot_index(fp, m.slot_count);
+    if (insert_at) *insert_at = UINT64_MAX;
+    for (uint64_t n = 0; n < m.slot_count; ++n) {
+        if (!read_slot(m.slots[i], c)) return Probe::busy;
+        const uint8_t state = w0_state(c.w0);
+        if (state == kEmpty) {
+            if (insert_at && *insert_at == UINT64_MAX) *insert_at = i;
+            return Probe::absent;
+        }
+        if (state == kUsed && c.fingerprint == fp && w0_key_len(c.w0) == key.size() &&
+            blob_has_key(m, c, key)) {
+            index = i;
+            return Probe::found;
+        }
+        if (state == kTombstone && insert_at && *insert_at == UINT64_MAX) *insert_at = i;
+        if (++i == m.slot_count) i = 0;
+    }
+    return Probe::absent;
+}
+
+inline bool decode_slot(const Mapping& m, const SlotCopy& c, TargetRecord& r, std::string& error) {
+    const uint64_t off = c.blob_offset();
+    if (off + c.blob_length() > m.arena_size) {
+        error = "record points outside the arena";
+        return false;
+    }
+    return decode_record(m.arena + off, c.blob_length(), r, error);
+}
+
+inline uint64_t round_up(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
+
+struct Geometry {
+    uint64_t slot_count, arena_size, file_size;
+};
+
+Geometry geometry_for(uint64_t capacity, uint64_t min_arena);
+
+// Applies group ownership and mode; empty group = leave as is.
+bool set_owner(int fd, const std::string& group, mode_t mode, std::string& error);
+
+bool fsync_dir(const std::string& dir);
+
+// A file descriptor that closes itself.
+class Fd {
+public:
+    Fd() = default;
+    explicit Fd(int fd) : fd_(fd) {}
+    Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+    Fd& operator=(Fd&& o) noexcept {
+        reset();
+        fd_ = std::exchange(o.fd_, -1);
+        return *this;
+    }
+    ~Fd() { reset(); }
+    void reset() {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = -1;
+    }
+    int get() const { return fd_; }
+    bool ok() const { return fd_ >= 0; }
+private:
+    int fd_ = -1;
+};
+
+// Makes sure every byte of a file that is written through a mapping has its
+// disk blocks (posix_fallocate): then no store into the mapping can fault
+// for want of space, and a full filesystem is a clear error here instead.
+bool allocate(int fd, uint64_t size, const std::string& path, std::string& error);
+
+// Creates a fresh, empty store file of the given geometry at path.
+bool create_store_file(const std::string& path, uint64_t capacity, const Geometry& g,
+                       uint64_t generation, uint64_t seq, const Config& cfg, std::string& error);
+
+// The figures `stats` prints, read from a mapping.
+StoreStats stats_of(const Mapping& m);
+
+}  // namespace store_file
+}  // namespace mailsuspend

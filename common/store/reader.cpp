@@ -1,0 +1,206 @@
+// StoreReader: maps the current generation read-only and looks up without a
+// lock, a system call or an allocation (store.hpp).
+#include "store.hpp"
+
+#include <sys/stat.h>
+
+#include <boost/interprocess/file_mapping.hpp>
+
+#include <cstring>
+
+#include "bus_guard.hpp"
+#include "mapping.hpp"
+
+namespace mailsuspend {
+
+using namespace layout;
+using namespace store_file;
+
+struct StoreReader::Impl {
+    std::string dir;
+    std::string path;
+    Mapping map;
+    std::string error;
+
+    bool remap() {
+        Mapping fresh;
+        if (!map_file(path, false, fresh, error)) return false;
+        // A writer died mid-apply before the machine rebooted: pages of that
+        // apply may be half on disk, and only a writer's repair (the boot
+        // unit's `mailsuspend check`, or any command) makes them whole.
+        const Header& h = *fresh.header;
+        if (h.dirty.load(std::memory_order_acquire) &&
+            std::strncmp(h.boot_id, current_boot_id().c_str(), sizeof h.boot_id) != 0) {
+            error = path + ": a writer died mid-change before a reboot; the store needs its "
+                           "repair (run: mailsuspend check)";
+            return false;
+        }
+        map = std::move(fresh);
+        return true;
+    }
+    // The file shrank under the mapping: drop it (the next call reopens,
+    // and refuses a truncated file with a clear message).
+    bool lose_mapping() {
+        map = Mapping{};
+        error = path + ": the store file shrank under its mapping (truncated in place?)";
+        return false;
+    }
+    // Follows a newer generation; false when it cannot be mapped.
+    // The header is re-checked on every lookup (the cache lines are hot
+    // anyway): garbage written over a mapped file in place makes the store
+    // unavailable instead of answering from garbage.
+    bool intact() const {
+        const Header& h = *map.header;
+        return h.magic == kStoreMagic && h.layout_version == kLayoutVersion &&
+               h.slot_count == map.slot_count && h.arena_size == map.arena_size;
+    }
+    bool current() {
+        bool fresh = false;
+        if (map.valid() &&
+            !under_bus_guard([&] { fresh = !map.header->retired.load(std::memory_order_acquire) && intact(); }))
+            return lose_mapping();
+        if (fresh) return true;
+        return remap();
+    }
+};
+
+StoreReader::StoreReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+StoreReader::~StoreReader() = default;
+
+std::unique_ptr<StoreReader> StoreReader::open(const std::string& dir, std::string& error) {
+    try {
+        auto impl = std::make_unique<Impl>();
+        impl->dir = dir;
+        impl->path = dir + "/store";
+        install_bus_guard();
+        if (::access(impl->path.c_str(), F_OK) != 0 && errno == ENOENT) {
+            error = "no store at " + impl->path + " (run: mailsuspend init)";
+            return nullptr;
+        }
+        if (!impl->remap()) {
+            error = impl->error;
+            return nullptr;
+        }
+        return std::unique_ptr<StoreReader>(new StoreReader(std::move(impl)));
+    } catch (const std::exception& e) {
+        error = std::string("cannot open the store: ") + e.what();
+        return nullptr;
+    }
+}
+
+LookupStatus StoreReader::lookup(std::string_view key, HotView& out) noexcept {
+    if (!impl_->current()) return LookupStatus::unavailable;
+    const Mapping& m = impl_->map;
+    const uint64_t fp = hash_key(key.data(), key.size());
+    uint64_t index = 0;
+    SlotCopy c;
+    Probe found = Probe::absent;
+    if (!under_bus_guard([&] { found = probe(m, key, fp, index, c); })) {
+        impl_->lose_mapping();
+        return LookupStatus::unavailable;
+    }
+    switch (found) {
+        case Probe::busy:
+            impl_->error = "a store slot stayed locked (a writer died mid-write; the next "
+                           "mailsuspend command repairs it)";
+            return LookupStatus::unavailable;
+        case Probe::absent: return LookupStatus::absent;
+        case Probe::found: break;
+    }
+    out.suspended = w0_suspended(c.w0);
+    out.mode = static_cast<DeliveryMode>(std::min<uint8_t>(w0_mode(c.w0), 4));
+    out.min_expiry = static_cast<uint32_t>(c.expiry);
+    out.blob = c.blob_offset();
+    return LookupStatus::found;
+}
+
+LookupStatus StoreReader::read(std::string_view key, TargetRecord& out) noexcept {
+    try {
+        if (!impl_->current()) return LookupStatus::unavailable;
+        const Mapping& m = impl_->map;
+        uint64_t index = 0;
+        SlotCopy c;
+        Probe found = Probe::absent;
+        if (!under_bus_guard([&] { found = probe(m, key, hash_key(key.data(), key.size()), index, c); }))
+            return impl_->lose_mapping(), LookupStatus::unavailable;
+        switch (found) {
+            case Probe::busy: impl_->error = "a store slot stayed locked"; return LookupStatus::unavailable;
+            case Probe::absent: return LookupStatus::absent;
+            case Probe::found: break;
+        }
+        if (uint64_t{c.blob_offset()} + c.blob_length() > m.arena_size) {
+            impl_->error = "corrupt record for " + std::string(key) + ": it points outside the arena";
+            return LookupStatus::unavailable;
+        }
+        std::string blob(c.blob_length(), '\0');  // allocated outside the guard
+        if (!under_bus_guard([&] { std::memcpy(blob.data(), m.arena + c.blob_offset(), blob.size()); }))
+            return impl_->lose_mapping(), LookupStatus::unavailable;
+        std::string why;
+        if (!decode_record(reinterpret_cast<const unsigned char*>(blob.data()), blob.size(), out, why)) {
+            impl_->error = "corrupt record for " + std::string(key) + ": " + why;
+            return LookupStatus::unavailable;
+        }
+        return LookupStatus::found;
+    } catch (const std::exception& e) {
+        impl_->error = e.what();
+        return LookupStatus::unavailable;
+    }
+}
+
+bool StoreReader::for_each(const std::function<void(const TargetRecord&)>& fn) noexcept {
+    try {
+        if (!impl_->current()) return false;
+        const Mapping& m = impl_->map;
+        TargetRecord r;
+        for (uint64_t i = 0; i < m.slot_count; ++i) {
+            SlotCopy c;
+            if (!read_slot(m.slots[i], c)) return false;
+            if (w0_state(c.w0) != kUsed) continue;
+            std::string why;
+            if (!decode_slot(m, c, r, why)) {
+                impl_->error = "corrupt record in slot " + std::to_string(i) + ": " + why;
+                return false;
+            }
+            fn(r);
+        }
+        return true;
+    } catch (const std::exception& e) {
+        impl_->error = e.what();
+        return false;
+    }
+}
+
+StoreStats StoreReader::stats() const noexcept { return stats_of(impl_->map); }
+const std::string& StoreReader::last_error() const noexcept { return impl_->error; }
+
+bool StoreReader::usable() noexcept { return impl_->current(); }
+
+uint64_t StoreReader::change_stamp() noexcept {
+    const Mapping& m = impl_->map;
+    if (!m.valid()) return 0;
+    uint64_t stamp = 0;
+    if (!under_bus_guard([&] {
+            const Header& h = *m.header;
+            stamp = h.seq.load(std::memory_order_acquire) ^ (h.generation << 40) ^
+                    (uint64_t{h.retired.load(std::memory_order_acquire)} << 63);
+        })) {
+        impl_->lose_mapping();
+        return 0;
+    }
+    return stamp == 0 ? 1 : stamp;
+}
+
+bool StoreReader::replaced() const noexcept {
+    struct stat st {};
+    // Deleted, or the directory can no longer be entered: what is mapped is
+    // no longer the store, so the caller reopens and, failing, applies the
+    // fail policy like every process that starts now.
+    if (::stat(impl_->path.c_str(), &st) != 0) return true;
+    // A size that differs from the mapping means the file was truncated or
+    // overwritten in place: touching pages past its end would fault, so the
+    // caller must drop this mapping now.
+    return st.st_dev != impl_->map.dev || st.st_ino != impl_->map.ino ||
+           static_cast<uint64_t>(st.st_size) != impl_->map.region.get_size();
+}
+
+}  // namespace mailsuspend
