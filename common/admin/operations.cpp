@@ -59,13 +59,6 @@ json suspended_json(const TargetRecord& r, int64_t now) {
 
 }  // namespace
 
-Outcome normalise_target(const Config& cfg, std::string_view text, std::string& key) {
-    std::string why;
-    key = normalise(text, cfg.address, why);
-    if (key.empty()) return bad("invalid target '" + escape_for_display(text, 80) + "': " + why);
-    return {};
-}
-
 json record_json(const TargetRecord& r, int64_t now) {
     json services = json::object();
     const Scope scope = r.is_domain() ? Scope::domain : Scope::mailbox;

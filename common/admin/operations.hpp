@@ -15,19 +15,12 @@
 
 #include "config.hpp"
 #include "model.hpp"
+#include "outcome.hpp"
 
 namespace mailsuspend {
 
 class StoreWriter;
 class StoreReader;
-
-enum class Exit : int { ok = 0, failure = 1, bad_input = 2, refused = 3 };
-
-struct Outcome {
-    Exit code = Exit::ok;
-    std::string message;  // one line for the user
-    bool ok() const { return code == Exit::ok; }
-};
 
 struct Actor {
     uint32_t uid = 0;
@@ -52,9 +45,6 @@ struct UnsuspendArgs {
     bool admin = false;         // with root: may lift a lock
     bool self_service = false;  // the end user's own unblock: limited per interval
 };
-
-// Normalises a target; Exit::bad_input with the reason when invalid.
-Outcome normalise_target(const Config& cfg, std::string_view text, std::string& key);
 
 class Session {
 public:

@@ -8,13 +8,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "counters.hpp"
-#include "operations.hpp"
+#include "outcome.hpp"
 
 namespace mailsuspend {
 
