@@ -1,7 +1,7 @@
 // `mailsuspend metrics`: the Prometheus text exposition format (version
 // 0.0.4) on stdout, or written atomically for node_exporter's textfile
 // collector.  Gauges of the store are computed now; event counters are read
-// from the hosts' counters files (common/src/metrics.hpp).
+// from the hosts' counters files (common/store/metrics.hpp).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>

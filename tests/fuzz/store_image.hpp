@@ -1,5 +1,5 @@
 // The fuzz input format of fuzz_store and the seed tool (white-box:
-// store_layout.hpp and the journal format in store.cpp).
+// store_layout.hpp and the journal format in journal.hpp).
 //
 //   byte 0      flags (Fix*)
 //   bytes 1..4  n: length of the store part (little endian; cut to what is there)
@@ -38,7 +38,7 @@ enum : uint8_t {
     FixTruncated = 32,   // store file = the store part as it is (no header page)
 };
 
-// Journal records (store.cpp, anonymous namespace there).
+// Journal records (common/store/journal.hpp, internal to the store).
 struct JournalEntryHeader {
     uint32_t magic;
     uint32_t length;

@@ -1,4 +1,4 @@
-// The metrics counters files (common/src/metrics.hpp) and the C API that
+// The metrics counters files (common/store/metrics.hpp) and the C API that
 // counts into them: layout, add/read, files that are not ours, concurrency.
 #include <gtest/gtest.h>
 
