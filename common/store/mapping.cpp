@@ -174,6 +174,22 @@ bool create_store_file(const std::string& path, uint64_t capacity, const Geometr
     return set_owner(fd.get(), cfg.write_group, 0664, error);
 }
 
+bool for_each_record(const Mapping& m, const std::function<void(const TargetRecord&)>& fn, std::string& error) {
+    TargetRecord r;
+    for (uint64_t i = 0; i < m.slot_count; ++i) {
+        SlotCopy c;
+        if (!read_slot(m.slots[i], c)) return false;
+        if (w0_state(c.w0) != kUsed) continue;
+        std::string why;
+        if (!decode_slot(m, c, r, why)) {
+            error = "corrupt record in slot " + std::to_string(i) + ": " + why;
+            return false;
+        }
+        fn(r);
+    }
+    return true;
+}
+
 StoreStats stats_of(const Mapping& m) {
     StoreStats s;
     if (!m.valid()) return s;

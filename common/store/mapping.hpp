@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <ctime>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -223,6 +224,10 @@ bool allocate(int fd, uint64_t size, const std::string& path, std::string& error
 // Creates a fresh, empty store file of the given geometry at path.
 bool create_store_file(const std::string& path, uint64_t capacity, const Geometry& g,
                        uint64_t generation, uint64_t seq, const Config& cfg, std::string& error);
+
+// Calls fn with every record of m in slot order.  false at a slot a writer
+// holds too long, and at a corrupt record (error then says which slot).
+bool for_each_record(const Mapping& m, const std::function<void(const TargetRecord&)>& fn, std::string& error);
 
 // The figures `stats` prints, read from a mapping.
 StoreStats stats_of(const Mapping& m);

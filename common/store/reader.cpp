@@ -150,20 +150,7 @@ LookupStatus StoreReader::read(std::string_view key, TargetRecord& out) noexcept
 bool StoreReader::for_each(const std::function<void(const TargetRecord&)>& fn) noexcept {
     try {
         if (!impl_->current()) return false;
-        const Mapping& m = impl_->map;
-        TargetRecord r;
-        for (uint64_t i = 0; i < m.slot_count; ++i) {
-            SlotCopy c;
-            if (!read_slot(m.slots[i], c)) return false;
-            if (w0_state(c.w0) != kUsed) continue;
-            std::string why;
-            if (!decode_slot(m, c, r, why)) {
-                impl_->error = "corrupt record in slot " + std::to_string(i) + ": " + why;
-                return false;
-            }
-            fn(r);
-        }
-        return true;
+        return for_each_record(impl_->map, fn, impl_->error);
     } catch (const std::exception& e) {
         impl_->error = e.what();
         return false;

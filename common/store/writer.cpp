@@ -503,17 +503,8 @@ uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error,
 }
 
 bool StoreWriter::for_each(const std::function<void(const TargetRecord&)>& fn) {
-    const Mapping& m = impl_->map;
-    TargetRecord r;
-    for (uint64_t i = 0; i < m.slot_count; ++i) {
-        SlotCopy c;
-        if (!read_slot(m.slots[i], c)) return false;
-        if (w0_state(c.w0) != kUsed) continue;
-        std::string why;
-        if (!decode_slot(m, c, r, why)) return false;
-        fn(r);
-    }
-    return true;
+    std::string error;  // the writer's for_each reports no reason
+    return for_each_record(impl_->map, fn, error);
 }
 
 bool StoreWriter::rebuild(uint64_t capacity, std::string& error) {
