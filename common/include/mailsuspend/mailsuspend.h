@@ -150,7 +150,7 @@ enum mailsuspend_event {
 void mailsuspend_count_event(struct mailsuspend_handle *ms, enum mailsuspend_event event,
 			     const char *label);
 
-/* ---- Automatic suspension policies (issue 5; common/POLICY-INTEGRATION.md) ---- */
+/* ---- Automatic suspension policies (issue 5; docs/design.md) ---- */
 
 /* The header the Exim module adds to outgoing mail; its value comes from
    mailsuspend_sender_token().  At most MAILSUSPEND_TOKEN_MAX octets, NUL
