@@ -1,4 +1,4 @@
-// Store benchmarks (BENCHMARKS.md has the results and the reading):
+// Store benchmarks (bench/results/ has the runs and their reading):
 //  - lookup of random keys, hits and misses, at 1 M and 10 M accounts, next
 //    to the same lookups in an in-process std::unordered_map (the baseline);
 //  - per-call latency percentiles of the same (each call timed with rdtscp);

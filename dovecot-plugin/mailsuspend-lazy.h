@@ -3,7 +3,7 @@
    A mail process lives for one session (Dovecot's default service_count =
    1), so whatever a mail plugin loads is paid on every login.  Loading the
    core, opening the store and a first check cost 0.4-0.7 ms of CPU per
-   process (bench/core_load; BENCHMARKS.md "Dovecot end to end"); many
+   process (bench/core_load; bench/results/2026-12-02.md "What a mail process pays"); many
    sessions (webmail requests, POP3 polls) are over before the plugins'
    first re-check.  So the imap and pop3 plugins link no core: they
    dlopen() it from <module dir>/mailsuspend/libmailsuspend_core.so when they

@@ -20,7 +20,7 @@
    MAILSUSPEND_FULL_RECHECK_EVERY wake-ups (a store file replaced or
    overwritten in place does not move it), is the session's service looked
    up.  An idle session costs Dovecot one wake-up per period: the period is
-   what idle sessions cost (BENCHMARKS.md, "idle sessions"), and 3 s keeps
+   what idle sessions cost (bench/results/2026-12-03.md, "Idle sessions"), and 3 s keeps
    "a suspended session ends within 5 s". */
 #ifndef MAILSUSPEND_RECHECK_MSECS /* a -D for benchmarks */
 #  define MAILSUSPEND_RECHECK_MSECS 3000

@@ -14,7 +14,7 @@
 // $MAILSUSPEND_REDIS_PORT, default 26391) in a temporary directory with no
 // persistence and stops it on exit.  cdb and SQLite files are built once under
 // <bench_root>/compare/ and kept.  Sizes: $MAILSUSPEND_COMPARE_SIZES
-// (default "1000000,10000000").  bench/README-compare.md has the commands.
+// (default "1000000,10000000").  bench/results/2026-11-23.md "Against the alternatives" has the commands.
 #include <benchmark/benchmark.h>
 #include <cdb.h>
 #include <fcntl.h>

@@ -12,8 +12,9 @@
 #include <unistd.h>
 
 #include "address.hpp"
-#include "config.hpp"
+#include "bus_guard.hpp"
 #include "capi_internal.hpp"
+#include "config.hpp"
 #include "outbox.hpp"
 #include "store.hpp"
 #include "text.hpp"
@@ -424,6 +425,8 @@ void mailsuspend_count_event(struct mailsuspend_handle* ms, enum mailsuspend_eve
     } catch (...) {
     }
 }
+
+void mailsuspend_reclaim_sigbus(void) { reclaim_bus_guard(); }
 
 int mailsuspend_is_webmail_host(struct mailsuspend_handle* ms, const char* client_ip) {
     if (!ms || !ms->cfg_ok || !client_ip) return 0;

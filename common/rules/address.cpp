@@ -134,7 +134,7 @@ bool check_ascii_domain(char* d, std::size_t len, std::string* error) {
 // libidn2, loaded on the first non-ASCII domain rather than linked: every
 // Dovecot mail process that loads the core would otherwise map libidn2 and
 // libunistring and bind their symbols (+0.36 ms of CPU per session, measured;
-// BENCHMARKS.md "Dovecot end to end"), for domains that are nearly always
+// bench/results/2026-12-02.md "What a mail process pays"), for domains that are nearly always
 // ASCII.  systemd loads libidn2 the same way.  The prototypes come from
 // <idn2.h>, so a changed signature fails to compile.
 class Idn2 {

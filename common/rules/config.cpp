@@ -2,8 +2,8 @@
 
 // libconfig's C API, not its C++ wrapper: the same parser and syntax, but
 // libconfig++ would pull libstdc++.so into every Dovecot mail process that
-// loads the core (+1.1 ms of CPU per session, BENCHMARKS.md "Dovecot end to
-// end"); the core module links the C++ runtime statically instead.
+// loads the core (+1.1 ms of CPU per session, bench/results/2026-12-02.md
+// "What a mail process pays to load the core"); the core module links the C++ runtime statically instead.
 #include <libconfig.h>
 
 #include <algorithm>

@@ -38,6 +38,12 @@ bool install_bus_handler() {
     return sigaction(SIGBUS, &action, &g_previous_bus) == 0;
 }
 
+bool handler_in_place() {
+    struct sigaction current {};
+    return sigaction(SIGBUS, nullptr, &current) == 0 && (current.sa_flags & SA_SIGINFO) &&
+           current.sa_sigaction == mailsuspend_on_sigbus;
+}
+
 }  // namespace
 
 void arm_bus_guard(sigjmp_buf* guard) noexcept { t_bus_guard = guard; }
@@ -47,6 +53,10 @@ void arm_bus_guard(sigjmp_buf* guard) noexcept { t_bus_guard = guard; }
 void install_bus_guard() {
     static const bool installed = install_bus_handler();
     (void)installed;
+}
+
+void reclaim_bus_guard() noexcept {
+    if (!handler_in_place()) install_bus_handler();
 }
 
 }  // namespace mailsuspend

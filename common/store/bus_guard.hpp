@@ -20,6 +20,10 @@ void arm_bus_guard(sigjmp_buf* guard) noexcept;
 // Installs the handler, once per process (a system call the first time).
 void install_bus_guard();
 
+// Puts the handler back in front when a host replaced it since (one system
+// call to look; a second to re-install, keeping the host's as the next).
+void reclaim_bus_guard() noexcept;
+
 // Runs access (raw loads/stores of a mapping only); false when it faulted.
 // No system call: sigsetjmp does not save the signal mask.
 template <typename F>

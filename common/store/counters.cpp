@@ -38,10 +38,16 @@ struct Entry {
     std::atomic<uint64_t> buckets[kBuckets];  // bucket number << 32 | count
 };
 
+// A key's tag always has bit 0 set (and is never 1): the same value with bit
+// 0 clear marks its entry while another key is claiming it (see take()).
 uint64_t tag_of(std::string_view key, CounterKind kind) {
     const uint64_t h = layout::hash_key(key.data(), key.size());
-    return (h ^ (0x9E3779B97F4A7C15ULL * (static_cast<uint64_t>(kind) + 1))) | 1;
+    const uint64_t tag = (h ^ (0x9E3779B97F4A7C15ULL * (static_cast<uint64_t>(kind) + 1))) | 1;
+    return tag == 1 ? 3 : tag;
 }
+
+constexpr uint64_t marked(uint64_t tag) { return tag & ~uint64_t{1}; }
+constexpr bool is_marked(uint64_t seen) { return seen != 0 && (seen & 1) == 0; }
 
 }  // namespace
 
@@ -65,9 +71,10 @@ bool idle_bucket(uint64_t v, int64_t now) {
     return hour - number >= kBuckets;
 }
 
+// seq_cst: a claim's re-check must see any count that raced its mark (take()).
 bool idle(const Entry& e, int64_t now) {
     for (const auto& b : e.buckets)
-        if (!idle_bucket(b.load(std::memory_order_relaxed), now)) return false;
+        if (!idle_bucket(b.load(std::memory_order_seq_cst), now)) return false;
     return true;
 }
 
@@ -108,11 +115,12 @@ struct Counters::Impl {
         return !broken;
     }
 
+    // The entry of tag, also while another key is trying to claim it.
     Entry* lookup(uint64_t tag) const {
         uint64_t i = layout::slot_index(tag, count);
         for (int n = 0; n < kMaxProbe; ++n) {
             const uint64_t seen = entries[i].tag.load(std::memory_order_acquire);
-            if (seen == tag) return &entries[i];
+            if (seen == tag || seen == marked(tag)) return &entries[i];
             if (seen == 0) return nullptr;
             if (++i == count) i = 0;
         }
@@ -128,8 +136,8 @@ struct Counters::Impl {
         for (int n = 0; n < kMaxProbe; ++n) {
             Entry& e = entries[i];
             const uint64_t seen = e.tag.load(std::memory_order_acquire);
-            if (seen == tag) return &e;
-            if (seen == 0 || (!candidate && idle(e, now))) {
+            if (seen == tag || seen == marked(tag)) return &e;  // owns() cancels a claim by another key
+            if (seen == 0 || (!candidate && (is_marked(seen) || idle(e, now)))) {
                 if (!candidate) candidate = &e;
                 if (seen == 0) break;  // the end of the path
             }
@@ -138,12 +146,37 @@ struct Counters::Impl {
         return candidate ? take(*candidate, tag, now) : nullptr;
     }
 
+    // Claims e (free, or idle under another key) for tag.  Taking an idle
+    // entry is three steps, so that a count its old key makes meanwhile is
+    // never handed to the new key: mark the old tag, re-check that the entry
+    // is still idle, then hand over.  The old key's counter sees the mark or
+    // the new tag after its count (owns()) and cancels the claim or counts
+    // again elsewhere; the mark and the count are both seq_cst, so one of the
+    // two sides always sees the other.  An entry found marked (a claim under
+    // way, or left by a process killed mid-claim) is taken the same way from
+    // its second step: every key's claim converges on it, never on a second
+    // entry behind it.
     static Entry* take(Entry& e, uint64_t tag, int64_t now) {
-        uint64_t seen = e.tag.load(std::memory_order_acquire);
+        uint64_t seen = e.tag.load(std::memory_order_seq_cst);
         if (seen == tag) return &e;
-        if (seen != 0 && !idle(e, now)) return nullptr;  // busy again: the caller counts nothing
-        if (!e.tag.compare_exchange_strong(seen, tag, std::memory_order_acq_rel))
+        if (seen == 0) {
+            if (e.tag.compare_exchange_strong(seen, tag, std::memory_order_seq_cst)) return &e;
             return seen == tag ? &e : nullptr;  // another process claimed it for the same key, or not
+        }
+        const bool marked_here = !is_marked(seen);
+        if (marked_here) {
+            const uint64_t old = seen;
+            if (!idle(e, now) || !e.tag.compare_exchange_strong(seen, marked(old), std::memory_order_seq_cst))
+                return nullptr;  // busy: the caller counts nothing this attempt
+            seen = marked(old);
+        }
+        if (!idle(e, now)) {  // the old key counted between the looks: it keeps its entry
+            uint64_t mark = seen;
+            if (marked_here) e.tag.compare_exchange_strong(mark, seen | 1, std::memory_order_seq_cst);
+            return nullptr;
+        }
+        if (!e.tag.compare_exchange_strong(seen, tag, std::memory_order_seq_cst))
+            return seen == tag ? &e : nullptr;  // cancelled by the old key, or taken by another claim
         // The old key's buckets could still confuse the new key's (an IP's
         // numbers look like a future hour): clear those nobody rewrote since.
         for (auto& b : e.buckets) {
@@ -151,6 +184,14 @@ struct Counters::Impl {
             if (v != 0 && idle_bucket(v, now)) b.compare_exchange_strong(v, 0, std::memory_order_acq_rel);
         }
         return &e;
+    }
+
+    // After counting into e: e is still tag's entry.  A claim by another key
+    // that is under way is cancelled (the key is active again).
+    static bool owns(Entry& e, uint64_t tag) {
+        uint64_t seen = e.tag.load(std::memory_order_seq_cst);
+        if (seen == marked(tag) && e.tag.compare_exchange_strong(seen, tag, std::memory_order_seq_cst)) return true;
+        return seen == tag;
     }
 };
 
@@ -274,7 +315,7 @@ int64_t count_into(Entry& e, CounterKind kind, uint32_t n, int64_t max, int64_t 
         // its number however many processes add at once.
         const int64_t total = window_total(e, number, window_buckets(kind), &bucket) + static_cast<uint32_t>(next);
         if (max >= 0 && total > max) return total;
-        if (bucket.compare_exchange_weak(v, next, std::memory_order_acq_rel)) return total;
+        if (bucket.compare_exchange_weak(v, next, std::memory_order_seq_cst)) return total;
     }
 }
 
@@ -304,7 +345,7 @@ int64_t Counters::add_within(std::string_view key, CounterKind kind, uint32_t n,
             Entry* e = impl_->claim(tag, now);
             if (!e) continue;
             const int64_t total = count_into(*e, kind, n, max, now);
-            if ((max >= 0 && total > max) || e->tag.load(std::memory_order_acquire) == tag) {
+            if ((max >= 0 && total > max) || Impl::owns(*e, tag)) {
                 result = total;  // over max: nothing added
                 return;
             }

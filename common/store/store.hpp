@@ -1,6 +1,6 @@
 // The suspension store: a fixed-layout hash table in a shared file mapping,
 // durable through a write-ahead journal.  Layout and protocol: store_layout.hpp
-// and README.md, "The store".
+// and docs/design.md, "The store".
 //
 //  - Readers (StoreReader) map the current generation read-only and look up
 //    with a per-slot seqlock: no lock, no system call, no allocation.

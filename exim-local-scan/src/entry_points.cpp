@@ -231,12 +231,15 @@ __attribute__((visibility("default"))) int local_scan_version_minor(void) {
 }
 
 __attribute__((visibility("default"))) int local_scan(int fd, uschar** return_text) {
+    entering_local_scan();
+    int verdict = LOCAL_SCAN_ACCEPT;
     try {
-        return scan_message(fd, return_text);
+        verdict = scan_message(fd, return_text);
     } catch (...) {
         log_main("internal error in local_scan: message accepted unchecked");
-        return LOCAL_SCAN_ACCEPT;
     }
+    leaving_local_scan();
+    return verdict;
 }
 
 // ${dlfunc{SO}{mailsuspend_ping}} -> "pong": tells local_scan that routers can run.

@@ -17,6 +17,7 @@ struct ProcessStore {
     bool policy_warm = false;  // counters and token key opened (daemon only)
     char config_path[4096] = "";
     struct stat config_stat {};  // of config_path when opened (daemon only)
+    bool sigbus_reset = false;   // a local_scan returned: Exim reset SIGBUS to the default
 };
 ProcessStore g_store;
 
@@ -53,7 +54,17 @@ const char* path_from_environment() noexcept {
 
 }  // namespace
 
+void entering_local_scan() noexcept {
+    mailsuspend_reclaim_sigbus();  // in front of Exim's crash handler, which keeps the rest
+}
+
+void leaving_local_scan() noexcept { g_store.sigbus_reset = true; }
+
 struct mailsuspend_handle* store_handle(const char* config_path) noexcept {
+    if (g_store.sigbus_reset) {
+        mailsuspend_reclaim_sigbus();
+        g_store.sigbus_reset = false;
+    }
     const bool asked = config_path && *config_path;
     if (g_store.handle && (!asked || std::strcmp(config_path, g_store.config_path) == 0))
         return g_store.handle;

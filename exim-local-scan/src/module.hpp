@@ -13,6 +13,13 @@ namespace mailsuspend_exim {
 // for.  nullptr only when out of memory.
 struct mailsuspend_handle* store_handle(const char* config_path) noexcept;
 
+// Exim puts its own SIGBUS handler in place around local_scan and the
+// default one after it: local_scan calls entering_local_scan() first and
+// leaving_local_scan() last, and the next store_handle() puts the core's
+// guard back (a store file cut short must not end the process).
+void entering_local_scan() noexcept;
+void leaving_local_scan() noexcept;
+
 // For the daemon, per connection (mailsuspend_preload): opens the handle
 // with config_path, or reopens it when that file changed (one stat()), and
 // makes one lookup so a new store generation or a store that came back is

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The Dovecot mail plugins' core module must stay light to load: a session
 that outlives the first re-check pays for everything it pulls in (libstdc++.so
-alone cost +1.1 ms of CPU per session; BENCHMARKS.md "Dovecot end to end").
+alone cost +1.1 ms of CPU per session; bench/results/2026-12-02.md "What a mail process pays").
 Fails when the module needs a shared library beyond libc, libconfig (C) and
 the dynamic loader, or exports other symbols than its version script
 (dovecot-plugin/core-module.map) makes global.

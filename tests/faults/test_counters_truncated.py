@@ -56,12 +56,57 @@ class CountersTruncated(unittest.TestCase):
     def submit(self, user, subject, source="127.0.0.31"):
         return self.env.send(user, ["zed@example.com"], user=user, source=source, subject=subject)
 
-    def test_truncated_in_place_then_replaced(self):
-        self.assertEqual(self.submit("carol@example.com", "warm-up").data[0], 250)
+    def keep_good_copy(self):
+        """A copy of the counters file as init made it, to rename into place."""
         good = self.counters + ".good"
         shutil.copy2(self.counters, good)
         st = os.stat(self.counters)
         os.chown(good, st.st_uid, st.st_gid)
+        return good
+
+    def put_back(self, good):
+        os.rename(good, self.counters)
+        faults.settle()
+
+    def message(self, client, sender, subject):
+        self.assertEqual(client.mail(sender)[0], 250)
+        self.assertEqual(client.rcpt("zed@example.com")[0], 250)
+        return client.data(f"From: <{sender}>\r\nTo: zed@example.com\r\nSubject: {subject}\r\n\r\nhello\r\n")
+
+    def test_cut_short_in_the_middle_of_a_session(self):
+        """Exim puts its own SIGBUS handler in place for local_scan and the
+        default one after it: the module puts the core's guard back in both
+        places.  Before, the file cut short between RCPT and DATA gave "local_scan()
+        function crashed with signal 7" (451), and cut short after a first
+        message, the second message's MAIL FROM killed the process."""
+        good = self.keep_good_copy()
+        client = self.env.smtp("127.0.0.32", user="dave@example.com")
+        try:
+            self.assertEqual(self.message(client, "dave@example.com", "counted")[0], 250)
+            os.truncate(self.counters, 0)  # after a local_scan: Exim's default SIGBUS handler now
+            self.assertEqual(self.message(client, "dave@example.com", "after-local-scan")[0], 250)
+        finally:
+            client.close()
+            self.put_back(good)
+
+        good = self.keep_good_copy()
+        client = self.env.smtp("127.0.0.33", user="erin@example.com")
+        try:
+            self.assertEqual(client.mail("erin@example.com")[0], 250)
+            self.assertEqual(client.rcpt("zed@example.com")[0], 250)
+            os.truncate(self.counters, 0)  # the first touch is in local_scan, under Exim's handler
+            reply = client.data("Subject: in-local-scan\r\n\r\nhello\r\n")
+            self.assertEqual(reply[0], 250, reply)
+            client.quit()
+        finally:
+            client.close()
+            self.put_back(good)
+        self.assertNotIn(CRASH, self.env.mainlog())
+        self.assertTrue(self.env.wait_log(r"mailsuspend: rate limits not counted: .*counters", count=2))
+
+    def test_truncated_in_place_then_replaced(self):
+        self.assertEqual(self.submit("carol@example.com", "warm-up").data[0], 250)
+        good = self.keep_good_copy()
 
         os.truncate(self.counters, os.path.getsize(self.counters) // 3)
         faults.settle()

@@ -150,7 +150,16 @@ enum mailsuspend_event {
 void mailsuspend_count_event(struct mailsuspend_handle *ms, enum mailsuspend_event event,
 			     const char *label);
 
-/* ---- Automatic suspension policies (issue 5; common/POLICY-INTEGRATION.md) ---- */
+/* The core turns a SIGBUS from a store, counters or metrics file cut short
+   under its mapping into an error (one log line, the fail policy), with a
+   SIGBUS handler it installs once per process.  A host that replaces that
+   handler later (Exim does, around local_scan, and resets it to the default
+   afterwards) calls this to put the core's handler back in front; the
+   replaced handler still gets every SIGBUS the core does not expect.  One
+   system call to look, a second only when it must re-install. */
+void mailsuspend_reclaim_sigbus(void);
+
+/* ---- Automatic suspension policies (issue 5; docs/design.md) ---- */
 
 /* The header the Exim module adds to outgoing mail; its value comes from
    mailsuspend_sender_token().  At most MAILSUSPEND_TOKEN_MAX octets, NUL
