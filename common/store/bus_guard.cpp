@@ -17,6 +17,14 @@ struct sigaction g_previous_bus {};
 extern "C" void mailsuspend_on_sigbus(int sig, siginfo_t* info, void* context) {
     if (sigjmp_buf* guard = t_bus_guard) {
         t_bus_guard = nullptr;
+        // Leave SIGBUS unblocked: the guard's sigsetjmp saves no mask (a
+        // system call per access), and SA_NODEFER is not honoured by every
+        // wrapper of this handler (TSan's blocks all signals while it runs),
+        // so the next fault would find SIGBUS blocked and end the process.
+        sigset_t bus;
+        sigemptyset(&bus);
+        sigaddset(&bus, SIGBUS);
+        sigprocmask(SIG_UNBLOCK, &bus, nullptr);
         siglongjmp(*guard, 1);
     }
     if ((g_previous_bus.sa_flags & SA_SIGINFO) && g_previous_bus.sa_sigaction) {

@@ -129,14 +129,31 @@ std::atomic<uint64_t>* Writer::slot_at(int slot) const noexcept {
     return reinterpret_cast<std::atomic<uint64_t>*>(static_cast<char*>(base_) + sizeof(Header)) + slot;
 }
 
+// The header still says what it said when mapped: garbage written over the
+// file in place shows here, and a truncation faults here, on a plain load,
+// rather than inside an atomic (a sanitizer's runtime does the atomics of an
+// instrumented build and does not hand a fault there to the guard).
+bool Writer::intact() const noexcept {
+    const auto* h = static_cast<const Header*>(base_);
+    return h->magic == kMagic && h->version == kVersion && h->file_size == kFileSize;
+}
+
 bool Writer::add(int slot, uint64_t n) noexcept {
     std::atomic<uint64_t>* counter = slot_at(slot);
-    return counter && under_bus_guard([&] { counter->fetch_add(n, std::memory_order_relaxed); });
+    bool whole = false;
+    return counter && under_bus_guard([&] {
+               whole = intact();
+               if (whole) counter->fetch_add(n, std::memory_order_relaxed);
+           }) && whole;
 }
 
 bool Writer::set(int slot, uint64_t value) noexcept {
     std::atomic<uint64_t>* gauge = slot_at(slot);
-    return gauge && under_bus_guard([&] { gauge->store(value, std::memory_order_relaxed); });
+    bool whole = false;
+    return gauge && under_bus_guard([&] {
+               whole = intact();
+               if (whole) gauge->store(value, std::memory_order_relaxed);
+           }) && whole;
 }
 
 std::optional<Snapshot> read(const std::string& path, std::string& error) {

@@ -90,13 +90,14 @@ public:
     Writer& operator=(const Writer&) = delete;
 
     // One relaxed atomic add (no system call).  False when the file was
-    // truncated under the mapping (nothing counted).
+    // truncated or overwritten under the mapping (nothing counted).
     bool add(int slot, uint64_t n = 1) noexcept;
     bool set(int slot, uint64_t value) noexcept;
 
 private:
     Writer(void* base, std::size_t size) : base_(base), size_(size) {}
     std::atomic<uint64_t>* slot_at(int slot) const noexcept;
+    bool intact() const noexcept;
     void* base_;
     std::size_t size_;
 };

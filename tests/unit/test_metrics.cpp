@@ -115,6 +115,21 @@ TEST(Metrics, TruncatedUnderTheMappingFailsTheAddNotTheProcess) {
     EXPECT_FALSE(w->set(metrics::kLastSweep, 1));
 }
 
+TEST(Metrics, OverwrittenInPlaceCountsNothing) {
+    TempDir dir;
+    const std::string path = created(dir, HostClass::exim);
+    std::string error;
+    auto w = metrics::Writer::open(path, error);
+    ASSERT_TRUE(w) << error;
+    ASSERT_TRUE(w->add(metrics::kSendRefused));
+    const int fd = ::open(path.c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pwrite(fd, "garbage!", 8, 0), 8);  // the magic
+    ::close(fd);
+    EXPECT_FALSE(w->add(metrics::kSendRefused));
+    EXPECT_FALSE(w->set(metrics::kLastSweep, 1));
+}
+
 TEST(Metrics, ConcurrentAddsFromSeveralProcessesAreExact) {
     TempDir dir;
     const std::string path = created(dir, HostClass::exim);
