@@ -61,7 +61,9 @@ static bool live_push_add(struct mailsuspend_live *live, const char **why_r)
 	   watches too): so it is asked only for a file it will accept. */
 	if (faccessat(AT_FDCWD, live->push_path, R_OK, AT_EACCESS) < 0 ||
 	    stat(live->push_path, &st) < 0) {
-		*why_r = t_strdup_printf("%s: %m", live->push_path);
+		*why_r = errno == ENOENT ?
+			t_strdup_printf("%s: missing", live->push_path) :
+			t_strdup_printf("%s: %m", live->push_path);
 		return FALSE;
 	}
 	switch (io_add_notify(live->push_path, live_pushed, live,
