@@ -11,6 +11,13 @@ measures the CPU time of each Dovecot's whole process tree (the sum of
 over --seconds, in --rounds windows that alternate between the two servers
 so drift hits both.  Reports the median per window and per session.
 
+With the push (the default build) a session past its first check wakes
+only when a writer changes the store; --changes N makes N changes per
+window to measure that.  Each mail process then holds one inotify
+instance: past fs.inotify.max_user_instances (128 per UID by default) the
+rest fall back to the 3 s timer, which the report counts ("fell back"), so
+raise it for thousands of sessions (sysctl fs.inotify.max_user_instances).
+
 Sessions do not send IDLE: Dovecot's own IDLE watches the maildir with one
 inotify instance per process, and past fs.inotify.max_user_instances (128
 per UID by default; all sessions run as one UID here) it falls back to
@@ -20,6 +27,8 @@ fallback rather than the plugin.
 Run as root from the build dir, e.g.:
     python3 ../bench/dovecot_idle.py --sessions 200
     python3 ../bench/dovecot_idle.py --sessions 2000
+    python3 ../bench/dovecot_idle.py --sessions 200 --also-modules DIR --also-name timer
+      (DIR: the plugins built with -DMAILSUSPEND_PUSH=0, the 3 s timer only)
 """
 import argparse
 import os
@@ -136,12 +145,18 @@ def process_tree_usage(root):
     return tree
 
 
-def cpu_over(server, seconds):
+def cpu_over(server, seconds, changes=0):
     """(CPU seconds the tree used over `seconds`, context switches,
     processes in the tree).  Only processes alive at both ends count
-    (none should come or go)."""
+    (none should come or go).  changes: that many store changes (an
+    unrelated mailbox suspended, by the CLI, outside the tree) spread over
+    the window: what a change costs the idle sessions."""
     before = process_tree_usage(server.proc.pid)
-    time.sleep(seconds)
+    start = time.monotonic()
+    for i in range(changes):
+        time.sleep(max(0.0, start + (i + 0.5) * seconds / changes - time.monotonic()))
+        server.suspend(f"change{i}@example.net", "imap")
+    time.sleep(max(0.0, start + seconds - time.monotonic()))
     after = process_tree_usage(server.proc.pid)
     common = before.keys() & after.keys()
     cpu = sum(after[p][0] - before[p][0] for p in common) / 1e9
@@ -172,6 +187,8 @@ def main():
                         "another version of the plugins), measured alongside")
     p.add_argument("--also-name", default="also-modules",
                    help="what to call the --also-modules server in the report")
+    p.add_argument("--changes", type=int, default=0,
+                   help="store changes made during each window (default none: idle)")
     p.add_argument("--no-baseline", action="store_true",
                    help="no Dovecot without mailsuspend (its idle cost is 0; "
                         "saves the processes at thousands of sessions)")
@@ -211,7 +228,7 @@ def main():
         switches = {name: [] for name, _ in servers}
         for r in range(args.rounds):
             for name, server in servers:
-                used, switched, procs = cpu_over(server, args.seconds)
+                used, switched, procs = cpu_over(server, args.seconds, args.changes)
                 cpu[name].append(used)
                 switches[name].append(switched)
                 print(f"round {r + 1} {name:12s} {used:7.3f} s CPU, {switched:6d} context "
@@ -221,6 +238,7 @@ def main():
                 raise SystemExit(f"{name} dovecot died; see {server.log}")
         base = statistics.median(cpu["baseline"]) if "baseline" in cpu else 0.0
         print(f"{args.sessions} idle IMAP sessions, {args.seconds:g} s windows, "
+              f"{args.changes} store changes per window, "
               f"{args.rounds} rounds: Dovecot CPU (median)"
               + (f" baseline {base:.3f} s" if "baseline" in cpu else " (no baseline: taken as 0)"))
         for name, server in with_plugins:
