@@ -43,7 +43,9 @@ static void live_use_fallback(struct mailsuspend_live *live, const char *why)
 	if (fallback_logged)
 		return;
 	fallback_logged = TRUE;
-	e_warning(live->user->event,
+	/* Info: sessions are still ended within 5 s, only at a higher idle
+	   cost (a missing store already has its error line). */
+	e_info(live->user->event,
 		  "mailsuspend: %s: live sessions re-checked every %u ms "
 		  "instead of on each store change", why,
 		  (unsigned int)MAILSUSPEND_RECHECK_MSECS);

@@ -8,7 +8,8 @@
       (mailsuspend-lazy.h).
    2. Push.  At that first check the session watches the store's notify
       file (<store.path>/changed, which every writer writes after each
-      change: StoreWriter) with Dovecot's io_add_notify(): inotify, one
+      change that puts imap, pop3, webmail or sieve in force: StoreWriter)
+      with Dovecot's io_add_notify(): inotify, one
       inotify fd per process shared with IDLE's own watches.  An idle
       session then has no timer of its own and wakes only when a writer
       changed the store.  Wake-ups are coalesced: at most one check per

@@ -1178,6 +1178,25 @@ bool StoreWriter::get(std::string_view key, TargetRecord& out, bool* exists) {
     return decode_slot(impl_->map, c, out, why);
 }
 
+namespace {
+
+// The services a live Dovecot session uses.
+constexpr uint8_t kSessionServices = (1u << static_cast<int>(Service::imap)) |
+                                     (1u << static_cast<int>(Service::pop3)) |
+                                     (1u << static_cast<int>(Service::webmail)) |
+                                     (1u << static_cast<int>(Service::sieve));
+
+// Whether the change must wake the sessions waiting on the notify file: it
+// puts a session's service in force.  Nothing else ends a session, and the
+// rest includes what a remote sender can cause (send suspended, a rate
+// suspension extended once a minute per sender), which would otherwise wake
+// every Dovecot mail process each time.
+bool ends_sessions(const TargetRecord& before, const TargetRecord& after, int64_t now) {
+    return (after.in_force_mask(now) & ~before.in_force_mask(now) & kSessionServices) != 0;
+}
+
+}  // namespace
+
 uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error,
                              const BeforeJournal& before_journal, const std::function<void()>& undo) {
     if (changes.empty()) return impl_->map.header->seq.load();
@@ -1201,6 +1220,13 @@ uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error,
                     "; a damaged header?)";
             return 0;
         }
+        bool wake = false;
+        const int64_t now = std::time(nullptr);
+        for (const auto& c : changes) {
+            TargetRecord before;
+            // unreadable: wake, to be safe
+            wake = wake || !get(c.record.key, before) || ends_sessions(before, c.record, now);
+        }
         for (std::size_t i = 0; i < changes.size(); ++i) {
             changes[i].record.seq = seqs[i] = ++seq;
             encode_record(changes[i].record, blobs[i]);
@@ -1218,7 +1244,8 @@ uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error,
             if (!impl_->apply(blobs[i], changes[i].record, error)) return 0;
         h->seq.store(seq, std::memory_order_release);
         h->dirty.store(0);
-        impl_->notify_readers();
+        if (wake) impl_->notify_readers();
+        else impl_->notify_warning.clear();
         if (impl_->journal_bytes > kCheckpointJournalBytes && !impl_->checkpoint(error)) return 0;
         return seq;
     } catch (const std::exception& e) {

@@ -90,8 +90,9 @@ private:
 
 // <dir>/changed, the store's notify file.  Every writer writes its change
 // sequence into it (a pwrite, so inotify reports IN_MODIFY) after each
-// change it applies, so a long-lived reader (a Dovecot mail process) waits
-// for changes with inotify instead of polling.  A store write through the
+// change that puts imap, pop3, webmail or sieve in force for a target (and
+// after a rebuild or a repair), so a long-lived reader (a Dovecot mail
+// process) waits for those with inotify instead of polling.  A store write through the
 // mapping is invisible to inotify, hence this file.  Mode 0664, group
 // store.write_group, like the store file: writers write it, read-group
 // members (who alone may enter the directory) read and watch it.  Nothing
