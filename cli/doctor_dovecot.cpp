@@ -76,7 +76,10 @@ Check check_dovecot_mail_access(const Dovecot& dc, const std::optional<Config>& 
         id = identity_of("Dovecot's mail processes", user, *gid, group_list(*groups), error);
         if (id && uid->empty()) id->who += " (each user's uid; tested as nobody with mail_access_groups)";
     }
-    return access_check(name, id, error, {{cfg->store_path + "/store", O_RDONLY}, {cfg->path, O_RDONLY}},
+    // changed: the notify file a live session watches (inotify needs read access)
+    return access_check(name, id, error,
+                        {{cfg->store_path + "/store", O_RDONLY}, {cfg->path, O_RDONLY},
+                         {cfg->store_path + "/changed", O_RDONLY}},
                         "give the mail processes the store's read group: `mail_access_groups = " +
                             cfg->read_group + "` in " + dc.fix_hint() +
                             " (list groups already there too, e.g. mail," + cfg->read_group +

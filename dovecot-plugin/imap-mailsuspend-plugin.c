@@ -1,12 +1,13 @@
 /* lib95_imap_mailsuspend_plugin.so: ends a live IMAP session whose service
    became suspended.
 
-   The session wakes every 3 s (so a client sitting in IDLE is ended too)
-   and, from the first of these wake-ups on, before every command; each
-   time the core is asked only if the store changed since the session's
-   last check (mailsuspend-session.h).  Until the first wake-up the
-   passdb's answer at login stands: that keeps
-   short sessions (a webmail request) from paying for loading the core (see
+   The session is re-checked (mailsuspend-live.h) 3 s after login, then
+   whenever a writer changed the store (a push through inotify; a 3 s timer
+   where that is unavailable), so a client sitting in IDLE is ended too;
+   from the first check on also before every command, when the store's
+   change stamp moved since the session's last check.  Until the first
+   check the passdb's answer at login stands: that keeps short sessions (a
+   webmail request) from paying for loading the core (see
    mailsuspend-lazy.h).  When the answer is "suspended" the client gets
    "* BYE [ALERT] <reason>" and the connection is closed; the command that
    triggered the check is not executed.  Sessions of services that are not
@@ -20,6 +21,7 @@
 #include "mail-user.h"
 #include "mailsuspend-dovecot.h"
 #include "mailsuspend-lazy.h"
+#include "mailsuspend-live.h"
 #include "mailsuspend-session.h"
 
 #define MAILSUSPEND_IMAP_CONTEXT(obj) \
@@ -27,10 +29,9 @@
 
 struct mailsuspend_imap_client {
 	union imap_module_context module_ctx;
-	struct timeout *to_recheck;
+	struct mailsuspend_live live;
 	struct timeout *to_start; /* master-user login: checked at once */
-	struct mailsuspend_recheck recheck;
-	bool login_check_stale; /* set by the first timer re-check */
+	bool login_check_stale; /* set by the first re-check */
 };
 
 const char *imap_mailsuspend_plugin_version = DOVECOT_ABI_VERSION;
@@ -64,8 +65,9 @@ static void imap_session_end(struct client *client, const char *what,
 	client_disconnect(client, t_strconcat("[ALERT] ", result->text, NULL));
 }
 
-static void imap_session_recheck(struct client *client)
+static void imap_session_recheck(void *context)
 {
+	struct client *client = context;
 	struct mailsuspend_imap_client *mclient =
 		MAILSUSPEND_IMAP_CONTEXT(client);
 	struct mailsuspend_result result;
@@ -73,8 +75,6 @@ static void imap_session_recheck(struct client *client)
 	if (mclient == NULL || client->disconnected)
 		return;
 	mclient->login_check_stale = TRUE;
-	if (!mailsuspend_session_recheck_due(&mclient->recheck))
-		return;
 	if (imap_session_suspended(client, &result))
 		imap_session_end(client, "Session ended", &result);
 }
@@ -120,7 +120,7 @@ static void mailsuspend_command_pre(struct client_command_context *cmd)
 
 	if (mclient == NULL || client->disconnected ||
 	    !mclient->login_check_stale ||
-	    !mailsuspend_session_recheck_due(&mclient->recheck))
+	    !mailsuspend_session_recheck_due(&mclient->live.recheck))
 		return;
 	if (!imap_session_suspended(client, &result))
 		return;
@@ -140,7 +140,7 @@ static void mailsuspend_imap_client_destroy(struct client *client,
 	struct mailsuspend_imap_client *mclient =
 		MAILSUSPEND_IMAP_CONTEXT(client);
 
-	timeout_remove(&mclient->to_recheck);
+	mailsuspend_live_stop(&mclient->live);
 	timeout_remove(&mclient->to_start);
 	mclient->module_ctx.super.destroy(client, reason);
 }
@@ -154,8 +154,8 @@ static void mailsuspend_imap_client_created(struct client **clientp)
 		mclient = p_new(client->pool, struct mailsuspend_imap_client, 1);
 		mclient->module_ctx.super = client->v;
 		client->v.destroy = mailsuspend_imap_client_destroy;
-		mclient->to_recheck = timeout_add(MAILSUSPEND_RECHECK_MSECS,
-						  imap_session_recheck, client);
+		mailsuspend_live_start(&mclient->live, client->user,
+				       imap_session_recheck, client);
 		if (mailsuspend_session_master_user(client->user) != NULL) {
 			mclient->login_check_stale = TRUE;
 			mclient->to_start = timeout_add_short(0,

@@ -16,6 +16,8 @@ typedef void mailsuspend_count_event_func_t(struct mailsuspend_handle *,
 typedef void mailsuspend_close_func_t(struct mailsuspend_handle **);
 typedef unsigned long long
 mailsuspend_change_stamp_func_t(struct mailsuspend_handle *);
+typedef const char *
+mailsuspend_notify_path_func_t(struct mailsuspend_handle *);
 typedef void mailsuspend_check_login_func_t(struct mailsuspend_handle *,
 		const char *, const char *, const char *,
 		struct mailsuspend_result *);
@@ -28,6 +30,7 @@ static struct {
 	mailsuspend_check_login_func_t *check_login;
 	mailsuspend_count_event_func_t *count_event;
 	mailsuspend_change_stamp_func_t *change_stamp;
+	mailsuspend_notify_path_func_t *notify_path;
 	bool failed;
 } core;
 
@@ -82,8 +85,11 @@ static bool core_open(const char *config_path)
 		dlsym(core.dl, "mailsuspend_count_event");
 	core.change_stamp = (mailsuspend_change_stamp_func_t *)
 		dlsym(core.dl, "mailsuspend_change_stamp");
+	core.notify_path = (mailsuspend_notify_path_func_t *)
+		dlsym(core.dl, "mailsuspend_notify_path");
 	if (open_func == NULL || core.close == NULL || core.check_login == NULL ||
-	    core.count_event == NULL || core.change_stamp == NULL)
+	    core.count_event == NULL || core.change_stamp == NULL ||
+	    core.notify_path == NULL)
 		return core_load_failed("not a mailsuspend core module");
 	if (config_path != NULL && *config_path == '\0')
 		config_path = NULL;
@@ -118,4 +124,9 @@ void mailsuspend_lazy_count_event(enum mailsuspend_event event, const char *labe
 unsigned long long mailsuspend_lazy_change_stamp(void)
 {
 	return core.handle == NULL ? 0 : core.change_stamp(core.handle);
+}
+
+const char *mailsuspend_lazy_notify_path(const char *config_path)
+{
+	return core_open(config_path) ? core.notify_path(core.handle) : NULL;
 }

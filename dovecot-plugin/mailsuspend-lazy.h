@@ -34,4 +34,8 @@ void mailsuspend_lazy_count_event(enum mailsuspend_event event, const char *labe
 /* mailsuspend_change_stamp() of the loaded core; 0 until it is loaded. */
 unsigned long long mailsuspend_lazy_change_stamp(void);
 
+/* mailsuspend_notify_path() through the core, loading it from config_path
+   if need be; NULL when it cannot be loaded. */
+const char *mailsuspend_lazy_notify_path(const char *config_path);
+
 #endif

@@ -62,6 +62,12 @@ bool mailsuspend_session_recheck_due(struct mailsuspend_recheck *state)
 	return TRUE;
 }
 
+void mailsuspend_session_recheck_mark(struct mailsuspend_recheck *state)
+{
+	state->stamp = mailsuspend_lazy_change_stamp();
+	state->unchanged = 0;
+}
+
 void mailsuspend_session_log_end(const struct mail_user *user,
 				 const char *what,
 				 const struct mailsuspend_result *result)

@@ -14,14 +14,15 @@
 
 #include "mailsuspend/mailsuspend.h"
 
-/* Live sessions.  Every MAILSUSPEND_RECHECK_MSECS a session wakes up and
-   reads the store's change stamp (one load from the shared mapping); only
-   when it moved since the session's last check, or at the latest every
-   MAILSUSPEND_FULL_RECHECK_EVERY wake-ups (a store file replaced or
-   overwritten in place does not move it), is the session's service looked
-   up.  An idle session costs Dovecot one wake-up per period: the period is
-   what idle sessions cost (bench/results/2026-12-03.md, "Idle sessions"), and 3 s keeps
-   "a suspended session ends within 5 s". */
+/* Live sessions are re-checked by mailsuspend-live.h: on a push when a
+   writer changed the store, else (the fallback) every
+   MAILSUSPEND_RECHECK_MSECS, when the store's change stamp (one load from
+   the shared mapping) moved since the session's last check, or at the
+   latest every MAILSUSPEND_FULL_RECHECK_EVERY wake-ups (a store file
+   replaced or overwritten in place does not move it).  The IMAP command
+   hook uses the same stamp gate.  3 s keeps "a suspended session ends
+   within 5 s" in the fallback too; the first check comes after this
+   period as well. */
 #ifndef MAILSUSPEND_RECHECK_MSECS /* a -D for benchmarks */
 #  define MAILSUSPEND_RECHECK_MSECS 3000
 #endif
@@ -51,6 +52,10 @@ void mailsuspend_session_check(struct mail_user *user,
 /* TRUE when the session must be looked up again (see above); records the
    stamp the coming lookup answers for. */
 bool mailsuspend_session_recheck_due(struct mailsuspend_recheck *state);
+
+/* Records the stamp a lookup made now answers for (a check that is not
+   gated by the stamp). */
+void mailsuspend_session_recheck_mark(struct mailsuspend_recheck *state);
 
 /* Logs that a session was refused at its start or ended. */
 void mailsuspend_session_log_end(const struct mail_user *user,

@@ -1,8 +1,9 @@
 /* lib95_pop3_mailsuspend_plugin.so: ends a live POP3 session whose service
    became suspended.
 
-   POP3 has no command hook: the session wakes every 3 s and asks the core
-   when the store changed since its last check (mailsuspend-session.h).  When the
+   POP3 has no command hook: the session is re-checked 3 s after login,
+   then whenever a writer changed the store (a push through inotify; a 3 s
+   timer where that is unavailable: mailsuspend-live.h).  When the
    answer is "suspended" the client gets "-ERR <reason>" (unless a
    multi-line reply is being sent) and the connection is closed.  Only this
    session's service is asked about.  A master-user login (which skips the
@@ -14,6 +15,7 @@
 #include "mail-user.h"
 #include "mailsuspend-dovecot.h"
 #include "mailsuspend-lazy.h"
+#include "mailsuspend-live.h"
 #include "mailsuspend-session.h"
 
 #define MAILSUSPEND_POP3_CONTEXT(obj) \
@@ -21,8 +23,7 @@
 
 struct mailsuspend_pop3_client {
 	union pop3_module_context module_ctx;
-	struct timeout *to_recheck;
-	struct mailsuspend_recheck recheck;
+	struct mailsuspend_live live;
 };
 
 const char *pop3_mailsuspend_plugin_version = DOVECOT_ABI_VERSION;
@@ -36,14 +37,12 @@ static pop3_client_created_func_t *next_hook_client_created;
 static MODULE_CONTEXT_DEFINE_INIT(pop3_mailsuspend_pop3_module,
 				  &pop3_module_register);
 
-static void pop3_session_recheck(struct client *client)
+static void pop3_session_recheck(void *context)
 {
-	struct mailsuspend_pop3_client *mclient =
-		MAILSUSPEND_POP3_CONTEXT(client);
+	struct client *client = context;
 	struct mailsuspend_result result;
 
-	if (mclient == NULL || client->disconnected ||
-	    !mailsuspend_session_recheck_due(&mclient->recheck))
+	if (client->disconnected)
 		return;
 	mailsuspend_session_check(client->user, &result);
 	if (result.verdict != MAILSUSPEND_DENY)
@@ -63,7 +62,7 @@ static void mailsuspend_pop3_client_destroy(struct client *client,
 	struct mailsuspend_pop3_client *mclient =
 		MAILSUSPEND_POP3_CONTEXT(client);
 
-	timeout_remove(&mclient->to_recheck);
+	mailsuspend_live_stop(&mclient->live);
 	mclient->module_ctx.super.destroy(client, reason);
 }
 
@@ -76,8 +75,8 @@ static void mailsuspend_pop3_client_created(struct client **clientp)
 		mclient = p_new(client->pool, struct mailsuspend_pop3_client, 1);
 		mclient->module_ctx.super = client->v;
 		client->v.destroy = mailsuspend_pop3_client_destroy;
-		mclient->to_recheck = timeout_add(MAILSUSPEND_RECHECK_MSECS,
-						  pop3_session_recheck, client);
+		mailsuspend_live_start(&mclient->live, client->user,
+				       pop3_session_recheck, client);
 		MODULE_CONTEXT_SET(client, pop3_mailsuspend_pop3_module, mclient);
 	}
 	if (next_hook_client_created != NULL)

@@ -320,6 +320,8 @@ Outcome Session::commit(std::vector<std::string>& warnings) {
     std::vector<json> lines;
     uint64_t seq = 0;
     if (Outcome o = commit_records(seq); !o.ok()) return o;
+    if (seq != 0 && !writer_.notify_warning().empty())
+        warnings.push_back("live sessions are not told of the change at once: " + writer_.notify_warning());
     if (seq == 0 && usage_resets_.empty()) return {};  // nothing changed
     const Outcome reset = commit_usage_resets(lines);
     // The records' lines went out with their change (commit_records); the

@@ -325,6 +325,16 @@ unsigned long long mailsuspend_change_stamp(struct mailsuspend_handle* ms) {
     return ms->reader->change_stamp();
 }
 
+const char* mailsuspend_notify_path(struct mailsuspend_handle* ms) {
+    if (!ms) return nullptr;
+    try {
+        if (ms->notify_path.empty()) ms->notify_path = mailsuspend::notify_file_path(ms->cfg.store_path);
+    } catch (...) {
+        return nullptr;
+    }
+    return ms->notify_path.c_str();
+}
+
 void mailsuspend_check_service(struct mailsuspend_handle* ms, const char* user, const char* service,
                                const char* client_ip, struct mailsuspend_result* r) {
     (void)client_ip;

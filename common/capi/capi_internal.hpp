@@ -25,6 +25,7 @@ struct mailsuspend_handle {
     mailsuspend_log_func_t* log = nullptr;
     void* log_ctx = nullptr;
     std::string open_error;  // storage for *error_r
+    std::string notify_path;  // storage for mailsuspend_notify_path()
     mailsuspend::PolicyState policy;      // counters and token key, opened when first needed
     // The event counters of each host class (metrics.hpp), mapped when first needed.
     std::unique_ptr<mailsuspend::metrics::Writer> metrics[mailsuspend::metrics::kHostClasses];

@@ -88,6 +88,20 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
+// <dir>/changed, the store's notify file.  Every writer writes its change
+// sequence into it (a pwrite, so inotify reports IN_MODIFY) after each
+// change that puts imap, pop3, webmail or sieve in force for a target (and
+// after a rebuild or a repair), so a long-lived reader (a Dovecot mail
+// process) waits for those with inotify instead of polling.  A store write through the
+// mapping is invisible to inotify, hence this file.  Mode 0664, group
+// store.write_group, like the store file: writers write it, read-group
+// members (who alone may enter the directory) read and watch it.  Nothing
+// is ever read from it; its content (the sequence, 20 digits) is for people.
+std::string notify_file_path(const std::string& dir);
+// Empty, or why readers cannot wait on the notify file (missing, not a
+// regular file, not readable by the read group): for `mailsuspend check`.
+std::string notify_file_problem(const std::string& dir);
+
 // One change: the complete new image of a target (an empty record erases it).
 struct Change {
     TargetRecord record;
@@ -137,6 +151,10 @@ public:
     // Verifies every slot and record; appends problems to report.
     bool check(std::vector<std::string>& report);
     StoreStats stats() const;
+    // Empty, or why the last change could not be announced in the notify
+    // file (see notify_file_path): the change stands, but live sessions
+    // learn of it only at their next timed re-check.
+    const std::string& notify_warning() const;
 
     struct Impl;
 private:

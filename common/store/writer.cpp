@@ -47,8 +47,13 @@ struct StoreWriter::Impl {
     uint64_t journal_bytes = 0;
     uint64_t journal_last_seq = 0;  // last change in the journal file
 
+    Fd notify_fd;               // <dir>/changed, opened at the first change
+    std::string notify_warning;  // why the last change was not announced
+
     LockWait* wait = nullptr;
     bool take_lock(bool init, std::string& error);
+    bool open_notify_file(bool init, std::string& error);
+    void notify_readers();
     bool open_store(bool init, std::string& error);
     bool recover(std::string& error);
     uint64_t settle_slot(Slot& s, uint64_t w0);
@@ -154,7 +159,52 @@ bool StoreWriter::Impl::open_store(bool init, std::string& error) {
         return false;
     }
     if (init && !set_owner(journal_fd.get(), cfg->write_group, 0660, error)) return false;
+    return !init || open_notify_file(true, error);
+}
+
+// Opens <dir>/changed for writing, creating it (0664, write_group) when it
+// is missing; init also repairs the owner and mode of an existing one.
+// O_NONBLOCK | O_NOFOLLOW and the regular-file check: whatever sits at
+// that name, a writer (Exim among them) never blocks on it.
+bool StoreWriter::Impl::open_notify_file(bool init, std::string& error) {
+    const std::string notify_path = notify_file_path(dir);
+    constexpr int kFlags = O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+    Fd fd(::open(notify_path.c_str(), kFlags));
+    bool created = false;
+    if (!fd.ok() && errno == ENOENT) {
+        fd = Fd(::open(notify_path.c_str(), kFlags | O_CREAT | O_EXCL, 0664));
+        created = fd.ok();
+    }
+    struct stat st {};
+    if (!fd.ok() || ::fstat(fd.get(), &st) != 0) {
+        error = errno_text("cannot open " + notify_path);
+        return false;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        error = notify_path + " is not a regular file";
+        return false;
+    }
+    if ((created || init) && !set_owner(fd.get(), cfg->write_group, 0664, error)) {
+        error = notify_path + ": " + error;
+        return false;
+    }
+    notify_fd = std::move(fd);
     return true;
+}
+
+// Announces an applied change to readers waiting on the notify file.  A
+// failure is a warning: the change stands, readers see it at their next
+// timed re-check.
+void StoreWriter::Impl::notify_readers() {
+    notify_warning.clear();
+    if (!notify_fd.ok() && !open_notify_file(false, notify_warning)) return;
+    char text[32];
+    const int n = std::snprintf(text, sizeof text, "%020llu\n",
+                                static_cast<unsigned long long>(map.header->seq.load()));
+    if (::pwrite(notify_fd.get(), text, static_cast<std::size_t>(n), 0) != n) {
+        notify_warning = errno_text("cannot write " + notify_file_path(dir));
+        notify_fd.reset();
+    }
 }
 
 // A writer that died publishing a generation (see rebuild) left the old file
@@ -200,7 +250,9 @@ uint64_t StoreWriter::Impl::settle_slot(Slot& s, uint64_t w0) {
 bool StoreWriter::Impl::recover(std::string& error) {
     Header& h = *map.header;
     const bool rebooted = std::strncmp(h.boot_id, current_boot_id().c_str(), sizeof h.boot_id) != 0;
-    if (h.dirty.load() || rebooted) {
+    // A dead writer's change (repaired or replayed here) was never announced.
+    bool announce = h.dirty.load() || rebooted;
+    if (announce) {
         // Recount too: apply() counts a newly used slot before writing it.
         uint64_t occupied = 0;
         for (uint64_t i = 0; i < map.slot_count; ++i) {
@@ -235,8 +287,10 @@ bool StoreWriter::Impl::recover(std::string& error) {
         cur.dirty.store(1);
         if (!apply(e.blob, r, error)) return false;
         if (e.seq > cur.seq.load()) cur.seq.store(e.seq);
+        announce = true;
     }
     map.header->dirty.store(0);
+    if (announce) notify_readers();
     struct stat st {};
     journal_bytes = ::fstat(journal_fd.get(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
     return rebooted ? checkpoint(error) : true;
@@ -454,6 +508,25 @@ bool StoreWriter::get(std::string_view key, TargetRecord& out, bool* exists) {
     return decode_slot(impl_->map, c, out, why);
 }
 
+namespace {
+
+// The services a live Dovecot session uses.
+constexpr uint8_t kSessionServices = (1u << static_cast<int>(Service::imap)) |
+                                     (1u << static_cast<int>(Service::pop3)) |
+                                     (1u << static_cast<int>(Service::webmail)) |
+                                     (1u << static_cast<int>(Service::sieve));
+
+// Whether the change must wake the sessions waiting on the notify file: it
+// puts a session's service in force.  Nothing else ends a session, and the
+// rest includes what a remote sender can cause (send suspended, a rate
+// suspension extended once a minute per sender), which would otherwise wake
+// every Dovecot mail process each time.
+bool ends_sessions(const TargetRecord& before, const TargetRecord& after, int64_t now) {
+    return (after.in_force_mask(now) & ~before.in_force_mask(now) & kSessionServices) != 0;
+}
+
+}  // namespace
+
 uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error,
                              const BeforeJournal& before_journal, const std::function<void()>& undo) {
     if (changes.empty()) return impl_->map.header->seq.load();
@@ -477,6 +550,13 @@ uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error,
                     "; a damaged header?)";
             return 0;
         }
+        bool wake = false;
+        const int64_t now = std::time(nullptr);
+        for (const auto& c : changes) {
+            TargetRecord before;
+            // unreadable: wake, to be safe
+            wake = wake || !get(c.record.key, before) || ends_sessions(before, c.record, now);
+        }
         for (std::size_t i = 0; i < changes.size(); ++i) {
             changes[i].record.seq = seqs[i] = ++seq;
             encode_record(changes[i].record, blobs[i]);
@@ -494,6 +574,8 @@ uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error,
             if (!impl_->apply(blobs[i], changes[i].record, error)) return 0;
         h->seq.store(seq, std::memory_order_release);
         h->dirty.store(0);
+        if (wake) impl_->notify_readers();
+        else impl_->notify_warning.clear();
         if (impl_->journal_bytes > kCheckpointJournalBytes && !impl_->checkpoint(error)) return 0;
         return seq;
     } catch (const std::exception& e) {
@@ -523,7 +605,9 @@ bool StoreWriter::rebuild(uint64_t capacity, std::string& error) {
         return false;
     }
     try {
-        return impl_->rebuild(capacity, live_bytes + 4096, error);
+        if (!impl_->rebuild(capacity, live_bytes + 4096, error)) return false;
+        impl_->notify_readers();  // readers remap by themselves; this wakes waiting ones
+        return true;
     } catch (const std::exception& e) {
         error = std::string("rebuild failed: ") + e.what();
         return false;
@@ -570,5 +654,24 @@ bool StoreWriter::check(std::vector<std::string>& report) {
 }
 
 StoreStats StoreWriter::stats() const { return stats_of(impl_->map); }
+
+const std::string& StoreWriter::notify_warning() const { return impl_->notify_warning; }
+
+std::string notify_file_path(const std::string& dir) { return dir + "/changed"; }
+
+std::string notify_file_problem(const std::string& dir) {
+    const std::string path = notify_file_path(dir);
+    struct stat st {};
+    const char* why = nullptr;
+    if (::lstat(path.c_str(), &st) != 0)
+        why = errno == ENOENT ? "missing" : "cannot be examined";
+    else if (!S_ISREG(st.st_mode))
+        why = "not a regular file";
+    else if ((st.st_mode & S_IROTH) == 0)
+        why = "not readable by the read group (mode should be 0664)";
+    if (!why) return {};
+    return path + ": " + why + ": live Dovecot sessions re-check every 3 s instead of "
+                               "waiting for changes (`mailsuspend init` creates it)";
+}
 
 }  // namespace mailsuspend

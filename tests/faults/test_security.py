@@ -47,7 +47,7 @@ ALICE = "alice@example.com"
 # line, a bare LF, an ANSI escape and a BEL.
 EVIL_REASON = "unpaid\r\n* OK [ALERT] injected\r\n550 injected\nX\x1b[31mred\x07"
 INJECTED = ("* OK [ALERT] injected", "550 injected", "X\x1b")
-STORE_FILES = ("store", "counters", "journal", "lock", "token.key")
+STORE_FILES = ("store", "counters", "journal", "lock", "token.key", "changed")
 
 
 def run(argv, **kw):
@@ -112,8 +112,9 @@ delivery: {{ default_mode = "queue"; queue_expiry = "4d8h";
         self.assertEqual(oct(st.st_mode & 0o7777), oct(0o750))
         self.assertEqual((st.st_uid, grp.getgrgid(st.st_gid).gr_name), (0, READ_GROUP))
         # The store is what readers map; the rest only writers may open.
+        # changed: the notify file readers watch (inotify needs read access)
         for name, mode in (("store", 0o664), ("counters", 0o660), ("journal", 0o660),
-                           ("lock", 0o660)):
+                           ("lock", 0o660), ("changed", 0o664)):
             st = os.stat(os.path.join(self.store, name))
             self.assertEqual(oct(st.st_mode & 0o7777), oct(mode), name)
             self.assertEqual((st.st_uid, grp.getgrgid(st.st_gid).gr_name), (0, WRITE_GROUP), name)
@@ -192,7 +193,7 @@ delivery: {{ default_mode = "queue"; queue_expiry = "4d8h";
         all): it gets into the read group's directory only through the ACL."""
         pw = pwd.getpwnam(WRITE_GROUP)
         code = "; ".join(f"open({os.path.join(self.store, n)!r}, 'r+b')"
-                         for n in ("store", "counters", "journal", "lock"))
+                         for n in ("store", "counters", "journal", "lock", "changed"))
         res = run(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
                    sys.executable, "-c", code])
         self.assertEqual(res.returncode, 0, res.stderr)
@@ -226,10 +227,14 @@ delivery: {{ default_mode = "queue"; queue_expiry = "4d8h";
         self.assertEqual(res.returncode, 0, res)
         self.assertRegex(res.stdout, r"imap\s+SUSPENDED")
         before = {n: digest(os.path.join(self.store, n)) for n in STORE_FILES}
-        for name in ("store", "counters", "journal", "lock", "token.key"):
+        for name in ("store", "counters", "journal", "lock", "token.key", "changed"):
             path = os.path.join(self.store, name)
             res = as_user([sys.executable, "-c", f"open({path!r}, 'r+b')"], READER)
             self.assertIn("PermissionError", res.stderr, (name, res.stderr))
+        # ... but may watch the notify file (inotify_add_watch needs read access)
+        notify = os.path.join(self.store, "changed")
+        res = as_user([sys.executable, "-c", f"open({notify!r}, 'rb')"], READER)
+        self.assertEqual(res.returncode, 0, res.stderr)
         res = as_user([sys.executable, "-c",
                        f"open({os.path.join(self.store, 'token.key')!r}, 'rb')"], READER)
         self.assertIn("PermissionError", res.stderr, "token.key readable by read_group")

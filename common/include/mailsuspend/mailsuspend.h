@@ -115,6 +115,13 @@ void mailsuspend_check_service(struct mailsuspend_handle *ms, const char *user,
    in place, rather than changed by a writer, does not move it). */
 unsigned long long mailsuspend_change_stamp(struct mailsuspend_handle *ms);
 
+/* The store's notify file (<store.path>/changed), which every writer
+   writes after each change it applies: a long-lived host process watches
+   it (inotify: IN_MODIFY) and re-checks its sessions when it fires,
+   instead of polling the change stamp.  NULL without a handle.  The string
+   lives as long as the handle. */
+const char *mailsuspend_notify_path(struct mailsuspend_handle *ms);
+
 /* 1 when client_ip is in webmail.hosts, else 0 (also for NULL or an
    unreadable config).  Lets a host tell a webmail submission that did not
    authenticate from inbound mail, without knowing the host list itself. */
