@@ -28,6 +28,7 @@
 #include "lock.hpp"
 #include "mapping.hpp"
 #include "store_layout.hpp"
+#include "writer_impl.hpp"
 
 namespace bi = boost::interprocess;
 
@@ -37,40 +38,6 @@ using namespace layout;
 using namespace store_file;
 
 // ---------------------------------------------------------------- writer
-
-struct StoreWriter::Impl {
-    const Config* cfg = nullptr;
-    Config cfg_copy;
-    std::string dir, path, journal_path;
-    Fd lock_fd, journal_fd;
-    Mapping map;
-    uint64_t journal_bytes = 0;
-    uint64_t journal_last_seq = 0;  // last change in the journal file
-
-    Fd notify_fd;               // <dir>/changed, opened at the first change
-    std::string notify_warning;  // why the last change was not announced
-
-    LockWait* wait = nullptr;
-    bool take_lock(bool init, std::string& error);
-    bool open_notify_file(bool init, std::string& error);
-    void notify_readers();
-    bool open_store(bool init, std::string& error);
-    bool recover(std::string& error);
-    uint64_t settle_slot(Slot& s, uint64_t w0);
-    void retire_leftover();
-    bool apply(const std::string& blob, const TargetRecord& r, std::string& error);
-    bool ensure_room(uint64_t blob_bytes, uint64_t new_keys, std::string& error);
-    // salvage: after a reboot, skip records that are not whole, keep the
-    // newest of duplicates, and start from the last checkpoint's seq.
-    bool rebuild(uint64_t capacity, uint64_t min_arena, std::string& error, bool salvage = false);
-    bool newer_copy_exists(const TargetRecord& r);
-    bool checkpoint(std::string& error);
-    bool journal_append(const std::vector<std::string>& blobs, const std::vector<uint64_t>& seqs,
-                        std::string& error);
-    Probe find(std::string_view key, uint64_t& index, SlotCopy& c, uint64_t* insert_at) const {
-        return probe(map, key, hash_key(key.data(), key.size()), index, c, insert_at);
-    }
-};
 
 bool StoreWriter::Impl::take_lock(bool init, std::string& error) {
     if (init) {
@@ -166,51 +133,6 @@ bool StoreWriter::Impl::open_store(bool init, std::string& error) {
 // is missing; init also repairs the owner and mode of an existing one.
 // O_NONBLOCK | O_NOFOLLOW and the regular-file check: whatever sits at
 // that name, a writer (Exim among them) never blocks on it.
-bool StoreWriter::Impl::open_notify_file(bool init, std::string& error) {
-    const std::string notify_path = notify_file_path(dir);
-    constexpr int kFlags = O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
-    Fd fd(::open(notify_path.c_str(), kFlags));
-    bool created = false;
-    if (!fd.ok() && errno == ENOENT) {
-        fd = Fd(::open(notify_path.c_str(), kFlags | O_CREAT | O_EXCL, 0664));
-        created = fd.ok();
-    }
-    struct stat st {};
-    if (!fd.ok() || ::fstat(fd.get(), &st) != 0) {
-        error = errno_text("cannot open " + notify_path);
-        return false;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        error = notify_path + " is not a regular file";
-        return false;
-    }
-    if ((created || init) && !set_owner(fd.get(), cfg->write_group, 0664, error)) {
-        error = notify_path + ": " + error;
-        return false;
-    }
-    notify_fd = std::move(fd);
-    return true;
-}
-
-// Announces an applied change to readers waiting on the notify file.  A
-// failure is a warning: the change stands, readers see it at their next
-// timed re-check.
-void StoreWriter::Impl::notify_readers() {
-    notify_warning.clear();
-    if (!notify_fd.ok() && !open_notify_file(false, notify_warning)) return;
-    char text[32];
-    const int n = std::snprintf(text, sizeof text, "%020llu\n",
-                                static_cast<unsigned long long>(map.header->seq.load()));
-    if (::pwrite(notify_fd.get(), text, static_cast<std::size_t>(n), 0) != n) {
-        notify_warning = errno_text("cannot write " + notify_file_path(dir));
-        notify_fd.reset();
-    }
-}
-
-// A writer that died publishing a generation (see rebuild) left the old file
-// linked as store.retiring without its retired flag, so readers still mapping
-// it would read it forever: raise the flag now.  The same inode as the store
-// means it died before the rename: nothing to tell.
 void StoreWriter::Impl::retire_leftover() {
     const std::string retiring = path + ".retiring";
     struct stat st {};
@@ -297,147 +219,6 @@ bool StoreWriter::Impl::recover(std::string& error) {
 }
 
 // Writes one record image into the table (the caller has journaled it).
-bool StoreWriter::Impl::apply(const std::string& blob, const TargetRecord& r, std::string& error) {
-    Header& h = *map.header;
-    uint64_t index = 0, insert_at = UINT64_MAX;
-    SlotCopy c;
-    const Probe found = find(r.key, index, c, &insert_at);
-    if (found == Probe::busy) {
-        error = "a slot stayed locked during repair";
-        return false;
-    }
-    const uint64_t fp = hash_key(r.key.data(), r.key.size());
-    if (r.empty()) {  // erase: leave a tombstone so probe chains stay intact
-        if (found == Probe::found) {
-            SlotCopy t{make_w0(0, kTombstone, 0, 0, 0), fp, 0, 0};
-            write_slot(map.slots[index], t);
-        }
-        return true;
-    }
-    const uint64_t off = h.arena_used.load();
-    if (off + blob.size() > map.arena_size) {
-        error = "internal: arena full after ensure_room";
-        return false;
-    }
-    std::memcpy(map.arena + off, blob.data(), blob.size());
-    h.arena_used.store(off + blob.size());
-    if (found != Probe::found) {
-        if (insert_at == UINT64_MAX) {
-            error = "internal: table full after ensure_room";
-            return false;
-        }
-        index = insert_at;
-        if (w0_state(map.slots[index].word0.load()) == kEmpty) h.used_slots.fetch_add(1);
-    }
-    SlotCopy n{make_w0(0, kUsed, static_cast<uint8_t>(r.key.size()), static_cast<uint8_t>(r.mode),
-                       suspended_mask(r)),
-               fp, (off << 32) | blob.size(), min_expiry(r)};
-    write_slot(map.slots[index], n);
-    return true;
-}
-
-bool StoreWriter::Impl::ensure_room(uint64_t blob_bytes, uint64_t new_keys, std::string& error) {
-    const Header& h = *map.header;
-    const bool arena_full = h.arena_used.load() + blob_bytes > map.arena_size;
-    const bool table_full = static_cast<double>(h.used_slots.load() + new_keys) >
-                            kMaxLoad * static_cast<double>(map.slot_count);
-    if (!arena_full && !table_full) return true;
-    uint64_t live = 0;
-    for (uint64_t i = 0; i < map.slot_count; ++i)
-        if (w0_state(map.slots[i].word0.load()) == kUsed) ++live;
-    const uint64_t capacity = std::max(h.capacity, (live + new_keys) * 2);
-    return rebuild(capacity, (h.arena_used.load() + blob_bytes) * 2, error);
-}
-
-// Copies every live record into a new generation and publishes it by rename.
-// Salvage only: the new generation already holds key at a later change.
-bool StoreWriter::Impl::newer_copy_exists(const TargetRecord& r) {
-    uint64_t index = 0;
-    SlotCopy c;
-    TargetRecord there;
-    std::string why;
-    return find(r.key, index, c, nullptr) == Probe::found && decode_slot(map, c, there, why) &&
-           there.seq >= r.seq;
-}
-
-bool StoreWriter::Impl::rebuild(uint64_t capacity, uint64_t min_arena, std::string& error,
-                                bool salvage) {
-    const Header& old = *map.header;
-    const std::string tmp = path + ".new";
-    const Geometry g = geometry_for(capacity, min_arena);
-    if (g.arena_size < min_arena) {
-        error = "the store cannot grow past 4 GiB of records";
-        return false;
-    }
-    const uint64_t seq = salvage ? old.checkpoint_seq.load() : old.seq.load();
-    if (!create_store_file(tmp, capacity, g, old.generation + 1, seq, *cfg, error)) return false;
-    Mapping fresh;
-    if (!map_file(tmp, true, fresh, error)) return false;
-    Mapping previous = std::move(map);
-    map = std::move(fresh);
-    for (uint64_t i = 0; i < previous.slot_count; ++i) {
-        const SlotCopy c{previous.slots[i].word0.load(), previous.slots[i].fingerprint.load(),
-                         previous.slots[i].blob.load(), previous.slots[i].expiry.load()};
-        if (w0_state(c.w0) != kUsed) continue;
-        TargetRecord r;
-        if (salvage) {
-            std::string why;
-            if (!decode_slot(previous, c, r, why) || hash_key(r.key.data(), r.key.size()) != c.fingerprint ||
-                newer_copy_exists(r))
-                continue;
-        } else if (!decode_slot(previous, c, r, error)) {
-            error = "slot " + std::to_string(i) + ": " + error + " (record dropped from rebuild)";
-            map = std::move(previous);
-            return false;
-        }
-        const std::string blob(reinterpret_cast<const char*>(previous.arena + c.blob_offset()),
-                               c.blob_length());
-        if (!apply(blob, r, error)) {
-            map = std::move(previous);
-            return false;
-        }
-    }
-    // The outgoing file stays linked as store.retiring until its readers are
-    // told: a writer that dies between rename and the retired flag leaves the
-    // link, and the next writer raises the flag (retire_leftover).
-    const std::string retiring = path + ".retiring";
-    ::unlink(retiring.c_str());
-    if (::msync(map.region.get_address(), map.region.get_size(), MS_SYNC) != 0 ||
-        ::link(path.c_str(), retiring.c_str()) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
-        error = errno_text("cannot publish the new generation");
-        ::unlink(retiring.c_str());
-        map = std::move(previous);
-        return false;
-    }
-    fsync_dir(dir);
-    previous.header->retired.store(1, std::memory_order_release);  // readers remap
-    ::unlink(retiring.c_str());
-    return checkpoint(error);
-}
-
-// Everything applied is forced to disk, so the journal can start afresh.
-bool StoreWriter::Impl::checkpoint(std::string& error) {
-    Header& h = *map.header;
-    if (::msync(map.region.get_address(), map.region.get_size(), MS_SYNC) != 0) {
-        error = errno_text("cannot flush the store");
-        return false;
-    }
-    h.checkpoint_seq.store(h.seq.load());
-    std::snprintf(h.boot_id, sizeof h.boot_id, "%s", current_boot_id().c_str());
-    if (::msync(map.region.get_address(), kHeaderSize, MS_SYNC) != 0) {
-        error = errno_text("cannot checkpoint the store");
-        return false;
-    }
-    // A growth in the middle of a repair: the rest of the journal is not applied yet.
-    if (h.seq.load() < journal_last_seq) return true;
-    if (::ftruncate(journal_fd.get(), 0) != 0 || ::fdatasync(journal_fd.get()) != 0) {
-        error = errno_text("cannot checkpoint the journal");
-        return false;
-    }
-    journal_bytes = 0;
-    return true;
-}
-
 bool StoreWriter::Impl::journal_append(const std::vector<std::string>& blobs,
                                        const std::vector<uint64_t>& seqs, std::string& error) {
     std::string buf;
@@ -587,91 +368,6 @@ uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error,
 bool StoreWriter::for_each(const std::function<void(const TargetRecord&)>& fn) {
     std::string error;  // the writer's for_each reports no reason
     return for_each_record(impl_->map, fn, error);
-}
-
-bool StoreWriter::rebuild(uint64_t capacity, std::string& error) {
-    const Header& h = *impl_->map.header;
-    uint64_t live = 0, live_bytes = 0;
-    for (uint64_t i = 0; i < impl_->map.slot_count; ++i) {
-        const Slot& s = impl_->map.slots[i];
-        if (w0_state(s.word0.load()) != kUsed) continue;
-        ++live;
-        live_bytes += static_cast<uint32_t>(s.blob.load());
-    }
-    if (capacity == 0) capacity = h.capacity;
-    if (capacity < live) {
-        error = "capacity " + std::to_string(capacity) + " is below the " + std::to_string(live) +
-                " records stored";
-        return false;
-    }
-    try {
-        if (!impl_->rebuild(capacity, live_bytes + 4096, error)) return false;
-        impl_->notify_readers();  // readers remap by themselves; this wakes waiting ones
-        return true;
-    } catch (const std::exception& e) {
-        error = std::string("rebuild failed: ") + e.what();
-        return false;
-    }
-}
-
-bool StoreWriter::check(std::vector<std::string>& report) {
-    const Mapping& m = impl_->map;
-    const std::string why = validate_header(*m.header, m.region.get_size());
-    if (!why.empty()) report.push_back("header: " + why);
-    uint64_t occupied = 0;
-    for (uint64_t i = 0; i < m.slot_count; ++i) {
-        SlotCopy c;
-        if (!read_slot(m.slots[i], c)) {
-            report.push_back("slot " + std::to_string(i) + ": left mid-write");
-            continue;
-        }
-        const uint8_t state = w0_state(c.w0);
-        if (state == kEmpty) continue;
-        ++occupied;
-        if (state == kTombstone) continue;
-        if (state != kUsed) {
-            report.push_back("slot " + std::to_string(i) + ": unknown state " + std::to_string(state));
-            continue;
-        }
-        TargetRecord r;
-        std::string err;
-        if (!decode_slot(m, c, r, err)) {
-            report.push_back("slot " + std::to_string(i) + ": " + err);
-            continue;
-        }
-        uint64_t index = 0;
-        SlotCopy found;
-        if (hash_key(r.key.data(), r.key.size()) != c.fingerprint ||
-            probe(m, r.key, c.fingerprint, index, found) != Probe::found || index != i)
-            report.push_back("slot " + std::to_string(i) + ": record " + r.key + " is not reachable");
-        if (suspended_mask(r) != w0_suspended(c.w0) || static_cast<uint8_t>(r.mode) != w0_mode(c.w0))
-            report.push_back("slot " + std::to_string(i) + ": cached flags disagree with record " + r.key);
-    }
-    if (occupied != m.header->used_slots.load())
-        report.push_back("header counts " + std::to_string(m.header->used_slots.load()) +
-                         " used slots, found " + std::to_string(occupied));
-    return report.empty();
-}
-
-StoreStats StoreWriter::stats() const { return stats_of(impl_->map); }
-
-const std::string& StoreWriter::notify_warning() const { return impl_->notify_warning; }
-
-std::string notify_file_path(const std::string& dir) { return dir + "/changed"; }
-
-std::string notify_file_problem(const std::string& dir) {
-    const std::string path = notify_file_path(dir);
-    struct stat st {};
-    const char* why = nullptr;
-    if (::lstat(path.c_str(), &st) != 0)
-        why = errno == ENOENT ? "missing" : "cannot be examined";
-    else if (!S_ISREG(st.st_mode))
-        why = "not a regular file";
-    else if ((st.st_mode & S_IROTH) == 0)
-        why = "not readable by the read group (mode should be 0664)";
-    if (!why) return {};
-    return path + ": " + why + ": live Dovecot sessions re-check every 3 s instead of "
-                               "waiting for changes (`mailsuspend init` creates it)";
 }
 
 }  // namespace mailsuspend
