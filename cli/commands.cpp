@@ -198,6 +198,15 @@ int cmd_sweep(const Options& o) {
         return s.sweep(lifted);
     });
     if (rc != 0) return rc;
+    // Reasons lifted since the last sweep (by it or by anyone) still sit in
+    // superseded record images the read group can read: rewrite them away.
+    const int scrubbed = with_writer(o, false, [&](const Config&, StoreWriter& w) {
+        std::string error;
+        if (!w.drop_lifted_text(error))
+            return finish({Exit::failure, "lifted reasons not yet removed from the store: " + error});
+        return 0;
+    });
+    if (scrubbed != 0) return scrubbed;
     int code = 0;
     auto cfg = config_or_exit(o, code);
     if (!cfg) return code;

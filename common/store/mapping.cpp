@@ -201,6 +201,7 @@ StoreStats stats_of(const Mapping& m) {
     s.arena_bytes = m.arena_size;
     s.arena_used = m.header->arena_used.load();
     s.file_bytes = m.header->file_size;
+    s.lifted_text_seq = m.header->lifted_text_seq.load();
     return s;
 }
 

@@ -47,6 +47,7 @@ struct StoreStats {
     uint64_t arena_bytes = 0;
     uint64_t arena_used = 0;
     uint64_t file_bytes = 0;
+    uint64_t lifted_text_seq = 0;  // see layout::Header::lifted_text_seq
 };
 
 class StoreReader {
@@ -148,6 +149,12 @@ public:
     // Rewrites into a new generation sized for capacity (0 = current), dropping
     // empty records; readers follow.  false and error on failure.
     bool rebuild(uint64_t capacity, std::string& error);
+    // When a change since the store was last written afresh left a reason
+    // that is no longer in force in the arena (superseded record images stay
+    // there until a rebuild, and the read group can read the file), rewrites
+    // the store into a new generation, without waking live sessions.  true
+    // when nothing was pending or the rewrite succeeded.
+    bool drop_lifted_text(std::string& error);
     // Verifies every slot and record; appends problems to report.
     bool check(std::vector<std::string>& report);
     StoreStats stats() const;

@@ -43,6 +43,11 @@ struct Header {
     std::atomic<uint32_t> retired;         // 1: a newer generation replaced this file
     std::atomic<uint32_t> dirty;           // 1: a writer is applying changes
     char boot_id[40];                      // kernel boot id when last checkpointed
+    // The last change that left text no longer in force (a lifted or replaced
+    // reason) in the arena's superseded blobs, which the read group can read;
+    // 0: none since this generation was written.  drop_lifted_text() (the
+    // sweep) rewrites the store then.  Zero in files of earlier builds.
+    std::atomic<uint64_t> lifted_text_seq;
 };
 static_assert(sizeof(Header) <= kHeaderSize);
 

@@ -302,6 +302,15 @@ constexpr uint8_t kSessionServices = (1u << static_cast<int>(Service::imap)) |
 // rest includes what a remote sender can cause (send suspended, a rate
 // suspension extended once a minute per sender), which would otherwise wake
 // every Dovecot mail process each time.
+// The change leaves a reason of before that after no longer holds (lifted,
+// expired and swept, or replaced) in the superseded blob.
+bool drops_text(const TargetRecord& before, const TargetRecord& after) {
+    for (int i = 0; i < kServiceCount; ++i)
+        if (!before.services[i].reason.empty() && before.services[i].reason != after.services[i].reason)
+            return true;
+    return false;
+}
+
 bool ends_sessions(const TargetRecord& before, const TargetRecord& after, int64_t now) {
     return (after.in_force_mask(now) & ~before.in_force_mask(now) & kSessionServices) != 0;
 }
@@ -331,12 +340,14 @@ uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error,
                     "; a damaged header?)";
             return 0;
         }
-        bool wake = false;
+        bool wake = false, lifts_text = false;
         const int64_t now = std::time(nullptr);
         for (const auto& c : changes) {
             TargetRecord before;
-            // unreadable: wake, to be safe
-            wake = wake || !get(c.record.key, before) || ends_sessions(before, c.record, now);
+            // unreadable: wake and rewrite, to be safe
+            const bool known = get(c.record.key, before);
+            wake = wake || !known || ends_sessions(before, c.record, now);
+            lifts_text = lifts_text || !known || drops_text(before, c.record);
         }
         for (std::size_t i = 0; i < changes.size(); ++i) {
             changes[i].record.seq = seqs[i] = ++seq;
@@ -354,6 +365,7 @@ uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error,
         for (std::size_t i = 0; i < changes.size(); ++i)
             if (!impl_->apply(blobs[i], changes[i].record, error)) return 0;
         h->seq.store(seq, std::memory_order_release);
+        if (lifts_text) h->lifted_text_seq.store(seq);
         h->dirty.store(0);
         if (wake) impl_->notify_readers();
         else impl_->notify_warning.clear();

@@ -236,6 +236,23 @@ bool StoreWriter::rebuild(uint64_t capacity, std::string& error) {
     }
 }
 
+bool StoreWriter::drop_lifted_text(std::string& error) {
+    if (impl_->map.header->lifted_text_seq.load() == 0) return true;
+    uint64_t live_bytes = 0;
+    for (uint64_t i = 0; i < impl_->map.slot_count; ++i) {
+        const Slot& s = impl_->map.slots[i];
+        if (w0_state(s.word0.load()) == kUsed) live_bytes += static_cast<uint32_t>(s.blob.load());
+    }
+    try {
+        // The records' meaning is unchanged: readers remap at their next
+        // lookup, and live sessions need no wake-up.
+        return impl_->rebuild(impl_->map.header->capacity, live_bytes + 4096, error);
+    } catch (const std::exception& e) {
+        error = std::string("rebuild failed: ") + e.what();
+        return false;
+    }
+}
+
 bool StoreWriter::check(std::vector<std::string>& report) {
     const Mapping& m = impl_->map;
     const std::string why = validate_header(*m.header, m.region.get_size());

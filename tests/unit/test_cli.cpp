@@ -541,6 +541,37 @@ TEST_F(CliTest, SweepAndCheck) {
     EXPECT_EQ(status("b@example.com")["services"]["imap"]["suspended"], true);
 }
 
+// Issue 12, item 12: a lifted suspension's reason stays in the superseded
+// record image, in the store file the read group (every mail process) can
+// read, until the sweep (every minute) rewrites the store; a reason still in
+// force stays, and the journal and audit log are writers-only (0660).
+TEST_F(CliTest, SweepRemovesLiftedReasonsFromTheReadableStore) {
+    const std::string store = dir / "store/store";
+    const auto store_holds = [&](const std::string& text) { return read_file(store).find(text) != std::string::npos; };
+    expect(0, {"suspend", "a@example.com", "--service", "imap", "--reason", "lifted-secret-7f3a"});
+    expect(0, {"suspend", "b@example.com", "--service", "imap", "--reason", "still-in-force-91c2"});
+    expect(0, {"suspend", "c@example.com", "--service", "send", "--reason", "replaced-secret-2d4e"});
+    expect(0, {"suspend", "c@example.com", "--service", "send", "--reason", "new-reason"});
+    expect(0, {"unsuspend", "a@example.com"});
+    EXPECT_TRUE(store_holds("lifted-secret-7f3a")) << "the state before the sweep";
+    EXPECT_TRUE(store_holds("replaced-secret-2d4e"));
+    expect(0, {"sweep"});
+    EXPECT_FALSE(store_holds("lifted-secret-7f3a"));
+    EXPECT_FALSE(store_holds("replaced-secret-2d4e"));
+    EXPECT_TRUE(store_holds("still-in-force-91c2"));
+    EXPECT_EQ(status("b@example.com")["services"]["imap"]["reason"], "still-in-force-91c2");
+    EXPECT_EQ(status("c@example.com")["services"]["send"]["reason"], "new-reason");
+    for (const char* writers_only : {"journal", "lock", "counters"}) {
+        struct stat st {};
+        if (::stat((dir / ("store/" + std::string(writers_only))).c_str(), &st) == 0)
+            EXPECT_EQ(st.st_mode & 07777, 0660u) << writers_only;
+    }
+    // Nothing pending: a second sweep leaves the generation alone.
+    const std::string generation = expect(0, {"check"}).out;
+    expect(0, {"sweep"});
+    EXPECT_EQ(expect(0, {"check"}).out, generation);
+}
+
 TEST_F(CliTest, CorruptStoreExit1WithReason) {
     expect(0, {"suspend", "a@example.com", "--service", "imap"});
     const std::string store = dir / "store/store";
