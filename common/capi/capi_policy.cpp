@@ -247,10 +247,8 @@ int mailsuspend_keep_sample(struct mailsuspend_handle* ms, const char* sender, c
         std::string error;
         const int kept = keep_sample(ms->cfg, key, std::string_view(text ? text : "", len), std::time(nullptr), error);
         if (kept < 0) log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: evidence for " + std::string(key) + ": " + error);
-        std::vector<std::string> warnings;
-        if (send_pending_notices(ms->cfg, key, warnings) > 0)
-            log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: AUP notice sent for " + std::string(key));
-        log_warnings(ms, warnings);
+        // The pending notice is not sent from here: a host process runs no
+        // child and waits for none; the sweep (every minute) sends it.
         return kept;
     } catch (...) {
         return -1;

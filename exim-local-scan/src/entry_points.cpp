@@ -3,7 +3,6 @@
 // Each one catches everything: an exception or crash here would temp-reject
 // every message on the host.  Arguments and results: exim-local-scan/README.md.
 #define LOCAL_SCAN
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -113,29 +112,6 @@ bool all_recipients_rejected(struct mailsuspend_handle* ms, mailsuspend_result& 
     return total > 0;
 }
 
-// Exim's receiving processes ignore SIGCHLD, so the kernel reaps their
-// children at once and waitpid() cannot report how the AUP notice's MTA
-// command ended (the core would think it failed and send it again later).
-// Restores Exim's disposition when it goes out of scope.
-class ChildrenWaitable {
-public:
-    ChildrenWaitable() noexcept {
-        struct sigaction dfl {};
-        dfl.sa_handler = SIG_DFL;
-        sigemptyset(&dfl.sa_mask);
-        saved_ = ::sigaction(SIGCHLD, &dfl, &previous_) == 0;
-    }
-    ~ChildrenWaitable() {
-        if (saved_) ::sigaction(SIGCHLD, &previous_, nullptr);
-    }
-    ChildrenWaitable(const ChildrenWaitable&) = delete;
-    ChildrenWaitable& operator=(const ChildrenWaitable&) = delete;
-
-private:
-    struct sigaction previous_ {};
-    bool saved_ = false;
-};
-
 // The first part of a refused message's body kept as evidence for the AUP
 // notice (the core cuts samples at 128 KiB; headers come on top).
 constexpr size_t kSampleBody = 64 * 1024;
@@ -162,7 +138,6 @@ int scan_submission(struct mailsuspend_handle* ms, int data_fd, const char* iden
     if (refusal != MessageRefusal::none) {
         if (!r.fail_policy) {
             const std::string sample = message_sample(data_fd, kSampleBody);
-            const ChildrenWaitable waitable;  // the core runs spam.sendmail_command
             mailsuspend_keep_sample(ms, identity, sample.data(), sample.size());
         }
         *return_text = refusal_reply(r);

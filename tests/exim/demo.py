@@ -68,6 +68,7 @@ def rate_burst():
               f"source={send['source']} expires {send['expires'] - time.time():.0f}s from now "
               f"(attempts while suspended extend it)")
         print(f"     reason: {send['reason']}")
+        env.cli("sweep")  # the timer's command: sends the notice Exim left pending
         for notice in policytest.notice_for(env, "alice@example.com"):
             evidence = policytest.evidence_of(notice) or ""
             print(f"   AUP notice to {notice['To']}: {notice['Subject']}")

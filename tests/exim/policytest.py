@@ -32,8 +32,8 @@ RECIPIENTS_TEXT = "Permanent Failure: Too many recipients for one message."
 IP_THROTTLED_TEXT = ("Too much mail to other domains from your network address within the last hour. "
                      "Please try again later.")
 
-# {dir} is the test's directory.  The notice "MTA" is a script (Exim runs it
-# as Debian-exim with an empty environment, the CLI as root).
+# {dir} is the test's directory.  The notice "MTA" is a script (the CLI's
+# sweep / send-notices runs it as root; Exim never runs it).
 POLICY_CONF = f"""
 limits: {{
   messages_per_day = {MESSAGES_PER_DAY};
@@ -109,6 +109,16 @@ def notices(env, wait_for=0):
         with open(os.path.join(folder, n), "rb") as f:
             out.append(email.message_from_binary_file(f, policy=email.policy.default))
     return out
+
+
+def notice_pending(env, mailbox):
+    """Whether an AUP notice for mailbox waits for the sweep."""
+    return os.path.exists(os.path.join(env.dir, "store", "evidence", mailbox, "notice-pending"))
+
+
+def sent_notices_for(env, mailbox):
+    """The notices that name mailbox, now (no wait: for "none was sent")."""
+    return [n for n in notices(env) if mailbox in n.get_body(("plain",)).get_content()]
 
 
 def notice_for(env, mailbox):

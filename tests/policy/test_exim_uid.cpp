@@ -81,10 +81,13 @@ TEST_F(EximUidTest, AnUnprivilegedProcessInWriteGroupSuspendsKeepsSamplesAndMake
     EXPECT_TRUE(s.suspended) << "the unprivileged process could not write the store";
     EXPECT_EQ(s.source, Source::rate);
     EXPECT_NE(read_file(dir + "/audit.log").find("\"name\":\"exim\""), std::string::npos);
+    EXPECT_TRUE(mails().empty()) << "the unprivileged (host) process sends no notice";
+    // The sweep (root, as the timer runs it) sends the notice the host left pending.
+    ASSERT_EQ(run_cli({"sweep"}), 0) << cli_output;
     const auto sent = mails();
-    ASSERT_EQ(sent.size(), 1u) << "the AUP notice, sent from the unprivileged process";
+    ASSERT_EQ(sent.size(), 1u) << "the AUP notice, sent by the sweep";
     EXPECT_NE(sent[0].find("(sending limits)"), std::string::npos);
-    // Both samples went out (root's and Exim's) and were removed by the unprivileged process.
+    // Both samples went out (root's and Exim's, written by the unprivileged process) and were removed.
     EXPECT_NE(sent[0].find("2 sample message(s) are attached"), std::string::npos) << sent[0];
     int samples_left = 0;
     for (const auto& e : std::filesystem::directory_iterator(dir + "/store/evidence/a@example.com"))

@@ -1,5 +1,7 @@
 // Sender tokens, ARF parsing and attribution, evidence samples and the AUP
 // notice as built and handed to the MTA.
+#include <unistd.h>
+
 #include <cstring>
 
 #include "arf.hpp"
@@ -326,8 +328,9 @@ TEST_F(EvidenceTest, AbuseContactByDomainThenDefault) {
 }
 
 // The rate path end to end in the core: crossing in "Exim", samples kept by
-// the glue's call, the notice handed to the (fake) MTA for the abuse contact.
-TEST_F(EvidenceTest, RateSuspensionSendsNoticeWithTheKeptSamples) {
+// the glue's call, the notice left pending (a host process runs no child),
+// then handed by the sweep to the (fake) MTA for the abuse contact.
+TEST_F(EvidenceTest, RateSuspensionLeavesTheNoticePendingForTheSweep) {
     auto* h = open_handle();
     const char* rcpt[] = {"b@example.com"};
     mailsuspend_result r{};
@@ -336,6 +339,11 @@ TEST_F(EvidenceTest, RateSuspensionSendsNoticeWithTheKeptSamples) {
     EXPECT_TRUE(mails().empty()) << "the notice waits for the sample of the crossing message";
     const std::string sample = "From: a@example.com\nSubject: cheap pills\n\nbuy now\n";
     EXPECT_EQ(mailsuspend_keep_sample(h, "a@example.com", sample.data(), sample.size()), 1);
+    EXPECT_TRUE(mails().empty()) << "the host process sends nothing";
+    const std::string pending = dir + "/store/evidence/a@example.com/notice-pending";
+    EXPECT_EQ(::access(pending.c_str(), F_OK), 0) << "the notice is pending";
+    ASSERT_EQ(run_cli({"sweep"}), 0) << cli_output;
+    EXPECT_NE(cli_output.find("sent 1 pending AUP notice"), std::string::npos) << cli_output;
     const auto sent = mails();
     ASSERT_EQ(sent.size(), 1u);
     const std::string& m = sent[0];
@@ -348,8 +356,10 @@ TEST_F(EvidenceTest, RateSuspensionSendsNoticeWithTheKeptSamples) {
     ASSERT_TRUE(evidence);
     EXPECT_NE(evidence->find("Subject: cheap pills"), std::string::npos) << *evidence;
     EXPECT_EQ(read_file(dir + "/sendmail-args"), "-t -oi\n");
-    // Sent once: the next sample does not send it again; samples were cleared.
+    EXPECT_NE(::access(pending.c_str(), F_OK), 0) << "no longer pending";
+    // Sent once: the next sample and sweep do not send it again; samples were cleared.
     EXPECT_EQ(mailsuspend_keep_sample(h, "a@example.com", sample.data(), sample.size()), 1);
+    ASSERT_EQ(run_cli({"sweep"}), 0) << cli_output;
     EXPECT_EQ(mails().size(), 1u);
 }
 

@@ -2,9 +2,9 @@
  *
  * Every rule lives behind these calls; host glue only translates a host
  * event into one call and the answer into the host's reply.  Nothing here
- * throws, aborts or blocks: a store that cannot be read becomes the
- * configured fail policy (result->fail_policy = 1) and one log line through
- * the logger given to mailsuspend_open().
+ * throws, aborts, blocks or runs a child process: a store that cannot be
+ * read becomes the configured fail policy (result->fail_policy = 1) and one
+ * log line through the logger given to mailsuspend_open().
  *
  * Open once per process and keep the handle; lookups allocate nothing and
  * make no system calls in the common case.  Not thread-safe per handle
@@ -200,8 +200,10 @@ void mailsuspend_count_message(struct mailsuspend_handle *ms, const char *sender
 
 /* Keeps text (a message: header and body, or its first part) as evidence
    for sender under <store.path>/evidence/, at most spam.evidence_samples
-   per mailbox (further ones are dropped), each cut at 128 KiB.  Then sends
-   a pending AUP notice for sender, if any (spam.sendmail_command).
+   per mailbox (further ones are dropped), each cut at 128 KiB.  Sends
+   nothing and runs no child process: the AUP notice that the suspension
+   marked pending goes out (with these samples) from `mailsuspend sweep`
+   (the timer, every minute) or `mailsuspend send-notices`.
    Returns 1 kept, 0 not kept (bound reached, evidence_samples = 0, bad
    sender), -1 on error (logged). */
 int mailsuspend_keep_sample(struct mailsuspend_handle *ms, const char *sender,
