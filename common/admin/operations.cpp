@@ -1,8 +1,5 @@
 #include "operations.hpp"
 
-#include <spawn.h>
-#include <sys/wait.h>
-
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -10,11 +7,10 @@
 #include <sstream>
 
 #include "address.hpp"
+#include "spawn.hpp"
 #include "store.hpp"
 #include "text.hpp"
 #include "usage.hpp"
-
-extern char** environ;
 
 namespace mailsuspend {
 
@@ -344,38 +340,12 @@ Outcome Session::commit(std::vector<std::string>& warnings) {
     return {};
 }
 
-namespace {
-// Replaces every placeholder in w, searching on after each inserted value
-// (an address may itself hold "{address}").
-void fill(std::string& w, std::string_view placeholder, const std::string& value) {
-    for (auto at = w.find(placeholder); at != std::string::npos; at = w.find(placeholder, at + value.size()))
-        w.replace(at, placeholder.size(), value);
-}
-}  // namespace
-
 std::string run_command(const std::string& templ, const std::string& address,
                         const std::string& address_regex) {
-    std::vector<std::string> args;
-    std::istringstream words(templ);
-    for (std::string w; words >> w;) {
-        // {address_regex} first: "{address}" is not a part of it.
-        fill(w, "{address_regex}", address_regex);
-        fill(w, "{address}", address);
-        args.push_back(w);
-    }
+    // {address_regex} first: "{address}" is not a part of it.
+    auto args = command_words(templ, {{"{address_regex}", address_regex}, {"{address}", address}});
     if (args.empty()) return {};  // no command configured
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid = 0;
-    if (const int rc = posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ); rc != 0)
-        return "cannot run " + args[0] + ": " + std::strerror(rc);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) return "cannot wait for " + args[0];
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
-    return args[0] + " exited with status " +
-           std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    return run_program(std::move(args));
 }
 
 }  // namespace mailsuspend

@@ -3,9 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <spawn.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -20,10 +18,9 @@
 #include <sstream>
 
 #include "config.hpp"
+#include "spawn.hpp"
 #include "text.hpp"
 #include "token.hpp"
-
-extern char** environ;
 
 namespace mailsuspend {
 namespace {
@@ -408,74 +405,10 @@ std::string build_notice(const NoticeInput& in) {
     return m;
 }
 
-namespace {
-
-int anonymous_file(std::string& error) {
-    int fd = ::open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd >= 0) return fd;
-    char templ[] = "/tmp/mailsuspend-XXXXXX";
-    fd = ::mkostemp(templ, O_CLOEXEC);
-    if (fd < 0) return error = errno_text("temporary file"), -1;
-    ::unlink(templ);
-    return fd;
-}
-
-}  // namespace
-
 std::string run_sendmail(const std::string& command, const std::string& contact, const std::string& message) {
-    std::vector<std::string> args;
-    std::istringstream words(command);
-    for (std::string w; words >> w;) {
-        for (auto at = w.find("{address}"); at != std::string::npos; at = w.find("{address}", at + contact.size()))
-            w.replace(at, 9, contact);
-        args.push_back(w);
-    }
+    auto args = command_words(command, {{"{address}", contact}});
     if (args.empty()) return "spam.sendmail_command is empty";
-    if (args[0].front() != '/') return "spam.sendmail_command must start with an absolute path";
-    std::string error;
-    const int in = anonymous_file(error);
-    if (in < 0) return error;
-    const int err = anonymous_file(error);
-    if (err < 0) return ::close(in), error;
-    const bool written = ::write(in, message.data(), message.size()) == static_cast<ssize_t>(message.size()) &&
-                         ::lseek(in, 0, SEEK_SET) == 0;
-    if (!written) {
-        ::close(in), ::close(err);
-        return errno_text("temporary file");
-    }
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    // stdin: the message; stdout: nowhere (inside Exim it may be the SMTP
-    // connection); stderr: kept for the error message.
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, err, 2);
-    pid_t pid = 0;
-    const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(in);
-    if (rc != 0) {
-        ::close(err);
-        return "cannot run " + args[0] + ": " + std::strerror(rc);
-    }
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) {
-            ::close(err);
-            return "cannot wait for " + args[0];
-        }
-    std::string output(300, '\0');
-    const ssize_t n = ::pread(err, output.data(), output.size(), 0);
-    output.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
-    ::close(err);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
-    std::string what = args[0] + " exited with status " +
-                       std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-    if (!output.empty()) what += ": " + sanitise_line(output, 200);
-    return what;
+    return run_program(std::move(args), message);
 }
 
 }  // namespace mailsuspend

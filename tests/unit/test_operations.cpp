@@ -8,6 +8,7 @@
 
 #include "counters.hpp"
 #include "operations.hpp"
+#include "spawn.hpp"
 #include "store.hpp"
 #include "text.hpp"
 #include "test_util.hpp"
@@ -415,6 +416,23 @@ TEST_F(OperationsTest, RunCommandReportsFailure) {
     const std::string missing = run_command(dir / "no-such-program {address}", "a@example.com");
     EXPECT_NE(missing.find("cannot run"), std::string::npos) << missing;
     EXPECT_EQ(run_command("", "a@example.com"), "") << "no command configured";
+}
+
+// The one spawn helper (queue commands and the notice MTA): input on stdin,
+// stdout not the caller's, the start of stderr in the error, no relative path.
+TEST_F(OperationsTest, RunProgramFeedsStdinAndReportsStderr) {
+    const std::string copy = dir / "copy.sh", out = dir / "stdin.txt";
+    write_file(copy, "#!/bin/sh\ncat > \"$1\"\necho to-stdout\n");
+    ::chmod(copy.c_str(), 0755);
+    EXPECT_EQ(run_program(command_words(copy + " {file}", {{"{file}", out}}), "the message\n"), "");
+    EXPECT_EQ(read_lines(out), std::vector<std::string>{"the message"});
+    const std::string noisy = dir / "noisy.sh";
+    write_file(noisy, "#!/bin/sh\necho 'bad\trecipient' >&2\nexit 3\n");
+    ::chmod(noisy.c_str(), 0755);
+    const std::string e = run_program({noisy});
+    EXPECT_NE(e.find("exited with status 3: bad"), std::string::npos) << e;
+    EXPECT_NE(run_program({"sh", "-c", "true"}).find("not an absolute path"), std::string::npos);
+    EXPECT_NE(run_program({}), "");
 }
 
 TEST_F(OperationsTest, LiftingReceiveFlushesTheQueue) {
