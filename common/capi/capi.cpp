@@ -435,6 +435,14 @@ int mailsuspend_is_webmail_host(struct mailsuspend_handle* ms, const char* clien
     }
 }
 
+const char* mailsuspend_sending_identity(struct mailsuspend_handle* ms, const char* auth_id,
+                                         const char* envelope_sender, const char* client_ip) {
+    if (auth_id && *auth_id) return auth_id;
+    if (!envelope_sender || !*envelope_sender) return nullptr;  // a bounce has no sender to block
+    if (!client_ip || !*client_ip) return envelope_sender;      // a local submission
+    return mailsuspend_is_webmail_host(ms, client_ip) ? envelope_sender : nullptr;
+}
+
 int mailsuspend_message(struct mailsuspend_handle* ms, const char* key, char* buf, size_t size) {
     if (!ms || !key || !buf || size == 0) return -1;
     const Messages& m = ms->cfg.messages;
