@@ -148,40 +148,33 @@ void note_available(struct mailsuspend_handle* ms) {
     log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: store available again");
 }
 
-// The state of one service for one key, as far as the hot view tells.
-struct Hit {
-    bool in_force = false;
-    DeliveryMode mode = DeliveryMode::unset;
-    ServiceState state;  // filled only when in force (reason, source, flags)
-};
-
-// Looks key up; false when the store is unavailable.  Reads the full record
-// (which allocates) only when the service is suspended: a denial, or an
-// expiry to check.
-bool lookup(StoreReader& reader, std::string_view key, Service service, int64_t now, Hit& hit) {
+// Looks key up into record; false when the store is unavailable.  The hot
+// view gives the mode and which services are suspended; the full record
+// (which allocates) is read only when service is suspended: a denial, or an
+// expiry to check.  An absent key leaves record empty.
+bool lookup(StoreReader& reader, std::string_view key, Service service, TargetRecord& record) {
     HotView view;
     const LookupStatus st = reader.lookup(key, view);
     if (st == LookupStatus::unavailable) return false;
     if (st == LookupStatus::absent) return true;
-    hit.mode = view.mode;
+    record.mode = view.mode;
     if (!(view.suspended & (1u << static_cast<int>(service)))) return true;
-    TargetRecord record;
-    const LookupStatus full = reader.read(key, record);
-    if (full == LookupStatus::unavailable) return false;
-    if (full == LookupStatus::absent) return true;  // erased between the two reads
-    hit.in_force = record.at(service).in_force(now);
-    if (hit.in_force) hit.state = record.at(service);
+    TargetRecord full;
+    const LookupStatus got = reader.read(key, full);
+    if (got == LookupStatus::unavailable) return false;
+    if (got == LookupStatus::absent) return true;  // erased between the two reads
+    record.at(service) = full.at(service);
     return true;
 }
 
+// What is in force for one service of one address, and its delivery mode.
 struct Effective {
-    bool in_force = false;
-    Scope scope = Scope::none;
-    ServiceState state;
+    EffectiveService service;  // scope none: nothing in force
     DeliveryMode mode = DeliveryMode::unset;
 };
 
-// Mailbox state united with its domain's; false when the store is unavailable.
+// Mailbox state united with its domain's by the model's precedence
+// (effective(), the one `status` uses); false when the store is unavailable.
 bool effective_state(struct mailsuspend_handle* ms, std::string_view key, Service service, int64_t now,
                      Effective& out, std::string& why) {
     StoreReader* reader = reader_of(ms, now);
@@ -189,20 +182,16 @@ bool effective_state(struct mailsuspend_handle* ms, std::string_view key, Servic
         why = ms->cfg_ok ? ms->cfg_error : "config: " + ms->cfg_error;
         return false;
     }
-    Hit mailbox, domain;
-    const std::string_view domain_key = domain_key_of(key);
+    TargetRecord mailbox, domain;
     const bool is_mailbox = key.front() != '@';
-    if ((is_mailbox && !lookup(*reader, key, service, now, mailbox)) ||
-        !lookup(*reader, domain_key, service, now, domain)) {
+    if ((is_mailbox && !lookup(*reader, key, service, mailbox)) ||
+        !lookup(*reader, domain_key_of(key), service, domain)) {
         why = reader->last_error();
         return false;
     }
-    out.mode = mailbox.mode != DeliveryMode::unset ? mailbox.mode : domain.mode;
-    if (mailbox.in_force) {
-        out = {true, Scope::mailbox, mailbox.state, out.mode};
-    } else if (domain.in_force) {
-        out = {true, Scope::domain, domain.state, out.mode};
-    }
+    const TargetRecord* own = is_mailbox ? &mailbox : nullptr;
+    out.service = effective(own, &domain, service, now);
+    out.mode = effective_mode(own, &domain, ms->cfg.default_mode);
     return true;
 }
 
@@ -244,10 +233,10 @@ bool check(struct mailsuspend_handle* ms, const char* address, Service service, 
         return false;
     }
     note_available(ms);
-    if (!e.in_force) return false;
+    if (e.service.scope == Scope::none) return false;
     r->verdict = MAILSUSPEND_DENY;
     r->status = smtp_status(service);
-    r->scope = scope_name(e.scope).data();
+    r->scope = scope_name(e.service.scope).data();
     return true;
 }
 
@@ -345,7 +334,7 @@ void mailsuspend_check_service(struct mailsuspend_handle* ms, const char* user, 
         r->service = static_service_name(*s);
         Effective e;
         if (check(ms, user, *s, r, e))
-            set_text(r, ms->cfg.messages.login_denied, e.state.reason, ms->cfg.messages.include_reason);
+            set_text(r, ms->cfg.messages.login_denied, e.service.state.reason, ms->cfg.messages.include_reason);
     });
 }
 
@@ -364,7 +353,7 @@ void mailsuspend_check_login(struct mailsuspend_handle* ms, const char* user, co
         r->service = static_service_name(*s);
         Effective e;
         if (check(ms, user, *s, r, e))
-            set_text(r, ms->cfg.messages.login_denied, e.state.reason, ms->cfg.messages.include_reason);
+            set_text(r, ms->cfg.messages.login_denied, e.service.state.reason, ms->cfg.messages.include_reason);
     });
 }
 
@@ -384,14 +373,14 @@ void mailsuspend_check_send(struct mailsuspend_handle* ms, const char* sender, c
             r->verdict = MAILSUSPEND_DENY;
             r->status = smtp_status(Service::send);
             r->scope = "mailbox";
-            e.state.source = Source::rate;
+            e.service.state.source = Source::rate;
             denied = true;
         }
         if (!denied) return;
-        const bool automatic = e.state.source == Source::rate || e.state.source == Source::spam;
+        const bool automatic = e.service.state.source == Source::rate || e.service.state.source == Source::spam;
         set_text(r, automatic ? ms->cfg.messages.rate_suspended : ms->cfg.messages.send_suspended,
-                 automatic ? "" : e.state.reason, ms->cfg.messages.include_reason);
-        r->fail_queued = e.state.fail_queued;
+                 automatic ? "" : e.service.state.reason, ms->cfg.messages.include_reason);
+        r->fail_queued = e.service.state.fail_queued;
     });
 }
 
@@ -403,8 +392,7 @@ void mailsuspend_check_receive(struct mailsuspend_handle* ms, const char* recipi
         metrics_of(ms, metrics::HostClass::exim);
         Effective e;
         if (!check(ms, recipient, Service::receive, r, e)) return;
-        const DeliveryMode mode = e.mode != DeliveryMode::unset ? e.mode : ms->cfg.default_mode;
-        switch (mode) {
+        switch (e.mode) {
             case DeliveryMode::discard: r->mode = MAILSUSPEND_MODE_DISCARD; break;
             case DeliveryMode::reject: r->mode = MAILSUSPEND_MODE_REJECT; break;
             case DeliveryMode::queue:
@@ -413,7 +401,7 @@ void mailsuspend_check_receive(struct mailsuspend_handle* ms, const char* recipi
                 break;
             default: r->mode = MAILSUSPEND_MODE_DELIVER; break;
         }
-        set_text(r, ms->cfg.messages.receive_rejected, e.state.reason, false);
+        set_text(r, ms->cfg.messages.receive_rejected, e.service.state.reason, false);
     });
 }
 
@@ -445,6 +433,14 @@ int mailsuspend_is_webmail_host(struct mailsuspend_handle* ms, const char* clien
     } catch (...) {
         return 0;
     }
+}
+
+const char* mailsuspend_sending_identity(struct mailsuspend_handle* ms, const char* auth_id,
+                                         const char* envelope_sender, const char* client_ip) {
+    if (auth_id && *auth_id) return auth_id;
+    if (!envelope_sender || !*envelope_sender) return nullptr;  // a bounce has no sender to block
+    if (!client_ip || !*client_ip) return envelope_sender;      // a local submission
+    return mailsuspend_is_webmail_host(ms, client_ip) ? envelope_sender : nullptr;
 }
 
 int mailsuspend_message(struct mailsuspend_handle* ms, const char* key, char* buf, size_t size) {

@@ -181,7 +181,7 @@ std::optional<ArfReport> parse_arf(std::string_view input, std::string& error) {
             std::string ignored;
             parse_headers(oh, original_headers, ignored);  // a damaged original still counts as evidence
             for (const auto& h : original_headers) {
-                if (h.name == ascii_lowered(kTokenHeader)) report.tokens.push_back(h.value);
+                if (h.name == ascii_lowered(MAILSUSPEND_TOKEN_HEADER)) report.tokens.push_back(h.value);
                 if (h.name == "return-path" && report.return_path.empty()) report.return_path = angle_stripped(h.value);
             }
             have_original = true;

@@ -299,7 +299,7 @@ Outcome attribute_arf(const Config& cfg, const ArfReport& report, bool token_onl
     if (!report.tokens.empty()) {
         std::string error;
         const auto key = load_token_key(cfg.store_path, error);
-        if (!key) return {Exit::failure, "cannot verify the reported message's " + std::string(kTokenHeader) + ": " + error};
+        if (!key) return {Exit::failure, "cannot verify the reported message's " + std::string(MAILSUSPEND_TOKEN_HEADER) + ": " + error};
         std::string last_error;
         for (const auto& text : report.tokens) {
             auto t = open_token(*key, text, last_error);
@@ -310,7 +310,7 @@ Outcome attribute_arf(const Config& cfg, const ArfReport& report, bool token_onl
             // one kept to be replayed.  (Five minutes of clock skew between
             // the host that sealed and this one are tolerated.)
             if (now - t->issued > cfg.spam_token_max_age || t->issued > now + 300)
-                return {Exit::bad_input, std::string(kTokenHeader) + " of the reported message was issued " +
+                return {Exit::bad_input, std::string(MAILSUSPEND_TOKEN_HEADER) + " of the reported message was issued " +
                                              format_time(t->issued) + ", " +
                                              (t->issued > now ? "in the future" : "longer ago than spam.token_max_age (" +
                                                                                     format_duration(cfg.spam_token_max_age) + ")") +
@@ -322,13 +322,13 @@ Outcome attribute_arf(const Config& cfg, const ArfReport& report, bool token_onl
             out.message = "token:" + t->message;
         }
         if (out.address.empty())
-            return {Exit::bad_input, std::string(kTokenHeader) + " of the reported message is not valid (" + last_error +
+            return {Exit::bad_input, std::string(MAILSUSPEND_TOKEN_HEADER) + " of the reported message is not valid (" + last_error +
                                          "): forged or altered; nothing recorded"};
         out.how = "token";
         return {};
     }
     if (token_only)
-        return {Exit::bad_input, "the reported message carries no " + std::string(kTokenHeader) +
+        return {Exit::bad_input, "the reported message carries no " + std::string(MAILSUSPEND_TOKEN_HEADER) +
                                      " (--token-only); nothing recorded"};
     if (!report.original_mail_from.empty()) {
         out.address = report.original_mail_from;
@@ -337,7 +337,7 @@ Outcome attribute_arf(const Config& cfg, const ArfReport& report, bool token_onl
         out.address = report.return_path;
         out.how = "Return-Path (no token: envelope data, forgeable)";
     } else {
-        return {Exit::bad_input, "cannot attribute the report: the reported message has no " + std::string(kTokenHeader) +
+        return {Exit::bad_input, "cannot attribute the report: the reported message has no " + std::string(MAILSUSPEND_TOKEN_HEADER) +
                                      ", and there is no Original-Mail-From or Return-Path (From is never trusted)"};
     }
     return {};

@@ -1,5 +1,5 @@
 // Sender tokens: an opaque header value the Exim module adds to outgoing
-// mail (X-Mailsuspend-Token) that maps back to the authenticated account,
+// mail (MAILSUSPEND_TOKEN_HEADER) that maps back to the authenticated account,
 // so a spam complaint (ARF, RFC 5965) is attributed to the real sender even
 // when From and the envelope are forged.
 //
@@ -18,9 +18,10 @@
 #include <string>
 #include <string_view>
 
+#include "mailsuspend/mailsuspend.h"  // MAILSUSPEND_TOKEN_HEADER: the header's name
+
 namespace mailsuspend {
 
-constexpr const char* kTokenHeader = "X-Mailsuspend-Token";
 constexpr std::size_t kTokenKeySize = 32;
 // Longest token text (an account of at most 320 octets), NUL excluded.
 constexpr std::size_t kTokenMaxText = 480;

@@ -162,7 +162,7 @@ int scan_message(int data_fd, uschar** return_text) {
     mailsuspend_result first_reject{};
     const bool all_rejected = all_recipients_rejected(ms, first_reject);
     const char* ip = current_client_ip();
-    const char* identity = sending_identity(ms, smtp_auth_id(), current_sender(), ip);
+    const char* identity = mailsuspend_sending_identity(ms, smtp_auth_id(), current_sender(), ip);
     if (identity) {
         const int verdict = scan_submission(ms, data_fd, identity, ip, all_rejected, return_text);
         if (verdict != LOCAL_SCAN_ACCEPT) return verdict;
@@ -191,7 +191,8 @@ struct Sender {
 Sender sender_of(int argc, uschar* argv[]) {
     struct mailsuspend_handle* ms = store_handle(arg(argc, argv, 0));
     const char* ip = *arg(argc, argv, 3) ? arg(argc, argv, 3) : nullptr;
-    return {ms, ip, ms ? sending_identity(ms, arg(argc, argv, 1), arg(argc, argv, 2), ip) : nullptr};
+    return {ms, ip,
+            ms ? mailsuspend_sending_identity(ms, arg(argc, argv, 1), arg(argc, argv, 2), ip) : nullptr};
 }
 
 }  // namespace

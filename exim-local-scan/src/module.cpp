@@ -106,14 +106,6 @@ void refresh_in_daemon(const char* config_path) noexcept {
     if (!g_store.policy_warm) warm_policy(ms);
 }
 
-const char* sending_identity(struct mailsuspend_handle* ms, const char* authenticated_id,
-                             const char* sender, const char* client_ip) noexcept {
-    if (authenticated_id && *authenticated_id) return authenticated_id;
-    if (!sender || !*sender) return nullptr;  // a bounce has no sender to block
-    if (!client_ip || !*client_ip) return sender;
-    return mailsuspend_is_webmail_host(ms, client_ip) ? sender : nullptr;
-}
-
 bool send_refused(struct mailsuspend_handle* ms, const char* identity, const char* client_ip,
                   const char* where, struct mailsuspend_result* result_r) noexcept {
     mailsuspend_count_message(ms, identity, client_ip, nullptr, 0, result_r);

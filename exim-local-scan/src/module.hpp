@@ -27,14 +27,6 @@ void leaving_local_scan() noexcept;
 // and does not open anything itself.
 void refresh_in_daemon(const char* config_path) noexcept;
 
-// Who is sending, in the sense of the "send" suspension:
-//  - an SMTP AUTH client: its authenticated id;
-//  - a local submission (sendmail, exim -bs: no client IP) or a webmail.hosts
-//    client that did not authenticate: the envelope sender;
-//  - anyone else is inbound mail from the Internet: nobody to check (nullptr).
-const char* sending_identity(struct mailsuspend_handle* ms, const char* authenticated_id,
-                             const char* sender, const char* client_ip) noexcept;
-
 // MAIL FROM: the send check for identity, as the core's count of a message
 // with no recipients (nothing is counted, but an attempt while send is
 // rate-suspended extends the suspension: limits.extend_on_attempt).  Logs a

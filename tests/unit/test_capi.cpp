@@ -251,6 +251,26 @@ TEST_F(CapiTest, WebmailHostLoginIsWebmailService) {
     EXPECT_EQ(mailsuspend_is_webmail_host(h.ms, "garbage"), 0);
 }
 
+// Who "the sender" is: the SMTP AUTH id first; else the envelope sender of a
+// local submission (no client IP) or of a webmail.hosts client; else nobody.
+TEST_F(CapiTest, SendingIdentity) {
+    init();
+    Handle h(config_path);
+    const char* auth = "user@example.com";
+    const char* sender = "other@example.com";
+    EXPECT_EQ(mailsuspend_sending_identity(h.ms, auth, sender, "192.0.2.9"), auth);
+    EXPECT_EQ(mailsuspend_sending_identity(h.ms, auth, "", "192.0.2.9"), auth) << "AUTH, bounce";
+    EXPECT_EQ(mailsuspend_sending_identity(h.ms, "", sender, nullptr), sender) << "local submission";
+    EXPECT_EQ(mailsuspend_sending_identity(h.ms, nullptr, sender, ""), sender) << "local submission";
+    EXPECT_EQ(mailsuspend_sending_identity(h.ms, nullptr, sender, kWebmailIp), sender);
+    EXPECT_EQ(mailsuspend_sending_identity(h.ms, nullptr, sender, "192.0.2.9"), nullptr) << "inbound";
+    EXPECT_EQ(mailsuspend_sending_identity(h.ms, nullptr, "", nullptr), nullptr) << "bounce";
+    EXPECT_EQ(mailsuspend_sending_identity(h.ms, nullptr, nullptr, kWebmailIp), nullptr);
+    EXPECT_EQ(mailsuspend_sending_identity(nullptr, nullptr, sender, kWebmailIp), nullptr)
+        << "no handle: no webmail hosts known";
+    EXPECT_EQ(mailsuspend_sending_identity(nullptr, auth, sender, nullptr), auth);
+}
+
 TEST_F(CapiTest, SieveAndLmtp) {
     init();
     suspend("a@example.com", "all");

@@ -88,7 +88,8 @@ void mailsuspend_check_login(struct mailsuspend_handle *ms, const char *user,
 			     const char *protocol, const char *client_ip,
 			     struct mailsuspend_result *result_r);
 
-/* Sending as sender (authenticated id or envelope sender).  Checks "send",
+/* Sending as sender (the identity mailsuspend_sending_identity() names:
+   authenticated id or envelope sender).  Checks "send",
    and "webmail_send" too when client_ip is a webmail host. */
 void mailsuspend_check_send(struct mailsuspend_handle *ms, const char *sender,
 			    const char *client_ip,
@@ -126,6 +127,18 @@ const char *mailsuspend_notify_path(struct mailsuspend_handle *ms);
    unreadable config).  Lets a host tell a webmail submission that did not
    authenticate from inbound mail, without knowing the host list itself. */
 int mailsuspend_is_webmail_host(struct mailsuspend_handle *ms, const char *client_ip);
+
+/* Who sends a message, in the sense of the "send" suspension and the rate
+   limits: the identity to pass to mailsuspend_check_send() and
+   mailsuspend_count_message(), from what an SMTP host knows of it:
+    - a client that authenticated (SMTP AUTH): auth_id;
+    - otherwise a local submission (sendmail, exim -bs: client_ip NULL or
+      "") or a webmail.hosts client: envelope_sender;
+    - otherwise inbound mail from elsewhere, or a bounce (empty envelope
+      sender) not authenticated: NULL, nobody to check.
+   Returns one of the arguments themselves (no copy), or NULL. */
+const char *mailsuspend_sending_identity(struct mailsuspend_handle *ms, const char *auth_id,
+					 const char *envelope_sender, const char *client_ip);
 
 /* Copies the configured text for key ("unavailable", "send_suspended",
    "rate_suspended", "receive_rejected", "recipients_per_message") into
