@@ -563,8 +563,9 @@ TEST_F(CliTest, SweepRemovesLiftedReasonsFromTheReadableStore) {
     EXPECT_EQ(status("c@example.com")["services"]["send"]["reason"], "new-reason");
     for (const char* writers_only : {"journal", "lock", "counters"}) {
         struct stat st {};
-        if (::stat((dir / ("store/" + std::string(writers_only))).c_str(), &st) == 0)
+        if (::stat((dir / ("store/" + std::string(writers_only))).c_str(), &st) == 0) {
             EXPECT_EQ(st.st_mode & 07777, 0660u) << writers_only;
+        }
     }
     // Nothing pending: a second sweep leaves the generation alone.
     const std::string generation = expect(0, {"check"}).out;
