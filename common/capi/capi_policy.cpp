@@ -147,6 +147,14 @@ void extend_if_due(struct mailsuspend_handle* ms, std::string_view key, int64_t 
     else if (extended) log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: " + o.message);
 }
 
+// A refusal of the message: scope, enhanced status and the configured text.
+void refuse(mailsuspend_result* r, const char* scope, const char* status, const std::string& text) {
+    r->verdict = MAILSUSPEND_DENY;
+    r->scope = scope;
+    r->status = status;
+    set_text(r, text, "", false);
+}
+
 }  // namespace
 
 extern "C" {
@@ -203,28 +211,19 @@ void mailsuspend_count_message(struct mailsuspend_handle* ms, const char* sender
                 return;
             case RateVerdict::too_many_recipients:
                 refusal = metrics::SendRefusal::recipients_per_message;
-                r->verdict = MAILSUSPEND_DENY;
-                r->scope = "mailbox";
-                r->status = "5.5.3";  // RFC 3463: too many recipients
-                set_text(r, ms->cfg.messages.recipients_per_message, "", false);
+                refuse(r, "mailbox", "5.5.3", ms->cfg.messages.recipients_per_message);  // RFC 3463
                 return;
             case RateVerdict::ip_throttled:
                 refusal = metrics::SendRefusal::ip_throttled;
                 // Temporary: the client retries once the IP's hour has room; a
                 // mailbox that keeps sending still meets its own limits.
-                r->verdict = MAILSUSPEND_DENY;
-                r->scope = "ip";
-                r->status = "4.7.1";
-                set_text(r, ms->cfg.messages.ip_throttled, "", false);
+                refuse(r, "ip", "4.7.1", ms->cfg.messages.ip_throttled);
                 log_line(ms, MAILSUSPEND_LOG_INFO,
                          "mailsuspend: client IP throttled, nobody suspended: " + describe(d, facts.client_ip));
                 return;
             case RateVerdict::crossed:
                 refusal = metrics::SendRefusal::rate_limit;
-                r->verdict = MAILSUSPEND_DENY;
-                r->scope = "mailbox";
-                r->status = "5.7.13";
-                set_text(r, ms->cfg.messages.rate_suspended, "", false);
+                refuse(r, "mailbox", "5.7.13", ms->cfg.messages.rate_suspended);
                 const bool suspended = suspend_for_rate(ms, std::string(key), describe(d, facts.client_ip), now);
                 if (const auto cause = metrics::cause_of_limit(d.limit); cause && suspended)
                     count(ms, metrics::HostClass::exim, metrics::kAutoSuspension + static_cast<int>(*cause));

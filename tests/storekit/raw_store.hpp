@@ -37,6 +37,15 @@ public:
     layout::Slot& slot(uint64_t i) {
         return reinterpret_cast<layout::Slot*>(base_ + header().slots_offset)[i];
     }
+    // Empties slot i as a writer killed before it wrote the slot leaves it
+    // (the record is in the journal only).
+    void clear_slot(uint64_t i) {
+        slot(i).fingerprint.store(0);
+        slot(i).blob.store(0);
+        slot(i).expiry.store(0);
+        slot(i).word0.store(0);
+        header().used_slots.fetch_sub(1);
+    }
     // Index of the slot holding key, or -1.
     int64_t slot_of(const std::string& key) {
         const unsigned char* arena = base_ + header().arena_offset;

@@ -382,11 +382,7 @@ TEST_F(RepairTest, BatchKilledWhileApplyingIsFinishedByTheSweepTimersCommand) {
         for (uint32_t k = kKeys / 2; k < kKeys; ++k) {
             const int64_t i = raw.slot_of(stress_key(k));
             ASSERT_GE(i, 0);
-            raw.slot(i).fingerprint.store(0);
-            raw.slot(i).blob.store(0);
-            raw.slot(i).expiry.store(0);
-            raw.slot(i).word0.store(0);
-            raw.header().used_slots.fetch_sub(1);
+            raw.clear_slot(static_cast<uint64_t>(i));
         }
         raw.header().seq.store(before);
         raw.header().dirty.store(1);
