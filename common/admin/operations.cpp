@@ -92,15 +92,22 @@ TargetRecord* Session::load(const std::string& key, Outcome& error) {
     return &pending_.emplace(key, std::move(r)).first->second;
 }
 
-void Session::note(const std::string& key, const std::string& action, uint8_t services,
-                   const std::string& reason) {
-    json line = {{"time", now_},
-                 {"actor", {{"uid", actor_.uid}, {"name", actor_.name}}},
-                 {"action", action},
-                 {"target", key},
-                 {"services", service_list(services)}};
-    if (!reason.empty()) line["reason"] = reason;
-    audit_.push_back(std::move(line));
+// The fields every audit line starts with.
+json Session::line(const std::string& key, const std::string& action) const {
+    return {{"time", now_}, {"actor", {{"uid", actor_.uid}, {"name", actor_.name}}}, {"action", action}, {"target", key}};
+}
+
+json& Session::note(const std::string& key, const std::string& action, uint8_t services, const std::string& reason) {
+    json l = line(key, action);
+    l["services"] = service_list(services);
+    if (!reason.empty()) l["reason"] = reason;
+    return audit_.emplace_back(std::move(l));
+}
+
+void Session::record_event(const std::string& key, const std::string& action, json fields) {
+    json l = line(key, action);
+    l.update(fields);
+    events_.push_back(std::move(l));
 }
 
 // The history escalation counts (limits.escalate_after within 30 days); older
@@ -249,6 +256,19 @@ Outcome Session::reset_usage(const std::string& target, const std::string& ip) {
     return {Exit::ok, "rate counters of " + key + (canonical.empty() ? "" : " and of " + canonical) + " cleared"};
 }
 
+Outcome Session::extend_send(const std::string& key, int64_t expires, const std::string& reason) {
+    Outcome error;
+    TargetRecord* r = load(key, error);
+    if (!r) return error;
+    ServiceState& s = r->at(Service::send);
+    const int64_t before = s.expires;
+    s.expires = expires;
+    json& l = note(key, "extend", kSendMask, reason);
+    l["expires_before"] = before;
+    l["expires"] = expires;
+    return {Exit::ok, "rate suspension of " + key + " extended until " + format_time(expires)};
+}
+
 // Journals and applies the record changes; lines gets their audit lines.
 // seq: the change's sequence number, 0 when no record changed.
 Outcome Session::commit_records(uint64_t& seq) {
@@ -289,15 +309,10 @@ Outcome Session::commit_usage_resets(std::vector<json>& lines) {
         for (const auto& c : usage_of(cfg_, *counters, r.key, r.ip, now_).counters) before[c.limit_name] = c.count;
         mailsuspend::reset_usage(*counters, r.key, r.ip);
         for (const auto& c : usage_of(cfg_, *counters, r.key, r.ip, now_).counters) after[c.limit_name] = c.count;
-        json line = {{"time", now_},
-                     {"actor", {{"uid", actor_.uid}, {"name", actor_.name}}},
-                     {"action", "reset-usage"},
-                     {"target", r.key},
-                     {"services", "send"},
-                     {"before", before},
-                     {"after", after}};
-        if (!r.ip.empty()) line["ip"] = r.ip;
-        lines.push_back(std::move(line));
+        json l = line(r.key, "reset-usage");
+        l.update({{"services", "send"}, {"before", before}, {"after", after}});
+        if (!r.ip.empty()) l["ip"] = r.ip;
+        lines.push_back(std::move(l));
     }
     return {};
 }
@@ -310,21 +325,23 @@ void Session::clear() {
     flush_.clear();
     fail_queued_.clear();
     audit_.clear();
+    events_.clear();
 }
 
 Outcome Session::commit(std::vector<std::string>& warnings) {
-    std::vector<json> lines;
+    std::vector<json> lines = std::move(events_);
+    events_.clear();
     uint64_t seq = 0;
     if (Outcome o = commit_records(seq); !o.ok()) return o;
     if (seq != 0 && !writer_.notify_warning().empty())
         warnings.push_back("live sessions are not told of the change at once: " + writer_.notify_warning());
-    if (seq == 0 && usage_resets_.empty()) return {};  // nothing changed
+    if (seq == 0 && usage_resets_.empty() && lines.empty()) return {};  // nothing changed
     const Outcome reset = commit_usage_resets(lines);
-    // The records' lines went out with their change (commit_records); the
-    // counter resets are not journaled, so theirs follow, and a failure to
-    // write them is a warning.
+    // The records' lines went out with their change (commit_records); events
+    // and counter resets are not journaled, so theirs follow, and a failure
+    // to write them is a warning: what they record has happened.
     if (std::string e = append_audit(cfg_.audit_log, lines); !e.empty())
-        warnings.push_back("the counters are reset, but the audit log failed: " + e);
+        warnings.push_back("recorded, but the audit log failed: " + e);
     if (!reset.ok()) return reset;
     for (const auto& key : flush_)
         if (std::string e = run_command(cfg_.flush_command, key, address_regex(key, cfg_.address)); !e.empty())

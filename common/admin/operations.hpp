@@ -57,6 +57,12 @@ public:
     // Clears the rate counters of a mailbox, and of client IP ip unless it is
     // empty (usage.hpp), at commit; audited as "reset-usage" with the counts cleared.
     Outcome reset_usage(const std::string& target, const std::string& ip);
+    // Moves the end of key's rate suspension of send to expires
+    // (limits.extend_on_attempt); audited as "extend" with both ends.
+    Outcome extend_send(const std::string& key, int64_t expires, const std::string& reason);
+    // An audit line for something that changes no record (a spam report):
+    // action and target, then fields; written at commit, without a seq.
+    void record_event(const std::string& key, const std::string& action, nlohmann::json fields);
     // Journals, applies, audits; then runs host commands.  Warnings (a host
     // command that failed) go to warnings; the change stands.
     Outcome commit(std::vector<std::string>& warnings);
@@ -65,8 +71,9 @@ public:
 private:
     TargetRecord* load(const std::string& key, Outcome& error);
     std::string nothing_to_lift(const std::string& key, uint8_t services);
-    void note(const std::string& key, const std::string& action, uint8_t services,
-              const std::string& reason);
+    nlohmann::json& note(const std::string& key, const std::string& action, uint8_t services,
+                         const std::string& reason);
+    nlohmann::json line(const std::string& key, const std::string& action) const;
     Outcome commit_records(uint64_t& seq);  // journal and audit lines, together
     Outcome commit_usage_resets(std::vector<nlohmann::json>& lines);
     void clear();
@@ -76,7 +83,8 @@ private:
     Actor actor_;
     int64_t now_;
     std::map<std::string, TargetRecord> pending_, before_;
-    std::vector<nlohmann::json> audit_;
+    std::vector<nlohmann::json> audit_;   // lines of record changes: journaled with them
+    std::vector<nlohmann::json> events_;  // lines of events that change no record
     std::vector<std::string> flush_, fail_queued_;  // addresses for host commands
     std::vector<std::string> reset_counters_;       // mailboxes whose send was lifted
     struct UsageReset {

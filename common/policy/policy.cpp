@@ -21,14 +21,6 @@ namespace mailsuspend {
 
 using nlohmann::json;
 
-namespace {
-
-constexpr uint8_t kSendMask = 1u << static_cast<int>(Service::send);
-
-json actor_json(const Actor& a) { return {{"uid", a.uid}, {"name", a.name}}; }
-
-}  // namespace
-
 // ---- rate limits ----------------------------------------------------------
 
 bool is_offdomain(std::string_view sender_key, std::string_view recipient, const AddressRules& rules) noexcept {
@@ -117,29 +109,15 @@ Outcome extend_rate_suspension(const Config& cfg, StoreWriter& writer, const Act
     extended = false;
     TargetRecord r;
     if (!writer.get(key, r)) return {Exit::failure, "cannot read " + key + " from the store"};
-    ServiceState& s = r.at(Service::send);
-    if (!s.in_force(now) || s.source != Source::rate || s.expires == 0) return {};
-    const int64_t before = s.expires, next = now + cfg.limits.suspend_for;
-    if (next <= before) return {};
-    s.expires = next;
-    std::vector<Change> changes{{r}};
-    std::string error;
-    int64_t audit_size = -1;
-    // Audited before it is journaled, as every change (Session::commit).
-    const auto audit = [&](uint64_t seq, std::string& why) {
-        const json line = {{"time", now},       {"actor", actor_json(actor)}, {"action", "extend"},
-                           {"target", key},     {"services", "send"},         {"seq", seq},
-                           {"expires_before", before}, {"expires", next},
-                           {"reason", "attempt to send while rate-suspended (limits.extend_on_attempt)"}};
-        why = append_audit(cfg.audit_log, {line}, &audit_size);
-        if (!why.empty()) why = "the audit log cannot record it: " + why;
-        return why.empty();
-    };
-    const uint64_t seq = writer.commit(changes, error, audit, [&] { undo_audit(cfg.audit_log, audit_size); });
-    if (seq == 0) return {Exit::failure, "nothing changed: " + error};
+    const ServiceState& s = r.at(Service::send);
+    const int64_t next = now + cfg.limits.suspend_for;
+    if (!s.in_force(now) || s.source != Source::rate || s.expires == 0 || next <= s.expires) return {};
+    Session session(cfg, writer, actor, now);
+    Outcome o = session.extend_send(key, next, "attempt to send while rate-suspended (limits.extend_on_attempt)");
+    if (!o.ok()) return o;
+    if (Outcome c = session.commit(warnings); !c.ok()) return c;
     extended = true;
-    (void)warnings;
-    return {Exit::ok, "rate suspension of " + key + " extended until " + format_time(next)};
+    return o;
 }
 
 Outcome suspend_automatically(const Config& cfg, StoreWriter& writer, const Actor& actor, const std::string& key,
@@ -260,16 +238,16 @@ SpamResult record_spam_report(const Config& cfg, StoreWriter& writer, const Acto
         std::string error;
         if (keep_sample(cfg, r.key, text, now, error) < 0) warnings.push_back("evidence not kept: " + error);
     }
-    const json line = {{"time", now},
-                       {"actor", actor_json(actor)},
-                       {"action", "spam-report"},
-                       {"target", r.key},
-                       {"origin", sanitise_line(report.origin, 120)},
-                       {"reports_in_window", r.in_window},
-                       {"duplicate", r.duplicate},
-                       {"threshold", cfg.spam_threshold}};
-    if (std::string e = append_audit(cfg.audit_log, {line}); !e.empty())
-        warnings.push_back("report recorded, but the audit log failed: " + e);
+    Session session(cfg, writer, actor, now);
+    session.record_event(r.key, "spam-report",
+                         {{"origin", sanitise_line(report.origin, 120)},
+                          {"reports_in_window", r.in_window},
+                          {"duplicate", r.duplicate},
+                          {"threshold", cfg.spam_threshold}});
+    if (Outcome o = session.commit(warnings); !o.ok()) {
+        r.outcome = o;
+        return r;
+    }
     count_for_metrics(cfg, metrics::kSpamReports);
     const std::string counted = "spam reports about " + std::to_string(r.in_window) +
                                 " distinct message(s) within " + format_duration(cfg.spam_window) +

@@ -14,6 +14,7 @@ namespace mailsuspend {
 enum class Service : uint8_t { imap, pop3, webmail, send, webmail_send, receive, sieve };
 constexpr int kServiceCount = 7;
 constexpr uint8_t kAllServicesMask = (1u << kServiceCount) - 1;
+constexpr uint8_t kSendMask = 1u << static_cast<int>(Service::send);
 // The automatic suspension after limits.escalate_after automatic ones within
 // this window has no expiry and is locked (policy.hpp); a lift forgets them.
 constexpr int64_t kEscalationWindow = 30 * 86400;
