@@ -1,11 +1,17 @@
 #include "spawn.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 
@@ -101,6 +107,85 @@ std::string run_program(std::vector<std::string> args, std::string_view input) {
     if (error.empty()) error = ending(args[0], status, err);
     ::close(err);
     return error;
+}
+
+namespace {
+
+// The detached process lets go of the host's connections: its standard
+// streams (a local submission's pipes) and every socket and pipe (the SMTP
+// client's connection) but keep_fd.  Else a client would wait for an end of
+// file until it finished.  Files (the host's log, the store) stay open.
+void let_go_of_host_io(int keep_fd) noexcept {
+    const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    for (int fd = 0; fd <= 2 && null >= 0; ++fd) ::dup2(null, fd);
+    if (null > 2) ::close(null);
+    DIR* dir = ::opendir("/proc/self/fd");
+    if (!dir) return;
+    const int own = ::dirfd(dir);
+    while (const dirent* e = ::readdir(dir)) {
+        const int fd = std::atoi(e->d_name);
+        struct stat st;
+        if (fd <= 2 || fd == keep_fd || fd == own || ::fstat(fd, &st) != 0) continue;
+        if (S_ISSOCK(st.st_mode) || S_ISFIFO(st.st_mode)) ::close(fd);
+    }
+    ::closedir(dir);
+}
+
+// The detached process: runs work, says so on done_fd, leaves.
+[[noreturn]] void run_and_leave(const std::function<void()>& work, int done_fd) noexcept {
+    let_go_of_host_io(done_fd);
+    try {
+        work();
+    } catch (...) {
+    }
+    const char done = 1;
+    (void)!::write(done_fd, &done, 1);
+    ::_exit(0);
+}
+
+// True when a byte arrives on fd within wait_ms (a signal does not cut it short).
+bool arrives_within(int fd, int64_t wait_ms) {
+    using clock = std::chrono::steady_clock;
+    const auto deadline = clock::now() + std::chrono::milliseconds(wait_ms);
+    for (;;) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
+        pollfd p{fd, POLLIN, 0};
+        const int n = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(0, left)));
+        if (n > 0) {
+            char byte = 0;
+            return ::read(fd, &byte, 1) == 1;
+        }
+        if (n == 0 || errno != EINTR) return false;
+    }
+}
+
+}  // namespace
+
+Detached run_detached(int64_t wait_ms, const std::function<void()>& work) noexcept {
+    int done[2];
+    if (::pipe2(done, O_CLOEXEC) != 0) return Detached::not_started;
+    const pid_t child = ::fork();
+    if (child == 0) {
+        ::close(done[0]);
+        if (::fork() == 0) run_and_leave(work, done[1]);
+        ::_exit(0);  // the grandchild, if it started, is init's to reap
+    }
+    ::close(done[1]);
+    int status = 0;
+    while (child > 0 && ::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    // The write end is closed in this process and in the child: no byte and
+    // an end of file mean the grandchild never ran (or died first).
+    const bool finished = child > 0 && arrives_within(done[0], wait_ms);
+    Detached result = finished ? Detached::finished : Detached::running;
+    if (child < 0) result = Detached::not_started;
+    else if (!finished) {
+        pollfd p{done[0], POLLIN, 0};
+        char byte = 0;
+        if (::poll(&p, 1, 0) == 1 && ::read(done[0], &byte, 1) == 0) result = Detached::not_started;
+    }
+    ::close(done[0]);
+    return result;
 }
 
 }  // namespace mailsuspend

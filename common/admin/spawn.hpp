@@ -1,7 +1,11 @@
 // Running an external program for the CLI's side of the core (the queue
-// commands of unsuspend, the AUP notice's MTA): one way, no shell.
+// commands of unsuspend, the AUP notice's MTA): one way, no shell.  And the
+// one way a mail server's process has work done that may wait: a detached
+// process it does not wait on past a deadline.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -20,5 +24,16 @@ std::vector<std::string> command_words(const std::string& templ,
 // (with the start of what it wrote on stderr).  It waits: never call it
 // from a Dovecot or Exim process.
 std::string run_program(std::vector<std::string> args, std::string_view input = {});
+
+enum class Detached { finished, running, not_started };
+
+// Runs work in a detached process (a grandchild: the child between exits at
+// once, so the caller reaps it after a fork and waits on nothing else) and
+// waits wait_ms at most for it to finish.  finished: done within wait_ms;
+// running: it goes on alone and ends by itself; not_started: no process
+// (fork failed), work did not run.  For a Dovecot or Exim process whose
+// work may wait on a lock or a disk flush.  The detached process leaves by
+// _exit(): no atexit handler, no stdio buffer of the host runs twice.
+Detached run_detached(int64_t wait_ms, const std::function<void()>& work) noexcept;
 
 }  // namespace mailsuspend

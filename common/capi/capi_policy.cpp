@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <ctime>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "operations.hpp"
 #include "outbox.hpp"
 #include "policy.hpp"
+#include "spawn.hpp"
 #include "text.hpp"
 #include "token.hpp"
 
@@ -66,10 +68,11 @@ void log_warnings(struct mailsuspend_handle* ms, const std::vector<std::string>&
 }
 
 // Changes pending in the outbox that a host's writer applies on the way
-// (a few only: this runs in an SMTP session; the CLI and the sweep take the rest).
+// (a few only: the SMTP session may be waiting for it; the CLI and the sweep
+// take the rest).
 constexpr std::size_t kOutboxPerHostWriter = 8;
 
-// A writer for a change decided in this (mail server's) process: the lock is
+// A writer for a change decided in a mail server's process: the lock is
 // waited for store.host_lock_wait_ms at most.  When it stays taken, entry
 // goes to the outbox instead (logged) and nullptr is returned: the decision
 // stands, the change is made by the next writer.
@@ -109,23 +112,38 @@ void hand_on(struct mailsuspend_handle* ms, const OutboxEntry& entry, const std:
         log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: " + failure + "; handed to the outbox for the next writer");
 }
 
-// A crossing: suspend send of key (the message itself is already refused).
-// True when send was suspended by this call; a change handed to the outbox
-// is in force at once (send checks look there) but not counted here.
-bool suspend_for_rate(struct mailsuspend_handle* ms, const std::string& key, const std::string& why, int64_t now) {
-    auto writer = open_writer(ms, {OutboxOp::rate_suspend, key, why, now});
-    if (!writer) return false;
-    std::vector<std::string> warnings;
-    AutoSuspension done;
-    const Outcome o = suspend_automatically(ms->cfg, *writer, exim_actor(), key, Source::rate, why, now, done, warnings);
-    writer.reset();  // release the writer lock before logging
-    log_warnings(ms, warnings);
-    if (o.ok()) {
+// A change decided in this (mail server's) process is made by a detached
+// writer (admin/spawn.hpp): this process waits store.host_write_wait_ms at
+// most for it, so neither a held lock nor a slow disk (the fdatasync of the
+// audit log and the journal) holds up an SMTP reply.  The writer waits
+// store.host_lock_wait_ms for the lock, else hands the change to the outbox;
+// what it has not finished when this process goes on it finishes alone.
+void make_from_host(struct mailsuspend_handle* ms, const OutboxEntry& entry,
+                    const std::function<void(std::unique_ptr<StoreWriter>&)>& make) {
+    const Detached d = run_detached(ms->cfg.host_write_wait_ms, [&] {
+        if (auto writer = open_writer(ms, entry)) make(writer);
+    });
+    if (d == Detached::not_started) hand_on(ms, entry, "no process to change the store for " + entry.key);
+}
+
+// A crossing of limit: suspend send of key (the message itself is already
+// refused), counted as an automatic suspension when this made it.  A change
+// handed to the outbox is in force at once (send checks look there).
+void suspend_for_rate(struct mailsuspend_handle* ms, const std::string& key, const std::string& why,
+                      std::string_view limit, int64_t now) {
+    const OutboxEntry entry{OutboxOp::rate_suspend, key, why, now};
+    make_from_host(ms, entry, [&](std::unique_ptr<StoreWriter>& writer) {
+        std::vector<std::string> warnings;
+        AutoSuspension done;
+        const Outcome o = suspend_automatically(ms->cfg, *writer, exim_actor(), key, Source::rate, why, now, done,
+                                                warnings);
+        writer.reset();  // release the writer lock before logging
+        log_warnings(ms, warnings);
+        if (!o.ok()) return hand_on(ms, entry, "suspending " + key + " failed: " + o.message);
         log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: " + o.message + ": " + why);
-        return done.suspended_now;
-    }
-    hand_on(ms, {OutboxOp::rate_suspend, key, why, now}, "suspending " + key + " failed: " + o.message);
-    return false;
+        if (const auto cause = metrics::cause_of_limit(limit); cause && done.suspended_now)
+            count(ms, metrics::HostClass::exim, metrics::kAutoSuspension + static_cast<int>(*cause));
+    });
 }
 
 // A refused attempt of a rate-suspended sender: extend (limits.extend_on_attempt).
@@ -135,16 +153,16 @@ void extend_if_due(struct mailsuspend_handle* ms, std::string_view key, int64_t 
     TargetRecord record;
     if (!reader || reader->read(key, record) != LookupStatus::found) return;
     if (!extension_due(ms->cfg, record.at(Service::send), now)) return;
-    const std::string k(key);
-    auto writer = open_writer(ms, {OutboxOp::extend, k, "", now});
-    if (!writer) return;
-    std::vector<std::string> warnings;
-    bool extended = false;
-    const Outcome o = extend_rate_suspension(ms->cfg, *writer, exim_actor(), k, now, extended, warnings);
-    writer.reset();
-    log_warnings(ms, warnings);
-    if (!o.ok()) hand_on(ms, {OutboxOp::extend, k, "", now}, "extending " + k + " failed: " + o.message);
-    else if (extended) log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: " + o.message);
+    const OutboxEntry entry{OutboxOp::extend, std::string(key), "", now};
+    make_from_host(ms, entry, [&](std::unique_ptr<StoreWriter>& writer) {
+        std::vector<std::string> warnings;
+        bool extended = false;
+        const Outcome o = extend_rate_suspension(ms->cfg, *writer, exim_actor(), entry.key, now, extended, warnings);
+        writer.reset();
+        log_warnings(ms, warnings);
+        if (!o.ok()) hand_on(ms, entry, "extending " + entry.key + " failed: " + o.message);
+        else if (extended) log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: " + o.message);
+    });
 }
 
 // A refusal of the message: scope, enhanced status and the configured text.
@@ -224,9 +242,7 @@ void mailsuspend_count_message(struct mailsuspend_handle* ms, const char* sender
             case RateVerdict::crossed:
                 refusal = metrics::SendRefusal::rate_limit;
                 refuse(r, "mailbox", "5.7.13", ms->cfg.messages.rate_suspended);
-                const bool suspended = suspend_for_rate(ms, std::string(key), describe(d, facts.client_ip), now);
-                if (const auto cause = metrics::cause_of_limit(d.limit); cause && suspended)
-                    count(ms, metrics::HostClass::exim, metrics::kAutoSuspension + static_cast<int>(*cause));
+                suspend_for_rate(ms, std::string(key), describe(d, facts.client_ip), d.limit, now);
                 return;
         }
     });

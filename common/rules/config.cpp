@@ -145,7 +145,8 @@ private:
 
 void read_store(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"path", "capacity", "counter_capacity", "fail_policy", "read_group",
-                    "write_group", "audit_log", "host_lock_wait_ms", "admin_lock_timeout"});
+                    "write_group", "audit_log", "host_lock_wait_ms", "host_write_wait_ms",
+                    "admin_lock_timeout"});
     r.string(g, "path", c.store_path);
     if (c.store_path.empty() || c.store_path.front() != '/')
         r.fail(Reader::at(g, "path"), "must be an absolute path");
@@ -165,6 +166,7 @@ void read_store(Reader& r, Setting g, Config& c) {
     r.string(g, "audit_log", c.audit_log);
     // Tens of milliseconds: a mail server's process never waits longer (README, "Locks").
     r.integer(g, "host_lock_wait_ms", c.host_lock_wait_ms, 0, 1000);
+    r.integer(g, "host_write_wait_ms", c.host_write_wait_ms, 0, 5000);
     r.duration(g, "admin_lock_timeout", c.admin_lock_timeout, false);
 }
 

@@ -67,6 +67,10 @@ struct Config {
     // How long a mail server's process (Exim) waits for the writer lock
     // before handing its change to the outbox (milliseconds).
     int64_t host_lock_wait_ms = 50;
+    // How long a mail server's process waits for the detached writer that
+    // makes its change (lock and disk together) before it goes on and leaves
+    // the writer to finish alone (milliseconds).
+    int64_t host_write_wait_ms = 250;
     // How long an admin command waits for the writer lock (seconds).
     int64_t admin_lock_timeout = 60;
 

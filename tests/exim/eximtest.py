@@ -528,11 +528,20 @@ class EximTestCase(unittest.TestCase):
     def setUpClass(cls):
         cls.env = Env(cls.__name__, **cls.env_options)
         try:
+            cls.prepare()
             if cls.daemon:
-                cls.env.start_daemon()
+                cls.start_daemon()
         except BaseException:
             cls.env.stop()
             raise
+
+    @classmethod
+    def prepare(cls):
+        """Runs before the daemon starts: a subclass changes its Env here."""
+
+    @classmethod
+    def start_daemon(cls):
+        cls.env.start_daemon()
 
     @classmethod
     def tearDownClass(cls):

@@ -2,9 +2,16 @@
  *
  * Every rule lives behind these calls; host glue only translates a host
  * event into one call and the answer into the host's reply.  Nothing here
- * throws, aborts, blocks or runs a child process: a store that cannot be
- * read becomes the configured fail policy (result->fail_policy = 1) and one
- * log line through the logger given to mailsuspend_open().
+ * throws, aborts or runs an external program, and nothing waits without a
+ * bound: a store that cannot be read becomes the configured fail policy
+ * (result->fail_policy = 1) and one log line through the logger given to
+ * mailsuspend_open().  The one call that changes the store
+ * (mailsuspend_count_message) has the change made by a detached process
+ * (forked twice, never waited for to end) and waits
+ * store.host_write_wait_ms at most for it: a held writer lock or a slow
+ * disk holds up no reply, the decision is returned at once, and a change
+ * the lock keeps out (store.host_lock_wait_ms) goes to the store's outbox
+ * for the next writer, in force for the send checks meanwhile.
  *
  * Open once per process and keep the handle; lookups allocate nothing and
  * make no system calls in the common case.  Not thread-safe per handle
@@ -198,8 +205,9 @@ void mailsuspend_reclaim_sigbus(void);
      offdomain_recipients_per_hour_per_ip over: DENY with the rate_suspended
      text, nothing counted, and "send" of sender suspended (source rate,
      limits.suspend_for; locked without expiry after limits.escalate_after
-     automatic suspensions within 30 days) -- committed to the store by this
-     call, audited with actor "exim", AUP notice marked pending;
+     automatic suspensions within 30 days) -- committed to the store by a
+     detached writer (above), audited with actor "exim", AUP notice marked
+     pending;
    - else ALLOW and the message is counted.
    While send is rate-suspended, each call (recipient_count may be 0: a
    refused MAIL FROM) extends the suspension (limits.extend_on_attempt).
