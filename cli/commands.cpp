@@ -67,13 +67,13 @@ std::optional<Config> config_or_exit(const Options& o, int& code) {
 
 // Takes the writer lock (saying so when it waits; up to store.admin_lock_timeout),
 // then applies what Exim handed to the outbox while the lock was taken.
-std::unique_ptr<StoreWriter> open_writer(const Config& cfg, bool init, std::string& error) {
+std::unique_ptr<StoreWriter> open_writer(const Config& cfg, bool init, std::string& error_r) {
     LockWait wait;
     wait.waiting = [&](const std::string& holder) {
         std::cerr << "mailsuspend: waiting for the store lock held by " << holder << " (up to "
                   << format_duration(cfg.admin_lock_timeout) << ", store.admin_lock_timeout)\n";
     };
-    auto writer = StoreWriter::open(cfg, init, error, &wait);
+    auto writer = StoreWriter::open(cfg, init, error_r, &wait);
     if (!writer) return writer;
     std::vector<std::string> warnings, done;
     outbox_apply(cfg, *writer, warnings, &done);
@@ -97,7 +97,7 @@ int with_writer(const Options& o, bool init, const std::function<int(const Confi
 
 // Runs one or more changes in one session and commits them.
 int change(const Options& o, const std::function<Outcome(Session&)>& body) {
-    if (const std::string why = check_free_text(o.actor, 64); !why.empty())
+    if (std::string why; !check_free_text(o.actor, 64, why))
         return finish({Exit::bad_input, "--actor " + why});
     return with_writer(o, false, [&](const Config& cfg, StoreWriter& w) {
         Session session(cfg, w, current_actor(o.actor), now());
@@ -314,7 +314,7 @@ int cmd_reset_usage(const Options& o) {
 }
 
 int cmd_report_spam(const Options& o) {
-    if (const std::string why = check_free_text(o.actor, 64); !why.empty())
+    if (std::string why; !check_free_text(o.actor, 64, why))
         return finish({Exit::bad_input, "--actor " + why});
     int code = 0;
     auto cfg = config_or_exit(o, code);
@@ -461,13 +461,14 @@ int cmd_can_delete(const Options& o) {
 
 namespace {
 
-std::string give_to_write_group(const Config& cfg, const std::string& path, mode_t mode) {
-    if (cfg.write_group.empty()) return {};
+bool give_to_write_group(const Config& cfg, const std::string& path, mode_t mode, std::string& error_r) {
+    if (cfg.write_group.empty()) return true;
     const struct group* gr = ::getgrnam(cfg.write_group.c_str());
-    if (!gr) return "group '" + cfg.write_group + "' does not exist";
+    if (!gr) return error_r = "group '" + cfg.write_group + "' does not exist", false;
     if (::chown(path.c_str(), static_cast<uid_t>(-1), gr->gr_gid) != 0 || ::chmod(path.c_str(), mode) != 0)
-        return path + ": cannot give it to group " + cfg.write_group + ": " + std::strerror(errno);
-    return {};
+        return error_r = path + ": cannot give it to group " + cfg.write_group + ": " + std::strerror(errno),
+               false;
+    return true;
 }
 
 // Exim drops every supplementary group (exim.c: setgroups(0, NULL); it never
@@ -475,46 +476,49 @@ std::string give_to_write_group(const Config& cfg, const std::string& path, mode
 // group only and cannot enter a directory of read_group.  A POSIX ACL entry
 // lets write_group traverse and list the store directory too, without giving
 // Exim's group to Dovecot or the mail users (that group owns Exim's spool).
-std::string grant_write_group_traversal(const Config& cfg) {
-    if (cfg.write_group.empty() || cfg.write_group == cfg.read_group) return {};
+bool grant_write_group_traversal(const Config& cfg, std::string& error_r) {
+    if (cfg.write_group.empty() || cfg.write_group == cfg.read_group) return true;
     const std::string text = "u::rwx,g::r-x,g:" + cfg.write_group + ":r-x,m::r-x,o::---";
     acl_t acl = ::acl_from_text(text.c_str());
-    if (!acl) return "cannot make the ACL " + text + ": " + std::strerror(errno);
+    if (!acl) return error_r = "cannot make the ACL " + text + ": " + std::strerror(errno), false;
     const int rc = ::acl_set_file(cfg.store_path.c_str(), ACL_TYPE_ACCESS, acl);
     const int saved = errno;
     ::acl_free(acl);
-    if (rc == 0) return {};
+    if (rc == 0) return true;
     if (saved == EOPNOTSUPP)
-        return cfg.store_path + ": the filesystem does not support POSIX ACLs, which let " +
-               cfg.write_group + " (Exim) enter the store directory; put store.path on one that does "
-               "(ext4, xfs, btrfs, tmpfs) or mount it with the acl option";
-    return cfg.store_path + ": cannot let group " + cfg.write_group + " enter it: " + std::strerror(saved);
+        return error_r = cfg.store_path + ": the filesystem does not support POSIX ACLs, which let " +
+                         cfg.write_group + " (Exim) enter the store directory; put store.path on one that does "
+                         "(ext4, xfs, btrfs, tmpfs) or mount it with the acl option", false;
+    error_r = cfg.store_path + ": cannot let group " + cfg.write_group + " enter it: " + std::strerror(saved);
+    return false;
 }
 
 // Exim appends its automatic suspensions to the audit log: create it 0660
 // for write_group (append_audit would create it 0640, writable by root only).
-std::string create_audit_log(const Config& cfg) {
-    if (cfg.audit_log.empty() || ::access(cfg.audit_log.c_str(), F_OK) == 0) return {};
+bool create_audit_log(const Config& cfg, std::string& error_r) {
+    if (cfg.audit_log.empty() || ::access(cfg.audit_log.c_str(), F_OK) == 0) return true;
     const int fd = ::open(cfg.audit_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (fd < 0) return cfg.audit_log + ": " + std::strerror(errno) + " (create it writable by " + cfg.write_group + ")";
+    if (fd < 0)
+        return error_r = cfg.audit_log + ": " + std::strerror(errno) + " (create it writable by " + cfg.write_group + ")",
+               false;
     ::close(fd);
-    return give_to_write_group(cfg, cfg.audit_log, 0660);
+    return give_to_write_group(cfg, cfg.audit_log, 0660, error_r);
 }
 
 // The event counters: each host class adds only to its own file (metrics.hpp).
-std::string create_metrics_files(const Config& cfg) {
+bool create_metrics_files(const Config& cfg, std::string& error_r) {
     const std::pair<metrics::HostClass, const std::string*> files[] = {
         {metrics::HostClass::dovecot, &cfg.read_group}, {metrics::HostClass::exim, &cfg.write_group}};
     for (const auto& [host, group] : files) {
         gid_t gid = static_cast<gid_t>(-1);
         if (!group->empty()) {
             const struct group* gr = ::getgrnam(group->c_str());
-            if (!gr) return "group '" + *group + "' does not exist";
+            if (!gr) return error_r = "group '" + *group + "' does not exist", false;
             gid = gr->gr_gid;
         }
-        if (std::string e = metrics::create(cfg.store_path, host, gid); !e.empty()) return e;
+        if (!metrics::create(cfg.store_path, host, gid, error_r)) return false;
     }
-    return {};
+    return true;
 }
 
 }  // namespace
@@ -527,15 +531,12 @@ int cmd_init(const Options& o) {
         // Exim (write_group) adds to the counters: Counters::open creates the file 0664 but
         // leaves its group alone, so hand it over here (also repairs stores made before).
         // 0660: members of read_group (mail users among them) must not open it at all.
-        if (std::string e = give_to_write_group(cfg, cfg.store_path + "/counters", 0660); !e.empty())
-            return finish({Exit::failure, e});
-        if (std::string e = grant_write_group_traversal(cfg); !e.empty()) return finish({Exit::failure, e});
-        if (std::string e = create_evidence_root(cfg); !e.empty()) return finish({Exit::failure, e});
-        if (std::string e = create_outbox(cfg); !e.empty()) return finish({Exit::failure, e});
-        if (std::string e = create_audit_log(cfg); !e.empty()) std::cerr << "mailsuspend: warning: " << e << "\n";
-        if (std::string e = create_token_key(cfg.store_path, cfg.write_group); !e.empty())
-            return finish({Exit::failure, e});
-        if (std::string e = create_metrics_files(cfg); !e.empty()) return finish({Exit::failure, e});
+        if (!give_to_write_group(cfg, cfg.store_path + "/counters", 0660, error) ||
+            !grant_write_group_traversal(cfg, error) || !create_evidence_root(cfg, error) || !create_outbox(cfg, error))
+            return finish({Exit::failure, error});
+        if (std::string e; !create_audit_log(cfg, e)) std::cerr << "mailsuspend: warning: " << e << "\n";
+        if (!create_token_key(cfg.store_path, cfg.write_group, error) || !create_metrics_files(cfg, error))
+            return finish({Exit::failure, error});
         const StoreStats s = w.stats();
         return finish({Exit::ok, "store ready at " + cfg.store_path + " (generation " +
                                      std::to_string(s.generation) + ", room for " +
@@ -551,7 +552,7 @@ int cmd_check(const Options& o) {
         const std::vector<std::string> counters = Counters::verify(cfg.store_path);
         report.insert(report.end(), counters.begin(), counters.end());
         // Not an inconsistency (the next change creates it): a warning.
-        if (std::string e = notify_file_problem(cfg.store_path); !e.empty())
+        if (std::string e; !notify_file_usable(cfg.store_path, e))
             std::cerr << "mailsuspend: warning: " << e << "\n";
         if (report.empty()) {
             const StoreStats s = w.stats();
@@ -637,47 +638,47 @@ constexpr std::size_t kMaxBatchLine = 64 * 1024;
 constexpr std::size_t kMaxBatchLines = 100000;
 constexpr std::size_t kMaxBatchInput = 32 * 1024 * 1024;
 
-// Reads stdin into lines within the bounds; "" or what is wrong.
-std::string read_batch(std::vector<std::string>& lines) {
+// Reads stdin into lines within the bounds; false with what is wrong in error_r.
+bool read_batch(std::vector<std::string>& lines, std::string& error_r) {
     std::string line;
     std::size_t total = 0;
     char buf[65536];
     while (true) {
         const ssize_t got = ::read(STDIN_FILENO, buf, sizeof buf);
         if (got < 0 && errno == EINTR) continue;
-        if (got < 0) return std::string("cannot read standard input: ") + std::strerror(errno);
+        if (got < 0) return error_r = std::string("cannot read standard input: ") + std::strerror(errno), false;
         if (got == 0) break;
         total += static_cast<std::size_t>(got);
         if (total > kMaxBatchInput)
-            return "line " + std::to_string(lines.size() + 1) + ": input longer than " +
-                   std::to_string(kMaxBatchInput) + " octets (split the batch)";
+            return error_r = "line " + std::to_string(lines.size() + 1) + ": input longer than " +
+                             std::to_string(kMaxBatchInput) + " octets (split the batch)", false;
         for (ssize_t i = 0; i < got; ++i) {
             if (buf[i] == '\n') {
                 if (lines.size() == kMaxBatchLines)
-                    return "line " + std::to_string(lines.size() + 1) + ": more than " +
-                           std::to_string(kMaxBatchLines) + " lines (split the batch)";
+                    return error_r = "line " + std::to_string(lines.size() + 1) + ": more than " +
+                                     std::to_string(kMaxBatchLines) + " lines (split the batch)", false;
                 lines.push_back(std::move(line));
                 line.clear();
                 continue;
             }
             if (line.size() == kMaxBatchLine)
-                return "line " + std::to_string(lines.size() + 1) + ": longer than " +
-                       std::to_string(kMaxBatchLine) + " octets";
+                return error_r = "line " + std::to_string(lines.size() + 1) + ": longer than " +
+                                 std::to_string(kMaxBatchLine) + " octets", false;
             line += buf[i];
         }
     }
     if (!line.empty()) {
         if (lines.size() == kMaxBatchLines)
-            return "line " + std::to_string(lines.size() + 1) + ": more than " + std::to_string(kMaxBatchLines) +
-                   " lines (split the batch)";
+            return error_r = "line " + std::to_string(lines.size() + 1) + ": more than " + std::to_string(kMaxBatchLines) +
+                             " lines (split the batch)", false;
         lines.push_back(std::move(line));
     }
-    return {};
+    return true;
 }
 
 // One line as JSON.  A key given twice in one object is an error: which of
 // the two values counts would be the parser's choice, not the writer's.
-std::optional<json> parse_batch_line(const std::string& line, std::string& error) {
+std::optional<json> parse_batch_line(const std::string& line, std::string& error_r) {
     std::vector<std::vector<std::string>> keys;  // per open object
     std::string duplicate;
     const json::parser_callback_t seen = [&](int, json::parse_event_t event, json& parsed) {
@@ -692,8 +693,8 @@ std::optional<json> parse_batch_line(const std::string& line, std::string& error
         return true;
     };
     json j = json::parse(line, seen, false);
-    if (j.is_discarded()) return error = "not valid JSON", std::nullopt;
-    if (!duplicate.empty()) return error = "key \"" + duplicate + "\" given twice", std::nullopt;
+    if (j.is_discarded()) return error_r = "not valid JSON", std::nullopt;
+    if (!duplicate.empty()) return error_r = "key \"" + duplicate + "\" given twice", std::nullopt;
     return j;
 }
 
@@ -701,7 +702,7 @@ std::optional<json> parse_batch_line(const std::string& line, std::string& error
 
 int cmd_batch(const Options& o) {
     std::vector<std::string> lines;
-    if (const std::string why = read_batch(lines); !why.empty())
+    if (std::string why; !read_batch(lines, why))
         return finish({Exit::bad_input, why + " (nothing applied)"});
     int applied = 0;
     return change(o, [&](Session& s) -> Outcome {

@@ -55,34 +55,34 @@ std::vector<std::string> lines_of(const std::string& text) { return split(text, 
 
 std::string errno_text() { return std::strerror(errno); }
 
-// "" when path can be opened with flags (and, read-only, one octet read); else why not.
-std::string try_open(const std::string& path, int flags) {
+// Whether path can be opened with flags (and, read-only, one octet read); else why not in error_r.
+bool try_open(const std::string& path, int flags, std::string& error_r) {
     const int fd = ::open(path.c_str(), flags | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) return path + ": " + errno_text();
+    if (fd < 0) return error_r = path + ": " + errno_text(), false;
     char c;
-    std::string why;
-    if ((flags & O_ACCMODE) == O_RDONLY && ::read(fd, &c, 1) < 0) why = path + ": " + errno_text();
+    const bool ok = (flags & O_ACCMODE) != O_RDONLY || ::read(fd, &c, 1) >= 0;
+    if (!ok) error_r = path + ": " + errno_text();
     ::close(fd);
-    return why;
+    return ok;
 }
 
 std::optional<Identity> identity_of(const std::string& who, const std::string& user, const std::string& group,
-                                    const std::vector<std::string>& extra, std::string& error) {
+                                    const std::vector<std::string>& extra, std::string& error_r) {
     Identity id;
     id.who = who;
     const passwd* pw = ::getpwnam(user.c_str());
-    if (!pw) return error = who + " runs as user '" + user + "', which does not exist", std::nullopt;
+    if (!pw) return error_r = who + " runs as user '" + user + "', which does not exist", std::nullopt;
     id.user = user;
     id.uid = pw->pw_uid;
     id.gid = pw->pw_gid;
     if (!group.empty()) {
         const struct group* g = ::getgrnam(group.c_str());
-        if (!g) return error = who + " runs with group '" + group + "', which does not exist", std::nullopt;
+        if (!g) return error_r = who + " runs with group '" + group + "', which does not exist", std::nullopt;
         id.gid = g->gr_gid;
     }
     for (const auto& name : extra) {
         const struct group* g = ::getgrnam(name.c_str());
-        if (!g) return error = who + " is given group '" + name + "', which does not exist", std::nullopt;
+        if (!g) return error_r = who + " is given group '" + name + "', which does not exist", std::nullopt;
         id.groups.push_back(g->gr_gid);
     }
     return id;
@@ -103,20 +103,19 @@ std::vector<Access> writer_files(const Config& cfg) {
     return files;
 }
 
-// Opens every file as id; the first failure, or "".
-std::string first_denied(const Identity& id, const std::vector<Access>& files) {
-    return run_as(id, [&] {
+// Opens every file as id; false with the first failure in error_r.
+bool all_open(const Identity& id, const std::vector<Access>& files, std::string& error_r) {
+    return run_as(id, [&](std::string& denied_r) {
         for (const auto& f : files)
-            if (std::string why = try_open(f.path, f.flags); !why.empty()) return why;
-        return std::string();
-    });
+            if (!try_open(f.path, f.flags, denied_r)) return false;
+        return true;
+    }, error_r);
 }
 
 Check access_check(const std::string& name, const std::optional<Identity>& id, const std::string& id_error,
                    const std::vector<Access>& files, const std::string& fix) {
     if (!id) return fail(name, id_error, "correct the server's config (see the problem)");
-    const std::string denied = first_denied(*id, files);
-    if (!denied.empty())
+    if (std::string denied; !all_open(*id, files, denied))
         return fail(name, id->who + " (" + id->describe() + ") cannot open " + denied, fix);
     std::string list;
     for (const auto& f : files) list += (list.empty() ? "" : ", ") + f.path;
@@ -182,10 +181,9 @@ Check unit_enabled(const Options& d, const std::string& name, const std::string&
 // ------------------------------------------------------------ the probe
 
 // Suspends (or lifts) every service of the probe address, as actor "doctor".
-std::string set_probe(const Config& cfg, bool suspend) {
-    std::string error;
-    auto w = StoreWriter::open(cfg, false, error);
-    if (!w) return error;
+bool set_probe(const Config& cfg, bool suspend, std::string& error_r) {
+    auto w = StoreWriter::open(cfg, false, error_r);
+    if (!w) return false;
     Session s(cfg, *w, Actor{0, "doctor"}, static_cast<int64_t>(std::time(nullptr)));
     Outcome o;
     if (suspend) {
@@ -204,7 +202,8 @@ std::string set_probe(const Config& cfg, bool suspend) {
     }
     std::vector<std::string> warnings;
     if (o.ok()) o = s.commit(warnings);
-    return o.ok() ? "" : o.message;
+    if (!o.ok()) error_r = o.message;
+    return o.ok();
 }
 
 Check probe_exim_receive(const Exim& e, const Config& cfg) {
@@ -242,20 +241,21 @@ Check probe_dovecot_login(const Dovecot& dc, const Config& cfg) {
     std::string error;
     const auto id = dovecot_auth_identity(dc, error);
     if (!id) return fail(name, error, "correct Dovecot's config");
-    std::string verdict;
-    const std::string failed = run_as(*id, [&] {
+    const auto denied = [&](std::string& failed_r) {
         const char* open_error = nullptr;
         mailsuspend_handle* ms = mailsuspend_open(cfg.path.c_str(), nullptr, nullptr, &open_error);
-        if (!ms) return std::string("out of memory");
+        if (!ms) return failed_r = "out of memory", false;
         mailsuspend_result r{};
         mailsuspend_check_login(ms, cfg.probe_address.c_str(), "imap", "127.0.0.1", &r);
         mailsuspend_close(&ms);
-        if (r.fail_policy) return std::string("the store could not be read (fail policy decided)") +
-                                  (open_error ? std::string(": ") + open_error : "");
-        if (r.verdict != MAILSUSPEND_DENY) return std::string("the login was allowed");
-        return std::string();
-    });
-    if (!failed.empty())
+        if (r.fail_policy)
+            return failed_r = std::string("the store could not be read (fail policy decided)") +
+                              (open_error ? std::string(": ") + open_error : ""),
+                   false;
+        if (r.verdict != MAILSUSPEND_DENY) return failed_r = "the login was allowed", false;
+        return true;
+    };
+    if (std::string failed; !run_as(*id, denied, failed))
         return fail(name, "the core's login check for " + cfg.probe_address + " as " + id->who + " (" +
                               id->describe() + "): " + failed,
                     "see dovecot_auth_access above");
@@ -268,11 +268,11 @@ Check probe_dovecot_login(const Dovecot& dc, const Config& cfg) {
 std::vector<Check> run_probe(const Dovecot& dc, const Exim& e, const std::optional<Config>& cfg, bool store_ok) {
     const char* name = "probe";
     if (!cfg || !store_ok) return {fail(name, "not run: the config or the store is not usable", "fix those first")};
-    if (std::string why = set_probe(*cfg, true); !why.empty())
+    if (std::string why; !set_probe(*cfg, true, why))
         return {fail(name, "cannot suspend the probe address " + cfg->probe_address + ": " + why,
                      "set doctor.probe_address to an address the store accepts")};
     std::vector<Check> checks{probe_exim_receive(e, *cfg), probe_exim_send(e, *cfg), probe_dovecot_login(dc, *cfg)};
-    if (std::string why = set_probe(*cfg, false); !why.empty())
+    if (std::string why; !set_probe(*cfg, false, why))
         checks.push_back(fail(name, "cannot lift the probe suspension of " + cfg->probe_address + ": " + why,
                               "mailsuspend unsuspend " + cfg->probe_address + " --admin"));
     return checks;

@@ -42,9 +42,9 @@ struct Access {
 std::vector<Access> reader_files(const Config& cfg);
 std::vector<Access> writer_files(const Config& cfg);
 std::optional<Identity> identity_of(const std::string& who, const std::string& user, const std::string& group,
-                                    const std::vector<std::string>& extra, std::string& error);
-// Opens every file as id; the first failure, or "".
-std::string first_denied(const Identity& id, const std::vector<Access>& files);
+                                    const std::vector<std::string>& extra, std::string& error_r);
+// Opens every file as id; false with the first failure in error_r.
+bool all_open(const Identity& id, const std::vector<Access>& files, std::string& error_r);
 // Passes when id can open files; else fails with fix.
 Check access_check(const std::string& name, const std::optional<Identity>& id, const std::string& id_error,
                    const std::vector<Access>& files, const std::string& fix);
@@ -59,21 +59,21 @@ struct Dovecot {
         return argv;
     }
     // doveconf -h KEY (with -f FILTER); "$other_setting" values resolved.
-    std::optional<std::string> value(const std::string& key, std::string& error,
+    std::optional<std::string> value(const std::string& key, std::string& error_r,
                                      const std::string& filter = {}) const {
         auto argv = base();
         if (!filter.empty()) argv.insert(argv.end(), {"-f", filter});
         argv.insert(argv.end(), {"-h", key});
         const RunResult r = run_program(argv);
-        if (!r.ok()) return error = "doveconf -h " + key + ": " + r.what(), std::nullopt;
+        if (!r.ok()) return error_r = "doveconf -h " + key + ": " + r.what(), std::nullopt;
         std::string v = trim(r.out);
-        if (v.size() > 1 && v.front() == '$') return value(v.substr(1), error, filter);
+        if (v.size() > 1 && v.front() == '$') return value(v.substr(1), error_r, filter);
         return v;
     }
     std::string fix_hint() const { return config.empty() ? "/etc/dovecot/conf.d/" : "the Dovecot config " + config; }
 };
 
-std::optional<Identity> dovecot_auth_identity(const Dovecot& dc, std::string& error);
+std::optional<Identity> dovecot_auth_identity(const Dovecot& dc, std::string& error_r);
 Check check_dovecot_auth_access(const Dovecot& dc, const std::optional<Config>& cfg);
 Check check_dovecot_auth_live(const Dovecot& dc, const std::optional<Config>& cfg);
 Check check_dovecot_mail_access(const Dovecot& dc, const std::optional<Config>& cfg);

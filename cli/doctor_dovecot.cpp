@@ -40,12 +40,12 @@ std::vector<int64_t> proc_status_ids(pid_t pid, const std::string& key) {
 
 std::vector<std::string> group_list(const std::string& value) { return split(value, ", "); }
 
-std::optional<Identity> dovecot_auth_identity(const Dovecot& dc, std::string& error) {
-    auto user = dc.value("service/auth/user", error);
-    auto group = user ? dc.value("service/auth/group", error) : std::nullopt;
-    auto extra = group ? dc.value("service/auth/extra_groups", error) : std::nullopt;
+std::optional<Identity> dovecot_auth_identity(const Dovecot& dc, std::string& error_r) {
+    auto user = dc.value("service/auth/user", error_r);
+    auto group = user ? dc.value("service/auth/group", error_r) : std::nullopt;
+    auto extra = group ? dc.value("service/auth/extra_groups", error_r) : std::nullopt;
     if (!extra) return std::nullopt;
-    return identity_of("Dovecot's auth process", *user, *group, group_list(*extra), error);
+    return identity_of("Dovecot's auth process", *user, *group, group_list(*extra), error_r);
 }
 
 Check check_dovecot_auth_access(const Dovecot& dc, const std::optional<Config>& cfg) {
@@ -133,7 +133,7 @@ Check check_dovecot_auth_live(const Dovecot& dc, const std::optional<Config>& cf
         const passwd* pw = ::getpwuid(id.uid);
         id.user = pw ? pw->pw_name : std::to_string(id.uid);
         for (const int64_t g : proc_status_ids(pid, "Groups:")) id.groups.push_back(static_cast<gid_t>(g));
-        if (const std::string denied = first_denied(id, reader_files(*cfg)); !denied.empty())
+        if (std::string denied; !all_open(id, reader_files(*cfg), denied))
             return fail(name, id.who + " (" + id.describe() + ") cannot open " + denied,
                         "`systemctl restart dovecot` if the config already gives the auth service the group "
                         "(dovecot_auth_access passes); else see dovecot_auth_access");

@@ -240,13 +240,13 @@ Check check_exim_retry(const Exim& e, const std::optional<Config>& cfg) {
                 "add `*  *  F,2h,15m; G,16h,1h,1.5; F,5d,6h` to the retry section of " + e.where());
 }
 
-std::optional<Identity> exim_identity(const Exim& e, std::string& error) {
-    if (!e.error.empty()) return error = e.error, std::nullopt;
+std::optional<Identity> exim_identity(const Exim& e, std::string& error_r) {
+    if (!e.error.empty()) return error_r = e.error, std::nullopt;
     const std::string user = e.main.count("exim_user") ? e.main.at("exim_user") : "";
     const std::string group = e.main.count("exim_group") ? e.main.at("exim_group") : "";
     // Exim drops every supplementary group (setgroups(0, NULL)); it never uses
     // initgroups for itself, so /etc/group membership does not count.
-    return identity_of("Exim's processes", user, group, {}, error);
+    return identity_of("Exim's processes", user, group, {}, error_r);
 }
 
 Check check_exim_access(const Exim& e, const std::optional<Config>& cfg) {

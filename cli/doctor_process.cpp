@@ -133,20 +133,21 @@ std::string Identity::describe() const {
     return text;
 }
 
-std::string run_as(const Identity& id, const std::function<std::string()>& body) {
+bool run_as(const Identity& id, const std::function<bool(std::string& error_r)>& body, std::string& error_r) {
     Pipe result;
-    if (!result.open()) return std::string("pipe: ") + std::strerror(errno);
+    if (!result.open()) return error_r = std::string("pipe: ") + std::strerror(errno), false;
     const pid_t pid = ::fork();
-    if (pid < 0) return std::string("fork: ") + std::strerror(errno);
+    if (pid < 0) return error_r = std::string("fork: ") + std::strerror(errno), false;
     if (pid == 0) {
         result.close_end(0);
         std::string answer;
         if (::setgroups(id.groups.size(), id.groups.data()) != 0 || ::setgid(id.gid) != 0 ||
             ::setuid(id.uid) != 0)
             answer = std::string("cannot become ") + id.describe() + ": " + std::strerror(errno);
-        else
-            answer = body();
-        if (answer.empty()) answer = "\x01";  // success marker: an empty read means the child died
+        else if (body(answer))
+            answer = "\x01";  // success marker: an empty read means the child died
+        else if (answer.empty())
+            answer = "failed";
         (void)!::write(result.fd[1], answer.data(), answer.size());
         ::_exit(0);
     }
@@ -155,10 +156,10 @@ std::string run_as(const Identity& id, const std::function<std::string()>& body)
     const bool done = pump(-1, result.fd[0], -1, {}, out, err, Clock::now() + std::chrono::seconds(20));
     if (!done) ::kill(pid, SIGKILL);
     const int status = wait_status(pid);
-    if (!done) return "the check as " + id.user + " did not finish within 20 s";
-    if (out == "\x01") return {};
-    if (out.empty()) return "the check as " + id.user + " died (status " + std::to_string(status) + ")";
-    return out;
+    if (!done) return error_r = "the check as " + id.user + " did not finish within 20 s", false;
+    if (out == "\x01") return true;
+    if (out.empty()) return error_r = "the check as " + id.user + " died (status " + std::to_string(status) + ")", false;
+    return error_r = out, false;
 }
 
 }  // namespace mailsuspend::cli

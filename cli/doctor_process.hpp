@@ -35,8 +35,8 @@ struct Identity {
 };
 
 // Runs body in a forked child running as id (setgroups, setgid, setuid);
-// returns what body returned ("" = success), or what went wrong.
-std::string run_as(const Identity& id, const std::function<std::string()>& body);
+// returns what body returned, with body's error (or what else went wrong) in error_r.
+bool run_as(const Identity& id, const std::function<bool(std::string& error_r)>& body, std::string& error_r);
 
 std::string group_name(gid_t gid);
 

@@ -164,11 +164,11 @@ void counters(const Config& cfg, Exposition& e) {
 // Writes text to dir/mailsuspend.prom through a temporary file and rename(),
 // so the collector never reads half a file.  The temporary name does not end
 // in .prom: the collector ignores it.
-std::string write_textfile(const std::string& dir, const std::string& text) {
+bool write_textfile(const std::string& dir, const std::string& text, std::string& error_r) {
     const std::string path = dir + "/mailsuspend.prom";
     std::string tmp = dir + "/.mailsuspend.prom.XXXXXX";
     const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
-    if (fd < 0) return tmp + ": " + std::strerror(errno);
+    if (fd < 0) return error_r = tmp + ": " + std::strerror(errno), false;
     std::size_t done = 0;
     while (done < text.size()) {
         const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
@@ -177,10 +177,10 @@ std::string write_textfile(const std::string& dir, const std::string& text) {
     }
     const bool ok = done == text.size() && ::fchmod(fd, 0644) == 0 && ::close(fd) == 0 &&
                     ::rename(tmp.c_str(), path.c_str()) == 0;
-    if (ok) return {};
-    const std::string error = path + ": " + std::strerror(errno);
+    if (ok) return true;
+    error_r = path + ": " + std::strerror(errno);
     ::unlink(tmp.c_str());
-    return error;
+    return false;
 }
 
 }  // namespace
@@ -199,7 +199,7 @@ int cmd_metrics(const Options& o) {
         std::cout << e.text();
         return 0;
     }
-    if (std::string w = write_textfile(o.textfile_dir, e.text()); !w.empty()) {
+    if (std::string w; !write_textfile(o.textfile_dir, e.text(), w)) {
         std::cerr << "mailsuspend: " << w << "\n";
         return static_cast<int>(Exit::failure);
     }

@@ -19,41 +19,43 @@
 
 namespace mailsuspend {
 
-std::string append_audit(const std::string& path, const std::vector<nlohmann::json>& lines,
-                         int64_t* size_before) {
+bool append_audit(const std::string& path, const std::vector<nlohmann::json>& lines, std::string& error_r,
+                  int64_t* size_before) {
     if (size_before) *size_before = -1;
-    if (path.empty() || lines.empty()) return {};
+    if (path.empty() || lines.empty()) return true;
     std::string text;
     for (const auto& line : lines) text += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0) return path + ": " + std::strerror(errno);
+    if (fd < 0) return error_r = path + ": " + std::strerror(errno), false;
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
         const int err = errno;
         ::close(fd);
-        return path + ": " + std::strerror(err);
+        return error_r = path + ": " + std::strerror(err), false;
     }
-    std::string error;
+    bool ok = false;
     ssize_t n;
     do n = ::write(fd, text.data(), text.size());
     while (n < 0 && errno == EINTR);
     if (n < 0) {
-        error = path + ": " + std::strerror(errno);
+        error_r = path + ": " + std::strerror(errno);
     } else if (static_cast<std::size_t>(n) != text.size()) {
         // A short write sets no errno; on a regular file it means no room.
-        error = path + ": short write (" + std::to_string(n) + " of " + std::to_string(text.size()) +
-                " bytes): " + std::strerror(ENOSPC);
+        error_r = path + ": short write (" + std::to_string(n) + " of " + std::to_string(text.size()) +
+                  " bytes): " + std::strerror(ENOSPC);
     } else if (::fdatasync(fd) != 0) {
-        error = path + ": cannot sync: " + std::strerror(errno);
+        error_r = path + ": cannot sync: " + std::strerror(errno);
+    } else {
+        ok = true;
     }
-    if (!error.empty()) {
+    if (!ok) {
         if (::ftruncate(fd, st.st_size) != 0)
-            error += " (and cutting it back failed: " + std::string(std::strerror(errno)) + ")";
+            error_r += " (and cutting it back failed: " + std::string(std::strerror(errno)) + ")";
     } else if (size_before) {
         *size_before = st.st_size;
     }
     ::close(fd);
-    return error;
+    return ok;
 }
 
 void undo_audit(const std::string& path, int64_t size_before) {

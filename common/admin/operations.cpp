@@ -123,7 +123,7 @@ Outcome Session::suspend(const SuspendArgs& a) {
     std::string key;
     if (Outcome o = normalise_target(cfg_, a.target, key); !o.ok()) return o;
     if (a.services == 0) return bad("no service given (--service LIST)");
-    if (const std::string why = check_free_text(a.reason, kMaxReason); !why.empty())
+    if (std::string why; !check_free_text(a.reason, kMaxReason, why))
         return bad("reason " + why);
     if (a.duration < 0) return bad("negative duration");
     Outcome error;
@@ -282,16 +282,16 @@ Outcome Session::commit_records(uint64_t& seq) {
     // the log cannot record is not made, and lines of a change whose journal
     // write fails are cut off again (StoreWriter::commit).
     int64_t audit_size = -1;
-    const auto audit = [&](uint64_t last_seq, std::string& why) {
+    const auto audit = [&](uint64_t last_seq, std::string& error_r) {
         for (auto& line : audit_) {
             line["seq"] = last_seq;
             const std::string& key = line["target"].get_ref<const std::string&>();
             line["before"] = suspended_json(before_.at(key), now_);
             line["after"] = suspended_json(pending_.at(key), now_);
         }
-        why = append_audit(cfg_.audit_log, audit_, &audit_size);
-        if (!why.empty()) why = "the audit log cannot record it: " + why;
-        return why.empty();
+        if (append_audit(cfg_.audit_log, audit_, error_r, &audit_size)) return true;
+        error_r = "the audit log cannot record it: " + error_r;
+        return false;
     };
     seq = writer_.commit(changes, error, audit, [&] { undo_audit(cfg_.audit_log, audit_size); });
     if (seq == 0) return {Exit::failure, "nothing changed: " + error};
@@ -340,29 +340,28 @@ Outcome Session::commit(std::vector<std::string>& warnings) {
     // The records' lines went out with their change (commit_records); events
     // and counter resets are not journaled, so theirs follow, and a failure
     // to write them is a warning: what they record has happened.
-    if (std::string e = append_audit(cfg_.audit_log, lines); !e.empty())
+    if (std::string e; !append_audit(cfg_.audit_log, lines, e))
         warnings.push_back("recorded, but the audit log failed: " + e);
     if (!reset.ok()) return reset;
     for (const auto& key : flush_)
-        if (std::string e = run_command(cfg_.flush_command, key, address_regex(key, cfg_.address)); !e.empty())
+        if (std::string e; !run_command(cfg_.flush_command, key, e, address_regex(key, cfg_.address)))
             warnings.push_back("queue flush for " + key + " failed: " + e);
     for (const auto& key : reset_counters_)
-        if (std::string e = reset_rate_counters(cfg_, key); !e.empty())
+        if (std::string e; !reset_rate_counters(cfg_, key, e))
             warnings.push_back("rate counters of " + key + " not reset: " + e);
     for (const auto& key : fail_queued_)
-        if (std::string e = run_command(cfg_.fail_queued_command, key, address_regex(key, cfg_.address));
-            !e.empty())
+        if (std::string e; !run_command(cfg_.fail_queued_command, key, e, address_regex(key, cfg_.address)))
             warnings.push_back("failing queued mail of " + key + " failed: " + e);
     clear();
     return {};
 }
 
-std::string run_command(const std::string& templ, const std::string& address,
-                        const std::string& address_regex) {
+bool run_command(const std::string& templ, const std::string& address, std::string& error_r,
+                 const std::string& address_regex) {
     // {address_regex} first: "{address}" is not a part of it.
     auto args = command_words(templ, {{"{address_regex}", address_regex}, {"{address}", address}});
-    if (args.empty()) return {};  // no command configured
-    return run_program(std::move(args));
+    if (args.empty()) return true;  // no command configured
+    return run_program(std::move(args), error_r);
 }
 
 }  // namespace mailsuspend

@@ -101,16 +101,16 @@ nlohmann::json record_json(const TargetRecord& r, int64_t now);
 
 // Runs a command template ("/usr/sbin/exim4 -Rrff {address_regex}") without
 // a shell; {address} and {address_regex} become parts of one argument each.
-// Empty string, or what went wrong.
-std::string run_command(const std::string& templ, const std::string& address,
-                        const std::string& address_regex = {});
+// No command configured counts as done.  false with what went wrong in error_r.
+bool run_command(const std::string& templ, const std::string& address, std::string& error_r,
+                 const std::string& address_regex = {});
 
 // Appends JSON lines to the audit log (creating it 0640) in one write() and
-// syncs.  Empty or the error (errno's text, ENOSPC for a short write); on an
-// error the log is cut back to its size before: never a partial line.
+// syncs.  false with the error in error_r (errno's text, ENOSPC for a short
+// write); then the log is cut back to its size before: never a partial line.
 // size_before (when given) gets that size, for undo_audit.
-std::string append_audit(const std::string& path, const std::vector<nlohmann::json>& lines,
-                         int64_t* size_before = nullptr);
+bool append_audit(const std::string& path, const std::vector<nlohmann::json>& lines, std::string& error_r,
+                  int64_t* size_before = nullptr);
 // Cuts the log back to size_before: the lines of a change that was not stored after all.
 void undo_audit(const std::string& path, int64_t size_before);
 

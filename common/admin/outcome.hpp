@@ -1,5 +1,10 @@
-// What every operation of the core returns (the CLI's exit code and one line
-// for the user), and the check every target of an operation passes first.
+// What an admin operation (Session, and the policy operations the CLI runs
+// through it) returns to the CLI: the exit class and the one line the user
+// reads.  It is not the core's error channel: a function that can fail
+// returns whether it worked and puts the error text in a `std::string&
+// error_r` out-parameter (docs/design.md, "Conventions"); an Outcome is made
+// only where an admin operation answers the CLI.  Also the check every
+// target of an operation passes first.
 #pragma once
 
 #include <string>

@@ -24,12 +24,12 @@ namespace {
 
 std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
 
-int anonymous_file(std::string& error) {
+int anonymous_file(std::string& error_r) {
     int fd = ::open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd >= 0) return fd;
     char templ[] = "/tmp/mailsuspend-XXXXXX";
     fd = ::mkostemp(templ, O_CLOEXEC);
-    if (fd < 0) return error = errno_text("temporary file"), -1;
+    if (fd < 0) return error_r = errno_text("temporary file"), -1;
     ::unlink(templ);
     return fd;
 }
@@ -43,7 +43,7 @@ void fill(std::string& w, std::string_view placeholder, const std::string& value
 
 // Starts args[0] with stdin from in, stdout to /dev/null (the CLI's output
 // stays its own), stderr to err.  Returns the pid, or -1 with error.
-pid_t start(std::vector<std::string>& args, int in, int err, std::string& error) {
+pid_t start(std::vector<std::string>& args, int in, int err, std::string& error_r) {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -55,20 +55,22 @@ pid_t start(std::vector<std::string>& args, int in, int err, std::string& error)
     pid_t pid = 0;
     const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) return error = "cannot run " + args[0] + ": " + std::strerror(rc), -1;
+    if (rc != 0) return error_r = "cannot run " + args[0] + ": " + std::strerror(rc), -1;
     return pid;
 }
 
-// How the program ended, with the start of its stderr (in err).
-std::string ending(const std::string& program, int status, int err) {
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
+// Whether the program exited 0; else how it ended, with the start of its
+// stderr (in err), in error_r.
+bool exited_ok(const std::string& program, int status, int err, std::string& error_r) {
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return true;
     std::string output(300, '\0');
     const ssize_t n = ::pread(err, output.data(), output.size(), 0);
     output.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
     std::string what = program + " exited with status " +
                        std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
     if (!output.empty()) what += ": " + sanitise_line(output, 200);
-    return what;
+    error_r = std::move(what);
+    return false;
 }
 
 }  // namespace
@@ -84,29 +86,29 @@ std::vector<std::string> command_words(const std::string& templ,
     return args;
 }
 
-std::string run_program(std::vector<std::string> args, std::string_view input) {
-    if (args.empty()) return "no program to run";
-    if (args[0].front() != '/') return args[0] + ": not an absolute path";
-    std::string error;
-    const int in = anonymous_file(error);
-    if (in < 0) return error;
-    const int err = anonymous_file(error);
-    if (err < 0) return ::close(in), error;
+bool run_program(std::vector<std::string> args, std::string& error_r, std::string_view input) {
+    if (args.empty()) return error_r = "no program to run", false;
+    if (args[0].front() != '/') return error_r = args[0] + ": not an absolute path", false;
+    const int in = anonymous_file(error_r);
+    if (in < 0) return false;
+    const int err = anonymous_file(error_r);
+    if (err < 0) return ::close(in), false;
     if (::write(in, input.data(), input.size()) != static_cast<ssize_t>(input.size()) || ::lseek(in, 0, SEEK_SET) != 0) {
         ::close(in), ::close(err);
-        return errno_text("temporary file");
+        return error_r = errno_text("temporary file"), false;
     }
-    const pid_t pid = start(args, in, err, error);
+    const pid_t pid = start(args, in, err, error_r);
     ::close(in);
+    bool ok = pid > 0;
     int status = 0;
-    while (pid > 0 && ::waitpid(pid, &status, 0) < 0)
+    while (ok && ::waitpid(pid, &status, 0) < 0)
         if (errno != EINTR) {
-            error = "cannot wait for " + args[0];
-            break;
+            error_r = "cannot wait for " + args[0];
+            ok = false;
         }
-    if (error.empty()) error = ending(args[0], status, err);
+    if (ok) ok = exited_ok(args[0], status, err, error_r);
     ::close(err);
-    return error;
+    return ok;
 }
 
 namespace {

@@ -20,10 +20,10 @@ std::vector<std::string> command_words(const std::string& templ,
                                        const std::vector<std::pair<std::string_view, std::string>>& fills);
 
 // Runs args[0] (an absolute path) with args, input on stdin and stdout to
-// /dev/null, and waits for it.  "" when it exits 0, else what went wrong
-// (with the start of what it wrote on stderr).  It waits: never call it
-// from a Dovecot or Exim process.
-std::string run_program(std::vector<std::string> args, std::string_view input = {});
+// /dev/null, and waits for it.  True when it exits 0, else false with what
+// went wrong in error_r (with the start of what it wrote on stderr).  It
+// waits: never call it from a Dovecot or Exim process.
+bool run_program(std::vector<std::string> args, std::string& error_r, std::string_view input = {});
 
 enum class Detached { finished, running, not_started };
 

@@ -120,14 +120,13 @@ void reset_usage(Counters& counters, const std::string& key, const std::string& 
     }
 }
 
-std::string reset_rate_counters(const Config& cfg, std::string_view key) {
-    if (::access((cfg.store_path + "/counters").c_str(), F_OK) != 0) return {};
-    std::string error;
-    auto counters = Counters::open(cfg.store_path, false, 0, error);
-    if (!counters) return error;
+bool reset_rate_counters(const Config& cfg, std::string_view key, std::string& error_r) {
+    if (::access((cfg.store_path + "/counters").c_str(), F_OK) != 0) return true;
+    auto counters = Counters::open(cfg.store_path, false, 0, error_r);
+    if (!counters) return false;
     counters->reset(key, CounterKind::messages);
     counters->reset(key, CounterKind::offdomain_rcpts);
-    return {};
+    return true;
 }
 
 }  // namespace mailsuspend

@@ -66,7 +66,7 @@ void reset_usage(Counters& counters, const std::string& key, const std::string& 
 // A lifted send suspension starts afresh: forgets the mailbox's message and
 // off-domain counts (not its IPs': other mailboxes share them), or the next
 // message within the window would cross again at once and escalate.
-// "" or what went wrong (a missing counters file is not an error).
-std::string reset_rate_counters(const Config& cfg, std::string_view key);
+// false with what went wrong in error_r (a missing counters file is not an error).
+bool reset_rate_counters(const Config& cfg, std::string_view key, std::string& error_r);
 
 }  // namespace mailsuspend

@@ -176,17 +176,17 @@ struct Effective {
 // Mailbox state united with its domain's by the model's precedence
 // (effective(), the one `status` uses); false when the store is unavailable.
 bool effective_state(struct mailsuspend_handle* ms, std::string_view key, Service service, int64_t now,
-                     Effective& out, std::string& why) {
+                     Effective& out, std::string& error_r) {
     StoreReader* reader = reader_of(ms, now);
     if (!reader) {
-        why = ms->cfg_ok ? ms->cfg_error : "config: " + ms->cfg_error;
+        error_r = ms->cfg_ok ? ms->cfg_error : "config: " + ms->cfg_error;
         return false;
     }
     TargetRecord mailbox, domain;
     const bool is_mailbox = key.front() != '@';
     if ((is_mailbox && !lookup(*reader, key, service, mailbox)) ||
         !lookup(*reader, domain_key_of(key), service, domain)) {
-        why = reader->last_error();
+        error_r = reader->last_error();
         return false;
     }
     const TargetRecord* own = is_mailbox ? &mailbox : nullptr;

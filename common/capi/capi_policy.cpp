@@ -93,7 +93,7 @@ std::unique_ptr<StoreWriter> open_writer(struct mailsuspend_handle* ms, const Ou
         return nullptr;
     }
     const char* what = entry.op == OutboxOp::rate_suspend ? "rate suspension" : "extension";
-    if (std::string e = outbox_put(ms->cfg, entry); !e.empty())
+    if (std::string e; !outbox_put(ms->cfg, entry, e))
         log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: " + std::string(what) + " of " + entry.key +
                                                 " lost: " + error + "; and the outbox failed: " + e);
     else
@@ -106,7 +106,7 @@ std::unique_ptr<StoreWriter> open_writer(struct mailsuspend_handle* ms, const Ou
 // cannot be written, e.g. a log Exim may not append to): handed to the outbox,
 // so the next writer (root's CLI, the sweep) retries it instead of losing it.
 void hand_on(struct mailsuspend_handle* ms, const OutboxEntry& entry, const std::string& failure) {
-    if (std::string e = outbox_put(ms->cfg, entry); !e.empty())
+    if (std::string e; !outbox_put(ms->cfg, entry, e))
         log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: " + failure + "; lost (the outbox failed too: " + e + ")");
     else
         log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: " + failure + "; handed to the outbox for the next writer");

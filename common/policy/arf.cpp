@@ -25,7 +25,7 @@ std::pair<std::string_view, std::string_view> split_entity(std::string_view text
 }
 
 // Unfolds and splits header fields; false on a line that is neither a field nor a continuation.
-bool parse_headers(std::string_view block, std::vector<Header>& out, std::string& error) {
+bool parse_headers(std::string_view block, std::vector<Header>& out, std::string& error_r) {
     std::size_t pos = 0;
     while (pos < block.size()) {
         auto end = block.find('\n', pos);
@@ -34,13 +34,13 @@ bool parse_headers(std::string_view block, std::vector<Header>& out, std::string
         pos = end + 1;
         if (line.empty()) continue;
         if (line.front() == ' ' || line.front() == '\t') {
-            if (out.empty()) return error = "a header block starts with a continuation line", false;
+            if (out.empty()) return error_r = "a header block starts with a continuation line", false;
             out.back().value += " " + std::string(trim_blanks(line));
             continue;
         }
         const auto colon = line.find(':');
         if (colon == std::string_view::npos || colon == 0)
-            return error = "malformed header line '" + sanitise_line(line, 60) + "'", false;
+            return error_r = "malformed header line '" + sanitise_line(line, 60) + "'", false;
         out.push_back({ascii_lowered(trim_blanks(line.substr(0, colon))), std::string(trim_blanks(line.substr(colon + 1)))});
     }
     return true;
@@ -118,56 +118,56 @@ std::string angle_stripped(std::string_view v) {
 
 }  // namespace
 
-std::optional<ArfReport> parse_arf(std::string_view input, std::string& error) {
-    if (trim_blanks(input).empty()) return error = "empty input: expected an ARF report (RFC 5965) on stdin", std::nullopt;
+std::optional<ArfReport> parse_arf(std::string_view input, std::string& error_r) {
+    if (trim_blanks(input).empty()) return error_r = "empty input: expected an ARF report (RFC 5965) on stdin", std::nullopt;
     if (input.size() > kMaxReportBytes)
-        return error = "report is larger than " + std::to_string(kMaxReportBytes) + " octets", std::nullopt;
+        return error_r = "report is larger than " + std::to_string(kMaxReportBytes) + " octets", std::nullopt;
     std::string text;
     text.reserve(input.size());
     for (std::size_t i = 0; i < input.size(); ++i)
         if (!(input[i] == '\r' && i + 1 < input.size() && input[i + 1] == '\n')) text += input[i];
     const auto [head, body] = split_entity(text);
     std::vector<Header> headers;
-    if (!parse_headers(head, headers, error)) return error = "not a mail message: " + error, std::nullopt;
+    if (!parse_headers(head, headers, error_r)) return error_r = "not a mail message: " + error_r, std::nullopt;
     const std::string* ctype = field(headers, "content-type");
-    if (!ctype) return error = "not an ARF report: the message has no Content-Type header", std::nullopt;
+    if (!ctype) return error_r = "not an ARF report: the message has no Content-Type header", std::nullopt;
     const ContentType ct = parse_content_type(*ctype);
     if (ct.type != "multipart/report")
-        return error = "not an ARF report: Content-Type is '" + sanitise_line(ct.type, 60) +
+        return error_r = "not an ARF report: Content-Type is '" + sanitise_line(ct.type, 60) +
                        "', expected multipart/report", std::nullopt;
     if (auto rt = ct.params.find("report-type"); rt != ct.params.end() && ascii_lowered(rt->second) != "feedback-report")
-        return error = "not an ARF report: report-type is '" + sanitise_line(rt->second, 60) +
+        return error_r = "not an ARF report: report-type is '" + sanitise_line(rt->second, 60) +
                        "', expected feedback-report", std::nullopt;
     const auto b = ct.params.find("boundary");
     if (b == ct.params.end() || b->second.empty())
-        return error = "malformed multipart/report: no boundary parameter", std::nullopt;
+        return error_r = "malformed multipart/report: no boundary parameter", std::nullopt;
     std::vector<std::string_view> parts;
     if (!split_multipart(body, b->second, parts))
-        return error = "malformed multipart/report: the boundary '" + sanitise_line(b->second, 70) +
+        return error_r = "malformed multipart/report: the boundary '" + sanitise_line(b->second, 70) +
                        "' never occurs in the body", std::nullopt;
     ArfReport report;
     bool have_feedback = false, have_original = false;
     for (const auto part : parts) {
         const auto [ph, pb] = split_entity(part);
         std::vector<Header> part_headers;
-        if (!parse_headers(ph, part_headers, error)) return error = "malformed MIME part: " + error, std::nullopt;
+        if (!parse_headers(ph, part_headers, error_r)) return error_r = "malformed MIME part: " + error_r, std::nullopt;
         const std::string* pct = field(part_headers, "content-type");
         const std::string type = pct ? parse_content_type(*pct).type : "text/plain";
         const std::string* cte = field(part_headers, "content-transfer-encoding");
         std::string content(pb);
         if (cte && ascii_lowered(*cte) == "base64") {
             auto decoded = base64_decode(pb);
-            if (!decoded) return error = "malformed base64 in the " + type + " part", std::nullopt;
+            if (!decoded) return error_r = "malformed base64 in the " + type + " part", std::nullopt;
             content = *decoded;
             content.erase(std::remove(content.begin(), content.end(), '\r'), content.end());
         }
         if (type == "message/feedback-report" && !have_feedback) {
             std::vector<Header> fields;
-            if (!parse_headers(content, fields, error))
-                return error = "malformed message/feedback-report part: " + error, std::nullopt;
+            if (!parse_headers(content, fields, error_r))
+                return error_r = "malformed message/feedback-report part: " + error_r, std::nullopt;
             const std::string* ft = field(fields, "feedback-type");
             if (!ft || trim_blanks(*ft).empty())
-                return error = "malformed message/feedback-report part: no Feedback-Type field", std::nullopt;
+                return error_r = "malformed message/feedback-report part: no Feedback-Type field", std::nullopt;
             report.feedback_type = ascii_lowered(trim_blanks(*ft));
             if (const auto* v = field(fields, "user-agent")) report.user_agent = sanitise_line(*v, 120);
             if (const auto* v = field(fields, "original-mail-from")) report.original_mail_from = angle_stripped(*v);
@@ -187,7 +187,7 @@ std::optional<ArfReport> parse_arf(std::string_view input, std::string& error) {
             have_original = true;
         }
     }
-    if (!have_feedback) return error = "not an ARF report: no message/feedback-report part", std::nullopt;
+    if (!have_feedback) return error_r = "not an ARF report: no message/feedback-report part", std::nullopt;
     return report;
 }
 

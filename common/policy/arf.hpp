@@ -23,8 +23,8 @@ struct ArfReport {
     std::string return_path;         // the original's Return-Path, <> stripped
 };
 
-// Parses a report; nullopt and a one-line error for anything that is not a
+// Parses a report; nullopt and a one-line error_r for anything that is not a
 // well-formed multipart/report with a message/feedback-report part.
-std::optional<ArfReport> parse_arf(std::string_view text, std::string& error);
+std::optional<ArfReport> parse_arf(std::string_view text, std::string& error_r);
 
 }  // namespace mailsuspend

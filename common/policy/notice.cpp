@@ -66,19 +66,19 @@ bool read_whole(const std::string& path, std::string& out) {
 }
 
 // Writes text to dir/name through a temporary file and rename (whole or nothing).
-std::string write_atomically(const std::string& dir, const std::string& name, std::string_view text) {
+bool write_atomically(const std::string& dir, const std::string& name, std::string_view text, std::string& error_r) {
     const std::string tmp = dir + "/tmp-" + std::to_string(::getpid()) + "-" + random_hex(4);
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0660);
-    if (fd < 0) return errno_text(tmp);
+    if (fd < 0) return error_r = errno_text(tmp), false;
     ::fchmod(fd, 0660);  // root's CLI and Exim share these files, whatever the umask
     const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
     ::close(fd);
     if (!ok || ::rename(tmp.c_str(), (dir + "/" + name).c_str()) != 0) {
-        const std::string e = errno_text(dir + "/" + name);
+        error_r = errno_text(dir + "/" + name);
         ::unlink(tmp.c_str());
-        return e;
+        return false;
     }
-    return {};
+    return true;
 }
 
 
@@ -117,36 +117,35 @@ std::string evidence_dir(const Config& cfg, std::string_view key) {
     return evidence_root(cfg) + "/" + name;
 }
 
-std::string create_evidence_root(const Config& cfg) {
+bool create_evidence_root(const Config& cfg, std::string& error_r) {
     const std::string root = evidence_root(cfg);
-    if (::mkdir(root.c_str(), 02770) != 0 && errno != EEXIST) return errno_text(root);
+    if (::mkdir(root.c_str(), 02770) != 0 && errno != EEXIST) return error_r = errno_text(root), false;
     const int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return errno_text(root);
-    std::string error;
+    if (fd < 0) return error_r = errno_text(root), false;
+    bool ok = true;
     if (!cfg.write_group.empty()) {
         const struct group* gr = ::getgrnam(cfg.write_group.c_str());
-        if (!gr) error = root + ": group '" + cfg.write_group + "' does not exist";
-        else if (::fchown(fd, static_cast<uid_t>(-1), gr->gr_gid) != 0) error = errno_text(root);
+        if (!gr) error_r = root + ": group '" + cfg.write_group + "' does not exist", ok = false;
+        else if (::fchown(fd, static_cast<uid_t>(-1), gr->gr_gid) != 0) error_r = errno_text(root), ok = false;
     }
     // setgid: samples Exim writes stay in the group; no access for others (private mail).
-    if (error.empty() && ::fchmod(fd, 02770) != 0) error = errno_text(root);
+    if (ok && ::fchmod(fd, 02770) != 0) error_r = errno_text(root), ok = false;
     ::close(fd);
-    return error;
+    return ok;
 }
 
-std::string ensure_evidence_dir(const Config& cfg, std::string_view key, std::string& dir) {
+bool ensure_evidence_dir(const Config& cfg, std::string_view key, std::string& dir, std::string& error_r) {
     const std::string root = evidence_root(cfg);
-    if (::access(root.c_str(), F_OK) != 0)
-        if (std::string e = create_evidence_root(cfg); !e.empty()) return e;
+    if (::access(root.c_str(), F_OK) != 0 && !create_evidence_root(cfg, error_r)) return false;
     dir = evidence_dir(cfg, key);
     if (::mkdir(dir.c_str(), 02770) == 0) {
         // Whoever makes it (root's CLI or Exim), both must write in it: the
         // group comes from the setgid root, the mode must not depend on umask.
-        if (::chmod(dir.c_str(), 02770) != 0) return errno_text(dir);
+        if (::chmod(dir.c_str(), 02770) != 0) return error_r = errno_text(dir), false;
     } else if (errno != EEXIST) {
-        return errno_text(dir);
+        return error_r = errno_text(dir), false;
     }
-    return {};
+    return true;
 }
 
 namespace {
@@ -161,24 +160,24 @@ void drop_stale_samples(const Config& cfg, std::string_view key, int64_t now) {
 }  // namespace
 
 int keep_sample(const Config& cfg, std::string_view key, std::string_view text, int64_t now,
-                std::string& error) {
+                std::string& error_r) {
     if (cfg.evidence_samples <= 0) return 0;
     std::string dir;
-    if (error = ensure_evidence_dir(cfg, key, dir); !error.empty()) return -1;
+    if (!ensure_evidence_dir(cfg, key, dir, error_r)) return -1;
     drop_stale_samples(cfg, key, now);
     std::string body(text.substr(0, kMaxSampleBytes));
     if (text.size() > kMaxSampleBytes)
         body += "\n[... cut by mailsuspend: " + std::to_string(text.size()) + " octets in all]\n";
     const std::string tmp = dir + "/tmp-" + std::to_string(::getpid()) + "-" + random_hex(4);
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0660);
-    if (fd < 0) return error = errno_text(tmp), -1;
+    if (fd < 0) return error_r = errno_text(tmp), -1;
     ::fchmod(fd, 0660);
     const std::string head = std::to_string(now) + "\n";  // first line: when it was kept
     const bool ok = ::write(fd, head.data(), head.size()) == static_cast<ssize_t>(head.size()) &&
                     ::write(fd, body.data(), body.size()) == static_cast<ssize_t>(body.size());
     ::close(fd);
     if (!ok) {
-        error = errno_text(tmp);
+        error_r = errno_text(tmp);
         ::unlink(tmp.c_str());
         return -1;
     }
@@ -191,7 +190,7 @@ int keep_sample(const Config& cfg, std::string_view key, std::string_view text, 
             break;
         }
         if (errno != EEXIST) {
-            error = errno_text(slot);
+            error_r = errno_text(slot);
             kept = -1;
             break;
         }
@@ -219,13 +218,13 @@ std::vector<Sample> kept_samples(const Config& cfg, std::string_view key, std::s
     return out;
 }
 
-std::string mark_notice_pending(const Config& cfg, std::string_view key, std::string_view source,
-                                std::string_view why, int64_t now) {
+bool mark_notice_pending(const Config& cfg, std::string_view key, std::string_view source, std::string_view why,
+                         int64_t now, std::string& error_r) {
     std::string dir;
-    if (std::string e = ensure_evidence_dir(cfg, key, dir); !e.empty()) return e;
+    if (!ensure_evidence_dir(cfg, key, dir, error_r)) return false;
     std::string text = std::string(key) + "\n" + sanitise_line(source, 20) + "\n" +
                        sanitise_line(why, 300) + "\n" + std::to_string(now) + "\n";
-    return write_atomically(dir, kPending, text);
+    return write_atomically(dir, kPending, text, error_r);
 }
 
 namespace {
@@ -256,7 +255,7 @@ bool send_claimed(const Config& cfg, const std::string& dir, const std::string& 
     }
     in.samples = kept_samples(cfg, in.key, static_cast<std::size_t>(std::max<int64_t>(cfg.evidence_samples, 0)));
     const std::string message = build_notice(in);
-    if (std::string e = run_sendmail(cfg.sendmail_command, in.contact, message); !e.empty()) {
+    if (std::string e; !run_sendmail(cfg.sendmail_command, in.contact, message, e)) {
         warnings.push_back("AUP notice for " + in.key + " to " + in.contact + " not sent: " + e);
         // Put it back for the next sweep, unless a newer one arrived meanwhile.
         if (::link(claim.c_str(), (dir + "/" + kPending).c_str()) != 0 && errno != EEXIST)
@@ -307,7 +306,7 @@ bool header_safe_address(std::string_view a) {
     return true;
 }
 
-std::string abuse_contact(const Config& cfg, std::string_view key, std::string& error) {
+std::string abuse_contact(const Config& cfg, std::string_view key, std::string& error_r) {
     const auto at = key.rfind('@');
     std::string domain = ascii_lowered(at == std::string_view::npos ? key : key.substr(at + 1));
     std::string contact;
@@ -323,7 +322,7 @@ std::string abuse_contact(const Config& cfg, std::string_view key, std::string& 
     if (contact.empty()) contact = cfg.default_abuse_contact;
     if (contact.empty()) return {};
     if (!header_safe_address(contact)) {
-        error = "abuse contact '" + sanitise_line(contact, 80) + "' is not a plain address (user@example.com)";
+        error_r = "abuse contact '" + sanitise_line(contact, 80) + "' is not a plain address (user@example.com)";
         return {};
     }
     return contact;
@@ -405,10 +404,11 @@ std::string build_notice(const NoticeInput& in) {
     return m;
 }
 
-std::string run_sendmail(const std::string& command, const std::string& contact, const std::string& message) {
+bool run_sendmail(const std::string& command, const std::string& contact, const std::string& message,
+                  std::string& error_r) {
     auto args = command_words(command, {{"{address}", contact}});
-    if (args.empty()) return "spam.sendmail_command is empty";
-    return run_program(std::move(args), message);
+    if (args.empty()) return error_r = "spam.sendmail_command is empty", false;
+    return run_program(std::move(args), error_r, message);
 }
 
 }  // namespace mailsuspend

@@ -26,17 +26,18 @@ constexpr std::size_t kMaxSampleBytes = 128 * 1024;
 std::string evidence_root(const Config& cfg);
 // The directory of one mailbox key (the key with unsafe octets %-encoded).
 std::string evidence_dir(const Config& cfg, std::string_view key);
-// Creates the evidence root (init).  "" or the error.
-std::string create_evidence_root(const Config& cfg);
+// Creates the evidence root (init).  false with the error in error_r.
+bool create_evidence_root(const Config& cfg, std::string& error_r);
 
-// Creates (02770, whatever the umask) the directory of key; "" or the error.
-std::string ensure_evidence_dir(const Config& cfg, std::string_view key, std::string& dir);
+// Creates (02770, whatever the umask) the directory of key, named in dir;
+// false with the error in error_r.
+bool ensure_evidence_dir(const Config& cfg, std::string_view key, std::string& dir, std::string& error_r);
 
 // Keeps text as a sample for key unless spam.evidence_samples are already
 // kept (then it is dropped: the first ones are the messages that crossed).
-// Returns 1 kept, 0 dropped (full or evidence_samples = 0), -1 and error.
+// Returns 1 kept, 0 dropped (full or evidence_samples = 0), -1 and error_r.
 int keep_sample(const Config& cfg, std::string_view key, std::string_view text, int64_t now,
-                std::string& error);
+                std::string& error_r);
 
 struct Sample {
     std::string file;  // full path
@@ -48,8 +49,9 @@ std::vector<Sample> kept_samples(const Config& cfg, std::string_view key, std::s
 
 // Marks that key needs an AUP notice (after an automatic suspension).
 // why: one line, e.g. "6 messages within 24h (limits.messages_per_day = 5)".
-std::string mark_notice_pending(const Config& cfg, std::string_view key, std::string_view source,
-                                std::string_view why, int64_t now);
+// false with the error in error_r.
+bool mark_notice_pending(const Config& cfg, std::string_view key, std::string_view source, std::string_view why,
+                         int64_t now, std::string& error_r);
 
 // Sends the pending notice of key (or of every key when key is empty):
 // claims the marker, sends with the kept samples, deletes the samples sent.
@@ -60,8 +62,8 @@ int send_pending_notices(const Config& cfg, std::string_view key, std::vector<st
 // ---- notices --------------------------------------------------------------
 
 // The abuse contact for a mailbox key: spam.abuse_contacts[domain], else
-// spam.default_abuse_contact; "" when none (or invalid: then error says why).
-std::string abuse_contact(const Config& cfg, std::string_view key, std::string& error);
+// spam.default_abuse_contact; "" when none (or invalid: then error_r says why).
+std::string abuse_contact(const Config& cfg, std::string_view key, std::string& error_r);
 
 // An address fit for a header: atext/dots, one '@', no CR/LF/space/<>/,;
 bool header_safe_address(std::string_view address);
@@ -79,8 +81,8 @@ struct NoticeInput {
 std::string build_notice(const NoticeInput& in);
 
 // Executes command (split on spaces, no shell; "{address}" becomes
-// contact) with message on stdin.  "" or what went wrong.
-std::string run_sendmail(const std::string& command, const std::string& contact,
-                         const std::string& message);
+// contact) with message on stdin.  false with what went wrong in error_r.
+bool run_sendmail(const std::string& command, const std::string& contact, const std::string& message,
+                  std::string& error_r);
 
 }  // namespace mailsuspend

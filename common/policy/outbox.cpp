@@ -46,18 +46,18 @@ bool read_file(const std::string& path, std::string& text, ino_t& ino) {
     return ok;
 }
 
-bool parse(const Config& cfg, const std::string& text, OutboxEntry& e, std::string& why) {
+bool parse(const Config& cfg, const std::string& text, OutboxEntry& e, std::string& error_r) {
     const auto j = nlohmann::json::parse(text, nullptr, false);
     if (!j.is_object() || !j.contains("op") || !j.contains("key") || !j.contains("time") ||
         !j["op"].is_string() || !j["key"].is_string() || !j["time"].is_number_integer()) {
-        why = "not an outbox entry";
+        error_r = "not an outbox entry";
         return false;
     }
     const std::string op = j["op"];
     if (op == "rate-suspend") e.op = OutboxOp::rate_suspend;
     else if (op == "extend") e.op = OutboxOp::extend;
     else {
-        why = "unknown operation";
+        error_r = "unknown operation";
         return false;
     }
     e.key = j["key"];
@@ -67,7 +67,7 @@ bool parse(const Config& cfg, const std::string& text, OutboxEntry& e, std::stri
     std::string error;
     const std::string normalised = normalise(e.key, cfg.address, error);
     if (normalised.empty() || normalised != e.key || e.key.front() == '@') {
-        why = "not a mailbox key";
+        error_r = "not a mailbox key";
         return false;
     }
     return true;
@@ -77,29 +77,29 @@ bool parse(const Config& cfg, const std::string& text, OutboxEntry& e, std::stri
 
 std::string outbox_dir(const Config& cfg) { return cfg.store_path + "/outbox"; }
 
-std::string create_outbox(const Config& cfg) {
+bool create_outbox(const Config& cfg, std::string& error_r) {
     const std::string dir = outbox_dir(cfg);
-    const auto failed = [&] { return dir + ": " + std::strerror(errno); };
+    const auto failed = [&] { return error_r = dir + ": " + std::strerror(errno), false; };
     if (::mkdir(dir.c_str(), 02770) != 0 && errno != EEXIST) return failed();
     const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return failed();
-    std::string error;
+    bool ok = true;
     if (!cfg.write_group.empty()) {
         const struct group* gr = ::getgrnam(cfg.write_group.c_str());
-        if (!gr) error = dir + ": group '" + cfg.write_group + "' does not exist";
-        else if (::fchown(fd, 0, gr->gr_gid) != 0) error = failed();
+        if (!gr) error_r = dir + ": group '" + cfg.write_group + "' does not exist", ok = false;
+        else if (::fchown(fd, 0, gr->gr_gid) != 0) ok = failed();
     }
-    if (error.empty() && ::fchmod(fd, 02770) != 0) error = failed();
+    if (ok && ::fchmod(fd, 02770) != 0) ok = failed();
     ::close(fd);
-    return error;
+    return ok;
 }
 
-std::string outbox_put(const Config& cfg, const OutboxEntry& entry) {
+bool outbox_put(const Config& cfg, const OutboxEntry& entry, std::string& error_r) {
     const std::string dir = outbox_dir(cfg);
     char final_path[4096];
     const bool suspend = entry.op == OutboxOp::rate_suspend;
     if (!outbox_entry_path(cfg.store_path, suspend ? kSuspendPrefix : kExtendPrefix, entry.key, final_path, sizeof final_path))
-        return "outbox path too long";
+        return error_r = "outbox path too long", false;
     const nlohmann::json j = {{"op", suspend ? "rate-suspend" : "extend"},
                               {"key", entry.key},
                               {"why", entry.why},
@@ -108,22 +108,23 @@ std::string outbox_put(const Config& cfg, const OutboxEntry& entry) {
     static unsigned serial = 0;
     const std::string tmp = dir + "/.new." + std::to_string(::getpid()) + "." + std::to_string(++serial);
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0660);
-    if (fd < 0) return dir + ": " + std::strerror(errno);
+    if (fd < 0) return error_r = dir + ": " + std::strerror(errno), false;
     const ssize_t n = ::write(fd, text.data(), text.size());
     const int write_errno = errno;
     ::close(fd);
-    std::string error;
+    bool ok = false;
     if (n != static_cast<ssize_t>(text.size())) {
-        error = tmp + ": " + std::strerror(n < 0 ? write_errno : ENOSPC);
+        error_r = tmp + ": " + std::strerror(n < 0 ? write_errno : ENOSPC);
     } else if (suspend) {
         // link, not rename: a pending suspension of this key is kept as it is.
-        if (::link(tmp.c_str(), final_path) != 0 && errno != EEXIST)
-            error = std::string(final_path) + ": " + std::strerror(errno);
-    } else if (::rename(tmp.c_str(), final_path) != 0) {
-        error = std::string(final_path) + ": " + std::strerror(errno);
+        ok = ::link(tmp.c_str(), final_path) == 0 || errno == EEXIST;
+        if (!ok) error_r = std::string(final_path) + ": " + std::strerror(errno);
+    } else {
+        ok = ::rename(tmp.c_str(), final_path) == 0;
+        if (!ok) error_r = std::string(final_path) + ": " + std::strerror(errno);
     }
     ::unlink(tmp.c_str());
-    return error;
+    return ok;
 }
 
 int outbox_apply(const Config& cfg, StoreWriter& writer, std::vector<std::string>& warnings,

@@ -42,13 +42,14 @@ bool outbox_entry_path(const std::string& store, const char* prefix, std::string
                        std::size_t size) noexcept;
 
 // Creates <store.path>/outbox (by init): 02770 root:write_group, so Exim
-// may hand changes on and nobody else reads or forges them.  "" or the error.
-std::string create_outbox(const Config& cfg);
+// may hand changes on and nobody else reads or forges them.  false with the
+// error in error_r.
+bool create_outbox(const Config& cfg, std::string& error_r);
 
-// Hands a change on; empty or what went wrong.  A rate suspension of a key
-// already pending is kept (the first crossing's reason stands); a later
-// extension replaces an earlier one.
-std::string outbox_put(const Config& cfg, const OutboxEntry& entry);
+// Hands a change on; false with what went wrong in error_r.  A rate
+// suspension of a key already pending is kept (the first crossing's reason
+// stands); a later extension replaces an earlier one.
+bool outbox_put(const Config& cfg, const OutboxEntry& entry, std::string& error_r);
 
 // True when a rate suspension of key waits in the outbox: the host that
 // decided it enforces it at once (one stat(), no allocation).

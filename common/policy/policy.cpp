@@ -163,7 +163,7 @@ Outcome suspend_automatically(const Config& cfg, StoreWriter& writer, const Acto
                       " within 30 days, so it has no expiry and is locked (only root with --admin lifts it)";
     else if (out.expires)
         notice_why += "; it lifts automatically on " + format_time(out.expires) + " unless sending attempts continue";
-    if (std::string e = mark_notice_pending(cfg, key, source_name(source), notice_why, now); !e.empty())
+    if (std::string e; !mark_notice_pending(cfg, key, source_name(source), notice_why, now, e))
         warnings.push_back("AUP notice for " + key + " not queued: " + e);
     return {Exit::ok, "send of " + key + " suspended automatically (" + std::string(source_name(source)) + ")" +
                           (out.expires ? " until " + format_time(out.expires) : "") + (escalate ? ", locked" : "")};
@@ -176,11 +176,12 @@ namespace {
 // The reports within the window (the file holds one line per reported
 // message: "<epoch>" or "<epoch> <message id>"), plus this one unless its
 // message is among them; rewrites the file with just those.  in_window: the
-// distinct messages; duplicate: this message was already counted.
-std::string update_reports(const Config& cfg, const std::string& key, const std::string& message, int64_t now,
-                           int64_t& in_window, bool& duplicate) {
+// distinct messages; duplicate: this message was already counted.  false
+// with the error in error_r.
+bool update_reports(const Config& cfg, const std::string& key, const std::string& message, int64_t now,
+                    int64_t& in_window, bool& duplicate, std::string& error_r) {
     std::string dir;
-    if (std::string e = ensure_evidence_dir(cfg, key, dir); !e.empty()) return e;
+    if (!ensure_evidence_dir(cfg, key, dir, error_r)) return false;
     const std::string path = dir + "/reports";
     std::vector<std::string> kept;
     duplicate = false;
@@ -203,11 +204,11 @@ std::string update_reports(const Config& cfg, const std::string& key, const std:
         std::ofstream out(tmp, std::ios::trunc);
         out << text;
         out.flush();
-        if (!out) return tmp + ": cannot write";
+        if (!out) return error_r = tmp + ": cannot write", false;
     }
-    if (::rename(tmp.c_str(), path.c_str()) != 0) return path + ": " + std::strerror(errno);
+    if (::rename(tmp.c_str(), path.c_str()) != 0) return error_r = path + ": " + std::strerror(errno), false;
     in_window = static_cast<int64_t>(kept.size());
-    return {};
+    return true;
 }
 
 }  // namespace
@@ -230,7 +231,7 @@ SpamResult record_spam_report(const Config& cfg, StoreWriter& writer, const Acto
         return r;
     }
     // The writer lock is held: concurrent reports are counted one after the other.
-    if (std::string e = update_reports(cfg, r.key, report.message, now, r.in_window, r.duplicate); !e.empty()) {
+    if (std::string e; !update_reports(cfg, r.key, report.message, now, r.in_window, r.duplicate, e)) {
         r.outcome = {Exit::failure, "report not recorded: " + e};
         return r;
     }

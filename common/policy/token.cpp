@@ -96,34 +96,36 @@ bool add_aad(EVP_CIPHER_CTX* ctx, bool encrypt) {
 
 std::string token_key_path(const std::string& store_dir) { return store_dir + "/token.key"; }
 
-std::string create_token_key(const std::string& store_dir, const std::string& group) {
+bool create_token_key(const std::string& store_dir, const std::string& group, std::string& error_r) {
     const std::string path = token_key_path(store_dir);
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return errno == EEXIST ? "" : path + ": " + std::strerror(errno);
+    if (fd < 0 && errno == EEXIST) return true;
+    if (fd < 0) return error_r = path + ": " + std::strerror(errno), false;
     unsigned char key[kTokenKeySize];
-    std::string error;
-    if (RAND_bytes(key, sizeof key) != 1) error = path + ": no random bytes from OpenSSL";
+    bool ok = false;
+    if (RAND_bytes(key, sizeof key) != 1) error_r = path + ": no random bytes from OpenSSL";
     else if (::write(fd, key, sizeof key) != static_cast<ssize_t>(sizeof key) || ::fsync(fd) != 0)
-        error = path + ": " + std::strerror(errno);
-    if (error.empty() && !group.empty()) {
+        error_r = path + ": " + std::strerror(errno);
+    else ok = true;
+    if (ok && !group.empty()) {
         const struct group* gr = ::getgrnam(group.c_str());
-        if (!gr) error = path + ": group '" + group + "' does not exist";
+        if (!gr) error_r = path + ": group '" + group + "' does not exist", ok = false;
         else if (::fchown(fd, static_cast<uid_t>(-1), gr->gr_gid) != 0)
-            error = path + ": cannot give it to group " + group + ": " + std::strerror(errno);
+            error_r = path + ": cannot give it to group " + group + ": " + std::strerror(errno), ok = false;
     }
     // Group-readable only once the group is right: Exim's group reads it.
-    if (error.empty() && ::fchmod(fd, 0640) != 0) error = path + ": " + std::strerror(errno);
+    if (ok && ::fchmod(fd, 0640) != 0) error_r = path + ": " + std::strerror(errno), ok = false;
     OPENSSL_cleanse(key, sizeof key);
     ::close(fd);
-    if (!error.empty()) ::unlink(path.c_str());
-    return error;
+    if (!ok) ::unlink(path.c_str());
+    return ok;
 }
 
-std::optional<TokenKey> load_token_key(const std::string& store_dir, std::string& error) {
+std::optional<TokenKey> load_token_key(const std::string& store_dir, std::string& error_r) {
     const std::string path = token_key_path(store_dir);
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        error = path + ": " + std::strerror(errno) + " (mailsuspend init creates it)";
+        error_r = path + ": " + std::strerror(errno) + " (mailsuspend init creates it)";
         return std::nullopt;
     }
     TokenKey key;
@@ -132,7 +134,7 @@ std::optional<TokenKey> load_token_key(const std::string& store_dir, std::string
     const ssize_t more = ::read(fd, &extra, 1);
     ::close(fd);
     if (n != static_cast<ssize_t>(key.bytes.size()) || more != 0) {
-        error = path + ": not a " + std::to_string(kTokenKeySize) + "-byte key";
+        error_r = path + ": not a " + std::to_string(kTokenKeySize) + "-byte key";
         return std::nullopt;
     }
     return key;
@@ -168,16 +170,16 @@ std::size_t seal_token(const TokenKey& key, std::string_view account, int64_t is
     return n;
 }
 
-std::optional<OpenedToken> open_token(const TokenKey& key, std::string_view text, std::string& error) {
+std::optional<OpenedToken> open_token(const TokenKey& key, std::string_view text, std::string& error_r) {
     auto trimmed = text;
     while (!trimmed.empty() && (trimmed.front() == ' ' || trimmed.front() == '\t')) trimmed.remove_prefix(1);
     while (!trimmed.empty() && (trimmed.back() == ' ' || trimmed.back() == '\t')) trimmed.remove_suffix(1);
     auto raw = base64url_decode(trimmed);
-    if (!raw) return error = "token is not base64url text", std::nullopt;
+    if (!raw) return error_r = "token is not base64url text", std::nullopt;
     if (raw->size() < 1 + kNonce + kTime + 1 + kTag || raw->size() > 1 + kNonce + kTime + kMaxAccount + kTag)
-        return error = "token has the wrong length (truncated or not ours)", std::nullopt;
+        return error_r = "token has the wrong length (truncated or not ours)", std::nullopt;
     const auto* p = reinterpret_cast<const unsigned char*>(raw->data());
-    if (p[0] != kVersion) return error = "token version " + std::to_string(p[0]) + " is unknown", std::nullopt;
+    if (p[0] != kVersion) return error_r = "token version " + std::to_string(p[0]) + " is unknown", std::nullopt;
     const std::size_t ct_len = raw->size() - 1 - kNonce - kTag;
     unsigned char plain[kTime + kMaxAccount];
     unsigned char tag[kTag];
@@ -191,9 +193,9 @@ std::optional<OpenedToken> open_token(const TokenKey& key, std::string_view text
                        add_aad(ctx.get(), false) &&
                        EVP_DecryptUpdate(ctx.get(), plain, &len, p + 1 + kNonce, static_cast<int>(ct_len)) == 1 &&
                        EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTag, tag) == 1;
-    if (!setup) return error = "the crypto library failed", std::nullopt;
+    if (!setup) return error_r = "the crypto library failed", std::nullopt;
     if (EVP_DecryptFinal_ex(ctx.get(), plain + len, &fin) != 1)
-        return error = "token does not verify: tampered, truncated, or sealed with another key", std::nullopt;
+        return error_r = "token does not verify: tampered, truncated, or sealed with another key", std::nullopt;
     OpenedToken t;
     t.issued = get_time(plain);
     t.account.assign(reinterpret_cast<const char*>(plain + kTime), static_cast<std::size_t>(len + fin) - kTime);

@@ -32,10 +32,10 @@ struct TokenKey {
 
 std::string token_key_path(const std::string& store_dir);
 // Creates <dir>/token.key with fresh random bytes unless it exists (mode
-// 0640, group given unless empty).  "" or the error.
-std::string create_token_key(const std::string& store_dir, const std::string& group);
-// Reads the key; nullopt and error when missing, unreadable or the wrong size.
-std::optional<TokenKey> load_token_key(const std::string& store_dir, std::string& error);
+// 0640, group given unless empty).  false with the error in error_r.
+bool create_token_key(const std::string& store_dir, const std::string& group, std::string& error_r);
+// Reads the key; nullopt and error_r when missing, unreadable or the wrong size.
+std::optional<TokenKey> load_token_key(const std::string& store_dir, std::string& error_r);
 
 // Seals account (a normalised key) issued at time issued into out[0..size):
 // returns the length written (NUL-terminated), 0 when it does not fit or
@@ -51,9 +51,9 @@ struct OpenedToken {
     // message count once by it.
     std::string message;
 };
-// Verifies and opens a token; nullopt with error when it is malformed or
+// Verifies and opens a token; nullopt with error_r when it is malformed or
 // does not verify (tampered, truncated, or sealed under another key).
-std::optional<OpenedToken> open_token(const TokenKey& key, std::string_view text, std::string& error);
+std::optional<OpenedToken> open_token(const TokenKey& key, std::string_view text, std::string& error_r);
 
 // base64url without padding, and back (nullopt on a bad character).
 std::string base64url_encode(std::string_view bytes);

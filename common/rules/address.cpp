@@ -14,8 +14,8 @@ namespace {
 
 char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
 
-bool fail(std::string* error, std::string message) {
-    if (error) *error = std::move(message);
+bool fail(std::string* error_r, std::string message) {
+    if (error_r) *error_r = std::move(message);
     return false;
 }
 
@@ -26,24 +26,24 @@ bool bad_local_char(unsigned char c) {
 
 // The base local part (tag already dropped) as a key: at most 64 octets, no
 // space, control or special character, UTF-8.
-bool check_local(std::string_view local, std::string* error) {
-    if (local.empty()) return fail(error, "empty local part");
+bool check_local(std::string_view local, std::string* error_r) {
+    if (local.empty()) return fail(error_r, "empty local part");
     if (local.size() > kMaxLocalPart)
-        return fail(error, "local part is " + std::to_string(local.size()) + " octets, at most " +
+        return fail(error_r, "local part is " + std::to_string(local.size()) + " octets, at most " +
                                std::to_string(kMaxLocalPart));
     bool ascii = true;
     for (std::size_t i = 0; i < local.size(); ++i) {
         const auto c = static_cast<unsigned char>(local[i]);
         if (bad_local_char(c))
-            return fail(error, "local part has a space, control or special character at octet " +
+            return fail(error_r, "local part has a space, control or special character at octet " +
                                    std::to_string(i));
         ascii = ascii && c < 0x80;
     }
     // SMTPUTF8 local parts stay as written, but must be UTF-8: a key is
     // printed in JSON (status, list, audit) and in replies.
     if (!ascii) {
-        if (const std::string why = check_free_text(local, kMaxLocalPart); !why.empty())
-            return fail(error, "local part " + why);
+        if (std::string why; !check_free_text(local, kMaxLocalPart, why))
+            return fail(error_r, "local part " + why);
     }
     return true;
 }
@@ -67,8 +67,8 @@ bool is_quoted_string(std::string_view local) {
 // checked and ASCII lower-cased.  Only the base is limited to 64 octets: a
 // long tag still names its mailbox.  Returns the length, 0 on error.
 std::size_t put_local(std::string_view local, const std::string& separator, char* out,
-                      std::size_t room, std::string* error) {
-    if (local.empty()) return fail(error, "empty local part"), 0;
+                      std::size_t room, std::string* error_r) {
+    if (local.empty()) return fail(error_r, "empty local part"), 0;
     const bool quoted = is_quoted_string(local);
     if (quoted) local = local.substr(1, local.size() - 2);
     std::size_t base = 0;  // octets of the base, counted past what out can hold
@@ -80,36 +80,36 @@ std::size_t put_local(std::string_view local, const std::string& separator, char
         ++base;
     }
     if (base > kMaxLocalPart || base > room)
-        return fail(error, "local part is " + std::to_string(base) + " octets, at most " +
+        return fail(error_r, "local part is " + std::to_string(base) + " octets, at most " +
                                std::to_string(kMaxLocalPart)),
                0;
     const std::size_t n = base;
-    if (!check_local(std::string_view(out, n), error)) return 0;
+    if (!check_local(std::string_view(out, n), error_r)) return 0;
     for (std::size_t i = 0; i < n; ++i) out[i] = ascii_lower(out[i]);
     return n;
 }
 
-bool check_label(std::string_view label, std::string* error) {
-    if (label.empty()) return fail(error, "empty label in domain");
-    if (label.size() > 63) return fail(error, "domain label longer than 63 octets");
+bool check_label(std::string_view label, std::string* error_r) {
+    if (label.empty()) return fail(error_r, "empty label in domain");
+    if (label.size() > 63) return fail(error_r, "domain label longer than 63 octets");
     if (label.front() == '-' || label.back() == '-')
-        return fail(error, "domain label '" + escape_for_display(label, 80) + "' starts or ends with '-'");
+        return fail(error_r, "domain label '" + escape_for_display(label, 80) + "' starts or ends with '-'");
     for (char c : label)
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
-            return fail(error, "domain '" + escape_for_display(label, 80) + "' has a character that is not a "
+            return fail(error_r, "domain '" + escape_for_display(label, 80) + "' has a character that is not a "
                                "letter, digit or hyphen");
     return true;
 }
 
 // Lower-cases and checks an ASCII domain in place.
-bool check_ascii_domain(char* d, std::size_t len, std::string* error) {
-    if (len == 0) return fail(error, "empty domain");
+bool check_ascii_domain(char* d, std::size_t len, std::string* error_r) {
+    if (len == 0) return fail(error_r, "empty domain");
     if (len > kMaxDomain)
-        return fail(error, "domain is " + std::to_string(len) + " octets, at most " +
+        return fail(error_r, "domain is " + std::to_string(len) + " octets, at most " +
                                std::to_string(kMaxDomain));
     for (std::size_t i = 0; i < len; ++i) d[i] = ascii_lower(d[i]);
     if (d[0] == '[') {  // address literal: kept as written
-        if (len < 3 || d[len - 1] != ']') return fail(error, "unterminated address literal in domain");
+        if (len < 3 || d[len - 1] != ']') return fail(error_r, "unterminated address literal in domain");
         // RFC 5321 dcontent: printable ASCII but [ \ ]; no space or control
         // character may reach a key (keys are printed in replies and logs).
         // No '@' either: a key splits at its last '@' (a default_domain of
@@ -117,7 +117,7 @@ bool check_ascii_domain(char* d, std::size_t len, std::string* error) {
         for (std::size_t i = 1; i + 1 < len; ++i) {
             const auto c = static_cast<unsigned char>(d[i]);
             if (c < 33 || c > 126 || c == '[' || c == '\\' || c == ']' || c == '@')
-                return fail(error, "address literal has a space, control or bracket at octet " +
+                return fail(error_r, "address literal has a space, control or bracket at octet " +
                                        std::to_string(i));
         }
         return true;
@@ -125,7 +125,7 @@ bool check_ascii_domain(char* d, std::size_t len, std::string* error) {
     std::string_view rest(d, len);
     while (true) {
         const auto dot = rest.find('.');
-        if (!check_label(rest.substr(0, dot), error)) return false;
+        if (!check_label(rest.substr(0, dot), error_r)) return false;
         if (dot == std::string_view::npos) return true;
         rest.remove_prefix(dot + 1);
     }
@@ -178,45 +178,45 @@ bool is_ascii(std::string_view s) {
 }
 
 // Writes the normalised domain at out; returns its length or 0 on error.
-std::size_t put_domain(std::string_view domain, char* out, std::size_t room, std::string* error) {
+std::size_t put_domain(std::string_view domain, char* out, std::size_t room, std::string* error_r) {
     if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
     if (is_ascii(domain)) {
-        if (domain.size() > room) return fail(error, "domain too long"), 0;
+        if (domain.size() > room) return fail(error_r, "domain too long"), 0;
         std::memcpy(out, domain.data(), domain.size());
-        return check_ascii_domain(out, domain.size(), error) ? domain.size() : 0;
+        return check_ascii_domain(out, domain.size(), error_r) ? domain.size() : 0;
     }
     // IDN: the A-label form is the key, so a UTF-8 and an xn-- spelling match.
     const Idn2& idn2 = Idn2::get();
     if (!idn2.loaded())
-        return fail(error, "cannot convert an international domain: " + idn2.load_error), 0;
+        return fail(error_r, "cannot convert an international domain: " + idn2.load_error), 0;
     std::string utf8(domain);
     char* ascii = nullptr;
     const int rc = idn2.to_ascii_8z(utf8.c_str(), &ascii, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
     if (rc != IDN2_OK) {
-        fail(error, std::string("invalid international domain: ") + idn2.strerror(rc));
+        fail(error_r, std::string("invalid international domain: ") + idn2.strerror(rc));
         return 0;
     }
     const std::size_t len = std::strlen(ascii);
     const bool fits = len <= room;
     if (fits) std::memcpy(out, ascii, len);
     idn2.free(ascii);
-    if (!fits) return fail(error, "domain too long"), 0;
-    return check_ascii_domain(out, len, error) ? len : 0;
+    if (!fits) return fail(error_r, "domain too long"), 0;
+    return check_ascii_domain(out, len, error_r) ? len : 0;
 }
 
 }  // namespace
 
 std::size_t normalise(std::string_view in, const AddressRules& rules, char* out,
-                      std::size_t out_size, TargetKind* kind_r, std::string* error) {
-    if (in.empty()) return fail(error, "empty address"), 0;
+                      std::size_t out_size, TargetKind* kind_r, std::string* error_r) {
+    if (in.empty()) return fail(error_r, "empty address"), 0;
     // No limit on the input: only the key is limited (a long +tag still
     // names its mailbox, and Exim routes it there).
-    if (out_size < kKeyBufferSize) return fail(error, "internal: key buffer too small"), 0;
+    if (out_size < kKeyBufferSize) return fail(error_r, "internal: key buffer too small"), 0;
     std::string_view local, domain;
     const auto at = in.rfind('@');
     if (at == std::string_view::npos) {
         if (rules.default_domain.empty())
-            return fail(error, "'" + escape_for_display(in, 80) + "' has no @domain (set address.default_domain "
+            return fail(error_r, "'" + escape_for_display(in, 80) + "' has no @domain (set address.default_domain "
                                "to accept bare user names)"),
                    0;
         local = in;
@@ -228,24 +228,24 @@ std::size_t normalise(std::string_view in, const AddressRules& rules, char* out,
     std::size_t n = 0;
     const bool is_domain_target = local.empty() && at == 0;
     if (!is_domain_target) {
-        n = put_local(local, rules.subaddress_separator, out, kMaxLocalPart + 1, error);
+        n = put_local(local, rules.subaddress_separator, out, kMaxLocalPart + 1, error_r);
         if (n == 0) return 0;
     }
     out[n++] = '@';
-    const std::size_t dlen = put_domain(domain, out + n, out_size - n, error);
+    const std::size_t dlen = put_domain(domain, out + n, out_size - n, error_r);
     if (dlen == 0) return 0;
     n += dlen;
     if (n > kMaxAddress)
-        return fail(error, "normalised address is " + std::to_string(n) + " octets, at most " +
+        return fail(error_r, "normalised address is " + std::to_string(n) + " octets, at most " +
                                std::to_string(kMaxAddress)),
                0;
     if (kind_r) *kind_r = is_domain_target ? TargetKind::domain : TargetKind::mailbox;
     return n;
 }
 
-std::string normalise(std::string_view in, const AddressRules& rules, std::string& error) {
+std::string normalise(std::string_view in, const AddressRules& rules, std::string& error_r) {
     char buf[kKeyBufferSize];
-    const std::size_t n = normalise(in, rules, buf, sizeof buf, nullptr, &error);
+    const std::size_t n = normalise(in, rules, buf, sizeof buf, nullptr, &error_r);
     return std::string(buf, n);
 }
 

@@ -31,13 +31,13 @@ struct AddressRules {
 enum class TargetKind { mailbox, domain };
 
 // Normalises in into out[0..len) without allocating for ASCII input.
-// Returns the key length, or 0 with error set (error may allocate: the
-// error path is not hot).
+// Returns the key length, or 0 with the reason in *error_r unless it is
+// null (the reason may allocate: the error path is not hot).
 std::size_t normalise(std::string_view in, const AddressRules& rules, char* out,
-                      std::size_t out_size, TargetKind* kind_r, std::string* error);
+                      std::size_t out_size, TargetKind* kind_r, std::string* error_r);
 
-// Convenience for non-hot callers: "" and error set when invalid.
-std::string normalise(std::string_view in, const AddressRules& rules, std::string& error);
+// Convenience for non-hot callers: "" and error_r set when invalid.
+std::string normalise(std::string_view in, const AddressRules& rules, std::string& error_r);
 
 // "@example.com" for a mailbox key "user@example.com" (view into key).
 std::string_view domain_key_of(std::string_view mailbox_key);

@@ -73,8 +73,7 @@ public:
         std::string value = out;
         string(g, key, value);
         if (Setting s = member(g, key)) {
-            const std::string bad = check_free_text(value, 400);
-            if (!bad.empty()) return fail(s, "text " + bad);
+            if (std::string bad; !check_free_text(value, 400, bad)) return fail(s, "text " + bad);
             // Exim's ACL tells "refuse" by a non-empty reply: a blank text would let mail through.
             if (value.find_first_not_of(' ') == std::string::npos)
                 return fail(s, "must not be empty (it is the reply the client sees)");
@@ -308,10 +307,10 @@ std::string parse_error(const config_t& parsed, const std::string& path) {
 
 }  // namespace
 
-std::optional<Config> load_config(const std::string& path, std::string& error) {
+std::optional<Config> load_config(const std::string& path, std::string& error_r) {
     ConfigFile file;
     if (config_read_file(&file.parsed, path.c_str()) != CONFIG_TRUE) {
-        error = parse_error(file.parsed, path);
+        error_r = parse_error(file.parsed, path);
         return std::nullopt;
     }
     Config c;
@@ -328,7 +327,7 @@ std::optional<Config> load_config(const std::string& path, std::string& error) {
     for (const auto& [name, reader] : groups)
         if (Setting g = r.group(root, name)) reader(r, g, c);
     if (!r.ok()) {
-        error = r.error();
+        error_r = r.error();
         return std::nullopt;
     }
     return c;

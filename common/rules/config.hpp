@@ -104,7 +104,7 @@ struct Config {
     bool is_webmail_host(const char* ip) const;
 };
 
-// Reads path; on failure returns nullopt and error names file, line and problem.
-std::optional<Config> load_config(const std::string& path, std::string& error);
+// Reads path; on failure returns nullopt and error_r names file, line and problem.
+std::optional<Config> load_config(const std::string& path, std::string& error_r);
 
 }  // namespace mailsuspend

@@ -26,10 +26,10 @@ std::optional<Service> parse_service(std::string_view name) {
     return find_name<Service>(kServiceNames, name);
 }
 
-std::optional<uint8_t> parse_service_list(std::string_view list, std::string& error) {
+std::optional<uint8_t> parse_service_list(std::string_view list, std::string& error_r) {
     uint8_t mask = 0;
     if (list.empty()) {
-        error = "empty service list";
+        error_r = "empty service list";
         return std::nullopt;
     }
     while (true) {
@@ -40,7 +40,7 @@ std::optional<uint8_t> parse_service_list(std::string_view list, std::string& er
         } else if (auto s = parse_service(item)) {
             mask |= static_cast<uint8_t>(1u << static_cast<int>(*s));
         } else {
-            error = "unknown service '" + std::string(item) +
+            error_r = "unknown service '" + std::string(item) +
                     "' (services: imap, pop3, webmail, send, webmail_send, receive, sieve, all)";
             return std::nullopt;
         }

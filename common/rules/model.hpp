@@ -30,8 +30,8 @@ enum class Scope : uint8_t { none = 0, mailbox, domain };
 
 std::string_view service_name(Service s);
 std::optional<Service> parse_service(std::string_view name);
-// "imap,pop3" or "all" -> bit mask; on error names the bad part in error.
-std::optional<uint8_t> parse_service_list(std::string_view list, std::string& error);
+// "imap,pop3" or "all" -> bit mask; nullopt with the bad part named in error_r.
+std::optional<uint8_t> parse_service_list(std::string_view list, std::string& error_r);
 std::string service_list(uint8_t mask);  // mask -> "imap,pop3"
 
 std::string_view mode_name(DeliveryMode m);

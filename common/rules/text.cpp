@@ -59,23 +59,23 @@ bool is_control(std::string_view s, std::size_t i, std::size_t n) {
 
 }  // namespace
 
-std::optional<int64_t> parse_duration(std::string_view text, std::string& error) {
+std::optional<int64_t> parse_duration(std::string_view text, std::string& error_r) {
     if (text.empty()) {
-        error = "empty duration";
+        error_r = "empty duration";
         return std::nullopt;
     }
     int64_t total = 0;
     std::size_t i = 0;
     while (i < text.size()) {
         if (!std::isdigit(static_cast<unsigned char>(text[i]))) {
-            error = "bad duration '" + escape_for_display(text, 80) + "' (use e.g. 90s, 30m, 24h, 90d, 4d8h)";
+            error_r = "bad duration '" + escape_for_display(text, 80) + "' (use e.g. 90s, 30m, 24h, 90d, 4d8h)";
             return std::nullopt;
         }
         int64_t n = 0;
         for (; i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])); ++i) {
             n = n * 10 + (text[i] - '0');
             if (n > 50LL * 365 * 86400) {
-                error = "duration '" + escape_for_display(text, 80) + "' is too long (at most 50 years)";
+                error_r = "duration '" + escape_for_display(text, 80) + "' is too long (at most 50 years)";
                 return std::nullopt;
             }
         }
@@ -83,18 +83,18 @@ std::optional<int64_t> parse_duration(std::string_view text, std::string& error)
         if (i < text.size()) {
             unit = unit_seconds(text[i]);
             if (unit == 0) {
-                error = "bad duration unit '" + escape_for_display(text.substr(i, 1), 8) + "' in '" +
+                error_r = "bad duration unit '" + escape_for_display(text.substr(i, 1), 8) + "' in '" +
                         escape_for_display(text, 80) + "' (units: w d h m s)";
                 return std::nullopt;
             }
             ++i;
         } else if (total != 0) {
-            error = "bad duration '" + escape_for_display(text, 80) + "': number without unit";
+            error_r = "bad duration '" + escape_for_display(text, 80) + "': number without unit";
             return std::nullopt;
         }
         total += n * unit;
         if (total > 50LL * 365 * 86400) {
-            error = "duration '" + escape_for_display(text, 80) + "' is too long (at most 50 years)";
+            error_r = "duration '" + escape_for_display(text, 80) + "' is too long (at most 50 years)";
             return std::nullopt;
         }
     }
@@ -114,19 +114,23 @@ std::string format_duration(int64_t seconds) {
     return out;
 }
 
-std::string check_free_text(std::string_view text, std::size_t max) {
+bool check_free_text(std::string_view text, std::size_t max, std::string& error_r) {
     if (text.size() > max)
-        return "too long: " + std::to_string(text.size()) + " octets, at most " + std::to_string(max);
+        return error_r = "too long: " + std::to_string(text.size()) + " octets, at most " + std::to_string(max),
+               false;
     for (std::size_t i = 0; i < text.size();) {
         const auto c = static_cast<unsigned char>(text[i]);
-        if (c == '\r' || c == '\n') return "contains a line break (CR/LF) at octet " + std::to_string(i);
+        if (c == '\r' || c == '\n')
+            return error_r = "contains a line break (CR/LF) at octet " + std::to_string(i), false;
         const std::size_t n = utf8_length(text, i);
-        if (n == 0) return "is not valid UTF-8 at octet " + std::to_string(i);
+        if (n == 0) return error_r = "is not valid UTF-8 at octet " + std::to_string(i), false;
         if (is_control(text, i, n))
-            return "contains a control character (or a line separator or bidirectional formatting character) at octet " + std::to_string(i);
+            return error_r = "contains a control character (or a line separator or bidirectional formatting "
+                             "character) at octet " + std::to_string(i),
+                   false;
         i += n;
     }
-    return {};
+    return true;
 }
 
 std::string sanitise_line(std::string_view text, std::size_t max) {

@@ -11,12 +11,12 @@ namespace mailsuspend {
 constexpr std::size_t kMaxReason = 200;
 
 // "90s", "30m", "24h", "90d", "4d8h", "1w" -> seconds; a bare number is seconds.
-std::optional<int64_t> parse_duration(std::string_view text, std::string& error);
+std::optional<int64_t> parse_duration(std::string_view text, std::string& error_r);
 std::string format_duration(int64_t seconds);  // 376 * 3600 -> "15d16h"
 
 // Free text (a reason, an actor): printable UTF-8, no CR/LF or other
-// control characters, at most max octets.  Returns "" or what is wrong.
-std::string check_free_text(std::string_view text, std::size_t max);
+// control characters, at most max octets.  false with what is wrong in error_r.
+bool check_free_text(std::string_view text, std::size_t max, std::string& error_r);
 
 // Replaces control characters with '?' and cuts at max octets: for text
 // that reaches a protocol line or a log whatever its origin.

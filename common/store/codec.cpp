@@ -262,22 +262,22 @@ std::size_t blob_length(const unsigned char* p, std::size_t avail) {
     return h.length;
 }
 
-bool decode_record(const unsigned char* p, std::size_t avail, TargetRecord& r, std::string& error) {
+bool decode_record(const unsigned char* p, std::size_t avail, TargetRecord& r, std::string& error_r) {
     const std::size_t len = blob_length(p, avail);
     if (len == 0) {
-        error = "record has a bad magic number, version or length";
+        error_r = "record has a bad magic number, version or length";
         return false;
     }
     BlobHeader h;
     std::memcpy(&h, p, sizeof h);
     if (layout::crc32(p + sizeof h, len - sizeof h) != h.crc) {
-        error = "record checksum mismatch";
+        error_r = "record checksum mismatch";
         return false;
     }
     r = TargetRecord{};
     Cursor c(p + sizeof h, len - sizeof h);
     if (!(h.version == kBlobVersion ? decode_body(c, r) : decode_body_v1(c, r))) {
-        error = "record body is malformed";
+        error_r = "record body is malformed";
         return false;
     }
     return true;

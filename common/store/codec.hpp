@@ -13,8 +13,8 @@ namespace mailsuspend {
 
 // Appends the blob for r to out (8-byte aligned length).
 void encode_record(const TargetRecord& r, std::string& out);
-// Decodes a blob of at most avail bytes at p; false with error when corrupt.
-bool decode_record(const unsigned char* p, std::size_t avail, TargetRecord& r, std::string& error);
+// Decodes a blob of at most avail bytes at p; false with error_r when corrupt.
+bool decode_record(const unsigned char* p, std::size_t avail, TargetRecord& r, std::string& error_r);
 // Length of the valid blob at p (0 when not a valid blob header).
 std::size_t blob_length(const unsigned char* p, std::size_t avail);
 // Suspended mask / earliest expiry as a slot caches them.

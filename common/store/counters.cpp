@@ -203,13 +203,13 @@ namespace {
 // temporary file and publishes it with link(), which fails if one is there
 // already; the losers then use the winner's.  (rename would replace a file
 // others already count in.)
-bool create_file(const std::string& path, uint64_t capacity, std::string& error) {
+bool create_file(const std::string& path, uint64_t capacity, std::string& error_r) {
     const uint64_t entries = capacity * 2;  // half full at capacity: short probes
     const uint64_t size = sizeof(CountersHeader) + 64 + entries * sizeof(Entry);
     std::string tmp = path + ".XXXXXX";
     const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
     if (fd < 0) {
-        error = "cannot create " + tmp + ": " + std::strerror(errno);
+        error_r = "cannot create " + tmp + ": " + std::strerror(errno);
         return false;
     }
     CountersHeader h{kCountersMagic, kCountersVersion, sizeof(Entry), entries, size};
@@ -220,7 +220,7 @@ bool create_file(const std::string& path, uint64_t capacity, std::string& error)
     else errno = rc;
     bool ok = rc == 0 && ::pwrite(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
               ::fchmod(fd, 0660) == 0 && (::link(tmp.c_str(), path.c_str()) == 0 || errno == EEXIST);
-    if (!ok) error = "cannot create " + path + ": " + std::strerror(errno ? errno : EIO);
+    if (!ok) error_r = "cannot create " + path + ": " + std::strerror(errno ? errno : EIO);
     ::close(fd);
     ::unlink(tmp.c_str());
     return ok;
@@ -228,16 +228,16 @@ bool create_file(const std::string& path, uint64_t capacity, std::string& error)
 }  // namespace
 
 std::unique_ptr<Counters> Counters::open(const std::string& dir, bool create, uint64_t capacity,
-                                         std::string& error) {
+                                         std::string& error_r) {
     const std::string path = dir + "/counters";
     try {
-        if (create && ::access(path.c_str(), F_OK) != 0 && !create_file(path, capacity, error))
+        if (create && ::access(path.c_str(), F_OK) != 0 && !create_file(path, capacity, error_r))
             return nullptr;
         bi::file_mapping file(path.c_str(), bi::read_write);
         struct stat st {};
         if (::fstat(file.get_mapping_handle().handle, &st) != 0 ||
             static_cast<uint64_t>(st.st_size) < sizeof(CountersHeader) + 64) {
-            error = path + ": missing or truncated";
+            error_r = path + ": missing or truncated";
             return nullptr;
         }
         install_bus_guard();
@@ -254,7 +254,7 @@ std::unique_ptr<Counters> Counters::open(const std::string& dir, bool create, ui
                         h->entry_count <= (h->file_size - sizeof(CountersHeader) - 64) / sizeof(Entry);
             }) ||
             !known || impl->region.get_size() != static_cast<std::size_t>(st.st_size)) {
-            error = path + ": not a counters file of a layout this build knows (damaged or truncated?)";
+            error_r = path + ": not a counters file of a layout this build knows (damaged or truncated?)";
             return nullptr;
         }
         impl->header = h;
@@ -266,7 +266,7 @@ std::unique_ptr<Counters> Counters::open(const std::string& dir, bool create, ui
                                                  sizeof(CountersHeader) + 64);
         return std::unique_ptr<Counters>(new Counters(std::move(impl)));
     } catch (const std::exception& e) {
-        error = path + ": " + e.what();
+        error_r = path + ": " + e.what();
         return nullptr;
     }
 }

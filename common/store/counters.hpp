@@ -41,9 +41,9 @@ struct CountedBucket {
 class Counters {
 public:
     // Maps <dir>/counters read-write, creating it (sized for capacity keys)
-    // when create is set.  nullptr and error on failure.  noexcept.
+    // when create is set.  nullptr and error_r on failure.  noexcept.
     static std::unique_ptr<Counters> open(const std::string& dir, bool create,
-                                          uint64_t capacity, std::string& error);
+                                          uint64_t capacity, std::string& error_r);
     ~Counters();
     Counters(const Counters&) = delete;
     Counters& operator=(const Counters&) = delete;

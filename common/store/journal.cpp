@@ -10,15 +10,15 @@
 
 namespace mailsuspend::store_file {
 
-bool read_journal(int fd, std::vector<JournalEntry>& entries, std::string& error) {
+bool read_journal(int fd, std::vector<JournalEntry>& entries, std::string& error_r) {
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
-        error = errno_text("cannot stat the journal");
+        error_r = errno_text("cannot stat the journal");
         return false;
     }
     std::string data(static_cast<std::size_t>(st.st_size), '\0');
     if (!data.empty() && ::pread(fd, data.data(), data.size(), 0) != static_cast<ssize_t>(data.size())) {
-        error = errno_text("cannot read the journal");
+        error_r = errno_text("cannot read the journal");
         return false;
     }
     std::size_t pos = 0, committed_end = 0, tx_start = 0;
@@ -48,7 +48,7 @@ bool read_journal(int fd, std::vector<JournalEntry>& entries, std::string& error
         }
     }
     if (committed_end != data.size() && ::ftruncate(fd, static_cast<off_t>(committed_end)) != 0) {
-        error = errno_text("cannot cut the torn end of the journal");
+        error_r = errno_text("cannot cut the torn end of the journal");
         return false;
     }
     return true;

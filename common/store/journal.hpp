@@ -27,6 +27,6 @@ struct JournalEntry {
 
 // Reads every committed transaction; a torn tail (a writer killed before its
 // commit record reached the disk) is cut off: it was never acknowledged.
-bool read_journal(int fd, std::vector<JournalEntry>& entries, std::string& error);
+bool read_journal(int fd, std::vector<JournalEntry>& entries, std::string& error_r);
 
 }  // namespace mailsuspend::store_file

@@ -27,52 +27,55 @@ std::string current_boot_id() {
     return id;
 }
 
-std::string validate_header(const Header& h, uint64_t file_size) {
-    if (file_size < kHeaderSize) return "file is shorter than its header (truncated?)";
-    if (h.magic != kStoreMagic) return "not a mailsuspend store (bad magic number)";
+bool validate_header(const Header& h, uint64_t file_size, std::string& error_r) {
+    if (file_size < kHeaderSize) return error_r = "file is shorter than its header (truncated?)", false;
+    if (h.magic != kStoreMagic) return error_r = "not a mailsuspend store (bad magic number)", false;
     // The package's postinst matches "older layout" and runs `mailsuspend rebuild`,
     // which is where a build that changes the layout learns to read the old one.
     if (h.layout_version < kLayoutVersion)
-        return "older layout version " + std::to_string(h.layout_version) + " (this build reads " +
-               std::to_string(kLayoutVersion) + "; `mailsuspend rebuild` converts the layouts it knows)";
+        return error_r = "older layout version " + std::to_string(h.layout_version) + " (this build reads " +
+                         std::to_string(kLayoutVersion) + "; `mailsuspend rebuild` converts the layouts it knows)",
+               false;
     if (h.layout_version != kLayoutVersion)
-        return "unknown layout version " + std::to_string(h.layout_version) + " (this build reads " +
-               std::to_string(kLayoutVersion) + "; written by a newer mailsuspend?)";
-    if (h.header_size != kHeaderSize) return "unknown header size";
+        return error_r = "unknown layout version " + std::to_string(h.layout_version) + " (this build reads " +
+                         std::to_string(kLayoutVersion) + "; written by a newer mailsuspend?)",
+               false;
+    if (h.header_size != kHeaderSize) return error_r = "unknown header size", false;
     if (h.file_size != file_size)
-        return "file is " + std::to_string(file_size) + " bytes, header says " +
-               std::to_string(h.file_size) + " (truncated or overwritten?)";
+        return error_r = "file is " + std::to_string(file_size) + " bytes, header says " +
+                         std::to_string(h.file_size) + " (truncated or overwritten?)",
+               false;
     if (h.slot_count == 0 || h.slots_offset != kHeaderSize ||
         h.slot_count > (file_size - kHeaderSize) / sizeof(Slot) ||
         h.arena_offset != h.slots_offset + h.slot_count * sizeof(Slot) ||
         h.arena_size > file_size - h.arena_offset || h.arena_size > kMaxArena + 16)
-        return "inconsistent geometry in header";
+        return error_r = "inconsistent geometry in header", false;
     // A generation has at least one slot per target it was sized for; a
     // writer sizes the next one from capacity, so a damaged value must not
     // reach it (it asked for a file of tens of GiB).
-    if (h.capacity > h.slot_count) return "capacity exceeds the slots in the header";
-    if (h.arena_used.load(std::memory_order_relaxed) > h.arena_size) return "arena overflows";
-    return {};
+    if (h.capacity > h.slot_count) return error_r = "capacity exceeds the slots in the header", false;
+    if (h.arena_used.load(std::memory_order_relaxed) > h.arena_size) return error_r = "arena overflows", false;
+    return true;
 }
 
-bool map_file(const std::string& path, bool writable, Mapping& m, std::string& error) {
+bool map_file(const std::string& path, bool writable, Mapping& m, std::string& error_r) {
     try {
         const auto mode = writable ? bi::read_write : bi::read_only;
         bi::file_mapping file(path.c_str(), mode);
         struct stat st {};
         if (::fstat(file.get_mapping_handle().handle, &st) != 0) {
-            error = errno_text("cannot stat " + path);
+            error_r = errno_text("cannot stat " + path);
             return false;
         }
         if (static_cast<uint64_t>(st.st_size) < kHeaderSize) {
-            error = path + ": file is shorter than its header (truncated?)";
+            error_r = path + ": file is shorter than its header (truncated?)";
             return false;
         }
         bi::mapped_region region(file, mode);
         auto* header = static_cast<Header*>(region.get_address());
-        const std::string why = validate_header(*header, region.get_size());
-        if (!why.empty()) {
-            error = path + ": " + why;
+        std::string why;
+        if (!validate_header(*header, region.get_size(), why)) {
+            error_r = path + ": " + why;
             return false;
         }
         m.region = std::move(region);
@@ -86,7 +89,7 @@ bool map_file(const std::string& path, bool writable, Mapping& m, std::string& e
         m.ino = st.st_ino;
         return true;
     } catch (const bi::interprocess_exception& e) {
-        error = path + ": " + e.what();
+        error_r = path + ": " + e.what();
         return false;
     }
 }
@@ -100,21 +103,21 @@ Geometry geometry_for(uint64_t capacity, uint64_t min_arena) {
     return g;
 }
 
-bool set_owner(int fd, const std::string& group, mode_t mode, std::string& error) {
+bool set_owner(int fd, const std::string& group, mode_t mode, std::string& error_r) {
     if (!group.empty()) {
         struct group* gr = ::getgrnam(group.c_str());
         if (!gr) {
-            error = "group '" + group + "' does not exist (create it with addgroup --system " +
+            error_r = "group '" + group + "' does not exist (create it with addgroup --system " +
                     group + ", or set it to \"\" in mailsuspend.conf)";
             return false;
         }
         if (::fchown(fd, static_cast<uid_t>(-1), gr->gr_gid) != 0) {
-            error = errno_text("cannot give a file to group " + group);
+            error_r = errno_text("cannot give a file to group " + group);
             return false;
         }
     }
     if (::fchmod(fd, mode) != 0) {
-        error = errno_text("cannot set file mode");
+        error_r = errno_text("cannot set file mode");
         return false;
     }
     return true;
@@ -128,26 +131,26 @@ bool fsync_dir(const std::string& dir) {
     return ok;
 }
 
-bool allocate(int fd, uint64_t size, const std::string& path, std::string& error) {
+bool allocate(int fd, uint64_t size, const std::string& path, std::string& error_r) {
     int rc;
     do rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size));
     while (rc == EINTR);
     if (rc == 0) return true;
-    error = "cannot allocate " + std::to_string(size) + " bytes for " + path + ": " + std::strerror(rc) +
+    error_r = "cannot allocate " + std::to_string(size) + " bytes for " + path + ": " + std::strerror(rc) +
             (rc == ENOSPC ? " (the store's filesystem is full: nothing changed)" : "");
     return false;
 }
 
 bool create_store_file(const std::string& path, uint64_t capacity, const Geometry& g,
-                       uint64_t generation, uint64_t seq, const Config& cfg, std::string& error) {
+                       uint64_t generation, uint64_t seq, const Config& cfg, std::string& error_r) {
     Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd.ok()) {
-        error = errno_text("cannot create " + path);
+        error_r = errno_text("cannot create " + path);
         return false;
     }
     // Every page allocated now, not a sparse file (ftruncate alone): a write
     // through the mapping into a hole on a full filesystem raises SIGBUS.
-    if (!allocate(fd.get(), g.file_size, path, error)) {
+    if (!allocate(fd.get(), g.file_size, path, error_r)) {
         ::unlink(path.c_str());
         return false;
     }
@@ -168,13 +171,13 @@ bool create_store_file(const std::string& path, uint64_t capacity, const Geometr
     std::snprintf(h.boot_id, sizeof h.boot_id, "%s", current_boot_id().c_str());
     if (const ssize_t n = ::pwrite(fd.get(), &h, sizeof h, 0); n != static_cast<ssize_t>(sizeof h)) {
         if (n >= 0) errno = ENOSPC;  // a short write sets no errno
-        error = errno_text("cannot write " + path);
+        error_r = errno_text("cannot write " + path);
         return false;
     }
-    return set_owner(fd.get(), cfg.write_group, 0664, error);
+    return set_owner(fd.get(), cfg.write_group, 0664, error_r);
 }
 
-bool for_each_record(const Mapping& m, const std::function<void(const TargetRecord&)>& fn, std::string& error) {
+bool for_each_record(const Mapping& m, const std::function<void(const TargetRecord&)>& fn, std::string& error_r) {
     TargetRecord r;
     for (uint64_t i = 0; i < m.slot_count; ++i) {
         SlotCopy c;
@@ -182,7 +185,7 @@ bool for_each_record(const Mapping& m, const std::function<void(const TargetReco
         if (w0_state(c.w0) != kUsed) continue;
         std::string why;
         if (!decode_slot(m, c, r, why)) {
-            error = "corrupt record in slot " + std::to_string(i) + ": " + why;
+            error_r = "corrupt record in slot " + std::to_string(i) + ": " + why;
             return false;
         }
         fn(r);

@@ -84,10 +84,11 @@ struct Mapping {
     bool valid() const { return header != nullptr; }
 };
 
-// Empty when the header describes a layout this build knows and that fits the file.
-std::string validate_header(const Header& h, uint64_t file_size);
+// True when the header describes a layout this build knows and that fits
+// the file; else false and what is wrong in error_r.
+bool validate_header(const Header& h, uint64_t file_size, std::string& error_r);
 
-bool map_file(const std::string& path, bool writable, Mapping& m, std::string& error);
+bool map_file(const std::string& path, bool writable, Mapping& m, std::string& error_r);
 
 // A slot as one consistent snapshot of its four words.
 struct SlotCopy {
@@ -172,13 +173,13 @@ inline Probe probe(const Mapping& m, std::string_view key, uint64_t fp, uint64_t
     return Probe::absent;
 }
 
-inline bool decode_slot(const Mapping& m, const SlotCopy& c, TargetRecord& r, std::string& error) {
+inline bool decode_slot(const Mapping& m, const SlotCopy& c, TargetRecord& r, std::string& error_r) {
     const uint64_t off = c.blob_offset();
     if (off + c.blob_length() > m.arena_size) {
-        error = "record points outside the arena";
+        error_r = "record points outside the arena";
         return false;
     }
-    return decode_record(m.arena + off, c.blob_length(), r, error);
+    return decode_record(m.arena + off, c.blob_length(), r, error_r);
 }
 
 inline uint64_t round_up(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
@@ -190,7 +191,7 @@ struct Geometry {
 Geometry geometry_for(uint64_t capacity, uint64_t min_arena);
 
 // Applies group ownership and mode; empty group = leave as is.
-bool set_owner(int fd, const std::string& group, mode_t mode, std::string& error);
+bool set_owner(int fd, const std::string& group, mode_t mode, std::string& error_r);
 
 bool fsync_dir(const std::string& dir);
 
@@ -219,15 +220,15 @@ private:
 // Makes sure every byte of a file that is written through a mapping has its
 // disk blocks (posix_fallocate): then no store into the mapping can fault
 // for want of space, and a full filesystem is a clear error here instead.
-bool allocate(int fd, uint64_t size, const std::string& path, std::string& error);
+bool allocate(int fd, uint64_t size, const std::string& path, std::string& error_r);
 
 // Creates a fresh, empty store file of the given geometry at path.
 bool create_store_file(const std::string& path, uint64_t capacity, const Geometry& g,
-                       uint64_t generation, uint64_t seq, const Config& cfg, std::string& error);
+                       uint64_t generation, uint64_t seq, const Config& cfg, std::string& error_r);
 
 // Calls fn with every record of m in slot order.  false at a slot a writer
-// holds too long, and at a corrupt record (error then says which slot).
-bool for_each_record(const Mapping& m, const std::function<void(const TargetRecord&)>& fn, std::string& error);
+// holds too long, and at a corrupt record (error_r then says which slot).
+bool for_each_record(const Mapping& m, const std::function<void(const TargetRecord&)>& fn, std::string& error_r);
 
 // The figures `stats` prints, read from a mapping.
 StoreStats stats_of(const Mapping& m);

@@ -29,18 +29,18 @@ namespace {
 std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 // The header of a valid file for this build, read from fd (st: its fstat).
-bool valid_header(int fd, const struct stat& st, std::string& error) {
+bool valid_header(int fd, const struct stat& st, std::string& error_r) {
     if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != kFileSize) {
-        error = "not a metrics file (size " + std::to_string(st.st_size) + ", want " + std::to_string(kFileSize) + ")";
+        error_r = "not a metrics file (size " + std::to_string(st.st_size) + ", want " + std::to_string(kFileSize) + ")";
         return false;
     }
     Header h{};
     if (::pread(fd, &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h)) {
-        error = errno_text("cannot read the header");
+        error_r = errno_text("cannot read the header");
         return false;
     }
     if (h.magic != kMagic || h.version != kVersion || h.slot_count != kMetricSlots || h.file_size != kFileSize) {
-        error = "not a metrics file of a layout this build knows (magic, version or size)";
+        error_r = "not a metrics file of a layout this build knows (magic, version or size)";
         return false;
     }
     return true;
@@ -58,13 +58,13 @@ bool valid_file(const std::string& path) {
 
 }  // namespace
 
-std::string create(const std::string& store_path, HostClass c, gid_t gid) {
+bool create(const std::string& store_path, HostClass c, gid_t gid, std::string& error_r) {
     const std::string path = path_of(store_path, c);
     if (!valid_file(path)) {
         // Built aside and renamed in: a host never maps a half-written file.
         std::string tmp = path + ".XXXXXX";
         const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
-        if (fd < 0) return errno_text("cannot create " + tmp);
+        if (fd < 0) return error_r = errno_text("cannot create " + tmp), false;
         Header h{};
         h.magic = kMagic;
         h.version = kVersion;
@@ -77,42 +77,42 @@ std::string create(const std::string& store_path, HostClass c, gid_t gid) {
         const bool ok = ::posix_fallocate(fd, 0, static_cast<off_t>(kFileSize)) == 0 &&
                         ::pwrite(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
                         ::fsync(fd) == 0 && ::rename(tmp.c_str(), path.c_str()) == 0;
-        const std::string error = ok ? "" : errno_text("cannot create " + path);
+        if (!ok) error_r = errno_text("cannot create " + path);
         ::close(fd);
         if (!ok) {
             ::unlink(tmp.c_str());
-            return error;
+            return false;
         }
     }
     // Also allocates the blocks, and repairs the owner and mode, of a file made before.
     if (const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC); fd >= 0) {
         const int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(kFileSize));
         ::close(fd);
-        if (rc != 0) return path + ": cannot allocate it: " + std::strerror(rc);
+        if (rc != 0) return error_r = path + ": cannot allocate it: " + std::strerror(rc), false;
     }
     if (::chown(path.c_str(), static_cast<uid_t>(-1), gid) != 0 || ::chmod(path.c_str(), 0660) != 0)
-        return errno_text(path + ": cannot set its group and mode");
-    return {};
+        return error_r = errno_text(path + ": cannot set its group and mode"), false;
+    return true;
 }
 
-std::unique_ptr<Writer> Writer::open(const std::string& path, std::string& error) noexcept {
+std::unique_ptr<Writer> Writer::open(const std::string& path, std::string& error_r) noexcept {
     try {
         const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0) {
-            error = errno_text(path);
+            error_r = errno_text(path);
             return nullptr;
         }
         struct stat st {};
-        if (::fstat(fd, &st) != 0 || !valid_header(fd, st, error)) {
-            if (error.empty()) error = errno_text(path);
-            else error = path + ": " + error;
+        if (::fstat(fd, &st) != 0 || !valid_header(fd, st, error_r)) {
+            if (error_r.empty()) error_r = errno_text(path);
+            else error_r = path + ": " + error_r;
             ::close(fd);
             return nullptr;
         }
         void* base = ::mmap(nullptr, kFileSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         ::close(fd);
         if (base == MAP_FAILED) {
-            error = errno_text("cannot map " + path);
+            error_r = errno_text("cannot map " + path);
             return nullptr;
         }
         install_bus_guard();
@@ -156,23 +156,23 @@ bool Writer::set(int slot, uint64_t value) noexcept {
            }) && whole;
 }
 
-std::optional<Snapshot> read(const std::string& path, std::string& error) {
+std::optional<Snapshot> read(const std::string& path, std::string& error_r) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
-        error = errno_text(path);
+        error_r = errno_text(path);
         return std::nullopt;
     }
     struct stat st {};
     Snapshot values{};
-    bool ok = ::fstat(fd, &st) == 0 && valid_header(fd, st, error);
+    bool ok = ::fstat(fd, &st) == 0 && valid_header(fd, st, error_r);
     // Aligned 8-byte words copied by the kernel: each value is one the writers made.
     if (ok && ::pread(fd, values.data(), sizeof values, sizeof(Header)) != static_cast<ssize_t>(sizeof values)) {
-        error = errno_text("cannot read the counters");
+        error_r = errno_text("cannot read the counters");
         ok = false;
     }
     ::close(fd);
     if (!ok) {
-        error = path + ": " + (error.empty() ? std::strerror(errno) : error);
+        error_r = path + ": " + (error_r.empty() ? std::strerror(errno) : error_r);
         return std::nullopt;
     }
     return values;

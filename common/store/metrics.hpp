@@ -76,15 +76,15 @@ std::string path_of(const std::string& store_path, HostClass c);
 
 // Creates the file (zeroed) unless a valid one is there, owned by group gid
 // (-1: leave it), mode 0660.  An invalid one (bad magic, short) is replaced.
-// Empty string, or what failed.
-std::string create(const std::string& store_path, HostClass c, gid_t gid);
+// false and what failed in error_r.
+bool create(const std::string& store_path, HostClass c, gid_t gid, std::string& error_r);
 
 // A host's mapping of its class's file.
 class Writer {
 public:
-    // nullptr and error when the file is missing, not a regular file, of
+    // nullptr and error_r when the file is missing, not a regular file, of
     // another size or version, or cannot be mapped read-write.
-    static std::unique_ptr<Writer> open(const std::string& path, std::string& error) noexcept;
+    static std::unique_ptr<Writer> open(const std::string& path, std::string& error_r) noexcept;
     ~Writer();
     Writer(const Writer&) = delete;
     Writer& operator=(const Writer&) = delete;
@@ -105,8 +105,8 @@ private:
 using Snapshot = std::array<uint64_t, kMetricSlots>;
 
 // The exporter's read: a copy of the counters through pread() (never a
-// mapping: nobody can make the reader fault).  nullopt and error when the
+// mapping: nobody can make the reader fault).  nullopt and error_r when the
 // file is missing or not a valid metrics file.
-std::optional<Snapshot> read(const std::string& path, std::string& error);
+std::optional<Snapshot> read(const std::string& path, std::string& error_r);
 
 }  // namespace mailsuspend::metrics

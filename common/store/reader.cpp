@@ -67,23 +67,23 @@ struct StoreReader::Impl {
 StoreReader::StoreReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StoreReader::~StoreReader() = default;
 
-std::unique_ptr<StoreReader> StoreReader::open(const std::string& dir, std::string& error) {
+std::unique_ptr<StoreReader> StoreReader::open(const std::string& dir, std::string& error_r) {
     try {
         auto impl = std::make_unique<Impl>();
         impl->dir = dir;
         impl->path = dir + "/store";
         install_bus_guard();
         if (::access(impl->path.c_str(), F_OK) != 0 && errno == ENOENT) {
-            error = "no store at " + impl->path + " (run: mailsuspend init)";
+            error_r = "no store at " + impl->path + " (run: mailsuspend init)";
             return nullptr;
         }
         if (!impl->remap()) {
-            error = impl->error;
+            error_r = impl->error;
             return nullptr;
         }
         return std::unique_ptr<StoreReader>(new StoreReader(std::move(impl)));
     } catch (const std::exception& e) {
-        error = std::string("cannot open the store: ") + e.what();
+        error_r = std::string("cannot open the store: ") + e.what();
         return nullptr;
     }
 }

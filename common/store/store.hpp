@@ -52,8 +52,8 @@ struct StoreStats {
 
 class StoreReader {
 public:
-    // Maps <dir>/store read-only.  nullptr and error on failure.  noexcept.
-    static std::unique_ptr<StoreReader> open(const std::string& dir, std::string& error);
+    // Maps <dir>/store read-only.  nullptr and error_r on failure.  noexcept.
+    static std::unique_ptr<StoreReader> open(const std::string& dir, std::string& error_r);
     ~StoreReader();
     StoreReader(const StoreReader&) = delete;
     StoreReader& operator=(const StoreReader&) = delete;
@@ -99,9 +99,10 @@ private:
 // members (who alone may enter the directory) read and watch it.  Nothing
 // is ever read from it; its content (the sequence, 20 digits) is for people.
 std::string notify_file_path(const std::string& dir);
-// Empty, or why readers cannot wait on the notify file (missing, not a
-// regular file, not readable by the read group): for `mailsuspend check`.
-std::string notify_file_problem(const std::string& dir);
+// Whether readers can wait on the notify file; false with why not (missing,
+// not a regular file, not readable by the read group) in error_r: for
+// `mailsuspend check`.
+bool notify_file_usable(const std::string& dir, std::string& error_r);
 
 // One change: the complete new image of a target (an empty record erases it).
 struct Change {
@@ -126,7 +127,7 @@ public:
     // Opens (creating with init=true) the store under cfg.store_path, takes the
     // writer lock (waiting as wait says; no wait given: the admin timeout), and
     // repairs/replays after a dead writer.
-    static std::unique_ptr<StoreWriter> open(const Config& cfg, bool init, std::string& error,
+    static std::unique_ptr<StoreWriter> open(const Config& cfg, bool init, std::string& error_r,
                                              LockWait* wait = nullptr);
     ~StoreWriter();  // releases the lock
     StoreWriter(const StoreWriter&) = delete;
@@ -135,26 +136,26 @@ public:
     // Current image of key (absent: a fresh record with that key); false on I/O error.
     bool get(std::string_view key, TargetRecord& out, bool* exists = nullptr);
     // Journals all changes (one fdatasync) then applies them; returns the last
-    // sequence number, 0 and error on failure (nothing applied).  Durable on return.
+    // sequence number, 0 and error_r on failure (nothing applied).  Durable on return.
     // before_journal (when given) runs once every check has passed and the
     // changes have their sequence numbers (the last is passed), before the
     // journal is written: the audit log is written there, and a false from it
-    // (its error in error) stops the commit with nothing changed.  When the
+    // (its error in error_r) stops the commit with nothing changed.  When the
     // journal write then fails, undo runs.  So a change is stored only with
     // its audit line, and an audit line stays only for a stored change.
-    using BeforeJournal = std::function<bool(uint64_t last_seq, std::string& error)>;
-    uint64_t commit(std::vector<Change>& changes, std::string& error,
+    using BeforeJournal = std::function<bool(uint64_t last_seq, std::string& error_r)>;
+    uint64_t commit(std::vector<Change>& changes, std::string& error_r,
                     const BeforeJournal& before_journal = {}, const std::function<void()>& undo = {});
     bool for_each(const std::function<void(const TargetRecord&)>& fn);
     // Rewrites into a new generation sized for capacity (0 = current), dropping
-    // empty records; readers follow.  false and error on failure.
-    bool rebuild(uint64_t capacity, std::string& error);
+    // empty records; readers follow.  false and error_r on failure.
+    bool rebuild(uint64_t capacity, std::string& error_r);
     // When a change since the store was last written afresh left a reason
     // that is no longer in force in the arena (superseded record images stay
     // there until a rebuild, and the read group can read the file), rewrites
     // the store into a new generation, without waking live sessions.  true
     // when nothing was pending or the rewrite succeeded.
-    bool drop_lifted_text(std::string& error);
+    bool drop_lifted_text(std::string& error_r);
     // Verifies every slot and record; appends problems to report.
     bool check(std::vector<std::string>& report);
     StoreStats stats() const;

@@ -39,15 +39,15 @@ using namespace store_file;
 
 // ---------------------------------------------------------------- writer
 
-bool StoreWriter::Impl::take_lock(bool init, std::string& error) {
+bool StoreWriter::Impl::take_lock(bool init, std::string& error_r) {
     if (init) {
         if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
-            error = errno_text("cannot create " + dir);
+            error_r = errno_text("cannot create " + dir);
             return false;
         }
         Fd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        if (!d.ok() || !set_owner(d.get(), cfg->read_group, 0750, error)) {
-            if (error.empty()) error = errno_text("cannot open " + dir);
+        if (!d.ok() || !set_owner(d.get(), cfg->read_group, 0750, error_r)) {
+            if (error_r.empty()) error_r = errno_text("cannot open " + dir);
             return false;
         }
     }
@@ -56,11 +56,11 @@ bool StoreWriter::Impl::take_lock(bool init, std::string& error) {
     // to open it, or it could hold the lock and stall every writer, Exim's too.
     lock_fd = Fd(::open(lock_path.c_str(), O_RDWR | (init ? O_CREAT : 0) | O_CLOEXEC, 0660));
     if (!lock_fd.ok()) {
-        error = errno == ENOENT ? "no store at " + dir + " (run: mailsuspend init)"
+        error_r = errno == ENOENT ? "no store at " + dir + " (run: mailsuspend init)"
                                 : errno_text("cannot open " + lock_path);
         return false;
     }
-    if (init && !set_owner(lock_fd.get(), cfg->write_group, 0660, error)) return false;
+    if (init && !set_owner(lock_fd.get(), cfg->write_group, 0660, error_r)) return false;
     // flock: released by the kernel when this process dies, however it dies.
     // Polled with a deadline: nobody waits on it without a bound (a held lock
     // must not stall a mail server's process, nor an admin forever).
@@ -71,13 +71,13 @@ bool StoreWriter::Impl::take_lock(bool init, std::string& error) {
         if (::flock(lock_fd.get(), LOCK_EX | LOCK_NB) == 0) return true;
         if (errno == EINTR) continue;
         if (errno != EWOULDBLOCK) {
-            error = errno_text("cannot lock " + lock_path);
+            error_r = errno_text("cannot lock " + lock_path);
             return false;
         }
         const int64_t waited = monotonic_ms() - start;
         if (waited >= timeout_ms) {
             if (wait) wait->busy = true;
-            error = "the store's writer lock " + lock_path + " is held by " + lock_holder(lock_fd.get()) +
+            error_r = "the store's writer lock " + lock_path + " is held by " + lock_holder(lock_fd.get()) +
                     " (gave up after " + std::to_string(waited) + " ms)";
             return false;
         }
@@ -92,41 +92,41 @@ bool StoreWriter::Impl::take_lock(bool init, std::string& error) {
     }
 }
 
-bool StoreWriter::Impl::open_store(bool init, std::string& error) {
+bool StoreWriter::Impl::open_store(bool init, std::string& error_r) {
     if (::access(path.c_str(), F_OK) != 0) {
         if (!init) {
-            error = "no store at " + path + " (run: mailsuspend init)";
+            error_r = "no store at " + path + " (run: mailsuspend init)";
             return false;
         }
         const std::string tmp = path + ".new";
         const Geometry g = geometry_for(cfg->store_capacity, 0);
-        if (!create_store_file(tmp, cfg->store_capacity, g, 1, 0, *cfg, error)) return false;
+        if (!create_store_file(tmp, cfg->store_capacity, g, 1, 0, *cfg, error_r)) return false;
         if (::rename(tmp.c_str(), path.c_str()) != 0) {
-            error = errno_text("cannot publish " + path);
+            error_r = errno_text("cannot publish " + path);
             return false;
         }
         fsync_dir(dir);
     }
-    if (!map_file(path, true, map, error)) return false;
+    if (!map_file(path, true, map, error_r)) return false;
     {
         // A store made by an older build may be sparse: allocate it before
         // this writer stores into the mapping (cheap when already allocated).
         Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
         if (!fd.ok()) {
-            error = errno_text("cannot open " + path);
+            error_r = errno_text("cannot open " + path);
             return false;
         }
-        if (!allocate(fd.get(), map.region.get_size(), path, error)) return false;
+        if (!allocate(fd.get(), map.region.get_size(), path, error_r)) return false;
     }
     retire_leftover();
     // 0660: readers need only the store; the journal keeps lifted reasons and actors.
     journal_fd = Fd(::open(journal_path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0660));
     if (!journal_fd.ok()) {
-        error = errno_text("cannot open " + journal_path);
+        error_r = errno_text("cannot open " + journal_path);
         return false;
     }
-    if (init && !set_owner(journal_fd.get(), cfg->write_group, 0660, error)) return false;
-    return !init || open_notify_file(true, error);
+    if (init && !set_owner(journal_fd.get(), cfg->write_group, 0660, error_r)) return false;
+    return !init || open_notify_file(true, error_r);
 }
 
 // Opens <dir>/changed for writing, creating it (0664, write_group) when it
@@ -169,7 +169,7 @@ uint64_t StoreWriter::Impl::settle_slot(Slot& s, uint64_t w0) {
 // Repairs what a dead writer or a reboot left: slots caught mid-write are
 // settled (settle_slot), then every committed journal entry not yet applied is
 // applied again (entries are whole record images, so applying twice is harmless).
-bool StoreWriter::Impl::recover(std::string& error) {
+bool StoreWriter::Impl::recover(std::string& error_r) {
     Header& h = *map.header;
     const bool rebooted = std::strncmp(h.boot_id, current_boot_id().c_str(), sizeof h.boot_id) != 0;
     // A dead writer's change (repaired or replayed here) was never announced.
@@ -186,28 +186,28 @@ bool StoreWriter::Impl::recover(std::string& error) {
         h.used_slots.store(occupied);
     }
     std::vector<JournalEntry> entries;
-    if (!read_journal(journal_fd.get(), entries, error)) return false;
+    if (!read_journal(journal_fd.get(), entries, error_r)) return false;
     if (!entries.empty()) journal_last_seq = entries.back().seq;
     const uint64_t from = rebooted ? h.checkpoint_seq.load() : h.seq.load();
     // After a reboot the file holds, page by page, the last checkpoint or
     // anything newer the kernel wrote back: slots may point at blobs that
     // never reached the disk, or a key sit in two slots.  Copy what is whole
     // into a new generation; the replay below brings back the rest.
-    if (rebooted && !rebuild(h.capacity, map.arena_size, error, true)) return false;
+    if (rebooted && !rebuild(h.capacity, map.arena_size, error_r, true)) return false;
     map.header->dirty.store(1);
     for (const auto& e : entries) {
         if (e.seq <= from) continue;
         TargetRecord r;
         const auto* p = reinterpret_cast<const unsigned char*>(e.blob.data());
-        if (!decode_record(p, e.blob.size(), r, error)) {
-            error = "journal entry " + std::to_string(e.seq) + ": " + error;
+        if (!decode_record(p, e.blob.size(), r, error_r)) {
+            error_r = "journal entry " + std::to_string(e.seq) + ": " + error_r;
             return false;
         }
-        if (!ensure_room(e.blob.size(), 1, error)) return false;
+        if (!ensure_room(e.blob.size(), 1, error_r)) return false;
         // ensure_room may have published a new generation: h is gone.
         Header& cur = *map.header;
         cur.dirty.store(1);
-        if (!apply(e.blob, r, error)) return false;
+        if (!apply(e.blob, r, error_r)) return false;
         if (e.seq > cur.seq.load()) cur.seq.store(e.seq);
         announce = true;
     }
@@ -215,12 +215,12 @@ bool StoreWriter::Impl::recover(std::string& error) {
     if (announce) notify_readers();
     struct stat st {};
     journal_bytes = ::fstat(journal_fd.get(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
-    return rebooted ? checkpoint(error) : true;
+    return rebooted ? checkpoint(error_r) : true;
 }
 
 // Writes one record image into the table (the caller has journaled it).
 bool StoreWriter::Impl::journal_append(const std::vector<std::string>& blobs,
-                                       const std::vector<uint64_t>& seqs, std::string& error) {
+                                       const std::vector<uint64_t>& seqs, std::string& error_r) {
     std::string buf;
     for (std::size_t i = 0; i < blobs.size(); ++i) {
         const JournalEntryHeader h{kJournalEntryMagic, static_cast<uint32_t>(blobs[i].size()), seqs[i]};
@@ -236,7 +236,7 @@ bool StoreWriter::Impl::journal_append(const std::vector<std::string>& blobs,
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             if (n == 0) errno = ENOSPC;  // no errno for a write that wrote nothing
-            error = errno_text("cannot write the journal");
+            error_r = errno_text("cannot write the journal");
             // Nothing half-written may be mistaken for a commit later.
             if (::ftruncate(journal_fd.get(), static_cast<off_t>(journal_bytes)) != 0) {}
             return false;
@@ -245,7 +245,7 @@ bool StoreWriter::Impl::journal_append(const std::vector<std::string>& blobs,
         left -= static_cast<std::size_t>(n);
     }
     if (::fdatasync(journal_fd.get()) != 0) {
-        error = errno_text("cannot sync the journal");
+        error_r = errno_text("cannot sync the journal");
         if (::ftruncate(journal_fd.get(), static_cast<off_t>(journal_bytes)) != 0) {}
         return false;
     }
@@ -257,7 +257,7 @@ bool StoreWriter::Impl::journal_append(const std::vector<std::string>& blobs,
 StoreWriter::StoreWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StoreWriter::~StoreWriter() = default;
 
-std::unique_ptr<StoreWriter> StoreWriter::open(const Config& cfg, bool init, std::string& error, LockWait* wait) {
+std::unique_ptr<StoreWriter> StoreWriter::open(const Config& cfg, bool init, std::string& error_r, LockWait* wait) {
     try {
         auto impl = std::make_unique<Impl>();
         impl->wait = wait;
@@ -266,11 +266,11 @@ std::unique_ptr<StoreWriter> StoreWriter::open(const Config& cfg, bool init, std
         impl->dir = cfg.store_path;
         impl->path = impl->dir + "/store";
         impl->journal_path = impl->dir + "/journal";
-        if (!impl->take_lock(init, error) || !impl->open_store(init, error) || !impl->recover(error))
+        if (!impl->take_lock(init, error_r) || !impl->open_store(init, error_r) || !impl->recover(error_r))
             return nullptr;
         return std::unique_ptr<StoreWriter>(new StoreWriter(std::move(impl)));
     } catch (const std::exception& e) {
-        error = std::string("cannot open the store: ") + e.what();
+        error_r = std::string("cannot open the store: ") + e.what();
         return nullptr;
     }
 }
@@ -317,13 +317,13 @@ bool ends_sessions(const TargetRecord& before, const TargetRecord& after, int64_
 
 }  // namespace
 
-uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error,
+uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error_r,
                              const BeforeJournal& before_journal, const std::function<void()>& undo) {
     if (changes.empty()) return impl_->map.header->seq.load();
     // Slots and blobs hold the key length in one byte: refuse, never truncate.
     for (const auto& c : changes) {
         if (c.record.key.empty() || c.record.key.size() > 255) {
-            error = "cannot store the key '" + c.record.key.substr(0, 40) +
+            error_r = "cannot store the key '" + c.record.key.substr(0, 40) +
                     (c.record.key.size() > 40 ? "...'" : "'") + " (" + std::to_string(c.record.key.size()) +
                     " bytes; a key has 1 to 255)";
             return 0;
@@ -336,7 +336,7 @@ uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error,
         uint64_t blob_bytes = 0, seq = h->seq.load();
         // 0 means failure to the caller and replay orders by seq: never wrap.
         if (seq > UINT64_MAX - changes.size()) {
-            error = "the store's change counter is exhausted (" + std::to_string(seq) +
+            error_r = "the store's change counter is exhausted (" + std::to_string(seq) +
                     "; a damaged header?)";
             return 0;
         }
@@ -354,25 +354,25 @@ uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error,
             encode_record(changes[i].record, blobs[i]);
             blob_bytes += blobs[i].size();
         }
-        if (!impl_->ensure_room(blob_bytes, changes.size(), error)) return 0;
-        if (before_journal && !before_journal(seq, error)) return 0;
-        if (!impl_->journal_append(blobs, seqs, error)) {
+        if (!impl_->ensure_room(blob_bytes, changes.size(), error_r)) return 0;
+        if (before_journal && !before_journal(seq, error_r)) return 0;
+        if (!impl_->journal_append(blobs, seqs, error_r)) {
             if (undo) undo();
             return 0;
         }
         h = impl_->map.header;  // ensure_room may have published a new generation
         h->dirty.store(1);
         for (std::size_t i = 0; i < changes.size(); ++i)
-            if (!impl_->apply(blobs[i], changes[i].record, error)) return 0;
+            if (!impl_->apply(blobs[i], changes[i].record, error_r)) return 0;
         h->seq.store(seq, std::memory_order_release);
         if (lifts_text) h->lifted_text_seq.store(seq);
         h->dirty.store(0);
         if (wake) impl_->notify_readers();
         else impl_->notify_warning.clear();
-        if (impl_->journal_bytes > kCheckpointJournalBytes && !impl_->checkpoint(error)) return 0;
+        if (impl_->journal_bytes > kCheckpointJournalBytes && !impl_->checkpoint(error_r)) return 0;
         return seq;
     } catch (const std::exception& e) {
-        error = std::string("commit failed: ") + e.what();
+        error_r = std::string("commit failed: ") + e.what();
         return 0;
     }
 }

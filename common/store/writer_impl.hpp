@@ -35,22 +35,22 @@ struct StoreWriter::Impl {
     std::string notify_warning;  // why the last change was not announced
 
     LockWait* wait = nullptr;
-    bool take_lock(bool init, std::string& error);
-    bool open_notify_file(bool init, std::string& error);
+    bool take_lock(bool init, std::string& error_r);
+    bool open_notify_file(bool init, std::string& error_r);
     void notify_readers();
-    bool open_store(bool init, std::string& error);
-    bool recover(std::string& error);
+    bool open_store(bool init, std::string& error_r);
+    bool recover(std::string& error_r);
     uint64_t settle_slot(Slot& s, uint64_t w0);
     void retire_leftover();
-    bool apply(const std::string& blob, const TargetRecord& r, std::string& error);
-    bool ensure_room(uint64_t blob_bytes, uint64_t new_keys, std::string& error);
+    bool apply(const std::string& blob, const TargetRecord& r, std::string& error_r);
+    bool ensure_room(uint64_t blob_bytes, uint64_t new_keys, std::string& error_r);
     // salvage: after a reboot, skip records that are not whole, keep the
     // newest of duplicates, and start from the last checkpoint's seq.
-    bool rebuild(uint64_t capacity, uint64_t min_arena, std::string& error, bool salvage = false);
+    bool rebuild(uint64_t capacity, uint64_t min_arena, std::string& error_r, bool salvage = false);
     bool newer_copy_exists(const TargetRecord& r);
-    bool checkpoint(std::string& error);
+    bool checkpoint(std::string& error_r);
     bool journal_append(const std::vector<std::string>& blobs, const std::vector<uint64_t>& seqs,
-                        std::string& error);
+                        std::string& error_r);
     Probe find(std::string_view key, uint64_t& index, SlotCopy& c, uint64_t* insert_at) const {
         return store_file::probe(map, key, layout::hash_key(key.data(), key.size()), index, c, insert_at);
     }

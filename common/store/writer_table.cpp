@@ -23,13 +23,13 @@ namespace mailsuspend {
 using namespace layout;
 using namespace store_file;
 
-bool StoreWriter::Impl::apply(const std::string& blob, const TargetRecord& r, std::string& error) {
+bool StoreWriter::Impl::apply(const std::string& blob, const TargetRecord& r, std::string& error_r) {
     Header& h = *map.header;
     uint64_t index = 0, insert_at = UINT64_MAX;
     SlotCopy c;
     const Probe found = find(r.key, index, c, &insert_at);
     if (found == Probe::busy) {
-        error = "a slot stayed locked during repair";
+        error_r = "a slot stayed locked during repair";
         return false;
     }
     const uint64_t fp = hash_key(r.key.data(), r.key.size());
@@ -42,14 +42,14 @@ bool StoreWriter::Impl::apply(const std::string& blob, const TargetRecord& r, st
     }
     const uint64_t off = h.arena_used.load();
     if (off + blob.size() > map.arena_size) {
-        error = "internal: arena full after ensure_room";
+        error_r = "internal: arena full after ensure_room";
         return false;
     }
     std::memcpy(map.arena + off, blob.data(), blob.size());
     h.arena_used.store(off + blob.size());
     if (found != Probe::found) {
         if (insert_at == UINT64_MAX) {
-            error = "internal: table full after ensure_room";
+            error_r = "internal: table full after ensure_room";
             return false;
         }
         index = insert_at;
@@ -62,7 +62,7 @@ bool StoreWriter::Impl::apply(const std::string& blob, const TargetRecord& r, st
     return true;
 }
 
-bool StoreWriter::Impl::ensure_room(uint64_t blob_bytes, uint64_t new_keys, std::string& error) {
+bool StoreWriter::Impl::ensure_room(uint64_t blob_bytes, uint64_t new_keys, std::string& error_r) {
     const Header& h = *map.header;
     const bool arena_full = h.arena_used.load() + blob_bytes > map.arena_size;
     const bool table_full = static_cast<double>(h.used_slots.load() + new_keys) >
@@ -72,13 +72,13 @@ bool StoreWriter::Impl::ensure_room(uint64_t blob_bytes, uint64_t new_keys, std:
     for (uint64_t i = 0; i < map.slot_count; ++i)
         if (w0_state(map.slots[i].word0.load()) == kUsed) ++live;
     const uint64_t capacity = std::max(h.capacity, (live + new_keys) * 2);
-    return rebuild(capacity, (h.arena_used.load() + blob_bytes) * 2, error);
+    return rebuild(capacity, (h.arena_used.load() + blob_bytes) * 2, error_r);
 }
 
 // Copies every live record into a new generation and publishes it by rename.
 // Salvage only: the new generation already holds key at a later change.
 
-bool StoreWriter::Impl::open_notify_file(bool init, std::string& error) {
+bool StoreWriter::Impl::open_notify_file(bool init, std::string& error_r) {
     const std::string notify_path = notify_file_path(dir);
     constexpr int kFlags = O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
     Fd fd(::open(notify_path.c_str(), kFlags));
@@ -89,15 +89,15 @@ bool StoreWriter::Impl::open_notify_file(bool init, std::string& error) {
     }
     struct stat st {};
     if (!fd.ok() || ::fstat(fd.get(), &st) != 0) {
-        error = errno_text("cannot open " + notify_path);
+        error_r = errno_text("cannot open " + notify_path);
         return false;
     }
     if (!S_ISREG(st.st_mode)) {
-        error = notify_path + " is not a regular file";
+        error_r = notify_path + " is not a regular file";
         return false;
     }
-    if ((created || init) && !set_owner(fd.get(), cfg->write_group, 0664, error)) {
-        error = notify_path + ": " + error;
+    if ((created || init) && !set_owner(fd.get(), cfg->write_group, 0664, error_r)) {
+        error_r = notify_path + ": " + error_r;
         return false;
     }
     notify_fd = std::move(fd);
@@ -133,19 +133,19 @@ bool StoreWriter::Impl::newer_copy_exists(const TargetRecord& r) {
            there.seq >= r.seq;
 }
 
-bool StoreWriter::Impl::rebuild(uint64_t capacity, uint64_t min_arena, std::string& error,
+bool StoreWriter::Impl::rebuild(uint64_t capacity, uint64_t min_arena, std::string& error_r,
                                 bool salvage) {
     const Header& old = *map.header;
     const std::string tmp = path + ".new";
     const Geometry g = geometry_for(capacity, min_arena);
     if (g.arena_size < min_arena) {
-        error = "the store cannot grow past 4 GiB of records";
+        error_r = "the store cannot grow past 4 GiB of records";
         return false;
     }
     const uint64_t seq = salvage ? old.checkpoint_seq.load() : old.seq.load();
-    if (!create_store_file(tmp, capacity, g, old.generation + 1, seq, *cfg, error)) return false;
+    if (!create_store_file(tmp, capacity, g, old.generation + 1, seq, *cfg, error_r)) return false;
     Mapping fresh;
-    if (!map_file(tmp, true, fresh, error)) return false;
+    if (!map_file(tmp, true, fresh, error_r)) return false;
     Mapping previous = std::move(map);
     map = std::move(fresh);
     for (uint64_t i = 0; i < previous.slot_count; ++i) {
@@ -158,14 +158,14 @@ bool StoreWriter::Impl::rebuild(uint64_t capacity, uint64_t min_arena, std::stri
             if (!decode_slot(previous, c, r, why) || hash_key(r.key.data(), r.key.size()) != c.fingerprint ||
                 newer_copy_exists(r))
                 continue;
-        } else if (!decode_slot(previous, c, r, error)) {
-            error = "slot " + std::to_string(i) + ": " + error + " (record dropped from rebuild)";
+        } else if (!decode_slot(previous, c, r, error_r)) {
+            error_r = "slot " + std::to_string(i) + ": " + error_r + " (record dropped from rebuild)";
             map = std::move(previous);
             return false;
         }
         const std::string blob(reinterpret_cast<const char*>(previous.arena + c.blob_offset()),
                                c.blob_length());
-        if (!apply(blob, r, error)) {
+        if (!apply(blob, r, error_r)) {
             map = std::move(previous);
             return false;
         }
@@ -177,7 +177,7 @@ bool StoreWriter::Impl::rebuild(uint64_t capacity, uint64_t min_arena, std::stri
     ::unlink(retiring.c_str());
     if (::msync(map.region.get_address(), map.region.get_size(), MS_SYNC) != 0 ||
         ::link(path.c_str(), retiring.c_str()) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
-        error = errno_text("cannot publish the new generation");
+        error_r = errno_text("cannot publish the new generation");
         ::unlink(retiring.c_str());
         map = std::move(previous);
         return false;
@@ -185,33 +185,33 @@ bool StoreWriter::Impl::rebuild(uint64_t capacity, uint64_t min_arena, std::stri
     fsync_dir(dir);
     previous.header->retired.store(1, std::memory_order_release);  // readers remap
     ::unlink(retiring.c_str());
-    return checkpoint(error);
+    return checkpoint(error_r);
 }
 
 // Everything applied is forced to disk, so the journal can start afresh.
-bool StoreWriter::Impl::checkpoint(std::string& error) {
+bool StoreWriter::Impl::checkpoint(std::string& error_r) {
     Header& h = *map.header;
     if (::msync(map.region.get_address(), map.region.get_size(), MS_SYNC) != 0) {
-        error = errno_text("cannot flush the store");
+        error_r = errno_text("cannot flush the store");
         return false;
     }
     h.checkpoint_seq.store(h.seq.load());
     std::snprintf(h.boot_id, sizeof h.boot_id, "%s", current_boot_id().c_str());
     if (::msync(map.region.get_address(), kHeaderSize, MS_SYNC) != 0) {
-        error = errno_text("cannot checkpoint the store");
+        error_r = errno_text("cannot checkpoint the store");
         return false;
     }
     // A growth in the middle of a repair: the rest of the journal is not applied yet.
     if (h.seq.load() < journal_last_seq) return true;
     if (::ftruncate(journal_fd.get(), 0) != 0 || ::fdatasync(journal_fd.get()) != 0) {
-        error = errno_text("cannot checkpoint the journal");
+        error_r = errno_text("cannot checkpoint the journal");
         return false;
     }
     journal_bytes = 0;
     return true;
 }
 
-bool StoreWriter::rebuild(uint64_t capacity, std::string& error) {
+bool StoreWriter::rebuild(uint64_t capacity, std::string& error_r) {
     const Header& h = *impl_->map.header;
     uint64_t live = 0, live_bytes = 0;
     for (uint64_t i = 0; i < impl_->map.slot_count; ++i) {
@@ -222,21 +222,21 @@ bool StoreWriter::rebuild(uint64_t capacity, std::string& error) {
     }
     if (capacity == 0) capacity = h.capacity;
     if (capacity < live) {
-        error = "capacity " + std::to_string(capacity) + " is below the " + std::to_string(live) +
+        error_r = "capacity " + std::to_string(capacity) + " is below the " + std::to_string(live) +
                 " records stored";
         return false;
     }
     try {
-        if (!impl_->rebuild(capacity, live_bytes + 4096, error)) return false;
+        if (!impl_->rebuild(capacity, live_bytes + 4096, error_r)) return false;
         impl_->notify_readers();  // readers remap by themselves; this wakes waiting ones
         return true;
     } catch (const std::exception& e) {
-        error = std::string("rebuild failed: ") + e.what();
+        error_r = std::string("rebuild failed: ") + e.what();
         return false;
     }
 }
 
-bool StoreWriter::drop_lifted_text(std::string& error) {
+bool StoreWriter::drop_lifted_text(std::string& error_r) {
     if (impl_->map.header->lifted_text_seq.load() == 0) return true;
     uint64_t live_bytes = 0;
     for (uint64_t i = 0; i < impl_->map.slot_count; ++i) {
@@ -246,17 +246,16 @@ bool StoreWriter::drop_lifted_text(std::string& error) {
     try {
         // The records' meaning is unchanged: readers remap at their next
         // lookup, and live sessions need no wake-up.
-        return impl_->rebuild(impl_->map.header->capacity, live_bytes + 4096, error);
+        return impl_->rebuild(impl_->map.header->capacity, live_bytes + 4096, error_r);
     } catch (const std::exception& e) {
-        error = std::string("rebuild failed: ") + e.what();
+        error_r = std::string("rebuild failed: ") + e.what();
         return false;
     }
 }
 
 bool StoreWriter::check(std::vector<std::string>& report) {
     const Mapping& m = impl_->map;
-    const std::string why = validate_header(*m.header, m.region.get_size());
-    if (!why.empty()) report.push_back("header: " + why);
+    if (std::string why; !validate_header(*m.header, m.region.get_size(), why)) report.push_back("header: " + why);
     uint64_t occupied = 0;
     for (uint64_t i = 0; i < m.slot_count; ++i) {
         SlotCopy c;
@@ -298,7 +297,7 @@ const std::string& StoreWriter::notify_warning() const { return impl_->notify_wa
 
 std::string notify_file_path(const std::string& dir) { return dir + "/changed"; }
 
-std::string notify_file_problem(const std::string& dir) {
+bool notify_file_usable(const std::string& dir, std::string& error_r) {
     const std::string path = notify_file_path(dir);
     struct stat st {};
     const char* why = nullptr;
@@ -308,8 +307,9 @@ std::string notify_file_problem(const std::string& dir) {
         why = "not a regular file";
     else if ((st.st_mode & S_IROTH) == 0)
         why = "not readable by the read group (mode should be 0664)";
-    if (!why) return {};
-    return path + ": " + why + ": live Dovecot sessions re-check every 3 s instead of "
-                               "waiting for changes (`mailsuspend init` creates it)";
+    if (!why) return true;
+    error_r = path + ": " + why + ": live Dovecot sessions re-check every 3 s instead of "
+                                  "waiting for changes (`mailsuspend init` creates it)";
+    return false;
 }
 }  // namespace mailsuspend

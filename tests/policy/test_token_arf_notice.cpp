@@ -365,7 +365,8 @@ TEST_F(EvidenceTest, RateSuspensionLeavesTheNoticePendingForTheSweep) {
 
 TEST_F(EvidenceTest, AFailedSendLeavesTheNoticePendingForTheSweep) {
     const Config cfg = config();
-    ASSERT_EQ(mark_notice_pending(cfg, "a@example.com", "rate", "why", 1'800'000'000), "");
+    std::string error;
+    ASSERT_TRUE(mark_notice_pending(cfg, "a@example.com", "rate", "why", 1'800'000'000, error)) << error;
     Config broken = cfg;
     broken.sendmail_command = dir + "/missing-sendmail -t";
     std::vector<std::string> warnings;

@@ -40,7 +40,7 @@ protected:
         cfg.audit_log = dir / "audit.log";
         std::string error;
         ASSERT_TRUE(StoreWriter::open(cfg, true, error)) << error;
-        ASSERT_EQ(create_outbox(cfg), "");
+        ASSERT_TRUE(create_outbox(cfg, error)) << error;
     }
 
     // Another open file description of the lock: flock conflicts with it
@@ -88,13 +88,13 @@ TEST_F(HardeningTest, AdminWaitTellsWhoAndTimesOut) {
 TEST_F(HardeningTest, OutboxIsAppliedOnceWithItsAuditLine) {
     const std::string key = "alice@example.com";
     EXPECT_FALSE(outbox_holds_suspension(cfg, key));
-    ASSERT_EQ(outbox_put(cfg, {OutboxOp::rate_suspend, key, "6 messages within 24h", 1'900'000'000}), "");
+    std::string error;
+    ASSERT_TRUE(outbox_put(cfg, {OutboxOp::rate_suspend, key, "6 messages within 24h", 1'900'000'000}, error)) << error;
     // A second crossing while pending keeps the first.
-    ASSERT_EQ(outbox_put(cfg, {OutboxOp::rate_suspend, key, "7 messages within 24h", 1'900'000'001}), "");
+    ASSERT_TRUE(outbox_put(cfg, {OutboxOp::rate_suspend, key, "7 messages within 24h", 1'900'000'001}, error)) << error;
     EXPECT_TRUE(outbox_holds_suspension(cfg, key));
     EXPECT_FALSE(outbox_holds_suspension(cfg, "bob@example.com"));
 
-    std::string error;
     auto writer = StoreWriter::open(cfg, false, error);
     ASSERT_TRUE(writer) << error;
     std::vector<std::string> warnings, done;

@@ -19,7 +19,8 @@ namespace {
 using metrics::HostClass;
 
 std::string created(const TempDir& dir, HostClass c) {
-    EXPECT_EQ(metrics::create(dir.path(), c, static_cast<gid_t>(-1)), "");
+    std::string error;
+    EXPECT_TRUE(metrics::create(dir.path(), c, static_cast<gid_t>(-1), error)) << error;
     return metrics::path_of(dir.path(), c);
 }
 
@@ -161,8 +162,9 @@ TEST(Metrics, CountEventGoesToTheHostsFile) {
     const std::string conf = write_config(dir.path());
     const std::string store = dir / "store";
     std::filesystem::create_directory(store);
-    ASSERT_EQ(metrics::create(store, HostClass::dovecot, static_cast<gid_t>(-1)), "");
-    ASSERT_EQ(metrics::create(store, HostClass::exim, static_cast<gid_t>(-1)), "");
+    std::string create_error;
+    ASSERT_TRUE(metrics::create(store, HostClass::dovecot, static_cast<gid_t>(-1), create_error)) << create_error;
+    ASSERT_TRUE(metrics::create(store, HostClass::exim, static_cast<gid_t>(-1), create_error)) << create_error;
     const char* error = nullptr;
     mailsuspend_handle* ms = mailsuspend_open(conf.c_str(), nullptr, nullptr, &error);
     ASSERT_NE(ms, nullptr);

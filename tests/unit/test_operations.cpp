@@ -388,10 +388,29 @@ TEST_F(OperationsTest, SetMode) {
     EXPECT_EQ(o.code, Exit::bad_input);
 }
 
+// What a spawn reports: "" when it worked, else its error (never empty).
+std::string failure_of(bool ok, const std::string& error) {
+    EXPECT_EQ(ok, error.empty()) << error;
+    return ok ? "" : error;
+}
+
+std::string run_command_error(const std::string& templ, const std::string& address,
+                              const std::string& address_regex = {}) {
+    std::string error;
+    const bool ok = run_command(templ, address, error, address_regex);
+    return failure_of(ok, error);
+}
+
+std::string run_program_error(std::vector<std::string> args, std::string_view input = {}) {
+    std::string error;
+    const bool ok = run_program(std::move(args), error, input);
+    return failure_of(ok, error);
+}
+
 TEST_F(OperationsTest, RunCommandPassesAddressAsOneArgument) {
     const std::string out = dir / "args.txt";
     const std::string script = recorder(out);
-    EXPECT_EQ(run_command(script + " -Rff {address}", "we ird$(touch x)@example.com"), "");
+    EXPECT_EQ(run_command_error(script + " -Rff {address}", "we ird$(touch x)@example.com"), "");
     const auto lines = read_lines(out);
     ASSERT_EQ(lines.size(), 3u);
     EXPECT_EQ(lines[0], "2");
@@ -402,7 +421,7 @@ TEST_F(OperationsTest, RunCommandPassesAddressAsOneArgument) {
 
 TEST_F(OperationsTest, RunCommandFillsTheAddressRegex) {
     const std::string out = dir / "regex-args.txt";
-    EXPECT_EQ(run_command(recorder(out) + " -Rrff {address_regex} {address}", "a@example.com", "(?i)^a$"), "");
+    EXPECT_EQ(run_command_error(recorder(out) + " -Rrff {address_regex} {address}", "a@example.com", "(?i)^a$"), "");
     const auto lines = read_lines(out);
     ASSERT_EQ(lines.size(), 4u);
     EXPECT_EQ(lines[2], "(?i)^a$");
@@ -411,11 +430,11 @@ TEST_F(OperationsTest, RunCommandFillsTheAddressRegex) {
 
 TEST_F(OperationsTest, RunCommandReportsFailure) {
     const std::string failing = recorder(dir / "f.txt", 7);
-    const std::string e = run_command(failing + " {address}", "a@example.com");
+    const std::string e = run_command_error(failing + " {address}", "a@example.com");
     EXPECT_NE(e.find("exited with status 7"), std::string::npos) << e;
-    const std::string missing = run_command(dir / "no-such-program {address}", "a@example.com");
+    const std::string missing = run_command_error(dir / "no-such-program {address}", "a@example.com");
     EXPECT_NE(missing.find("cannot run"), std::string::npos) << missing;
-    EXPECT_EQ(run_command("", "a@example.com"), "") << "no command configured";
+    EXPECT_EQ(run_command_error("", "a@example.com"), "") << "no command configured";
 }
 
 // The one spawn helper (queue commands and the notice MTA): input on stdin,
@@ -424,15 +443,15 @@ TEST_F(OperationsTest, RunProgramFeedsStdinAndReportsStderr) {
     const std::string copy = dir / "copy.sh", out = dir / "stdin.txt";
     write_file(copy, "#!/bin/sh\ncat > \"$1\"\necho to-stdout\n");
     ::chmod(copy.c_str(), 0755);
-    EXPECT_EQ(run_program(command_words(copy + " {file}", {{"{file}", out}}), "the message\n"), "");
+    EXPECT_EQ(run_program_error(command_words(copy + " {file}", {{"{file}", out}}), "the message\n"), "");
     EXPECT_EQ(read_lines(out), std::vector<std::string>{"the message"});
     const std::string noisy = dir / "noisy.sh";
     write_file(noisy, "#!/bin/sh\necho 'bad\trecipient' >&2\nexit 3\n");
     ::chmod(noisy.c_str(), 0755);
-    const std::string e = run_program({noisy});
+    const std::string e = run_program_error({noisy});
     EXPECT_NE(e.find("exited with status 3: bad"), std::string::npos) << e;
-    EXPECT_NE(run_program({"sh", "-c", "true"}).find("not an absolute path"), std::string::npos);
-    EXPECT_NE(run_program({}), "");
+    EXPECT_NE(run_program_error({"sh", "-c", "true"}).find("not an absolute path"), std::string::npos);
+    EXPECT_NE(run_program_error({}), "");
 }
 
 TEST_F(OperationsTest, LiftingReceiveFlushesTheQueue) {
