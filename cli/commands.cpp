@@ -67,13 +67,15 @@ std::optional<Config> config_or_exit(const Options& o, int& code) {
 
 // Takes the writer lock (saying so when it waits; up to store.admin_lock_timeout),
 // then applies what Exim handed to the outbox while the lock was taken.
-std::unique_ptr<StoreWriter> open_writer(const Config& cfg, bool init, std::string& error_r) {
+// convert_older: `rebuild` converts a store in the previous layout.
+std::unique_ptr<StoreWriter> open_writer(const Config& cfg, bool init, std::string& error_r,
+                                         bool convert_older = false) {
     LockWait wait;
     wait.waiting = [&](const std::string& holder) {
         std::cerr << "mailsuspend: waiting for the store lock held by " << holder << " (up to "
                   << format_duration(cfg.admin_lock_timeout) << ", store.admin_lock_timeout)\n";
     };
-    auto writer = StoreWriter::open(cfg, init, error_r, &wait);
+    auto writer = StoreWriter::open(cfg, init, error_r, &wait, convert_older);
     if (!writer) return writer;
     std::vector<std::string> warnings, done;
     outbox_apply(cfg, *writer, warnings, &done);
@@ -82,12 +84,13 @@ std::unique_ptr<StoreWriter> open_writer(const Config& cfg, bool init, std::stri
     return writer;
 }
 
-int with_writer(const Options& o, bool init, const std::function<int(const Config&, StoreWriter&)>& fn) {
+int with_writer(const Options& o, bool init, const std::function<int(const Config&, StoreWriter&)>& fn,
+                bool convert_older = false) {
     int code = 0;
     auto cfg = config_or_exit(o, code);
     if (!cfg) return code;
     std::string error;
-    auto writer = open_writer(*cfg, init, error);
+    auto writer = open_writer(*cfg, init, error, convert_older);
     if (!writer) {
         std::cerr << "mailsuspend: " << error << "\n";
         return static_cast<int>(Exit::failure);
@@ -202,6 +205,9 @@ int cmd_sweep(const Options& o) {
     // superseded record images the read group can read: rewrite them away.
     const int scrubbed = with_writer(o, false, [&](const Config&, StoreWriter& w) {
         std::string error;
+        if (const uint64_t fixed = w.repair_derived())
+            std::cerr << "mailsuspend: warning: repaired the readers' tags or domain filter of " << fixed
+                      << " slot(s) (a damaged store? run: mailsuspend check)\n";
         if (!w.drop_lifted_text(error))
             return finish({Exit::failure, "lifted reasons not yet removed from the store: " + error});
         return 0;
@@ -573,7 +579,7 @@ int cmd_rebuild(const Options& o) {
         std::string error;
         if (!w.rebuild(o.capacity, error)) return finish({Exit::failure, error});
         return finish({Exit::ok, "published generation " + std::to_string(w.stats().generation)});
-    });
+    }, /*convert_older=*/true);
 }
 
 namespace {

@@ -27,16 +27,33 @@ std::string current_boot_id() {
     return id;
 }
 
-bool validate_header(const Header& h, uint64_t file_size, std::string& error_r) {
+namespace {
+
+// Where the tags end: the arena starts there (rounded to a cache line).
+uint64_t tags_size(uint64_t slot_count) { return round_up(slot_count, 64); }
+
+bool geometry_fits(const Header& h, uint64_t file_size, bool layout1) {
+    const uint64_t slots_end = h.slots_offset + h.slot_count * sizeof(Slot);
+    const uint64_t arena_offset = layout1 ? slots_end : slots_end + tags_size(h.slot_count);
+    return h.slot_count != 0 && h.slots_offset == kHeaderSize &&
+           h.slot_count <= (file_size - kHeaderSize) / sizeof(Slot) && (layout1 || h.tags_offset == slots_end) &&
+           h.arena_offset == arena_offset && arena_offset <= file_size &&
+           h.arena_size <= file_size - h.arena_offset && h.arena_size <= kMaxArena + 16;
+}
+
+}  // namespace
+
+bool validate_header(const Header& h, uint64_t file_size, std::string& error_r, bool convertible) {
     if (file_size < kHeaderSize) return error_r = "file is shorter than its header (truncated?)", false;
     if (h.magic != kStoreMagic) return error_r = "not a mailsuspend store (bad magic number)", false;
     // The package's postinst matches "older layout" and runs `mailsuspend rebuild`,
     // which is where a build that changes the layout learns to read the old one.
-    if (h.layout_version < kLayoutVersion)
+    const bool layout1 = convertible && h.layout_version == kConvertibleLayoutVersion;
+    if (h.layout_version < kLayoutVersion && !layout1)
         return error_r = "older layout version " + std::to_string(h.layout_version) + " (this build reads " +
                          std::to_string(kLayoutVersion) + "; `mailsuspend rebuild` converts the layouts it knows)",
                false;
-    if (h.layout_version != kLayoutVersion)
+    if (h.layout_version != kLayoutVersion && !layout1)
         return error_r = "unknown layout version " + std::to_string(h.layout_version) + " (this build reads " +
                          std::to_string(kLayoutVersion) + "; written by a newer mailsuspend?)",
                false;
@@ -45,11 +62,7 @@ bool validate_header(const Header& h, uint64_t file_size, std::string& error_r) 
         return error_r = "file is " + std::to_string(file_size) + " bytes, header says " +
                          std::to_string(h.file_size) + " (truncated or overwritten?)",
                false;
-    if (h.slot_count == 0 || h.slots_offset != kHeaderSize ||
-        h.slot_count > (file_size - kHeaderSize) / sizeof(Slot) ||
-        h.arena_offset != h.slots_offset + h.slot_count * sizeof(Slot) ||
-        h.arena_size > file_size - h.arena_offset || h.arena_size > kMaxArena + 16)
-        return error_r = "inconsistent geometry in header", false;
+    if (!geometry_fits(h, file_size, layout1)) return error_r = "inconsistent geometry in header", false;
     // A generation has at least one slot per target it was sized for; a
     // writer sizes the next one from capacity, so a damaged value must not
     // reach it (it asked for a file of tens of GiB).
@@ -58,7 +71,7 @@ bool validate_header(const Header& h, uint64_t file_size, std::string& error_r) 
     return true;
 }
 
-bool map_file(const std::string& path, bool writable, Mapping& m, std::string& error_r) {
+bool map_file(const std::string& path, bool writable, Mapping& m, std::string& error_r, bool convertible) {
     try {
         const auto mode = writable ? bi::read_write : bi::read_only;
         bi::file_mapping file(path.c_str(), mode);
@@ -74,7 +87,7 @@ bool map_file(const std::string& path, bool writable, Mapping& m, std::string& e
         bi::mapped_region region(file, mode);
         auto* header = static_cast<Header*>(region.get_address());
         std::string why;
-        if (!validate_header(*header, region.get_size(), why)) {
+        if (!validate_header(*header, region.get_size(), why, convertible)) {
             error_r = path + ": " + why;
             return false;
         }
@@ -82,6 +95,9 @@ bool map_file(const std::string& path, bool writable, Mapping& m, std::string& e
         m.header = static_cast<Header*>(m.region.get_address());
         auto* base = static_cast<unsigned char*>(m.region.get_address());
         m.slots = reinterpret_cast<Slot*>(base + m.header->slots_offset);
+        m.tags = m.header->layout_version == kLayoutVersion
+                     ? reinterpret_cast<std::atomic<uint8_t>*>(base + m.header->tags_offset)
+                     : nullptr;
         m.arena = base + m.header->arena_offset;
         m.slot_count = m.header->slot_count;
         m.arena_size = m.header->arena_size;
@@ -99,7 +115,7 @@ Geometry geometry_for(uint64_t capacity, uint64_t min_arena) {
     g.slot_count = std::max<uint64_t>(16, static_cast<uint64_t>(std::ceil(capacity / kMaxLoad)));
     g.arena_size = std::min(kMaxArena, round_up(std::max({capacity * kArenaBytesPerTarget,
                                                            min_arena, uint64_t{65536}}), 4096));
-    g.file_size = round_up(kHeaderSize + g.slot_count * sizeof(Slot) + g.arena_size, 4096);
+    g.file_size = round_up(kHeaderSize + g.slot_count * sizeof(Slot) + tags_size(g.slot_count) + g.arena_size, 4096);
     return g;
 }
 
@@ -162,7 +178,8 @@ bool create_store_file(const std::string& path, uint64_t capacity, const Geometr
     h.capacity = capacity;
     h.slot_count = g.slot_count;
     h.slots_offset = kHeaderSize;
-    h.arena_offset = kHeaderSize + g.slot_count * sizeof(Slot);
+    h.tags_offset = kHeaderSize + g.slot_count * sizeof(Slot);
+    h.arena_offset = h.tags_offset + tags_size(g.slot_count);
     h.arena_size = g.arena_size;
     h.file_size = g.file_size;
     h.arena_used.store(8);  // offset 0 means "no blob"

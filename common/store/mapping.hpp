@@ -75,6 +75,7 @@ struct Mapping {
     bi::mapped_region region;
     Header* header = nullptr;
     Slot* slots = nullptr;
+    std::atomic<uint8_t>* tags = nullptr;  // nullptr: a layout-1 file, mapped only to convert it
     unsigned char* arena = nullptr;
     uint64_t slot_count = 0;
     uint64_t arena_size = 0;
@@ -86,9 +87,11 @@ struct Mapping {
 
 // True when the header describes a layout this build knows and that fits
 // the file; else false and what is wrong in error_r.
-bool validate_header(const Header& h, uint64_t file_size, std::string& error_r);
+// convertible: a layout-1 file (kConvertibleLayoutVersion) passes too, for
+// the writer that converts it.
+bool validate_header(const Header& h, uint64_t file_size, std::string& error_r, bool convertible = false);
 
-bool map_file(const std::string& path, bool writable, Mapping& m, std::string& error_r);
+bool map_file(const std::string& path, bool writable, Mapping& m, std::string& error_r, bool convertible = false);
 
 // A slot as one consistent snapshot of its four words.
 struct SlotCopy {
@@ -149,8 +152,34 @@ inline bool blob_has_key(const Mapping& m, const SlotCopy& c, std::string_view k
 
 enum class Probe { found, absent, busy };
 
-// Linear probing from the key's home slot.  insert_at (writer only) gets the
-// first reusable slot (tombstone or empty) on the probe path.
+// The reader's probe (store_layout.hpp): the key's chain in the tag bytes,
+// reading a slot only where the tag is the key's; the chain ends at the
+// first empty tag.  A domain key whose filter bit is clear is absent at once.
+inline Probe lookup_probe(const Mapping& m, std::string_view key, uint64_t fp, uint64_t& index, SlotCopy& c) {
+    if (!key.empty() && key.front() == '@' &&
+        !(m.header->domain_filter[filter_word(fp)].load(std::memory_order_acquire) & filter_bit(fp)))
+        return Probe::absent;
+    const uint8_t tag = tag_of(fp);
+    uint64_t i = slot_index(fp, m.slot_count);
+    for (uint64_t n = 0; n < m.slot_count; ++n) {
+        const uint8_t t = m.tags[i].load(std::memory_order_acquire);
+        if (t == kTagEmpty) return Probe::absent;
+        if (t == tag) {
+            if (!read_slot(m.slots[i], c)) return Probe::busy;
+            if (w0_state(c.w0) == kUsed && c.fingerprint == fp && w0_key_len(c.w0) == key.size() &&
+                blob_has_key(m, c, key)) {
+                index = i;
+                return Probe::found;
+            }
+        }
+        if (++i == m.slot_count) i = 0;
+    }
+    return Probe::absent;
+}
+
+// The writer's probe: linear probing from the key's home slot by the slots'
+// own states, which alone say where records are.  insert_at gets the first
+// reusable slot (tombstone or empty) on the path.
 inline Probe probe(const Mapping& m, std::string_view key, uint64_t fp, uint64_t& index, SlotCopy& c,
             uint64_t* insert_at = nullptr) {
     uint64_t i = slot_index(fp, m.slot_count);

@@ -95,7 +95,7 @@ LookupStatus StoreReader::lookup(std::string_view key, HotView& out) noexcept {
     uint64_t index = 0;
     SlotCopy c;
     Probe found = Probe::absent;
-    if (!under_bus_guard([&] { found = probe(m, key, fp, index, c); })) {
+    if (!under_bus_guard([&] { found = lookup_probe(m, key, fp, index, c); })) {
         impl_->lose_mapping();
         return LookupStatus::unavailable;
     }
@@ -121,7 +121,7 @@ LookupStatus StoreReader::read(std::string_view key, TargetRecord& out) noexcept
         uint64_t index = 0;
         SlotCopy c;
         Probe found = Probe::absent;
-        if (!under_bus_guard([&] { found = probe(m, key, hash_key(key.data(), key.size()), index, c); }))
+        if (!under_bus_guard([&] { found = lookup_probe(m, key, hash_key(key.data(), key.size()), index, c); }))
             return impl_->lose_mapping(), LookupStatus::unavailable;
         switch (found) {
             case Probe::busy: impl_->error = "a store slot stayed locked"; return LookupStatus::unavailable;

@@ -126,9 +126,11 @@ class StoreWriter {
 public:
     // Opens (creating with init=true) the store under cfg.store_path, takes the
     // writer lock (waiting as wait says; no wait given: the admin timeout), and
-    // repairs/replays after a dead writer.
+    // repairs/replays after a dead writer.  convert_older: a store in the
+    // previous layout (layout::kConvertibleLayoutVersion) is converted to this
+    // one (`mailsuspend rebuild`); without it such a store is refused.
     static std::unique_ptr<StoreWriter> open(const Config& cfg, bool init, std::string& error_r,
-                                             LockWait* wait = nullptr);
+                                             LockWait* wait = nullptr, bool convert_older = false);
     ~StoreWriter();  // releases the lock
     StoreWriter(const StoreWriter&) = delete;
     StoreWriter& operator=(const StoreWriter&) = delete;
@@ -158,6 +160,11 @@ public:
     bool drop_lifted_text(std::string& error_r);
     // Verifies every slot and record; appends problems to report.
     bool check(std::vector<std::string>& report);
+    // Sets the readers' derived data (tags, domain filter: store_layout.hpp)
+    // from the slots wherever it disagrees, so nothing damaged there hides a
+    // record from readers for longer than until the next sweep; returns how
+    // many slots were wrong (0 in a healthy store).
+    uint64_t repair_derived() noexcept;
     StoreStats stats() const;
     // Empty, or why the last change could not be announced in the notify
     // file (see notify_file_path): the change stands, but live sessions

@@ -2,13 +2,28 @@
 // Every shared struct starts with a magic number (after Varnish's shared
 // memory); a reader refuses a magic, version or geometry it does not know.
 //
-//   [Header: one 4 KiB page][Slot x slot_count][arena: record blobs]
+//   [Header: one 4 KiB page][Slot x slot_count][tag x slot_count][arena: record blobs]
 //
 // Slots are 32 bytes, two per cache line, in an open-addressing table with
 // linear probing.  Each slot is four 64-bit atomics read under a per-slot
 // seqlock carried in word 0, so readers take no lock and never see a torn
 // slot.  The arena is append-only: a blob, once published by a slot, is
 // never written again, so readers may read it without further checks.
+//
+// Layout 2 adds derived data for readers, rebuilt from the slots by every
+// rebuild and boot salvage, and checked by `mailsuspend check`:
+//  - one tag byte per slot (kTagEmpty, kTagFree, or tag_of(fingerprint)):
+//    a reader walks a key's probe chain in the tags (64 to a cache line,
+//    about 13 of them for a miss at 80 % load) and reads a slot only where
+//    its tag matches.  A writer stores a slot's tag before the slot, and
+//    never returns a tag to kTagEmpty in place, so the tags' chain always
+//    covers the slots' chain: a writer that dies between the two leaves a
+//    tag over an empty slot (skipped), never a record without its tag.
+//  - a filter of domain keys in the header (one bit per hashed domain key,
+//    set before the record is written, cleared only by a rebuild): a domain
+//    check whose bit is clear reads nothing outside the header page.
+// Writers find keys by the slots alone, so a damaged tag cannot make a
+// writer overwrite or duplicate a record.
 #pragma once
 
 #include <atomic>
@@ -18,12 +33,16 @@
 namespace mailsuspend::layout {
 
 constexpr uint64_t kStoreMagic = 0x31524F5453534DULL;   // "MSSTOR1"
-constexpr uint32_t kLayoutVersion = 1;
+constexpr uint32_t kLayoutVersion = 2;
+// Layout 1 (no tags, no filter): readers refuse it; `mailsuspend rebuild`
+// converts it (the package's postinst runs that).
+constexpr uint32_t kConvertibleLayoutVersion = 1;
 constexpr uint64_t kHeaderSize = 4096;
 constexpr uint16_t kBlobMagic = 0xB10B;
 constexpr uint32_t kJournalEntryMagic = 0x314A534D;     // "MSJ1"
 constexpr uint32_t kJournalCommitMagic = 0x434A534D;    // "MSJC"
 constexpr double kMaxLoad = 0.80;                       // slots in use / slot_count
+constexpr std::size_t kDomainFilterWords = 64;          // 4096 bits: 512 bytes of the header
 
 struct Header {
     uint64_t magic;
@@ -48,6 +67,9 @@ struct Header {
     // 0: none since this generation was written.  drop_lifted_text() (the
     // sweep) rewrites the store then.  Zero in files of earlier builds.
     std::atomic<uint64_t> lifted_text_seq;
+    // Layout 2: appended, so every field above keeps its layout-1 offset.
+    uint64_t tags_offset;                  // slot_count tag bytes
+    std::atomic<uint64_t> domain_filter[kDomainFilterWords];
 };
 static_assert(sizeof(Header) <= kHeaderSize);
 
@@ -90,5 +112,15 @@ uint32_t crc32(const void* data, std::size_t len, uint32_t seed = 0);
 inline uint64_t slot_index(uint64_t fingerprint, uint64_t slot_count) {
     return static_cast<uint64_t>((static_cast<unsigned __int128>(fingerprint) * slot_count) >> 64);
 }
+
+// Tag bytes.  A used slot's tag comes from bits of the fingerprint that
+// slot_index (its high bits times the slot count) barely uses.
+constexpr uint8_t kTagEmpty = 0;  // never used: a probe chain ends here
+constexpr uint8_t kTagFree = 1;   // erased (tombstone): the chain goes on
+inline uint8_t tag_of(uint64_t fingerprint) { return static_cast<uint8_t>(2 + (fingerprint & 0xFFFF) % 254); }
+
+// The domain filter's bit for a domain key's fingerprint: word and mask.
+inline std::size_t filter_word(uint64_t fingerprint) { return (fingerprint >> 16) % kDomainFilterWords; }
+inline uint64_t filter_bit(uint64_t fingerprint) { return uint64_t{1} << ((fingerprint >> 24) & 63); }
 
 }  // namespace mailsuspend::layout

@@ -107,7 +107,7 @@ bool StoreWriter::Impl::open_store(bool init, std::string& error_r) {
         }
         fsync_dir(dir);
     }
-    if (!map_file(path, true, map, error_r)) return false;
+    if (!map_file(path, true, map, error_r, convert_older)) return false;
     {
         // A store made by an older build may be sparse: allocate it before
         // this writer stores into the mapping (cheap when already allocated).
@@ -159,6 +159,7 @@ uint64_t StoreWriter::Impl::settle_slot(Slot& s, uint64_t w0) {
     if (c.blob_offset() != 0 && decode_slot(map, c, r, why) &&
         hash_key(r.key.data(), r.key.size()) == c.fingerprint) {
         s.expiry.store(min_expiry(r), std::memory_order_relaxed);
+        if (map.tags) announce_key(static_cast<uint64_t>(&s - map.slots), r.key, c.fingerprint);
         settled = make_w0(w0_seq(w0) + 1, kUsed, static_cast<uint8_t>(r.key.size()),
                           static_cast<uint8_t>(r.mode), suspended_mask(r));
     }
@@ -172,8 +173,13 @@ uint64_t StoreWriter::Impl::settle_slot(Slot& s, uint64_t w0) {
 bool StoreWriter::Impl::recover(std::string& error_r) {
     Header& h = *map.header;
     const bool rebooted = std::strncmp(h.boot_id, current_boot_id().c_str(), sizeof h.boot_id) != 0;
+    // A layout-1 file (mapped only by `mailsuspend rebuild`) is converted
+    // the way a reboot is salvaged: its whole records into a new generation
+    // of this layout, then the journal from its last checkpoint.
+    const bool converting = map.tags == nullptr;
+    const bool salvage = rebooted || converting;
     // A dead writer's change (repaired or replayed here) was never announced.
-    bool announce = h.dirty.load() || rebooted;
+    bool announce = h.dirty.load() || salvage;
     if (announce) {
         // Recount too: apply() counts a newly used slot before writing it.
         uint64_t occupied = 0;
@@ -188,12 +194,12 @@ bool StoreWriter::Impl::recover(std::string& error_r) {
     std::vector<JournalEntry> entries;
     if (!read_journal(journal_fd.get(), entries, error_r)) return false;
     if (!entries.empty()) journal_last_seq = entries.back().seq;
-    const uint64_t from = rebooted ? h.checkpoint_seq.load() : h.seq.load();
+    const uint64_t from = salvage ? h.checkpoint_seq.load() : h.seq.load();
     // After a reboot the file holds, page by page, the last checkpoint or
     // anything newer the kernel wrote back: slots may point at blobs that
     // never reached the disk, or a key sit in two slots.  Copy what is whole
     // into a new generation; the replay below brings back the rest.
-    if (rebooted && !rebuild(h.capacity, map.arena_size, error_r, true)) return false;
+    if (salvage && !rebuild(h.capacity, map.arena_size, error_r, true)) return false;
     map.header->dirty.store(1);
     for (const auto& e : entries) {
         if (e.seq <= from) continue;
@@ -212,10 +218,13 @@ bool StoreWriter::Impl::recover(std::string& error_r) {
         announce = true;
     }
     map.header->dirty.store(0);
+    if (announce && !converting) {  // a dead writer may have died between a tag and its slot
+        for (uint64_t i = 0; i < map.slot_count; ++i) settle_derived(i);
+    }
     if (announce) notify_readers();
     struct stat st {};
     journal_bytes = ::fstat(journal_fd.get(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
-    return rebooted ? checkpoint(error_r) : true;
+    return salvage ? checkpoint(error_r) : true;
 }
 
 // Writes one record image into the table (the caller has journaled it).
@@ -257,10 +266,12 @@ bool StoreWriter::Impl::journal_append(const std::vector<std::string>& blobs,
 StoreWriter::StoreWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StoreWriter::~StoreWriter() = default;
 
-std::unique_ptr<StoreWriter> StoreWriter::open(const Config& cfg, bool init, std::string& error_r, LockWait* wait) {
+std::unique_ptr<StoreWriter> StoreWriter::open(const Config& cfg, bool init, std::string& error_r, LockWait* wait,
+                                              bool convert_older) {
     try {
         auto impl = std::make_unique<Impl>();
         impl->wait = wait;
+        impl->convert_older = convert_older;
         impl->cfg_copy = cfg;
         impl->cfg = &impl->cfg_copy;
         impl->dir = cfg.store_path;

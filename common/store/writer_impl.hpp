@@ -35,6 +35,7 @@ struct StoreWriter::Impl {
     std::string notify_warning;  // why the last change was not announced
 
     LockWait* wait = nullptr;
+    bool convert_older = false;  // map a layout-1 file, to convert it (recover)
     bool take_lock(bool init, std::string& error_r);
     bool open_notify_file(bool init, std::string& error_r);
     void notify_readers();
@@ -43,6 +44,9 @@ struct StoreWriter::Impl {
     uint64_t settle_slot(Slot& s, uint64_t w0);
     void retire_leftover();
     bool apply(const std::string& blob, const TargetRecord& r, std::string& error_r);
+    void announce_key(uint64_t index, std::string_view key, uint64_t fp);
+    bool settle_derived(uint64_t i);
+    void settle_chain(uint64_t fp, uint64_t end);
     bool ensure_room(uint64_t blob_bytes, uint64_t new_keys, std::string& error_r);
     // salvage: after a reboot, skip records that are not whole, keep the
     // newest of duplicates, and start from the last checkpoint's seq.

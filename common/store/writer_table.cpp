@@ -33,10 +33,12 @@ bool StoreWriter::Impl::apply(const std::string& blob, const TargetRecord& r, st
         return false;
     }
     const uint64_t fp = hash_key(r.key.data(), r.key.size());
+    settle_chain(fp, found == Probe::found ? index : insert_at);
     if (r.empty()) {  // erase: leave a tombstone so probe chains stay intact
         if (found == Probe::found) {
             SlotCopy t{make_w0(0, kTombstone, 0, 0, 0), fp, 0, 0};
             write_slot(map.slots[index], t);
+            map.tags[index].store(kTagFree, std::memory_order_release);  // after: no key loses its tag early
         }
         return true;
     }
@@ -55,11 +57,51 @@ bool StoreWriter::Impl::apply(const std::string& blob, const TargetRecord& r, st
         index = insert_at;
         if (w0_state(map.slots[index].word0.load()) == kEmpty) h.used_slots.fetch_add(1);
     }
+    announce_key(index, r.key, fp);
     SlotCopy n{make_w0(0, kUsed, static_cast<uint8_t>(r.key.size()), static_cast<uint8_t>(r.mode),
                        suspended_mask(r)),
                fp, (off << 32) | blob.size(), min_expiry(r)};
     write_slot(map.slots[index], n);
     return true;
+}
+
+// Before a record goes into slot index: its domain filter bit and its tag,
+// so no reader can find the slot without finding the way to it (store_layout.hpp).
+void StoreWriter::Impl::announce_key(uint64_t index, std::string_view key, uint64_t fp) {
+    if (!key.empty() && key.front() == '@')
+        map.header->domain_filter[filter_word(fp)].fetch_or(filter_bit(fp), std::memory_order_release);
+    map.tags[index].store(tag_of(fp), std::memory_order_release);
+}
+
+// The tags on the way from fp's home slot to slot end (excluded) are set
+// from their slots where damaged, so the record written at end is on a
+// chain readers can follow whatever happened to the tags before.
+void StoreWriter::Impl::settle_chain(uint64_t fp, uint64_t end) {
+    if (end >= map.slot_count) return;
+    for (uint64_t i = slot_index(fp, map.slot_count); i != end; i = i + 1 == map.slot_count ? 0 : i + 1)
+        settle_derived(i);
+}
+
+// Whether slot i's derived data (tag, and domain filter bit for a domain
+// key) agrees with the slot; when it does not, sets it from the slot.
+bool StoreWriter::Impl::settle_derived(uint64_t i) {
+    SlotCopy c;
+    if (!read_slot(map.slots[i], c)) return true;  // left mid-write: recover() settles it
+    const uint8_t tag = map.tags[i].load(std::memory_order_relaxed);
+    const uint8_t state = w0_state(c.w0);
+    if (state == kTombstone && tag == kTagEmpty) {  // the chain must go on past it
+        map.tags[i].store(kTagFree, std::memory_order_release);
+        return false;
+    }
+    if (state != kUsed) return true;
+    const uint64_t key_at = uint64_t{c.blob_offset()} + kBlobKeyOffset;
+    const bool domain = key_at < map.arena_size && map.arena[key_at] == '@';
+    const std::size_t word = filter_word(c.fingerprint);
+    const bool filtered =
+        !domain || (map.header->domain_filter[word].load(std::memory_order_relaxed) & filter_bit(c.fingerprint));
+    if (tag == tag_of(c.fingerprint) && filtered) return true;
+    announce_key(i, domain ? "@" : "", c.fingerprint);
+    return false;
 }
 
 bool StoreWriter::Impl::ensure_room(uint64_t blob_bytes, uint64_t new_keys, std::string& error_r) {
@@ -253,6 +295,13 @@ bool StoreWriter::drop_lifted_text(std::string& error_r) {
     }
 }
 
+uint64_t StoreWriter::repair_derived() noexcept {
+    uint64_t fixed = 0;
+    for (uint64_t i = 0; i < impl_->map.slot_count; ++i)
+        if (!impl_->settle_derived(i)) ++fixed;
+    return fixed;
+}
+
 bool StoreWriter::check(std::vector<std::string>& report) {
     const Mapping& m = impl_->map;
     if (std::string why; !validate_header(*m.header, m.region.get_size(), why)) report.push_back("header: " + why);
@@ -266,7 +315,11 @@ bool StoreWriter::check(std::vector<std::string>& report) {
         const uint8_t state = w0_state(c.w0);
         if (state == kEmpty) continue;
         ++occupied;
-        if (state == kTombstone) continue;
+        if (state == kTombstone) {
+            if (m.tags[i].load() == kTagEmpty)
+                report.push_back("slot " + std::to_string(i) + ": an erased slot's tag ends probe chains early");
+            continue;
+        }
         if (state != kUsed) {
             report.push_back("slot " + std::to_string(i) + ": unknown state " + std::to_string(state));
             continue;
@@ -282,6 +335,9 @@ bool StoreWriter::check(std::vector<std::string>& report) {
         if (hash_key(r.key.data(), r.key.size()) != c.fingerprint ||
             probe(m, r.key, c.fingerprint, index, found) != Probe::found || index != i)
             report.push_back("slot " + std::to_string(i) + ": record " + r.key + " is not reachable");
+        else if (lookup_probe(m, r.key, c.fingerprint, index, found) != Probe::found || index != i)
+            report.push_back("slot " + std::to_string(i) + ": readers cannot find record " + r.key +
+                             " (its tag or the domain filter is damaged)");
         if (suspended_mask(r) != w0_suspended(c.w0) || static_cast<uint8_t>(r.mode) != w0_mode(c.w0))
             report.push_back("slot " + std::to_string(i) + ": cached flags disagree with record " + r.key);
     }

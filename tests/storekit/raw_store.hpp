@@ -37,6 +37,8 @@ public:
     layout::Slot& slot(uint64_t i) {
         return reinterpret_cast<layout::Slot*>(base_ + header().slots_offset)[i];
     }
+    // Slot i's tag byte (layout 2: the readers' probe chain).
+    unsigned char& tag(uint64_t i) { return base_[header().tags_offset + i]; }
     // Empties slot i as a writer killed before it wrote the slot leaves it
     // (the record is in the journal only).
     void clear_slot(uint64_t i) {
