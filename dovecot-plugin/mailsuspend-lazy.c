@@ -51,8 +51,7 @@ void mailsuspend_lazy_deinit(void)
 {
 	if (core.handle != NULL)
 		core.close(&core.handle);
-	if (core.event != NULL)
-		event_unref(&core.event);
+	event_unref(&core.event);
 	if (core.dl != NULL)
 		(void)dlclose(core.dl);
 	i_free(core.path);
