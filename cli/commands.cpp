@@ -505,7 +505,8 @@ bool create_audit_log(const Config& cfg, std::string& error_r) {
     if (cfg.audit_log.empty() || ::access(cfg.audit_log.c_str(), F_OK) == 0) return true;
     const int fd = ::open(cfg.audit_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (fd < 0)
-        return error_r = cfg.audit_log + ": " + std::strerror(errno) + " (create it writable by " + cfg.write_group + ")",
+        return error_r = cfg.audit_log + ": " + std::strerror(errno) + " (create it writable by " +
+                         cfg.write_group + ")",
                false;
     ::close(fd);
     return give_to_write_group(cfg, cfg.audit_log, 0660, error_r);
@@ -649,6 +650,11 @@ bool read_batch(std::vector<std::string>& lines, std::string& error_r) {
     std::string line;
     std::size_t total = 0;
     char buf[65536];
+    const auto too_many_lines = [&] {
+        error_r = "line " + std::to_string(lines.size() + 1) + ": more than " + std::to_string(kMaxBatchLines) +
+                  " lines (split the batch)";
+        return false;
+    };
     while (true) {
         const ssize_t got = ::read(STDIN_FILENO, buf, sizeof buf);
         if (got < 0 && errno == EINTR) continue;
@@ -660,9 +666,7 @@ bool read_batch(std::vector<std::string>& lines, std::string& error_r) {
                              std::to_string(kMaxBatchInput) + " octets (split the batch)", false;
         for (ssize_t i = 0; i < got; ++i) {
             if (buf[i] == '\n') {
-                if (lines.size() == kMaxBatchLines)
-                    return error_r = "line " + std::to_string(lines.size() + 1) + ": more than " +
-                                     std::to_string(kMaxBatchLines) + " lines (split the batch)", false;
+                if (lines.size() == kMaxBatchLines) return too_many_lines();
                 lines.push_back(std::move(line));
                 line.clear();
                 continue;
@@ -674,9 +678,7 @@ bool read_batch(std::vector<std::string>& lines, std::string& error_r) {
         }
     }
     if (!line.empty()) {
-        if (lines.size() == kMaxBatchLines)
-            return error_r = "line " + std::to_string(lines.size() + 1) + ": more than " + std::to_string(kMaxBatchLines) +
-                             " lines (split the batch)", false;
+        if (lines.size() == kMaxBatchLines) return too_many_lines();
         lines.push_back(std::move(line));
     }
     return true;

@@ -170,6 +170,17 @@ std::string describe_passdb(const Block& b) {
     return text + " }";
 }
 
+// Whether Dovecot logs the mailsuspend passdb's denials: Info lines of the
+// passdb's event, which Dovecot drops unless auth_verbose is on for it (its
+// own setting, else the global one).
+bool denials_logged(const Dovecot& dc, const Block& passdb) {
+    const std::string own = passdb.count("auth_verbose") ? passdb.at("auth_verbose") : "default";
+    if (own != "default") return own == "yes";
+    std::string error;
+    const auto global = dc.value("auth_verbose", error);
+    return global && *global == "yes";
+}
+
 Check check_dovecot_passdb(const Dovecot& dc, const std::optional<Config>& cfg) {
     const char* name = "dovecot_passdb";
     auto argv = dc.base();
@@ -214,6 +225,10 @@ Check check_dovecot_passdb(const Dovecot& dc, const std::optional<Config>& cfg) 
         return fail(name, "the mailsuspend passdb reads " + m.at("args") + ", not " + cfg->path,
                     "set `args = " + cfg->path + "` in the mailsuspend passdb, or run doctor with --config " +
                         m.at("args"));
+    if (!denials_logged(dc, m))
+        return fail(name, "the mailsuspend passdb's login denials are not logged: Dovecot drops a passdb's "
+                          "Info lines unless auth_verbose is on for it",
+                    "add `auth_verbose = yes` to `passdb { driver = mailsuspend }` (as the shipped snippet has)");
     return pass(name, detail);
 }
 

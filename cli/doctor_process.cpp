@@ -158,7 +158,8 @@ bool run_as(const Identity& id, const std::function<bool(std::string& error_r)>&
     const int status = wait_status(pid);
     if (!done) return error_r = "the check as " + id.user + " did not finish within 20 s", false;
     if (out == "\x01") return true;
-    if (out.empty()) return error_r = "the check as " + id.user + " died (status " + std::to_string(status) + ")", false;
+    if (out.empty())
+        return error_r = "the check as " + id.user + " died (status " + std::to_string(status) + ")", false;
     return error_r = out, false;
 }
 

@@ -22,6 +22,9 @@ struct mailsuspend_passdb_module {
 	struct passdb_module module;
 	const char *config_path;
 	struct mailsuspend_handle *handle;
+	/* What the core logs (store unavailable, ...): a child of the auth
+	   process's event, without a request (the handle serves them all). */
+	struct event *event;
 	struct timeout *to_check_chain;
 };
 
@@ -51,7 +54,7 @@ static void mailsuspend_passdb_apply(struct auth_request *request,
 		(struct mailsuspend_passdb_module *)request->passdb->passdb;
 	struct mailsuspend_result result;
 	const char *protocol = request->fields.service;
-	const char *client_ip;
+	const char *client_ip, *remote_ip, *judged = "";
 
 	/* Which protocols are governed (not lmtp, lda, doveadm, ...) is the
 	   core's decision: it allows what it does not govern. */
@@ -76,13 +79,20 @@ static void mailsuspend_passdb_apply(struct auth_request *request,
 				result.service);
 	if (with_reason)
 		auth_request_set_field(request, "reason", result.text, NULL);
-	i_info("mailsuspend(%s,%s,<%s>): Login denied%s: service=%s, scope=%s%s, reason=%s",
-	       request->fields.user, client_ip == NULL ? "" : client_ip,
-	       request->fields.session_id == NULL ? "" : request->fields.session_id,
+	/* The passdb's event prefixes "mailsuspend(user,rip,<session>): "
+	   (the passdb's name, if it has one, for "mailsuspend").  An Info line
+	   of this passdb: the shipped config sets auth_verbose = yes on it.
+	   The address the core judged is named when it is not rip (a trusted
+	   proxy forwarded the end user's address). */
+	remote_ip = net_ip2addr(&request->fields.remote_ip);
+	if (client_ip != NULL && strcmp(client_ip, remote_ip) != 0)
+		judged = t_strdup_printf(", real_rip=%s", client_ip);
+	e_info(authdb_event(request),
+	       "Login denied%s: service=%s, scope=%s%s%s, reason=%s",
 	       with_reason ? "" : " if the response is right",
 	       result.service, result.scope,
 	       result.fail_policy ? " (store unavailable, fail policy)" : "",
-	       result.text);
+	       judged, result.text);
 }
 
 /* This passdb must only ever see requests whose password a previous passdb
@@ -95,7 +105,8 @@ static bool mailsuspend_passdb_misplaced(struct auth_request *request)
 	if (request->fields.skip_password_check)
 		return FALSE;
 	if (!logged) {
-		i_error("mailsuspend: passdb reached before the password was "
+		e_error(authdb_event(request),
+			"passdb reached before the password was "
 			"verified: put it after the real passdb, which needs "
 			"result_success = continue-ok, and set "
 			"skip = unauthenticated (refusing these logins)");
@@ -191,7 +202,8 @@ static void mailsuspend_passdb_check_masterdbs(const struct auth *auth)
 	for (passdb = auth->masterdbs; passdb != NULL; passdb = passdb->next) {
 		if (rule_continues(passdb->result_success))
 			continue;
-		i_error("mailsuspend: master passdb { %s } ends the login before "
+		e_error(auth_event,
+			"mailsuspend: master passdb { %s } ends the login before "
 			"the mailsuspend passdb: master-user logins of suspended "
 			"users are only refused when their session starts "
 			"(by the imap/pop3/sieve_mailsuspend mail plugins); add "
@@ -220,14 +232,16 @@ static void mailsuspend_passdb_check_chain(struct passdb_module *module)
 	if (passdb == NULL)
 		return; /* not in the default auth's chain (e.g. masterdb) */
 	if (!reachable) {
-		i_error("mailsuspend: no passdb before the mailsuspend passdb "
+		e_error(auth_event,
+			"mailsuspend: no passdb before the mailsuspend passdb "
 			"has result_success = continue-ok: suspended users "
 			"can still log in (see 95-mailsuspend.conf)");
 	}
 	for (passdb = auth->passdbs; reachable && passdb->passdb != module;
 	     passdb = passdb->next) {
 		if (rule_returns_ok(passdb) && !passdb->set->deny) {
-			i_error("mailsuspend: passdb { %s } before the "
+			e_error(auth_event,
+				"mailsuspend: passdb { %s } before the "
 				"mailsuspend passdb can end a login with "
 				"return-ok: the users it lets in are never "
 				"checked (use continue-ok)",
@@ -235,7 +249,8 @@ static void mailsuspend_passdb_check_chain(struct passdb_module *module)
 		}
 	}
 	if (passdb->skip != AUTH_PASSDB_SKIP_UNAUTHENTICATED) {
-		i_error("mailsuspend: the mailsuspend passdb needs "
+		e_error(auth_event,
+			"mailsuspend: the mailsuspend passdb needs "
 			"skip = unauthenticated");
 	}
 	mailsuspend_passdb_check_masterdbs(auth);
@@ -262,9 +277,11 @@ static void mailsuspend_passdb_init(struct passdb_module *_module)
 		mailsuspend_passdb_check_chain_now, _module);
 	/* A missing store or bad config is not fatal: the handle applies
 	   store.fail_policy and the first lookup logs why (once). */
+	module->event = event_create(auth_event);
 	module->handle = mailsuspend_open(module->config_path[0] == '\0' ?
 					  NULL : module->config_path,
-					  mailsuspend_dovecot_log, NULL, &error);
+					  mailsuspend_dovecot_log, module->event,
+					  &error);
 	if (module->handle == NULL)
 		i_fatal_status(FATAL_OUTOFMEM, "mailsuspend: out of memory");
 }
@@ -276,6 +293,7 @@ static void mailsuspend_passdb_deinit(struct passdb_module *_module)
 
 	timeout_remove(&module->to_check_chain);
 	mailsuspend_close(&module->handle);
+	event_unref(&module->event);
 }
 
 static struct passdb_module_interface passdb_mailsuspend = {

@@ -2,20 +2,22 @@
 #include "lib.h"
 #include "mailsuspend-dovecot.h"
 
-void mailsuspend_dovecot_log(void *ctx ATTR_UNUSED,
-			     enum mailsuspend_log_level level, const char *msg)
+void mailsuspend_dovecot_log(void *ctx, enum mailsuspend_log_level level,
+			     const char *msg)
 {
+	struct event *event = ctx;
+
 	/* The core's lines already start with "mailsuspend: ". */
 	switch (level) {
 	case MAILSUSPEND_LOG_INFO:
-		i_info("%s", msg);
+		e_info(event, "%s", msg);
 		break;
 	case MAILSUSPEND_LOG_WARNING:
-		i_warning("%s", msg);
+		e_warning(event, "%s", msg);
 		break;
 	case MAILSUSPEND_LOG_ERROR:
 	default:
-		i_error("%s", msg);
+		e_error(event, "%s", msg);
 		break;
 	}
 }

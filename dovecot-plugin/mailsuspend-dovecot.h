@@ -9,7 +9,9 @@
    mailsuspend config file. */
 #define MAILSUSPEND_SETTING_CONFIG "mailsuspend_config"
 
-/* Logger for mailsuspend_open(): one Dovecot log line per core message. */
+/* Logger for mailsuspend_open(): one Dovecot log line per core message,
+   logged through the event passed as the log context (the opener's own
+   event, created with event_create(); never NULL). */
 void mailsuspend_dovecot_log(void *ctx, enum mailsuspend_log_level level,
 			     const char *msg);
 

@@ -26,6 +26,9 @@ static struct {
 	char *path;
 	void *dl;
 	struct mailsuspend_handle *handle;
+	/* What the core logs: the module's own event (the handle outlives any
+	   one user; a mail process's global log prefix names its user). */
+	struct event *event;
 	mailsuspend_close_func_t *close;
 	mailsuspend_check_login_func_t *check_login;
 	mailsuspend_count_event_func_t *count_event;
@@ -48,15 +51,16 @@ void mailsuspend_lazy_deinit(void)
 {
 	if (core.handle != NULL)
 		core.close(&core.handle);
+	event_unref(&core.event);
 	if (core.dl != NULL)
 		(void)dlclose(core.dl);
 	i_free(core.path);
 	i_zero(&core);
 }
 
-static bool core_load_failed(const char *what)
+static bool core_load_failed(struct event *event, const char *what)
 {
-	i_error("mailsuspend: %s: %s (live sessions are not re-checked)",
+	e_error(event, "mailsuspend: %s: %s (live sessions are not re-checked)",
 		core.path, what);
 	if (core.dl != NULL)
 		(void)dlclose(core.dl);
@@ -65,7 +69,7 @@ static bool core_load_failed(const char *what)
 	return FALSE;
 }
 
-static bool core_open(const char *config_path)
+static bool core_open(struct event *event, const char *config_path)
 {
 	mailsuspend_open_func_t *open_func;
 	const char *error = NULL;
@@ -76,7 +80,7 @@ static bool core_open(const char *config_path)
 		return FALSE;
 	core.dl = dlopen(core.path, RTLD_NOW | RTLD_LOCAL);
 	if (core.dl == NULL)
-		return core_load_failed(dlerror());
+		return core_load_failed(event, dlerror());
 	open_func = (mailsuspend_open_func_t *)dlsym(core.dl, "mailsuspend_open");
 	core.close = (mailsuspend_close_func_t *)dlsym(core.dl, "mailsuspend_close");
 	core.check_login = (mailsuspend_check_login_func_t *)
@@ -90,21 +94,26 @@ static bool core_open(const char *config_path)
 	if (open_func == NULL || core.close == NULL || core.check_login == NULL ||
 	    core.count_event == NULL || core.change_stamp == NULL ||
 	    core.notify_path == NULL)
-		return core_load_failed("not a mailsuspend core module");
+		return core_load_failed(event, "not a mailsuspend core module");
 	if (config_path != NULL && *config_path == '\0')
 		config_path = NULL;
 	/* error is logged by the first lookup that meets it (once) */
-	core.handle = open_func(config_path, mailsuspend_dovecot_log, NULL, &error);
-	if (core.handle == NULL)
-		return core_load_failed("out of memory");
+	core.event = event_create(NULL);
+	core.handle = open_func(config_path, mailsuspend_dovecot_log, core.event,
+				&error);
+	if (core.handle == NULL) {
+		event_unref(&core.event);
+		return core_load_failed(event, "out of memory");
+	}
 	return TRUE;
 }
 
-void mailsuspend_lazy_check_login(const char *config_path, const char *user,
+void mailsuspend_lazy_check_login(struct event *event,
+				  const char *config_path, const char *user,
 				  const char *protocol, const char *client_ip,
 				  struct mailsuspend_result *result_r)
 {
-	if (core_open(config_path)) {
+	if (core_open(event, config_path)) {
 		core.check_login(core.handle, user, protocol, client_ip,
 				 result_r);
 		return;
@@ -126,7 +135,9 @@ unsigned long long mailsuspend_lazy_change_stamp(void)
 	return core.handle == NULL ? 0 : core.change_stamp(core.handle);
 }
 
-const char *mailsuspend_lazy_notify_path(const char *config_path)
+const char *mailsuspend_lazy_notify_path(struct event *event,
+					 const char *config_path)
 {
-	return core_open(config_path) ? core.notify_path(core.handle) : NULL;
+	return core_open(event, config_path) ? core.notify_path(core.handle) :
+		NULL;
 }

@@ -14,6 +14,7 @@
 
 #include "mailsuspend/mailsuspend.h"
 
+struct event;
 struct module;
 
 /* Remembers where the core lives: next to the plugin `module`. */
@@ -21,9 +22,11 @@ void mailsuspend_lazy_init(const struct module *module);
 void mailsuspend_lazy_deinit(void);
 
 /* mailsuspend_check_login() through the lazily loaded core, opened from
-   config_path on first use.  If the core cannot be loaded, logs once and
-   allows (logins are still checked by the passdb). */
-void mailsuspend_lazy_check_login(const char *config_path, const char *user,
+   config_path on first use.  If the core cannot be loaded, logs once
+   through event (the session's) and allows (logins are still checked by
+   the passdb). */
+void mailsuspend_lazy_check_login(struct event *event,
+				  const char *config_path, const char *user,
 				  const char *protocol, const char *client_ip,
 				  struct mailsuspend_result *result_r);
 
@@ -35,7 +38,9 @@ void mailsuspend_lazy_count_event(enum mailsuspend_event event, const char *labe
 unsigned long long mailsuspend_lazy_change_stamp(void);
 
 /* mailsuspend_notify_path() through the core, loading it from config_path
-   if need be; NULL when it cannot be loaded. */
-const char *mailsuspend_lazy_notify_path(const char *config_path);
+   if need be (a failure logged through event); NULL when it cannot be
+   loaded. */
+const char *mailsuspend_lazy_notify_path(struct event *event,
+					 const char *config_path);
 
 #endif

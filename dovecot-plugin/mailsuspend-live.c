@@ -128,7 +128,7 @@ static void live_first_wakeup(struct mailsuspend_live *live)
 	const char *path, *why;
 
 	timeout_remove(&live->to);
-	path = mailsuspend_lazy_notify_path(
+	path = mailsuspend_lazy_notify_path(live->user->event,
 		mail_user_plugin_getenv(live->user, MAILSUSPEND_SETTING_CONFIG));
 	if (path != NULL) {
 		/* The watch before the check: a change made after the

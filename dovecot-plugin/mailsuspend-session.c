@@ -42,7 +42,7 @@ static const char *session_protocol(const struct mail_user *user)
 void mailsuspend_session_check(struct mail_user *user,
 			       struct mailsuspend_result *result_r)
 {
-	mailsuspend_lazy_check_login(
+	mailsuspend_lazy_check_login(user->event,
 		mail_user_plugin_getenv(user, MAILSUSPEND_SETTING_CONFIG),
 		user->username, session_protocol(user),
 		mailsuspend_session_client_ip(user), result_r);
@@ -75,7 +75,8 @@ void mailsuspend_session_log_end(const struct mail_user *user,
 	const char *master = mailsuspend_session_master_user(user);
 	const char *ip = mailsuspend_session_client_ip(user);
 
-	i_info("mailsuspend: %s: %s%s%sservice=%s, scope=%s%s, rip=%s, reason=%s",
+	e_info(user->event,
+	       "mailsuspend: %s: %s%s%sservice=%s, scope=%s%s, rip=%s, reason=%s",
 	       what, master == NULL ? "" : "master_user=",
 	       master == NULL ? "" : master, master == NULL ? "" : ", ",
 	       result->service, result->scope,

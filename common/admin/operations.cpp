@@ -80,12 +80,12 @@ json status_json(const Config& cfg, const std::string& key, const TargetRecord* 
 Session::Session(const Config& cfg, StoreWriter& writer, Actor actor, int64_t now)
     : cfg_(cfg), writer_(writer), actor_(std::move(actor)), now_(now) {}
 
-TargetRecord* Session::load(const std::string& key, Outcome& error) {
+TargetRecord* Session::load(const std::string& key, std::string& error_r) {
     auto it = pending_.find(key);
     if (it != pending_.end()) return &it->second;
     TargetRecord r;
     if (!writer_.get(key, r)) {
-        error = {Exit::failure, "cannot read " + key + " from the store"};
+        error_r = "cannot read " + key + " from the store";
         return nullptr;
     }
     before_.emplace(key, r);
@@ -126,9 +126,9 @@ Outcome Session::suspend(const SuspendArgs& a) {
     if (std::string why; !check_free_text(a.reason, kMaxReason, why))
         return bad("reason " + why);
     if (a.duration < 0) return bad("negative duration");
-    Outcome error;
+    std::string error;
     TargetRecord* r = load(key, error);
-    if (!r) return error;
+    if (!r) return {Exit::failure, error};
     bool kept_lock = false;
     for (int i = 0; i < kServiceCount; ++i) {
         if (!in_mask(a.services, i)) continue;
@@ -154,9 +154,9 @@ Outcome Session::suspend(const SuspendArgs& a) {
 Outcome Session::unsuspend(const UnsuspendArgs& a) {
     std::string key;
     if (Outcome o = normalise_target(cfg_, a.target, key); !o.ok()) return o;
-    Outcome error;
+    std::string error;
     TargetRecord* r = load(key, error);
-    if (!r) return error;
+    if (!r) return {Exit::failure, error};
     uint8_t lifting = a.services & r->in_force_mask(now_);
     for (int i = 0; i < kServiceCount; ++i) {
         const ServiceState& s = r->services[i];
@@ -205,9 +205,9 @@ std::string Session::nothing_to_lift(const std::string& key, uint8_t services) {
 Outcome Session::set_mode(const std::string& target, DeliveryMode mode) {
     std::string key;
     if (Outcome o = normalise_target(cfg_, target, key); !o.ok()) return o;
-    Outcome error;
+    std::string error;
     TargetRecord* r = load(key, error);
-    if (!r) return error;
+    if (!r) return {Exit::failure, error};
     const DeliveryMode before = r->mode == DeliveryMode::unset ? cfg_.default_mode : r->mode;
     r->mode = mode;
     // Mail held for a receive-suspended target while its mode was queue is now
@@ -232,9 +232,9 @@ Outcome Session::sweep(int& lifted) {
     });
     if (!ok) return {Exit::failure, "cannot read the store"};
     for (const auto& key : expired) {
-        Outcome error;
+        std::string error;
         TargetRecord* r = load(key, error);
-        if (!r) return error;
+        if (!r) return {Exit::failure, error};
         uint8_t mask = 0;
         for (int i = 0; i < kServiceCount; ++i) {
             if (!r->services[i].suspended || r->services[i].in_force(now_)) continue;

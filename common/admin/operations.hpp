@@ -69,7 +69,7 @@ public:
     bool empty() const { return pending_.empty(); }
 
 private:
-    TargetRecord* load(const std::string& key, Outcome& error);
+    TargetRecord* load(const std::string& key, std::string& error_r);
     std::string nothing_to_lift(const std::string& key, uint8_t services);
     nlohmann::json& note(const std::string& key, const std::string& action, uint8_t services,
                          const std::string& reason);

@@ -119,7 +119,8 @@ std::string angle_stripped(std::string_view v) {
 }  // namespace
 
 std::optional<ArfReport> parse_arf(std::string_view input, std::string& error_r) {
-    if (trim_blanks(input).empty()) return error_r = "empty input: expected an ARF report (RFC 5965) on stdin", std::nullopt;
+    if (trim_blanks(input).empty())
+        return error_r = "empty input: expected an ARF report (RFC 5965) on stdin", std::nullopt;
     if (input.size() > kMaxReportBytes)
         return error_r = "report is larger than " + std::to_string(kMaxReportBytes) + " octets", std::nullopt;
     std::string text;
@@ -134,17 +135,17 @@ std::optional<ArfReport> parse_arf(std::string_view input, std::string& error_r)
     const ContentType ct = parse_content_type(*ctype);
     if (ct.type != "multipart/report")
         return error_r = "not an ARF report: Content-Type is '" + sanitise_line(ct.type, 60) +
-                       "', expected multipart/report", std::nullopt;
+                         "', expected multipart/report", std::nullopt;
     if (auto rt = ct.params.find("report-type"); rt != ct.params.end() && ascii_lowered(rt->second) != "feedback-report")
         return error_r = "not an ARF report: report-type is '" + sanitise_line(rt->second, 60) +
-                       "', expected feedback-report", std::nullopt;
+                         "', expected feedback-report", std::nullopt;
     const auto b = ct.params.find("boundary");
     if (b == ct.params.end() || b->second.empty())
         return error_r = "malformed multipart/report: no boundary parameter", std::nullopt;
     std::vector<std::string_view> parts;
     if (!split_multipart(body, b->second, parts))
         return error_r = "malformed multipart/report: the boundary '" + sanitise_line(b->second, 70) +
-                       "' never occurs in the body", std::nullopt;
+                         "' never occurs in the body", std::nullopt;
     ArfReport report;
     bool have_feedback = false, have_original = false;
     for (const auto part : parts) {

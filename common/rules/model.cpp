@@ -41,7 +41,7 @@ std::optional<uint8_t> parse_service_list(std::string_view list, std::string& er
             mask |= static_cast<uint8_t>(1u << static_cast<int>(*s));
         } else {
             error_r = "unknown service '" + std::string(item) +
-                    "' (services: imap, pop3, webmail, send, webmail_send, receive, sieve, all)";
+                      "' (services: imap, pop3, webmail, send, webmail_send, receive, sieve, all)";
             return std::nullopt;
         }
         if (comma == std::string_view::npos) break;

@@ -84,7 +84,7 @@ std::optional<int64_t> parse_duration(std::string_view text, std::string& error_
             unit = unit_seconds(text[i]);
             if (unit == 0) {
                 error_r = "bad duration unit '" + escape_for_display(text.substr(i, 1), 8) + "' in '" +
-                        escape_for_display(text, 80) + "' (units: w d h m s)";
+                          escape_for_display(text, 80) + "' (units: w d h m s)";
                 return std::nullopt;
             }
             ++i;

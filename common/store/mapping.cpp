@@ -124,7 +124,7 @@ bool set_owner(int fd, const std::string& group, mode_t mode, std::string& error
         struct group* gr = ::getgrnam(group.c_str());
         if (!gr) {
             error_r = "group '" + group + "' does not exist (create it with addgroup --system " +
-                    group + ", or set it to \"\" in mailsuspend.conf)";
+                      group + ", or set it to \"\" in mailsuspend.conf)";
             return false;
         }
         if (::fchown(fd, static_cast<uid_t>(-1), gr->gr_gid) != 0) {
@@ -153,7 +153,7 @@ bool allocate(int fd, uint64_t size, const std::string& path, std::string& error
     while (rc == EINTR);
     if (rc == 0) return true;
     error_r = "cannot allocate " + std::to_string(size) + " bytes for " + path + ": " + std::strerror(rc) +
-            (rc == ENOSPC ? " (the store's filesystem is full: nothing changed)" : "");
+              (rc == ENOSPC ? " (the store's filesystem is full: nothing changed)" : "");
     return false;
 }
 

@@ -31,7 +31,8 @@ std::string errno_text(const std::string& what) { return what + ": " + std::stre
 // The header of a valid file for this build, read from fd (st: its fstat).
 bool valid_header(int fd, const struct stat& st, std::string& error_r) {
     if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != kFileSize) {
-        error_r = "not a metrics file (size " + std::to_string(st.st_size) + ", want " + std::to_string(kFileSize) + ")";
+        error_r = "not a metrics file (size " + std::to_string(st.st_size) + ", want " +
+                  std::to_string(kFileSize) + ")";
         return false;
     }
     Header h{};

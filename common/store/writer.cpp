@@ -78,7 +78,7 @@ bool StoreWriter::Impl::take_lock(bool init, std::string& error_r) {
         if (waited >= timeout_ms) {
             if (wait) wait->busy = true;
             error_r = "the store's writer lock " + lock_path + " is held by " + lock_holder(lock_fd.get()) +
-                    " (gave up after " + std::to_string(waited) + " ms)";
+                      " (gave up after " + std::to_string(waited) + " ms)";
             return false;
         }
         if (!told && waited >= 1000 && wait && wait->waiting) {
@@ -335,8 +335,8 @@ uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error_r,
     for (const auto& c : changes) {
         if (c.record.key.empty() || c.record.key.size() > 255) {
             error_r = "cannot store the key '" + c.record.key.substr(0, 40) +
-                    (c.record.key.size() > 40 ? "...'" : "'") + " (" + std::to_string(c.record.key.size()) +
-                    " bytes; a key has 1 to 255)";
+                      (c.record.key.size() > 40 ? "...'" : "'") + " (" + std::to_string(c.record.key.size()) +
+                      " bytes; a key has 1 to 255)";
             return 0;
         }
     }
@@ -348,7 +348,7 @@ uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error_r,
         // 0 means failure to the caller and replay orders by seq: never wrap.
         if (seq > UINT64_MAX - changes.size()) {
             error_r = "the store's change counter is exhausted (" + std::to_string(seq) +
-                    "; a damaged header?)";
+                      "; a damaged header?)";
             return 0;
         }
         bool wake = false, lifts_text = false;

@@ -265,7 +265,7 @@ bool StoreWriter::rebuild(uint64_t capacity, std::string& error_r) {
     if (capacity == 0) capacity = h.capacity;
     if (capacity < live) {
         error_r = "capacity " + std::to_string(capacity) + " is below the " + std::to_string(live) +
-                " records stored";
+                  " records stored";
         return false;
     }
     try {

@@ -154,6 +154,11 @@ class Broken(DoctorTestCase):
         # The live probe shows the consequence: fail policy instead of a denial.
         self.assertFalse(checks["probe_dovecot_login"]["ok"])
 
+    def test_passdb_without_auth_verbose_does_not_log_denials(self):
+        self.inst.edit(self.inst.dovecot_snippet, "  auth_verbose = yes\n", "")
+        checks = self.assertCheckFails("dovecot_passdb", r"login denials are not logged")
+        self.assertIn("auth_verbose = yes", checks["dovecot_passdb"]["fix"])
+
     def test_mail_processes_without_mail_access_groups(self):
         self.inst.edit(self.inst.dovecot_snippet, "mail_access_groups = mailsuspend", "")
         self.assertCheckFails("dovecot_mail_access", r"Permission denied")
