@@ -257,9 +257,9 @@ Outcome Session::reset_usage(const std::string& target, const std::string& ip) {
 }
 
 Outcome Session::extend_send(const std::string& key, int64_t expires, const std::string& reason) {
-    Outcome error;
+    std::string error;
     TargetRecord* r = load(key, error);
-    if (!r) return error;
+    if (!r) return {Exit::failure, error};
     ServiceState& s = r->at(Service::send);
     const int64_t before = s.expires;
     s.expires = expires;
