@@ -152,13 +152,21 @@ void note_available(struct mailsuspend_handle* ms) {
 // view gives the mode and which services are suspended; the full record
 // (which allocates) is read only when service is suspended: a denial, or an
 // expiry to check.  An absent key leaves record empty.
-bool lookup(StoreReader& reader, std::string_view key, Service service, TargetRecord& record) {
+// A key's slot as a lookup found it (absent: no record).
+struct Hot {
+    LookupStatus status = LookupStatus::absent;
     HotView view;
-    const LookupStatus st = reader.lookup(key, view);
-    if (st == LookupStatus::unavailable) return false;
-    if (st == LookupStatus::absent) return true;
-    record.mode = view.mode;
-    if (!(view.suspended & (1u << static_cast<int>(service)))) return true;
+    bool flags(Service s) const {
+        return status == LookupStatus::found && (view.suspended & (1u << static_cast<int>(s)));
+    }
+    DeliveryMode mode() const { return status == LookupStatus::found ? view.mode : DeliveryMode::unset; }
+};
+
+// The record of a key whose slot flags service: that service's state, read
+// from its blob, and the mode.  false when the store is unavailable.
+bool complete(StoreReader& reader, std::string_view key, const Hot& hot, Service service, TargetRecord& record) {
+    record.mode = hot.mode();
+    if (!hot.flags(service)) return true;
     TargetRecord full;
     const LookupStatus got = reader.read(key, full);
     if (got == LookupStatus::unavailable) return false;
@@ -182,10 +190,25 @@ bool effective_state(struct mailsuspend_handle* ms, std::string_view key, Servic
         error_r = ms->cfg_ok ? ms->cfg_error : "config: " + ms->cfg_error;
         return false;
     }
-    TargetRecord mailbox, domain;
     const bool is_mailbox = key.front() != '@';
-    if ((is_mailbox && !lookup(*reader, key, service, mailbox)) ||
-        !lookup(*reader, domain_key_of(key), service, domain)) {
+    const std::string_view domain_key = domain_key_of(key);
+    Hot own_hot, domain_hot;
+    if (is_mailbox) own_hot.status = reader->lookup(key, own_hot.view);
+    domain_hot.status = reader->lookup(domain_key, domain_hot.view);
+    if (own_hot.status == LookupStatus::unavailable || domain_hot.status == LookupStatus::unavailable) {
+        error_r = reader->last_error();
+        return false;
+    }
+    // The common case, neither slot flags the service: nothing is in force
+    // (effective() unites flagged states only), and no record is read.
+    if (!own_hot.flags(service) && !domain_hot.flags(service)) {
+        out.service = EffectiveService{};
+        out.mode = effective_mode(own_hot.mode(), domain_hot.mode(), ms->cfg.default_mode);
+        return true;
+    }
+    TargetRecord mailbox, domain;
+    if ((is_mailbox && !complete(*reader, key, own_hot, service, mailbox)) ||
+        !complete(*reader, domain_key, domain_hot, service, domain)) {
         error_r = reader->last_error();
         return false;
     }

@@ -4,6 +4,8 @@
 #include <idn2.h>
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -19,10 +21,26 @@ bool fail(std::string* error_r, std::string message) {
     return false;
 }
 
-// Characters a local part may not hold unquoted (RFC 5322 specials, space, controls).
-bool bad_local_char(unsigned char c) {
-    return c <= 0x20 || c == 0x7F || std::strchr("\"\\()<>,;:[]@", c) != nullptr;
+// Classes of octets, looked up once per octet of an address (every check
+// normalises one: a table, not a search of a set per octet).
+constexpr uint8_t kLocalSpecial = 1;  // may not stand unquoted in a local part
+constexpr uint8_t kLabelOctet = 2;    // may stand in a (lower-cased) domain label
+
+constexpr std::array<uint8_t, 256> octet_classes() {
+    std::array<uint8_t, 256> t{};
+    for (int c = 0; c <= 0x20; ++c) t[c] |= kLocalSpecial;
+    t[0x7F] |= kLocalSpecial;
+    for (const char c : std::string_view("\"\\()<>,;:[]@")) t[static_cast<unsigned char>(c)] |= kLocalSpecial;
+    for (int c = 'a'; c <= 'z'; ++c) t[c] |= kLabelOctet;
+    for (int c = '0'; c <= '9'; ++c) t[c] |= kLabelOctet;
+    t['-'] |= kLabelOctet;
+    t['_'] |= kLabelOctet;
+    return t;
 }
+constexpr std::array<uint8_t, 256> kOctetClasses = octet_classes();
+
+// Characters a local part may not hold unquoted (RFC 5322 specials, space, controls).
+bool bad_local_char(unsigned char c) { return kOctetClasses[c] & kLocalSpecial; }
 
 // The base local part (tag already dropped) as a key: at most 64 octets, no
 // space, control or special character, UTF-8.
@@ -66,9 +84,27 @@ bool is_quoted_string(std::string_view local) {
 // separator on is dropped (not at octet 0: "+x" stays "+x"), then the base is
 // checked and ASCII lower-cased.  Only the base is limited to 64 octets: a
 // long tag still names its mailbox.  Returns the length, 0 on error.
+// The common case in one pass: an unquoted ASCII local part whose base is a
+// valid key, lower-cased into out.  0: anything else, which put_local's
+// careful path handles (and explains).
+std::size_t put_plain_local(std::string_view local, const std::string& separator, char* out) {
+    const bool tagged = !separator.empty();
+    const char sep = tagged ? separator.front() : '\0';
+    std::size_t n = 0;
+    for (const char ch : local) {
+        if (tagged && n > 0 && ch == sep) break;
+        const auto c = static_cast<unsigned char>(ch);
+        if (c >= 0x80 || (kOctetClasses[c] & kLocalSpecial) || n == kMaxLocalPart) return 0;
+        out[n++] = ascii_lower(ch);
+    }
+    return n;
+}
+
 std::size_t put_local(std::string_view local, const std::string& separator, char* out,
                       std::size_t room, std::string* error_r) {
     if (local.empty()) return fail(error_r, "empty local part"), 0;
+    if (local.front() != '"' && room >= kMaxLocalPart)
+        if (const std::size_t n = put_plain_local(local, separator, out)) return n;
     const bool quoted = is_quoted_string(local);
     if (quoted) local = local.substr(1, local.size() - 2);
     std::size_t base = 0;  // octets of the base, counted past what out can hold
@@ -95,10 +131,29 @@ bool check_label(std::string_view label, std::string* error_r) {
     if (label.front() == '-' || label.back() == '-')
         return fail(error_r, "domain label '" + escape_for_display(label, 80) + "' starts or ends with '-'");
     for (char c : label)
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+        if (!(kOctetClasses[static_cast<unsigned char>(c)] & kLabelOctet))
             return fail(error_r, "domain '" + escape_for_display(label, 80) + "' has a character that is not a "
                                "letter, digit or hyphen");
     return true;
+}
+
+// The common case in one pass: lower-cases a domain of valid labels in
+// place; false for anything else, which check_ascii_domain's careful path
+// handles (and explains).
+bool plain_domain(char* d, std::size_t len) {
+    std::size_t label = 0;
+    for (std::size_t i = 0; i < len; ++i) {
+        const char c = ascii_lower(d[i]);
+        d[i] = c;
+        if (c == '.') {
+            if (label == 0 || d[i - 1] == '-') return false;
+            label = 0;
+        } else if (!(kOctetClasses[static_cast<unsigned char>(c)] & kLabelOctet) || (label == 0 && c == '-') ||
+                   ++label > 63) {
+            return false;
+        }
+    }
+    return label > 0 && d[len - 1] != '-';
 }
 
 // Lower-cases and checks an ASCII domain in place.
@@ -107,6 +162,7 @@ bool check_ascii_domain(char* d, std::size_t len, std::string* error_r) {
     if (len > kMaxDomain)
         return fail(error_r, "domain is " + std::to_string(len) + " octets, at most " +
                                std::to_string(kMaxDomain));
+    if (plain_domain(d, len)) return true;
     for (std::size_t i = 0; i < len; ++i) d[i] = ascii_lower(d[i]);
     if (d[0] == '[') {  // address literal: kept as written
         if (len < 3 || d[len - 1] != ']') return fail(error_r, "unterminated address literal in domain");

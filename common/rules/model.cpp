@@ -104,11 +104,16 @@ EffectiveService effective(const TargetRecord* mailbox, const TargetRecord* doma
 }
 
 // The mailbox's own mode wins over its domain's; both over the config.
+DeliveryMode effective_mode(DeliveryMode mailbox, DeliveryMode domain, DeliveryMode config_default) {
+    if (mailbox != DeliveryMode::unset) return mailbox;
+    if (domain != DeliveryMode::unset) return domain;
+    return config_default;
+}
+
 DeliveryMode effective_mode(const TargetRecord* mailbox, const TargetRecord* domain,
                             DeliveryMode config_default) {
-    if (mailbox && mailbox->mode != DeliveryMode::unset) return mailbox->mode;
-    if (domain && domain->mode != DeliveryMode::unset) return domain->mode;
-    return config_default;
+    return effective_mode(mailbox ? mailbox->mode : DeliveryMode::unset, domain ? domain->mode : DeliveryMode::unset,
+                          config_default);
 }
 
 }  // namespace mailsuspend

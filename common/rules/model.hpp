@@ -85,5 +85,7 @@ EffectiveService effective(const TargetRecord* mailbox, const TargetRecord* doma
                            Service s, int64_t now);
 DeliveryMode effective_mode(const TargetRecord* mailbox, const TargetRecord* domain,
                             DeliveryMode config_default);
+// The same precedence on the modes alone (unset: none of its own).
+DeliveryMode effective_mode(DeliveryMode mailbox, DeliveryMode domain, DeliveryMode config_default);
 
 }  // namespace mailsuspend

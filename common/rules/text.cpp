@@ -134,9 +134,15 @@ bool check_free_text(std::string_view text, std::size_t max, std::string& error_
 }
 
 std::string sanitise_line(std::string_view text, std::size_t max) {
-    std::string out;
-    out.reserve(std::min(text.size(), max));
-    for (std::size_t i = 0; i < text.size() && out.size() < max;) {
+    // The common case, printable ASCII, is copied as it is: a denied check
+    // formats its reply with this, and reasons were checked when written.
+    std::size_t plain = 0;
+    const std::size_t limit = std::min(text.size(), max);
+    while (plain < limit && text[plain] >= 0x20 && text[plain] < 0x7F) ++plain;
+    if (plain == text.size() || plain == max) return std::string(text.substr(0, plain));
+    std::string out(text.substr(0, plain));
+    out.reserve(limit);
+    for (std::size_t i = plain; i < text.size() && out.size() < max;) {
         const std::size_t n = utf8_length(text, i);
         if (n == 0 || is_control(text, i, n)) {
             out += '?';
