@@ -483,6 +483,41 @@ class PackageTest(unittest.TestCase):
         self.assertIn('"suspended":true', self.cli("status", "alice@example.com", "--json")
                       .stdout.replace(" ", ""))
 
+    def test_6b_store_in_the_previous_layout_is_converted_on_upgrade(self):
+        """An upgrade from a version that wrote layout 1 (no tag bytes, no
+        domain filter): the postinst's `mailsuspend init` reports the older
+        layout, `mailsuspend rebuild` converts it, and every record is kept."""
+        store = os.path.join(STORE, "store")
+        with open(store, "rb") as f:
+            image = f.read()
+        # store_layout.hpp's Header: slot_count at 32, slots_offset 40,
+        # arena_offset 48, arena_size 56, file_size 64, tags_offset 160, the
+        # domain filter's 512 bytes after it; layout 1 has the arena right
+        # after the slots and neither of the two.
+        field = lambda at: int.from_bytes(image[at:at + 8], "little")
+        slot_count, slots_offset, arena_offset, arena_size = field(32), field(40), field(48), field(56)
+        slots_end = slots_offset + slot_count * 32
+        old = bytearray(image[:slots_end] + image[arena_offset:arena_offset + arena_size])
+        old += bytes(-len(old) % 4096)
+        old[8:12] = (1).to_bytes(4, "little")
+        old[48:56] = slots_end.to_bytes(8, "little")
+        old[64:72] = len(old).to_bytes(8, "little")
+        old[160:168 + 512] = bytes(8 + 512)
+        with open(store, "wb") as f:
+            f.write(old)
+        res = run([CLI, "status", "alice@example.com", "--json"], check=False)
+        self.assertNotEqual(res.returncode, 0, res.stdout)
+        self.assertIn("older layout version 1", res.stderr)
+        res = run(APT + ["install", "--reinstall", self.deb], env=APT_ENV, timeout=600)
+        self.assertIn("converting the store", res.stdout + res.stderr)
+        self.assertEqual(package_state(), "installed")
+        self.assertIn('"suspended":true', self.cli("status", "alice@example.com", "--json")
+                      .stdout.replace(" ", ""))
+        with open(store, "rb") as f:
+            f.seek(8)
+            self.assertEqual(int.from_bytes(f.read(4), "little"), 2)
+        self.cli("check")
+
     def test_7_remove_keeps_config_and_store(self):
         self.apt("remove", PACKAGE)
         self.assertEqual(package_state(), "config-files")
