@@ -89,11 +89,12 @@ bool StoreWriter::Impl::settle_derived(uint64_t i) {
     if (!read_slot(map.slots[i], c)) return true;  // left mid-write: recover() settles it
     const uint8_t tag = map.tags[i].load(std::memory_order_relaxed);
     const uint8_t state = w0_state(c.w0);
-    if (state == kTombstone && tag == kTagEmpty) {  // the chain must go on past it
+    if (state == kEmpty) return true;
+    if (state != kUsed) {  // a tombstone (or damage) the writers' chains go past: so must the readers'
+        if (tag != kTagEmpty) return true;
         map.tags[i].store(kTagFree, std::memory_order_release);
         return false;
     }
-    if (state != kUsed) return true;
     const uint64_t key_at = uint64_t{c.blob_offset()} + kBlobKeyOffset;
     const bool domain = key_at < map.arena_size && map.arena[key_at] == '@';
     const std::size_t word = filter_word(c.fingerprint);

@@ -231,3 +231,25 @@ TEST_F(StoreTags, ALayoutOneStoreIsConvertedByRebuild) {
     stress::RawStore raw(store_file);
     EXPECT_EQ(raw.header().layout_version, layout::kLayoutVersion);
 }
+
+// Whatever damage the tags took, a record a writer commits is on a chain
+// readers follow: the writer re-sets the tags on the path it walked (the
+// fuzzer found a slot of unknown state with an empty tag ending the
+// readers' chain before the record).
+TEST_F(StoreTags, ACommittedRecordIsAlwaysOnAChainReadersFollow) {
+    auto w = writer(true);
+    std::vector<TargetRecord> many;
+    for (int i = 0; i < 40; ++i) many.push_back(suspended("u" + std::to_string(i) + "@example.com"));
+    commit(*w, many);
+    {
+        stress::RawStore raw(store_file);
+        for (uint64_t i = 0; i < raw.header().slot_count; ++i) raw.tag(i) = layout::kTagEmpty;
+    }
+    for (int i = 0; i < 40; i += 3) {
+        const std::string key = "u" + std::to_string(i) + "@example.com";
+        commit(*w, {suspended(key, "again")});
+        EXPECT_EQ(lookup(key), LookupStatus::found) << key;
+    }
+    EXPECT_GT(w->repair_derived(), 0u);  // the others' tags
+    for (int i = 0; i < 40; ++i) EXPECT_EQ(lookup("u" + std::to_string(i) + "@example.com"), LookupStatus::found);
+}
