@@ -89,14 +89,29 @@ std::unique_ptr<StoreReader> StoreReader::open(const std::string& dir, std::stri
 }
 
 LookupStatus StoreReader::lookup(std::string_view key, HotView& out) noexcept {
-    if (!impl_->current()) return LookupStatus::unavailable;
-    const Mapping& m = impl_->map;
     const uint64_t fp = hash_key(key.data(), key.size());
     uint64_t index = 0;
     SlotCopy c;
     Probe found = Probe::absent;
-    if (!under_bus_guard([&] { found = lookup_probe(m, key, fp, index, c); })) {
-        impl_->lose_mapping();
+    // The header's check and the probe under one guard (current() does the
+    // same check under its own, then remaps when the mapping is stale).
+    bool fresh = false;
+    const Mapping& m = impl_->map;
+    const auto probe_if_fresh = [&] {
+        fresh = !m.header->retired.load(std::memory_order_acquire) && impl_->intact();
+        if (fresh) found = lookup_probe(m, key, fp, index, c);
+    };
+    // Stale: remap and probe again (a few times: a generation may be retired
+    // again between the remap and the probe).
+    for (int attempt = 0; attempt < 4 && !fresh; ++attempt) {
+        if ((attempt > 0 || !m.valid()) && !impl_->current()) return LookupStatus::unavailable;
+        if (!under_bus_guard(probe_if_fresh)) {
+            impl_->lose_mapping();
+            return LookupStatus::unavailable;
+        }
+    }
+    if (!fresh) {
+        impl_->error = impl_->path + ": replaced again and again during one lookup";
         return LookupStatus::unavailable;
     }
     switch (found) {
