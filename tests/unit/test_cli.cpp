@@ -14,6 +14,7 @@
 #include <set>
 #include <thread>
 
+#include "raw_store.hpp"
 #include "test_util.hpp"
 
 using namespace mailsuspend::test;
@@ -571,6 +572,24 @@ TEST_F(CliTest, SweepRemovesLiftedReasonsFromTheReadableStore) {
     const std::string generation = expect(0, {"check"}).out;
     expect(0, {"sweep"});
     EXPECT_EQ(expect(0, {"check"}).out, generation);
+}
+
+// The readers' tags damaged (every one cleared): a suspended mailbox reads
+// as not suspended until the sweep (every minute) sets them from the
+// records again, says so, and `check` named the damage meanwhile.
+TEST_F(CliTest, SweepRepairsDamagedReaderTags) {
+    expect(0, {"suspend", "a@example.com", "--service", "imap", "--reason", "kept"});
+    {
+        stress::RawStore raw(dir / "store/store");
+        ASSERT_TRUE(raw.ok());
+        for (uint64_t i = 0; i < raw.header().slot_count; ++i) raw.tag(i) = 0;
+    }
+    EXPECT_NE(expect(1, {"check"}).err.find("readers cannot find record a@example.com"), std::string::npos);
+    EXPECT_EQ(status("a@example.com")["services"]["imap"]["suspended"], false) << "setup: the damage hides it";
+    EXPECT_NE(expect(0, {"sweep"}).err.find("repaired the readers' tags or domain filter of 1 slot(s)"),
+              std::string::npos);
+    EXPECT_EQ(status("a@example.com")["services"]["imap"]["reason"], "kept");
+    expect(0, {"check"});
 }
 
 TEST_F(CliTest, CorruptStoreExit1WithReason) {
