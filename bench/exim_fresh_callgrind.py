@@ -13,6 +13,10 @@ every process of the tree counted):
   delivery    `exim -M <id>`: the fresh delivery process of that message
               (routers with the mailsuspend_route snippet, maildir transport)
 
+With --faults N it also counts, without valgrind, the minor page faults per
+message of N SMTP messages to each Exim's daemon (one per connection, so one
+forked process each; cminflt of the daemon, as in bench/results/2026-12-02.md).
+
 The figure per case is the process Exim started; its forked children (the
 transport) are listed in the JSON but callgrind counts a child from its
 parent's start, so they are not added.
@@ -40,6 +44,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "exim"))
 import eximtest  # noqa: E402
+import exim_load  # noqa: E402  (bench/exim_load.py: its SMTP client and limits)
 
 SENDER = "alice@example.com"
 RECIPIENT = "bob@example.com"
@@ -113,6 +118,24 @@ def measure(env, out_dir, name):
             "token_header": token}
 
 
+def faults_per_message(env, messages):
+    """Minor page faults of the daemon's reaped children per SMTP message."""
+    def cminflt():
+        with open(f"/proc/{env.daemon.pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[8])
+
+    env.start_daemon()
+    exim_load.send_batch(env.port, 20, 1, [], SENDER)  # warm-up: first use of the store
+    env.wait_idle()
+    before = cminflt()
+    errors = []
+    exim_load.send_batch(env.port, messages, 1, errors, SENDER)
+    env.wait_idle()
+    if errors:
+        raise SystemExit(f"SMTP failed: {errors[:3]}")
+    return (cminflt() - before) / messages
+
+
 def main():
     here = os.path.join(HERE, "..")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -120,6 +143,8 @@ def main():
     parser.add_argument("--so", default=os.path.join(here, "build", "exim-local-scan", "mailsuspend.so"))
     parser.add_argument("--snippets", default=os.path.join(here, "conf", "exim"))
     parser.add_argument("--keep", help="keep the callgrind files in this directory")
+    parser.add_argument("--faults", type=int, default=0, metavar="N",
+                        help="also count page faults per message over N SMTP messages")
     args = parser.parse_args()
     eximtest.PATHS.update(cli=os.path.abspath(args.cli), so=os.path.abspath(args.so),
                           snippets=os.path.abspath(args.snippets))
@@ -133,9 +158,13 @@ def main():
     os.chmod(exim, 0o755)
     results = {}
     for name in ("plain", "module"):
-        env = eximtest.Env(f"callgrind-{name}", with_module=(name == "module"), exim=exim)
+        # queue_only: the daemon's processes receive only (as in exim_load.py)
+        env = eximtest.Env(f"callgrind-{name}", with_module=(name == "module"), exim=exim,
+                           extra_main="queue_only = true", ms_extra=exim_load.BENCH_LIMITS)
         try:
             results[name] = measure(env, out_dir, name)
+            if args.faults:
+                results[name]["faults_per_message"] = round(faults_per_message(env, args.faults), 1)
         finally:
             env.stop()
     print(json.dumps(results, indent=2))
@@ -144,6 +173,9 @@ def main():
         print(f"{what}: plain {plain / 1e6:.2f} M, with mailsuspend {module / 1e6:.2f} M instructions "
               f"({(module - plain) / plain * 100:+.1f} %); forked children (counted from their "
               f"parent's start): {len(results['plain'][what]) - 1} / {len(results['module'][what]) - 1}")
+    if args.faults:
+        print(f"minor page faults per SMTP message: plain {results['plain']['faults_per_message']}, "
+              f"with mailsuspend {results['module']['faults_per_message']}")
     print(f"token header added: {results['module']['token_header']}; callgrind files: {out_dir}")
 
 
