@@ -137,17 +137,13 @@ def faults_per_message(env, messages):
 
 
 def main():
-    here = os.path.join(HERE, "..")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cli", default=os.path.join(here, "build", "cli", "mailsuspend"))
-    parser.add_argument("--so", default=os.path.join(here, "build", "exim-local-scan", "mailsuspend.so"))
-    parser.add_argument("--snippets", default=os.path.join(here, "conf", "exim"))
+    exim_load.add_build_arguments(parser)
     parser.add_argument("--keep", help="keep the callgrind files in this directory")
     parser.add_argument("--faults", type=int, default=0, metavar="N",
                         help="also count page faults per message over N SMTP messages")
     args = parser.parse_args()
-    eximtest.PATHS.update(cli=os.path.abspath(args.cli), so=os.path.abspath(args.so),
-                          snippets=os.path.abspath(args.snippets))
+    exim_load.use_build_arguments(args)
     out_dir = args.keep or tempfile.mkdtemp(prefix="exim-callgrind-")
     os.makedirs(out_dir, exist_ok=True)
     os.chmod(out_dir, 0o777)  # Exim's user writes the callgrind files
