@@ -94,8 +94,8 @@ struct Aad {
 };
 
 // Opens ciphertext+tag ct (ct_len octets) of a token of version into plain;
-// false when it does not verify.  Version 1 needs the CPU's AES instructions
-// (libsodium's AES-256-GCM uses nothing else): without them it is refused.
+// false when it does not verify.  Version 1 only where the CPU has AES
+// instructions (libsodium's AES-256-GCM has no other implementation).
 bool open_sealed(const TokenKey& key, unsigned char version, const unsigned char* nonce,
                  const unsigned char* ct, std::size_t ct_len, unsigned char* plain, std::string& error_r) {
     const Aad aad(version);
@@ -120,8 +120,9 @@ bool create_token_key(const std::string& store_dir, const std::string& group, st
     if (fd < 0) return error_r = path + ": " + std::strerror(errno), false;
     unsigned char key[kTokenKeySize];
     bool ok = false;
-    if (sodium_ready()) randombytes_buf(key, sizeof key);
-    if (!sodium_ready()) error_r = path + ": libsodium cannot start (no random source)";
+    const bool random = sodium_ready();
+    if (random) randombytes_buf(key, sizeof key);
+    if (!random) error_r = path + ": libsodium cannot start (no random source)";
     else if (::write(fd, key, sizeof key) != static_cast<ssize_t>(sizeof key) || ::fsync(fd) != 0)
         error_r = path + ": " + std::strerror(errno);
     else ok = true;
