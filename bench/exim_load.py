@@ -102,12 +102,24 @@ def populate(env, count):
         raise SystemExit("populating the store failed: " + proc.stdout + proc.stderr)
 
 
-def main():
+def add_build_arguments(parser):
+    """--cli, --so and --snippets: the built files the Exims use (default: build/)."""
     here = os.path.join(HERE, "..")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cli", default=os.path.join(here, "build", "cli", "mailsuspend"))
     parser.add_argument("--so", default=os.path.join(here, "build", "exim-local-scan", "mailsuspend.so"))
     parser.add_argument("--snippets", default=os.path.join(here, "conf", "exim"))
+
+
+def use_build_arguments(args):
+    # Absolute: Exim's daemon runs in its spool directory, where a relative
+    # module path in ${dlfunc} would not resolve (every message would 451).
+    eximtest.PATHS.update(cli=os.path.abspath(args.cli), so=os.path.abspath(args.so),
+                          snippets=os.path.abspath(args.snippets))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_build_arguments(parser)
     parser.add_argument("--messages", type=int, default=200, help="per round and daemon")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=4, help="parallel SMTP clients")
@@ -126,10 +138,7 @@ def main():
     args = parser.parse_args()
     if args.nice:
         os.nice(args.nice)  # the daemons started below inherit it
-    # Absolute: Exim's daemon runs in its spool directory, where a relative
-    # module path in ${dlfunc} would not resolve (every message would 451).
-    eximtest.PATHS.update(cli=os.path.abspath(args.cli), so=os.path.abspath(args.so),
-                          snippets=os.path.abspath(args.snippets))
+    use_build_arguments(args)
 
     extra = "queue_only = true"
     envs = {}

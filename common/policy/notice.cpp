@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
+#include <sodium.h>
 
 #include <algorithm>
 #include <cctype>
@@ -44,7 +44,8 @@ std::string header_text(std::string_view s, std::size_t max) {
 std::string random_hex(std::size_t bytes) {
     unsigned char raw[32];
     bytes = std::min(bytes, sizeof raw);
-    if (RAND_bytes(raw, static_cast<int>(bytes)) != 1)  // fall back to time and pid: still unique enough
+    if (sodium_init() >= 0) randombytes_buf(raw, bytes);
+    else  // no random source: time and pid, still unique enough
         for (std::size_t i = 0; i < bytes; ++i)
             raw[i] = static_cast<unsigned char>((std::time(nullptr) >> (i % 8)) ^ (::getpid() >> (i % 4)) ^ (i * 37));
     static const char hex[] = "0123456789abcdef";

@@ -5,30 +5,28 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-#include <openssl/rand.h>
+#include <sodium.h>
 
 #include <cerrno>
 #include <cstring>
-#include <memory>
 
 namespace mailsuspend {
 namespace {
 
-constexpr unsigned char kVersion = 1;
-constexpr std::size_t kNonce = 12;
-constexpr std::size_t kTag = 16;
+// Version 2, sealed and opened: XChaCha20-Poly1305 (libsodium), random 24-byte nonce.
+constexpr unsigned char kVersion = 2;
+constexpr std::size_t kNonce = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+// Version 1 (until 2026-12), opened only: AES-256-GCM, 12-byte nonce.
+constexpr unsigned char kVersionGcm = 1;
+constexpr std::size_t kNonceGcm = crypto_aead_aes256gcm_NPUBBYTES;
+constexpr std::size_t kTag = 16;  // both ciphers' tag
+static_assert(kTag == crypto_aead_xchacha20poly1305_ietf_ABYTES && kTag == crypto_aead_aes256gcm_ABYTES);
 constexpr std::size_t kTime = 8;
 constexpr std::size_t kMaxAccount = 320;
 constexpr char kContext[] = "mailsuspend-token";
 
 const char kUrlAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 const char kMimeAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-struct CtxFree {
-    void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
-};
-using Ctx = std::unique_ptr<EVP_CIPHER_CTX, CtxFree>;
 
 // Encodes n bytes with alphabet into out (no padding); returns the length.
 std::size_t encode64(const unsigned char* in, std::size_t n, const char* alphabet, char* out) {
@@ -82,14 +80,33 @@ int64_t get_time(const unsigned char* p) {
     return static_cast<int64_t>(t);
 }
 
-// The associated data: the version byte and the context string.
-bool add_aad(EVP_CIPHER_CTX* ctx, bool encrypt) {
-    unsigned char aad[1 + sizeof kContext];
-    aad[0] = kVersion;
-    std::memcpy(aad + 1, kContext, sizeof kContext);
-    int len = 0;
-    return (encrypt ? EVP_EncryptUpdate(ctx, nullptr, &len, aad, sizeof aad)
-                    : EVP_DecryptUpdate(ctx, nullptr, &len, aad, sizeof aad)) == 1;
+// libsodium is ready: sodium_init() picks the CPU's implementations and
+// checks getrandom(); microseconds, once per process (later calls return 1).
+bool sodium_ready() noexcept { return sodium_init() >= 0; }
+
+// The associated data: the token's version byte and the context string.
+struct Aad {
+    unsigned char bytes[1 + sizeof kContext];
+    explicit Aad(unsigned char version) {
+        bytes[0] = version;
+        std::memcpy(bytes + 1, kContext, sizeof kContext);
+    }
+};
+
+// Opens ciphertext+tag ct (ct_len octets) of a token of version into plain;
+// false when it does not verify.  Version 1 only where the CPU has AES
+// instructions (libsodium's AES-256-GCM has no other implementation).
+bool open_sealed(const TokenKey& key, unsigned char version, const unsigned char* nonce,
+                 const unsigned char* ct, std::size_t ct_len, unsigned char* plain, std::string& error_r) {
+    const Aad aad(version);
+    unsigned long long len = 0;
+    const int rc = version == kVersion
+                       ? crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &len, nullptr, ct, ct_len, aad.bytes,
+                                                                    sizeof aad.bytes, nonce, key.bytes.data())
+                       : crypto_aead_aes256gcm_decrypt(plain, &len, nullptr, ct, ct_len, aad.bytes,
+                                                       sizeof aad.bytes, nonce, key.bytes.data());
+    if (rc != 0) error_r = "token does not verify: tampered, truncated, or sealed with another key";
+    return rc == 0;
 }
 
 }  // namespace
@@ -103,7 +120,9 @@ bool create_token_key(const std::string& store_dir, const std::string& group, st
     if (fd < 0) return error_r = path + ": " + std::strerror(errno), false;
     unsigned char key[kTokenKeySize];
     bool ok = false;
-    if (RAND_bytes(key, sizeof key) != 1) error_r = path + ": no random bytes from OpenSSL";
+    const bool random = sodium_ready();
+    if (random) randombytes_buf(key, sizeof key);
+    if (!random) error_r = path + ": libsodium cannot start (no random source)";
     else if (::write(fd, key, sizeof key) != static_cast<ssize_t>(sizeof key) || ::fsync(fd) != 0)
         error_r = path + ": " + std::strerror(errno);
     else ok = true;
@@ -115,7 +134,7 @@ bool create_token_key(const std::string& store_dir, const std::string& group, st
     }
     // Group-readable only once the group is right: Exim's group reads it.
     if (ok && ::fchmod(fd, 0640) != 0) error_r = path + ": " + std::strerror(errno), ok = false;
-    OPENSSL_cleanse(key, sizeof key);
+    sodium_memzero(key, sizeof key);
     ::close(fd);
     if (!ok) ::unlink(path.c_str());
     return ok;
@@ -142,29 +161,21 @@ std::optional<TokenKey> load_token_key(const std::string& store_dir, std::string
 
 std::size_t seal_token(const TokenKey& key, std::string_view account, int64_t issued, char* out,
                        std::size_t size) noexcept {
-    if (account.empty() || account.size() > kMaxAccount) return 0;
+    if (account.empty() || account.size() > kMaxAccount || !sodium_ready()) return 0;
     unsigned char raw[1 + kNonce + kTime + kMaxAccount + kTag];
     unsigned char plain[kTime + kMaxAccount];
     const std::size_t plain_len = kTime + account.size();
     const std::size_t raw_len = 1 + kNonce + plain_len + kTag;
     if ((raw_len * 4 + 2) / 3 + 1 > size) return 0;
     raw[0] = kVersion;
-    if (RAND_bytes(raw + 1, kNonce) != 1) return 0;
+    randombytes_buf(raw + 1, kNonce);  // getrandom(): fresh in every process, forked or not
     put_time(plain, issued);
     std::memcpy(plain + kTime, account.data(), account.size());
-    Ctx ctx(EVP_CIPHER_CTX_new());
-    int len = 0, fin = 0;
-    unsigned char* ct = raw + 1 + kNonce;
-    const bool ok = ctx &&
-                    EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
-                    EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonce, nullptr) == 1 &&
-                    EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key.bytes.data(), raw + 1) == 1 &&
-                    add_aad(ctx.get(), true) &&
-                    EVP_EncryptUpdate(ctx.get(), ct, &len, plain, static_cast<int>(plain_len)) == 1 &&
-                    EVP_EncryptFinal_ex(ctx.get(), ct + len, &fin) == 1 &&
-                    static_cast<std::size_t>(len + fin) == plain_len &&
-                    EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTag, ct + plain_len) == 1;
-    if (!ok) return 0;
+    const Aad aad(kVersion);
+    unsigned long long ct_len = 0;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(raw + 1 + kNonce, &ct_len, plain, plain_len, aad.bytes,
+                                               sizeof aad.bytes, nullptr, raw + 1, key.bytes.data());
+    sodium_memzero(plain, sizeof plain);
     const std::size_t n = encode64(raw, raw_len, kUrlAlphabet, out);
     out[n] = '\0';
     return n;
@@ -176,35 +187,30 @@ std::optional<OpenedToken> open_token(const TokenKey& key, std::string_view text
     while (!trimmed.empty() && (trimmed.back() == ' ' || trimmed.back() == '\t')) trimmed.remove_suffix(1);
     auto raw = base64url_decode(trimmed);
     if (!raw) return error_r = "token is not base64url text", std::nullopt;
-    if (raw->size() < 1 + kNonce + kTime + 1 + kTag || raw->size() > 1 + kNonce + kTime + kMaxAccount + kTag)
-        return error_r = "token has the wrong length (truncated or not ours)", std::nullopt;
+    if (raw->empty()) return error_r = "token is empty", std::nullopt;
     const auto* p = reinterpret_cast<const unsigned char*>(raw->data());
-    if (p[0] != kVersion) return error_r = "token version " + std::to_string(p[0]) + " is unknown", std::nullopt;
-    const std::size_t ct_len = raw->size() - 1 - kNonce - kTag;
-    unsigned char plain[kTime + kMaxAccount];
-    unsigned char tag[kTag];
-    std::memcpy(tag, p + 1 + kNonce + ct_len, kTag);
-    Ctx ctx(EVP_CIPHER_CTX_new());
-    int len = 0, fin = 0;
-    const bool setup = ctx &&
-                       EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
-                       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonce, nullptr) == 1 &&
-                       EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key.bytes.data(), p + 1) == 1 &&
-                       add_aad(ctx.get(), false) &&
-                       EVP_DecryptUpdate(ctx.get(), plain, &len, p + 1 + kNonce, static_cast<int>(ct_len)) == 1 &&
-                       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTag, tag) == 1;
-    if (!setup) return error_r = "the crypto library failed", std::nullopt;
-    if (EVP_DecryptFinal_ex(ctx.get(), plain + len, &fin) != 1)
-        return error_r = "token does not verify: tampered, truncated, or sealed with another key", std::nullopt;
+    if (p[0] != kVersion && p[0] != kVersionGcm)
+        return error_r = "token version " + std::to_string(p[0]) + " is unknown", std::nullopt;
+    if (!sodium_ready()) return error_r = "libsodium cannot start", std::nullopt;
+    if (p[0] == kVersionGcm && !crypto_aead_aes256gcm_is_available())
+        return error_r = "token version 1 (AES-256-GCM, sealed before 2026-12) cannot be opened on this CPU "
+                         "(no AES instructions); open it on a host that has them",
+               std::nullopt;
+    const std::size_t nonce = p[0] == kVersion ? kNonce : kNonceGcm;
+    if (raw->size() < 1 + nonce + kTime + 1 + kTag || raw->size() > 1 + nonce + kTime + kMaxAccount + kTag)
+        return error_r = "token has the wrong length (truncated or not ours)", std::nullopt;
+    const std::size_t ct_len = raw->size() - 1 - nonce;
+    unsigned char plain[kTime + kMaxAccount + kTag];
+    if (!open_sealed(key, p[0], p + 1, p + 1 + nonce, ct_len, plain, error_r)) return std::nullopt;
     OpenedToken t;
     t.issued = get_time(plain);
-    t.account.assign(reinterpret_cast<const char*>(plain + kTime), static_cast<std::size_t>(len + fin) - kTime);
+    t.account.assign(reinterpret_cast<const char*>(plain + kTime), ct_len - kTag - kTime);
     static const char kHex[] = "0123456789abcdef";
-    for (std::size_t i = 0; i < kNonce; ++i) {  // the decoded bytes: one message, one id, however it is spelt
+    for (std::size_t i = 0; i < nonce; ++i) {  // the decoded bytes: one message, one id, however it is spelt
         t.message += kHex[p[1 + i] >> 4];
         t.message += kHex[p[1 + i] & 0xF];
     }
-    OPENSSL_cleanse(plain, sizeof plain);
+    sodium_memzero(plain, sizeof plain);
     return t;
 }
 

@@ -3,13 +3,19 @@
 // so a spam complaint (ARF, RFC 5965) is attributed to the real sender even
 // when From and the envelope are forged.
 //
-// A token is AES-256-GCM (OpenSSL libcrypto) of the issue time and the
-// normalised account under a 32-byte key in <store.path>/token.key
+// A token is XChaCha20-Poly1305 (libsodium's IETF AEAD) of the issue time and
+// the normalised account under a 32-byte key in <store.path>/token.key
 // (created by `mailsuspend init`, mode 0640, group store.write_group so
 // Exim can read it).  Only this host can make or read one; a changed octet
 // fails the tag.  Wire form, base64url without padding:
-//   version(1) = 1 | nonce(12) | ciphertext(8-byte big-endian time | account) | tag(16)
-// with the version byte and "mailsuspend-token" as associated data.
+//   version(1) = 2 | nonce(24, random) | ciphertext(8-byte big-endian time | account) | tag(16)
+// with the version byte and "mailsuspend-token" as associated data.  A
+// 24-byte random nonce never repeats in practice, and sealing one costs
+// microseconds in a fresh process: libsodium fetches no cipher and keeps no
+// random generator to seed (randombytes_buf is getrandom()).
+// Version 1 (AES-256-GCM, 12-byte nonce, same layout otherwise; sealed
+// before 2026-12) is still opened, with libsodium's AES-256-GCM, on CPUs with
+// AES instructions; elsewhere it is refused with a message that says so.
 #pragma once
 
 #include <array>
@@ -23,8 +29,10 @@
 namespace mailsuspend {
 
 constexpr std::size_t kTokenKeySize = 32;
-// Longest token text (an account of at most 320 octets), NUL excluded.
-constexpr std::size_t kTokenMaxText = 480;
+// Longest token text (an account of at most 320 octets: 369 octets in
+// base64url), NUL excluded; MAILSUSPEND_TOKEN_MAX holds it with the NUL.
+constexpr std::size_t kTokenMaxText = 492;
+static_assert(kTokenMaxText < MAILSUSPEND_TOKEN_MAX);
 
 struct TokenKey {
     std::array<unsigned char, kTokenKeySize> bytes{};
@@ -46,7 +54,7 @@ std::size_t seal_token(const TokenKey& key, std::string_view account, int64_t is
 struct OpenedToken {
     std::string account;
     int64_t issued = 0;
-    // The token's random nonce (hex): unique per sealed token, hence per
+    // The token's random nonce (hex, 48 digits; 24 for version 1): unique per sealed token, hence per
     // message (the Exim module seals one token per message).  Reports of one
     // message count once by it.
     std::string message;

@@ -31,8 +31,10 @@ def dynamic_symbols(path, defined):
 
 
 def needed_libraries(path):
+    """The libraries ldd resolves, and the dynamic loader (its own line, no "=>"):
+    the C++ runtime linked into the module takes __tls_get_addr from it."""
     out = subprocess.run(["ldd", path], capture_output=True, text=True, check=True).stdout
-    return [m.group(1) for m in re.finditer(r"=> (/\S+)", out)]
+    return [m.group(1) for m in re.finditer(r"(?:=> |^\s+)(/\S+)", out, re.M)]
 
 
 class SymbolsTest(unittest.TestCase):
@@ -53,6 +55,13 @@ class SymbolsTest(unittest.TestCase):
         for bad in ("child_open_exim", "child_open_exim_function", "authenticated_id",
                     "originator_uid", "deliver_freeze", "queue_only_policy"):
             self.assertNotIn(bad, undefined)
+
+    def test_needs_no_shared_library_beyond_libc_and_libconfig(self):
+        # A fresh Exim process (local submission, delivery) maps and relocates
+        # every library the module brings: the C++ runtime and libsodium are
+        # linked in (issue 14; bench/results/2026-12-04-token.md).
+        names = {os.path.basename(p) for p in needed_libraries(PATHS["so"])}
+        self.assertEqual(names - {"libc.so.6", "libconfig.so.9", "ld-linux-x86-64.so.2"}, set())
 
 
 class LoadTest(EximTestCase):

@@ -1,8 +1,11 @@
 // Sender tokens, ARF parsing and attribution, evidence samples and the AUP
 // notice as built and handed to the MTA.
+#include <sodium.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <set>
 
 #include "arf.hpp"
 #include "notice.hpp"
@@ -66,6 +69,96 @@ TEST(Token, RefusesBuffersTooSmallAndEmptyAccounts) {
     char buf[kTokenMaxText + 1];
     EXPECT_EQ(seal_token(k, "", 1, buf, sizeof buf), 0u);
     EXPECT_GT(seal_token(k, std::string(300, 'a') + "@example.com", 1, buf, sizeof buf), 0u);
+}
+
+std::string hex(std::string_view bytes) {
+    static const char digits[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : bytes) out += std::string{digits[c >> 4], digits[c & 15]};
+    return out;
+}
+
+TEST(Token, IsVersionTwoWithATwentyFourByteRandomNonce) {
+    const TokenKey k = test_key(7);
+    const std::string t = seal(k, "user@example.com");
+    const auto raw = base64url_decode(t);
+    ASSERT_TRUE(raw);
+    EXPECT_EQ(static_cast<unsigned char>((*raw)[0]), 2u) << "version 2: XChaCha20-Poly1305";
+    EXPECT_EQ(raw->size(), 1u + 24 + 8 + std::strlen("user@example.com") + 16);
+    std::string error;
+    const auto opened = open_token(k, t, error);
+    ASSERT_TRUE(opened) << error;
+    EXPECT_EQ(opened->message, hex(raw->substr(1, 24))) << "the message id is the nonce";
+    // The longest account (320 octets) fills kTokenMaxText exactly; a longer one is refused.
+    char buf[kTokenMaxText + 1];
+    const std::string longest = std::string(320 - 12, 'a') + "@example.com";
+    EXPECT_EQ(seal_token(k, longest, 1, buf, sizeof buf), kTokenMaxText);
+    EXPECT_TRUE(open_token(k, buf, error)) << error;
+    EXPECT_EQ(seal_token(k, longest + "a", 1, buf, sizeof buf), 0u);
+}
+
+// Sealed by the AES-256-GCM code of before 2026-12 (OpenSSL) under the key 32 x 0x07:
+// tokens like it are still in mail that complaints quote.
+constexpr char kVersionOneToken[] = "AcWOczbKIRW7Jzu8Verlnzdp2cH0GdQ4YALivHcf14Gr5Z5t1YGW6yFjYlHb9o4wzsS20ak";
+
+TEST(Token, VersionOneTokensStillOpen) {
+    std::string error;
+    const auto opened = open_token(test_key(7), kVersionOneToken, error);
+    if (!crypto_aead_aes256gcm_is_available()) {  // a CPU without AES instructions: refused, saying why
+        EXPECT_FALSE(opened);
+        EXPECT_NE(error.find("version 1"), std::string::npos) << error;
+        return;
+    }
+    ASSERT_TRUE(opened) << error;
+    EXPECT_EQ(opened->account, "user@example.com");
+    EXPECT_EQ(opened->issued, 1'800'000'000);
+    EXPECT_EQ(opened->message, "c58e7336ca2115bb273bbc55");
+    std::string bad = kVersionOneToken;
+    bad[30] = bad[30] == 'A' ? 'B' : 'A';
+    EXPECT_FALSE(open_token(test_key(7), bad, error)) << "tampered";
+    EXPECT_FALSE(open_token(test_key(8), kVersionOneToken, error)) << "another key";
+}
+
+TEST(Token, TheVersionIsAuthenticatedAndUnknownOnesAreRefused) {
+    const TokenKey k = test_key(7);
+    auto raw = base64url_decode(seal(k, "user@example.com"));
+    ASSERT_TRUE(raw);
+    std::string error;
+    (*raw)[0] = 3;
+    EXPECT_FALSE(open_token(k, base64url_encode(*raw), error));
+    EXPECT_NE(error.find("version 3 is unknown"), std::string::npos) << error;
+    (*raw)[0] = 1;  // relabelled as version 1: opened with the other cipher, it does not verify
+    EXPECT_FALSE(open_token(k, base64url_encode(*raw), error));
+    EXPECT_FALSE(open_token(k, "", error));
+}
+
+// The Exim daemon forks a process per connection after the key is loaded:
+// each must draw its own nonce (libsodium's randombytes_buf is getrandom()).
+TEST(Token, ForkedProcessesDrawTheirOwnNonces) {
+    const TokenKey k = test_key(7);
+    seal(k, "user@example.com");  // libsodium started in the parent, as in the daemon
+    std::set<std::string> tokens;
+    for (int i = 0; i < 4; ++i) {
+        int fds[2];
+        ASSERT_EQ(::pipe(fds), 0);
+        const pid_t pid = ::fork();
+        ASSERT_GE(pid, 0);
+        if (pid == 0) {
+            char buf[kTokenMaxText + 1];
+            const std::size_t n = seal_token(k, "user@example.com", 1, buf, sizeof buf);
+            ::_exit(::write(fds[1], buf, n) == static_cast<ssize_t>(n) && n > 0 ? 0 : 1);
+        }
+        ::close(fds[1]);
+        char buf[kTokenMaxText + 1];
+        const ssize_t n = ::read(fds[0], buf, sizeof buf);
+        ::close(fds[0]);
+        int status = 0;
+        ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ASSERT_GT(n, 0);
+        tokens.insert(std::string(buf, static_cast<std::size_t>(n)).substr(0, 34));  // version + nonce
+    }
+    EXPECT_EQ(tokens.size(), 4u);
 }
 
 class TokenApiTest : public PolicyFixture {};
