@@ -20,21 +20,13 @@ Rows (choose with --rows, default all):
            Every process is followed (--trace-children=yes) and each fork
            starts its own count (--dump-before=fork), so the sums count
            each instruction once.
-  dovecot  per IMAP login + LOGOUT (tests/dovecot/harness.py, auth cache
-           off so every login asks the passdb), with and without the
-           plugins: every Dovecot process under callgrind; after a warm-up
-           login the long-lived ones (master, auth, config, log, anvil,
-           stats) are zeroed (callgrind_control -z), --logins logins run
-           (each a fresh imap-login and imap process), then the long-lived
-           ones dump (callgrind_control -d) and everything counted since
-           the zero is summed.
 
 Simulated caches (callgrind --cache-sim=yes, fixed rather than guessed from
 the host): I1 32 KiB 8-way, D1 48 KiB 12-way, LL 32 MiB 16-way, 64 B lines.
 "D1 misses" are data reads + writes missing D1; "LL misses" are every
 last-level miss (instruction + data).
 
-  sudo python3 bench/counts.py --build build            # everything (about N minutes)
+  sudo python3 bench/counts.py --build build            # everything (a few minutes)
   sudo python3 bench/counts.py --rows lookups --lookups 5000
 """
 import argparse
@@ -46,14 +38,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import dovecot_load  # noqa: E402  (one_imap_login, BENCH_CONF; imports tests/dovecot/harness.py)
 import exim_load  # noqa: E402  (populate, BENCH_LIMITS; imports tests/exim/eximtest.py)
 import eximtest  # noqa: E402
-import harness  # noqa: E402
 
 CACHES = ["--I1=32768,8,64", "--D1=49152,12,64", "--LL=33554432,16,64"]
 CACHE_TEXT = "I1 32 KiB 8-way, D1 48 KiB 12-way, LL 32 MiB 16-way, 64 B lines"
@@ -247,90 +236,6 @@ def exim_rows(args):
     return rows
 
 
-# ---- Dovecot -----------------------------------------------------------------
-
-def descendants(pid):
-    """pid and every process below it."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        todo += children.get(p, [])
-    return set(found)
-
-
-def callgrind_control(option, pids):
-    for pid in sorted(pids):
-        subprocess.run(["callgrind_control", option, str(pid)], capture_output=True, timeout=60)
-
-
-def settle(root, long_lived, timeout=60.0):
-    """Waits until only the long-lived processes are left below root."""
-    deadline = time.monotonic() + timeout
-    while descendants(root) - long_lived and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)  # the last exits finish writing their files
-
-
-def dovecot_row(name, server, out_dir, args):
-    user = harness.USERS[0]
-    plain_dovecot = harness.DOVECOT
-    harness.DOVECOT = wrapper(server.tmp, out_dir, plain_dovecot)
-    try:
-        server.start()
-    finally:
-        harness.DOVECOT = plain_dovecot
-    root = server.proc.pid
-    if not dovecot_load.one_imap_login(server.ports["imap"], user):  # warm-up
-        raise SystemExit(f"Dovecot ({name}): the warm-up login failed\n{server.log_text()}")
-    time.sleep(2)
-    settle(root, set())
-    long_lived = descendants(root)
-    settle(root, long_lived)
-    callgrind_control("-z", long_lived)
-    before = set(glob.glob(f"{out_dir}/cg.*"))
-    for _ in range(args.logins):
-        if not dovecot_load.one_imap_login(server.ports["imap"], user):
-            raise SystemExit(f"Dovecot ({name}): a login failed\n{server.log_text()}")
-    settle(root, long_lived)
-    callgrind_control("-d", long_lived)
-    time.sleep(1)
-    sums = totals(p for p in glob.glob(f"{out_dir}/cg.*") if p not in before)
-    return dict(per_op(sums, args.logins), row=f"Dovecot IMAP login + LOGOUT, {name}")
-
-
-def dovecot_rows(args):
-    dargs = argparse.Namespace(cli=os.path.abspath(os.path.join(args.build, "cli", "mailsuspend")),
-                               modules=os.path.abspath(os.path.join(args.build, "dovecot-plugin")),
-                               snippet=os.path.join(HERE, "..", "conf", "dovecot", "95-mailsuspend.conf"))
-    harness.require_prerequisites(dargs)
-    rows = []
-    for name in ("plain", "plugins"):
-        server = harness.Dovecot(dargs, with_mailsuspend=name == "plugins", auth_cache=False,
-                                 extra_conf=dovecot_load.BENCH_CONF)
-        out_dir = tempfile.mkdtemp(prefix=f"counts-dovecot-{name}-")
-        try:
-            if name == "plugins":
-                for i in range(args.suspended_dovecot):
-                    server.suspend(f"load{i}@example.net", "imap,pop3")
-            row = dovecot_row(name, server, out_dir, args)
-            rows.append(row)
-            print_row(row)
-        finally:
-            server.stop()
-            shutil.rmtree(out_dir, ignore_errors=True)
-    return rows
-
-
 # ---- output ------------------------------------------------------------------
 
 def print_row(row):
@@ -341,15 +246,12 @@ def print_row(row):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--build", default=os.path.join(HERE, "..", "build"))
-    parser.add_argument("--rows", default="lookups,exim,dovecot", help="lookups, exim, dovecot (comma-separated)")
+    parser.add_argument("--rows", default="lookups,exim", help="lookups, exim, or both (comma-separated)")
     parser.add_argument("--lookups", type=int, default=20000, help="measured lookups per row")
     parser.add_argument("--accounts", type=int, default=1000000)
     parser.add_argument("--messages", type=int, default=3, help="Exim messages per row")
     parser.add_argument("--suspended", type=int, default=1000,
                         help="suspended accounts in the Exim rows' store (none is the test sender or recipient)")
-    parser.add_argument("--logins", type=int, default=3, help="Dovecot logins per row")
-    parser.add_argument("--suspended-dovecot", type=int, default=20,
-                        help="suspended accounts in the Dovecot row's store (not the one logging in)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not shutil.which("valgrind"):
@@ -362,8 +264,6 @@ def main():
         rows += lookup_rows(args)
     if "exim" in wanted:
         rows += exim_rows(args)
-    if "dovecot" in wanted:
-        rows += dovecot_rows(args)
     if args.json:
         print(json.dumps({"caches": CACHE_TEXT, "accounts": args.accounts, "lookups": args.lookups,
                           "messages": args.messages, "rows": rows}, indent=2))
