@@ -146,10 +146,18 @@ def counted(env, out_dir, action, skip_pid=None):
 
 def exim_rows_for(name, env, args):
     out_dir = tempfile.mkdtemp(prefix=f"counts-exim-{name}-")
-    rows = []
-    sender, rcpt = "alice@example.com", "bob@example.com"
     plain_exim = env.exim_bin
     env.exim_bin = wrapper(env.dir, out_dir, plain_exim, "--vgdb=no")
+    try:
+        return counted_rows(name, env, out_dir, args)
+    finally:
+        env.exim_bin = plain_exim
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def counted_rows(name, env, out_dir, args):
+    rows = []
+    sender, rcpt = "alice@example.com", "bob@example.com"
     ids = []
 
     def submit():
@@ -183,8 +191,7 @@ def exim_rows_for(name, env, args):
             add_to(sums, counted(env, out_dir, smtp, env.daemon.pid))
         rows.append(dict(per_op(sums, args.messages), row=f"Exim SMTP message to the daemon, {name}"))
     finally:
-        env.exim_bin = plain_exim
-        shutil.rmtree(out_dir, ignore_errors=True)
+        env._stop_daemon()
     return rows
 
 
@@ -217,6 +224,13 @@ def exim_rows(args):
     exim_copy = os.path.join(copy_dir, "exim4")
     shutil.copyfile(eximtest.EXIM, exim_copy)
     os.chmod(exim_copy, 0o755)
+    try:
+        return exim_rows_with(exim_copy, args)
+    finally:
+        shutil.rmtree(copy_dir, ignore_errors=True)
+
+
+def exim_rows_with(exim_copy, args):
     rows = []
     for name in ("plain", "module"):
         env = eximtest.Env(f"counts-{name}", with_module=name == "module", exim=exim_copy,
@@ -232,7 +246,6 @@ def exim_rows(args):
                 raise SystemExit("the module could not read its store: numbers would be meaningless")
         finally:
             env.stop()
-    shutil.rmtree(copy_dir, ignore_errors=True)
     return rows
 
 
