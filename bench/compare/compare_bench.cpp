@@ -16,7 +16,6 @@
 // <bench_root>/compare/ and kept.  Sizes: $MAILSUSPEND_COMPARE_SIZES
 // (default "1000000,10000000").  bench/results/2026-11-23.md "Against the alternatives" has the commands.
 #include <benchmark/benchmark.h>
-#include <cdb.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <signal.h>
@@ -41,12 +40,18 @@
 #include <vector>
 
 #include "bench_data.hpp"
+#include "cdb_data.hpp"
 #include "mailsuspend/mailsuspend.h"
 #include "store.hpp"
 
 namespace {
 
 using bench::account_key;
+using bench::cdb_file;
+using bench::compare_dir;
+using bench::kAccountState;
+using bench::marker_says;
+using bench::PackedState;
 using bench::lookup_keys;
 using mailsuspend::HotView;
 using mailsuspend::LookupStatus;
@@ -60,18 +65,6 @@ constexpr int kPipelineDepth = 64;
     std::exit(2);
 }
 
-// The state every system stores per account: what StoreReader's HotView
-// carries (suspended bits, delivery mode, earliest expiry), 6 bytes.  The
-// bench accounts all have imap and pop3 suspended (bench_data.cpp).
-struct PackedState {
-    uint8_t suspended;
-    uint8_t mode;
-    uint8_t min_expiry[4];
-};
-static_assert(sizeof(PackedState) == 6);
-constexpr PackedState kAccountState{0b11, 0, {0, 0, 0, 0}};
-
-std::string compare_dir() { return bench::bench_root() + "/compare"; }
 
 uint64_t file_size(const std::string& path) {
     std::error_code ec;
@@ -290,36 +283,6 @@ private:
 
 // ---- cdb and SQLite files, built once and kept ------------------------------
 
-bool marker_says(const std::string& path, uint64_t n) {
-    std::ifstream in(path + ".done");
-    uint64_t m = 0;
-    return (in >> m) && m == n;
-}
-
-std::string cdb_file(uint64_t n) {
-    static std::map<uint64_t, std::string> ready;  // checked once per process
-    if (ready.count(n)) return ready[n];
-    const std::string path = compare_dir() + "/" + std::to_string(n) + ".cdb";
-    if (marker_says(path, n)) return ready[n] = path;
-    std::filesystem::create_directories(compare_dir());
-    std::fprintf(stderr, "compare_bench: building %s (once)\n", path.c_str());
-    const std::string tmp = path + ".tmp";
-    const int fd = open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) die("open " + tmp);
-    cdb_make cm;
-    if (cdb_make_start(&cm, fd) != 0) die("cdb_make_start");
-    for (uint64_t i = 0; i < n; ++i) {
-        const std::string key = account_key(i);
-        if (cdb_make_add(&cm, key.data(), key.size(), &kAccountState, sizeof kAccountState) != 0)
-            die("cdb_make_add");
-    }
-    if (cdb_make_finish(&cm) != 0 || fsync(fd) != 0) die("cdb_make_finish");
-    close(fd);
-    std::filesystem::rename(tmp, path);
-    std::ofstream(path + ".done") << n << "\n";
-    return ready[n] = path;
-}
-
 void sqlite_exec(sqlite3* db, const char* sql) {
     char* err = nullptr;
     if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
@@ -424,25 +387,9 @@ struct CApi {
     }
 };
 
-struct Cdb {
+struct Cdb : bench::CdbReader {
     static constexpr int warm_keys = kKeyMask + 1;
-    int fd = -1;
-    struct cdb db;
-    std::string path;
-    explicit Cdb(uint64_t n) : path(cdb_file(n)) {
-        fd = open(path.c_str(), O_RDONLY);
-        if (fd < 0 || cdb_init(&db, fd) != 0) die("cdb_init " + path);
-    }
-    ~Cdb() {
-        cdb_free(&db);
-        close(fd);
-    }
-    int lookup(const std::string& k) {
-        const int r = cdb_find(&db, k.data(), unsigned(k.size()));
-        if (r <= 0) return r;  // 0 absent, -1 error
-        if (cdb_datalen(&db) != sizeof(PackedState)) return -1;
-        return static_cast<const PackedState*>(cdb_getdata(&db))->suspended != 0;
-    }
+    using CdbReader::CdbReader;
 };
 
 struct Sqlite {

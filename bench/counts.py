@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""Deterministic costs: instructions and simulated cache misses, counted with
+valgrind's callgrind (the VM exposes no hardware counters, and counts do not
+move with the machine's load).
+
+Rows (choose with --rows, default all):
+  lookups  per lookup at --accounts suspended mailboxes over 5000 domains
+           (bench_data.cpp), hit and miss: the store (StoreReader::lookup),
+           std::unordered_map, tinycdb (when count_lookups was built with it),
+           and the C API checks mailsuspend_check_login / _send / _receive.
+           build/bench/count_lookups does the lookups; only the measured
+           lookups are collected, after a warm-up of as many other keys.
+  exim     per message accepted, the whole Exim process tree, with and
+           without the module, same generated config (tests/exim/eximtest.py,
+           queue_only as in exim_load.py): a local submission (`exim4 -bs`,
+           a fresh process), an SMTP message to a running daemon (the
+           forked receiving process, AUTH + MAIL + RCPT + DATA + QUIT; the
+           daemon itself is not counted), and the delivery of one queued
+           message to a local maildir (`exim4 -M id`, router snippet check).
+           Every process is followed (--trace-children=yes) and each fork
+           starts its own count (--dump-before=fork), so the sums count
+           each instruction once.
+
+Simulated caches (callgrind --cache-sim=yes, fixed rather than guessed from
+the host): I1 32 KiB 8-way, D1 48 KiB 12-way, LL 32 MiB 16-way, 64 B lines.
+"D1 misses" are data reads + writes missing D1; "LL misses" are every
+last-level miss (instruction + data).
+
+  sudo python3 bench/counts.py --build build            # everything (a few minutes)
+  sudo python3 bench/counts.py --rows lookups --lookups 5000
+"""
+import argparse
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import exim_load  # noqa: E402  (populate, BENCH_LIMITS; imports tests/exim/eximtest.py)
+import eximtest  # noqa: E402
+
+CACHES = ["--I1=32768,8,64", "--D1=49152,12,64", "--LL=33554432,16,64"]
+CACHE_TEXT = "I1 32 KiB 8-way, D1 48 KiB 12-way, LL 32 MiB 16-way, 64 B lines"
+LOOKUP_SYSTEMS = ("store", "map", "cdb", "login", "send", "receive")
+LOOKUP_NAMES = {"store": "StoreReader::lookup", "map": "std::unordered_map::find",
+                "cdb": "tinycdb cdb_find", "login": "mailsuspend_check_login",
+                "send": "mailsuspend_check_send", "receive": "mailsuspend_check_receive"}
+
+
+def callgrind_argv(out_dir, *extra):
+    return ["valgrind", "--tool=callgrind", "--cache-sim=yes", *CACHES,
+            f"--callgrind-out-file={out_dir}/cg.%p", *extra]
+
+
+def totals(files):
+    """Sum of callgrind's totals over files: {event: count}."""
+    sums = {}
+    for path in files:
+        events = None
+        with open(path) as f:
+            for line in f:
+                if line.startswith("events:"):
+                    events = line.split()[1:]
+                elif line.startswith("totals:"):
+                    for name, value in zip(events, line.split()[1:]):
+                        sums[name] = sums.get(name, 0) + int(value)
+    return sums
+
+
+def per_op(sums, ops):
+    d1 = sums.get("D1mr", 0) + sums.get("D1mw", 0)
+    ll = sums.get("ILmr", 0) + sums.get("DLmr", 0) + sums.get("DLmw", 0)
+    return {"instructions": sums.get("Ir", 0) / ops, "d1_misses": d1 / ops, "ll_misses": ll / ops}
+
+
+# ---- lookups -----------------------------------------------------------------
+
+def lookup_rows(args):
+    prog = os.path.join(args.build, "bench", "count_lookups")
+    # Data sets, map and cdb file built natively first (once; kept on disk).
+    for system in ("store", "cdb"):
+        proc = subprocess.run([prog, system, "hit", "0", str(args.accounts)], capture_output=True, text=True)
+        if proc.returncode != 0 and system == "cdb":
+            print(f"no cdb row: {proc.stderr.strip()}", file=sys.stderr)
+        elif proc.returncode != 0:
+            raise SystemExit(f"count_lookups failed: {proc.stderr}")
+    have_cdb = proc.returncode == 0
+    rows = []
+    for system in LOOKUP_SYSTEMS:
+        if system == "cdb" and not have_cdb:
+            continue
+        for kind in ("hit", "miss"):
+            with tempfile.TemporaryDirectory(prefix="counts-") as out:
+                argv = callgrind_argv(out, "--instr-atstart=no", "--collect-atstart=no",
+                                      prog, system, kind, str(args.lookups), str(args.accounts))
+                proc = subprocess.run(argv, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stdout}{proc.stderr[-2000:]}")
+                row = per_op(totals(glob.glob(f"{out}/cg.*")), args.lookups)
+            row.update(row=f"{LOOKUP_NAMES[system]} {kind}", system=system, kind=kind)
+            rows.append(row)
+            print_row(row)
+    return rows
+
+
+# ---- Exim --------------------------------------------------------------------
+
+def wrapper(directory, out_dir, program, *extra):
+    """A script running program under callgrind, every process followed.
+    Callgrind creates its output file (mode 0600) when a process starts and
+    opens it again to write at exit: a process that changed to another user
+    meanwhile (Exim's reception and transports, Dovecot's services) could
+    not, and its counts would be lost.  no_setuid_fixup keeps root's
+    capabilities through that change (it costs the program nothing)."""
+    path = os.path.join(directory, os.path.basename(program) + "-callgrind")
+    argv = ["setpriv", "--securebits", "+no_setuid_fixup"]
+    argv += callgrind_argv(out_dir, "--trace-children=yes", "--dump-before=fork", *extra)
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\nexec " + " ".join(f"'{a}'" for a in argv) + f" {program} \"$@\"\n")
+    os.chmod(path, 0o755)
+    return path
+
+
+def add_to(sums, more):
+    for k, v in more.items():
+        sums[k] = sums.get(k, 0) + v
+
+
+def counted(env, out_dir, action, skip_pid=None):
+    """Runs action() with env's Exim under callgrind; sums the files it wrote
+    (those of skip_pid, the daemon, left out)."""
+    before = set(glob.glob(f"{out_dir}/cg.*"))
+    action()
+    env.wait_idle()
+    files = [p for p in glob.glob(f"{out_dir}/cg.*") if p not in before and
+             not (skip_pid and os.path.basename(p).split(".")[1] == str(skip_pid))]
+    if not files:
+        raise SystemExit("callgrind wrote nothing: " + out_dir)
+    return totals(files)
+
+
+def exim_rows_for(name, env, args):
+    out_dir = tempfile.mkdtemp(prefix=f"counts-exim-{name}-")
+    plain_exim = env.exim_bin
+    env.exim_bin = wrapper(env.dir, out_dir, plain_exim, "--vgdb=no")
+    try:
+        return counted_rows(name, env, out_dir, args)
+    finally:
+        env.exim_bin = plain_exim
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def counted_rows(name, env, out_dir, args):
+    rows = []
+    sender, rcpt = "alice@example.com", "bob@example.com"
+    ids = []
+
+    def submit():
+        out = env.local_smtp(sender, [rcpt])
+        if not out.data or out.data[0] != 250:
+            raise SystemExit(f"exim -bs ({name}) did not accept the message: {out}")
+        ids.append(out.message_id)
+    sums = {}
+    for _ in range(args.messages):
+        add_to(sums, counted(env, out_dir, submit))
+    rows.append(dict(per_op(sums, args.messages), row=f"Exim local submission (-bs), {name}"))
+
+    sums = {}
+    for message_id in ids:
+        add_to(sums, counted(env, out_dir, lambda: env.exim("-M", message_id, check=False)))
+    delivered = len(env.mailbox(rcpt))
+    if delivered != args.messages:
+        raise SystemExit(f"{name}: {delivered} of {args.messages} messages delivered")
+    rows.append(dict(per_op(sums, args.messages), row=f"Exim delivery to a maildir (-M), {name}"))
+
+    env.start_daemon()
+    try:
+        def smtp():
+            out = env.send(sender, [rcpt], user=sender)
+            if not out.data or out.data[0] != 250:
+                raise SystemExit(f"SMTP ({name}) did not accept the message: {out}")
+        counted(env, out_dir, lambda: first_connection(env.port), env.daemon.pid)
+        counted(env, out_dir, smtp, env.daemon.pid)  # warm-up
+        sums = {}
+        for _ in range(args.messages):
+            add_to(sums, counted(env, out_dir, smtp, env.daemon.pid))
+        rows.append(dict(per_op(sums, args.messages), row=f"Exim SMTP message to the daemon, {name}"))
+    finally:
+        env._stop_daemon()
+    return rows
+
+
+# Added to the test config for both Exims: messages are only queued (as in
+# exim_load.py), also those submitted with -odi; re-executions use the copy.
+EXIM_EXTRA = """queue_only = true
+queue_only_override = false
+exim_path = {exim}"""
+
+
+def first_connection(port):
+    """The daemon's first connection, not counted: the test config has no TLS
+    certificate, so the daemon makes a self-signed one now (3 G
+    instructions under callgrind, a minute), which its children inherit."""
+    with socket.create_connection(("127.0.0.1", port), timeout=600) as s:
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"QUIT\r\n")
+        f.read()
+
+
+def exim_rows(args):
+    eximtest.PATHS.update(cli=os.path.abspath(os.path.join(args.build, "cli", "mailsuspend")),
+                          so=os.path.abspath(os.path.join(args.build, "exim-local-scan", "mailsuspend.so")),
+                          snippets=os.path.join(HERE, "..", "conf", "exim"))
+    # valgrind runs no setuid program, even for root: a plain copy of exim4,
+    # which Exim also re-executes (exim_path) should it need to.
+    copy_dir = tempfile.mkdtemp(prefix="counts-exim-bin-")
+    os.chmod(copy_dir, 0o755)
+    exim_copy = os.path.join(copy_dir, "exim4")
+    shutil.copyfile(eximtest.EXIM, exim_copy)
+    os.chmod(exim_copy, 0o755)
+    try:
+        return exim_rows_with(exim_copy, args)
+    finally:
+        shutil.rmtree(copy_dir, ignore_errors=True)
+
+
+def exim_rows_with(exim_copy, args):
+    rows = []
+    for name in ("plain", "module"):
+        env = eximtest.Env(f"counts-{name}", with_module=name == "module", exim=exim_copy,
+                           extra_main=EXIM_EXTRA.format(exim=exim_copy),
+                           ms_extra=exim_load.BENCH_LIMITS)
+        try:
+            if name == "module":
+                exim_load.populate(env, args.suspended)
+            for row in exim_rows_for(name, env, args):
+                rows.append(row)
+                print_row(row)
+            if name == "module" and "mailsuspend: store unavailable" in env.mainlog():
+                raise SystemExit("the module could not read its store: numbers would be meaningless")
+        finally:
+            env.stop()
+    return rows
+
+
+# ---- output ------------------------------------------------------------------
+
+def print_row(row):
+    print(f"| {row['row']} | {row['instructions']:,.0f} | {row['d1_misses']:,.1f} | {row['ll_misses']:,.1f} |",
+          flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--build", default=os.path.join(HERE, "..", "build"))
+    parser.add_argument("--rows", default="lookups,exim", help="lookups, exim, or both (comma-separated)")
+    parser.add_argument("--lookups", type=int, default=20000, help="measured lookups per row")
+    parser.add_argument("--accounts", type=int, default=1000000)
+    parser.add_argument("--messages", type=int, default=3, help="Exim messages per row")
+    parser.add_argument("--suspended", type=int, default=1000,
+                        help="suspended accounts in the Exim rows' store (none is the test sender or recipient)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if not shutil.which("valgrind"):
+        raise SystemExit("valgrind missing (Debian: apt-get install valgrind)")
+    print(f"simulated caches: {CACHE_TEXT}")
+    print("| per operation | instructions | D1 misses | LL misses |\n|---|---:|---:|---:|", flush=True)
+    rows = []
+    wanted = args.rows.split(",")
+    if "lookups" in wanted:
+        rows += lookup_rows(args)
+    if "exim" in wanted:
+        rows += exim_rows(args)
+    if args.json:
+        print(json.dumps({"caches": CACHE_TEXT, "accounts": args.accounts, "lookups": args.lookups,
+                          "messages": args.messages, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
