@@ -4,7 +4,9 @@ that outlives the first re-check pays for everything it pulls in (libstdc++.so
 alone cost +1.1 ms of CPU per session; bench/results/2026-12-02.md "What a mail process pays").
 Fails when the module needs a shared library beyond libc, libconfig (C) and
 the dynamic loader, or exports other symbols than its version script
-(dovecot-plugin/core-module.map) makes global.
+(dovecot-plugin/core-module.map) makes global, or when it holds code of the
+writers (issue 13: the mail plugins' core module links the store's reader
+only; the linker's --gc-sections drops what no check reaches).
 
 test_core_module_deps.py MODULE VERSION_SCRIPT"""
 import re
@@ -12,6 +14,9 @@ import subprocess
 import sys
 
 ALLOWED_NEEDED = {"libc.so.6", "libconfig.so.9", "ld-linux-x86-64.so.2"}
+# The writers' code (store writer, Session and its audit log, the outbox,
+# process spawning): none of it may reach the module.
+WRITER_CODE = ("StoreWriter", "Session::", "append_audit", "outbox_put", "run_program", "run_detached")
 
 
 def run(*argv):
@@ -48,6 +53,12 @@ def main():
         problems.append(f"needs {sorted(needed - ALLOWED_NEEDED)}; allowed: {sorted(ALLOWED_NEEDED)}")
     if exported != exports:
         problems.append(f"exports {sorted(exported)}; expected {sorted(exports)}")
+    symbols = run("nm", "-C", module)
+    if "StoreReader::lookup" not in symbols:
+        problems.append("no StoreReader::lookup in its symbol table (stripped? the check needs it)")
+    writers = sorted({name for name in WRITER_CODE if name in symbols})
+    if writers:
+        problems.append(f"holds writer code: {writers}")
     if problems:
         sys.exit(f"{module}:\n  " + "\n  ".join(problems))
     print(f"{module}: needs {sorted(needed)}, exports {sorted(exports)}")
