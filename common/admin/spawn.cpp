@@ -145,8 +145,10 @@ void let_go_of_host_io(int keep_fd) noexcept {
     ::_exit(0);
 }
 
-// True when a byte arrives on fd within wait_ms (a signal does not cut it short).
-bool arrives_within(int fd, int64_t wait_ms) {
+// What the detached process said on fd within wait_ms (a signal does not
+// cut the wait short): finished (its byte), not_started (end of file: it
+// never ran, or died first), or running (nothing yet).
+Detached outcome_within(int fd, int64_t wait_ms) {
     using clock = std::chrono::steady_clock;
     const auto deadline = clock::now() + std::chrono::milliseconds(wait_ms);
     for (;;) {
@@ -155,9 +157,9 @@ bool arrives_within(int fd, int64_t wait_ms) {
         const int n = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(0, left)));
         if (n > 0) {
             char byte = 0;
-            return ::read(fd, &byte, 1) == 1;
+            return ::read(fd, &byte, 1) == 1 ? Detached::finished : Detached::not_started;
         }
-        if (n == 0 || errno != EINTR) return false;
+        if (n == 0 || errno != EINTR) return Detached::running;
     }
 }
 
@@ -176,16 +178,9 @@ Detached run_detached(int64_t wait_ms, const std::function<void()>& work) noexce
     int status = 0;
     while (child > 0 && ::waitpid(child, &status, 0) < 0 && errno == EINTR) {
     }
-    // The write end is closed in this process and in the child: no byte and
-    // an end of file mean the grandchild never ran (or died first).
-    const bool finished = child > 0 && arrives_within(done[0], wait_ms);
-    Detached result = finished ? Detached::finished : Detached::running;
-    if (child < 0) result = Detached::not_started;
-    else if (!finished) {
-        pollfd p{done[0], POLLIN, 0};
-        char byte = 0;
-        if (::poll(&p, 1, 0) == 1 && ::read(done[0], &byte, 1) == 0) result = Detached::not_started;
-    }
+    // The write end is closed in this process and in the child: only the
+    // grandchild holds it, so an end of file means it never ran.
+    const Detached result = child > 0 ? outcome_within(done[0], wait_ms) : Detached::not_started;
     ::close(done[0]);
     return result;
 }

@@ -159,7 +159,7 @@ uint64_t StoreWriter::Impl::settle_slot(Slot& s, uint64_t w0) {
     if (c.blob_offset() != 0 && decode_slot(map, c, r, why) &&
         hash_key(r.key.data(), r.key.size()) == c.fingerprint) {
         s.expiry.store(min_expiry(r), std::memory_order_relaxed);
-        if (map.tags) announce_key(static_cast<uint64_t>(&s - map.slots), r.key, c.fingerprint);
+        if (map.tags) announce_key(static_cast<uint64_t>(&s - map.slots), r.is_domain(), c.fingerprint);
         settled = make_w0(w0_seq(w0) + 1, kUsed, static_cast<uint8_t>(r.key.size()),
                           static_cast<uint8_t>(r.mode), suspended_mask(r));
     }

@@ -44,7 +44,7 @@ struct StoreWriter::Impl {
     uint64_t settle_slot(Slot& s, uint64_t w0);
     void retire_leftover();
     bool apply(const std::string& blob, const TargetRecord& r, std::string& error_r);
-    void announce_key(uint64_t index, std::string_view key, uint64_t fp);
+    void announce_key(uint64_t index, bool domain, uint64_t fp);
     bool settle_derived(uint64_t i);
     void settle_chain(uint64_t fp, uint64_t end);
     bool ensure_room(uint64_t blob_bytes, uint64_t new_keys, std::string& error_r);

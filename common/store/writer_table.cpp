@@ -57,7 +57,7 @@ bool StoreWriter::Impl::apply(const std::string& blob, const TargetRecord& r, st
         index = insert_at;
         if (w0_state(map.slots[index].word0.load()) == kEmpty) h.used_slots.fetch_add(1);
     }
-    announce_key(index, r.key, fp);
+    announce_key(index, r.is_domain(), fp);
     SlotCopy n{make_w0(0, kUsed, static_cast<uint8_t>(r.key.size()), static_cast<uint8_t>(r.mode),
                        suspended_mask(r)),
                fp, (off << 32) | blob.size(), min_expiry(r)};
@@ -67,8 +67,8 @@ bool StoreWriter::Impl::apply(const std::string& blob, const TargetRecord& r, st
 
 // Before a record goes into slot index: its domain filter bit and its tag,
 // so no reader can find the slot without finding the way to it (store_layout.hpp).
-void StoreWriter::Impl::announce_key(uint64_t index, std::string_view key, uint64_t fp) {
-    if (!key.empty() && key.front() == '@')
+void StoreWriter::Impl::announce_key(uint64_t index, bool domain, uint64_t fp) {
+    if (domain)
         map.header->domain_filter[filter_word(fp)].fetch_or(filter_bit(fp), std::memory_order_release);
     map.tags[index].store(tag_of(fp), std::memory_order_release);
 }
@@ -101,7 +101,7 @@ bool StoreWriter::Impl::settle_derived(uint64_t i) {
     const bool filtered =
         !domain || (map.header->domain_filter[word].load(std::memory_order_relaxed) & filter_bit(c.fingerprint));
     if (tag == tag_of(c.fingerprint) && filtered) return true;
-    announce_key(i, domain ? "@" : "", c.fingerprint);
+    announce_key(i, domain, c.fingerprint);
     return false;
 }
 

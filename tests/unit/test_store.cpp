@@ -13,81 +13,11 @@
 
 #include "store.hpp"
 #include "store_layout.hpp"
+#include "store_fixture.hpp"
 #include "test_util.hpp"
 
 using namespace mailsuspend;
 using namespace mailsuspend::test;
-
-namespace {
-
-uint8_t bit(Service s) { return static_cast<uint8_t>(1u << static_cast<int>(s)); }
-
-TargetRecord suspended_record(const std::string& key, Service s, const std::string& reason = "r") {
-    TargetRecord r;
-    r.key = key;
-    r.at(s).suspended = true;
-    r.at(s).since = 1700000000;
-    r.at(s).reason = reason;
-    return r;
-}
-
-class StoreTest : public ::testing::Test {
-protected:
-    TempDir dir;
-    Config cfg;
-    std::string store_dir = dir / "store";
-    std::string store_file = store_dir + "/store";
-
-    void SetUp() override {
-        cfg.store_path = store_dir;
-        cfg.store_capacity = 16;
-        cfg.read_group = "";
-        cfg.write_group = "";
-        cfg.audit_log = dir / "audit.log";
-    }
-
-    std::unique_ptr<StoreWriter> writer(bool init = false) {
-        std::string error;
-        auto w = StoreWriter::open(cfg, init, error);
-        EXPECT_TRUE(w) << error;
-        return w;
-    }
-
-    std::unique_ptr<StoreReader> reader() {
-        std::string error;
-        auto r = StoreReader::open(store_dir, error);
-        EXPECT_TRUE(r) << error;
-        return r;
-    }
-
-    uint64_t commit(StoreWriter& w, std::vector<TargetRecord> records) {
-        std::vector<Change> changes;
-        for (auto& r : records) changes.push_back({std::move(r)});
-        std::string error;
-        const uint64_t seq = w.commit(changes, error);
-        EXPECT_NE(seq, 0u) << error;
-        return seq;
-    }
-
-    void init() { writer(true); }
-
-    // Overwrites bytes of the store file at offset.
-    void patch(off_t offset, const void* data, std::size_t n) {
-        const int fd = ::open(store_file.c_str(), O_WRONLY);
-        ASSERT_GE(fd, 0);
-        ASSERT_EQ(::pwrite(fd, data, n, offset), static_cast<ssize_t>(n));
-        ::close(fd);
-    }
-
-    std::string reader_error() {
-        std::string error;
-        auto r = StoreReader::open(store_dir, error);
-        EXPECT_FALSE(r) << "a damaged store was opened";
-        return error;
-    }
-};
-
-}  // namespace
 
 TEST_F(StoreTest, InitCreatesTheStore) {
     init();

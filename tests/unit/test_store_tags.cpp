@@ -15,6 +15,7 @@
 #include "raw_store.hpp"
 #include "store.hpp"
 #include "store_layout.hpp"
+#include "store_fixture.hpp"
 #include "test_util.hpp"
 
 using namespace mailsuspend;
@@ -23,41 +24,14 @@ using namespace mailsuspend::test;
 namespace {
 
 TargetRecord suspended(const std::string& key, const std::string& reason = "r") {
-    TargetRecord r;
-    r.key = key;
-    r.at(Service::imap).suspended = true;
-    r.at(Service::imap).since = 1700000000;
-    r.at(Service::imap).reason = reason;
-    return r;
+    return suspended_record(key, Service::imap, reason);
 }
 
-class StoreTags : public ::testing::Test {
+class StoreTags : public StoreTest {
 protected:
-    TempDir dir;
-    Config cfg;
-    std::string store_dir = dir / "store";
-    std::string store_file = store_dir + "/store";
-
     void SetUp() override {
-        cfg.store_path = store_dir;
+        StoreTest::SetUp();
         cfg.store_capacity = 64;
-        cfg.read_group = "";
-        cfg.write_group = "";
-        cfg.audit_log = dir / "audit.log";
-    }
-
-    std::unique_ptr<StoreWriter> writer(bool init = false, bool convert = false) {
-        std::string error;
-        auto w = StoreWriter::open(cfg, init, error, nullptr, convert);
-        EXPECT_TRUE(w) << error;
-        return w;
-    }
-
-    void commit(StoreWriter& w, std::vector<TargetRecord> records) {
-        std::vector<Change> changes;
-        for (auto& r : records) changes.push_back({std::move(r)});
-        std::string error;
-        ASSERT_NE(w.commit(changes, error), 0u) << error;
     }
 
     LookupStatus lookup(const std::string& key) {
