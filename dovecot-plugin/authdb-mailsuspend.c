@@ -17,6 +17,7 @@
 #include "net.h"
 #include "module-dir.h"
 #include "mailsuspend-dovecot.h"
+#include "ms_light.h"
 
 struct mailsuspend_passdb_module {
 	struct passdb_module module;
@@ -43,6 +44,24 @@ static const char *request_client_ip(const struct auth_request *request)
 	return ip->family == 0 ? NULL : net_ip2addr(ip);
 }
 
+/* The session's ticket (mailsuspend-light.h) as a userdb field: Dovecot
+   keeps a passdb's userdb_ fields for the userdb reply, and the mail
+   process sees it as a plugin setting. */
+static void
+mailsuspend_passdb_add_ticket(struct auth_request *request,
+			      struct mailsuspend_passdb_module *module,
+			      const char *protocol, const char *client_ip)
+{
+	char ticket[MS_TICKET_MAX];
+
+	if (mailsuspend_session_ticket(module->handle, request->fields.user,
+				       protocol, client_ip, ticket,
+				       sizeof ticket) != 0) {
+		auth_request_set_field(request, "userdb_" MS_TICKET_FIELD,
+				       ticket, NULL);
+	}
+}
+
 /* Asks the core; on a denial marks the request "nologin".  with_reason:
    also hand Dovecot the reply text.  Only safe once the password is known
    to be right: Dovecot drops "nologin" from a failure reply but keeps
@@ -61,8 +80,10 @@ static void mailsuspend_passdb_apply(struct auth_request *request,
 	client_ip = request_client_ip(request);
 	mailsuspend_check_login(module->handle, request->fields.user, protocol,
 				client_ip, &result);
-	if (result.verdict != MAILSUSPEND_DENY)
+	if (result.verdict != MAILSUSPEND_DENY) {
+		mailsuspend_passdb_add_ticket(request, module, protocol, client_ip);
 		return;
+	}
 
 	/* Dovecot's login processes act on proxy and host (a referral) before
 	   they look at nologin: a front end whose real passdb proxies would

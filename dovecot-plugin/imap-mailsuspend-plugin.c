@@ -21,6 +21,7 @@
 #include "mail-user.h"
 #include "mailsuspend-dovecot.h"
 #include "mailsuspend-lazy.h"
+#include "mailsuspend-light.h"
 #include "mailsuspend-live.h"
 #include "mailsuspend-session.h"
 
@@ -182,4 +183,5 @@ void imap_mailsuspend_plugin_deinit(void)
 				mailsuspend_command_post);
 	imap_client_created_hook_set(next_hook_client_created);
 	mailsuspend_lazy_deinit();
+	mailsuspend_light_deinit();
 }

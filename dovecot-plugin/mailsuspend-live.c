@@ -5,6 +5,7 @@
 #include "mail-user.h"
 #include "mailsuspend-dovecot.h"
 #include "mailsuspend-lazy.h"
+#include "mailsuspend-light.h"
 #include "mailsuspend-live.h"
 
 #include <fcntl.h>
@@ -128,8 +129,12 @@ static void live_first_wakeup(struct mailsuspend_live *live)
 	const char *path, *why;
 
 	timeout_remove(&live->to);
-	path = mailsuspend_lazy_notify_path(live->user->event,
-		mail_user_plugin_getenv(live->user, MAILSUSPEND_SETTING_CONFIG));
+	/* From the session's ticket, else from the core (loading it). */
+	path = mailsuspend_light_notify_path(live->user);
+	if (path == NULL) {
+		path = mailsuspend_lazy_notify_path(live->user->event,
+			mail_user_plugin_getenv(live->user, MAILSUSPEND_SETTING_CONFIG));
+	}
 	if (path != NULL) {
 		/* The watch before the check: a change made after the
 		   check is then pushed. */

@@ -6,6 +6,7 @@
 #include "mail-storage-hooks.h"
 #include "mailsuspend-dovecot.h"
 #include "mailsuspend-lazy.h"
+#include "mailsuspend-light.h"
 #include "mailsuspend-session.h"
 
 
@@ -42,17 +43,34 @@ static const char *session_protocol(const struct mail_user *user)
 void mailsuspend_session_check(struct mail_user *user,
 			       struct mailsuspend_result *result_r)
 {
+	if (mailsuspend_light_allows(user)) {
+		i_zero(result_r);
+		result_r->verdict = MAILSUSPEND_ALLOW;
+		result_r->service = session_protocol(user);
+		result_r->scope = "none";
+		result_r->status = "";
+		return;
+	}
 	mailsuspend_lazy_check_login(user->event,
 		mail_user_plugin_getenv(user, MAILSUSPEND_SETTING_CONFIG),
 		user->username, session_protocol(user),
 		mailsuspend_session_client_ip(user), result_r);
 }
 
+/* The light reader's stamp, else the core's (the same number, read from
+   the same store by whichever mapped it). */
+static unsigned long long session_change_stamp(void)
+{
+	unsigned long long stamp = mailsuspend_light_change_stamp();
+
+	return stamp != 0 ? stamp : mailsuspend_lazy_change_stamp();
+}
+
 bool mailsuspend_session_recheck_due(struct mailsuspend_recheck *state)
 {
 	/* Read before the lookup: a change applied after this read moves the
 	   stamp again, so the next wake-up looks it up. */
-	unsigned long long stamp = mailsuspend_lazy_change_stamp();
+	unsigned long long stamp = session_change_stamp();
 
 	if (stamp != 0 && stamp == state->stamp &&
 	    ++state->unchanged < MAILSUSPEND_FULL_RECHECK_EVERY)
@@ -64,7 +82,7 @@ bool mailsuspend_session_recheck_due(struct mailsuspend_recheck *state)
 
 void mailsuspend_session_recheck_mark(struct mailsuspend_recheck *state)
 {
-	state->stamp = mailsuspend_lazy_change_stamp();
+	state->stamp = session_change_stamp();
 	state->unchanged = 0;
 }
 

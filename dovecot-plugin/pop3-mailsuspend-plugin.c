@@ -15,6 +15,7 @@
 #include "mail-user.h"
 #include "mailsuspend-dovecot.h"
 #include "mailsuspend-lazy.h"
+#include "mailsuspend-light.h"
 #include "mailsuspend-live.h"
 #include "mailsuspend-session.h"
 
@@ -97,4 +98,5 @@ void pop3_mailsuspend_plugin_deinit(void)
 	pop3_client_created_hook_set(next_hook_client_created);
 	mailsuspend_session_start_hooks_remove();
 	mailsuspend_lazy_deinit();
+	mailsuspend_light_deinit();
 }

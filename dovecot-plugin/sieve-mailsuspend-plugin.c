@@ -11,6 +11,7 @@
 #include "module-dir.h"
 #include "mailsuspend-dovecot.h"
 #include "mailsuspend-lazy.h"
+#include "mailsuspend-light.h"
 #include "mailsuspend-session.h"
 
 const char *sieve_mailsuspend_plugin_version = DOVECOT_ABI_VERSION;
@@ -27,4 +28,5 @@ void sieve_mailsuspend_plugin_deinit(void)
 {
 	mailsuspend_session_start_hooks_remove();
 	mailsuspend_lazy_deinit();
+	mailsuspend_light_deinit();
 }

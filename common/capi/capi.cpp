@@ -15,6 +15,7 @@
 #include "bus_guard.hpp"
 #include "capi_internal.hpp"
 #include "config.hpp"
+#include "ms_light.h"
 #include "outbox.hpp"
 #include "store.hpp"
 #include "text.hpp"
@@ -283,6 +284,17 @@ bool usable(struct mailsuspend_handle* ms, mailsuspend_result* r, const char* se
 
 const char* static_service_name(Service s) { return service_name(s).data(); }
 
+// The service a login over protocol is checked as: webmail logs in over
+// IMAP/POP3 from its own hosts.  None for protocols never refused here.
+std::optional<Service> login_service(struct mailsuspend_handle* ms, const char* protocol, const char* client_ip) {
+    if (!protocol) return std::nullopt;
+    const std::string_view p = protocol;
+    if (p == "imap" || p == "pop3")
+        return ms->cfg.is_webmail_host(client_ip) ? Service::webmail : *parse_service(p);
+    if (p == "sieve") return Service::sieve;
+    return std::nullopt;
+}
+
 }  // namespace mailsuspend::capi
 
 using namespace mailsuspend::capi;
@@ -365,19 +377,24 @@ void mailsuspend_check_login(struct mailsuspend_handle* ms, const char* user, co
                              const char* client_ip, struct mailsuspend_result* r) {
     if (!usable(ms, r, "none")) return;
     guarded(r, [&] {
-        if (!protocol) return;
-        std::optional<Service> s;
-        const std::string_view p = protocol;
-        if (p == "imap" || p == "pop3")  // webmail logs in over IMAP/POP3 from its own host
-            s = ms->cfg.is_webmail_host(client_ip) ? Service::webmail : *parse_service(p);
-        else if (p == "sieve")
-            s = Service::sieve;
+        const std::optional<Service> s = login_service(ms, protocol, client_ip);
         if (!s) return;  // lmtp, lda, doveadm...: never refused here
         r->service = static_service_name(*s);
         Effective e;
         if (check(ms, user, *s, r, e))
             set_text(r, ms->cfg.messages.login_denied, e.service.state.reason, ms->cfg.messages.include_reason);
     });
+}
+
+int mailsuspend_session_ticket(struct mailsuspend_handle* ms, const char* user, const char* protocol,
+                               const char* client_ip, char* buf, size_t size) {
+    if (!ms || !ms->cfg_ok || !buf) return 0;
+    const std::optional<Service> s = login_service(ms, protocol, client_ip);
+    char key_buf[kKeyBufferSize];
+    std::string_view key;
+    if (!s || !check_key_of(ms, user, key_buf, sizeof key_buf, key)) return 0;
+    return ms_ticket_format(buf, size, static_cast<ms_service>(*s), key.data(), key.size(),
+                            ms->cfg.store_path.c_str());
 }
 
 void mailsuspend_check_send(struct mailsuspend_handle* ms, const char* sender, const char* client_ip,

@@ -9,10 +9,18 @@
 #include <string_view>
 #include <vector>
 
+#include "ms_store.h"
+
 namespace mailsuspend {
 
 enum class Service : uint8_t { imap, pop3, webmail, send, webmail_send, receive, sieve };
 constexpr int kServiceCount = 7;
+// A service's value is its bit in a store slot (ms_store.h: part of the layout).
+static_assert(static_cast<int>(Service::imap) == MS_SERVICE_IMAP && static_cast<int>(Service::pop3) == MS_SERVICE_POP3 &&
+              static_cast<int>(Service::webmail) == MS_SERVICE_WEBMAIL && static_cast<int>(Service::send) == MS_SERVICE_SEND &&
+              static_cast<int>(Service::webmail_send) == MS_SERVICE_WEBMAIL_SEND &&
+              static_cast<int>(Service::receive) == MS_SERVICE_RECEIVE && static_cast<int>(Service::sieve) == MS_SERVICE_SIEVE &&
+              kServiceCount == MS_SERVICE_COUNT);
 constexpr uint8_t kAllServicesMask = (1u << kServiceCount) - 1;
 constexpr uint8_t kSendMask = 1u << static_cast<int>(Service::send);
 // The automatic suspension after limits.escalate_after automatic ones within

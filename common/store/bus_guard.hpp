@@ -1,28 +1,18 @@
-// SIGBUS guard for shared file mappings (the store, the metrics files).
-// A file truncated in place under a mapping (an admin's `truncate`, a full
-// disk restore gone wrong, a member of the group that may write it) makes
-// the next touch of a page past the new end raise SIGBUS, which would kill
-// the Dovecot or Exim process.  Accesses to such a mapping run under a guard
-// that turns that SIGBUS into "failed": only raw loads, stores and atomics
-// run inside it, never allocation or a library call.  A SIGBUS outside a
-// guard goes to whatever handled it before.
+// The SIGBUS guard for shared file mappings, for C++: the C reader's
+// (common/reader/ms_bus_guard.h says what it guards against and why).
 #pragma once
 
 #include <setjmp.h>
 
+#include "ms_bus_guard.h"
+
 namespace mailsuspend {
 
-// Points the SIGBUS handler at guard (nullptr: no guard).  Out of line: the
-// thread-local pointer stays private to bus_guard.cpp, where it can be
-// initial-exec TLS without a C++ TLS wrapper (see there).
-void arm_bus_guard(sigjmp_buf* guard) noexcept;
-
 // Installs the handler, once per process (a system call the first time).
-void install_bus_guard();
+inline void install_bus_guard() { ms_bus_guard_install(); }
 
-// Puts the handler back in front when a host replaced it since (one system
-// call to look; a second to re-install, keeping the host's as the next).
-void reclaim_bus_guard() noexcept;
+// Puts the handler back in front when a host replaced it since.
+inline void reclaim_bus_guard() noexcept { ms_bus_guard_reclaim(); }
 
 // Runs access (raw loads/stores of a mapping only); false when it faulted.
 // No system call: sigsetjmp does not save the signal mask.
@@ -30,9 +20,9 @@ template <typename F>
 bool under_bus_guard(F&& access) noexcept {
     sigjmp_buf guard;
     if (sigsetjmp(guard, 0) != 0) return false;
-    arm_bus_guard(&guard);
+    ms_bus_guard_arm(&guard);
     access();
-    arm_bus_guard(nullptr);
+    ms_bus_guard_arm(nullptr);
     return true;
 }
 

@@ -17,58 +17,39 @@ namespace mailsuspend::store_file {
 std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 std::string current_boot_id() {
-    char buf[64] = {};
-    const int fd = ::open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return "";
-    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-    ::close(fd);
-    std::string id(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
-    if (const auto eol = id.find('\n'); eol != std::string::npos) id.resize(eol);
-    return id;
+    char buf[64];
+    ms_boot_id(buf, sizeof buf);
+    return buf;
 }
 
 namespace {
 
 // Where the tags end: the arena starts there (rounded to a cache line).
-uint64_t tags_size(uint64_t slot_count) { return round_up(slot_count, 64); }
-
-bool geometry_fits(const Header& h, uint64_t file_size, bool layout1) {
-    const uint64_t slots_end = h.slots_offset + h.slot_count * sizeof(Slot);
-    const uint64_t arena_offset = layout1 ? slots_end : slots_end + tags_size(h.slot_count);
-    return h.slot_count != 0 && h.slots_offset == kHeaderSize &&
-           h.slot_count <= (file_size - kHeaderSize) / sizeof(Slot) && (layout1 || h.tags_offset == slots_end) &&
-           h.arena_offset == arena_offset && arena_offset <= file_size &&
-           h.arena_size <= file_size - h.arena_offset && h.arena_size <= kMaxArena + 16;
-}
+uint64_t tags_size(uint64_t slot_count) { return ms_tags_size(slot_count); }
 
 }  // namespace
 
 bool validate_header(const Header& h, uint64_t file_size, std::string& error_r, bool convertible) {
-    if (file_size < kHeaderSize) return error_r = "file is shorter than its header (truncated?)", false;
-    if (h.magic != kStoreMagic) return error_r = "not a mailsuspend store (bad magic number)", false;
-    // The package's postinst matches "older layout" and runs `mailsuspend rebuild`,
-    // which is where a build that changes the layout learns to read the old one.
-    const bool layout1 = convertible && h.layout_version == kConvertibleLayoutVersion;
-    if (h.layout_version < kLayoutVersion && !layout1)
-        return error_r = "older layout version " + std::to_string(h.layout_version) + " (this build reads " +
-                         std::to_string(kLayoutVersion) + "; `mailsuspend rebuild` converts the layouts it knows)",
-               false;
-    if (h.layout_version != kLayoutVersion && !layout1)
-        return error_r = "unknown layout version " + std::to_string(h.layout_version) + " (this build reads " +
-                         std::to_string(kLayoutVersion) + "; written by a newer mailsuspend?)",
-               false;
-    if (h.header_size != kHeaderSize) return error_r = "unknown header size", false;
-    if (h.file_size != file_size)
-        return error_r = "file is " + std::to_string(file_size) + " bytes, header says " +
-                         std::to_string(h.file_size) + " (truncated or overwritten?)",
-               false;
-    if (!geometry_fits(h, file_size, layout1)) return error_r = "inconsistent geometry in header", false;
-    // A generation has at least one slot per target it was sized for; a
-    // writer sizes the next one from capacity, so a damaged value must not
-    // reach it (it asked for a file of tens of GiB).
-    if (h.capacity > h.slot_count) return error_r = "capacity exceeds the slots in the header", false;
-    if (h.arena_used.load(std::memory_order_relaxed) > h.arena_size) return error_r = "arena overflows", false;
-    return true;
+    const ms_header_problem problem = ms_header_check(&h, file_size, convertible);
+    switch (problem) {
+        case MS_HEADER_OK: return true;
+        // The package's postinst matches "older layout" and runs `mailsuspend rebuild`,
+        // which is where a build that changes the layout learns to read the old one.
+        case MS_HEADER_OLDER_LAYOUT:
+            error_r = "older layout version " + std::to_string(h.layout_version) + " (this build reads " +
+                      std::to_string(kLayoutVersion) + "; `mailsuspend rebuild` converts the layouts it knows)";
+            break;
+        case MS_HEADER_NEWER_LAYOUT:
+            error_r = "unknown layout version " + std::to_string(h.layout_version) + " (this build reads " +
+                      std::to_string(kLayoutVersion) + "; written by a newer mailsuspend?)";
+            break;
+        case MS_HEADER_FILE_SIZE:
+            error_r = "file is " + std::to_string(file_size) + " bytes, header says " + std::to_string(h.file_size) +
+                      " (truncated or overwritten?)";
+            break;
+        default: error_r = ms_header_problem_text(problem); break;
+    }
+    return false;
 }
 
 bool map_file(const std::string& path, bool writable, Mapping& m, std::string& error_r, bool convertible) {
@@ -99,6 +80,7 @@ bool map_file(const std::string& path, bool writable, Mapping& m, std::string& e
                      ? reinterpret_cast<std::atomic<uint8_t>*>(base + m.header->tags_offset)
                      : nullptr;
         m.arena = base + m.header->arena_offset;
+        ms_map_of(base, &m.view);
         m.slot_count = m.header->slot_count;
         m.arena_size = m.header->arena_size;
         m.dev = st.st_dev;

@@ -35,38 +35,14 @@ namespace store_file {
 namespace bi = boost::interprocess;
 using namespace layout;
 
-constexpr int kSpinRetries = 64;
-// Then the reader yields until this much time has passed and gives up (the
-// writer died mid-write).  A time budget, not a count of yields: on a busy
-// CPU every sched_yield hands over a whole time slice, and 4000 of them held
-// a Dovecot/Exim process for 6-16 s per lookup (BM_LookupDeadWriterSlot/1).
-// A live writer holds a slot for a few stores.
-#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-// A fuzzed store leaves many slots odd with no writer alive; at 2 ms each the
-// fuzzer spent three quarters of its time in sched_yield, and next to other
-// fuzzers each yield gave away a whole time slice.  Same path, a short spin.
-constexpr int64_t kGiveUpNs = 20'000;
-constexpr bool kYieldWhileWaiting = false;
-#else
-constexpr int64_t kGiveUpNs = 2'000'000;
-constexpr bool kYieldWhileWaiting = true;
-#endif
 constexpr uint64_t kCheckpointJournalBytes = 8u << 20;
 constexpr uint64_t kArenaBytesPerTarget = 80;
-constexpr uint64_t kMaxArena = 0xFFFFFFF0ULL;  // offsets are 32-bit
+constexpr uint64_t kMaxArena = MS_MAX_ARENA;
 
 std::string errno_text(const std::string& what);
 
-// Plain read(), not an ifstream: readers call this on open, and iostreams
-// would pull the C++ locale machinery into the Dovecot mail plugins' core
-// module (its static initialisers run in every session that loads it).
+// The kernel's boot id (ms_boot_id: one open and read).
 std::string current_boot_id();
-
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
 
 // The SIGBUS guard (bus_guard.hpp) keeps a truncated file from killing the host.
 
@@ -76,6 +52,7 @@ struct Mapping {
     Header* header = nullptr;
     Slot* slots = nullptr;
     std::atomic<uint8_t>* tags = nullptr;  // nullptr: a layout-1 file, mapped only to convert it
+    ms_map view{};                         // the same, for the C read path (ms_read.h)
     unsigned char* arena = nullptr;
     uint64_t slot_count = 0;
     uint64_t arena_size = 0;
@@ -94,41 +71,18 @@ bool validate_header(const Header& h, uint64_t file_size, std::string& error_r, 
 bool map_file(const std::string& path, bool writable, Mapping& m, std::string& error_r, bool convertible = false);
 
 // A slot as one consistent snapshot of its four words.
-struct SlotCopy {
-    uint64_t w0 = 0, fingerprint = 0, blob = 0, expiry = 0;
-    uint32_t blob_offset() const { return static_cast<uint32_t>(blob >> 32); }
-    uint32_t blob_length() const { return static_cast<uint32_t>(blob); }
+struct SlotCopy : ms_slot_copy {
+    SlotCopy() : ms_slot_copy{} {}
+    SlotCopy(uint64_t w0_, uint64_t fingerprint_, uint64_t blob_, uint64_t expiry_)
+        : ms_slot_copy{w0_, fingerprint_, blob_, expiry_} {}
+    uint32_t blob_offset() const { return ms_blob_offset(this); }
+    uint32_t blob_length() const { return ms_blob_length(this); }
 };
 
-// Seqlock read with bounded retries; false when a writer holds the slot too
-// long (it died mid-write): the caller reports the store unavailable.
-inline bool read_slot(const Slot& s, SlotCopy& c) {
-    int64_t give_up_at = 0;
-    for (int attempt = 0;; ++attempt) {
-        const uint64_t before = s.word0.load(std::memory_order_acquire);
-        if ((w0_seq(before) & 1) == 0) {
-            c.fingerprint = s.fingerprint.load(std::memory_order_relaxed);
-            c.blob = s.blob.load(std::memory_order_relaxed);
-            c.expiry = s.expiry.load(std::memory_order_relaxed);
-            std::atomic_thread_fence(std::memory_order_acquire);
-            if (s.word0.load(std::memory_order_relaxed) == before) {
-                c.w0 = before;
-                return true;
-            }
-        }
-        if (attempt < kSpinRetries) {
-            cpu_relax();
-            continue;
-        }
-        timespec ts;  // vDSO: no system call
-        ::clock_gettime(CLOCK_MONOTONIC, &ts);
-        const int64_t now = int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-        if (give_up_at == 0) give_up_at = now + kGiveUpNs;
-        else if (now >= give_up_at) return false;
-        if (kYieldWhileWaiting) sched_yield();
-        else cpu_relax();
-    }
-}
+// Seqlock read with bounded waiting (ms_read_slot); false when a writer
+// holds the slot too long (it died mid-write): the caller reports the store
+// unavailable.
+inline bool read_slot(const Slot& s, SlotCopy& c) { return ms_read_slot(&s, &c); }
 
 // The writer's seqlock store: odd while the words change, even after.
 inline void write_slot(Slot& s, const SlotCopy& c) {
@@ -143,36 +97,17 @@ inline void write_slot(Slot& s, const SlotCopy& c) {
 }
 
 inline bool blob_has_key(const Mapping& m, const SlotCopy& c, std::string_view key) {
-    const uint64_t off = c.blob_offset(), len = c.blob_length();
-    if (off + len > m.arena_size || len < kBlobKeyOffset + key.size()) return false;
-    const unsigned char* p = m.arena + off;
-    return p[sizeof(BlobHeader)] == key.size() &&
-           std::memcmp(p + kBlobKeyOffset, key.data(), key.size()) == 0;
+    return ms_blob_has_key(&m.view, &c, key.data(), key.size());
 }
 
 enum class Probe { found, absent, busy };
 
-// The reader's probe (store_layout.hpp): the key's chain in the tag bytes,
-// reading a slot only where the tag is the key's; the chain ends at the
-// first empty tag.  A domain key whose filter bit is clear is absent at once.
+// The readers' probe (ms_lookup_probe): the key's chain in the tag bytes.
 inline Probe lookup_probe(const Mapping& m, std::string_view key, uint64_t fp, uint64_t& index, SlotCopy& c) {
-    if (!key.empty() && key.front() == '@' &&
-        !(m.header->domain_filter[filter_word(fp)].load(std::memory_order_acquire) & filter_bit(fp)))
-        return Probe::absent;
-    const uint8_t tag = tag_of(fp);
-    uint64_t i = slot_index(fp, m.slot_count);
-    for (uint64_t n = 0; n < m.slot_count; ++n) {
-        const uint8_t t = m.tags[i].load(std::memory_order_acquire);
-        if (t == kTagEmpty) return Probe::absent;
-        if (t == tag) {
-            if (!read_slot(m.slots[i], c)) return Probe::busy;
-            if (w0_state(c.w0) == kUsed && c.fingerprint == fp && w0_key_len(c.w0) == key.size() &&
-                blob_has_key(m, c, key)) {
-                index = i;
-                return Probe::found;
-            }
-        }
-        if (++i == m.slot_count) i = 0;
+    switch (ms_lookup_probe(&m.view, key.data(), key.size(), fp, &index, &c)) {
+        case MS_PROBE_FOUND: return Probe::found;
+        case MS_PROBE_BUSY: return Probe::busy;
+        case MS_PROBE_ABSENT: break;
     }
     return Probe::absent;
 }

@@ -28,9 +28,7 @@ struct StoreReader::Impl {
         // A writer died mid-apply before the machine rebooted: pages of that
         // apply may be half on disk, and only a writer's repair (the boot
         // unit's `mailsuspend check`, or any command) makes them whole.
-        const Header& h = *fresh.header;
-        if (h.dirty.load(std::memory_order_acquire) &&
-            std::strncmp(h.boot_id, current_boot_id().c_str(), sizeof h.boot_id) != 0) {
+        if (ms_map_needs_repair(&fresh.view, current_boot_id().c_str())) {
             error = path + ": a writer died mid-change before a reboot; the store needs its "
                            "repair (run: mailsuspend check)";
             return false;
@@ -45,19 +43,12 @@ struct StoreReader::Impl {
         error = path + ": the store file shrank under its mapping (truncated in place?)";
         return false;
     }
-    // Follows a newer generation; false when it cannot be mapped.
-    // The header is re-checked on every lookup (the cache lines are hot
-    // anyway): garbage written over a mapped file in place makes the store
-    // unavailable instead of answering from garbage.
-    bool intact() const {
-        const Header& h = *map.header;
-        return h.magic == kStoreMagic && h.layout_version == kLayoutVersion &&
-               h.slot_count == map.slot_count && h.arena_size == map.arena_size;
-    }
+    // Follows a newer generation; false when it cannot be mapped.  The
+    // header is re-checked on every lookup (ms_map_current).
     bool current() {
         bool fresh = false;
         if (map.valid() &&
-            !under_bus_guard([&] { fresh = !map.header->retired.load(std::memory_order_acquire) && intact(); }))
+            !under_bus_guard([&] { fresh = ms_map_current(&map.view); }))
             return lose_mapping();
         if (fresh) return true;
         return remap();
@@ -71,7 +62,7 @@ std::unique_ptr<StoreReader> StoreReader::open(const std::string& dir, std::stri
     try {
         auto impl = std::make_unique<Impl>();
         impl->dir = dir;
-        impl->path = dir + "/store";
+        impl->path = dir + "/" MS_STORE_FILE;
         install_bus_guard();
         if (::access(impl->path.c_str(), F_OK) != 0 && errno == ENOENT) {
             error_r = "no store at " + impl->path + " (run: mailsuspend init)";
@@ -98,7 +89,7 @@ LookupStatus StoreReader::lookup(std::string_view key, HotView& out) noexcept {
     bool fresh = false;
     const Mapping& m = impl_->map;
     const auto probe_if_fresh = [&] {
-        fresh = !m.header->retired.load(std::memory_order_acquire) && impl_->intact();
+        fresh = ms_map_current(&m.view);
         if (fresh) found = lookup_probe(m, key, fp, index, c);
     };
     // Stale: remap and probe again (a few times: a generation may be retired
@@ -181,15 +172,11 @@ uint64_t StoreReader::change_stamp() noexcept {
     const Mapping& m = impl_->map;
     if (!m.valid()) return 0;
     uint64_t stamp = 0;
-    if (!under_bus_guard([&] {
-            const Header& h = *m.header;
-            stamp = h.seq.load(std::memory_order_acquire) ^ (h.generation << 40) ^
-                    (uint64_t{h.retired.load(std::memory_order_acquire)} << 63);
-        })) {
+    if (!under_bus_guard([&] { stamp = ms_change_stamp(&m.view); })) {
         impl_->lose_mapping();
         return 0;
     }
-    return stamp == 0 ? 1 : stamp;
+    return stamp;
 }
 
 bool StoreReader::replaced() const noexcept {

@@ -275,7 +275,7 @@ std::unique_ptr<StoreWriter> StoreWriter::open(const Config& cfg, bool init, std
         impl->cfg_copy = cfg;
         impl->cfg = &impl->cfg_copy;
         impl->dir = cfg.store_path;
-        impl->path = impl->dir + "/store";
+        impl->path = impl->dir + "/" MS_STORE_FILE;
         impl->journal_path = impl->dir + "/journal";
         if (!impl->take_lock(init, error_r) || !impl->open_store(init, error_r) || !impl->recover(error_r))
             return nullptr;

@@ -352,7 +352,7 @@ StoreStats StoreWriter::stats() const { return stats_of(impl_->map); }
 
 const std::string& StoreWriter::notify_warning() const { return impl_->notify_warning; }
 
-std::string notify_file_path(const std::string& dir) { return dir + "/changed"; }
+std::string notify_file_path(const std::string& dir) { return dir + "/" MS_NOTIFY_FILE; }
 
 bool notify_file_usable(const std::string& dir, std::string& error_r) {
     const std::string path = notify_file_path(dir);

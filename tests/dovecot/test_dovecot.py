@@ -386,6 +386,31 @@ class LiveSuite(DovecotCase):
             self.assertNoWakeups(DAVE, 9)
             self.assertImapAlive(conn)
 
+    def core_module_mapped(self, pid):
+        with open(f"/proc/{pid}/maps") as f:
+            return "libmailsuspend_core.so" in f.read()
+
+    def test_held_session_maps_no_core_until_a_flag(self):
+        # Issue 14 item 3: the re-checks of a session that nothing flags are
+        # answered by the C reader from the passdb's ticket; the C++ core
+        # module is mapped only when the full rules must decide.
+        with self.logged_in_imap(DAVE) as dave, self.logged_in_imap(ALICE) as alice:
+            self.start_idle(dave)
+            self.start_idle(alice)
+            self.past_first_check()
+            dave_pid, alice_pid = self.mail_process_of(DAVE), self.mail_process_of(ALICE)
+            self.assertFalse(self.core_module_mapped(dave_pid), f"imap {dave_pid} mapped the core")
+            self.assertFalse(self.core_module_mapped(alice_pid), f"imap {alice_pid} mapped the core")
+            self.server.suspend(ALICE, "send")  # flags another service: still no core
+            self.outlive_rechecks()
+            self.assertFalse(self.core_module_mapped(alice_pid), f"imap {alice_pid} mapped the core")
+            self.assertImapAlive(alice)
+            self.start_idle(alice)
+            self.server.suspend(ALICE, "imap")  # the core decides, and ends it
+            self.assertImapEnded(alice)
+            self.assertFalse(self.core_module_mapped(dave_pid), f"imap {dave_pid} mapped the core")
+            self.assertImapAlive(dave)
+
     def test_push_ends_idle_and_pop3_sessions(self):
         # Past the first check the sessions have no timer (asserted), so
         # only the push (the writer's write of <store>/changed, seen by
@@ -555,8 +580,10 @@ class MissingContinueOkSuite(DovecotCase):
 
 
 class MissingCoreModuleSuite(DovecotCase):
-    """mailsuspend/libmailsuspend_core.so not installed: the imap plugin
-    logs it once and the session goes on (logins are still checked by the
+    """mailsuspend/libmailsuspend_core.so not installed: sessions that
+    nothing flags never need it (the C reader answers their re-checks); when
+    a flag makes a re-check ask the core, the imap plugin logs once that it
+    cannot load it and the session goes on (logins are still checked by the
     passdb, which links the core)."""
     server_options = {"core_module": False}
 
@@ -564,12 +591,18 @@ class MissingCoreModuleSuite(DovecotCase):
         self.server.suspend(BOB, "imap")
         self.assertEqual(self.imap_reply(BOB), IMAP_DENIED)
         reply, conn = self.server.imap_login(ALICE)
+        alice_errors = lambda: error_lines(self.server.log_text(), r"imap\(" + re.escape(ALICE) + r"\)")
         with conn:
             self.assertTrue(reply.startswith("a OK "), reply)
-            time.sleep(RECHECK_PERIOD + 1.5)  # the first re-check tries to load the core
+            time.sleep(RECHECK_PERIOD + 1.5)  # the first re-check: no flag, no core needed
             conn.send("n NOOP")
             self.assertTrue(conn.read_tagged("n").startswith("n OK"), conn.transcript)
-        lines = error_lines(self.server.log_text(), r"imap\(" + re.escape(ALICE) + r"\)")
+            self.assertEqual(alice_errors(), [], self.server.log_text()[-3000:])
+            self.server.suspend(ALICE, "imap")  # now the re-check asks the core
+            self.assertTrue(eventually(lambda: alice_errors()), self.server.log_text()[-3000:])
+            conn.send("m NOOP")
+            self.assertTrue(conn.read_tagged("m").startswith("m OK"), conn.transcript)
+        lines = alice_errors()
         self.assertEqual(len(lines), 1, self.server.log_text()[-3000:])
         self.assertIn("libmailsuspend_core.so", lines[0])
 

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mailsuspend/mailsuspend.h"
+#include "ms_light.h"
 #include "operations.hpp"
 #include "store.hpp"
 #include "test_util.hpp"
@@ -222,6 +223,24 @@ TEST_F(CapiTest, LoginServices) {
     EXPECT_STREQ(r.text, "");
     r = h.login("b@example.com", "imap");
     EXPECT_EQ(r.verdict, MAILSUSPEND_ALLOW);
+}
+
+// What the passdb hands a session for its re-checks (ms_light.h): the
+// service and key mailsuspend_check_login looks up, and the store.
+TEST_F(CapiTest, SessionTicketNamesTheServiceKeyAndStore) {
+    init();
+    Handle h(config_path);
+    char buf[MS_TICKET_MAX];
+    ASSERT_EQ(mailsuspend_session_ticket(h.ms, "Bob+news@Example.COM", "imap", "192.0.2.1", buf, sizeof buf), 1);
+    EXPECT_EQ(std::string(buf), "1 0 bob@example.com " + cfg.store_path);
+    ASSERT_EQ(mailsuspend_session_ticket(h.ms, "bob@example.com", "pop3", kWebmailIp, buf, sizeof buf), 1);
+    EXPECT_EQ(std::string(buf), "1 2 bob@example.com " + cfg.store_path) << "webmail host: the webmail service";
+    ASSERT_EQ(mailsuspend_session_ticket(h.ms, "bob@example.com", "sieve", nullptr, buf, sizeof buf), 1);
+    EXPECT_EQ(std::string(buf), "1 6 bob@example.com " + cfg.store_path);
+    EXPECT_EQ(mailsuspend_session_ticket(h.ms, "bob@example.com", "lmtp", nullptr, buf, sizeof buf), 0);
+    EXPECT_EQ(mailsuspend_session_ticket(h.ms, "", "imap", nullptr, buf, sizeof buf), 0);
+    EXPECT_EQ(mailsuspend_session_ticket(h.ms, "bob@example.com", "imap", nullptr, buf, 10), 0);
+    EXPECT_EQ(mailsuspend_session_ticket(nullptr, "bob@example.com", "imap", nullptr, buf, sizeof buf), 0);
 }
 
 TEST_F(CapiTest, WebmailHostLoginIsWebmailService) {

@@ -177,6 +177,18 @@ enum mailsuspend_event {
 void mailsuspend_count_event(struct mailsuspend_handle *ms, enum mailsuspend_event event,
 			     const char *label);
 
+/* The ticket with which a Dovecot mail process re-checks a live session
+   without loading the core (common/reader/ms_light.h): the service a login
+   by user over protocol from client_ip is judged as, its normalised key and
+   the store's directory, as mailsuspend_check_login() would look them up.
+   Writes it into buf and returns 1; 0 when there is none (a protocol that
+   is not checked, a name that is no key, no usable config, buf too small):
+   the session then asks the core.  The auth passdb passes it to the
+   session as a userdb field. */
+int mailsuspend_session_ticket(struct mailsuspend_handle *ms, const char *user,
+			       const char *protocol, const char *client_ip,
+			       char *buf, size_t size);
+
 /* The core turns a SIGBUS from a store, counters or metrics file cut short
    under its mapping into an error (one log line, the fail policy), with a
    SIGBUS handler it installs once per process.  A host that replaces that
