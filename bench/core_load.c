@@ -8,8 +8,11 @@
    (user + system, from wait4) of each side and the difference.  With
    --like-imap, the parent first loads the libraries an imap process has
    (libdovecot-storage, libdovecot), so symbol lookups search the same scope.
+   With --light STORE_DIR, a third side does what a session with a ticket
+   does instead (mailsuspend-light.h): the C reader, linked into the
+   plugin, maps the store and checks USER (a normalised key) for imap.
 
-   core_load [--rounds N] [--like-imap] CORE_MODULE CONFIG [USER]        */
+   core_load [--rounds N] [--like-imap] [--light STORE_DIR] CORE_MODULE CONFIG [USER] */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdio.h>
@@ -20,6 +23,7 @@
 #include <unistd.h>
 
 #include "mailsuspend/mailsuspend.h"
+#include "ms_light.h"
 
 static const char *const imap_libraries[] = {
 	"/usr/lib/dovecot/libdovecot-storage.so.0",
@@ -59,14 +63,33 @@ static int load_and_check(const char *module, const char *config, const char *us
 	return 0;
 }
 
+/* The ticket's way: the C reader maps the store and checks user. */
+static int light_check(const char *store_dir, const char *user)
+{
+	struct ms_light *light = ms_light_open(store_dir);
+
+	if (light == NULL ||
+	    (ms_light_check(light, user, strlen(user), MS_SERVICE_IMAP) != MS_LIGHT_ALLOWED &&
+	     *ms_light_error(light) != '\0')) {
+		fprintf(stderr, "core_load: --light: %s\n", light ? ms_light_error(light) : "no memory");
+		return 1;
+	}
+	ms_light_close(&light);
+	return 0;
+}
+
+enum side { SIDE_BASE, SIDE_CORE, SIDE_LIGHT };
+
 /* CPU milliseconds of one child, or -1 when it failed; its minor page
    faults in *faults_r. */
-static double child_cpu_ms(int load, const char *module, const char *config, const char *user,
-			   double *faults_r)
+static double child_cpu_ms(enum side side, const char *module, const char *config, const char *user,
+			   const char *store_dir, double *faults_r)
 {
 	pid_t pid = fork();
-	if (pid == 0)
-		_exit(load ? load_and_check(module, config, user) : 0);
+	if (pid == 0) {
+		_exit(side == SIDE_CORE ? load_and_check(module, config, user) :
+		      side == SIDE_LIGHT ? light_check(store_dir, user) : 0);
+	}
 	int status = 0;
 	struct rusage ru;
 	if (pid < 0 || wait4(pid, &status, 0, &ru) != pid || status != 0)
@@ -90,16 +113,20 @@ static double median(double *v, int n)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: core_load [--rounds N] [--like-imap] CORE_MODULE CONFIG [USER]\n");
+	fprintf(stderr, "usage: core_load [--rounds N] [--like-imap] [--light STORE_DIR] "
+		"CORE_MODULE CONFIG [USER]\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
 	int rounds = 500, like_imap = 0, i = 1;
+	const char *store_dir = NULL;
 	for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
 		if (strcmp(argv[i], "--like-imap") == 0)
 			like_imap = 1;
+		else if (strcmp(argv[i], "--light") == 0 && i + 1 < argc)
+			store_dir = argv[++i];
 		else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0)
 			rounds = atoi(argv[++i]);
 		else
@@ -115,26 +142,40 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	double *base = calloc(rounds, sizeof *base), *core = calloc(rounds, sizeof *core);
-	double *base_faults = calloc(rounds, sizeof *base), *core_faults = calloc(rounds, sizeof *core);
-	if (base == NULL || core == NULL || base_faults == NULL || core_faults == NULL)
-		return 1;
-	for (int r = 0; r < rounds; r++) {
-		base[r] = child_cpu_ms(0, module, config, user, &base_faults[r]);
-		core[r] = child_cpu_ms(1, module, config, user, &core_faults[r]);
-		if (base[r] < 0 || core[r] < 0) {
-			fprintf(stderr, "core_load: a child failed (round %d)\n", r + 1);
+	double *cpu[3], *faults[3], med_cpu[3] = { 0 }, med_faults[3] = { 0 };
+	const int sides = store_dir != NULL ? 3 : 2;
+	for (int k = 0; k < 3; k++) {
+		cpu[k] = calloc(rounds, sizeof *cpu[k]);
+		faults[k] = calloc(rounds, sizeof *faults[k]);
+		if (cpu[k] == NULL || faults[k] == NULL)
 			return 1;
+	}
+	for (int r = 0; r < rounds; r++) {
+		for (int k = 0; k < sides; k++) {
+			cpu[k][r] = child_cpu_ms((enum side)k, module, config, user, store_dir,
+						 &faults[k][r]);
+			if (cpu[k][r] < 0) {
+				fprintf(stderr, "core_load: a child failed (round %d)\n", r + 1);
+				return 1;
+			}
 		}
 	}
-	const double b = median(base, rounds), c = median(core, rounds);
-	const double bf = median(base_faults, rounds), cf = median(core_faults, rounds);
+	for (int k = 0; k < sides; k++) {
+		med_cpu[k] = median(cpu[k], rounds);
+		med_faults[k] = median(faults[k], rounds);
+	}
+	const double b = med_cpu[0], c = med_cpu[1], bf = med_faults[0], cf = med_faults[1];
 	printf("%d children each%s: fork+exit %.3f ms CPU, + load core, open, one check %.3f ms "
 	       "(+%.3f ms); minor page faults %.0f -> %.0f (+%.0f)\n", rounds,
 	       like_imap ? ", imap's libraries loaded" : "", b, c, c - b, bf, cf, cf - bf);
-	free(base);
-	free(core);
-	free(base_faults);
-	free(core_faults);
+	if (sides == 3) {
+		printf("C reader instead (map the store, one check) %.3f ms (+%.3f ms); "
+		       "minor page faults %.0f (+%.0f)\n", med_cpu[2], med_cpu[2] - b,
+		       med_faults[2], med_faults[2] - bf);
+	}
+	for (int k = 0; k < 3; k++) {
+		free(cpu[k]);
+		free(faults[k]);
+	}
 	return 0;
 }

@@ -40,12 +40,36 @@ void reset(mailsuspend_result* r, const char* service) {
     r->text[0] = '\0';
 }
 
+namespace {
+
+// Appends text to the reply from octet n on, cleaned by sanitise_line's
+// rules, as far as the reply has room.  Printable ASCII (nearly every
+// message and reason) is copied as it is, without allocating.
+void append_clean(mailsuspend_result* r, std::size_t& n, std::string_view text) {
+    const std::size_t room = MAILSUSPEND_TEXT_MAX - 1 - n;
+    const std::size_t plain = printable_ascii_prefix(text, room);
+    if (plain < text.size() && plain < room) {
+        const std::string clean = sanitise_line(text, room);
+        std::memcpy(r->text + n, clean.data(), clean.size());
+        n += clean.size();
+        return;
+    }
+    std::memcpy(r->text + n, text.data(), plain);
+    n += plain;
+}
+
+}  // namespace
+
 void set_text(mailsuspend_result* r, const std::string& message, const std::string& reason,
               bool include_reason) {
-    std::string text = message;
-    if (include_reason && !reason.empty()) text += " (" + reason + ")";
-    const std::string clean = sanitise_line(text, MAILSUSPEND_TEXT_MAX - 1);
-    std::memcpy(r->text, clean.c_str(), clean.size() + 1);
+    std::size_t n = 0;
+    append_clean(r, n, message);
+    if (include_reason && !reason.empty()) {
+        append_clean(r, n, " (");
+        append_clean(r, n, reason);
+        append_clean(r, n, ")");
+    }
+    r->text[n] = '\0';
 }
 
 // The enhanced status code an SMTP host replies with when service is refused.
@@ -194,8 +218,10 @@ bool effective_state(struct mailsuspend_handle* ms, std::string_view key, Servic
     const bool is_mailbox = key.front() != '@';
     const std::string_view domain_key = domain_key_of(key);
     Hot own_hot, domain_hot;
-    if (is_mailbox) own_hot.status = reader->lookup(key, own_hot.view);
-    domain_hot.status = reader->lookup(domain_key, domain_hot.view);
+    if (is_mailbox)
+        reader->lookup_pair(domain_key, key, &domain_hot.view, &own_hot.view, domain_hot.status, own_hot.status);
+    else
+        domain_hot.status = reader->lookup(domain_key, domain_hot.view);
     if (own_hot.status == LookupStatus::unavailable || domain_hot.status == LookupStatus::unavailable) {
         error_r = reader->last_error();
         return false;

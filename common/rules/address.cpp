@@ -39,6 +39,25 @@ constexpr std::array<uint8_t, 256> octet_classes() {
 }
 constexpr std::array<uint8_t, 256> kOctetClasses = octet_classes();
 
+// An octet as the fast path writes it into a key: lower-cased, or 0 when it
+// cannot stand there as written (the careful path then decides and explains).
+constexpr char lower(int c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c); }
+constexpr std::array<char, 256> local_octets() {
+    std::array<char, 256> t{};
+    for (int c = 0x21; c < 0x7F; ++c)
+        if (!(kOctetClasses[c] & kLocalSpecial)) t[c] = lower(c);
+    return t;
+}
+constexpr std::array<char, 256> domain_octets() {
+    std::array<char, 256> t{};
+    for (int c = 0; c < 0x80; ++c)
+        if (kOctetClasses[static_cast<unsigned char>(lower(c))] & kLabelOctet) t[c] = lower(c);
+    t['.'] = '.';
+    return t;
+}
+constexpr std::array<char, 256> kLocalOctets = local_octets();
+constexpr std::array<char, 256> kDomainOctets = domain_octets();
+
 // Characters a local part may not hold unquoted (RFC 5322 specials, space, controls).
 bool bad_local_char(unsigned char c) { return kOctetClasses[c] & kLocalSpecial; }
 
@@ -260,11 +279,67 @@ std::size_t put_domain(std::string_view domain, char* out, std::size_t room, std
     return check_ascii_domain(out, len, error_r) ? len : 0;
 }
 
+// The base of an unquoted ASCII local part, lower-cased into out; 0 for
+// anything the careful path must see (put_local).
+std::size_t put_plain_base(const char* p, const char* end, char sep, char* out) {
+    std::size_t n = 0;
+    for (; p < end; ++p) {
+        if (*p == sep && n > 0) break;  // sep '\0': never (a NUL is no local octet)
+        const char c = kLocalOctets[static_cast<unsigned char>(*p)];
+        if (c == 0 || n == kMaxLocalPart) return 0;
+        out[n++] = c;
+    }
+    return n;
+}
+
+// An ASCII domain of valid labels, lower-cased into out (a trailing dot
+// dropped); 0 for anything the careful path must see (put_domain).
+std::size_t put_plain_domain(const char* p, const char* end, char* out) {
+    if (p < end && end[-1] == '.') --end;
+    if (p == end || end - p > static_cast<std::ptrdiff_t>(kMaxDomain)) return 0;
+    std::size_t n = 0, label = 0;
+    for (; p < end; ++p) {
+        const char c = kDomainOctets[static_cast<unsigned char>(*p)];
+        if (c == 0) return 0;
+        if (c == '.') {
+            if (label == 0 || out[n - 1] == '-') return 0;
+            label = 0;
+        } else if ((label == 0 && c == '-') || ++label > 63) {
+            return 0;
+        }
+        out[n++] = c;
+    }
+    return out[n - 1] == '-' ? 0 : n;
+}
+
+// The common case, "local[+tag]@domain" in plain ASCII: one pass over each
+// part, no second look.  0 for anything else, which normalise's careful
+// path handles (and explains).
+std::size_t normalise_plain(std::string_view in, const AddressRules& rules, char* out) {
+    const char* begin = in.data();
+    const char* end = begin + in.size();
+    const auto* at = static_cast<const char*>(::memrchr(begin, '@', in.size()));
+    if (!at || at == begin || *begin == '"') return 0;
+    const char sep = rules.subaddress_separator.empty() ? '\0' : rules.subaddress_separator.front();
+    const std::size_t local = put_plain_base(begin, at, sep, out);
+    if (local == 0) return 0;
+    out[local] = '@';
+    const std::size_t domain = put_plain_domain(at + 1, end, out + local + 1);
+    const std::size_t n = domain == 0 ? 0 : local + 1 + domain;
+    return n <= kMaxAddress ? n : 0;
+}
+
 }  // namespace
 
 std::size_t normalise(std::string_view in, const AddressRules& rules, char* out,
                       std::size_t out_size, TargetKind* kind_r, std::string* error_r) {
     if (in.empty()) return fail(error_r, "empty address"), 0;
+    if (out_size >= kKeyBufferSize) {
+        if (const std::size_t n = normalise_plain(in, rules, out)) {
+            if (kind_r) *kind_r = TargetKind::mailbox;
+            return n;
+        }
+    }
     // No limit on the input: only the key is limited (a long +tag still
     // names its mailbox, and Exim routes it there).
     if (out_size < kKeyBufferSize) return fail(error_r, "internal: key buffer too small"), 0;
@@ -306,8 +381,8 @@ std::string normalise(std::string_view in, const AddressRules& rules, std::strin
 }
 
 std::string_view domain_key_of(std::string_view mailbox_key) {
-    const auto at = mailbox_key.rfind('@');
-    return at == std::string_view::npos ? std::string_view{} : mailbox_key.substr(at);
+    const auto* at = static_cast<const char*>(::memrchr(mailbox_key.data(), '@', mailbox_key.size()));
+    return at ? mailbox_key.substr(static_cast<std::size_t>(at - mailbox_key.data())) : std::string_view{};
 }
 
 namespace {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 
 namespace mailsuspend {
@@ -133,15 +134,30 @@ bool check_free_text(std::string_view text, std::size_t max, std::string& error_
     return true;
 }
 
+std::size_t printable_ascii_prefix(std::string_view text, std::size_t max) {
+    constexpr uint64_t kOnes = 0x0101010101010101ULL, kHigh = 0x8080808080808080ULL;
+    const std::size_t limit = std::min(text.size(), max);
+    std::size_t n = 0;
+    for (; n + 8 <= limit; n += 8) {
+        uint64_t w;
+        std::memcpy(&w, text.data() + n, 8);
+        // Some octet below 0x20 (the subtraction borrows only from one), or
+        // at 0x7F and above: the octet loop below finds which.
+        const uint64_t control = (w - 0x20 * kOnes) & ~w & kHigh;
+        const uint64_t high = (((w & ~kHigh) + kOnes) | w) & kHigh;
+        if (control | high) break;
+    }
+    while (n < limit && text[n] >= 0x20 && text[n] < 0x7F) ++n;
+    return n;
+}
+
 std::string sanitise_line(std::string_view text, std::size_t max) {
     // The common case, printable ASCII, is copied as it is: a denied check
     // formats its reply with this, and reasons were checked when written.
-    std::size_t plain = 0;
-    const std::size_t limit = std::min(text.size(), max);
-    while (plain < limit && text[plain] >= 0x20 && text[plain] < 0x7F) ++plain;
+    const std::size_t plain = printable_ascii_prefix(text, max);
     if (plain == text.size() || plain == max) return std::string(text.substr(0, plain));
     std::string out(text.substr(0, plain));
-    out.reserve(limit);
+    out.reserve(std::min(text.size(), max));
     for (std::size_t i = plain; i < text.size() && out.size() < max;) {
         const std::size_t n = utf8_length(text, i);
         if (n == 0 || is_control(text, i, n)) {

@@ -20,6 +20,11 @@ bool check_free_text(std::string_view text, std::size_t max, std::string& error_
 
 // Replaces control characters with '?' and cuts at max octets: for text
 // that reaches a protocol line or a log whatever its origin.
+// How many octets at the start of text (at most max) are printable ASCII
+// (0x20-0x7E), the text that replies and logs take as it is.  Eight octets
+// at a time: a denied check formats its reply with this.
+std::size_t printable_ascii_prefix(std::string_view text, std::size_t max);
+
 std::string sanitise_line(std::string_view text, std::size_t max);
 
 // text for an error message or a terminal: every control character (C0, C1,

@@ -55,6 +55,27 @@ struct StoreReader::Impl {
     }
 };
 
+namespace {
+
+// What a probe found, as the hot view of its slot.
+LookupStatus hot_view_of(Probe found, const SlotCopy& c, HotView& out, std::string& error_r) {
+    switch (found) {
+        case Probe::busy:
+            error_r = "a store slot stayed locked (a writer died mid-write; the next "
+                           "mailsuspend command repairs it)";
+            return LookupStatus::unavailable;
+        case Probe::absent: return LookupStatus::absent;
+        case Probe::found: break;
+    }
+    out.suspended = w0_suspended(c.w0);
+    out.mode = static_cast<DeliveryMode>(std::min<uint8_t>(w0_mode(c.w0), 4));
+    out.min_expiry = static_cast<uint32_t>(c.expiry);
+    out.blob = c.blob_offset();
+    return LookupStatus::found;
+}
+
+}  // namespace
+
 StoreReader::StoreReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StoreReader::~StoreReader() = default;
 
@@ -80,44 +101,43 @@ std::unique_ptr<StoreReader> StoreReader::open(const std::string& dir, std::stri
 }
 
 LookupStatus StoreReader::lookup(std::string_view key, HotView& out) noexcept {
-    const uint64_t fp = hash_key(key.data(), key.size());
-    uint64_t index = 0;
-    SlotCopy c;
-    Probe found = Probe::absent;
-    // The header's check and the probe under one guard (current() does the
+    LookupStatus status = LookupStatus::unavailable;
+    lookup_pair(key, {}, &out, nullptr, status, status);
+    return status;
+}
+
+void StoreReader::lookup_pair(std::string_view first, std::string_view second, HotView* first_out,
+                              HotView* second_out, LookupStatus& first_r, LookupStatus& second_r) noexcept {
+    const std::string_view keys[2] = {first, second};
+    const std::size_t count = second_out ? 2 : 1;
+    uint64_t fp[2] = {}, index = 0;
+    for (std::size_t k = 0; k < count; ++k) fp[k] = hash_key(keys[k].data(), keys[k].size());
+    SlotCopy c[2];
+    Probe found[2] = {Probe::absent, Probe::absent};
+    // The header's check and the probes under one guard (current() does the
     // same check under its own, then remaps when the mapping is stale).
     bool fresh = false;
     const Mapping& m = impl_->map;
     const auto probe_if_fresh = [&] {
         fresh = ms_map_current(&m.view);
-        if (fresh) found = lookup_probe(m, key, fp, index, c);
+        for (std::size_t k = 0; fresh && k < count; ++k) found[k] = lookup_probe(m, keys[k], fp[k], index, c[k]);
     };
+    first_r = second_r = LookupStatus::unavailable;
     // Stale: remap and probe again (a few times: a generation may be retired
     // again between the remap and the probe).
     for (int attempt = 0; attempt < 4 && !fresh; ++attempt) {
-        if ((attempt > 0 || !m.valid()) && !impl_->current()) return LookupStatus::unavailable;
+        if ((attempt > 0 || !m.valid()) && !impl_->current()) return;
         if (!under_bus_guard(probe_if_fresh)) {
             impl_->lose_mapping();
-            return LookupStatus::unavailable;
+            return;
         }
     }
     if (!fresh) {
         impl_->error = impl_->path + ": replaced again and again during one lookup";
-        return LookupStatus::unavailable;
+        return;
     }
-    switch (found) {
-        case Probe::busy:
-            impl_->error = "a store slot stayed locked (a writer died mid-write; the next "
-                           "mailsuspend command repairs it)";
-            return LookupStatus::unavailable;
-        case Probe::absent: return LookupStatus::absent;
-        case Probe::found: break;
-    }
-    out.suspended = w0_suspended(c.w0);
-    out.mode = static_cast<DeliveryMode>(std::min<uint8_t>(w0_mode(c.w0), 4));
-    out.min_expiry = static_cast<uint32_t>(c.expiry);
-    out.blob = c.blob_offset();
-    return LookupStatus::found;
+    first_r = hot_view_of(found[0], c[0], *first_out, impl_->error);
+    if (count == 2) second_r = hot_view_of(found[1], c[1], *second_out, impl_->error);
 }
 
 LookupStatus StoreReader::read(std::string_view key, TargetRecord& out) noexcept {

@@ -194,3 +194,21 @@ TEST(FormatTime, EpochAndNever) {
     EXPECT_EQ(format_time(1), "1970-01-01 00:00:01 UTC");
     EXPECT_EQ(format_time(1795000000), "2026-11-18 11:06:40 UTC");
 }
+
+// Eight octets at a time, then one by one: every position and every octet
+// class must stop it exactly where the octet loop would.
+TEST(PrintableAsciiPrefix, StopsAtTheFirstOctetOutsidePrintableAscii) {
+    const std::string clean(40, 'a');
+    EXPECT_EQ(printable_ascii_prefix(clean, 100), 40u);
+    EXPECT_EQ(printable_ascii_prefix(clean, 17), 17u);
+    EXPECT_EQ(printable_ascii_prefix("", 10), 0u);
+    for (const unsigned char bad : {0x00, 0x09, 0x0A, 0x1F, 0x7F, 0x80, 0xC3, 0xFF}) {
+        for (std::size_t at = 0; at < 20; ++at) {
+            std::string text(24, ' ');
+            for (std::size_t i = 0; i < text.size(); ++i) text[i] = static_cast<char>(0x20 + (i * 7) % 0x5F);
+            text[at] = static_cast<char>(bad);
+            EXPECT_EQ(printable_ascii_prefix(text, 100), at) << "octet " << int(bad) << " at " << at;
+        }
+    }
+    EXPECT_EQ(printable_ascii_prefix(std::string("~ }\x7e", 4), 10), 4u) << "0x7E and 0x20 are printable";
+}
