@@ -219,7 +219,7 @@ bool effective_state(struct mailsuspend_handle* ms, std::string_view key, Servic
     const std::string_view domain_key = domain_key_of(key);
     Hot own_hot, domain_hot;
     if (is_mailbox)
-        reader->lookup_pair(domain_key, key, &domain_hot.view, &own_hot.view, domain_hot.status, own_hot.status);
+        reader->lookup_pair(domain_key, key, domain_hot.view, own_hot.view, domain_hot.status, own_hot.status);
     else
         domain_hot.status = reader->lookup(domain_key, domain_hot.view);
     if (own_hot.status == LookupStatus::unavailable || domain_hot.status == LookupStatus::unavailable) {

@@ -100,44 +100,56 @@ std::unique_ptr<StoreReader> StoreReader::open(const std::string& dir, std::stri
     }
 }
 
-LookupStatus StoreReader::lookup(std::string_view key, HotView& out) noexcept {
-    LookupStatus status = LookupStatus::unavailable;
-    lookup_pair(key, {}, &out, nullptr, status, status);
-    return status;
-}
+namespace {
 
-void StoreReader::lookup_pair(std::string_view first, std::string_view second, HotView* first_out,
-                              HotView* second_out, LookupStatus& first_r, LookupStatus& second_r) noexcept {
-    const std::string_view keys[2] = {first, second};
-    const std::size_t count = second_out ? 2 : 1;
-    uint64_t fp[2] = {}, index = 0;
-    for (std::size_t k = 0; k < count; ++k) fp[k] = hash_key(keys[k].data(), keys[k].size());
-    SlotCopy c[2];
-    Probe found[2] = {Probe::absent, Probe::absent};
-    // The header's check and the probes under one guard (current() does the
-    // same check under its own, then remaps when the mapping is stale).
+// N keys under one guard and one look at the header (the header's check
+// and the probes together; current() does the same check under its own,
+// then remaps when the mapping is stale).  A template, so the one-key
+// lookup keeps no loop of the two-key one.
+template <std::size_t N>
+void lookup_keys(StoreReader::Impl& impl, const std::string_view (&keys)[N], HotView* const (&outs)[N],
+                 LookupStatus (&status_r)[N]) {
+    uint64_t fp[N], index = 0;
+    for (std::size_t k = 0; k < N; ++k) fp[k] = hash_key(keys[k].data(), keys[k].size());
+    SlotCopy c[N];
+    Probe found[N];
     bool fresh = false;
-    const Mapping& m = impl_->map;
+    const Mapping& m = impl.map;
     const auto probe_if_fresh = [&] {
         fresh = ms_map_current(&m.view);
-        for (std::size_t k = 0; fresh && k < count; ++k) found[k] = lookup_probe(m, keys[k], fp[k], index, c[k]);
+        for (std::size_t k = 0; fresh && k < N; ++k) found[k] = lookup_probe(m, keys[k], fp[k], index, c[k]);
     };
-    first_r = second_r = LookupStatus::unavailable;
+    for (auto& s : status_r) s = LookupStatus::unavailable;
     // Stale: remap and probe again (a few times: a generation may be retired
     // again between the remap and the probe).
     for (int attempt = 0; attempt < 4 && !fresh; ++attempt) {
-        if ((attempt > 0 || !m.valid()) && !impl_->current()) return;
+        if ((attempt > 0 || !m.valid()) && !impl.current()) return;
         if (!under_bus_guard(probe_if_fresh)) {
-            impl_->lose_mapping();
+            impl.lose_mapping();
             return;
         }
     }
     if (!fresh) {
-        impl_->error = impl_->path + ": replaced again and again during one lookup";
+        impl.error = impl.path + ": replaced again and again during one lookup";
         return;
     }
-    first_r = hot_view_of(found[0], c[0], *first_out, impl_->error);
-    if (count == 2) second_r = hot_view_of(found[1], c[1], *second_out, impl_->error);
+    for (std::size_t k = 0; k < N; ++k) status_r[k] = hot_view_of(found[k], c[k], *outs[k], impl.error);
+}
+
+}  // namespace
+
+LookupStatus StoreReader::lookup(std::string_view key, HotView& out) noexcept {
+    LookupStatus status[1];
+    lookup_keys<1>(*impl_, {key}, {&out}, status);
+    return status[0];
+}
+
+void StoreReader::lookup_pair(std::string_view first, std::string_view second, HotView& first_out,
+                              HotView& second_out, LookupStatus& first_r, LookupStatus& second_r) noexcept {
+    LookupStatus status[2];
+    lookup_keys<2>(*impl_, {first, second}, {&first_out, &second_out}, status);
+    first_r = status[0];
+    second_r = status[1];
 }
 
 LookupStatus StoreReader::read(std::string_view key, TargetRecord& out) noexcept {

@@ -61,8 +61,8 @@ public:
     // Hot path: key must be normalised.  Follows a newer generation by itself.
     LookupStatus lookup(std::string_view key, HotView& out) noexcept;
     // Two keys (a mailbox and its domain) under one look at the mapping:
-    // the answers lookup() gives one by one.  second_out nullptr: first only.
-    void lookup_pair(std::string_view first, std::string_view second, HotView* first_out, HotView* second_out,
+    // the answers lookup() gives one by one.
+    void lookup_pair(std::string_view first, std::string_view second, HotView& first_out, HotView& second_out,
                      LookupStatus& first_r, LookupStatus& second_r) noexcept;
     // Full record (allocates).  found/absent/unavailable as above.
     LookupStatus read(std::string_view key, TargetRecord& out) noexcept;
