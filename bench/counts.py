@@ -147,11 +147,16 @@ def counted(env, out_dir, action, skip_pid=None):
 def exim_rows_for(name, env, args):
     out_dir = tempfile.mkdtemp(prefix=f"counts-exim-{name}-")
     plain_exim = env.exim_bin
-    env.exim_bin = wrapper(env.dir, out_dir, plain_exim, "--vgdb=no")
+    # Kept files name every function in full (a forked child's file would
+    # otherwise refer to names its parent's file defined).
+    extra = ["--compress-strings=no", "--compress-pos=no"] if args.keep else []
+    env.exim_bin = wrapper(env.dir, out_dir, plain_exim, "--vgdb=no", *extra)
     try:
         return counted_rows(name, env, out_dir, args)
     finally:
         env.exim_bin = plain_exim
+        if args.keep:  # for callgrind_annotate: where the instructions went
+            shutil.copytree(out_dir, os.path.join(args.keep, name), dirs_exist_ok=True)
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
@@ -266,6 +271,7 @@ def main():
     parser.add_argument("--suspended", type=int, default=1000,
                         help="suspended accounts in the Exim rows' store (none is the test sender or recipient)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep", metavar="DIR", help="copy the Exim rows' callgrind files to DIR/<plain|module>")
     args = parser.parse_args()
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind missing (Debian: apt-get install valgrind)")
