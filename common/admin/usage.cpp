@@ -124,8 +124,14 @@ bool reset_rate_counters(const Config& cfg, std::string_view key, std::string& e
     if (::access((cfg.store_path + "/counters").c_str(), F_OK) != 0) return true;
     auto counters = Counters::open(cfg.store_path, false, 0, error_r);
     if (!counters) return false;
+    if (!key.empty() && key.front() == '@') {  // a domain's own sums (limits.domain_*)
+        counters->reset(key, CounterKind::domain_messages);
+        counters->reset(key, CounterKind::domain_offdomain_rcpts);
+        return true;
+    }
     counters->reset(key, CounterKind::messages);
     counters->reset(key, CounterKind::offdomain_rcpts);
+    counters->reset(key, CounterKind::unknown_rcpts);
     return true;
 }
 

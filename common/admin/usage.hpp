@@ -63,9 +63,10 @@ nlohmann::json usage_json(const Usage& u);
 // Clears the counters usage_of reads (the IP's only when ip is set).
 void reset_usage(Counters& counters, const std::string& key, const std::string& ip);
 
-// A lifted send suspension starts afresh: forgets the mailbox's message and
-// off-domain counts (not its IPs': other mailboxes share them), or the next
-// message within the window would cross again at once and escalate.
+// A lifted send suspension starts afresh: forgets the mailbox's message,
+// off-domain and unknown-recipient counts (not its IPs': other mailboxes
+// share them), or a domain key's own sums, or the next message within the
+// window would cross again at once and escalate.
 // false with what went wrong in error_r (a missing counters file is not an error).
 bool reset_rate_counters(const Config& cfg, std::string_view key, std::string& error_r);
 

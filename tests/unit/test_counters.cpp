@@ -155,6 +155,28 @@ TEST_F(CountersTest, IpKindUsesFiveMinuteBucketsOverAnHour) {
     EXPECT_EQ(c->add(ip, CounterKind::ip_offdomain_rcpts, 1, kT0 + 13 * 300), 1);
 }
 
+TEST_F(CountersTest, DomainAndUnknownRecipientKindsHaveTheirWindows) {
+    // limits.domain_messages_per_hour and unknown_recipients_per_hour: an hour
+    // in five-minute buckets; limits.domain_offdomain_recipients_per_day: a day.
+    EXPECT_EQ(window_length(CounterKind::domain_messages), kHour);
+    EXPECT_EQ(window_length(CounterKind::unknown_rcpts), kHour);
+    EXPECT_EQ(window_length(CounterKind::domain_offdomain_rcpts), 24 * kHour);
+    const std::string d = "@example.com", m = "a@example.com";
+    c->add(d, CounterKind::domain_messages, 3, kT0);
+    c->add(d, CounterKind::domain_offdomain_rcpts, 5, kT0);
+    c->add(m, CounterKind::unknown_rcpts, 2, kT0 + 300);
+    EXPECT_EQ(c->total(d, CounterKind::domain_messages, kT0 + kHour - 1), 3);
+    EXPECT_EQ(c->total(d, CounterKind::domain_messages, kT0 + kHour), 0);
+    EXPECT_EQ(c->total(m, CounterKind::unknown_rcpts, kT0 + kHour), 2);
+    EXPECT_EQ(c->total(m, CounterKind::unknown_rcpts, kT0 + kHour + 300), 0);
+    EXPECT_EQ(c->total(d, CounterKind::domain_offdomain_rcpts, kT0 + 24 * kHour - 1), 5);
+    EXPECT_EQ(c->total(d, CounterKind::domain_offdomain_rcpts, kT0 + 24 * kHour), 0);
+    // Each kind its own count under the same key.
+    EXPECT_EQ(c->total(d, CounterKind::messages, kT0), 0);
+    EXPECT_EQ(c->add_within(d, CounterKind::domain_messages, 1, 3, kT0 + 1), 4) << "over 3: nothing added";
+    EXPECT_EQ(c->total(d, CounterKind::domain_messages, kT0 + 1), 3);
+}
+
 TEST_F(CountersTest, RemoveTakesBackARefusedMessage) {
     const std::string k = "a@example.com";
     c->add(k, CounterKind::messages, 5, kT0);
