@@ -292,8 +292,7 @@ __attribute__((visibility("default"))) int mailsuspend_counts_unknown(uschar** y
         *yield = reply("", ms && mailsuspend_counts_unknown_recipients(ms) ? "yes" : "no");
         return OK;
     } catch (...) {
-        *yield = reinterpret_cast<uschar*>(exim_copy("no"));
-        return OK;
+        return internal_error(yield, "mailsuspend_counts_unknown");  // "": false, nothing verified
     }
 }
 

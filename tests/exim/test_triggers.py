@@ -44,15 +44,11 @@ UNKNOWN_TEXT = ("Permanent Failure: Your ability to send new mail has been suspe
 
 
 class TriggerTest(EximTestCase):
+    env_options = {"ms_extra": CONF}
+
     @classmethod
-    def setUpClass(cls):
-        cls.env = eximtest.Env(cls.__name__, ms_extra=CONF)
+    def prepare(cls):
         pt.write_notice_mta(cls.env)
-        try:
-            cls.env.start_daemon()
-        except BaseException:
-            cls.env.stop()
-            raise
 
     def submit(self, user, rcpts=("zed@example.com",), source="127.0.0.1", subject="m"):
         return self.env.send(user, list(rcpts), user=user, source=source, subject=subject)
@@ -195,15 +191,6 @@ class TriggerTest(EximTestCase):
 class TriggersOffTest(EximTestCase):
     """The defaults: limits.unknown_recipients_per_hour off, so mailsuspend's
     ACL verifies nothing and the next ACL accepts the recipient as before."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.env = eximtest.Env(cls.__name__)
-        try:
-            cls.env.start_daemon()
-        except BaseException:
-            cls.env.stop()
-            raise
 
     def test_unknown_recipient_accepted_when_off(self):
         user = "sprayer@guess.test"

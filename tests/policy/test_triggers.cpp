@@ -126,11 +126,7 @@ TEST_F(TriggerTest, DomainCountingUsesAnHourWindowAndTakesACrossingMessageBack) 
     std::string error;
     auto c = Counters::open(own, true, 16, error);
     ASSERT_TRUE(c) << error;
-    Limits l;
-    l.messages_per_day = 100;
-    l.offdomain_recipients_per_day = 0;
-    l.offdomain_recipients_per_hour_per_ip = 0;
-    l.recipients_per_message = 0;
+    Limits l;  // the defaults, and two messages an hour for the domain
     l.domain_messages_per_hour = 2;
     const int64_t t0 = int64_t{1000000} * 3600;  // on a bucket boundary
     MessageFacts m{"a@d.test", "", 1, 0};
