@@ -9,6 +9,8 @@ limits.suspend_for and escalates like the mailbox limits.
 Every other setting is the default (mailsuspend.conf's limits.* included):
 the senders authenticate as mailboxes of domains of their own (SMTP AUTH
 accepts any id), so no other test's counts meet theirs."""
+import re
+
 import eximtest
 import policytest as pt
 from eximtest import EximTestCase, reply_text
@@ -70,6 +72,13 @@ class TriggerTest(EximTestCase):
     def suspensions(self, target):
         return [a for a in pt.audit(self.env) if a.get("target") == target and a.get("action") == "suspend"]
 
+    def auto_suspensions(self, cause):
+        """mailsuspend_auto_suspensions_total of cause, from `mailsuspend metrics`."""
+        m = re.search(r'^mailsuspend_auto_suspensions_total\{cause="%s"\} (\d+)$' % cause,
+                      self.env.cli("metrics").stdout, re.M)
+        self.assertIsNotNone(m, cause)
+        return int(m.group(1))
+
     def assertAutoSuspended(self, target, limit):
         send = pt.send_state(self.env, target)
         self.assertTrue(send["suspended"], send)
@@ -78,6 +87,7 @@ class TriggerTest(EximTestCase):
         self.assertIsNotNone(send["expires"])
         audited = self.suspensions(target)
         self.assertTrue(audited)
+        self.assertGreaterEqual(self.auto_suspensions(limit), 1)
         self.assertEqual(audited[-1]["actor"]["name"], "exim")
         self.assertIn(limit, audited[-1]["reason"])
         return send
