@@ -102,6 +102,27 @@ TEST_F(TriggerTest, UnknownRecipientsPerHourSuspendTheSenderAtTheCrossingOne) {
     EXPECT_EQ(record("a@spray.test").auto_suspensions.size(), 1u);
 }
 
+class DomainExtendTest : public TriggerTest {
+protected:
+    std::string extra_config() const override {
+        return "limits: { messages_per_day = 0; domain_messages_per_hour = 1; suspend_for = \"6s\"; };\n";
+    }
+};
+
+TEST_F(DomainExtendTest, AnAttemptFromAnyMailboxExtendsTheDomainsSuspension) {
+    auto* h = open_handle();
+    ASSERT_EQ(send(h, "a@ext.test", {"x@ext.test"}).verdict, MAILSUSPEND_ALLOW);
+    ASSERT_EQ(send(h, "a@ext.test", {"x@ext.test"}).verdict, MAILSUSPEND_DENY);
+    const int64_t first = record("@ext.test").at(Service::send).expires;
+    ASSERT_GT(first, 0);
+    // A refused MAIL FROM (no recipients) of another mailbox a second or more later.
+    ASSERT_TRUE(eventually([&] { return wall_now() >= first - 6 + 1; }));
+    EXPECT_EQ(send(h, "b@ext.test", {}).verdict, MAILSUSPEND_DENY);
+    EXPECT_GT(record("@ext.test").at(Service::send).expires, first);
+    EXPECT_FALSE(record("b@ext.test").at(Service::send).suspended);
+    EXPECT_EQ(record("@ext.test").auto_suspensions.size(), 1u);
+}
+
 class TriggersOffTest : public TriggerTest {
 protected:
     std::string extra_config() const override { return "limits: { messages_per_day = 0; };\n"; }
