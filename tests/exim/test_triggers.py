@@ -9,6 +9,7 @@ limits.suspend_for and escalates like the mailbox limits.
 Every other setting is the default (mailsuspend.conf's limits.* included):
 the senders authenticate as mailboxes of domains of their own (SMTP AUTH
 accepts any id), so no other test's counts meet theirs."""
+import json
 import re
 
 import eximtest
@@ -102,6 +103,9 @@ class TriggerTest(EximTestCase):
         self.assertRefusedAtData(crossing, DOMAIN_TEXT)
         send = self.assertAutoSuspended(domain, "domain_messages_per_hour")
         self.assertEqual(len(self.suspensions(domain)), 1)
+        # `usage @domain` shows the domain's sum at its limit (the crossing message not counted).
+        usage = json.loads(self.env.cli("usage", domain, "--json").stdout)["counters"]["domain_messages_per_hour"]
+        self.assertEqual((usage["count"], usage["limit"]), (DOMAIN_MESSAGES_PER_HOUR, DOMAIN_MESSAGES_PER_HOUR))
         # The domain, not the mailbox that crossed: every mailbox is refused
         # at MAIL FROM with the domain's text; the scope says so.
         self.assertEqual(pt.send_state(self.env, "c@hourly.test")["scope"], "domain")
