@@ -116,11 +116,11 @@ int main(int argc, char** argv) {
     auto* token = app.add_subcommand("token", "print the X-Mailsuspend-Token value for an account");
     token->add_option("target", o.target, "an account, or a token with --open")->required();
     token->add_flag("--open", o.open, "verify a token and print its account");
-    auto* usage = app.add_subcommand("usage", "rate counters of a mailbox against their limits, and when they fall back");
+    auto* usage = app.add_subcommand("usage", "rate counters of a mailbox or domain against their limits, and when they fall back");
     target(usage, "user@example.com");
     usage->add_option("--ip", o.ip, "also the per-hour count of this client IP");
     usage->add_flag("--json", o.json, "one JSON object");
-    auto* reset_usage = app.add_subcommand("reset-usage", "clear the rate counters of a mailbox (audited)");
+    auto* reset_usage = app.add_subcommand("reset-usage", "clear the rate counters of a mailbox or domain (audited)");
     target(reset_usage, "user@example.com");
     reset_usage->add_option("--ip", o.ip, "also clear the per-hour count of this client IP");
 

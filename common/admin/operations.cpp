@@ -184,7 +184,7 @@ Outcome Session::unsuspend(const UnsuspendArgs& a) {
     if (in_mask(lifting, static_cast<int>(Service::receive))) flush_.push_back(key);
     // A lifted send suspension starts afresh: else the next message inside the
     // old window crosses the limit again (and escalates).
-    if (in_mask(lifting, static_cast<int>(Service::send)) && key.front() != '@') reset_counters_.push_back(key);
+    if (in_mask(lifting, static_cast<int>(Service::send))) reset_counters_.push_back(key);
     note(key, a.self_service ? "self-service-unsuspend" : "unsuspend", lifting, "");
     return {Exit::ok, "lifted " + service_list(lifting) + " for " + key};
 }

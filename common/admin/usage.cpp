@@ -25,8 +25,8 @@ Outcome canonical_ip(std::string_view text, std::string& ip) {
 Outcome usage_subject(const Config& cfg, std::string_view target, std::string_view ip, std::string& key,
                       std::string& canonical) {
     if (Outcome o = normalise_target(cfg, target, key); !o.ok()) return o;
-    if (key.front() == '@')
-        return {Exit::bad_input, "rate counters are kept per mailbox, not per domain: give user" + key};
+    if (key.front() == '@' && !ip.empty())
+        return {Exit::bad_input, "--ip goes with a mailbox (whose messages came from it), not with a domain"};
     canonical.clear();
     if (ip.empty()) return {};
     return canonical_ip(ip, canonical);
@@ -34,20 +34,33 @@ Outcome usage_subject(const Config& cfg, std::string_view target, std::string_vi
 
 namespace {
 
+enum class Whose { mailbox, domain, ip };
+
 // Counter kind, its limit's name and value, and whose key counts it.
 struct Counted {
     CounterKind kind;
     const char* limit_name;
     int64_t Limits::*limit;
-    bool per_ip;
+    Whose whose;
 };
 
 constexpr Counted kCounted[] = {
-    {CounterKind::messages, "messages_per_day", &Limits::messages_per_day, false},
-    {CounterKind::offdomain_rcpts, "offdomain_recipients_per_day", &Limits::offdomain_recipients_per_day, false},
+    {CounterKind::messages, "messages_per_day", &Limits::messages_per_day, Whose::mailbox},
+    {CounterKind::offdomain_rcpts, "offdomain_recipients_per_day", &Limits::offdomain_recipients_per_day,
+     Whose::mailbox},
+    {CounterKind::unknown_rcpts, "unknown_recipients_per_hour", &Limits::unknown_recipients_per_hour, Whose::mailbox},
     {CounterKind::ip_offdomain_rcpts, "offdomain_recipients_per_hour_per_ip",
-     &Limits::offdomain_recipients_per_hour_per_ip, true},
+     &Limits::offdomain_recipients_per_hour_per_ip, Whose::ip},
+    {CounterKind::domain_messages, "domain_messages_per_hour", &Limits::domain_messages_per_hour, Whose::domain},
+    {CounterKind::domain_offdomain_rcpts, "domain_offdomain_recipients_per_day",
+     &Limits::domain_offdomain_recipients_per_day, Whose::domain},
 };
+
+// Whether c counts for key (a mailbox or a domain) and ip ("": none asked for).
+bool counts_for(const Counted& c, const std::string& key, const std::string& ip) {
+    if (c.whose == Whose::ip) return !ip.empty();
+    return (c.whose == Whose::domain) == (key.front() == '@');
+}
 
 CounterUsage usage_of_one(const Counters& counters, const Counted& c, const std::string& key, int64_t limit,
                           int64_t now) {
@@ -80,10 +93,9 @@ Usage usage_of(const Config& cfg, const Counters& counters, const std::string& k
     u.target = key;
     u.ip = ip;
     u.now = now;
-    for (const Counted& c : kCounted) {
-        if (c.per_ip && ip.empty()) continue;
-        u.counters.push_back(usage_of_one(counters, c, c.per_ip ? ip : key, cfg.limits.*c.limit, now));
-    }
+    for (const Counted& c : kCounted)
+        if (counts_for(c, key, ip))
+            u.counters.push_back(usage_of_one(counters, c, c.whose == Whose::ip ? ip : key, cfg.limits.*c.limit, now));
     return u;
 }
 
@@ -114,18 +126,15 @@ json usage_json(const Usage& u) {
 }
 
 void reset_usage(Counters& counters, const std::string& key, const std::string& ip) {
-    for (const Counted& c : kCounted) {
-        if (c.per_ip && ip.empty()) continue;
-        counters.reset(c.per_ip ? ip : key, c.kind);
-    }
+    for (const Counted& c : kCounted)
+        if (counts_for(c, key, ip)) counters.reset(c.whose == Whose::ip ? ip : key, c.kind);
 }
 
 bool reset_rate_counters(const Config& cfg, std::string_view key, std::string& error_r) {
     if (::access((cfg.store_path + "/counters").c_str(), F_OK) != 0) return true;
     auto counters = Counters::open(cfg.store_path, false, 0, error_r);
     if (!counters) return false;
-    counters->reset(key, CounterKind::messages);
-    counters->reset(key, CounterKind::offdomain_rcpts);
+    if (!key.empty()) reset_usage(*counters, std::string(key), "");  // never an IP's: others share it
     return true;
 }
 

@@ -22,7 +22,7 @@ namespace mailsuspend {
 struct CounterUsage {
     const char* limit_name = "";  // the limit's config key under limits., e.g. "messages_per_day"
     CounterKind kind = CounterKind::messages;
-    std::string key;              // the mailbox key, or the client IP
+    std::string key;              // the mailbox or domain key, or the client IP
     int64_t count = 0;            // in the window now
     int64_t limit = 0;            // 0: the limit is off
     int64_t window = 0;           // seconds
@@ -34,7 +34,7 @@ struct CounterUsage {
 };
 
 struct Usage {
-    std::string target;  // the normalised mailbox
+    std::string target;  // the normalised mailbox or domain
     std::string ip;      // canonical client IP, or "" when not asked for
     int64_t now = 0;
     std::vector<CounterUsage> counters;
@@ -44,8 +44,8 @@ struct Usage {
 // "2001:DB8:0::1" finds the count of "2001:db8::1".  Exit::bad_input naming it when not an IP.
 Outcome canonical_ip(std::string_view text, std::string& ip);
 
-// Normalises target (a mailbox: counters are kept per mailbox, never per
-// domain) and ip ("" for none).  Exit::bad_input with the reason.
+// Normalises target (a mailbox, or a domain for its limits.domain_* sums)
+// and ip ("" for none; only with a mailbox).  Exit::bad_input with the reason.
 Outcome usage_subject(const Config& cfg, std::string_view target, std::string_view ip, std::string& key,
                       std::string& canonical);
 
@@ -63,9 +63,10 @@ nlohmann::json usage_json(const Usage& u);
 // Clears the counters usage_of reads (the IP's only when ip is set).
 void reset_usage(Counters& counters, const std::string& key, const std::string& ip);
 
-// A lifted send suspension starts afresh: forgets the mailbox's message and
-// off-domain counts (not its IPs': other mailboxes share them), or the next
-// message within the window would cross again at once and escalate.
+// A lifted send suspension starts afresh: forgets the mailbox's message,
+// off-domain and unknown-recipient counts (not its IPs': other mailboxes
+// share them), or a domain key's own sums, or the next message within the
+// window would cross again at once and escalate.
 // false with what went wrong in error_r (a missing counters file is not an error).
 bool reset_rate_counters(const Config& cfg, std::string_view key, std::string& error_r);
 

@@ -290,12 +290,14 @@ bool check(struct mailsuspend_handle* ms, const char* address, Service service, 
     return true;
 }
 
-// A rate suspension of sender waiting in the outbox (outbox.hpp).
-bool rate_suspension_pending(struct mailsuspend_handle* ms, const char* sender) {
+// Where a rate suspension of sender waits in the outbox (outbox.hpp): its
+// mailbox's, its domain's (limits.domain_*), or none.
+Scope rate_suspension_pending(struct mailsuspend_handle* ms, const char* sender) {
     char buf[kKeyBufferSize];
     std::string_view key;
-    return key_of(ms, sender, buf, sizeof buf, key) && key.front() != '@' &&
-           outbox_holds_suspension(ms->cfg, key);
+    if (!key_of(ms, sender, buf, sizeof buf, key) || key.front() == '@') return Scope::none;
+    if (outbox_holds_suspension(ms->cfg, key)) return Scope::mailbox;
+    return outbox_holds_suspension(ms->cfg, domain_key_of(key)) ? Scope::domain : Scope::none;
 }
 
 // A NULL result or handle (mailsuspend_open out of memory): never a crash.
@@ -433,18 +435,21 @@ void mailsuspend_check_send(struct mailsuspend_handle* ms, const char* sender, c
             r->service = "webmail_send";
             denied = check(ms, sender, Service::webmail_send, r, e);
         }
-        if (!denied && !r->fail_policy && ms->cfg_ok && rate_suspension_pending(ms, sender)) {
+        const Scope pending = !denied && !r->fail_policy && ms->cfg_ok ? rate_suspension_pending(ms, sender) : Scope::none;
+        if (pending != Scope::none) {
             // Decided here (or by another Exim process) while the writer lock
             // was taken: enforced at once, before it reaches the store.
             r->verdict = MAILSUSPEND_DENY;
             r->status = smtp_status(Service::send);
-            r->scope = "mailbox";
-            e.service.state.source = Source::rate;
-            denied = true;
+            r->scope = scope_name(pending).data();
+            set_text(r, pending == Scope::domain ? ms->cfg.messages.domain_rate_suspended : ms->cfg.messages.rate_suspended,
+                     "", false);
+            return;
         }
         if (!denied) return;
         const bool automatic = e.service.state.source == Source::rate || e.service.state.source == Source::spam;
-        set_text(r, automatic ? ms->cfg.messages.rate_suspended : ms->cfg.messages.send_suspended,
+        // An automatic suspension says which limit it was (its reason names it), never the reason itself.
+        set_text(r, automatic ? automatic_text(ms->cfg.messages, e.service.state.reason) : ms->cfg.messages.send_suspended,
                  automatic ? "" : e.service.state.reason, ms->cfg.messages.include_reason);
         r->fail_queued = e.service.state.fail_queued;
     });
@@ -516,7 +521,8 @@ int mailsuspend_message(struct mailsuspend_handle* ms, const char* key, char* bu
         {"unavailable", &m.unavailable},           {"send_suspended", &m.send_suspended},
         {"rate_suspended", &m.rate_suspended}, {"receive_rejected", &m.receive_rejected},
         {"login_denied", &m.login_denied},     {"recipients_per_message", &m.recipients_per_message},
-        {"ip_throttled", &m.ip_throttled}};
+        {"ip_throttled", &m.ip_throttled},     {"domain_rate_suspended", &m.domain_rate_suspended},
+        {"unknown_recipients", &m.unknown_recipients}};
     for (const auto& [name, text] : table) {
         if (std::strcmp(name, key) != 0) continue;
         std::snprintf(buf, size, "%s", text->c_str());

@@ -3,6 +3,7 @@
 // only checks (Dovecot) links neither these rules nor libcrypto.
 #include <unistd.h>
 
+#include <cstring>
 #include <ctime>
 #include <functional>
 #include <string>
@@ -147,6 +148,7 @@ void suspend_for_rate(struct mailsuspend_handle* ms, const std::string& key, con
 }
 
 // A refused attempt of a rate-suspended sender: extend (limits.extend_on_attempt).
+// key: the mailbox, or its domain when that is what the suspension is on.
 void extend_if_due(struct mailsuspend_handle* ms, std::string_view key, int64_t now) {
     if (!ms->cfg.limits.extend_on_attempt) return;
     StoreReader* reader = reader_of(ms, now);
@@ -190,7 +192,8 @@ void mailsuspend_count_message(struct mailsuspend_handle* ms, const char* sender
         std::string_view key;
         if (!key_of(ms, sender, buf, sizeof buf, key) || key.front() == '@') return;
         const int64_t now = std::time(nullptr);
-        if (r->verdict == MAILSUSPEND_DENY) return extend_if_due(ms, key, now);
+        if (r->verdict == MAILSUSPEND_DENY)
+            return extend_if_due(ms, std::strcmp(r->scope, "domain") == 0 ? domain_key_of(key) : key, now);
         // Opened even by a call without recipients, so a host can open the
         // mapping in a parent process (the Exim daemon) for its forks.
         Counters* counters = counters_of(ms, now);
@@ -241,8 +244,9 @@ void mailsuspend_count_message(struct mailsuspend_handle* ms, const char* sender
                 return;
             case RateVerdict::crossed:
                 refusal = metrics::SendRefusal::rate_limit;
-                refuse(r, "mailbox", "5.7.13", ms->cfg.messages.rate_suspended);
-                suspend_for_rate(ms, std::string(key), describe(d, facts.client_ip), d.limit, now);
+                refuse(r, d.domain ? "domain" : "mailbox", "5.7.13", text_of_limit(ms->cfg.messages, d.limit));
+                suspend_for_rate(ms, std::string(d.domain ? domain_key_of(key) : key), describe(d, facts.client_ip),
+                                 d.limit, now);
                 return;
         }
     });
@@ -251,6 +255,30 @@ void mailsuspend_count_message(struct mailsuspend_handle* ms, const char* sender
         if (r->fail_policy) refusal = metrics::SendRefusal::fail_policy;
         count(ms, metrics::HostClass::exim, metrics::kSendRefused + static_cast<int>(refusal));
     }
+}
+
+int mailsuspend_count_unknown_recipient(struct mailsuspend_handle* ms, const char* sender, const char* client_ip) {
+    if (!ms || !ms->cfg_ok || ms->cfg.limits.unknown_recipients_per_hour <= 0) return 0;
+    try {
+        // Not counted while send is suspended: the sender is refused already.
+        mailsuspend_result state{};
+        mailsuspend_check_send(ms, sender, client_ip, &state);
+        if (state.verdict == MAILSUSPEND_DENY || state.fail_policy) return 0;
+        char buf[kKeyBufferSize];
+        std::string_view key;
+        if (!key_of(ms, sender, buf, sizeof buf, key) || key.front() == '@') return 0;
+        const int64_t now = std::time(nullptr);
+        const RateDecision d = count_unknown_recipient(ms->cfg.limits, counters_of(ms, now), key, now);
+        if (d.verdict != RateVerdict::crossed) return 0;
+        suspend_for_rate(ms, std::string(key), describe(d, ""), d.limit, now);
+        return 1;
+    } catch (...) {
+        return 0;
+    }
+}
+
+int mailsuspend_counts_unknown_recipients(struct mailsuspend_handle* ms) {
+    return ms && ms->cfg_ok && ms->cfg.limits.unknown_recipients_per_hour > 0 ? 1 : 0;
 }
 
 int mailsuspend_keep_sample(struct mailsuspend_handle* ms, const char* sender, const char* text, size_t len) {

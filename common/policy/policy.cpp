@@ -43,10 +43,15 @@ RateDecision count_message(const Limits& limits, Counters* counters, const Messa
         int64_t max;
         const char* name;
     };
+    // The domain's counts are the sums of its mailboxes' messages, kept under the domain's key.
+    const std::string_view domain = domain_key_of(m.sender);
     const Step steps[] = {
         {CounterKind::messages, m.sender, 1, limits.messages_per_day, "messages_per_day"},
         {CounterKind::offdomain_rcpts, m.sender, m.offdomain, limits.offdomain_recipients_per_day,
          "offdomain_recipients_per_day"},
+        {CounterKind::domain_messages, domain, 1, limits.domain_messages_per_hour, "domain_messages_per_hour"},
+        {CounterKind::domain_offdomain_rcpts, domain, m.offdomain, limits.domain_offdomain_recipients_per_day,
+         "domain_offdomain_recipients_per_day"},
         {CounterKind::ip_offdomain_rcpts, m.client_ip, m.offdomain, limits.offdomain_recipients_per_hour_per_ip,
          "offdomain_recipients_per_hour_per_ip"},
     };
@@ -68,7 +73,7 @@ RateDecision count_message(const Limits& limits, Counters* counters, const Messa
         }
         if (total > s.max) {
             const bool ip = s.kind == CounterKind::ip_offdomain_rcpts;
-            d = {ip ? RateVerdict::ip_throttled : RateVerdict::crossed, s.name, total, s.max};
+            d = {ip ? RateVerdict::ip_throttled : RateVerdict::crossed, s.name, total, s.max, s.key == domain};
             break;
         }
         ++added;
@@ -83,6 +88,19 @@ RateDecision count_message(const Limits& limits, Counters* counters, const Messa
     return d;
 }
 
+RateDecision count_unknown_recipient(const Limits& limits, Counters* counters, std::string_view sender,
+                                     int64_t now) noexcept {
+    const int64_t max = limits.unknown_recipients_per_hour;
+    if (max <= 0 || sender.empty()) return {};
+    if (!counters) return {RateVerdict::unavailable, "", 0, 0};
+    // As a message over a limit: the one that crosses is not counted, so
+    // after an automatic lift the next one crosses again (and escalates).
+    const int64_t total = counters->add_within(sender, CounterKind::unknown_rcpts, 1, max, now);
+    if (total < 0) return {RateVerdict::unavailable, "unknown_recipients_per_hour", 0, max};
+    if (total <= max) return {};
+    return {RateVerdict::crossed, "unknown_recipients_per_hour", total, max};
+}
+
 std::string describe(const RateDecision& d, std::string_view client_ip) {
     const std::string limit = "(limits." + std::string(d.limit) + " = " + std::to_string(d.max) + ")";
     const std::string name = d.limit;
@@ -91,6 +109,12 @@ std::string describe(const RateDecision& d, std::string_view client_ip) {
     if (name == "messages_per_day") return std::to_string(d.total) + " messages within 24h " + limit;
     if (name == "offdomain_recipients_per_day")
         return std::to_string(d.total) + " off-domain recipients within 24h " + limit;
+    if (name == "domain_messages_per_hour")
+        return std::to_string(d.total) + " messages from the domain's mailboxes within 1h " + limit;
+    if (name == "domain_offdomain_recipients_per_day")
+        return std::to_string(d.total) + " off-domain recipients from the domain's mailboxes within 24h " + limit;
+    if (name == "unknown_recipients_per_hour")
+        return std::to_string(d.total) + " recipients refused as non-existent within 1h " + limit;
     return std::to_string(d.total) + " off-domain recipients within 1h from " + sanitise_line(client_ip, 64) +
            " " + limit;
 }

@@ -7,14 +7,20 @@
 //  - a message with more than limits.recipients_per_message recipients is
 //    refused and not counted;
 //  - otherwise the message is added to the sliding-window counters
-//    (messages and off-domain recipients per mailbox per 24h, off-domain
-//    recipients per client IP per hour); a message that takes any of them
-//    over its limit is refused and taken back out of every counter (refused
-//    mail is not counted); over a mailbox limit it suspends "send" of the
-//    sender (source rate, for limits.suspend_for); over the IP limit it
-//    only throttles the IP (temporary refusal while the IP's last hour is
+//    (messages and off-domain recipients per mailbox per 24h; messages per
+//    hour and off-domain recipients per 24h summed over the sender's domain,
+//    limits.domain_*, off by default; off-domain recipients per client IP
+//    per hour); a message that takes any of them over its limit is refused
+//    and taken back out of every counter (refused mail is not counted);
+//    over a mailbox limit it suspends "send" of the sender (source rate,
+//    for limits.suspend_for), over a domain limit "send" of the domain the
+//    same way; over the IP limit it only throttles the IP (temporary
+//    refusal while the IP's last hour is
 //    full): an IP is shared, and the mailbox whose message happens to
 //    cross is not the one that filled it;
+//  - a recipient refused at RCPT as non-existent counts against
+//    limits.unknown_recipients_per_hour of its sender; the one that would
+//    cross suspends the sender like a crossing message;
 //  - an attempt to send while rate-suspended moves the expiry to
 //    now + suspend_for (limits.extend_on_attempt);
 //  - more than spam.threshold reports within spam.window suspend "send"
@@ -69,6 +75,7 @@ struct RateDecision {
     const char* limit = "";  // the limit's config name, e.g. "messages_per_day"
     int64_t total = 0;       // the count with this message
     int64_t max = 0;         // the limit
+    bool domain = false;     // crossed: a limit of the sender's domain (its send is suspended)
 };
 
 // Counts one message against the limits (see above).  No allocation, no
@@ -79,6 +86,13 @@ RateDecision count_message(const Limits& limits, Counters* counters, const Messa
 
 // "6 messages within 24h (limits.messages_per_day = 5)".
 std::string describe(const RateDecision& d, std::string_view client_ip);
+
+// One recipient of sender (a normalised mailbox key) refused at RCPT as
+// non-existent: counted against limits.unknown_recipients_per_hour.
+// crossed when this one would take the hour past the limit (then, as for a
+// message, it is not counted); unavailable as above.
+RateDecision count_unknown_recipient(const Limits& limits, Counters* counters, std::string_view sender,
+                                     int64_t now) noexcept;
 
 // ---- automatic suspensions ------------------------------------------------
 

@@ -12,6 +12,22 @@
 #include "text.hpp"
 
 namespace mailsuspend {
+
+const std::string& text_of_limit(const Messages& messages, std::string_view limit) {
+    if (limit == "domain_messages_per_hour" || limit == "domain_offdomain_recipients_per_day")
+        return messages.domain_rate_suspended;
+    if (limit == "unknown_recipients_per_hour") return messages.unknown_recipients;
+    return messages.rate_suspended;
+}
+
+const std::string& automatic_text(const Messages& messages, std::string_view reason) {
+    constexpr std::string_view marker = "(limits.";
+    const auto at = reason.rfind(marker);
+    if (at == std::string_view::npos) return messages.rate_suspended;
+    const std::string_view rest = reason.substr(at + marker.size());
+    return text_of_limit(messages, rest.substr(0, rest.find(' ')));
+}
+
 namespace {
 
 using Setting = const config_setting_t*;
@@ -206,7 +222,8 @@ void read_webmail(Reader& r, Setting g, Config& c) {
 
 void read_messages(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"unavailable", "send_suspended", "rate_suspended", "receive_rejected",
-                    "recipients_per_message", "ip_throttled", "login_denied", "include_reason"});
+                    "recipients_per_message", "ip_throttled", "domain_rate_suspended", "unknown_recipients",
+                    "login_denied", "include_reason"});
     auto& m = c.messages;
     r.text(g, "unavailable", m.unavailable);
     r.text(g, "send_suspended", m.send_suspended);
@@ -214,20 +231,26 @@ void read_messages(Reader& r, Setting g, Config& c) {
     r.text(g, "receive_rejected", m.receive_rejected);
     r.text(g, "recipients_per_message", m.recipients_per_message);
     r.text(g, "ip_throttled", m.ip_throttled);
+    r.text(g, "domain_rate_suspended", m.domain_rate_suspended);
+    r.text(g, "unknown_recipients", m.unknown_recipients);
     r.text(g, "login_denied", m.login_denied);
     r.boolean(g, "include_reason", m.include_reason);
 }
 
 void read_limits(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"messages_per_day", "recipients_per_message", "offdomain_recipients_per_day",
-                    "offdomain_recipients_per_hour_per_ip", "suspend_for", "extend_on_attempt",
-                    "escalate_after"});
+                    "offdomain_recipients_per_hour_per_ip", "domain_messages_per_hour",
+                    "domain_offdomain_recipients_per_day", "unknown_recipients_per_hour", "suspend_for",
+                    "extend_on_attempt", "escalate_after"});
     auto& l = c.limits;
     constexpr int64_t kMax = 1LL << 31;
     r.integer(g, "messages_per_day", l.messages_per_day, 0, kMax);
     r.integer(g, "recipients_per_message", l.recipients_per_message, 0, kMax);
     r.integer(g, "offdomain_recipients_per_day", l.offdomain_recipients_per_day, 0, kMax);
     r.integer(g, "offdomain_recipients_per_hour_per_ip", l.offdomain_recipients_per_hour_per_ip, 0, kMax);
+    r.integer(g, "domain_messages_per_hour", l.domain_messages_per_hour, 0, kMax);
+    r.integer(g, "domain_offdomain_recipients_per_day", l.domain_offdomain_recipients_per_day, 0, kMax);
+    r.integer(g, "unknown_recipients_per_hour", l.unknown_recipients_per_hour, 0, kMax);
     r.duration(g, "suspend_for", l.suspend_for, false);
     r.boolean(g, "extend_on_attempt", l.extend_on_attempt);
     r.integer(g, "escalate_after", l.escalate_after, 0, 1000);

@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "address.hpp"
@@ -39,15 +40,37 @@ struct Messages {
     std::string ip_throttled =
         "Too much mail to other domains from your network address within the last hour. "
         "Please try again later.";
+    // A message that takes its domain over limits.domain_messages_per_hour or
+    // limits.domain_offdomain_recipients_per_day: send of the whole domain is suspended.
+    std::string domain_rate_suspended =
+        "Permanent Failure: Sending mail from your domain has been suspended as a high volume of "
+        "mail has been sent from its accounts recently. Please contact your IT administrator";
+    // Too many recipients refused as non-existent (limits.unknown_recipients_per_hour):
+    // the pattern of a stolen password spraying guessed addresses.
+    std::string unknown_recipients =
+        "Permanent Failure: Your ability to send new mail has been suspended as your account "
+        "has addressed many recipients that do not exist. Please contact your IT administrator";
     std::string login_denied = "Your account has been suspended. Please contact your system administrator.";
     bool include_reason = true;  // append the admin's reason: "<text> (<reason>)"
 };
+
+// The reject text of an automatic suspension: the text of the limit named
+// in its reason ("... (limits.<name> = N)"), messages.rate_suspended for
+// the mailbox limits and for spam.
+const std::string& automatic_text(const Messages& messages, std::string_view reason);
+const std::string& text_of_limit(const Messages& messages, std::string_view limit);
 
 struct Limits {
     int64_t messages_per_day = 600;
     int64_t recipients_per_message = 300;
     int64_t offdomain_recipients_per_day = 1000;
     int64_t offdomain_recipients_per_hour_per_ip = 500;
+    // Summed over a domain's mailboxes; crossing one suspends send of the domain.  0 = off.
+    int64_t domain_messages_per_hour = 0;
+    int64_t domain_offdomain_recipients_per_day = 0;
+    // Recipients refused at RCPT as non-existent for one authenticated sender
+    // within an hour (counted by the Exim RCPT ACL).  0 = off.
+    int64_t unknown_recipients_per_hour = 0;
     int64_t suspend_for = 24 * 3600;
     bool extend_on_attempt = true;
     int64_t escalate_after = 3;

@@ -51,9 +51,15 @@ constexpr bool is_marked(uint64_t seen) { return seen != 0 && (seen & 1) == 0; }
 
 }  // namespace
 
-int64_t bucket_width(CounterKind kind) {
-    return kind == CounterKind::ip_offdomain_rcpts ? 300 : 3600;
+namespace {
+// The kinds counted over an hour in five-minute buckets; the others over a day in hourly ones.
+bool hour_kind(CounterKind kind) {
+    return kind == CounterKind::ip_offdomain_rcpts || kind == CounterKind::domain_messages ||
+           kind == CounterKind::unknown_rcpts;
 }
+}  // namespace
+
+int64_t bucket_width(CounterKind kind) { return hour_kind(kind) ? 300 : 3600; }
 
 namespace {
 
@@ -61,8 +67,8 @@ namespace {
 // a whole window (a day; two hours for an IP), so the entry may be claimed
 // for another key.  Without that, every client IP ever seen would keep its
 // entry and a full table would stop all counting.  The key's kind is not
-// stored, the bucket numbers tell it: mailbox kinds number hours, the IP kind
-// 5-minute periods, so a number past the current hour can only be an IP's.
+// stored, the bucket numbers tell it: day kinds number hours, hour kinds
+// 5-minute periods, so a number past the current hour can only be an hour kind's.
 bool idle_bucket(uint64_t v, int64_t now) {
     if (static_cast<uint32_t>(v) == 0) return true;
     const uint64_t hour = static_cast<uint64_t>(now / 3600), tick = static_cast<uint64_t>(now / 300);
@@ -274,9 +280,9 @@ std::unique_ptr<Counters> Counters::open(const std::string& dir, bool create, ui
 namespace {
 // Total of the window ending in bucket current.  skip: a bucket whose value
 // the caller already knows (the one its own CAS just wrote), else nullptr.
-// The per-IP window is one hour: 12 of the 24 five-minute buckets (the
+// An hour kind's window is one hour: 12 of the 24 five-minute buckets (the
 // other 12 only hold counts that have already left the window).
-uint64_t window_buckets(CounterKind kind) { return kind == CounterKind::ip_offdomain_rcpts ? 12 : kBuckets; }
+uint64_t window_buckets(CounterKind kind) { return hour_kind(kind) ? 12 : kBuckets; }
 
 // Bucket number `number` is inside the window ending in bucket `current`.
 bool in_window(uint64_t number, uint64_t current, uint64_t width) {

@@ -21,14 +21,18 @@ enum class CounterKind : uint8_t {
     offdomain_rcpts = 1,   // off-domain recipients of a mailbox (day window)
     ip_offdomain_rcpts = 2,// off-domain recipients from a client IP (hour window, 5-min buckets)
     spam_reports = 3,      // spam reports against a mailbox (day window)
+    domain_messages = 4,   // messages sent by a domain's mailboxes (hour window, 5-min buckets)
+    domain_offdomain_rcpts = 5,  // off-domain recipients of a domain's mailboxes (day window)
+    unknown_rcpts = 6,     // recipients refused as non-existent for a mailbox (hour window, 5-min buckets)
 };
-constexpr int kCounterKinds = 4;
+constexpr int kCounterKinds = 7;
 constexpr int kBuckets = 24;
 
 // Bucket width in seconds for a kind.  Windows: 24 hourly buckets (a day)
-// for mailbox kinds; 12 of the 24 five-minute buckets (an hour) for IPs.
+// for the day kinds; 12 of the 24 five-minute buckets (an hour) for the
+// hour kinds (an IP's, a domain's messages, a mailbox's unknown recipients).
 int64_t bucket_width(CounterKind kind);
-// The sliding window's length in seconds: 24 h for mailbox kinds, 1 h for IPs.
+// The sliding window's length in seconds: 24 h for day kinds, 1 h for hour kinds.
 int64_t window_length(CounterKind kind);
 
 // One bucket still inside the window: count events, which leave the window

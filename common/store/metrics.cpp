@@ -13,8 +13,9 @@
 namespace mailsuspend::metrics {
 
 std::optional<AutoCause> cause_of_limit(std::string_view limit) {
-    for (int i = 0; i < 3; ++i)
-        if (limit == kAutoCauseNames[i]) return static_cast<AutoCause>(i);
+    for (std::size_t i = 0; i < std::size(kAutoCauseNames); ++i)
+        if (static_cast<AutoCause>(i) != AutoCause::spam && limit == kAutoCauseNames[i])
+            return static_cast<AutoCause>(i);
     return std::nullopt;
 }
 

@@ -281,6 +281,41 @@ __attribute__((visibility("default"))) int mailsuspend_rcpt(uschar** yield, int 
     }
 }
 
+// ${dlfunc{SO}{mailsuspend_counts_unknown}{CONFIG}} -> "yes" when
+// limits.unknown_recipients_per_hour is on, else "no": the RCPT ACL verifies
+// an authenticated sender's recipients only then.
+__attribute__((visibility("default"))) int mailsuspend_counts_unknown(uschar** yield, int argc,
+                                                                      uschar* argv[]) {
+    try {
+        if (argc != 1) return usage_error(yield, "mailsuspend_counts_unknown", "{config}");
+        struct mailsuspend_handle* ms = store_handle(arg(argc, argv, 0));
+        *yield = reply("", ms && mailsuspend_counts_unknown_recipients(ms) ? "yes" : "no");
+        return OK;
+    } catch (...) {
+        return internal_error(yield, "mailsuspend_counts_unknown");  // "": false, nothing verified
+    }
+}
+
+// ${dlfunc{SO}{mailsuspend_unknown_rcpt}{CONFIG}{$authenticated_id}{$sender_address}{$sender_host_address}{$local_part@$domain}}
+// -> "": the RCPT ACL refused the recipient as non-existent; counted against
+// limits.unknown_recipients_per_hour (the core suspends send when crossed).
+__attribute__((visibility("default"))) int mailsuspend_unknown_rcpt(uschar** yield, int argc,
+                                                                    uschar* argv[]) {
+    try {
+        if (argc != 5)
+            return usage_error(yield, "mailsuspend_unknown_rcpt",
+                               "{config}{$authenticated_id}{$sender_address}{$sender_host_address}{recipient}");
+        const auto [ms, ip, identity] = sender_of(argc, argv);
+        if (identity && mailsuspend_count_unknown_recipient(ms, identity, ip))
+            log_main("send suspended sender=%s client=%s at=rcpt recipient=%s limit=unknown_recipients_per_hour",
+                     identity, ip ? ip : "local", arg(argc, argv, 4));
+        *yield = reinterpret_cast<uschar*>(exim_copy(""));
+        return OK;
+    } catch (...) {
+        return internal_error(yield, "mailsuspend_unknown_rcpt");
+    }
+}
+
 // Router data: ${dlfunc{SO}{mailsuspend_route}{CONFIG}{$local_part@$domain}{$message_age}}
 // -> forced failure (the router declines: deliver normally), ":blackhole:"
 // (discard), ":defer: text" (queue), ":fail: text" (reject or queue expired).

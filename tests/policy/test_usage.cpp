@@ -159,11 +159,11 @@ TEST_F(UsageTest, BadTargetsAndAddressesExit2AndChangeNothing) {
     const std::string audit_before = read_file(dir + "/audit.log");
     for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
              {"usage", "not an address"},
-             {"usage", "@example.com"},
+             {"usage", "@example.com", "--ip", "192.0.2.10"},
              {"usage", "a@example.com", "--ip", "192.0.2"},
              {"usage"},
              {"reset-usage", "a@@example.com"},
-             {"reset-usage", "@example.com"},
+             {"reset-usage", "@example.com", "--ip", "192.0.2.10"},
              {"reset-usage", "a@example.com", "--ip", "not-an-ip"},
              {"reset-usage"}}) {
         std::string joined;

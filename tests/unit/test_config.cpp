@@ -244,3 +244,25 @@ TEST_F(ConfigTest, DoctorProbeAddress) {
     expect_error("doctor: {\n  probe_address = \"not an address\";\n};\n", 2, {"doctor.probe_address", "not an address"});
     expect_error("doctor: { probe = \"x@example.net\"; };\n", 1, {"doctor.probe", "unknown setting"});
 }
+
+TEST_F(ConfigTest, DomainLimitsAndTriggersAreOffByDefaultAndEachHasItsText) {
+    auto cfg = load("limits: { domain_messages_per_hour = 40; unknown_recipients_per_hour = 7; };\n"
+                    "messages: { unknown_recipients = \"stop guessing\"; };\n");
+    ASSERT_TRUE(cfg) << error;
+    EXPECT_EQ(Config{}.limits.domain_messages_per_hour, 0);
+    EXPECT_EQ(Config{}.limits.domain_offdomain_recipients_per_day, 0);
+    EXPECT_EQ(Config{}.limits.unknown_recipients_per_hour, 0);
+    EXPECT_EQ(cfg->limits.domain_messages_per_hour, 40);
+    EXPECT_EQ(cfg->limits.unknown_recipients_per_hour, 7);
+    const Messages& m = cfg->messages;
+    // The text of an automatic suspension follows the limit its reason names.
+    EXPECT_EQ(&automatic_text(m, "automatic: 8 recipients refused as non-existent within 1h "
+                                 "(limits.unknown_recipients_per_hour = 7)"), &m.unknown_recipients);
+    EXPECT_EQ(&automatic_text(m, "automatic: 41 messages from the domain's mailboxes within 1h "
+                                 "(limits.domain_messages_per_hour = 40); repeated, so permanent"),
+              &m.domain_rate_suspended);
+    EXPECT_EQ(&text_of_limit(m, "domain_offdomain_recipients_per_day"), &m.domain_rate_suspended);
+    EXPECT_EQ(&automatic_text(m, "automatic: 6 messages within 24h (limits.messages_per_day = 5)"), &m.rate_suspended);
+    EXPECT_EQ(&automatic_text(m, "automatic: spam reports about 3 distinct message(s)"), &m.rate_suspended);
+    EXPECT_EQ(m.unknown_recipients, "stop guessing");
+}

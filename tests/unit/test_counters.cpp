@@ -8,6 +8,7 @@
 #include <functional>
 #include <thread>
 
+#include "config.hpp"
 #include "counters.hpp"
 #include "test_util.hpp"
 #include "usage.hpp"
@@ -67,7 +68,7 @@ TEST_F(CountersTest, UsageSaysExactlyWhenTheCountFallsBack) {
     cfg.limits.offdomain_recipients_per_day = 0;  // off: no limit, null in JSON
     const int64_t now = kT0 + 3 * kHour;
     const Usage u = usage_of(cfg, *c, k, "", now);
-    ASSERT_EQ(u.counters.size(), 2u) << "no IP asked for: the mailbox's two counters";
+    ASSERT_EQ(u.counters.size(), 3u) << "no IP asked for: the mailbox's three counters";
     const CounterUsage& m = u.counters[0];
     EXPECT_STREQ(m.limit_name, "messages_per_day");
     EXPECT_EQ(m.count, 5);
@@ -100,8 +101,8 @@ TEST_F(CountersTest, UsageOfAnIpUsesItsHourWindow) {
     Config cfg;
     cfg.limits.offdomain_recipients_per_hour_per_ip = 4;
     const Usage u = usage_of(cfg, *c, "a@example.com", "192.0.2.1", kT0 + 600);
-    ASSERT_EQ(u.counters.size(), 3u);
-    const CounterUsage& ip = u.counters[2];
+    ASSERT_EQ(u.counters.size(), 4u);
+    const CounterUsage& ip = u.counters[3];
     EXPECT_EQ(ip.key, "192.0.2.1");
     EXPECT_EQ(ip.count, 4);
     EXPECT_EQ(ip.window, kHour);
@@ -111,13 +112,15 @@ TEST_F(CountersTest, UsageOfAnIpUsesItsHourWindow) {
     EXPECT_EQ(usage_of(cfg, *c, "a@example.com", "192.0.2.1", kT0 + 600).counters[2].count, 0);
 }
 
-TEST(UsageSubject, MailboxesOnlyAndCanonicalIps) {
+TEST(UsageSubject, MailboxesDomainsAndCanonicalIps) {
     Config cfg;
     std::string key, ip;
     EXPECT_TRUE(usage_subject(cfg, "A+tag@Example.COM", "2001:DB8:0::1", key, ip).ok());
     EXPECT_EQ(key, "a@example.com");
     EXPECT_EQ(ip, "2001:db8::1");
-    EXPECT_EQ(usage_subject(cfg, "@example.com", "", key, ip).code, Exit::bad_input);
+    EXPECT_TRUE(usage_subject(cfg, "@Example.COM", "", key, ip).ok());  // its limits.domain_* sums
+    EXPECT_EQ(key, "@example.com");
+    EXPECT_EQ(usage_subject(cfg, "@example.com", "192.0.2.1", key, ip).code, Exit::bad_input) << "an IP is a mailbox's";
     EXPECT_EQ(usage_subject(cfg, "not an address", "", key, ip).code, Exit::bad_input);
     EXPECT_EQ(usage_subject(cfg, "a@example.com", "192.0.2", key, ip).code, Exit::bad_input);
     EXPECT_EQ(usage_subject(cfg, "a@example.com", "192.0.2.1/24", key, ip).code, Exit::bad_input);
@@ -153,6 +156,49 @@ TEST_F(CountersTest, IpKindUsesFiveMinuteBucketsOverAnHour) {
     EXPECT_EQ(c->total(ip, CounterKind::ip_offdomain_rcpts, kT0 + 12 * 300), 10);  // an hour later
     EXPECT_EQ(c->total(ip, CounterKind::ip_offdomain_rcpts, kT0 + 13 * 300), 0);
     EXPECT_EQ(c->add(ip, CounterKind::ip_offdomain_rcpts, 1, kT0 + 13 * 300), 1);
+}
+
+TEST_F(CountersTest, DomainAndUnknownRecipientKindsHaveTheirWindows) {
+    // limits.domain_messages_per_hour and unknown_recipients_per_hour: an hour
+    // in five-minute buckets; limits.domain_offdomain_recipients_per_day: a day.
+    EXPECT_EQ(window_length(CounterKind::domain_messages), kHour);
+    EXPECT_EQ(window_length(CounterKind::unknown_rcpts), kHour);
+    EXPECT_EQ(window_length(CounterKind::domain_offdomain_rcpts), 24 * kHour);
+    const std::string d = "@example.com", m = "a@example.com";
+    c->add(d, CounterKind::domain_messages, 3, kT0);
+    c->add(d, CounterKind::domain_offdomain_rcpts, 5, kT0);
+    c->add(m, CounterKind::unknown_rcpts, 2, kT0 + 300);
+    EXPECT_EQ(c->total(d, CounterKind::domain_messages, kT0 + kHour - 1), 3);
+    EXPECT_EQ(c->total(d, CounterKind::domain_messages, kT0 + kHour), 0);
+    EXPECT_EQ(c->total(m, CounterKind::unknown_rcpts, kT0 + kHour), 2);
+    EXPECT_EQ(c->total(m, CounterKind::unknown_rcpts, kT0 + kHour + 300), 0);
+    EXPECT_EQ(c->total(d, CounterKind::domain_offdomain_rcpts, kT0 + 24 * kHour - 1), 5);
+    EXPECT_EQ(c->total(d, CounterKind::domain_offdomain_rcpts, kT0 + 24 * kHour), 0);
+    // Each kind its own count under the same key.
+    EXPECT_EQ(c->total(d, CounterKind::messages, kT0), 0);
+    EXPECT_EQ(c->add_within(d, CounterKind::domain_messages, 1, 3, kT0 + 1), 4) << "over 3: nothing added";
+    EXPECT_EQ(c->total(d, CounterKind::domain_messages, kT0 + 1), 3);
+}
+
+TEST_F(CountersTest, UsageOfADomainIsItsOwnSumsAndAMailboxsIncludesUnknownRecipients) {
+    Config cfg;
+    cfg.limits.domain_messages_per_hour = 10;
+    c->add("@example.com", CounterKind::domain_messages, 4, kT0);
+    c->add("a@example.com", CounterKind::unknown_rcpts, 2, kT0);
+    const Usage d = usage_of(cfg, *c, "@example.com", "", kT0);
+    ASSERT_EQ(d.counters.size(), 2u);
+    EXPECT_STREQ(d.counters[0].limit_name, "domain_messages_per_hour");
+    EXPECT_EQ(d.counters[0].count, 4);
+    EXPECT_EQ(d.counters[0].limit, 10);
+    EXPECT_STREQ(d.counters[1].limit_name, "domain_offdomain_recipients_per_day");
+    const Usage m = usage_of(cfg, *c, "a@example.com", "", kT0);
+    ASSERT_EQ(m.counters.size(), 3u);
+    EXPECT_STREQ(m.counters[2].limit_name, "unknown_recipients_per_hour");
+    EXPECT_EQ(m.counters[2].count, 2);
+    // Resetting the domain clears its sums only.
+    reset_usage(*c, "@example.com", "");
+    EXPECT_EQ(c->total("@example.com", CounterKind::domain_messages, kT0), 0);
+    EXPECT_EQ(c->total("a@example.com", CounterKind::unknown_rcpts, kT0), 2);
 }
 
 TEST_F(CountersTest, RemoveTakesBackARefusedMessage) {

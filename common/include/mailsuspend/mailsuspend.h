@@ -220,6 +220,10 @@ void mailsuspend_reclaim_sigbus(void);
      automatic suspensions within 30 days) -- committed to the store by a
      detached writer (above), audited with actor "exim", AUP notice marked
      pending;
+   - the message takes its domain over domain_messages_per_hour or
+     domain_offdomain_recipients_per_day (sums over the domain's
+     mailboxes): the same, but DENY with the domain_rate_suspended text,
+     scope "domain", and "send" of the domain suspended;
    - else ALLOW and the message is counted.
    While send is rate-suspended, each call (recipient_count may be 0: a
    refused MAIL FROM) extends the suspension (limits.extend_on_attempt).
@@ -230,6 +234,21 @@ void mailsuspend_count_message(struct mailsuspend_handle *ms, const char *sender
 			       const char *client_ip,
 			       const char *const *recipients, unsigned recipient_count,
 			       struct mailsuspend_result *result_r);
+
+/* One recipient of a message from sender (the same identity as for
+   mailsuspend_check_send) that the host refused at RCPT as non-existent
+   (Exim: verify = recipient failed to route it).  Counted against
+   limits.unknown_recipients_per_hour (nothing when 0, or when send is
+   already suspended); the one that would take the hour over suspends
+   "send" of sender exactly as a crossing message does (source rate, the
+   unknown_recipients text, audited, AUP notice pending).  Returns 1 when
+   this call suspended (or handed the suspension on), else 0. */
+int mailsuspend_count_unknown_recipient(struct mailsuspend_handle *ms, const char *sender,
+					const char *client_ip);
+
+/* 1 when limits.unknown_recipients_per_hour is on (the host then verifies
+   recipients to find the non-existent ones), else 0. */
+int mailsuspend_counts_unknown_recipients(struct mailsuspend_handle *ms);
 
 /* Keeps text (a message: header and body, or its first part) as evidence
    for sender under <store.path>/evidence/, at most spam.evidence_samples
