@@ -193,10 +193,10 @@ bool complete(StoreReader& reader, std::string_view key, const Hot& hot, Service
     record.mode = hot.mode();
     if (!hot.flags(service)) return true;
     TargetRecord full;
-    const LookupStatus got = reader.read(key, full);
+    const LookupStatus got = reader.read(key, full, static_cast<int>(service));
     if (got == LookupStatus::unavailable) return false;
     if (got == LookupStatus::absent) return true;  // erased between the two reads
-    record.at(service) = full.at(service);
+    record.at(service) = std::move(full.at(service));
     return true;
 }
 

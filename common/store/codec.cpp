@@ -80,6 +80,18 @@ public:
         }
         return false;  // more than 10 bytes
     }
+    bool skip(std::size_t len) {
+        if (static_cast<std::size_t>(end_ - p_) < len) return false;
+        p_ += len;
+        return true;
+    }
+    bool view_varint(std::string_view& s) {
+        uint64_t len = 0;
+        if (!varint(len) || len > UINT16_MAX || static_cast<std::size_t>(end_ - p_) < len) return false;
+        s = std::string_view(reinterpret_cast<const char*>(p_), static_cast<std::size_t>(len));
+        p_ += len;
+        return true;
+    }
     bool text(std::string& s, std::size_t len) {
         if (static_cast<std::size_t>(end_ - p_) < len) return false;
         s.assign(reinterpret_cast<const char*>(p_), len);
@@ -130,10 +142,9 @@ void encode_service(const ServiceState& s, int index, const ServiceState* previo
     put_text_varint(out, "");  // the actor
 }
 
-bool decode_service(Cursor& c, TargetRecord& r, uint8_t head, const ServiceState* previous) {
-    const uint8_t index = head & kIndexBits;
-    if (index >= kServiceCount || r.services[index] != ServiceState{}) return false;
-    ServiceState& s = r.services[index];
+// One service entry into s; its reason as a view into the blob in *texts
+// (the previous entry's, which *texts holds, for kSameTexts).
+bool decode_service(Cursor& c, uint8_t head, ServiceState& s, std::string_view* texts, bool& have_texts) {
     uint8_t source = 0;
     uint32_t since = 0, expires = 0;
     if (!c.get(since) || ((head & kHasExpiry) && (!c.get(expires) || expires == 0)) || !c.get(source) ||
@@ -142,18 +153,18 @@ bool decode_service(Cursor& c, TargetRecord& r, uint8_t head, const ServiceState
     s.since = since;
     s.expires = expires;
     set_state_flags(s, (head >> kFlagShift) & 0x07);
-    if (head & kSameTexts) {
-        if (!previous) return false;
-        s.reason = previous->reason;
-        return true;
-    }
-    std::string actor;  // dropped
-    return c.text_varint(s.reason) && c.text_varint(actor);
+    if (head & kSameTexts) return have_texts;
+    std::string_view actor;  // dropped
+    have_texts = c.view_varint(*texts) && c.view_varint(actor);
+    return have_texts;
 }
 
-bool decode_body(Cursor& c, TargetRecord& r) {
+// The body into r; with only >= 0, only that service (and mode, seq): the
+// key, the history and the other services' texts are stepped over, so a
+// check that needs one service's reason allocates at most that.
+bool decode_body(Cursor& c, TargetRecord& r, int only) {
     uint8_t key_len = 0, mode = 0, extras = 0;
-    if (!c.get(key_len) || !c.text(r.key, key_len) || !c.get(mode) ||
+    if (!c.get(key_len) || !(only < 0 ? c.text(r.key, key_len) : c.skip(key_len)) || !c.get(mode) ||
         mode > static_cast<uint8_t>(DeliveryMode::queue) || !c.get(extras) ||
         (extras & ~(kHasSelfUnblock | kHasAutoHistory)) != 0 || !c.varint(r.seq))
         return false;
@@ -166,20 +177,32 @@ bool decode_body(Cursor& c, TargetRecord& r) {
     if (extras & kHasAutoHistory) {
         uint64_t n = 0;
         if (!c.varint(n) || n > UINT16_MAX) return false;
-        r.auto_suspensions.resize(static_cast<std::size_t>(n));
-        for (auto& t : r.auto_suspensions) {
-            uint32_t v = 0;
-            if (!c.get(v)) return false;
-            t = v;
+        if (only >= 0) {
+            if (!c.skip(static_cast<std::size_t>(n) * sizeof(uint32_t))) return false;
+        } else {
+            r.auto_suspensions.resize(static_cast<std::size_t>(n));
+            for (auto& t : r.auto_suspensions) {
+                uint32_t v = 0;
+                if (!c.get(v)) return false;
+                t = v;
+            }
         }
     }
-    const ServiceState* previous = nullptr;
+    std::string_view texts;
+    bool have_texts = false;
+    uint8_t seen = 0;
     for (;;) {
         uint8_t head = 0;
         if (!c.get(head)) return false;
         if (head == kEndOfServices) return true;
-        if (!decode_service(c, r, head, previous)) return false;
-        previous = &r.services[head & kIndexBits];
+        const uint8_t index = head & kIndexBits;
+        if (index >= kServiceCount || (seen & (1u << index))) return false;
+        seen |= static_cast<uint8_t>(1u << index);
+        ServiceState scratch;
+        const bool wanted = only < 0 || index == only;
+        ServiceState& s = wanted ? r.services[index] : scratch;
+        if (!decode_service(c, head, s, &texts, have_texts)) return false;
+        if (wanted) s.reason.assign(texts);
     }
 }
 
@@ -262,7 +285,8 @@ std::size_t blob_length(const unsigned char* p, std::size_t avail) {
     return h.length;
 }
 
-bool decode_record(const unsigned char* p, std::size_t avail, TargetRecord& r, std::string& error_r) {
+bool decode_record(const unsigned char* p, std::size_t avail, TargetRecord& r, std::string& error_r,
+                   int only_service) {
     const std::size_t len = blob_length(p, avail);
     if (len == 0) {
         error_r = "record has a bad magic number, version or length";
@@ -276,7 +300,7 @@ bool decode_record(const unsigned char* p, std::size_t avail, TargetRecord& r, s
     }
     r = TargetRecord{};
     Cursor c(p + sizeof h, len - sizeof h);
-    if (!(h.version == kBlobVersion ? decode_body(c, r) : decode_body_v1(c, r))) {
+    if (!(h.version == kBlobVersion ? decode_body(c, r, only_service) : decode_body_v1(c, r))) {
         error_r = "record body is malformed";
         return false;
     }

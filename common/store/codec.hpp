@@ -14,7 +14,10 @@ namespace mailsuspend {
 // Appends the blob for r to out (8-byte aligned length).
 void encode_record(const TargetRecord& r, std::string& out);
 // Decodes a blob of at most avail bytes at p; false with error_r when corrupt.
-bool decode_record(const unsigned char* p, std::size_t avail, TargetRecord& r, std::string& error_r);
+// only_service >= 0: that service's state (and the mode and seq) only, for a
+// check that formats one reply; the key and everything else stay empty.
+bool decode_record(const unsigned char* p, std::size_t avail, TargetRecord& r, std::string& error_r,
+                   int only_service = -1);
 // Length of the valid blob at p (0 when not a valid blob header).
 std::size_t blob_length(const unsigned char* p, std::size_t avail);
 // Suspended mask / earliest expiry as a slot caches them.

@@ -152,7 +152,7 @@ void StoreReader::lookup_pair(std::string_view first, std::string_view second, H
     second_r = status[1];
 }
 
-LookupStatus StoreReader::read(std::string_view key, TargetRecord& out) noexcept {
+LookupStatus StoreReader::read(std::string_view key, TargetRecord& out, int only_service) noexcept {
     try {
         if (!impl_->current()) return LookupStatus::unavailable;
         const Mapping& m = impl_->map;
@@ -170,11 +170,19 @@ LookupStatus StoreReader::read(std::string_view key, TargetRecord& out) noexcept
             impl_->error = "corrupt record for " + std::string(key) + ": it points outside the arena";
             return LookupStatus::unavailable;
         }
-        std::string blob(c.blob_length(), '\0');  // allocated outside the guard
-        if (!under_bus_guard([&] { std::memcpy(blob.data(), m.arena + c.blob_offset(), blob.size()); }))
+        // Copied out under the guard (a record of the usual size onto the
+        // stack, a longer one into memory allocated outside the guard).
+        unsigned char small[512];
+        std::string large;
+        unsigned char* blob = small;
+        if (c.blob_length() > sizeof small) {
+            large.resize(c.blob_length());
+            blob = reinterpret_cast<unsigned char*>(large.data());
+        }
+        if (!under_bus_guard([&] { std::memcpy(blob, m.arena + c.blob_offset(), c.blob_length()); }))
             return impl_->lose_mapping(), LookupStatus::unavailable;
         std::string why;
-        if (!decode_record(reinterpret_cast<const unsigned char*>(blob.data()), blob.size(), out, why)) {
+        if (!decode_record(blob, c.blob_length(), out, why, only_service)) {
             impl_->error = "corrupt record for " + std::string(key) + ": " + why;
             return LookupStatus::unavailable;
         }

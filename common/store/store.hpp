@@ -65,7 +65,8 @@ public:
     void lookup_pair(std::string_view first, std::string_view second, HotView& first_out, HotView& second_out,
                      LookupStatus& first_r, LookupStatus& second_r) noexcept;
     // Full record (allocates).  found/absent/unavailable as above.
-    LookupStatus read(std::string_view key, TargetRecord& out) noexcept;
+    // only_service >= 0: that service's state only (decode_record).
+    LookupStatus read(std::string_view key, TargetRecord& out, int only_service = -1) noexcept;
     // Every stored record (allocates); false when unavailable.
     bool for_each(const std::function<void(const TargetRecord&)>& fn) noexcept;
     StoreStats stats() const noexcept;
