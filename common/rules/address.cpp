@@ -309,7 +309,7 @@ std::size_t put_plain_domain(const char* p, const char* end, char* out) {
         }
         out[n++] = c;
     }
-    return out[n - 1] == '-' ? 0 : n;
+    return label > 0 && out[n - 1] != '-' ? n : 0;  // no empty last label ("a@b.." ends in one)
 }
 
 // The common case, "local[+tag]@domain" in plain ASCII: one pass over each

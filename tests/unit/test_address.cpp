@@ -264,3 +264,17 @@ TEST(Address, RegexMatchesEverySpellingOfTheKey) {
                            "bob.smith@exampleXcom", "bob.smith+a@b@example.com"})
         EXPECT_FALSE(std::regex_search(no, re)) << no;
 }
+
+// The one-pass fast path and the careful path must agree on every address:
+// found by fuzz_address ("Use+Tag@M.." became the key "use@m.", which
+// normalised again to "use@m").
+TEST(Address, EmptyLastLabelRefusedByBothPaths) {
+    std::string error;
+    AddressRules rules;
+    for (const char* bad : {"Use+Tag@M..", "a@b..", "a@.", "a@b.-", "a@-b.", "a@b-..", "a@..b"}) {
+        EXPECT_EQ(normalise(bad, rules, error), "") << bad;
+        EXPECT_FALSE(error.empty()) << bad;
+    }
+    EXPECT_EQ(normalise("Use+Tag@M.", rules, error), "use@m") << error;
+    EXPECT_EQ(normalise("a@B.c.", rules, error), "a@b.c") << error;
+}
