@@ -7,7 +7,9 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 
+#include "outcome.hpp"
 #include "store.hpp"
 
 namespace mailsuspend::cli {
@@ -22,6 +24,16 @@ std::pair<uint64_t, uint64_t> parse_id(const std::string& id) {
 }
 
 }  // namespace
+
+std::optional<Config> load_fleet_config(const std::string& path, int& code) {
+    std::string error;
+    auto cfg = load_config(path, error);
+    if (cfg && !cfg->fleet.enabled) error = path + " has no fleet group: this node is on its own";
+    if (cfg && cfg->fleet.enabled) return cfg;
+    std::cerr << "mailsuspend: " << error << "\n";
+    code = static_cast<int>(Exit::bad_input);
+    return std::nullopt;
+}
 
 int compare_stream_ids(const std::string& a, const std::string& b) {
     const auto x = parse_id(a), y = parse_id(b);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,10 @@ class StoreReader;
 }
 
 namespace mailsuspend::cli {
+
+// The config at path when it has a fleet group; else nullopt with the exit
+// code in code (2: a bad file, or no fleet group), the reason on stderr.
+std::optional<Config> load_fleet_config(const std::string& path, int& code);
 
 // The stream position applied ("" for a node that never synchronised) and
 // the store's change sequence number up to which local changes are published.

@@ -84,12 +84,10 @@ void print_text(const json& s) {
 }  // namespace
 
 int cmd_fleet_status(const Options& o) {
+    int code = 0;
+    auto cfg = load_fleet_config(o.config, code);
+    if (!cfg) return code;
     std::string error;
-    auto cfg = load_config(o.config, error);
-    if (!cfg) return std::cerr << "mailsuspend: " << error << "\n", static_cast<int>(Exit::bad_input);
-    if (!cfg->fleet.enabled)
-        return std::cerr << "mailsuspend: " << o.config << " has no fleet group: this node is on its own\n",
-               static_cast<int>(Exit::bad_input);
     json s = local_status(*cfg, error);
     if (s.is_null()) return std::cerr << "mailsuspend: " << error << "\n", static_cast<int>(Exit::failure);
     auto redis = Redis::connect(cfg->fleet, error);

@@ -278,12 +278,10 @@ std::unique_ptr<Redis> connect_with_backoff(const FleetConfig& f) {
 }  // namespace
 
 int cmd_sync(const Options& o) {
+    int code = 0;
+    auto cfg = load_fleet_config(o.config, code);
+    if (!cfg) return code;
     std::string error;
-    auto cfg = load_config(o.config, error);
-    if (!cfg) return std::cerr << "mailsuspend: " << error << "\n", static_cast<int>(Exit::bad_input);
-    if (!cfg->fleet.enabled)
-        return std::cerr << "mailsuspend: " << o.config << " has no fleet group: this node is on its own\n",
-               static_cast<int>(Exit::bad_input);
     FleetKey key;
     if (!load_fleet_key(cfg->fleet.signing_key_file, key, error))
         return std::cerr << "mailsuspend: " << error << "\n", static_cast<int>(Exit::failure);
