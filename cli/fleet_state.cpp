@@ -42,7 +42,7 @@ int compare_stream_ids(const std::string& a, const std::string& b) {
 
 int64_t stream_id_millis(const std::string& id) { return static_cast<int64_t>(parse_id(id).first); }
 
-// The file: "<stream id> <published seq>\n".
+// The file: "<stream id> <published seq> <epoch>\n" ("-" for none).
 bool load_fleet_position(const Config& cfg, FleetPosition& p, std::string& error_r) {
     p = FleetPosition{};
     std::ifstream in(position_path(cfg));
@@ -50,17 +50,20 @@ bool load_fleet_position(const Config& cfg, FleetPosition& p, std::string& error
         if (errno == ENOENT) return true;  // a new node
         return error_r = position_path(cfg) + ": " + std::strerror(errno), false;
     }
-    std::string id;
+    std::string id, epoch;
     unsigned long long seq = 0;
-    if (!(in >> id >> seq)) return error_r = position_path(cfg) + ": damaged (delete it to resynchronise)", false;
+    if (!(in >> id >> seq >> epoch))
+        return error_r = position_path(cfg) + ": damaged (delete it to resynchronise)", false;
     p.stream_id = id == "-" ? "" : id;
     p.published_seq = seq;
+    p.epoch = epoch == "-" ? "" : epoch;
     return true;
 }
 
 bool save_fleet_position(const Config& cfg, const FleetPosition& p, std::string& error_r) {
     const std::string path = position_path(cfg), tmp = path + ".new";
-    const std::string text = (p.stream_id.empty() ? "-" : p.stream_id) + " " + std::to_string(p.published_seq) + "\n";
+    const std::string text = (p.stream_id.empty() ? "-" : p.stream_id) + " " + std::to_string(p.published_seq) + " " +
+                             (p.epoch.empty() ? "-" : p.epoch) + "\n";
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0) return error_r = tmp + ": " + std::strerror(errno), false;
     const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fdatasync(fd) == 0;

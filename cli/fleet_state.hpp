@@ -23,9 +23,12 @@ std::optional<Config> load_fleet_config(const std::string& path, int& code);
 
 // The stream position applied ("" for a node that never synchronised) and
 // the store's change sequence number up to which local changes are published.
+// epoch: the value of <prefix>:epoch when the position was taken; another
+// value means Redis lost its data since (a restart without persistence).
 struct FleetPosition {
     std::string stream_id;
     uint64_t published_seq = 0;
+    std::string epoch;
 };
 
 bool load_fleet_position(const Config& cfg, FleetPosition& p, std::string& error_r);

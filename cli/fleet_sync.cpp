@@ -14,6 +14,7 @@
 #include "fleet_sync.hpp"
 
 #include <signal.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -61,10 +62,10 @@ int64_t wall_ms() {
 void log(const std::string& line) { std::cerr << "mailsuspend sync: " << line << std::endl; }
 
 struct Keys {
-    std::string stream, state, nodes, prefix;
+    std::string stream, state, nodes, epoch, prefix;
     explicit Keys(const FleetConfig& f)
         : stream(f.key_prefix + ":changes"), state(f.key_prefix + ":state"), nodes(f.key_prefix + ":nodes"),
-          prefix(f.key_prefix) {}
+          epoch(f.key_prefix + ":epoch"), prefix(f.key_prefix) {}
     std::string node(const std::string& id) const { return prefix + ":node:" + id; }
 };
 
@@ -83,6 +84,8 @@ public:
 
 private:
     bool check_position(Redis& redis, std::string& error_r);
+    bool redis_epoch(Redis& redis, std::string& epoch, std::string& error_r);
+    bool position_gone(Redis& redis, bool& gone, std::string& last, std::string& error_r);
     bool resync(Redis& redis, const std::string& last_id, std::string& error_r);
     bool publish(Redis& redis, std::string& error_r);
     bool follow(Redis& redis, std::string& error_r);
@@ -112,13 +115,27 @@ bool Agent::step(Redis& redis, std::string& error_r) {
     return publish(redis, error_r) && follow(redis, error_r) && heartbeat(redis, error_r);
 }
 
-// Resynchronises when the node is new, when entries after its position were
-// trimmed, or when the stream is behind the position (Redis lost writes: a
-// restart without persistence, a failover); then this node's own changes
-// are published again too, in case they were among those lost.
-bool Agent::check_position(Redis& redis, std::string& error_r) {
+// This Redis's data set: <prefix>:epoch, set once by the first agent to ask.
+bool Agent::redis_epoch(Redis& redis, std::string& epoch, std::string& error_r) {
+    unsigned char random[16];
+    randombytes_buf(random, sizeof random);
+    char hex[sizeof random * 2 + 1];
+    sodium_bin2hex(hex, sizeof hex, random, sizeof random);
+    Reply reply;
+    if (!redis.run({"SET", keys_.epoch, hex, "NX"}, reply, error_r) || !redis.run({"GET", keys_.epoch}, reply, error_r))
+        return false;
+    epoch = reply.str;
+    return true;
+}
+
+// Where the stream stands for this position: whether entries after it were
+// trimmed (trimming cuts from the front: the oldest entry left, or with
+// none left the last id, is past the position, and the position's own entry
+// is gone), or the stream is behind it (Redis lost writes).
+bool Agent::position_gone(Redis& redis, bool& lost, std::string& last, std::string& error_r) {
     Reply info;
-    std::string why, first, last = "0-0";
+    std::string why, first;
+    last = "0-0";
     if (redis.run({"XINFO", "STREAM", keys_.stream}, info, why)) {
         if (const Reply* r = info.field("last-generated-id")) last = r->str;
         const Reply* f = info.field("first-entry");
@@ -126,28 +143,38 @@ bool Agent::check_position(Redis& redis, std::string& error_r) {
     } else if (redis.broken()) {
         return error_r = why, false;
     }  // else: no stream yet
-    const bool lost = compare_stream_ids(pos_.stream_id, last) > 0;
-    bool trimmed = false;
-    if (!pos_.stream_id.empty() && !lost) {
-        // Trimming cuts from the front: entries after the position are gone
-        // when the oldest entry left (or, all gone, the last id) is past it
-        // and the position's own entry is gone too.
-        const std::string& oldest = first.empty() ? last : first;
-        if (compare_stream_ids(pos_.stream_id, oldest) < 0) {
-            Reply own;
-            if (!redis.run({"XRANGE", keys_.stream, pos_.stream_id, pos_.stream_id}, own, error_r)) return false;
-            trimmed = own.elements.empty();
-        }
-        if (!trimmed) return true;
-    }
-    log(pos_.stream_id.empty() ? "new node: resynchronising from the snapshot"
-        : lost ? "the stream is behind position " + pos_.stream_id + " (Redis lost writes): resynchronising"
-               : "position " + pos_.stream_id + " was trimmed from the stream: resynchronising");
-    if (lost) pos_.published_seq = 0;
+    lost = compare_stream_ids(pos_.stream_id, last) > 0;
+    if (pos_.stream_id.empty() || lost || compare_stream_ids(pos_.stream_id, first.empty() ? last : first) >= 0)
+        return true;
+    Reply own;
+    if (!redis.run({"XRANGE", keys_.stream, pos_.stream_id, pos_.stream_id}, own, error_r)) return false;
+    lost = own.elements.empty();
+    return true;
+}
+
+// Resynchronises a new node, a node whose position was trimmed or is past
+// the stream's end, and every node after Redis lost its data (its epoch
+// changed: a restart without persistence).
+bool Agent::check_position(Redis& redis, std::string& error_r) {
+    std::string epoch, last;
+    bool gone = false;
+    if (!redis_epoch(redis, epoch, error_r) || !position_gone(redis, gone, last, error_r)) return false;
+    std::string why;
+    if (pos_.stream_id.empty()) why = "new node";
+    else if (epoch != pos_.epoch) why = "Redis lost its data (a new epoch)";
+    else if (gone) why = "position " + pos_.stream_id + " was trimmed from the stream or lost";
+    else return true;
+    log(why + ": resynchronising from the snapshot");
+    pos_.epoch = epoch;
     return resync(redis, last, error_r);
 }
 
+// The snapshot, then the stream from last_id (taken before the scan: a
+// change published meanwhile is in both, and applying it twice is harmless).
+// This node's own changes are published again after (the Lua script skips
+// those the snapshot has): Redis may have lost them.
 bool Agent::resync(Redis& redis, const std::string& last_id, std::string& error_r) {
+    pos_.published_seq = 0;
     std::string cursor = "0";
     std::size_t applied = 0;
     do {

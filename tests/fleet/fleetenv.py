@@ -31,14 +31,23 @@ delivery: {{
   flush_command = "";
   fail_queued_command = "";
 }};
+{fleet}"""
+
+FLEET_GROUP = """\
 fleet: {{
   redis = "127.0.0.1:{port}";
   node_id = "{node}";
   key_prefix = "{prefix}";
-  password_file = "{dir}/redis.pw";
+  password_file = "{password_file}";
   signing_key_file = "{key}";
 }};
 """
+
+
+def fleet_group(node, password_file, key_file):
+    """The fleet group of a node of the test fleet."""
+    return FLEET_GROUP.format(port=REDIS_PORT, node=node, prefix=PREFIX, password_file=password_file,
+                              key=key_file)
 
 
 def wait_until(predicate, what, timeout=WAIT):
@@ -96,7 +105,7 @@ class Node:
         with open(os.path.join(self.dir, "redis.pw"), "w") as f:
             f.write(REDIS_PASSWORD + "\n")
         with open(self.conf, "w") as f:
-            f.write(CONF.format(dir=self.dir, port=REDIS_PORT, node=name, prefix=PREFIX, key=key_file))
+            f.write(CONF.format(dir=self.dir, fleet=fleet_group(name, os.path.join(self.dir, "redis.pw"), key_file)))
         self.log = os.path.join(self.dir, "sync.log")
         self.agent = None
         self.cli("init")
