@@ -10,6 +10,7 @@
 
 #include "commands.hpp"
 #include "doctor.hpp"
+#include "fleet_sync.hpp"
 #include "operations.hpp"
 #include "text.hpp"
 
@@ -138,6 +139,10 @@ int main(int argc, char** argv) {
                        "root directory where systemd unit enablement is looked up (systemctl --root)")
         ->capture_default_str();
 
+    auto* sync = app.add_subcommand("sync", "the fleet agent: publish this node's changes, apply the others' (foreground)");
+    auto* fleet_status = app.add_subcommand("fleet-status", "this node's place in the fleet: position, lag, nodes seen");
+    fleet_status->add_flag("--json", o.json, "one JSON object");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -154,7 +159,8 @@ int main(int argc, char** argv) {
         {rebuild, cmd_rebuild}, {batch, cmd_batch},     {report_spam, cmd_report_spam},
         {send_notices_cmd, cmd_send_notices}, {token, cmd_token},
         {usage, cmd_usage},     {reset_usage, cmd_reset_usage},
-        {metrics, cmd_metrics}, {doctor, cmd_doctor}};
+        {metrics, cmd_metrics}, {doctor, cmd_doctor},
+        {sync, cmd_sync},       {fleet_status, cmd_fleet_status}};
     try {
         for (const auto& [sub, run] : commands)
             if (sub->parsed()) return run(o);

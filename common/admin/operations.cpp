@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <sstream>
 
@@ -70,10 +71,17 @@ json status_json(const Config& cfg, const std::string& key, const TargetRecord* 
     for (int i = 0; i < kServiceCount; ++i) {
         const auto s = static_cast<Service>(i);
         const EffectiveService e = effective(mailbox, domain, s, now);
-        services[std::string(service_name(s))] = service_json(e.state, e.scope != Scope::none, e.scope);
+        json& j = services[std::string(service_name(s))];
+        j = service_json(e.state, e.scope != Scope::none, e.scope);
+        // In a fleet: the node whose change put it in force.
+        const TargetRecord* from = e.scope == Scope::mailbox ? mailbox : e.scope == Scope::domain ? domain : nullptr;
+        if (from && !from->origin.empty()) j["origin"] = from->origin;
     }
+    // The node that made the target's own state (null: no fleet, or no record).
+    const TargetRecord* own = !key.empty() && key.front() == '@' ? domain : mailbox;
     return {{"target", key},
             {"delivery_mode", mode_name(effective_mode(mailbox, domain, cfg.default_mode))},
+            {"origin", own && !own->origin.empty() ? json(own->origin) : json(nullptr)},
             {"services", services}};
 }
 
@@ -269,13 +277,44 @@ Outcome Session::extend_send(const std::string& key, int64_t expires, const std:
     return {Exit::ok, "rate suspension of " + key + " extended until " + format_time(expires)};
 }
 
+Outcome Session::apply_fleet_change(const TargetRecord& state, bool& applied) {
+    applied = false;
+    std::string error;
+    TargetRecord* r = load(state.key, error);
+    if (!r) return {Exit::failure, error};
+    if (!fleet_newer(state, *r)) return {Exit::ok, state.key + ": not newer than the state here"};
+    const uint8_t lifted = r->in_force_mask(now_) & ~state.in_force_mask(now_);
+    *r = state;
+    from_fleet_[state.key] = true;
+    applied = true;
+    if (in_mask(lifted, static_cast<int>(Service::receive))) flush_.push_back(state.key);
+    json& l = note(state.key, "fleet-apply", state.in_force_mask(now_), "");
+    l.update({{"origin", state.origin}, {"hlc", state.hlc}});
+    return {Exit::ok, state.key + ": applied the change of " + state.origin};
+}
+
+// A local change in a fleet carries this node's id and a stamp later than
+// the state it replaces (hlc_next): the per-target clock is the record's own
+// stamp, so no clock state lives outside the store.
+void Session::stamp(TargetRecord& r) const {
+    if (!cfg_.fleet.enabled) return;
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    r.hlc = hlc_next(before_.at(r.key).hlc, now_ms);
+    r.origin = cfg_.fleet.node_id;
+}
+
 // Journals and applies the record changes; lines gets their audit lines.
 // seq: the change's sequence number, 0 when no record changed.
 Outcome Session::commit_records(uint64_t& seq) {
     seq = 0;
     std::vector<Change> changes;
-    for (auto& [key, r] : pending_)
-        if (!(r == before_.at(key))) changes.push_back({r});
+    for (auto& [key, r] : pending_) {
+        if (r == before_.at(key)) continue;
+        if (!from_fleet_.count(key)) stamp(r);
+        changes.push_back({r});
+    }
     if (changes.empty()) return {};
     std::string error;
     // The audit lines are written (and synced) before the journal: a change
@@ -320,6 +359,7 @@ Outcome Session::commit_usage_resets(std::vector<json>& lines) {
 void Session::clear() {
     pending_.clear();
     before_.clear();
+    from_fleet_.clear();
     reset_counters_.clear();
     usage_resets_.clear();
     flush_.clear();

@@ -60,6 +60,11 @@ public:
     // Moves the end of key's rate suspension of send to expires
     // (limits.extend_on_attempt); audited as "extend" with both ends.
     Outcome extend_send(const std::string& key, int64_t expires, const std::string& reason);
+    // A change another node of the fleet made: state (verified by the caller)
+    // replaces the target's whole state when it is newer by (hlc, origin)
+    // (fleet_newer); an older one, or the same one again, changes nothing
+    // (applied false).  Audited as "fleet-apply"; keeps its stamp and origin.
+    Outcome apply_fleet_change(const TargetRecord& state, bool& applied);
     // An audit line for something that changes no record (a spam report):
     // action and target, then fields; written at commit, without a seq.
     void record_event(const std::string& key, const std::string& action, nlohmann::json fields);
@@ -75,6 +80,7 @@ private:
                          const std::string& reason);
     nlohmann::json line(const std::string& key, const std::string& action) const;
     Outcome commit_records(uint64_t& seq);  // journal and audit lines, together
+    void stamp(TargetRecord& r) const;      // this node's clock and id, in a fleet
     Outcome commit_usage_resets(std::vector<nlohmann::json>& lines);
     void clear();
 
@@ -83,6 +89,7 @@ private:
     Actor actor_;
     int64_t now_;
     std::map<std::string, TargetRecord> pending_, before_;
+    std::map<std::string, bool> from_fleet_;  // keys whose new state came from another node
     std::vector<nlohmann::json> audit_;   // lines of record changes: journaled with them
     std::vector<nlohmann::json> events_;  // lines of events that change no record
     std::vector<std::string> flush_, fail_queued_;  // addresses for host commands

@@ -5,8 +5,10 @@
 // loads the core (+1.1 ms of CPU per session, bench/results/2026-12-02.md
 // "What a mail process pays to load the core"); the core module links the C++ runtime statically instead.
 #include <libconfig.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 
 #include "text.hpp"
@@ -299,7 +301,128 @@ void read_doctor(Reader& r, Setting g, Config& c) {
     if (key.front() == '@') r.fail(Reader::at(g, "probe_address"), "must be a mailbox, not a domain");
 }
 
+bool only_chars(const std::string& s, const char* extra) {
+    return std::all_of(s.begin(), s.end(), [&](char ch) {
+        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+               std::strchr(extra, ch) != nullptr;
+    });
+}
+
+// A Redis address: "host:port" or "unix:/absolute/path".
+bool valid_redis_address(const std::string& text, std::string& why) {
+    if (text.rfind("unix:", 0) == 0) {
+        if (text.size() > 5 && text[5] == '/') return true;
+        why = "a unix socket needs an absolute path: \"unix:/run/redis/redis.sock\"";
+        return false;
+    }
+    std::string host;
+    int port = 0;
+    return parse_host_port(text, host, port, why);
+}
+
+void read_absolute_path(Reader& r, Setting g, const char* key, std::string& out) {
+    r.string(g, key, out);
+    if (member(g, key) && (out.empty() || out.front() != '/'))
+        r.fail(Reader::at(g, key), "must be an absolute path");
+}
+
+void read_sentinels(Reader& r, Setting g, FleetConfig& f) {
+    Setting list = member(g, "sentinels");
+    if (!list) return;
+    if (!is_collection(list) || config_setting_length(list) == 0)
+        return r.fail(list, "must be a list of \"host:port\": [ \"10.0.0.1:26379\", \"10.0.0.2:26379\" ]");
+    for (int i = 0; i < config_setting_length(list); ++i) {
+        Setting s = config_setting_get_elem(list, i);
+        if (config_setting_type(s) != CONFIG_TYPE_STRING) return r.fail(s, "must be a string in quotes");
+        std::string host, why;
+        int port = 0;
+        if (!parse_host_port(config_setting_get_string(s), host, port, why)) return r.fail(s, why);
+        f.sentinels.push_back(config_setting_get_string(s));
+    }
+}
+
+std::string host_name() {
+    char name[256] = {};
+    if (::gethostname(name, sizeof name - 1) != 0) return {};
+    std::string s(name);
+    return s.substr(0, s.find('.'));
+}
+
+// fleet: where Redis is, who this node is, the keys.  Every value that reaches
+// Redis keys or the signed changes is checked here, so the agent trusts it.
+void read_fleet(Reader& r, Setting g, Config& c) {
+    r.only_keys(g, {"redis", "sentinels", "master_name", "node_id", "key_prefix", "password_file",
+                    "signing_key_file", "counters"});
+    FleetConfig& f = c.fleet;
+    f.enabled = true;
+    r.string(g, "redis", f.redis);
+    if (std::string why; member(g, "redis") && !valid_redis_address(f.redis, why))
+        r.fail(Reader::at(g, "redis"), "'" + f.redis + "': " + why);
+    read_sentinels(r, g, f);
+    r.string(g, "master_name", f.master_name);
+    if (member(g, "redis") && member(g, "sentinels"))
+        r.fail(Reader::at(g, "sentinels"), "give either redis or sentinels, not both");
+    else if (!member(g, "redis") && !member(g, "sentinels"))
+        r.fail(g, "needs redis = \"host:port\" (or sentinels with master_name)");
+    else if (member(g, "sentinels") && f.master_name.empty())
+        r.fail(Reader::at(g, "master_name"), "sentinels need master_name (the name Sentinel monitors)");
+    else if (member(g, "master_name") && !member(g, "sentinels"))
+        r.fail(Reader::at(g, "master_name"), "master_name is for sentinels; with redis leave it out");
+    if (!f.master_name.empty() && !only_chars(f.master_name, "._-"))
+        r.fail(Reader::at(g, "master_name"), "may hold only letters, digits, '.', '_' and '-'");
+    f.node_id = host_name();
+    r.string(g, "node_id", f.node_id);
+    if (f.node_id.empty() || f.node_id.size() > 64 || !only_chars(f.node_id, "._-"))
+        r.fail(Reader::at(g, "node_id"), "must be 1 to 64 letters, digits, '.', '_' or '-' ('" +
+                                             f.node_id.substr(0, 80) + "')");
+    r.string(g, "key_prefix", f.key_prefix);
+    if (f.key_prefix.empty() || f.key_prefix.size() > 64 || !only_chars(f.key_prefix, "._:-"))
+        r.fail(Reader::at(g, "key_prefix"), "must be 1 to 64 letters, digits, '.', '_', ':' or '-'");
+    read_absolute_path(r, g, "password_file", f.password_file);
+    read_absolute_path(r, g, "signing_key_file", f.signing_key_file);
+    if (!member(g, "signing_key_file"))
+        r.fail(g, "needs signing_key_file: every change is signed with the fleet key");
+    std::string counters = "node";
+    r.string(g, "counters", counters);
+    if (counters == "node") f.counters = FleetConfig::Counters::node;
+    else if (counters == "fleet") f.counters = FleetConfig::Counters::fleet;
+    else r.fail(Reader::at(g, "counters"), "must be \"node\" or \"fleet\"");
+}
+
 }  // namespace
+
+bool parse_host_port(const std::string& text, std::string& host, int& port, std::string& error_r) {
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
+        error_r = "must be \"host:port\"";
+        return false;
+    }
+    host = text.substr(0, colon);
+    if (host.front() == '[') {
+        if (host.size() < 3 || host.back() != ']') {
+            error_r = "an IPv6 address goes in brackets: \"[2001:db8::1]:6379\"";
+            return false;
+        }
+        host = host.substr(1, host.size() - 2);
+    } else if (host.find(':') != std::string::npos) {
+        error_r = "an IPv6 address goes in brackets: \"[2001:db8::1]:6379\"";
+        return false;
+    }
+    const std::string digits = text.substr(colon + 1);
+    port = 0;
+    for (char ch : digits) {
+        if (ch < '0' || ch > '9' || port > 65535) {
+            error_r = "port '" + digits + "' is not a number from 1 to 65535";
+            return false;
+        }
+        port = port * 10 + (ch - '0');
+    }
+    if (port < 1 || port > 65535) {
+        error_r = "port '" + digits + "' is not a number from 1 to 65535";
+        return false;
+    }
+    return true;
+}
 
 bool Config::is_webmail_host(const char* ip) const {
     if (!ip || webmail_hosts.empty()) return false;
@@ -341,12 +464,13 @@ std::optional<Config> load_config(const std::string& path, std::string& error_r)
     Reader r(path);
     Setting root = config_root_setting(&file.parsed);
     r.only_keys(root, {"store", "delivery", "address", "webmail", "messages", "limits", "spam", "unblock",
-                       "doctor"});
+                       "doctor", "fleet"});
     using GroupReader = void (*)(Reader&, Setting, Config&);
     const std::pair<const char*, GroupReader> groups[] = {
         {"store", read_store},     {"delivery", read_delivery}, {"address", read_address},
         {"webmail", read_webmail}, {"messages", read_messages}, {"limits", read_limits},
-        {"spam", read_spam},       {"unblock", read_unblock},     {"doctor", read_doctor}};
+        {"spam", read_spam},       {"unblock", read_unblock},     {"doctor", read_doctor},
+        {"fleet", read_fleet}};
     for (const auto& [name, reader] : groups)
         if (Setting g = r.group(root, name)) reader(r, g, c);
     if (!r.ok()) {

@@ -76,6 +76,23 @@ struct Limits {
     int64_t escalate_after = 3;
 };
 
+// The fleet (issue 15): nodes that share their changes through Redis.
+// enabled == false (no `fleet` group): a single node, nothing published.
+struct FleetConfig {
+    bool enabled = false;
+    std::string redis;                   // "host:port" or "unix:/path"; empty with sentinels
+    std::vector<std::string> sentinels;  // "host:port" each, with master_name
+    std::string master_name;
+    std::string node_id;                 // default: the host name
+    std::string key_prefix = "mailsuspend";
+    std::string password_file;           // "" = no AUTH
+    std::string signing_key_file;        // required: every change is signed
+    enum class Counters { node, fleet } counters = Counters::node;
+};
+
+// "host:port" (host may be "[v6]") -> host and port; false with why.
+bool parse_host_port(const std::string& text, std::string& host, int& port, std::string& error_r);
+
 struct Config {
     std::string path;  // where it was read from ("" = built-in defaults)
 
@@ -123,6 +140,8 @@ struct Config {
     // mailsuspend doctor: the reserved address its live probe suspends for a
     // moment (all services, source admin, actor "doctor") and then lifts.
     std::string probe_address = "mailsuspend-probe@probe.invalid";
+
+    FleetConfig fleet;
 
     bool is_webmail_host(const char* ip) const;
 };

@@ -92,8 +92,21 @@ uint8_t TargetRecord::in_force_mask(int64_t now) const {
 bool TargetRecord::empty() const {
     const bool any_state = std::any_of(services.begin(), services.end(),
                                        [](const ServiceState& s) { return s.suspended; });
+    // A fleet state with a stamp is kept even when it suspends nothing: it
+    // is what a lift's stamp must be compared with (an erased record would
+    // let an older suspension from another node come back).
     return !any_state && mode == DeliveryMode::unset && last_self_unblock == 0 &&
-           auto_suspensions.empty();
+           auto_suspensions.empty() && hlc == 0;
+}
+
+uint64_t hlc_next(uint64_t last, int64_t now_ms) {
+    const uint64_t wall = static_cast<uint64_t>(std::max<int64_t>(now_ms, 0)) << kHlcCounterBits;
+    return std::max(wall, last + 1);
+}
+
+bool fleet_newer(const TargetRecord& a, const TargetRecord& b) {
+    if (a.hlc != b.hlc) return a.hlc > b.hlc;
+    return a.origin > b.origin;
 }
 
 EffectiveService effective(const TargetRecord* mailbox, const TargetRecord* domain, Service s,

@@ -72,6 +72,11 @@ struct TargetRecord {
     int64_t last_self_unblock = 0;          // epoch of the last self-service lift
     std::vector<int64_t> auto_suspensions;  // epochs of automatic suspensions (escalation)
     uint64_t seq = 0;                       // change sequence number that wrote it
+    // The fleet (issue 15): the hybrid logical clock stamp of the change that
+    // made this state, and the node that made it; 0 and "" on a single node.
+    // Last writer wins per target by (hlc, origin): fleet_newer().
+    uint64_t hlc = 0;
+    std::string origin;
 
     ServiceState& at(Service s) { return services[static_cast<int>(s)]; }
     const ServiceState& at(Service s) const { return services[static_cast<int>(s)]; }
@@ -82,6 +87,20 @@ struct TargetRecord {
     bool empty() const;
     bool operator==(const TargetRecord&) const = default;
 };
+
+// A hybrid logical clock stamp: milliseconds since the epoch << 16 | a
+// counter, so stamps order like time and still grow when the clock does not.
+constexpr int kHlcCounterBits = 16;
+// The stamp for a change of a target whose current state has stamp last:
+// later than last (causality: a change made after seeing a state wins over
+// it) and not behind the wall clock now_ms.
+uint64_t hlc_next(uint64_t last, int64_t now_ms);
+// Milliseconds since the epoch of a stamp.
+inline int64_t hlc_millis(uint64_t hlc) { return static_cast<int64_t>(hlc >> kHlcCounterBits); }
+// Whether state a replaces state b under the fleet's rule: last writer wins by
+// (hlc, origin), the node id breaking a tie.  Strict: a state never replaces
+// itself, so applying a change twice changes nothing.
+bool fleet_newer(const TargetRecord& a, const TargetRecord& b);
 
 // Effective state of one service for a mailbox: its own united with its domain's.
 struct EffectiveService {

@@ -11,15 +11,19 @@ namespace {
 
 using layout::BlobHeader;
 
-// Version 2 is what encode_record writes; version 1 (the first release's
+// Version 3 is what encode_record writes for a record of the fleet (one with
+// a clock stamp or an origin); version 2 for every other record, so a single
+// node's store is byte for byte what it was; version 1 (the first release's
 // looser form) is still decoded, so a store written before keeps working.
-constexpr uint16_t kBlobVersion = 2;
+constexpr uint16_t kBlobVersion = 3;
+constexpr uint16_t kBlobVersionV2 = 2;
 constexpr uint16_t kBlobVersionV1 = 1;
 constexpr uint8_t kEndOfServices = 0xFF;
 enum : uint8_t { kSuspended = 1, kLocked = 2, kFailQueued = 4 };
 
 // Version 2 body (the key prefix is fixed by store_layout.hpp):
 //   u8 key_len, key, u8 mode, u8 extras, varint seq,
+//   [varint hlc, u8 len + origin]       if extras & kHasFleet (version 3 only)
 //   [u32 last_self_unblock]             if extras & kHasSelfUnblock
 //   [varint n, n x u32 auto-suspension] if extras & kHasAutoHistory
 //   per stored service: u8 head, u32 since, [u32 expires], u8 source,
@@ -31,7 +35,7 @@ enum : uint8_t { kSuspended = 1, kLocked = 2, kFailQueued = 4 };
 // suspended together share reason and actor, so the second and later ones
 // carry kSameTexts instead of the texts: that, varints and optional fields
 // keep the typical record (two services, one reason) at 80 bytes.
-enum : uint8_t { kHasSelfUnblock = 1, kHasAutoHistory = 2 };
+enum : uint8_t { kHasSelfUnblock = 1, kHasAutoHistory = 2, kHasFleet = 4 };
 enum : uint8_t { kIndexBits = 0x07, kFlagShift = 3, kHasExpiry = 0x40, kSameTexts = 0x80 };
 
 // Times are stored as unsigned 32-bit epoch seconds (good to 2106; durations
@@ -162,13 +166,20 @@ bool decode_service(Cursor& c, uint8_t head, ServiceState& s, std::string_view* 
 // The body into r; with only >= 0, only that service (and mode, seq): the
 // key, the history and the other services' texts are stepped over, so a
 // check that needs one service's reason allocates at most that.
-bool decode_body(Cursor& c, TargetRecord& r, int only) {
+bool decode_body(Cursor& c, TargetRecord& r, uint16_t version, int only) {
     uint8_t key_len = 0, mode = 0, extras = 0;
+    const uint8_t known = kHasSelfUnblock | kHasAutoHistory | (version >= kBlobVersion ? kHasFleet : 0);
     if (!c.get(key_len) || !(only < 0 ? c.text(r.key, key_len) : c.skip(key_len)) || !c.get(mode) ||
-        mode > static_cast<uint8_t>(DeliveryMode::queue) || !c.get(extras) ||
-        (extras & ~(kHasSelfUnblock | kHasAutoHistory)) != 0 || !c.varint(r.seq))
+        mode > static_cast<uint8_t>(DeliveryMode::queue) || !c.get(extras) || (extras & ~known) != 0 ||
+        !c.varint(r.seq))
         return false;
     r.mode = static_cast<DeliveryMode>(mode);
+    if (extras & kHasFleet) {
+        uint8_t origin_len = 0;
+        if (!c.varint(r.hlc) || !c.get(origin_len) ||
+            !(only < 0 ? c.text(r.origin, origin_len) : c.skip(origin_len)))
+            return false;
+    }
     if (extras & kHasSelfUnblock) {
         uint32_t t = 0;
         if (!c.get(t)) return false;
@@ -253,9 +264,16 @@ void encode_record(const TargetRecord& r, std::string& out) {
     out += r.key;
     put<uint8_t>(out, static_cast<uint8_t>(r.mode));
     const uint32_t self_unblock = to_u32(r.last_self_unblock);
+    const bool fleet = r.hlc != 0 || !r.origin.empty();
     put<uint8_t>(out, static_cast<uint8_t>((self_unblock != 0 ? kHasSelfUnblock : 0) |
-                                           (r.auto_suspensions.empty() ? 0 : kHasAutoHistory)));
+                                           (r.auto_suspensions.empty() ? 0 : kHasAutoHistory) |
+                                           (fleet ? kHasFleet : 0)));
     put_varint(out, r.seq);
+    if (fleet) {
+        put_varint(out, r.hlc);
+        put<uint8_t>(out, static_cast<uint8_t>(std::min<std::size_t>(r.origin.size(), 255)));
+        out.append(r.origin, 0, 255);
+    }
     if (self_unblock != 0) put<uint32_t>(out, self_unblock);
     if (!r.auto_suspensions.empty()) {
         put_varint(out, r.auto_suspensions.size());
@@ -269,7 +287,8 @@ void encode_record(const TargetRecord& r, std::string& out) {
     }
     put<uint8_t>(out, kEndOfServices);
     out.append((8 - (out.size() - start) % 8) % 8, '\0');
-    BlobHeader h{layout::kBlobMagic, kBlobVersion, static_cast<uint32_t>(out.size() - start), 0};
+    BlobHeader h{layout::kBlobMagic, fleet ? kBlobVersion : kBlobVersionV2,
+                 static_cast<uint32_t>(out.size() - start), 0};
     h.crc = layout::crc32(out.data() + start + sizeof h, h.length - sizeof h);
     std::memcpy(out.data() + start, &h, sizeof h);
 }
@@ -278,7 +297,7 @@ std::size_t blob_length(const unsigned char* p, std::size_t avail) {
     BlobHeader h;
     if (avail < sizeof h) return 0;
     std::memcpy(&h, p, sizeof h);
-    if (h.magic != layout::kBlobMagic || (h.version != kBlobVersion && h.version != kBlobVersionV1) ||
+    if (h.magic != layout::kBlobMagic || h.version < kBlobVersionV1 || h.version > kBlobVersion ||
         h.length < sizeof h ||
         h.length > avail || h.length % 8 != 0)
         return 0;
@@ -300,7 +319,7 @@ bool decode_record(const unsigned char* p, std::size_t avail, TargetRecord& r, s
     }
     r = TargetRecord{};
     Cursor c(p + sizeof h, len - sizeof h);
-    if (!(h.version == kBlobVersion ? decode_body(c, r, only_service) : decode_body_v1(c, r))) {
+    if (!(h.version >= kBlobVersionV2 ? decode_body(c, r, h.version, only_service) : decode_body_v1(c, r))) {
         error_r = "record body is malformed";
         return false;
     }

@@ -189,5 +189,57 @@ TEST(Codec, DamagedBlobsAreRefusedNeverMisread) {
     }
 }
 
+uint16_t blob_version(const std::string& blob) {
+    layout::BlobHeader h;
+    std::memcpy(&h, blob.data(), sizeof h);
+    return h.version;
+}
+
+// A fleet record (issue 15) carries its clock stamp and origin: version 3.
+TEST(Codec, FleetRecordsRoundTripAsVersion3) {
+    std::mt19937_64 rng(15);
+    for (int i = 0; i < 5000; ++i) {
+        TargetRecord r = random_record(rng);
+        r.hlc = rng() >> (rng() % 64);
+        r.origin = i % 7 == 0 ? "" : "node-" + std::to_string(rng() % 1000);
+        if (r.hlc == 0 && r.origin.empty()) r.hlc = 1;
+        std::string blob;
+        encode_record(r, blob);
+        ASSERT_EQ(blob_version(blob), 3u);
+        ASSERT_EQ(decoded(blob), r) << "record " << i;
+    }
+}
+
+// A single node's records stay version 2, byte for byte as before.
+TEST(Codec, RecordsWithoutAStampStayVersion2) {
+    std::string blob;
+    encode_record(typical(), blob);
+    EXPECT_EQ(blob_version(blob), 2u);
+    EXPECT_EQ(blob.size(), 72u);
+    TargetRecord stamped = typical();
+    stamped.hlc = uint64_t{1795432998123} << kHlcCounterBits;
+    stamped.origin = "mx-1";
+    std::string fleet_blob;
+    encode_record(stamped, fleet_blob);
+    EXPECT_EQ(decoded(fleet_blob).origin, "mx-1");
+    EXPECT_EQ(decoded(fleet_blob).hlc, stamped.hlc);
+}
+
+// The fleet fields are a version-3 extra: a version-2 blob claiming them is damaged.
+TEST(Codec, AVersion2BlobWithFleetFieldsIsRefused) {
+    TargetRecord stamped = typical();
+    stamped.hlc = 5;
+    stamped.origin = "a";
+    std::string blob;
+    encode_record(stamped, blob);
+    layout::BlobHeader h;
+    std::memcpy(&h, blob.data(), sizeof h);
+    h.version = 2;
+    std::memcpy(blob.data(), &h, sizeof h);
+    TargetRecord r;
+    std::string why;
+    EXPECT_FALSE(decode_record(bytes(blob), blob.size(), r, why));
+}
+
 }  // namespace
 }  // namespace mailsuspend

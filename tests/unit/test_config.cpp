@@ -266,3 +266,66 @@ TEST_F(ConfigTest, DomainLimitsAndTriggersAreOffByDefaultAndEachHasItsText) {
     EXPECT_EQ(&automatic_text(m, "automatic: spam reports about 3 distinct message(s)"), &m.rate_suspended);
     EXPECT_EQ(m.unknown_recipients, "stop guessing");
 }
+
+// ---- fleet (issue 15)
+
+TEST_F(ConfigTest, NoFleetGroupIsASingleNode) {
+    auto cfg = load("store = { path = \"/tmp/x\"; };\n");
+    ASSERT_TRUE(cfg) << error;
+    EXPECT_FALSE(cfg->fleet.enabled);
+}
+
+TEST_F(ConfigTest, FleetGroupWithDefaults) {
+    auto cfg = load("fleet = { redis = \"127.0.0.1:6379\"; signing_key_file = \"/etc/mailsuspend/fleet.key\"; };\n");
+    ASSERT_TRUE(cfg) << error;
+    EXPECT_TRUE(cfg->fleet.enabled);
+    EXPECT_EQ(cfg->fleet.redis, "127.0.0.1:6379");
+    EXPECT_EQ(cfg->fleet.key_prefix, "mailsuspend");
+    EXPECT_FALSE(cfg->fleet.node_id.empty());  // the host name
+    EXPECT_EQ(cfg->fleet.counters, FleetConfig::Counters::node);
+}
+
+TEST_F(ConfigTest, FleetGroupEveryKey) {
+    auto cfg = load(
+        "fleet = { sentinels = [ \"10.0.0.1:26379\", \"[2001:db8::2]:26379\" ]; master_name = \"ms\";\n"
+        "  node_id = \"mx-1\"; key_prefix = \"ms:prod\"; password_file = \"/etc/mailsuspend/redis.pw\";\n"
+        "  signing_key_file = \"/etc/mailsuspend/fleet.key\"; counters = \"fleet\"; };\n");
+    ASSERT_TRUE(cfg) << error;
+    EXPECT_EQ(cfg->fleet.sentinels, (std::vector<std::string>{"10.0.0.1:26379", "[2001:db8::2]:26379"}));
+    EXPECT_EQ(cfg->fleet.master_name, "ms");
+    EXPECT_EQ(cfg->fleet.node_id, "mx-1");
+    EXPECT_EQ(cfg->fleet.key_prefix, "ms:prod");
+    EXPECT_EQ(cfg->fleet.password_file, "/etc/mailsuspend/redis.pw");
+    EXPECT_EQ(cfg->fleet.counters, FleetConfig::Counters::fleet);
+}
+
+TEST_F(ConfigTest, FleetUnixSocket) {
+    auto cfg = load("fleet = { redis = \"unix:/run/redis/redis.sock\"; signing_key_file = \"/k\"; };\n");
+    ASSERT_TRUE(cfg) << error;
+    EXPECT_EQ(cfg->fleet.redis, "unix:/run/redis/redis.sock");
+}
+
+TEST_F(ConfigTest, FleetBadValuesAreNamed) {
+    const std::string key = " signing_key_file = \"/k\";";
+    expect_error("fleet = {\n redis = \"localhost\";" + key + " };\n", 2, {"fleet.redis", "host:port"});
+    expect_error("fleet = {\n redis = \"h:0\";" + key + " };\n", 2, {"fleet.redis", "1 to 65535"});
+    expect_error("fleet = {\n redis = \"h:99999\";" + key + " };\n", 2, {"fleet.redis", "1 to 65535"});
+    expect_error("fleet = {\n redis = \"::1:6379\";" + key + " };\n", 2, {"fleet.redis", "brackets"});
+    expect_error("fleet = {\n redis = \"unix:run/redis.sock\";" + key + " };\n", 2, {"fleet.redis", "absolute"});
+    expect_error("fleet = {" + key + "\n };\n", 1, {"fleet", "needs redis"});
+    expect_error("fleet = { redis = \"h:1\";\n sentinels = [\"h:2\"]; master_name = \"m\";" + key + " };\n", 2,
+                 {"fleet.sentinels", "not both"});
+    expect_error("fleet = {\n sentinels = [\"h:2\"];" + key + " };\n", 1, {"master_name"});
+    expect_error("fleet = {\n sentinels = [\"h\"]; master_name = \"m\";" + key + " };\n", 2,
+                 {"fleet.sentinels.[0]", "host:port"});
+    expect_error("fleet = { redis = \"h:1\";\n master_name = \"m\";" + key + " };\n", 2,
+                 {"fleet.master_name", "sentinels"});
+    expect_error("fleet = { redis = \"h:1\";\n node_id = \"a b\";" + key + " };\n", 2, {"fleet.node_id", "a b"});
+    expect_error("fleet = { redis = \"h:1\";\n key_prefix = \"\";" + key + " };\n", 2, {"fleet.key_prefix"});
+    expect_error("fleet = { redis = \"h:1\";\n password_file = \"pw\";" + key + " };\n", 2,
+                 {"fleet.password_file", "absolute"});
+    expect_error("fleet = { redis = \"h:1\";\n counters = \"cluster\";" + key + " };\n", 2,
+                 {"fleet.counters", "\"node\" or \"fleet\""});
+    expect_error("fleet = {\n redis = \"h:1\"; };\n", 1, {"signing_key_file"});
+    expect_error("fleet = { redis = \"h:1\";\n nodes = 3;" + key + " };\n", 2, {"fleet.nodes", "unknown"});
+}

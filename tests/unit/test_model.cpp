@@ -159,3 +159,51 @@ TEST(Model, IsDomain) {
     EXPECT_FALSE(record("a@example.com").is_domain());
     EXPECT_FALSE(record("").is_domain());
 }
+
+// ---- the fleet's clock and its last-writer-wins rule (issue 15)
+
+TEST(Fleet, HlcFollowsTheWallClock) {
+    EXPECT_EQ(hlc_next(0, 1000), uint64_t{1000} << kHlcCounterBits);
+    EXPECT_EQ(hlc_millis(hlc_next(0, 1795432998123)), 1795432998123);
+}
+
+TEST(Fleet, HlcIsLaterThanTheStateItReplacesEvenWhenTheClockIsBehind) {
+    const uint64_t seen = hlc_next(0, 5000);
+    EXPECT_EQ(hlc_next(seen, 4000), seen + 1);  // a clock behind: the counter moves on
+    EXPECT_EQ(hlc_next(seen, 5000), seen + 1);  // the same millisecond
+    EXPECT_EQ(hlc_next(seen, 6000), uint64_t{6000} << kHlcCounterBits);
+    uint64_t h = 0;
+    for (int i = 0; i < 1000; ++i) {
+        const uint64_t next = hlc_next(h, 7);
+        EXPECT_GT(next, h);
+        h = next;
+    }
+}
+
+TEST(Fleet, LastWriterWinsByStampThenNode) {
+    TargetRecord a, b;
+    a.hlc = 10;
+    a.origin = "a";
+    b.hlc = 9;
+    b.origin = "z";
+    EXPECT_TRUE(fleet_newer(a, b));
+    EXPECT_FALSE(fleet_newer(b, a));
+    b.hlc = 10;  // a tie: the node id decides, the same way on every node
+    EXPECT_TRUE(fleet_newer(b, a));
+    EXPECT_FALSE(fleet_newer(a, b));
+}
+
+TEST(Fleet, ApplyingAStateTwiceChangesNothing) {
+    TargetRecord a;
+    a.hlc = 10;
+    a.origin = "a";
+    EXPECT_FALSE(fleet_newer(a, a));
+}
+
+TEST(Fleet, AStampedLiftIsKeptNotErased) {
+    TargetRecord lifted;
+    lifted.key = "u@example.com";
+    EXPECT_TRUE(lifted.empty());
+    lifted.hlc = 1;
+    EXPECT_FALSE(lifted.empty());
+}

@@ -556,3 +556,76 @@ TEST_F(OperationsTest, ResetUsageCommitsWithStoreChangesAndIsAudited) {
     Session s(cfg, *writer, kRoot, kNow);
     EXPECT_EQ(s.reset_usage("@example.com", "192.0.2.1").code, Exit::bad_input);
 }
+
+// ---- the fleet (issue 15): local changes stamped, others' applied last-writer-wins
+
+TEST_F(OperationsTest, OnASingleNodeNothingIsStamped) {
+    suspend("a@example.com", "imap");
+    EXPECT_EQ(stored("a@example.com").hlc, 0u);
+    EXPECT_EQ(stored("a@example.com").origin, "");
+}
+
+TEST_F(OperationsTest, InAFleetEveryChangeIsStampedAndALiftIsKept) {
+    cfg.fleet.enabled = true;
+    cfg.fleet.node_id = "n1";
+    suspend("a@example.com", "imap");
+    const TargetRecord suspended = stored("a@example.com");
+    EXPECT_EQ(suspended.origin, "n1");
+    EXPECT_GT(suspended.hlc, 0u);
+    unsuspend("a@example.com", "all");
+    bool exists = false;
+    const TargetRecord lifted = stored("a@example.com", &exists);
+    EXPECT_TRUE(exists);  // the lift's stamp must stay to beat older suspensions
+    EXPECT_GT(lifted.hlc, suspended.hlc);
+    EXPECT_GT(lifted.seq, suspended.seq);
+    EXPECT_EQ(lifted.in_force_mask(kNow), 0);
+}
+
+TEST_F(OperationsTest, AnotherNodesChangeAppliesOnlyWhenNewer) {
+    cfg.fleet.enabled = true;
+    cfg.fleet.node_id = "n1";
+    suspend("a@example.com", "send");
+    const TargetRecord local = stored("a@example.com");
+    TargetRecord remote;
+    remote.key = "a@example.com";
+    remote.at(Service::imap) = ServiceState{true, false, false, kNow, 0, Source::admin, "from n2"};
+    remote.origin = "n2";
+    const Actor fleet{0, "fleet:n2"};
+    auto apply = [&](const TargetRecord& state) {
+        bool applied = false;
+        run(kNow, fleet, [&](Session& s) { return s.apply_fleet_change(state, applied); });
+        return applied;
+    };
+    remote.hlc = local.hlc - 1;  // older: ignored
+    EXPECT_FALSE(apply(remote));
+    EXPECT_EQ(stored("a@example.com").origin, "n1");
+    remote.hlc = local.hlc + 1;  // newer: its whole state replaces ours
+    EXPECT_TRUE(apply(remote));
+    const TargetRecord now = stored("a@example.com");
+    EXPECT_EQ(now.origin, "n2");
+    EXPECT_EQ(now.hlc, remote.hlc);
+    EXPECT_TRUE(now.at(Service::imap).suspended);
+    EXPECT_FALSE(now.at(Service::send).suspended);
+    const std::size_t lines = audit().size();
+    EXPECT_FALSE(apply(remote));  // the same change again: nothing
+    EXPECT_EQ(audit().size(), lines);
+    EXPECT_EQ(audit().back()["action"], "fleet-apply");
+    EXPECT_EQ(audit().back()["actor"]["name"], "fleet:n2");
+    EXPECT_EQ(audit().back()["origin"], "n2");
+}
+
+TEST_F(OperationsTest, ALocalChangeAfterAnotherNodesIsLaterEvenWithASlowClock) {
+    cfg.fleet.enabled = true;
+    cfg.fleet.node_id = "n1";
+    TargetRecord remote;
+    remote.key = "a@example.com";
+    remote.at(Service::imap) = ServiceState{true, false, false, kNow, 0, Source::admin, ""};
+    remote.origin = "n2";
+    remote.hlc = hlc_next(0, int64_t{1} << 45);  // a clock far ahead of ours
+    bool applied = false;
+    run(kNow, Actor{0, "fleet:n2"}, [&](Session& s) { return s.apply_fleet_change(remote, applied); });
+    ASSERT_TRUE(applied);
+    unsuspend("a@example.com", "imap");
+    EXPECT_EQ(stored("a@example.com").hlc, remote.hlc + 1);
+    EXPECT_EQ(stored("a@example.com").origin, "n1");
+}

@@ -1,0 +1,126 @@
+#include "fleet_redis.hpp"
+
+#include <hiredis/hiredis.h>
+
+#include <fstream>
+
+namespace mailsuspend::cli {
+namespace {
+
+constexpr int kTimeoutMs = 5000;  // connect, and each command (longer than any BLOCK we send)
+
+Reply convert(const redisReply* r) {
+    Reply out;
+    switch (r->type) {
+    case REDIS_REPLY_INTEGER: out.type = Reply::Type::integer; out.integer = r->integer; break;
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS: out.type = Reply::Type::string; out.str.assign(r->str, r->len); break;
+    case REDIS_REPLY_ERROR: out.type = Reply::Type::error; out.str.assign(r->str, r->len); break;
+    case REDIS_REPLY_ARRAY:
+        out.type = Reply::Type::array;
+        for (std::size_t i = 0; i < r->elements; ++i) out.elements.push_back(convert(r->element[i]));
+        break;
+    default: break;  // nil
+    }
+    return out;
+}
+
+redisContext* open_context(const std::string& address, std::string& error_r) {
+    const timeval tv{kTimeoutMs / 1000, (kTimeoutMs % 1000) * 1000};
+    redisContext* c = nullptr;
+    if (address.rfind("unix:", 0) == 0) {
+        c = redisConnectUnixWithTimeout(address.substr(5).c_str(), tv);
+    } else {
+        std::string host;
+        int port = 0;
+        if (!parse_host_port(address, host, port, error_r)) return nullptr;
+        c = redisConnectWithTimeout(host.c_str(), port, tv);
+    }
+    if (!c || c->err) {
+        error_r = address + ": " + (c ? c->errstr : "cannot allocate a connection");
+        if (c) redisFree(c);
+        return nullptr;
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+// The master's "host:port" from the first sentinel that knows it.
+bool ask_sentinels(const FleetConfig& f, std::string& master, std::string& error_r) {
+    error_r = "no sentinel answered";
+    for (const auto& s : f.sentinels) {
+        std::string why;
+        redisContext* c = open_context(s, why);
+        if (!c) {
+            error_r = why;
+            continue;
+        }
+        auto* r = static_cast<redisReply*>(
+            redisCommand(c, "SENTINEL get-master-addr-by-name %s", f.master_name.c_str()));
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+            const std::string host(r->element[0]->str, r->element[0]->len);
+            master = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+                     std::string(r->element[1]->str, r->element[1]->len);
+        } else {
+            error_r = s + ": does not know the master " + f.master_name;
+        }
+        if (r) freeReplyObject(r);
+        redisFree(c);
+        if (!master.empty()) return true;
+    }
+    return false;
+}
+
+// password_file: one line (the password), or two (an ACL user, then its password).
+bool read_password(const std::string& path, std::vector<std::string>& auth, std::string& error_r) {
+    std::ifstream in(path);
+    if (!in) return error_r = path + ": cannot read the Redis password", false;
+    std::string line;
+    while (auth.size() < 2 && std::getline(in, line))
+        if (!line.empty()) auth.push_back(line);
+    if (auth.empty()) return error_r = path + ": no password in it", false;
+    return true;
+}
+
+}  // namespace
+
+const Reply* Reply::field(const std::string& name) const {
+    for (std::size_t i = 0; i + 1 < elements.size(); i += 2)
+        if (elements[i].str == name) return &elements[i + 1];
+    return nullptr;
+}
+
+std::unique_ptr<Redis> Redis::connect(const FleetConfig& f, std::string& error_r) {
+    std::string address = f.redis;
+    if (address.empty() && !ask_sentinels(f, address, error_r)) return nullptr;
+    redisContext* c = open_context(address, error_r);
+    if (!c) return nullptr;
+    std::unique_ptr<Redis> redis(new Redis(c, address));
+    if (f.password_file.empty()) return redis;
+    std::vector<std::string> auth{"AUTH"};
+    if (!read_password(f.password_file, auth, error_r)) return nullptr;
+    Reply ignored;
+    if (!redis->run(auth, ignored, error_r)) return error_r = address + ": AUTH: " + error_r, nullptr;
+    return redis;
+}
+
+Redis::~Redis() { redisFree(c_); }
+
+bool Redis::broken() const { return c_->err != 0; }
+
+bool Redis::run(const std::vector<std::string>& args, Reply& out, std::string& error_r) {
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (const auto& a : args) {
+        argv.push_back(a.data());
+        lens.push_back(a.size());
+    }
+    auto* r = static_cast<redisReply*>(redisCommandArgv(c_, static_cast<int>(args.size()), argv.data(), lens.data()));
+    if (!r) return error_r = address_ + ": " + (c_->errstr[0] ? c_->errstr : "connection lost"), false;
+    out = convert(r);
+    freeReplyObject(r);
+    if (out.type == Reply::Type::error) return error_r = out.str, false;
+    return true;
+}
+
+}  // namespace mailsuspend::cli

@@ -1,0 +1,344 @@
+// The fleet agent (issue 15): publishes this node's changes to Redis and
+// applies everyone else's.  docs/design.md, "Fleet", has the whole picture.
+//
+//  - Publish: the store is the durable capture (fleet_state.hpp).  Each of
+//    this node's records past the published sequence number goes out through
+//    one Lua script that appends it to <prefix>:changes and sets it in the
+//    snapshot <prefix>:state atomically, only when it is newer than the
+//    snapshot's entry; then the published number is saved.
+//  - Apply: entries of the stream after the saved position, verified, through
+//    Session::apply_fleet_change (last writer wins), then the position is
+//    saved.  A crash in between applies them again: nothing changes.
+//  - Resync (a new node, a trimmed position, a stream Redis lost): the
+//    stream's last id first, then the snapshot, then the stream from that id.
+#include "fleet_sync.hpp"
+
+#include <signal.h>
+#include <sodium.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+#include <iostream>
+#include <thread>
+
+#include "fleet_change.hpp"
+#include "fleet_redis.hpp"
+#include "fleet_state.hpp"
+#include "operations.hpp"
+#include "outbox.hpp"
+#include "store.hpp"
+
+namespace mailsuspend::cli {
+namespace {
+
+volatile sig_atomic_t stop_requested = 0;
+void request_stop(int) { stop_requested = 1; }
+
+constexpr int kBatch = 500;           // stream entries or snapshot keys applied per store transaction
+constexpr int kBlockMs = 250;         // XREAD BLOCK: how soon a local change is published when idle
+constexpr int64_t kHeartbeatMs = 1000;
+
+// KEYS: stream, snapshot; ARGV: target, signed change.  Newer: by the
+// 20-digit stamp, then the origin (the same rule as fleet_newer).
+const char* const kPublishScript = R"lua(
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+if cur then
+  local stamp, origin = string.match(ARGV[2], '^(%d+) (%S+)')
+  local cstamp, corigin = string.match(cur, '^(%d+) (%S+)')
+  if cstamp and (cstamp > stamp or (cstamp == stamp and corigin >= origin)) then return 0 end
+end
+redis.call('XADD', KEYS[1], '*', 'target', ARGV[1], 'change', ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+)lua";
+
+int64_t wall_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+void log(const std::string& line) { std::cerr << "mailsuspend sync: " << line << std::endl; }
+
+struct Keys {
+    std::string stream, state, nodes, epoch, prefix;
+    explicit Keys(const FleetConfig& f)
+        : stream(f.key_prefix + ":changes"), state(f.key_prefix + ":state"), nodes(f.key_prefix + ":nodes"),
+          epoch(f.key_prefix + ":epoch"), prefix(f.key_prefix) {}
+    std::string node(const std::string& id) const { return prefix + ":node:" + id; }
+};
+
+// A change read from Redis: where it was (for the log) and its fields.
+struct Incoming {
+    std::string id, target, change;
+};
+
+class Agent {
+public:
+    Agent(const Config& cfg, FleetKey key) : cfg_(cfg), f_(cfg.fleet), keys_(cfg.fleet), key_(std::move(key)) {}
+    bool start(std::string& error_r) { return load_fleet_position(cfg_, pos_, error_r); }
+    // One round on a connection: false with error_r when Redis or the store failed.
+    bool step(Redis& redis, std::string& error_r);
+    void connected() { checked_ = false; }
+
+private:
+    bool check_position(Redis& redis, std::string& error_r);
+    bool redis_epoch(Redis& redis, std::string& epoch, std::string& error_r);
+    bool position_gone(Redis& redis, bool& gone, std::string& last, std::string& error_r);
+    bool resync(Redis& redis, const std::string& last_id, std::string& error_r);
+    bool publish(Redis& redis, std::string& error_r);
+    bool follow(Redis& redis, std::string& error_r);
+    bool apply(const std::vector<Incoming>& batch, std::string& error_r);
+    bool heartbeat(Redis& redis, std::string& error_r);
+    StoreReader* reader(std::string& error_r);
+
+    const Config& cfg_;
+    const FleetConfig& f_;
+    Keys keys_;
+    FleetKey key_;
+    FleetPosition pos_;
+    bool checked_ = false;  // the position was checked against this connection's stream
+    int64_t last_heartbeat_ = 0;
+    std::unique_ptr<StoreReader> reader_;
+};
+
+StoreReader* Agent::reader(std::string& error_r) {
+    if (reader_ && reader_->replaced()) reader_.reset();
+    if (!reader_) reader_ = StoreReader::open(cfg_.store_path, error_r);
+    return reader_.get();
+}
+
+bool Agent::step(Redis& redis, std::string& error_r) {
+    if (!checked_ && !check_position(redis, error_r)) return false;
+    checked_ = true;
+    return publish(redis, error_r) && follow(redis, error_r) && heartbeat(redis, error_r);
+}
+
+// This Redis's data set: <prefix>:epoch, set once by the first agent to ask.
+bool Agent::redis_epoch(Redis& redis, std::string& epoch, std::string& error_r) {
+    unsigned char random[16];
+    randombytes_buf(random, sizeof random);
+    char hex[sizeof random * 2 + 1];
+    sodium_bin2hex(hex, sizeof hex, random, sizeof random);
+    Reply reply;
+    if (!redis.run({"SET", keys_.epoch, hex, "NX"}, reply, error_r) || !redis.run({"GET", keys_.epoch}, reply, error_r))
+        return false;
+    epoch = reply.str;
+    return true;
+}
+
+// Where the stream stands for this position: whether entries after it were
+// trimmed (trimming cuts from the front: the oldest entry left, or with
+// none left the last id, is past the position, and the position's own entry
+// is gone), or the stream is behind it (Redis lost writes).
+bool Agent::position_gone(Redis& redis, bool& lost, std::string& last, std::string& error_r) {
+    Reply info;
+    std::string why, first;
+    last = "0-0";
+    if (redis.run({"XINFO", "STREAM", keys_.stream}, info, why)) {
+        if (const Reply* r = info.field("last-generated-id")) last = r->str;
+        const Reply* f = info.field("first-entry");
+        if (f && !f->elements.empty()) first = f->elements[0].str;
+    } else if (redis.broken()) {
+        return error_r = why, false;
+    }  // else: no stream yet
+    lost = compare_stream_ids(pos_.stream_id, last) > 0;
+    if (pos_.stream_id.empty() || lost || compare_stream_ids(pos_.stream_id, first.empty() ? last : first) >= 0)
+        return true;
+    Reply own;
+    if (!redis.run({"XRANGE", keys_.stream, pos_.stream_id, pos_.stream_id}, own, error_r)) return false;
+    lost = own.elements.empty();
+    return true;
+}
+
+// Resynchronises a new node, a node whose position was trimmed or is past
+// the stream's end, and every node after Redis lost its data (its epoch
+// changed: a restart without persistence).
+bool Agent::check_position(Redis& redis, std::string& error_r) {
+    std::string epoch, last;
+    bool gone = false;
+    if (!redis_epoch(redis, epoch, error_r) || !position_gone(redis, gone, last, error_r)) return false;
+    std::string why;
+    if (pos_.stream_id.empty()) why = "new node";
+    else if (epoch != pos_.epoch) why = "Redis lost its data (a new epoch)";
+    else if (gone) why = "position " + pos_.stream_id + " was trimmed from the stream or lost";
+    else return true;
+    log(why + ": resynchronising from the snapshot");
+    pos_.epoch = epoch;
+    return resync(redis, last, error_r);
+}
+
+// The snapshot, then the stream from last_id (taken before the scan: a
+// change published meanwhile is in both, and applying it twice is harmless).
+// This node's own changes are published again after (the Lua script skips
+// those the snapshot has): Redis may have lost them.
+bool Agent::resync(Redis& redis, const std::string& last_id, std::string& error_r) {
+    pos_.published_seq = 0;
+    std::string cursor = "0";
+    std::size_t applied = 0;
+    do {
+        Reply page;
+        if (!redis.run({"HSCAN", keys_.state, cursor, "COUNT", std::to_string(kBatch)}, page, error_r)) return false;
+        if (page.elements.size() != 2) return error_r = "HSCAN: unexpected reply", false;
+        cursor = page.elements[0].str;
+        std::vector<Incoming> batch;
+        const auto& kv = page.elements[1].elements;
+        for (std::size_t i = 0; i + 1 < kv.size(); i += 2)
+            batch.push_back({"snapshot", kv[i].str, kv[i + 1].str});
+        if (!apply(batch, error_r)) return false;
+        applied += batch.size();
+    } while (cursor != "0");
+    pos_.stream_id = last_id;
+    if (!save_fleet_position(cfg_, pos_, error_r)) return false;
+    log("resynchronised " + std::to_string(applied) + " target(s) from the snapshot; following from " + last_id);
+    return true;
+}
+
+bool Agent::publish(Redis& redis, std::string& error_r) {
+    StoreReader* r = reader(error_r);
+    if (!r) return error_r = "store: " + error_r, false;
+    const uint64_t upto = r->stats().seq;
+    if (upto <= pos_.published_seq) return true;
+    std::vector<TargetRecord> changes;
+    if (!unpublished_changes(*r, f_.node_id, pos_.published_seq, upto, changes))
+        return error_r = "store: " + r->last_error(), false;
+    for (const auto& c : changes) {
+        Reply ignored;
+        if (!redis.run({"EVAL", kPublishScript, "2", keys_.stream, keys_.state, c.key, encode_fleet_change(c, key_)},
+                       ignored, error_r))
+            return false;
+    }
+    pos_.published_seq = upto;
+    return save_fleet_position(cfg_, pos_, error_r);
+}
+
+bool Agent::follow(Redis& redis, std::string& error_r) {
+    Reply reply;
+    const std::string from = pos_.stream_id.empty() ? "0-0" : pos_.stream_id;
+    if (!redis.run({"XREAD", "COUNT", std::to_string(kBatch), "BLOCK", std::to_string(kBlockMs), "STREAMS",
+                    keys_.stream, from},
+                   reply, error_r))
+        return false;
+    if (reply.type != Reply::Type::array || reply.elements.empty()) return true;  // nothing new
+    std::vector<Incoming> batch;
+    std::string last = from;
+    for (const Reply& entry : reply.elements[0].elements.at(1).elements) {
+        last = entry.elements.at(0).str;
+        const Reply& fields = entry.elements.at(1);
+        const Reply* target = fields.field("target");
+        const Reply* change = fields.field("change");
+        batch.push_back({last, target ? target->str : "", change ? change->str : ""});
+    }
+    if (!apply(batch, error_r)) return false;
+    pos_.stream_id = last;
+    return save_fleet_position(cfg_, pos_, error_r);
+}
+
+// Verifies each change (a forged one is logged and skipped, never applied)
+// and applies the rest in one writer session per origin node.
+bool Agent::apply(const std::vector<Incoming>& batch, std::string& error_r) {
+    std::vector<TargetRecord> states;
+    for (const auto& in : batch) {
+        TargetRecord r;
+        std::string why;
+        if (!decode_fleet_change(in.change, in.target, key_, r, why)) {
+            log("refused change " + in.id + " for '" + in.target.substr(0, 255) + "': " + why);
+            continue;
+        }
+        if (r.origin == f_.node_id && in.id != "snapshot") continue;  // our own, already in the store
+        states.push_back(std::move(r));
+    }
+    if (states.empty()) return true;
+    LockWait wait;
+    wait.timeout_ms = 10'000;
+    auto writer = StoreWriter::open(cfg_, false, error_r, &wait);
+    if (!writer) return error_r = "store: " + error_r, false;
+    std::vector<std::string> warnings, done;
+    outbox_apply(cfg_, *writer, warnings, &done);
+    for (const auto& s : states) {
+        Session session(cfg_, *writer, Actor{0, "fleet:" + s.origin}, std::time(nullptr));
+        bool applied = false;
+        if (Outcome o = session.apply_fleet_change(s, applied); !o.ok()) return error_r = o.message, false;
+        if (Outcome o = session.commit(warnings); !o.ok()) return error_r = o.message, false;
+        if (applied) log("applied " + s.key + " from " + s.origin);
+    }
+    for (const auto& w : warnings) log("warning: " + w);
+    return true;
+}
+
+bool Agent::heartbeat(Redis& redis, std::string& error_r) {
+    const int64_t now = wall_ms();
+    if (now - last_heartbeat_ < kHeartbeatMs) return true;
+    last_heartbeat_ = now;
+    Reply ignored;
+    return redis.run({"HSET", keys_.node(f_.node_id), "position", pos_.stream_id.empty() ? "0-0" : pos_.stream_id,
+                      "time", std::to_string(now / 1000), "published_seq", std::to_string(pos_.published_seq)},
+                     ignored, error_r) &&
+           redis.run({"SADD", keys_.nodes, f_.node_id}, ignored, error_r);
+}
+
+void sleep_ms(int64_t ms) {
+    for (int64_t left = ms; left > 0 && !stop_requested; left -= 50)
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(left, 50)));
+}
+
+// Connects with backoff (0.5 s doubling to 10 s), saying once per outage
+// why Redis cannot be reached; local writes go on meanwhile.
+std::unique_ptr<Redis> connect_with_backoff(const FleetConfig& f) {
+    int64_t backoff = 500;
+    std::string said;
+    while (!stop_requested) {
+        std::string error;
+        if (auto redis = Redis::connect(f, error)) {
+            log("connected to Redis at " + redis->address() + " as node " + f.node_id);
+            return redis;
+        }
+        if (error != said) log("cannot reach Redis (" + error + "); retrying, local changes wait in the store");
+        said = error;
+        sleep_ms(backoff);
+        backoff = std::min<int64_t>(backoff * 2, 10'000);
+    }
+    return nullptr;
+}
+
+}  // namespace
+
+int cmd_sync(const Options& o) {
+    int code = 0;
+    auto cfg = load_fleet_config(o.config, code);
+    if (!cfg) return code;
+    std::string error;
+    FleetKey key;
+    if (!load_fleet_key(cfg->fleet.signing_key_file, key, error))
+        return std::cerr << "mailsuspend: " << error << "\n", static_cast<int>(Exit::failure);
+    if (cfg->fleet.counters == FleetConfig::Counters::fleet)
+        log("fleet.counters = \"fleet\" is not built yet: rate limits count on this node only");
+    Agent agent(*cfg, std::move(key));
+    if (!agent.start(error)) return std::cerr << "mailsuspend: " << error << "\n", static_cast<int>(Exit::failure);
+    struct sigaction sa {};
+    sa.sa_handler = request_stop;
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+    while (!stop_requested) {
+        auto redis = connect_with_backoff(cfg->fleet);
+        if (!redis) break;
+        agent.connected();
+        int64_t backoff = 500;
+        while (!stop_requested) {
+            if (agent.step(*redis, error)) {
+                backoff = 500;
+                continue;
+            }
+            log(error);
+            if (redis->broken()) break;
+            sleep_ms(backoff);  // the store busy, a script refused: try again
+            backoff = std::min<int64_t>(backoff * 2, 10'000);
+        }
+    }
+    log("stopped");
+    return 0;
+}
+
+}  // namespace mailsuspend::cli
