@@ -411,6 +411,10 @@ class PackageTest(unittest.TestCase):
         self.assertTrue(os.path.isdir(LOG_DIR))
         for link in UNIT_LINKS:
             self.assertTrue(os.path.islink(link), link)
+        # The fleet agent's unit is shipped, but a node joins a fleet only
+        # when its admin enables it (it needs the fleet group).
+        self.assertTrue(os.path.isfile("/lib/systemd/system/mailsuspend-sync.service"))
+        self.assertFalse(os.path.exists("/etc/systemd/system/multi-user.target.wants/mailsuspend-sync.service"))
         self.assertIn("consistent", self.cli("check").stdout)
         files = run(["dpkg", "-L", PACKAGE]).stdout.split()
         if any(f.startswith("/usr/share/man/") for f in files):
