@@ -1,5 +1,7 @@
 #include "bench_data.hpp"
 
+#include "counters.hpp"
+
 #include <malloc.h>
 
 #include <chrono>
@@ -127,6 +129,10 @@ const StoreData& store_data(uint64_t n) {
 
 std::string config_file(const StoreData& d) {
     const std::string path = d.dir + ".conf";
+    // The counters file, as `mailsuspend init` makes it: the C API's send
+    // checks read it (the rate limits, and whether the outbox holds anything).
+    std::string error;
+    if (!mailsuspend::Counters::open(d.dir, true, 1024, error)) throw std::runtime_error("counters: " + error);
     std::ofstream(path) << "store: { path = \"" << d.dir << "\"; capacity = " << d.accounts
                         << "; read_group = \"\"; write_group = \"\"; audit_log = \"" << d.dir
                         << "/audit.log\"; };\n";

@@ -140,6 +140,38 @@ StoreReader* reader_of(struct mailsuspend_handle* ms, int64_t now) {
     return ms->reader.get();
 }
 
+// Like the store's reader, the counters file follows a file replaced, truncated or damaged
+// in place (checked at most once a second): the mapping is dropped and the
+// file opened afresh, so a good file renamed into place counts again
+// without restarting the host.
+Counters* counters_of(struct mailsuspend_handle* ms, int64_t now) {
+    PolicyState& p = ms->policy;
+    if (p.counters && now >= p.next_counters_check) {
+        p.next_counters_check = now + kReopenInterval;
+        if (p.counters->replaced() || !p.counters->usable()) {
+            p.counters.reset();
+            p.next_counters_attempt = 0;
+        }
+    }
+    if (p.counters) return p.counters.get();
+    if (now < p.next_counters_attempt) return nullptr;
+    p.next_counters_attempt = now + kReopenInterval;
+    std::string error;
+    p.counters = Counters::open(ms->cfg.store_path, false, 0, error);
+    if (!p.counters && !p.counters_logged) {
+        log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: rate limits not counted: " + error);
+        p.counters_logged = true;
+    }
+    if (p.counters) {
+        if (p.counters_logged)
+            log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: rate limits counted again (" +
+                                                   ms->cfg.store_path + "/counters reopened)");
+        p.counters_logged = false;
+        p.next_counters_check = now + kReopenInterval;
+    }
+    return p.counters.get();
+}
+
 // Applies store.fail_policy and logs it once per process and outage.  A
 // whole-store outage logs again when it ends; one unreadable record (a slot a
 // dead writer left locked, until the next writer repairs it) logs once and
@@ -296,6 +328,9 @@ Scope rate_suspension_pending(struct mailsuspend_handle* ms, const char* sender)
     char buf[kKeyBufferSize];
     std::string_view key;
     if (!key_of(ms, sender, buf, sizeof buf, key) || key.front() == '@') return Scope::none;
+    // Nothing counted into the outbox (the common case): no look into it.
+    if (const Counters* c = counters_of(ms, std::time(nullptr)); c && c->outbox_suspensions() == 0)
+        return Scope::none;
     if (outbox_holds_suspension(ms->cfg, key)) return Scope::mailbox;
     return outbox_holds_suspension(ms->cfg, domain_key_of(key)) ? Scope::domain : Scope::none;
 }

@@ -48,6 +48,9 @@ StoreReader* reader_of(struct mailsuspend_handle* ms, int64_t now);
 bool key_of(struct mailsuspend_handle* ms, const char* address, char* buf, std::size_t size,
             std::string_view& key);
 
+// The rate counters file, opened on first use (at most one attempt a
+// second); nullptr when it cannot be.
+Counters* counters_of(struct mailsuspend_handle* ms, int64_t now);
 // The event counters of class c, mapped on first use (at most one attempt a
 // minute; a failure is logged once and nothing is counted).
 metrics::Writer* metrics_of(struct mailsuspend_handle* ms, metrics::HostClass c);

@@ -22,40 +22,8 @@
 using namespace mailsuspend;
 using namespace mailsuspend::capi;
 
-namespace {
 
-// The counters file, opened on first use (at most one attempt a second).
-// Like the store's reader it follows a file replaced, truncated or damaged
-// in place (checked at most once a second): the mapping is dropped and the
-// file opened afresh, so a good file renamed into place counts again
-// without restarting the host.
-Counters* counters_of(struct mailsuspend_handle* ms, int64_t now) {
-    PolicyState& p = ms->policy;
-    if (p.counters && now >= p.next_counters_check) {
-        p.next_counters_check = now + kReopenInterval;
-        if (p.counters->replaced() || !p.counters->usable()) {
-            p.counters.reset();
-            p.next_counters_attempt = 0;
-        }
-    }
-    if (p.counters) return p.counters.get();
-    if (now < p.next_counters_attempt) return nullptr;
-    p.next_counters_attempt = now + kReopenInterval;
-    std::string error;
-    p.counters = Counters::open(ms->cfg.store_path, false, 0, error);
-    if (!p.counters && !p.counters_logged) {
-        log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: rate limits not counted: " + error);
-        p.counters_logged = true;
-    }
-    if (p.counters) {
-        if (p.counters_logged)
-            log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: rate limits counted again (" +
-                                                   ms->cfg.store_path + "/counters reopened)");
-        p.counters_logged = false;
-        p.next_counters_check = now + kReopenInterval;
-    }
-    return p.counters.get();
-}
+namespace {
 
 Actor exim_actor() {
     Actor a;
@@ -84,7 +52,7 @@ std::unique_ptr<StoreWriter> open_writer(struct mailsuspend_handle* ms, const Ou
     auto writer = StoreWriter::open(ms->cfg, false, error, &wait);
     if (writer) {
         std::vector<std::string> warnings, done;
-        outbox_apply(ms->cfg, *writer, warnings, &done, kOutboxPerHostWriter);
+        outbox_apply(ms->cfg, *writer, warnings, counters_of(ms, std::time(nullptr)), &done, kOutboxPerHostWriter);
         for (const auto& d : done) log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: " + d);
         for (const auto& w : warnings) log_line(ms, MAILSUSPEND_LOG_WARNING, "mailsuspend: " + w);
         return writer;
@@ -94,7 +62,7 @@ std::unique_ptr<StoreWriter> open_writer(struct mailsuspend_handle* ms, const Ou
         return nullptr;
     }
     const char* what = entry.op == OutboxOp::rate_suspend ? "rate suspension" : "extension";
-    if (std::string e; !outbox_put(ms->cfg, entry, e))
+    if (std::string e; !outbox_put(ms->cfg, entry, e, counters_of(ms, std::time(nullptr))))
         log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: " + std::string(what) + " of " + entry.key +
                                                 " lost: " + error + "; and the outbox failed: " + e);
     else
@@ -107,7 +75,7 @@ std::unique_ptr<StoreWriter> open_writer(struct mailsuspend_handle* ms, const Ou
 // cannot be written, e.g. a log Exim may not append to): handed to the outbox,
 // so the next writer (root's CLI, the sweep) retries it instead of losing it.
 void hand_on(struct mailsuspend_handle* ms, const OutboxEntry& entry, const std::string& failure) {
-    if (std::string e; !outbox_put(ms->cfg, entry, e))
+    if (std::string e; !outbox_put(ms->cfg, entry, e, counters_of(ms, std::time(nullptr))))
         log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: " + failure + "; lost (the outbox failed too: " + e + ")");
     else
         log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: " + failure + "; handed to the outbox for the next writer");

@@ -94,7 +94,7 @@ bool create_outbox(const Config& cfg, std::string& error_r) {
     return ok;
 }
 
-bool outbox_put(const Config& cfg, const OutboxEntry& entry, std::string& error_r) {
+bool outbox_put(const Config& cfg, const OutboxEntry& entry, std::string& error_r, Counters* counters) {
     const std::string dir = outbox_dir(cfg);
     char final_path[4096];
     const bool suspend = entry.op == OutboxOp::rate_suspend;
@@ -116,9 +116,13 @@ bool outbox_put(const Config& cfg, const OutboxEntry& entry, std::string& error_
     if (n != static_cast<ssize_t>(text.size())) {
         error_r = tmp + ": " + std::strerror(n < 0 ? write_errno : ENOSPC);
     } else if (suspend) {
+        // Counted in before it can be seen: a send check that reads 0 skips the outbox.
+        if (counters) counters->note_outbox_suspensions(+1);
         // link, not rename: a pending suspension of this key is kept as it is.
-        ok = ::link(tmp.c_str(), final_path) == 0 || errno == EEXIST;
+        const bool linked = ::link(tmp.c_str(), final_path) == 0;
+        ok = linked || errno == EEXIST;
         if (!ok) error_r = std::string(final_path) + ": " + std::strerror(errno);
+        if (!linked && counters) counters->note_outbox_suspensions(-1);  // counted when it was linked
     } else {
         ok = ::rename(tmp.c_str(), final_path) == 0;
         if (!ok) error_r = std::string(final_path) + ": " + std::strerror(errno);
@@ -127,7 +131,7 @@ bool outbox_put(const Config& cfg, const OutboxEntry& entry, std::string& error_
     return ok;
 }
 
-int outbox_apply(const Config& cfg, StoreWriter& writer, std::vector<std::string>& warnings,
+int outbox_apply(const Config& cfg, StoreWriter& writer, std::vector<std::string>& warnings, Counters* counters,
                  std::vector<std::string>* done, std::size_t max) {
     const std::string dir = outbox_dir(cfg);
     DIR* d = ::opendir(dir.c_str());
@@ -147,7 +151,9 @@ int outbox_apply(const Config& cfg, StoreWriter& writer, std::vector<std::string
         if (!read_file(path, text, p.ino)) continue;  // gone meanwhile, or not a plain file
         if (!parse(cfg, text, p.entry, why)) {
             warnings.push_back("outbox entry " + path + " set aside as bad." + name + ": " + why);
-            ::rename(path.c_str(), (dir + "/bad." + name).c_str());
+            if (::rename(path.c_str(), (dir + "/bad." + name).c_str()) == 0 && counters &&
+                name.rfind(kSuspendPrefix, 0) == 0)
+                counters->note_outbox_suspensions(-1);
             continue;
         }
         pending.push_back(std::move(p));
@@ -177,11 +183,26 @@ int outbox_apply(const Config& cfg, StoreWriter& writer, std::vector<std::string
         }
         // Removed only if it is still the entry applied (an extension may have replaced it).
         struct stat st {};
-        if (::stat(path.c_str(), &st) == 0 && st.st_ino == p.ino) ::unlink(path.c_str());
+        if (::stat(path.c_str(), &st) == 0 && st.st_ino == p.ino && ::unlink(path.c_str()) == 0 &&
+            e.op == OutboxOp::rate_suspend && counters)
+            counters->note_outbox_suspensions(-1);
         ++applied;
         if (done) done->push_back("from the outbox: " + o.message);
     }
+    if (counters) {
+        uint64_t left = 0;
+        for (std::size_t i = static_cast<std::size_t>(applied); i < pending.size(); ++i)
+            left += pending[i].entry.op == OutboxOp::rate_suspend;
+        counters->raise_outbox_suspensions(left);
+    }
     return applied;
+}
+
+int outbox_apply(const Config& cfg, StoreWriter& writer, std::vector<std::string>& warnings,
+                 std::vector<std::string>* done, std::size_t max) {
+    std::string error;  // no counters file: nothing to count into
+    const auto counters = Counters::open(cfg.store_path, false, 0, error);
+    return outbox_apply(cfg, writer, warnings, counters.get(), done, max);
 }
 
 }  // namespace mailsuspend

@@ -18,6 +18,8 @@
 #include <string_view>
 #include <vector>
 
+#include "counters.hpp"
+
 namespace mailsuspend {
 
 struct Config;
@@ -49,7 +51,10 @@ bool create_outbox(const Config& cfg, std::string& error_r);
 // Hands a change on; false with what went wrong in error_r.  A rate
 // suspension of a key already pending is kept (the first crossing's reason
 // stands); a later extension replaces an earlier one.
-bool outbox_put(const Config& cfg, const OutboxEntry& entry, std::string& error_r);
+// A rate suspension is counted into counters (Counters::note_outbox_suspensions)
+// before it is linked in; nullptr: not counted (then no counters file is in
+// use, and send checks look into the outbox every time).
+bool outbox_put(const Config& cfg, const OutboxEntry& entry, std::string& error_r, Counters* counters);
 
 // True when a rate suspension of key waits in the outbox: the host that
 // decided it enforces it at once (one stat(), no allocation).
@@ -61,6 +66,13 @@ bool outbox_holds_suspension(const Config& cfg, std::string_view key) noexcept;
 // bad.<name> and reported; an entry whose commit fails stays for the next
 // writer.  Returns the number applied; problems go to warnings, what was
 // done to done (one line per entry).
+// Each rate suspension removed is counted out of counters, whose count is
+// then raised to the suspensions left behind (a count lost with a replaced
+// counters file comes back here); nullptr: no counting.
+int outbox_apply(const Config& cfg, StoreWriter& writer, std::vector<std::string>& warnings, Counters* counters,
+                 std::vector<std::string>* done = nullptr, std::size_t max = SIZE_MAX);
+// The same for a writer with no counters at hand (the CLI): <store>/counters
+// is opened for the counting, if it is there.
 int outbox_apply(const Config& cfg, StoreWriter& writer, std::vector<std::string>& warnings,
                  std::vector<std::string>* done = nullptr, std::size_t max = SIZE_MAX);
 

@@ -86,10 +86,17 @@ bool idle(const Entry& e, int64_t now) {
 
 }  // namespace
 
+// In the 64 spare bytes after the header (zero in files of earlier builds).
+struct CountersShared {
+    std::atomic<uint64_t> outbox_suspensions;
+};
+static_assert(sizeof(CountersShared) <= 64);
+
 struct Counters::Impl {
     std::string path;
     bi::mapped_region region;
     const CountersHeader* header = nullptr;
+    CountersShared* shared = nullptr;
     Entry* entries = nullptr;
     uint64_t count = 0;
     uint64_t file_size = 0;
@@ -268,6 +275,8 @@ std::unique_ptr<Counters> Counters::open(const std::string& dir, bool create, ui
         impl->file_size = h->file_size;
         impl->dev = st.st_dev;
         impl->ino = st.st_ino;
+        impl->shared = reinterpret_cast<CountersShared*>(static_cast<char*>(impl->region.get_address()) +
+                                                         sizeof(CountersHeader));
         impl->entries = reinterpret_cast<Entry*>(static_cast<char*>(impl->region.get_address()) +
                                                  sizeof(CountersHeader) + 64);
         return std::unique_ptr<Counters>(new Counters(std::move(impl)));
@@ -389,6 +398,33 @@ int64_t Counters::total(std::string_view key, CounterKind kind, int64_t now) con
 }
 
 bool Counters::usable() const noexcept { return impl_->guarded([] {}); }
+
+void Counters::note_outbox_suspensions(int delta) noexcept {
+    impl_->guarded([&] {
+        std::atomic<uint64_t>& n = impl_->shared->outbox_suspensions;
+        uint64_t seen = n.load(std::memory_order_relaxed);
+        uint64_t next;
+        do next = delta >= 0 ? seen + static_cast<uint64_t>(delta)
+                             : seen - std::min(seen, static_cast<uint64_t>(-int64_t{delta}));
+        while (!n.compare_exchange_weak(seen, next, std::memory_order_seq_cst));
+    });
+}
+
+void Counters::raise_outbox_suspensions(uint64_t at_least) noexcept {
+    impl_->guarded([&] {
+        std::atomic<uint64_t>& n = impl_->shared->outbox_suspensions;
+        uint64_t seen = n.load(std::memory_order_relaxed);
+        while (seen < at_least && !n.compare_exchange_weak(seen, at_least, std::memory_order_seq_cst)) {
+        }
+    });
+}
+
+uint64_t Counters::outbox_suspensions() const noexcept {
+    uint64_t n = UINT64_MAX;
+    if (!impl_->guarded([&] { n = impl_->shared->outbox_suspensions.load(std::memory_order_seq_cst); }))
+        return UINT64_MAX;
+    return n;
+}
 
 bool Counters::replaced() const noexcept {
     struct stat st {};

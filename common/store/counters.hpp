@@ -67,6 +67,15 @@ public:
     // The buckets that make up total() at now, oldest first (empty buckets
     // left out): what a usage view needs to say when the count falls back.
     std::vector<CountedBucket> window(std::string_view key, CounterKind kind, int64_t now) const;
+    // Rate suspensions waiting in <store>/outbox, as their writers counted
+    // them in (spare header bytes of this file): a writer notes +1 before it
+    // links a suspension entry and -1 once it removed one, and the drain
+    // raises it to what it left behind, so it may run high but not low.  A
+    // send check that reads 0 needs no look into the outbox.  UINT64_MAX
+    // when the file is unusable (look, then).
+    void note_outbox_suspensions(int delta) noexcept;
+    void raise_outbox_suspensions(uint64_t at_least) noexcept;
+    uint64_t outbox_suspensions() const noexcept;
     // False once the mapping faulted (the file was truncated in place) or its
     // header no longer reads as a counters file: every call then counts
     // nothing (-1) and the owner should open the file afresh.

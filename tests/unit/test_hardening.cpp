@@ -89,26 +89,37 @@ TEST_F(HardeningTest, OutboxIsAppliedOnceWithItsAuditLine) {
     const std::string key = "alice@example.com";
     EXPECT_FALSE(outbox_holds_suspension(cfg, key));
     std::string error;
-    ASSERT_TRUE(outbox_put(cfg, {OutboxOp::rate_suspend, key, "6 messages within 24h", 1'900'000'000}, error)) << error;
-    // A second crossing while pending keeps the first.
-    ASSERT_TRUE(outbox_put(cfg, {OutboxOp::rate_suspend, key, "7 messages within 24h", 1'900'000'001}, error)) << error;
+    // The send checks look into the outbox only while its counted suspensions are not 0.
+    auto counters = Counters::open(cfg.store_path, true, 16, error);
+    ASSERT_TRUE(counters) << error;
+    EXPECT_EQ(counters->outbox_suspensions(), 0u);
+    ASSERT_TRUE(outbox_put(cfg, {OutboxOp::rate_suspend, key, "6 messages within 24h", 1'900'000'000}, error,
+                           counters.get())) << error;
+    // A second crossing while pending keeps the first, and is not counted twice.
+    ASSERT_TRUE(outbox_put(cfg, {OutboxOp::rate_suspend, key, "7 messages within 24h", 1'900'000'001}, error,
+                           counters.get())) << error;
+    EXPECT_EQ(counters->outbox_suspensions(), 1u);
+    ASSERT_TRUE(outbox_put(cfg, {OutboxOp::extend, key, "", 1'900'000'002}, error, counters.get())) << error;
+    EXPECT_EQ(counters->outbox_suspensions(), 1u) << "an extension is no suspension";
     EXPECT_TRUE(outbox_holds_suspension(cfg, key));
     EXPECT_FALSE(outbox_holds_suspension(cfg, "bob@example.com"));
 
     auto writer = StoreWriter::open(cfg, false, error);
     ASSERT_TRUE(writer) << error;
     std::vector<std::string> warnings, done;
-    EXPECT_EQ(outbox_apply(cfg, *writer, warnings, &done), 1);
+    EXPECT_EQ(outbox_apply(cfg, *writer, warnings, &done), 2);  // opens <store>/counters itself
     EXPECT_TRUE(warnings.empty()) << warnings.front();
     EXPECT_FALSE(outbox_holds_suspension(cfg, key));
+    EXPECT_EQ(counters->outbox_suspensions(), 0u);
     TargetRecord r;
     ASSERT_TRUE(writer->get(key, r));
     EXPECT_TRUE(r.at(Service::send).suspended);
     EXPECT_EQ(r.at(Service::send).since, 1'900'000'000);
     EXPECT_NE(r.at(Service::send).reason.find("6 messages"), std::string::npos);
     const auto lines = read_lines(cfg.audit_log);
-    ASSERT_EQ(lines.size(), 1u);
+    ASSERT_EQ(lines.size(), 2u);  // the suspension, then its extension
     EXPECT_NE(lines[0].find("exim (outbox)"), std::string::npos) << lines[0];
+    EXPECT_NE(lines[1].find("\"extend\""), std::string::npos) << lines[1];
     EXPECT_EQ(outbox_apply(cfg, *writer, warnings), 0);  // nothing left
 }
 
