@@ -1,0 +1,131 @@
+// The alerts agent: follows the audit log (audit_follow.hpp) and, line by
+// line in log order, POSTs each line to alerts.webhook_url (notify_webhook.hpp)
+// and mails alerts.admin_address about each automatic suspension
+// (notify_alert.hpp).  A line counts as delivered when every configured
+// receiver took it; only then is the position saved.  Until then it is
+// retried with backoff (1 s doubling to 60 s): nothing later overtakes it.
+#include "notify.hpp"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "audit_follow.hpp"
+#include "notice.hpp"
+#include "notify_alert.hpp"
+#include "notify_webhook.hpp"
+#include "outcome.hpp"
+
+namespace mailsuspend::cli {
+namespace {
+
+volatile sig_atomic_t stop_requested = 0;
+void request_stop(int) { stop_requested = 1; }
+
+constexpr int64_t kPollMs = 200;  // how soon a new audit line is seen when idle
+constexpr int64_t kFirstRetryMs = 1000;
+constexpr int64_t kMaxRetryMs = 60'000;
+
+void log(const std::string& line) { std::cerr << "mailsuspend notify: " << line << std::endl; }
+
+void sleep_ms(int64_t ms) {
+    for (int64_t left = ms; left > 0 && !stop_requested; left -= 50)
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(left, 50)));
+}
+
+class Notifier {
+public:
+    Notifier(const Config& cfg, std::unique_ptr<Webhook> webhook) : cfg_(cfg), webhook_(std::move(webhook)) {}
+    // Delivers line to every receiver, retrying until all took it; false
+    // when asked to stop first.
+    bool deliver(const std::string& line);
+
+private:
+    bool send_mail(const std::string& line, std::string& error_r);
+    const Config& cfg_;
+    std::unique_ptr<Webhook> webhook_;
+};
+
+bool Notifier::send_mail(const std::string& line, std::string& error_r) {
+    AutomaticSuspension s;
+    if (cfg_.alerts.admin_address.empty() || !automatic_suspension(line, s)) return true;
+    if (!run_sendmail(cfg_.sendmail_command, cfg_.alerts.admin_address, alert_mail(cfg_, s), error_r)) {
+        error_r = "mail to " + cfg_.alerts.admin_address + " not sent: " + error_r;
+        return false;
+    }
+    log("told " + cfg_.alerts.admin_address + " about the automatic suspension of " + s.target);
+    return true;
+}
+
+bool Notifier::deliver(const std::string& line) {
+    bool posted = !webhook_, mailed = false;
+    int64_t backoff = kFirstRetryMs;
+    while (!stop_requested) {
+        std::string error;
+        if (!posted) posted = webhook_->post(line, error);
+        if (posted && !mailed) mailed = send_mail(line, error);
+        if (posted && mailed) return true;
+        log(error + "; retrying in " + std::to_string(backoff / 1000) + " s");
+        sleep_ms(backoff);
+        backoff = std::min(backoff * 2, kMaxRetryMs);
+    }
+    return false;
+}
+
+std::optional<Config> load_alerts_config(const std::string& path, int& code) {
+    std::string error;
+    auto cfg = load_config(path, error);
+    if (cfg && !cfg->alerts.enabled) error = path + " has no alerts group: nobody to notify";
+    if (cfg && cfg->alerts.enabled) return cfg;
+    std::cerr << "mailsuspend: " << error << "\n";
+    code = static_cast<int>(Exit::bad_input);
+    return std::nullopt;
+}
+
+}  // namespace
+
+int cmd_notify(const Options& o) {
+    int code = 0;
+    auto cfg = load_alerts_config(o.config, code);
+    if (!cfg) return code;
+    std::string error;
+    std::unique_ptr<Webhook> webhook;
+    if (!cfg->alerts.webhook_url.empty()) {
+        std::string secret;
+        if (!load_webhook_secret(cfg->alerts.webhook_secret_file, secret, error) || !load_curl(error))
+            return std::cerr << "mailsuspend: " << error << "\n", static_cast<int>(Exit::failure);
+        webhook = std::make_unique<Webhook>(cfg->alerts.webhook_url, std::move(secret));
+    }
+    NotifyPosition position;
+    if (!load_notify_position(cfg->store_path, position, error))
+        return std::cerr << "mailsuspend: " << error << "\n", static_cast<int>(Exit::failure);
+    struct sigaction sa {};
+    sa.sa_handler = request_stop;
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+    Notifier notifier(*cfg, std::move(webhook));
+    AuditFollower follower(cfg->audit_log, position);
+    log("following " + cfg->audit_log + " from offset " + std::to_string(position.offset));
+    while (!stop_requested) {
+        std::string line, note;
+        const bool got = follower.next(line, note);
+        if (!note.empty()) log(note);
+        if (!got) {
+            sleep_ms(kPollMs);
+            continue;
+        }
+        if (!notifier.deliver(line)) break;
+        // Not saved (a full disk): the line goes out again after a restart.
+        if (!save_notify_position(cfg->store_path, follower.position(), error)) log(error);
+    }
+    log("stopped");
+    return 0;
+}
+
+}  // namespace mailsuspend::cli
