@@ -8,7 +8,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "durable_file.hpp"
+#include "agent.hpp"
 
 namespace mailsuspend::cli {
 namespace {

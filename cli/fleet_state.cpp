@@ -9,7 +9,7 @@
 #include <fstream>
 #include <iostream>
 
-#include "durable_file.hpp"
+#include "agent.hpp"
 #include "outcome.hpp"
 #include "store.hpp"
 
@@ -27,13 +27,8 @@ std::pair<uint64_t, uint64_t> parse_id(const std::string& id) {
 }  // namespace
 
 std::optional<Config> load_fleet_config(const std::string& path, int& code) {
-    std::string error;
-    auto cfg = load_config(path, error);
-    if (cfg && !cfg->fleet.enabled) error = path + " has no fleet group: this node is on its own";
-    if (cfg && cfg->fleet.enabled) return cfg;
-    std::cerr << "mailsuspend: " << error << "\n";
-    code = static_cast<int>(Exit::bad_input);
-    return std::nullopt;
+    return load_agent_config(
+        path, [](const Config& c) { return c.fleet.enabled; }, "has no fleet group: this node is on its own", code);
 }
 
 int compare_stream_ids(const std::string& a, const std::string& b) {

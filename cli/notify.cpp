@@ -6,15 +6,11 @@
 // retried with backoff (1 s doubling to 60 s): nothing later overtakes it.
 #include "notify.hpp"
 
-#include <signal.h>
-
 #include <algorithm>
-#include <chrono>
 #include <iostream>
 #include <memory>
-#include <optional>
-#include <thread>
 
+#include "agent.hpp"
 #include "audit_follow.hpp"
 #include "notice.hpp"
 #include "notify_alert.hpp"
@@ -24,19 +20,11 @@
 namespace mailsuspend::cli {
 namespace {
 
-volatile sig_atomic_t stop_requested = 0;
-void request_stop(int) { stop_requested = 1; }
-
 constexpr int64_t kPollMs = 200;  // how soon a new audit line is seen when idle
 constexpr int64_t kFirstRetryMs = 1000;
 constexpr int64_t kMaxRetryMs = 60'000;
 
 void log(const std::string& line) { std::cerr << "mailsuspend notify: " << line << std::endl; }
-
-void sleep_ms(int64_t ms) {
-    for (int64_t left = ms; left > 0 && !stop_requested; left -= 50)
-        std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(left, 50)));
-}
 
 class Notifier {
 public:
@@ -65,33 +53,24 @@ bool Notifier::send_mail(const std::string& line, std::string& error_r) {
 bool Notifier::deliver(const std::string& line) {
     bool posted = !webhook_, mailed = false;
     int64_t backoff = kFirstRetryMs;
-    while (!stop_requested) {
+    while (!stop_requested()) {
         std::string error;
         if (!posted) posted = webhook_->post(line, error);
         if (posted && !mailed) mailed = send_mail(line, error);
         if (posted && mailed) return true;
         log(error + "; retrying in " + std::to_string(backoff / 1000) + " s");
-        sleep_ms(backoff);
+        sleep_unless_stopped(backoff);
         backoff = std::min(backoff * 2, kMaxRetryMs);
     }
     return false;
-}
-
-std::optional<Config> load_alerts_config(const std::string& path, int& code) {
-    std::string error;
-    auto cfg = load_config(path, error);
-    if (cfg && !cfg->alerts.enabled) error = path + " has no alerts group: nobody to notify";
-    if (cfg && cfg->alerts.enabled) return cfg;
-    std::cerr << "mailsuspend: " << error << "\n";
-    code = static_cast<int>(Exit::bad_input);
-    return std::nullopt;
 }
 
 }  // namespace
 
 int cmd_notify(const Options& o) {
     int code = 0;
-    auto cfg = load_alerts_config(o.config, code);
+    auto cfg = load_agent_config(
+        o.config, [](const Config& c) { return c.alerts.enabled; }, "has no alerts group: nobody to notify", code);
     if (!cfg) return code;
     std::string error;
     std::unique_ptr<Webhook> webhook;
@@ -104,20 +83,16 @@ int cmd_notify(const Options& o) {
     NotifyPosition position;
     if (!load_notify_position(cfg->store_path, position, error))
         return std::cerr << "mailsuspend: " << error << "\n", static_cast<int>(Exit::failure);
-    struct sigaction sa {};
-    sa.sa_handler = request_stop;
-    sigaction(SIGTERM, &sa, nullptr);
-    sigaction(SIGINT, &sa, nullptr);
-    ::signal(SIGPIPE, SIG_IGN);
+    install_stop_signals();
     Notifier notifier(*cfg, std::move(webhook));
     AuditFollower follower(cfg->audit_log, position);
     log("following " + cfg->audit_log + " from offset " + std::to_string(position.offset));
-    while (!stop_requested) {
+    while (!stop_requested()) {
         std::string line, note;
         const bool got = follower.next(line, note);
         if (!note.empty()) log(note);
         if (!got) {
-            sleep_ms(kPollMs);
+            sleep_unless_stopped(kPollMs);
             continue;
         }
         if (!notifier.deliver(line)) break;

@@ -25,23 +25,16 @@ import threading
 import time
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fleet"))
+from fleetenv import wait_until  # noqa: E402  (the fleet tests' harness: a poll with a deadline)
+
 PORT = 18431  # fixed: the suite runs under the shared integration lock
 SECRET = b"notify-test-secret-0123456789"
-WAIT = 30.0
 CLI = None
 
 FAKE_SENDMAIL = """#!/bin/sh
 cat > "{mail}/msg-$(date +%s%N).eml"
 """
-
-
-def wait_until(predicate, what, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Receiver:
