@@ -43,6 +43,7 @@ class Receiver:
 
     def __init__(self, delay=0.0):
         self.received = []
+        self.refuse = 0  # answer 500 to this many POSTs first (recorded all the same)
         self.lock = threading.Lock()
         self.delay = delay
         self.server = None
@@ -57,7 +58,10 @@ class Receiver:
                     receiver.received.append((body, self.headers.get("X-Mailsuspend-Signature"),
                                               self.headers.get("Content-Type"), self.path))
                 time.sleep(receiver.delay)
-                self.send_response(200)
+                with receiver.lock:
+                    status = 500 if receiver.refuse > 0 else 200
+                    receiver.refuse -= 1
+                self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -186,6 +190,18 @@ alerts: {{ webhook_url = "http://127.0.0.1:{PORT}/hooks/mailsuspend";
         self.wait_for(len(lines))
         time.sleep(0.5)
         self.assertEqual(self.receiver.bodies(), lines)
+        self.assert_signed()
+
+    def test_only_a_2xx_answer_advances(self):
+        self.receiver.refuse = 2
+        self.receiver.start()
+        self.start_agent()
+        self.changes(3)
+        lines = self.audit_lines()
+        self.wait_for(len(lines) + 2)
+        time.sleep(0.5)
+        # The first line three times (500, 500, 200), then the others once each, in order.
+        self.assertEqual(self.receiver.bodies(), [lines[0]] * 3 + lines[1:])
         self.assert_signed()
 
     def test_sigkill_mid_stream_loses_nothing(self):
