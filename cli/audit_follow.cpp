@@ -105,6 +105,11 @@ void AuditFollower::open_current(std::string& note_r) {
     open_start(why);
 }
 
+bool AuditFollower::line_still_there() const {
+    struct stat st {};
+    return fd_ >= 0 && ::fstat(fd_, &st) == 0 && static_cast<uint64_t>(st.st_size) >= offset_;
+}
+
 bool AuditFollower::next(std::string& line, std::string& note_r) {
     note_r.clear();
     if (!started_ && !open_start(note_r)) return false;

@@ -41,6 +41,9 @@ public:
     // Where the line next() returned last ends: the position to save once
     // it was delivered.
     NotifyPosition position() const { return {inode_, offset_}; }
+    // Whether the file still reaches the end of that line: a change whose
+    // journal write failed cuts its lines back off the log (audit.cpp).
+    bool line_still_there() const;
 
 private:
     bool open_start(std::string& note_r);

@@ -6,7 +6,10 @@
 // retried with backoff (1 s doubling to 60 s): nothing later overtakes it.
 #include "notify.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
+#include <cstdint>
 #include <iostream>
 #include <memory>
 
@@ -16,6 +19,7 @@
 #include "notify_alert.hpp"
 #include "notify_webhook.hpp"
 #include "outcome.hpp"
+#include "store.hpp"
 
 namespace mailsuspend::cli {
 namespace {
@@ -23,8 +27,48 @@ namespace {
 constexpr int64_t kPollMs = 200;  // how soon a new audit line is seen when idle
 constexpr int64_t kFirstRetryMs = 1000;
 constexpr int64_t kMaxRetryMs = 60'000;
+constexpr int64_t kStoredWaitMs = 10'000;
 
 void log(const std::string& line) { std::cerr << "mailsuspend notify: " << line << std::endl; }
+
+// The audit lines of a change are written before its journal, and cut back
+// off the log when the journal write fails (audit.cpp).  So a line with a
+// store sequence number goes out once the store has that change: a line
+// taken back in between is never sent.  Without a readable store, or after
+// kStoredWaitMs (a store rebuilt meanwhile), it goes out as it is.
+class StoredCheck {
+public:
+    explicit StoredCheck(const Config& cfg) : cfg_(cfg) {}
+    // false: the line was taken back (skip it).
+    bool wait_until_stored(const std::string& line, const AuditFollower& follower);
+
+private:
+    uint64_t store_seq();
+    const Config& cfg_;
+    std::unique_ptr<StoreReader> reader_;
+};
+
+uint64_t StoredCheck::store_seq() {
+    std::string error;
+    if (reader_ && reader_->replaced()) reader_.reset();
+    if (!reader_) reader_ = StoreReader::open(cfg_.store_path, error);
+    return reader_ ? reader_->stats().seq : UINT64_MAX;
+}
+
+bool StoredCheck::wait_until_stored(const std::string& line, const AuditFollower& follower) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_object() || !j.contains("seq") || !j["seq"].is_number_unsigned()) return true;
+    const uint64_t seq = j["seq"].get<uint64_t>();
+    for (int64_t waited = 0; waited < kStoredWaitMs && !stop_requested(); waited += 20) {
+        if (store_seq() >= seq) return true;
+        if (!follower.line_still_there()) {
+            log("a line of change " + std::to_string(seq) + " was taken back (its journal write failed): not sent");
+            return false;
+        }
+        sleep_unless_stopped(20);
+    }
+    return true;
+}
 
 class Notifier {
 public:
@@ -86,6 +130,7 @@ int cmd_notify(const Options& o) {
     install_stop_signals();
     Notifier notifier(*cfg, std::move(webhook));
     AuditFollower follower(cfg->audit_log, position);
+    StoredCheck stored(*cfg);
     log("following " + cfg->audit_log + " from offset " + std::to_string(position.offset));
     while (!stop_requested()) {
         std::string line, note;
@@ -95,6 +140,7 @@ int cmd_notify(const Options& o) {
             sleep_unless_stopped(kPollMs);
             continue;
         }
+        if (!stored.wait_until_stored(line, follower)) continue;
         if (!notifier.deliver(line)) break;
         // Not saved (a full disk): the line goes out again after a restart.
         if (!save_notify_position(cfg->store_path, follower.position(), error)) log(error);

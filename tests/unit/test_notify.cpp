@@ -123,7 +123,9 @@ TEST(AuditFollower, CutBackLogGoesOnFromItsNewEnd) {
     write_file(log, "one\ntwo\n");
     AuditFollower f(log, {});
     EXPECT_EQ(drain(f).size(), 2u);
+    EXPECT_TRUE(f.line_still_there());
     ASSERT_EQ(::truncate(log.c_str(), 4), 0);  // undo_audit: a change that was not stored
+    EXPECT_FALSE(f.line_still_there()) << "the line returned last was taken back";
     std::string notes;
     EXPECT_TRUE(drain(f, &notes).empty());
     EXPECT_NE(notes.find("cut back"), std::string::npos) << notes;
