@@ -8,19 +8,13 @@
 #include <iterator>
 
 #include "codec.hpp"
+#include "signing.hpp"
 
 namespace mailsuspend::cli {
 namespace {
 
 constexpr std::size_t kMinKeyBytes = 32;
 constexpr std::size_t kStampDigits = 20;
-
-std::string to_hex(const unsigned char* p, std::size_t n) {
-    std::string out(n * 2 + 1, '\0');
-    sodium_bin2hex(out.data(), out.size(), p, n);
-    out.pop_back();
-    return out;
-}
 
 bool from_hex(const std::string& hex, std::string& out) {
     out.assign(hex.size() / 2, '\0');
@@ -34,14 +28,7 @@ bool from_hex(const std::string& hex, std::string& out) {
     return true;
 }
 
-std::string mac_hex(const std::string& text, const FleetKey& key) {
-    unsigned char mac[crypto_auth_hmacsha256_BYTES];
-    crypto_auth_hmacsha256_state st;
-    crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(key.bytes.data()), key.bytes.size());
-    crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(text.data()), text.size());
-    crypto_auth_hmacsha256_final(&st, mac);
-    return to_hex(mac, sizeof mac);
-}
+std::string mac_hex(const std::string& text, const FleetKey& key) { return hmac_sha256_hex(key.bytes, text); }
 
 std::string stamp_text(uint64_t hlc) {
     char buf[kStampDigits + 1];

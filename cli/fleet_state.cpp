@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "agent.hpp"
 #include "outcome.hpp"
 #include "store.hpp"
 
@@ -26,13 +27,8 @@ std::pair<uint64_t, uint64_t> parse_id(const std::string& id) {
 }  // namespace
 
 std::optional<Config> load_fleet_config(const std::string& path, int& code) {
-    std::string error;
-    auto cfg = load_config(path, error);
-    if (cfg && !cfg->fleet.enabled) error = path + " has no fleet group: this node is on its own";
-    if (cfg && cfg->fleet.enabled) return cfg;
-    std::cerr << "mailsuspend: " << error << "\n";
-    code = static_cast<int>(Exit::bad_input);
-    return std::nullopt;
+    return load_agent_config(
+        path, [](const Config& c) { return c.fleet.enabled; }, "has no fleet group: this node is on its own", code);
 }
 
 int compare_stream_ids(const std::string& a, const std::string& b) {
@@ -61,23 +57,9 @@ bool load_fleet_position(const Config& cfg, FleetPosition& p, std::string& error
 }
 
 bool save_fleet_position(const Config& cfg, const FleetPosition& p, std::string& error_r) {
-    const std::string path = position_path(cfg), tmp = path + ".new";
     const std::string text = (p.stream_id.empty() ? "-" : p.stream_id) + " " + std::to_string(p.published_seq) + " " +
                              (p.epoch.empty() ? "-" : p.epoch) + "\n";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0) return error_r = tmp + ": " + std::strerror(errno), false;
-    const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fdatasync(fd) == 0;
-    const int err = errno;
-    ::close(fd);
-    if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0)
-        return error_r = path + ": " + std::strerror(ok ? errno : err), false;
-    // The rename itself must survive a power loss too.
-    const int dir = ::open(cfg.store_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir >= 0) {
-        ::fsync(dir);
-        ::close(dir);
-    }
-    return true;
+    return replace_file_durably(cfg.store_path, "fleet-position", text, error_r);
 }
 
 bool unpublished_changes(StoreReader& reader, const std::string& node, uint64_t after, uint64_t upto,

@@ -22,6 +22,7 @@
 #include <iostream>
 #include <thread>
 
+#include "agent.hpp"
 #include "fleet_change.hpp"
 #include "fleet_redis.hpp"
 #include "fleet_state.hpp"
@@ -31,9 +32,6 @@
 
 namespace mailsuspend::cli {
 namespace {
-
-volatile sig_atomic_t stop_requested = 0;
-void request_stop(int) { stop_requested = 1; }
 
 constexpr int kBatch = 500;           // stream entries or snapshot keys applied per store transaction
 constexpr int kBlockMs = 250;         // XREAD BLOCK: how soon a local change is published when idle
@@ -278,17 +276,12 @@ bool Agent::heartbeat(Redis& redis, std::string& error_r) {
            redis.run({"SADD", keys_.nodes, f_.node_id}, ignored, error_r);
 }
 
-void sleep_ms(int64_t ms) {
-    for (int64_t left = ms; left > 0 && !stop_requested; left -= 50)
-        std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(left, 50)));
-}
-
 // Connects with backoff (0.5 s doubling to 10 s), saying once per outage
 // why Redis cannot be reached; local writes go on meanwhile.
 std::unique_ptr<Redis> connect_with_backoff(const FleetConfig& f) {
     int64_t backoff = 500;
     std::string said;
-    while (!stop_requested) {
+    while (!stop_requested()) {
         std::string error;
         if (auto redis = Redis::connect(f, error)) {
             log("connected to Redis at " + redis->address() + " as node " + f.node_id);
@@ -296,7 +289,7 @@ std::unique_ptr<Redis> connect_with_backoff(const FleetConfig& f) {
         }
         if (error != said) log("cannot reach Redis (" + error + "); retrying, local changes wait in the store");
         said = error;
-        sleep_ms(backoff);
+        sleep_unless_stopped(backoff);
         backoff = std::min<int64_t>(backoff * 2, 10'000);
     }
     return nullptr;
@@ -316,24 +309,20 @@ int cmd_sync(const Options& o) {
         log("fleet.counters = \"fleet\" is not built yet: rate limits count on this node only");
     Agent agent(*cfg, std::move(key));
     if (!agent.start(error)) return std::cerr << "mailsuspend: " << error << "\n", static_cast<int>(Exit::failure);
-    struct sigaction sa {};
-    sa.sa_handler = request_stop;
-    sigaction(SIGTERM, &sa, nullptr);
-    sigaction(SIGINT, &sa, nullptr);
-    ::signal(SIGPIPE, SIG_IGN);
-    while (!stop_requested) {
+    install_stop_signals();
+    while (!stop_requested()) {
         auto redis = connect_with_backoff(cfg->fleet);
         if (!redis) break;
         agent.connected();
         int64_t backoff = 500;
-        while (!stop_requested) {
+        while (!stop_requested()) {
             if (agent.step(*redis, error)) {
                 backoff = 500;
                 continue;
             }
             log(error);
             if (redis->broken()) break;
-            sleep_ms(backoff);  // the store busy, a script refused: try again
+            sleep_unless_stopped(backoff);  // the store busy, a script refused: try again
             backoff = std::min<int64_t>(backoff * 2, 10'000);
         }
     }

@@ -11,6 +11,7 @@
 #include "commands.hpp"
 #include "doctor.hpp"
 #include "fleet_sync.hpp"
+#include "notify.hpp"
 #include "operations.hpp"
 #include "text.hpp"
 
@@ -142,6 +143,7 @@ int main(int argc, char** argv) {
     auto* sync = app.add_subcommand("sync", "the fleet agent: publish this node's changes, apply the others' (foreground)");
     auto* fleet_status = app.add_subcommand("fleet-status", "this node's place in the fleet: position, lag, nodes seen");
     fleet_status->add_flag("--json", o.json, "one JSON object");
+    auto* notify = app.add_subcommand("notify", "the alerts agent: POST every audit line to the webhook, mail the admin (foreground)");
 
     try {
         app.parse(argc, argv);
@@ -160,7 +162,7 @@ int main(int argc, char** argv) {
         {send_notices_cmd, cmd_send_notices}, {token, cmd_token},
         {usage, cmd_usage},     {reset_usage, cmd_reset_usage},
         {metrics, cmd_metrics}, {doctor, cmd_doctor},
-        {sync, cmd_sync},       {fleet_status, cmd_fleet_status}};
+        {sync, cmd_sync},       {fleet_status, cmd_fleet_status}, {notify, cmd_notify}};
     try {
         for (const auto& [sub, run] : commands)
             if (sub->parsed()) return run(o);

@@ -30,16 +30,6 @@ constexpr const char* kSamplePrefix = "sample-";
 
 std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
 
-// Printable ASCII only, for header values made from our own data.
-std::string header_text(std::string_view s, std::size_t max) {
-    std::string out;
-    for (char c : s) {
-        if (out.size() >= max) break;
-        const auto u = static_cast<unsigned char>(c);
-        out += (u >= 0x20 && u < 0x7F) ? c : '?';
-    }
-    return out;
-}
 
 std::string random_hex(std::size_t bytes) {
     unsigned char raw[32];
@@ -288,6 +278,16 @@ int send_pending_notices(const Config& cfg, std::string_view key, std::vector<st
 
 // ---- notices --------------------------------------------------------------
 
+std::string header_text(std::string_view s, std::size_t max) {
+    std::string out;
+    for (char c : s) {
+        if (out.size() >= max) break;
+        const auto u = static_cast<unsigned char>(c);
+        out += (u >= 0x20 && u < 0x7F) ? c : '?';
+    }
+    return out;
+}
+
 bool header_safe_address(std::string_view a) {
     if (a.size() < 3 || a.size() > 254) return false;
     const auto at = a.find('@');
@@ -329,8 +329,6 @@ std::string abuse_contact(const Config& cfg, std::string_view key, std::string& 
     return contact;
 }
 
-namespace {
-
 std::string rfc5322_date(int64_t epoch) {
     static const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -343,6 +341,8 @@ std::string rfc5322_date(int64_t epoch) {
                   months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
     return buf;
 }
+
+namespace {
 
 std::string evidence_text(const NoticeInput& in) {
     if (in.samples.empty()) return "No sample messages were kept for this suspension.\n";

@@ -65,6 +65,12 @@ int send_pending_notices(const Config& cfg, std::string_view key, std::vector<st
 // spam.default_abuse_contact; "" when none (or invalid: then error_r says why).
 std::string abuse_contact(const Config& cfg, std::string_view key, std::string& error_r);
 
+// Printable ASCII only (others become '?'), at most max octets: a header
+// value made from our own data.
+std::string header_text(std::string_view s, std::size_t max);
+// "Fri, 04 Dec 2026 13:50:00 +0000" (UTC).
+std::string rfc5322_date(int64_t epoch);
+
 // An address fit for a header: atext/dots, one '@', no CR/LF/space/<>/,;
 bool header_safe_address(std::string_view address);
 

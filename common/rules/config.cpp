@@ -389,6 +389,52 @@ void read_fleet(Reader& r, Setting g, Config& c) {
     else r.fail(Reader::at(g, "counters"), "must be \"node\" or \"fleet\"");
 }
 
+// A webhook URL: http or https, a host, no space or control character (it
+// goes to libcurl as given and into the log).
+bool valid_webhook_url(const std::string& url, std::string& why) {
+    const std::size_t scheme_end = url.find("://");
+    const std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
+    if (scheme != "http" && scheme != "https")
+        return why = "must start with http:// or https://", false;
+    const std::size_t host_start = scheme_end + 3;
+    const std::size_t host_end = url.find_first_of("/?#", host_start);
+    const std::string authority = url.substr(host_start, host_end - host_start);
+    if (authority.empty() || authority.front() == ':' || authority.front() == '@')
+        return why = "has no host (\"https://panel.example.com/hooks/mailsuspend\")", false;
+    if (url.size() > 2000) return why = "is longer than 2000 characters", false;
+    for (char ch : url)
+        if (static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f)
+            return why = "must not hold spaces or control characters (percent-encode them)", false;
+    return true;
+}
+
+// alerts: where changes are told.  The secret file's owner and mode are
+// checked by `mailsuspend notify` when it reads it (root-only).
+void read_alerts(Reader& r, Setting g, Config& c) {
+    r.only_keys(g, {"webhook_url", "webhook_secret_file", "admin_address"});
+    AlertsConfig& a = c.alerts;
+    a.enabled = true;
+    r.string(g, "webhook_url", a.webhook_url);
+    if (std::string why; member(g, "webhook_url") && !valid_webhook_url(a.webhook_url, why))
+        r.fail(Reader::at(g, "webhook_url"), "'" + a.webhook_url.substr(0, 200) + "' " + why);
+    read_absolute_path(r, g, "webhook_secret_file", a.webhook_secret_file);
+    if (member(g, "webhook_url") && !member(g, "webhook_secret_file"))
+        r.fail(g, "webhook_url needs webhook_secret_file: every POST is signed");
+    else if (member(g, "webhook_secret_file") && !member(g, "webhook_url"))
+        r.fail(Reader::at(g, "webhook_secret_file"), "webhook_secret_file is for webhook_url, which is not set");
+    r.string(g, "admin_address", a.admin_address);
+    if (member(g, "admin_address")) {
+        std::string why;
+        const std::string key = normalise(a.admin_address, c.address, why);
+        if (key.empty()) r.fail(Reader::at(g, "admin_address"), "not an address: " + why);
+        else if (key.front() == '@') r.fail(Reader::at(g, "admin_address"), "must be a mailbox, not a domain");
+        else if (!only_chars(a.admin_address, "!#$%&'*+-/=?^_`{|}~.@"))
+            r.fail(Reader::at(g, "admin_address"), "must be a plain address (user@example.com)");
+    }
+    if (!member(g, "webhook_url") && !member(g, "admin_address"))
+        r.fail(g, "needs webhook_url or admin_address (or leave the group out)");
+}
+
 }  // namespace
 
 bool parse_host_port(const std::string& text, std::string& host, int& port, std::string& error_r) {
@@ -464,13 +510,13 @@ std::optional<Config> load_config(const std::string& path, std::string& error_r)
     Reader r(path);
     Setting root = config_root_setting(&file.parsed);
     r.only_keys(root, {"store", "delivery", "address", "webmail", "messages", "limits", "spam", "unblock",
-                       "doctor", "fleet"});
+                       "doctor", "fleet", "alerts"});
     using GroupReader = void (*)(Reader&, Setting, Config&);
     const std::pair<const char*, GroupReader> groups[] = {
         {"store", read_store},     {"delivery", read_delivery}, {"address", read_address},
         {"webmail", read_webmail}, {"messages", read_messages}, {"limits", read_limits},
         {"spam", read_spam},       {"unblock", read_unblock},     {"doctor", read_doctor},
-        {"fleet", read_fleet}};
+        {"fleet", read_fleet},     {"alerts", read_alerts}};
     for (const auto& [name, reader] : groups)
         if (Setting g = r.group(root, name)) reader(r, g, c);
     if (!r.ok()) {

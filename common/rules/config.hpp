@@ -90,6 +90,16 @@ struct FleetConfig {
     enum class Counters { node, fleet } counters = Counters::node;
 };
 
+// Alerts (issue 16, item 4): who hears about changes, told by `mailsuspend
+// notify` (the CLI's agent, never a mail server's process).  enabled == false
+// (no `alerts` group): nobody is told.
+struct AlertsConfig {
+    bool enabled = false;
+    std::string webhook_url;          // http:// or https://; "" = no webhook
+    std::string webhook_secret_file;  // the HMAC key; required with webhook_url
+    std::string admin_address;        // gets a mail per automatic suspension; "" = none
+};
+
 // "host:port" (host may be "[v6]") -> host and port; false with why.
 bool parse_host_port(const std::string& text, std::string& host, int& port, std::string& error_r);
 
@@ -142,6 +152,7 @@ struct Config {
     std::string probe_address = "mailsuspend-probe@probe.invalid";
 
     FleetConfig fleet;
+    AlertsConfig alerts;
 
     bool is_webmail_host(const char* ip) const;
 };

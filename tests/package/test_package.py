@@ -415,6 +415,8 @@ class PackageTest(unittest.TestCase):
         # when its admin enables it (it needs the fleet group).
         self.assertTrue(os.path.isfile("/lib/systemd/system/mailsuspend-sync.service"))
         self.assertFalse(os.path.exists("/etc/systemd/system/multi-user.target.wants/mailsuspend-sync.service"))
+        self.assertTrue(os.path.isfile("/lib/systemd/system/mailsuspend-notify.service"))
+        self.assertFalse(os.path.exists("/etc/systemd/system/multi-user.target.wants/mailsuspend-notify.service"))
         self.assertIn("consistent", self.cli("check").stdout)
         files = run(["dpkg", "-L", PACKAGE]).stdout.split()
         if any(f.startswith("/usr/share/man/") for f in files):

@@ -329,3 +329,45 @@ TEST_F(ConfigTest, FleetBadValuesAreNamed) {
     expect_error("fleet = {\n redis = \"h:1\"; };\n", 1, {"signing_key_file"});
     expect_error("fleet = { redis = \"h:1\";\n nodes = 3;" + key + " };\n", 2, {"fleet.nodes", "unknown"});
 }
+
+// ---- alerts (issue 16, item 4)
+
+TEST_F(ConfigTest, NoAlertsGroupTellsNobody) {
+    auto cfg = load("store = { path = \"/tmp/x\"; };\n");
+    ASSERT_TRUE(cfg) << error;
+    EXPECT_FALSE(cfg->alerts.enabled);
+    EXPECT_TRUE(cfg->alerts.webhook_url.empty());
+    EXPECT_TRUE(cfg->alerts.admin_address.empty());
+}
+
+TEST_F(ConfigTest, AlertsGroupEveryKey) {
+    auto cfg = load(
+        "alerts = { webhook_url = \"https://panel.example.com:8443/hooks/ms?x=1\";\n"
+        "  webhook_secret_file = \"/etc/mailsuspend/webhook.secret\"; admin_address = \"postmaster@example.com\"; };\n");
+    ASSERT_TRUE(cfg) << error;
+    EXPECT_TRUE(cfg->alerts.enabled);
+    EXPECT_EQ(cfg->alerts.webhook_url, "https://panel.example.com:8443/hooks/ms?x=1");
+    EXPECT_EQ(cfg->alerts.webhook_secret_file, "/etc/mailsuspend/webhook.secret");
+    EXPECT_EQ(cfg->alerts.admin_address, "postmaster@example.com");
+    cfg = load("alerts = { admin_address = \"abuse@example.com\"; };\n");
+    ASSERT_TRUE(cfg) << error;
+    EXPECT_TRUE(cfg->alerts.webhook_url.empty()) << "mail alone is enough";
+}
+
+TEST_F(ConfigTest, AlertsErrorsNameTheKey) {
+    const std::string secret = " webhook_secret_file = \"/etc/s\";";
+    expect_error("alerts = {\n webhook_url = \"ftp://h/x\";" + secret + " };\n", 2,
+                 {"alerts.webhook_url", "http:// or https://"});
+    expect_error("alerts = {\n webhook_url = \"https:///x\";" + secret + " };\n", 2, {"alerts.webhook_url", "no host"});
+    expect_error("alerts = {\n webhook_url = \"http://h/a b\";" + secret + " };\n", 2,
+                 {"alerts.webhook_url", "spaces"});
+    expect_error("alerts = {\n webhook_url = \"http://h/\"; };\n", 1, {"webhook_secret_file", "signed"});
+    expect_error("alerts = {\n webhook_url = \"http://h/\";\n webhook_secret_file = \"secret\"; };\n", 3,
+                 {"alerts.webhook_secret_file", "absolute path"});
+    expect_error("alerts = {\n webhook_secret_file = \"/etc/s\"; };\n", 2, {"webhook_url, which is not set"});
+    expect_error("alerts = {\n admin_address = \"@example.com\"; };\n", 2, {"alerts.admin_address", "mailbox"});
+    expect_error("alerts = {\n admin_address = \"not an address\"; };\n", 2,
+                 {"alerts.admin_address", "not an address"});
+    expect_error("alerts = {\n};\n", 1, {"alerts", "webhook_url or admin_address"});
+    expect_error("alerts = {\n admin_address = \"a@example.com\";\n url = \"x\"; };\n", 3, {"alerts.url", "unknown"});
+}
