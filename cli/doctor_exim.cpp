@@ -135,6 +135,19 @@ bool can_reach_user(const Router& r) {
     return driver == "redirect" || driver == "accept" || driver == "queryprogram";
 }
 
+// Held mail (suspend --hold) must meet mailsuspend_hold before any router
+// that can route it anywhere, remote ones (dnslookup, manualroute) included.
+std::optional<std::string> hold_router_problem(const Exim& e) {
+    for (std::size_t i = 0; i < e.routers.size(); ++i) {
+        if (router_is(e.routers[i], "mailsuspend_held")) return std::nullopt;
+        if (!router_is(e.routers[i], "mailsuspend_route") && !router_is(e.routers[i], "mailsuspend_queued"))
+            return "router " + e.routers[i].name + " comes before mailsuspend_hold: mail held with --hold "
+                                                   "(or limits.action / spam.action = \"hold\") can leave through it";
+    }
+    return std::string("Exim has no mailsuspend_hold router: mail held with --hold (or limits.action / "
+                       "spam.action = \"hold\") is delivered as usual");
+}
+
 Check check_exim_routers(const Exim& e) {
     const char* name = "exim_routers";
     if (!e.error.empty()) return exim_unusable(name, e);
@@ -155,14 +168,15 @@ Check check_exim_routers(const Exim& e) {
                     fix);
     const std::size_t first = std::min(*receive, *queued);
     for (std::size_t i = 0; i < first; ++i)
-        if (can_reach_user(e.routers[i]))
+        if (can_reach_user(e.routers[i]) && !router_is(e.routers[i], "mailsuspend_held"))
             return fail(name, "router " + e.routers[i].name + " (driver " + e.routers[i].get("driver") +
                                   ") comes before " + e.routers[first].name +
                                   ": a suspended recipient's forwarder, filter, pipe, alias or mailbox "
                                   "is reached before mailsuspend decides",
                         fix);
-    return pass(name, e.routers[*queued].name + " and " + e.routers[*receive].name +
-                          " come before every router that can reach a user's forwarder, filter or mailbox");
+    if (auto problem = hold_router_problem(e)) return fail(name, *problem, fix);
+    return pass(name, "mailsuspend_hold comes first, " + e.routers[*queued].name + " and " + e.routers[*receive].name +
+                          " before every router that can reach a user's forwarder, filter or mailbox");
 }
 
 Check check_exim_build(const Exim& e) {

@@ -89,8 +89,9 @@ class DebianConfigTest(unittest.TestCase):
         routers = re.findall(r"^(\S+):?$", self.exim("-bP", "router_list").stdout, re.M)
         routers = [r.rstrip(":") for r in routers]
         self.assertIn("mailsuspend_receive", routers, routers)
-        first = min(routers.index("mailsuspend_fail_queued"), routers.index("mailsuspend_receive"))
-        self.assertEqual(first, 0, routers)
+        # Held mail must not reach any router at all (a remote one included) first.
+        self.assertEqual(routers.index("mailsuspend_hold"), 0, routers)
+        self.assertLess(routers.index("mailsuspend_fail_queued"), routers.index("mailsuspend_receive"))
         for user_level in ("userforward", "procmail", "maildrop", "local_user"):
             if user_level in routers:
                 self.assertLess(routers.index("mailsuspend_receive"), routers.index(user_level))
