@@ -196,6 +196,21 @@ Sender sender_of(int argc, uschar* argv[]) {
             ms ? mailsuspend_sending_identity(ms, arg(argc, argv, 1), arg(argc, argv, 2), ip) : nullptr};
 }
 
+// ${dlfunc{SO}{<function>}{CONFIG}} -> "yes" when on(handle) says the
+// limit that function stands for is on, else "no" (an internal error: "",
+// false too, so nothing is counted).
+int limit_is_on(uschar** yield, int argc, uschar* argv[], const char* function,
+                int (*on)(struct mailsuspend_handle*)) noexcept {
+    try {
+        if (argc != 1) return usage_error(yield, function, "{config}");
+        struct mailsuspend_handle* ms = store_handle(arg(argc, argv, 0));
+        *yield = reply("", ms && on(ms) ? "yes" : "no");
+        return OK;
+    } catch (...) {
+        return internal_error(yield, function);
+    }
+}
+
 }  // namespace
 
 extern "C" {
@@ -287,14 +302,7 @@ __attribute__((visibility("default"))) int mailsuspend_rcpt(uschar** yield, int 
 // an authenticated sender's recipients only then.
 __attribute__((visibility("default"))) int mailsuspend_counts_unknown(uschar** yield, int argc,
                                                                       uschar* argv[]) {
-    try {
-        if (argc != 1) return usage_error(yield, "mailsuspend_counts_unknown", "{config}");
-        struct mailsuspend_handle* ms = store_handle(arg(argc, argv, 0));
-        *yield = reply("", ms && mailsuspend_counts_unknown_recipients(ms) ? "yes" : "no");
-        return OK;
-    } catch (...) {
-        return internal_error(yield, "mailsuspend_counts_unknown");  // "": false, nothing verified
-    }
+    return limit_is_on(yield, argc, argv, "mailsuspend_counts_unknown", mailsuspend_counts_unknown_recipients);
 }
 
 // ${dlfunc{SO}{mailsuspend_unknown_rcpt}{CONFIG}{$authenticated_id}{$sender_address}{$sender_host_address}{$local_part@$domain}}
@@ -322,14 +330,7 @@ __attribute__((visibility("default"))) int mailsuspend_unknown_rcpt(uschar** yie
 // delivery outcomes only then (one call per event, answered from the config).
 __attribute__((visibility("default"))) int mailsuspend_counts_outcomes(uschar** yield, int argc,
                                                                        uschar* argv[]) {
-    try {
-        if (argc != 1) return usage_error(yield, "mailsuspend_counts_outcomes", "{config}");
-        struct mailsuspend_handle* ms = store_handle(arg(argc, argv, 0));
-        *yield = reply("", ms && mailsuspend_counts_delivery_outcomes(ms) ? "yes" : "no");
-        return OK;
-    } catch (...) {
-        return internal_error(yield, "mailsuspend_counts_outcomes");  // "": nothing reported
-    }
+    return limit_is_on(yield, argc, argv, "mailsuspend_counts_outcomes", mailsuspend_counts_delivery_outcomes);
 }
 
 // ${dlfunc{SO}{mailsuspend_outcome}{CONFIG}{auth id}{$sender_address}{$sender_host_address}{$local_part@$domain}{$event_name}{first}}
