@@ -321,6 +321,7 @@ int cmd_doctor(const Options& o) {
     checks.push_back(check_exim_routers(exim));
     checks.push_back(check_exim_build(exim));
     checks.push_back(check_exim_retry(exim, cfg));
+    checks.push_back(check_exim_events(exim, cfg));
     checks.push_back(unit_enabled(o, "sweep_timer", "mailsuspend-sweep.timer", "timers.target",
                                   "expired suspensions are not lifted and pending AUP notices not sent"));
     checks.push_back(unit_enabled(o, "recover_unit", "mailsuspend-recover.service", "multi-user.target",

@@ -119,6 +119,7 @@ Check check_exim_wiring(const Exim& e);
 Check check_exim_routers(const Exim& e);
 Check check_exim_build(const Exim& e);
 Check check_exim_retry(const Exim& e, const std::optional<Config>& cfg);
+Check check_exim_events(const Exim& e, const std::optional<Config>& cfg);
 Check check_exim_access(const Exim& e, const std::optional<Config>& cfg);
 
 }  // namespace mailsuspend::cli::doctor

@@ -62,21 +62,26 @@ Check exim_unusable(const char* name, const Exim& e) {
 const char* kSplitHint = " (Debian split config: /etc/exim4/conf.d/; unsplit: the .include lines in "
                          "exim-local-scan/README.md), then `update-exim4.conf && systemctl restart exim4`";
 
+// The lines of one section ("acl", "transports", "retry"...) of `exim4 -bP config`.
+std::vector<std::string> section_of(const std::string& config, const std::string& section) {
+    std::vector<std::string> lines;
+    bool inside = false;
+    std::istringstream in(config);
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("begin ", 0) == 0) inside = trim(line) == "begin " + section;
+        else if (inside) lines.push_back(line);
+    }
+    return lines;
+}
+
 // The lines of each ACL in `exim4 -bP config`, by name.
 std::map<std::string, std::vector<std::string>> acls_of(const std::string& config) {
     std::map<std::string, std::vector<std::string>> acls;
     static const std::regex acl_name(R"(^\s*([A-Za-z0-9_]+):\s*$)");
-    bool in_acl = false;
     std::string current;
-    std::istringstream in(config);
-    for (std::string line; std::getline(in, line);) {
-        if (line.rfind("begin ", 0) == 0) {
-            in_acl = trim(line) == "begin acl";
-            current.clear();
-            continue;
-        }
+    for (const std::string& line : section_of(config, "acl")) {
         std::smatch m;
-        if (!in_acl || trim(line).rfind("#", 0) == 0) continue;
+        if (trim(line).rfind("#", 0) == 0) continue;
         if (std::regex_match(line, m, acl_name)) current = m[1].str();
         else if (!current.empty()) acls[current].push_back(trim(line));
     }
@@ -213,15 +218,9 @@ struct RetryRule {
 
 std::vector<RetryRule> retry_rules(const std::string& config) {
     std::vector<RetryRule> rules;
-    bool in_retry = false;
-    std::istringstream in(config);
-    for (std::string line; std::getline(in, line);) {
+    for (const std::string& line : section_of(config, "retry")) {
         const std::string t = trim(line);
-        if (t.rfind("begin ", 0) == 0) {
-            in_retry = t == "begin retry";
-            continue;
-        }
-        if (!in_retry || t.empty() || t.front() == '#') continue;
+        if (t.empty() || t.front() == '#') continue;
         RetryRule r{t, split(t, " \t").front(), 0};
         static const std::regex cutoff(R"(\b[FGH],([0-9smhdw]+))");
         for (std::sregex_iterator it(t.begin(), t.end(), cutoff), end; it != end; ++it)
@@ -252,6 +251,49 @@ Check check_exim_retry(const Exim& e, const std::optional<Config>& cfg) {
     }
     return fail(name, "Exim has no catch-all retry rule (`* * ...`): held mail is not retried as expected",
                 "add `*  *  F,2h,15m; G,16h,1h,1.5; F,5d,6h` to the retry section of " + e.where());
+}
+
+// The smtp transports of `exim4 -bP config` whose event_action does not
+// report delivery outcomes to mailsuspend (mailsuspend_outcome).
+std::vector<std::string> smtp_transports_without_events(const std::string& config) {
+    struct Transport {
+        std::string name;
+        bool smtp = false, reports = false;
+    };
+    std::vector<Transport> transports;
+    static const std::regex header(R"(^\s*([A-Za-z0-9_-]+):\s*$)");
+    for (const std::string& line : section_of(config, "transports")) {
+        const std::string t = trim(line);
+        std::smatch m;
+        if (std::regex_match(line, m, header)) transports.push_back({m[1].str()});
+        else if (!transports.empty() && t == "driver = smtp") transports.back().smtp = true;
+        else if (!transports.empty() && t.rfind("event_action = ", 0) == 0)
+            transports.back().reports = t.find("{mailsuspend_outcome}") != std::string::npos;
+    }
+    std::vector<std::string> missing;
+    for (const auto& tr : transports)
+        if (tr.smtp && !tr.reports) missing.push_back(tr.name);
+    return missing;
+}
+
+Check check_exim_events(const Exim& e, const std::optional<Config>& cfg) {
+    const char* name = "exim_events";
+    if (!e.error.empty()) return exim_unusable(name, e);
+    if (!cfg) return fail(name, "not checked: the config does not parse", "fix the config first");
+    if (cfg->limits.failed_share_percent <= 0) return pass(name, "limits.failed_share_percent is off: no delivery events needed");
+    if (!e.heavy)
+        return fail(name, "limits.failed_share_percent is on, but exim4-daemon-light has no ${dlfunc}: no delivery "
+                          "outcome is counted", "install exim4-daemon-heavy, or set limits.failed_share_percent = 0");
+    const auto missing = smtp_transports_without_events(e.full_config);
+    if (!missing.empty())
+        return fail(name, "limits.failed_share_percent is on, but the smtp transport " + missing.front() +
+                              (missing.size() > 1 ? " (and " + std::to_string(missing.size() - 1) + " more)" : "") +
+                              " has no event_action = MAILSUSPEND_EVENT_ACTION: its deliveries, bounces and "
+                              "deferrals are not counted (Exim raises them only for the transport's own event_action)",
+                    "add `.ifdef MAILSUSPEND_EVENT_ACTION` / `event_action = MAILSUSPEND_EVENT_ACTION` / `.endif` "
+                    "to that transport (Debian split config: a .rul copy of its conf.d/transport file; "
+                    "exim-local-scan/README.md)" + std::string(kSplitHint));
+    return pass(name, "every smtp transport reports delivery outcomes (limits.failed_share_percent)");
 }
 
 std::optional<Identity> exim_identity(const Exim& e, std::string& error_r) {

@@ -34,9 +34,10 @@ Outcome usage_subject(const Config& cfg, std::string_view target, std::string_vi
 
 namespace {
 
-enum class Whose { mailbox, domain, ip };
+enum class Whose { mailbox, domain, either, ip };
 
-// Counter kind, its limit's name and value, and whose key counts it.
+// Counter kind, its limit's name and value (nullptr: a count with no limit
+// of its own), and whose key counts it.
 struct Counted {
     CounterKind kind;
     const char* limit_name;
@@ -54,11 +55,15 @@ constexpr Counted kCounted[] = {
     {CounterKind::domain_messages, "domain_messages_per_hour", &Limits::domain_messages_per_hour, Whose::domain},
     {CounterKind::domain_offdomain_rcpts, "domain_offdomain_recipients_per_day",
      &Limits::domain_offdomain_recipients_per_day, Whose::domain},
+    // limits.failed_share_percent is a share of these two (a mailbox's, a domain's).
+    {CounterKind::outbound_outcomes, "failed_share_recipients", nullptr, Whose::either},
+    {CounterKind::failed_outcomes, "failed_share_failed", nullptr, Whose::either},
 };
 
 // Whether c counts for key (a mailbox or a domain) and ip ("": none asked for).
 bool counts_for(const Counted& c, const std::string& key, const std::string& ip) {
     if (c.whose == Whose::ip) return !ip.empty();
+    if (c.whose == Whose::either) return true;
     return (c.whose == Whose::domain) == (key.front() == '@');
 }
 
@@ -95,7 +100,8 @@ Usage usage_of(const Config& cfg, const Counters& counters, const std::string& k
     u.now = now;
     for (const Counted& c : kCounted)
         if (counts_for(c, key, ip))
-            u.counters.push_back(usage_of_one(counters, c, c.whose == Whose::ip ? ip : key, cfg.limits.*c.limit, now));
+            u.counters.push_back(usage_of_one(counters, c, c.whose == Whose::ip ? ip : key,
+                                                   c.limit ? cfg.limits.*c.limit : 0, now));
     return u;
 }
 

@@ -65,7 +65,8 @@ void reset_usage(Counters& counters, const std::string& key, const std::string& 
 
 // A lifted send suspension starts afresh: forgets the mailbox's message,
 // off-domain and unknown-recipient counts (not its IPs': other mailboxes
-// share them), or a domain key's own sums, or the next message within the
+// share them), or a domain key's own sums, and the key's delivery outcomes
+// (limits.failed_share_*), or the next message or outcome within the
 // window would cross again at once and escalate.
 // false with what went wrong in error_r (a missing counters file is not an error).
 bool reset_rate_counters(const Config& cfg, std::string_view key, std::string& error_r);

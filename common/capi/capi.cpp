@@ -560,7 +560,7 @@ int mailsuspend_message(struct mailsuspend_handle* ms, const char* key, char* bu
         {"rate_suspended", &m.rate_suspended}, {"receive_rejected", &m.receive_rejected},
         {"login_denied", &m.login_denied},     {"recipients_per_message", &m.recipients_per_message},
         {"ip_throttled", &m.ip_throttled},     {"domain_rate_suspended", &m.domain_rate_suspended},
-        {"unknown_recipients", &m.unknown_recipients}};
+        {"unknown_recipients", &m.unknown_recipients}, {"failed_share", &m.failed_share}};
     for (const auto& [name, text] : table) {
         if (std::strcmp(name, key) != 0) continue;
         std::snprintf(buf, size, "%s", text->c_str());

@@ -135,6 +135,26 @@ void extend_if_due(struct mailsuspend_handle* ms, std::string_view key, int64_t 
     });
 }
 
+// A sender whose recipients' fates a trigger counts (the unknown-recipient
+// and failed-share triggers): its mailbox key in key (backed by buf), false
+// while its send is suspended (refused already: nothing to count) or when
+// the store cannot say.
+bool countable_sender(struct mailsuspend_handle* ms, const char* sender, const char* client_ip,
+                      char (&buf)[kKeyBufferSize], std::string_view& key) {
+    mailsuspend_result state{};
+    mailsuspend_check_send(ms, sender, client_ip, &state);
+    if (state.verdict == MAILSUSPEND_DENY || state.fail_policy) return false;
+    return key_of(ms, sender, buf, sizeof buf, key) && key.front() != '@';
+}
+
+// A trigger's crossing suspends send of the mailbox, or of its domain when
+// that crossed (d.domain).  1 when it did (or handed it on), else 0.
+int suspend_if_crossed(struct mailsuspend_handle* ms, std::string_view key, const RateDecision& d, int64_t now) {
+    if (d.verdict != RateVerdict::crossed) return 0;
+    suspend_for_rate(ms, std::string(d.domain ? domain_key_of(key) : key), describe(d, ""), d.limit, now);
+    return 1;
+}
+
 // A refusal of the message: scope, enhanced status and the configured text.
 void refuse(mailsuspend_result* r, const char* scope, const char* status, const std::string& text) {
     r->verdict = MAILSUSPEND_DENY;
@@ -229,18 +249,12 @@ void mailsuspend_count_message(struct mailsuspend_handle* ms, const char* sender
 int mailsuspend_count_unknown_recipient(struct mailsuspend_handle* ms, const char* sender, const char* client_ip) {
     if (!ms || !ms->cfg_ok || ms->cfg.limits.unknown_recipients_per_hour <= 0) return 0;
     try {
-        // Not counted while send is suspended: the sender is refused already.
-        mailsuspend_result state{};
-        mailsuspend_check_send(ms, sender, client_ip, &state);
-        if (state.verdict == MAILSUSPEND_DENY || state.fail_policy) return 0;
         char buf[kKeyBufferSize];
         std::string_view key;
-        if (!key_of(ms, sender, buf, sizeof buf, key) || key.front() == '@') return 0;
+        if (!countable_sender(ms, sender, client_ip, buf, key)) return 0;
         const int64_t now = std::time(nullptr);
         const RateDecision d = count_unknown_recipient(ms->cfg.limits, counters_of(ms, now), key, now);
-        if (d.verdict != RateVerdict::crossed) return 0;
-        suspend_for_rate(ms, std::string(key), describe(d, ""), d.limit, now);
-        return 1;
+        return suspend_if_crossed(ms, key, d, now);
     } catch (...) {
         return 0;
     }
@@ -248,6 +262,32 @@ int mailsuspend_count_unknown_recipient(struct mailsuspend_handle* ms, const cha
 
 int mailsuspend_counts_unknown_recipients(struct mailsuspend_handle* ms) {
     return ms && ms->cfg_ok && ms->cfg.limits.unknown_recipients_per_hour > 0 ? 1 : 0;
+}
+
+int mailsuspend_count_delivery_outcome(struct mailsuspend_handle* ms, const char* sender, const char* client_ip,
+                                       const char* recipient, enum mailsuspend_outcome outcome, int first_attempt) {
+    if (!ms || !ms->cfg_ok || ms->cfg.limits.failed_share_percent <= 0 || !recipient) return 0;
+    try {
+        char buf[kKeyBufferSize];
+        OutcomeFacts facts;
+        if (!countable_sender(ms, sender, client_ip, buf, facts.sender)) return 0;
+        facts.recipient = recipient;
+        facts.outcome = outcome == MAILSUSPEND_OUTCOME_BOUNCED    ? DeliveryOutcome::bounced
+                        : outcome == MAILSUSPEND_OUTCOME_DEFERRED ? DeliveryOutcome::deferred
+                                                                  : DeliveryOutcome::delivered;
+        facts.first_attempt = first_attempt != 0;
+        const int64_t now = std::time(nullptr);
+        Counters* counters = counters_of(ms, now);
+        const RateDecision d = count_delivery_outcome(ms->cfg.limits, counters, facts, now);
+        if (d.verdict == RateVerdict::crossed && !d.domain) take_out_of_domain(*counters, facts.sender, now);
+        return suspend_if_crossed(ms, facts.sender, d, now);
+    } catch (...) {
+        return 0;
+    }
+}
+
+int mailsuspend_counts_delivery_outcomes(struct mailsuspend_handle* ms) {
+    return ms && ms->cfg_ok && ms->cfg.limits.failed_share_percent > 0 ? 1 : 0;
 }
 
 int mailsuspend_keep_sample(struct mailsuspend_handle* ms, const char* sender, const char* text, size_t len) {

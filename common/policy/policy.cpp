@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -101,6 +102,67 @@ RateDecision count_unknown_recipient(const Limits& limits, Counters* counters, s
     return {RateVerdict::crossed, "unknown_recipients_per_hour", total, max};
 }
 
+namespace {
+
+// The recipient's domain of an address ("" without one).
+std::string_view domain_of(std::string_view address) {
+    const auto at = address.rfind('@');
+    return at == std::string_view::npos ? std::string_view() : address.substr(at + 1);
+}
+
+// True for the first deferral from key (a mailbox's or a domain's) to
+// recipient_domain within the hour: the mark is a count under
+// "<key>/<domain>" (domain names are compared as given, cut to fit).
+bool first_deferral(Counters& counters, std::string_view key, std::string_view recipient_domain, int64_t now) {
+    char buf[kKeyBufferSize * 2];
+    const std::size_t n = std::min(key.size(), sizeof buf / 2);
+    std::memcpy(buf, key.data(), n);
+    buf[n] = '/';
+    const std::size_t m = std::min(recipient_domain.size(), sizeof buf - n - 1);
+    for (std::size_t i = 0; i < m; ++i)
+        buf[n + 1 + i] = static_cast<char>(std::tolower(static_cast<unsigned char>(recipient_domain[i])));
+    return counters.add(std::string_view(buf, n + 1 + m), CounterKind::deferral_marks, 1, now) == 1;
+}
+
+// Counts the outcome under key; -1 when the counters are unusable, else
+// 1 when key's hour is over the share, 0 when not.  out: failed, of.
+int count_share(const Limits& limits, Counters& counters, std::string_view key, const OutcomeFacts& o,
+                int64_t now, int64_t& failed, int64_t& of) {
+    bool fails = o.outcome == DeliveryOutcome::bounced;
+    if (o.outcome == DeliveryOutcome::deferred) fails = first_deferral(counters, key, domain_of(o.recipient), now);
+    of = counters.add(key, CounterKind::outbound_outcomes, 1, now);
+    failed = fails ? counters.add(key, CounterKind::failed_outcomes, 1, now)
+                   : counters.total(key, CounterKind::failed_outcomes, now);
+    if (of < 0 || failed < 0) return -1;
+    return of >= limits.failed_share_min_recipients && failed * 100 > limits.failed_share_percent * of ? 1 : 0;
+}
+
+}  // namespace
+
+RateDecision count_delivery_outcome(const Limits& limits, Counters* counters, const OutcomeFacts& o,
+                                    int64_t now) noexcept {
+    const int64_t percent = limits.failed_share_percent;
+    if (percent <= 0 || o.sender.empty() || !o.first_attempt) return {};
+    if (!counters) return {RateVerdict::unavailable, "", 0, 0};
+    const std::string_view keys[] = {o.sender, domain_key_of(o.sender)};
+    RateDecision d;
+    for (const std::string_view key : keys) {
+        int64_t failed = 0, of = 0;
+        const int over = count_share(limits, *counters, key, o, now, failed, of);
+        if (over < 0) return {RateVerdict::unavailable, "failed_share_percent", 0, percent};
+        // The domain counts on after its mailbox crossed: it sums every mailbox.
+        if (over > 0 && d.verdict == RateVerdict::allow)
+            d = {RateVerdict::crossed, "failed_share_percent", failed, percent, key != o.sender, of};
+    }
+    return d;
+}
+
+void take_out_of_domain(Counters& counters, std::string_view mailbox, int64_t now) {
+    for (const CounterKind kind : {CounterKind::outbound_outcomes, CounterKind::failed_outcomes})
+        for (const CountedBucket& b : counters.window(mailbox, kind, now))  // each from the bucket it was added in
+            counters.remove(domain_key_of(mailbox), kind, b.count, b.leaves - window_length(kind));
+}
+
 std::string describe(const RateDecision& d, std::string_view client_ip) {
     const std::string limit = "(limits." + std::string(d.limit) + " = " + std::to_string(d.max) + ")";
     const std::string name = d.limit;
@@ -115,6 +177,9 @@ std::string describe(const RateDecision& d, std::string_view client_ip) {
         return std::to_string(d.total) + " off-domain recipients from the domain's mailboxes within 24h " + limit;
     if (name == "unknown_recipients_per_hour")
         return std::to_string(d.total) + " recipients refused as non-existent within 1h " + limit;
+    if (name == "failed_share_percent")
+        return std::to_string(d.total) + " of " + std::to_string(d.of) + " remote recipients" +
+               (d.domain ? " of the domain's mailboxes" : "") + " bounced or deferred within 1h " + limit;
     return std::to_string(d.total) + " off-domain recipients within 1h from " + sanitise_line(client_ip, 64) +
            " " + limit;
 }

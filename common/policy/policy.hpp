@@ -76,6 +76,7 @@ struct RateDecision {
     int64_t total = 0;       // the count with this message
     int64_t max = 0;         // the limit
     bool domain = false;     // crossed: a limit of the sender's domain (its send is suspended)
+    int64_t of = 0;          // failed_share_percent: the recipients with an outcome (total is the failed ones)
 };
 
 // Counts one message against the limits (see above).  No allocation, no
@@ -93,6 +94,39 @@ std::string describe(const RateDecision& d, std::string_view client_ip);
 // message, it is not counted); unavailable as above.
 RateDecision count_unknown_recipient(const Limits& limits, Counters* counters, std::string_view sender,
                                      int64_t now) noexcept;
+
+// ---- delivery outcomes (limits.failed_share_*) -----------------------------
+//
+// What a remote recipient of a submission came to at a delivery attempt.
+// Only a recipient's first attempt counts (its message's first delivery
+// attempt): each recipient is counted once, and a deferral that a retry
+// delivers (or bounces, days later) is never counted again.  A deferral
+// counts as failed only when it is the sender's first to that recipient
+// domain within the hour: one slow or greylisting remote host adds at most
+// one failure an hour however many recipients it defers.  Bounces all count.
+
+enum class DeliveryOutcome : uint8_t { delivered, bounced, deferred };
+
+struct OutcomeFacts {
+    std::string_view sender;     // normalised mailbox key
+    std::string_view recipient;  // the address (its domain keys the deferral marks)
+    DeliveryOutcome outcome = DeliveryOutcome::delivered;
+    bool first_attempt = true;   // false: a retry, counted nothing
+};
+
+// Counts one outcome for the sender's mailbox and for its domain.  crossed
+// (domain set for the domain's) when at least failed_share_min_recipients
+// recipients have an outcome within the hour and more than
+// failed_share_percent of them failed: the mailbox is looked at first.
+// allow when off (0) or not counted; unavailable when the counters are.
+RateDecision count_delivery_outcome(const Limits& limits, Counters* counters, const OutcomeFacts& o,
+                                    int64_t now) noexcept;
+
+// After mailbox crossed the share: its hour of outcomes leaves its domain's
+// counts, so the domain is judged on its other mailboxes.  One compromised
+// mailbox does not take its domain's send down with it, then or at the next
+// bounce after its own lift.
+void take_out_of_domain(Counters& counters, std::string_view mailbox, int64_t now);
 
 // ---- automatic suspensions ------------------------------------------------
 

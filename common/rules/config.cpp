@@ -19,6 +19,7 @@ const std::string& text_of_limit(const Messages& messages, std::string_view limi
     if (limit == "domain_messages_per_hour" || limit == "domain_offdomain_recipients_per_day")
         return messages.domain_rate_suspended;
     if (limit == "unknown_recipients_per_hour") return messages.unknown_recipients;
+    if (limit == "failed_share_percent") return messages.failed_share;
     return messages.rate_suspended;
 }
 
@@ -234,7 +235,7 @@ void read_webmail(Reader& r, Setting g, Config& c) {
 void read_messages(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"unavailable", "send_suspended", "rate_suspended", "receive_rejected",
                     "recipients_per_message", "ip_throttled", "domain_rate_suspended", "unknown_recipients",
-                    "login_denied", "include_reason"});
+                    "failed_share", "login_denied", "include_reason"});
     auto& m = c.messages;
     r.text(g, "unavailable", m.unavailable);
     r.text(g, "send_suspended", m.send_suspended);
@@ -244,6 +245,7 @@ void read_messages(Reader& r, Setting g, Config& c) {
     r.text(g, "ip_throttled", m.ip_throttled);
     r.text(g, "domain_rate_suspended", m.domain_rate_suspended);
     r.text(g, "unknown_recipients", m.unknown_recipients);
+    r.text(g, "failed_share", m.failed_share);
     r.text(g, "login_denied", m.login_denied);
     r.boolean(g, "include_reason", m.include_reason);
 }
@@ -251,8 +253,8 @@ void read_messages(Reader& r, Setting g, Config& c) {
 void read_limits(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"messages_per_day", "recipients_per_message", "offdomain_recipients_per_day",
                     "offdomain_recipients_per_hour_per_ip", "domain_messages_per_hour",
-                    "domain_offdomain_recipients_per_day", "unknown_recipients_per_hour", "suspend_for",
-                    "extend_on_attempt", "escalate_after", "action"});
+                    "domain_offdomain_recipients_per_day", "unknown_recipients_per_hour", "failed_share_percent",
+                    "failed_share_min_recipients", "suspend_for", "extend_on_attempt", "escalate_after", "action"});
     auto& l = c.limits;
     constexpr int64_t kMax = 1LL << 31;
     r.integer(g, "messages_per_day", l.messages_per_day, 0, kMax);
@@ -262,6 +264,8 @@ void read_limits(Reader& r, Setting g, Config& c) {
     r.integer(g, "domain_messages_per_hour", l.domain_messages_per_hour, 0, kMax);
     r.integer(g, "domain_offdomain_recipients_per_day", l.domain_offdomain_recipients_per_day, 0, kMax);
     r.integer(g, "unknown_recipients_per_hour", l.unknown_recipients_per_hour, 0, kMax);
+    r.integer(g, "failed_share_percent", l.failed_share_percent, 0, 99);  // "more than P %": 100 could never cross
+    r.integer(g, "failed_share_min_recipients", l.failed_share_min_recipients, 1, kMax);
     r.duration(g, "suspend_for", l.suspend_for, false);
     r.boolean(g, "extend_on_attempt", l.extend_on_attempt);
     r.integer(g, "escalate_after", l.escalate_after, 0, 1000);

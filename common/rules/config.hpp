@@ -50,6 +50,11 @@ struct Messages {
     std::string unknown_recipients =
         "Permanent Failure: Your ability to send new mail has been suspended as your account "
         "has addressed many recipients that do not exist. Please contact your IT administrator";
+    // Too much of the last hour's outbound mail bounced or was deferred
+    // (limits.failed_share_percent), for a mailbox or its whole domain.
+    std::string failed_share =
+        "Permanent Failure: Sending mail has been suspended as much of the mail sent recently "
+        "could not be delivered. Please contact your IT administrator";
     std::string login_denied = "Your account has been suspended. Please contact your system administrator.";
     bool include_reason = true;  // append the admin's reason: "<text> (<reason>)"
 };
@@ -76,6 +81,11 @@ struct Limits {
     // Recipients refused at RCPT as non-existent for one authenticated sender
     // within an hour (counted by the Exim RCPT ACL).  0 = off.
     int64_t unknown_recipients_per_hour = 0;
+    // Share (percent) of the remote recipients whose first delivery attempt
+    // within the last hour bounced or deferred, per mailbox and per domain;
+    // counted once failed_share_min_recipients have an outcome.  0 = off.
+    int64_t failed_share_percent = 0;
+    int64_t failed_share_min_recipients = 20;
     int64_t suspend_for = 24 * 3600;
     bool extend_on_attempt = true;
     int64_t escalate_after = 3;

@@ -55,7 +55,8 @@ namespace {
 // The kinds counted over an hour in five-minute buckets; the others over a day in hourly ones.
 bool hour_kind(CounterKind kind) {
     return kind == CounterKind::ip_offdomain_rcpts || kind == CounterKind::domain_messages ||
-           kind == CounterKind::unknown_rcpts;
+           kind == CounterKind::unknown_rcpts || kind == CounterKind::outbound_outcomes ||
+           kind == CounterKind::failed_outcomes || kind == CounterKind::deferral_marks;
 }
 }  // namespace
 

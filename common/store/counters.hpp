@@ -24,13 +24,18 @@ enum class CounterKind : uint8_t {
     domain_messages = 4,   // messages sent by a domain's mailboxes (hour window, 5-min buckets)
     domain_offdomain_rcpts = 5,  // off-domain recipients of a domain's mailboxes (day window)
     unknown_rcpts = 6,     // recipients refused as non-existent for a mailbox (hour window, 5-min buckets)
+    // limits.failed_share_*, under a mailbox's key and under its domain's (hour window, 5-min buckets):
+    outbound_outcomes = 7, // remote recipients with an outcome at their message's first delivery attempt
+    failed_outcomes = 8,   // of those, bounced or deferred (a deferral once per recipient domain and hour)
+    deferral_marks = 9,    // key "<sender>/<recipient domain>": deferrals seen this hour (the first one counts)
 };
-constexpr int kCounterKinds = 7;
+constexpr int kCounterKinds = 10;
 constexpr int kBuckets = 24;
 
 // Bucket width in seconds for a kind.  Windows: 24 hourly buckets (a day)
 // for the day kinds; 12 of the 24 five-minute buckets (an hour) for the
-// hour kinds (an IP's, a domain's messages, a mailbox's unknown recipients).
+// hour kinds (an IP's, a domain's messages, a mailbox's unknown recipients,
+// the delivery outcomes of limits.failed_share_*).
 int64_t bucket_width(CounterKind kind);
 // The sliding window's length in seconds: 24 h for day kinds, 1 h for hour kinds.
 int64_t window_length(CounterKind kind);

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 extern "C" {
@@ -210,6 +211,21 @@ Sender sender_of(int argc, uschar* argv[]) {
             ms ? mailsuspend_sending_identity(ms, arg(argc, argv, 1), arg(argc, argv, 2), ip) : nullptr};
 }
 
+// ${dlfunc{SO}{<function>}{CONFIG}} -> "yes" when on(handle) says the
+// limit that function stands for is on, else "no" (an internal error: "",
+// false too, so nothing is counted).
+int limit_is_on(uschar** yield, int argc, uschar* argv[], const char* function,
+                int (*on)(struct mailsuspend_handle*)) noexcept {
+    try {
+        if (argc != 1) return usage_error(yield, function, "{config}");
+        struct mailsuspend_handle* ms = store_handle(arg(argc, argv, 0));
+        *yield = reply("", ms && on(ms) ? "yes" : "no");
+        return OK;
+    } catch (...) {
+        return internal_error(yield, function);
+    }
+}
+
 }  // namespace
 
 extern "C" {
@@ -301,14 +317,7 @@ __attribute__((visibility("default"))) int mailsuspend_rcpt(uschar** yield, int 
 // an authenticated sender's recipients only then.
 __attribute__((visibility("default"))) int mailsuspend_counts_unknown(uschar** yield, int argc,
                                                                       uschar* argv[]) {
-    try {
-        if (argc != 1) return usage_error(yield, "mailsuspend_counts_unknown", "{config}");
-        struct mailsuspend_handle* ms = store_handle(arg(argc, argv, 0));
-        *yield = reply("", ms && mailsuspend_counts_unknown_recipients(ms) ? "yes" : "no");
-        return OK;
-    } catch (...) {
-        return internal_error(yield, "mailsuspend_counts_unknown");  // "": false, nothing verified
-    }
+    return limit_is_on(yield, argc, argv, "mailsuspend_counts_unknown", mailsuspend_counts_unknown_recipients);
 }
 
 // ${dlfunc{SO}{mailsuspend_unknown_rcpt}{CONFIG}{$authenticated_id}{$sender_address}{$sender_host_address}{$local_part@$domain}}
@@ -328,6 +337,41 @@ __attribute__((visibility("default"))) int mailsuspend_unknown_rcpt(uschar** yie
         return OK;
     } catch (...) {
         return internal_error(yield, "mailsuspend_unknown_rcpt");
+    }
+}
+
+// ${dlfunc{SO}{mailsuspend_counts_outcomes}{CONFIG}} -> "yes" when
+// limits.failed_share_percent is on, else "no": the event_action reports
+// delivery outcomes only then (one call per event, answered from the config).
+__attribute__((visibility("default"))) int mailsuspend_counts_outcomes(uschar** yield, int argc,
+                                                                       uschar* argv[]) {
+    return limit_is_on(yield, argc, argv, "mailsuspend_counts_outcomes", mailsuspend_counts_delivery_outcomes);
+}
+
+// ${dlfunc{SO}{mailsuspend_outcome}{CONFIG}{auth id}{$sender_address}{$sender_host_address}{$local_part@$domain}{$event_name}{first}}
+// -> "": one recipient's delivery event (msg:delivery, msg:fail:delivery,
+// msg:fail:internal, msg:rcpt:defer, msg:defer), first = "yes" at the
+// message's first delivery attempt; counted against limits.failed_share_percent.
+__attribute__((visibility("default"))) int mailsuspend_outcome(uschar** yield, int argc, uschar* argv[]) {
+    try {
+        if (argc != 7)
+            return usage_error(yield, "mailsuspend_outcome",
+                               "{config}{auth id}{$sender_address}{$sender_host_address}{recipient}{$event_name}"
+                               "{first: yes|no}");
+        const auto [ms, ip, identity] = sender_of(argc, argv);
+        const std::string_view event = arg(argc, argv, 5);
+        const enum mailsuspend_outcome outcome = event == "msg:delivery" ? MAILSUSPEND_OUTCOME_DELIVERED
+                                                 : event.find(":defer") != std::string_view::npos
+                                                     ? MAILSUSPEND_OUTCOME_DEFERRED
+                                                     : MAILSUSPEND_OUTCOME_BOUNCED;
+        const bool first = std::strcmp(arg(argc, argv, 6), "yes") == 0;
+        if (identity && mailsuspend_count_delivery_outcome(ms, identity, ip, arg(argc, argv, 4), outcome, first))
+            log_main("send suspended sender=%s at=delivery recipient=%s event=%s limit=failed_share_percent",
+                     identity, arg(argc, argv, 4), arg(argc, argv, 5));
+        *yield = reinterpret_cast<uschar*>(exim_copy(""));
+        return OK;
+    } catch (...) {
+        return internal_error(yield, "mailsuspend_outcome");
     }
 }
 

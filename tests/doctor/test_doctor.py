@@ -107,7 +107,7 @@ class Shipped(DoctorTestCase):
         self.assertEqual(rc, 0, out)
         for name in ("config", "store", "dovecot_auth_access", "dovecot_mail_access", "exim_access",
                      "dovecot_passdb", "dovecot_plugins", "exim_wiring", "exim_routers", "exim_build",
-                     "exim_retry", "sweep_timer", "recover_unit", "probe_exim_receive",
+                     "exim_retry", "exim_events", "sweep_timer", "recover_unit", "probe_exim_receive",
                      "probe_exim_send", "probe_dovecot_login"):
             self.assertIn(name, checks, out)
         # The proofs name what they saw.
@@ -199,6 +199,15 @@ class Broken(DoctorTestCase):
         # Debian's stock retry rule (gives up after 4d) against the default queue_expiry (4d8h).
         self.inst.edit(self.inst.exim.conf, TEST_RETRY, DEBIAN_RETRY)
         self.assertCheckFails("exim_retry", r"gives up after 4d, not later than delivery.queue_expiry \(4d8h\)")
+
+    def test_failed_share_on_with_and_without_the_transport_event_action(self):
+        with open(self.inst.config, "a") as f:
+            f.write("limits: { failed_share_percent = 30; };\n")
+        rc, checks, out = self.inst.doctor()
+        self.assertTrue(checks["exim_events"]["ok"], out)  # the harness's remote_smtp has the lines
+        self.inst.edit(self.inst.exim.conf, "  event_action = MAILSUSPEND_EVENT_ACTION\n", "")
+        checks = self.assertCheckFails("exim_events", r"smtp transport remote_smtp has no event_action")
+        self.assertIn("MAILSUSPEND_EVENT_ACTION", checks["exim_events"]["fix"])
 
     def test_bad_config(self):
         with open(self.inst.config, "a") as f:

@@ -150,10 +150,13 @@ local_maildir:
   envelope_to_add
   return_path_add
 
-# Nothing listens on this port: remote mail stays queued (connection refused).
+# Nothing listens on this port unless a test starts a sink there
+# (remote_port): else remote mail stays queued (connection refused).
+# event_action as the main snippet asks of every outgoing smtp transport.
 remote_smtp:
   driver = smtp
-  port = {dead_port}
+  port = {remote_port}
+{remote_events}
 
 begin retry
 *   *   F,10d,1h
@@ -206,7 +209,7 @@ def ensure_read_group():
 class Env:
     def __init__(self, name, fail_policy="open", default_mode="queue", queue_expiry="4d8h",
                  light=False, extra_main="", with_store=True, ms_conf_text=None, exim=EXIM,
-                 with_module=True, ms_extra=""):
+                 with_module=True, ms_extra="", remote_port=None):
         if os.geteuid() != 0:
             fail_setup("must run as root (Exim is started with -C as root)")
         if not os.access(exim, os.X_OK):
@@ -235,6 +238,7 @@ class Env:
         self.port = None
         self.daemon = None
         self.light = light
+        self.remote_port = remote_port or free_port()  # where remote_smtp delivers
         self.with_module = with_module  # False: a plain Exim, the benchmark's baseline
         self.env = dict(os.environ, MAILSUSPEND_CONF=self.ms_conf)
         for sub in ("notices",):  # spam.sendmail_command of the policy tests writes here
@@ -262,7 +266,9 @@ class Env:
                        if heavy else "acl_smtp_mail = acl_check_mail\nacl_smtp_rcpt = acl_check_rcpt"),
             acl_include=f".include {PATHS['snippets']}/mailsuspend-acl" if heavy else "",
             router_include=f".include {PATHS['snippets']}/mailsuspend-routers" if heavy else "",
-            dir=self.dir, exim_user=EXIM_USER, dead_port=free_port(), secret=SECRET,
+            remote_events=(".ifdef MAILSUSPEND_EVENT_ACTION\n  event_action = MAILSUSPEND_EVENT_ACTION\n.endif"
+                           if heavy else ""),
+            dir=self.dir, exim_user=EXIM_USER, remote_port=self.remote_port, secret=SECRET,
             extra_main=extra_main)
         if self.light:
             # The light snippet names the installed path; point it at the build.

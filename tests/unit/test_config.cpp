@@ -371,3 +371,21 @@ TEST_F(ConfigTest, AlertsErrorsNameTheKey) {
     expect_error("alerts = {\n};\n", 1, {"alerts", "webhook_url or admin_address"});
     expect_error("alerts = {\n admin_address = \"a@example.com\";\n url = \"x\"; };\n", 3, {"alerts.url", "unknown"});
 }
+
+TEST_F(ConfigTest, FailedShareIsOffByDefaultHasItsTextAndAPercentBelowAHundred) {
+    EXPECT_EQ(Config{}.limits.failed_share_percent, 0);
+    EXPECT_EQ(Config{}.limits.failed_share_min_recipients, 20);
+    auto cfg = load("limits: { failed_share_percent = 30; failed_share_min_recipients = 50; };\n"
+                    "messages: { failed_share = \"too many bounces\"; };\n");
+    ASSERT_TRUE(cfg) << error;
+    EXPECT_EQ(cfg->limits.failed_share_percent, 30);
+    EXPECT_EQ(cfg->limits.failed_share_min_recipients, 50);
+    const Messages& m = cfg->messages;
+    EXPECT_EQ(m.failed_share, "too many bounces");
+    EXPECT_EQ(&automatic_text(m, "automatic: 16 of 50 remote recipients bounced or deferred within 1h "
+                                 "(limits.failed_share_percent = 30)"),
+              &m.failed_share);
+    // "More than 100 %" could never happen; a minimum of 0 would judge a share of nothing.
+    expect_error("limits: { failed_share_percent = 100; };\n", 1, {"limits.failed_share_percent"});
+    expect_error("limits: { failed_share_min_recipients = 0; };\n", 1, {"limits.failed_share_min_recipients"});
+}

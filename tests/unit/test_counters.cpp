@@ -68,7 +68,7 @@ TEST_F(CountersTest, UsageSaysExactlyWhenTheCountFallsBack) {
     cfg.limits.offdomain_recipients_per_day = 0;  // off: no limit, null in JSON
     const int64_t now = kT0 + 3 * kHour;
     const Usage u = usage_of(cfg, *c, k, "", now);
-    ASSERT_EQ(u.counters.size(), 3u) << "no IP asked for: the mailbox's three counters";
+    ASSERT_EQ(u.counters.size(), 5u) << "no IP asked for: the mailbox's five counters";
     const CounterUsage& m = u.counters[0];
     EXPECT_STREQ(m.limit_name, "messages_per_day");
     EXPECT_EQ(m.count, 5);
@@ -101,7 +101,7 @@ TEST_F(CountersTest, UsageOfAnIpUsesItsHourWindow) {
     Config cfg;
     cfg.limits.offdomain_recipients_per_hour_per_ip = 4;
     const Usage u = usage_of(cfg, *c, "a@example.com", "192.0.2.1", kT0 + 600);
-    ASSERT_EQ(u.counters.size(), 4u);
+    ASSERT_EQ(u.counters.size(), 6u);
     const CounterUsage& ip = u.counters[3];
     EXPECT_EQ(ip.key, "192.0.2.1");
     EXPECT_EQ(ip.count, 4);
@@ -185,19 +185,27 @@ TEST_F(CountersTest, UsageOfADomainIsItsOwnSumsAndAMailboxsIncludesUnknownRecipi
     cfg.limits.domain_messages_per_hour = 10;
     c->add("@example.com", CounterKind::domain_messages, 4, kT0);
     c->add("a@example.com", CounterKind::unknown_rcpts, 2, kT0);
+    c->add("@example.com", CounterKind::failed_outcomes, 3, kT0);
     const Usage d = usage_of(cfg, *c, "@example.com", "", kT0);
-    ASSERT_EQ(d.counters.size(), 2u);
+    ASSERT_EQ(d.counters.size(), 4u);
     EXPECT_STREQ(d.counters[0].limit_name, "domain_messages_per_hour");
     EXPECT_EQ(d.counters[0].count, 4);
     EXPECT_EQ(d.counters[0].limit, 10);
     EXPECT_STREQ(d.counters[1].limit_name, "domain_offdomain_recipients_per_day");
+    // limits.failed_share_percent's two counts, a mailbox's and a domain's alike (no limit of their own).
+    EXPECT_STREQ(d.counters[2].limit_name, "failed_share_recipients");
+    EXPECT_STREQ(d.counters[3].limit_name, "failed_share_failed");
+    EXPECT_EQ(d.counters[3].count, 3);
+    EXPECT_EQ(d.counters[3].limit, 0);
     const Usage m = usage_of(cfg, *c, "a@example.com", "", kT0);
-    ASSERT_EQ(m.counters.size(), 3u);
+    ASSERT_EQ(m.counters.size(), 5u);
     EXPECT_STREQ(m.counters[2].limit_name, "unknown_recipients_per_hour");
     EXPECT_EQ(m.counters[2].count, 2);
+    EXPECT_STREQ(m.counters[4].limit_name, "failed_share_failed");
     // Resetting the domain clears its sums only.
     reset_usage(*c, "@example.com", "");
     EXPECT_EQ(c->total("@example.com", CounterKind::domain_messages, kT0), 0);
+    EXPECT_EQ(c->total("@example.com", CounterKind::failed_outcomes, kT0), 0);
     EXPECT_EQ(c->total("a@example.com", CounterKind::unknown_rcpts, kT0), 2);
 }
 

@@ -268,6 +268,31 @@ int mailsuspend_count_unknown_recipient(struct mailsuspend_handle *ms, const cha
    recipients to find the non-existent ones), else 0. */
 int mailsuspend_counts_unknown_recipients(struct mailsuspend_handle *ms);
 
+/* What became of one recipient at a delivery attempt. */
+enum mailsuspend_outcome {
+	MAILSUSPEND_OUTCOME_DELIVERED = 0,
+	MAILSUSPEND_OUTCOME_BOUNCED = 1,
+	MAILSUSPEND_OUTCOME_DEFERRED = 2,
+};
+
+/* One remote recipient of a message from sender (the same identity as for
+   mailsuspend_check_send) came to outcome at a delivery attempt (Exim: the
+   delivery events); first_attempt: the message's first delivery attempt
+   (retries count nothing).  Counted for the mailbox and for its domain
+   against limits.failed_share_percent (nothing when 0, or when send is
+   already suspended; deferrals once per recipient domain and hour, see
+   policy.hpp); a share over the limit suspends "send" of the mailbox, or
+   of the domain (scope domain), as a crossing message does (source rate,
+   the failed_share text, audited, AUP notice pending).  Returns 1 when this
+   call suspended (or handed the suspension on), else 0. */
+int mailsuspend_count_delivery_outcome(struct mailsuspend_handle *ms, const char *sender,
+				       const char *client_ip, const char *recipient,
+				       enum mailsuspend_outcome outcome, int first_attempt);
+
+/* 1 when limits.failed_share_percent is on (the host then reports delivery
+   outcomes), else 0. */
+int mailsuspend_counts_delivery_outcomes(struct mailsuspend_handle *ms);
+
 /* Keeps text (a message: header and body, or its first part) as evidence
    for sender under <store.path>/evidence/, at most spam.evidence_samples
    per mailbox (further ones are dropped), each cut at 128 KiB.  Sends
