@@ -13,7 +13,8 @@ from eximtest import PATHS, EXIM, EximTestCase
 ENTRY_POINTS = {"local_scan", "local_scan_version_major", "local_scan_version_minor",
                 "mailsuspend_ping", "mailsuspend_preload", "mailsuspend_send", "mailsuspend_rcpt",
                 "mailsuspend_route", "mailsuspend_queued", "mailsuspend_counts_unknown",
-                "mailsuspend_unknown_rcpt", "mailsuspend_counts_outcomes", "mailsuspend_outcome"}
+                "mailsuspend_unknown_rcpt", "mailsuspend_counts_outcomes", "mailsuspend_outcome",
+                "mailsuspend_held"}
 
 
 def dynamic_symbols(path, defined):
