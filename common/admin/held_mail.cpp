@@ -61,11 +61,11 @@ std::string recipient_of(std::string_view line) {
 }
 
 // A header's value on one line: a folded value's line breaks dropped (the
-// next line starts with its blank).
+// next line starts with its blank), tabs made spaces.
 std::string unfolded(std::string_view value) {
     std::string out;
     for (char c : value)
-        if (c != '\r' && c != '\n') out += c;
+        if (c != '\r' && c != '\n') out += c == '\t' ? ' ' : c;
     return out;
 }
 

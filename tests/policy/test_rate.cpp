@@ -474,6 +474,31 @@ TEST_F(EscalationTest, ExtensionMovesExpiryOnlyForRateAndOnlyOncePerStep) {
     EXPECT_FALSE(extension_due(cfg, r.at(Service::send), t + 600));
 }
 
+// limits.action and spam.action: the automatic suspension holds the mail
+// instead of refusing it, each by its own key.
+TEST_F(EscalationTest, ActionHoldMarksTheAutomaticSuspensionOfItsSourceOnly) {
+    Config cfg = config();
+    cfg.spam_action = SendAction::hold;  // limits.action stays "refuse"
+    std::string error;
+    Actor exim{0, "exim"};
+    std::vector<std::string> warnings;
+    auto w = StoreWriter::open(cfg, false, error);
+    ASSERT_TRUE(w) << error;
+    AutoSuspension out;
+    const int64_t t = 1'800'000'000;
+    ASSERT_TRUE(suspend_automatically(cfg, *w, exim, "r@example.com", Source::rate, "t", t, out, warnings).ok());
+    ASSERT_TRUE(suspend_automatically(cfg, *w, exim, "s@example.com", Source::spam, "t", t, out, warnings).ok());
+    TargetRecord r;
+    ASSERT_TRUE(w->get("r@example.com", r));
+    EXPECT_FALSE(r.at(Service::send).hold);
+    ASSERT_TRUE(w->get("s@example.com", r));
+    EXPECT_TRUE(r.at(Service::send).hold);
+    cfg.limits.action = SendAction::hold;
+    ASSERT_TRUE(suspend_automatically(cfg, *w, exim, "q@example.com", Source::rate, "t", t, out, warnings).ok());
+    ASSERT_TRUE(w->get("q@example.com", r));
+    EXPECT_TRUE(r.at(Service::send).hold);
+}
+
 TEST(OffDomain, RuleIsDomainEqualityAfterNormalisation) {
     AddressRules rules;
     EXPECT_FALSE(is_offdomain("a@example.com", "b@example.com", rules));

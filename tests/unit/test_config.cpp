@@ -59,6 +59,23 @@ TEST_F(ConfigTest, EmptyFileGivesDefaults) {
     EXPECT_EQ(cfg->self_service_interval, 90 * 86400);
 }
 
+TEST_F(ConfigTest, SendActionsAndTheEximCommand) {
+    auto cfg = load("store: { };");
+    ASSERT_TRUE(cfg) << error;
+    EXPECT_EQ(cfg->limits.action, SendAction::refuse);
+    EXPECT_EQ(cfg->spam_action, SendAction::refuse);
+    EXPECT_EQ(cfg->exim_command, "/usr/sbin/exim4");
+    cfg = load("limits: { action = \"hold\"; };\nspam: { action = \"hold\"; };\n"
+               "delivery: { exim_command = \"/usr/sbin/exim4 -C /etc/x.conf\"; };");
+    ASSERT_TRUE(cfg) << error;
+    EXPECT_EQ(cfg->limits.action, SendAction::hold);
+    EXPECT_EQ(cfg->spam_action, SendAction::hold);
+    EXPECT_EQ(cfg->exim_command, "/usr/sbin/exim4 -C /etc/x.conf");
+    EXPECT_FALSE(load("limits: { action = \"freeze\"; };"));
+    EXPECT_NE(error.find("must be \"refuse\" or \"hold\""), std::string::npos) << error;
+    EXPECT_NE(error.find("action"), std::string::npos) << error;
+}
+
 TEST_F(ConfigTest, EmptyGroupsGiveDefaults) {
     auto cfg = load("store: { };\ndelivery: { };\naddress: { };\nwebmail: { };\nmessages: { };\n"
                     "limits: { };\nspam: { };\nunblock: { };\n");

@@ -174,6 +174,22 @@ TEST_F(OperationsTest, BadInputChangesNothing) {
     EXPECT_EQ(writer->stats().seq, 0u);
 }
 
+TEST_F(OperationsTest, HoldIsASendStateThatExcludesFailQueued) {
+    ASSERT_TRUE(suspend("h@example.com", "send,imap", kNow, kRoot, [](SuspendArgs& a) { a.hold = true; }).ok());
+    const TargetRecord r = stored("h@example.com");
+    EXPECT_TRUE(r.at(Service::send).hold);
+    EXPECT_FALSE(r.at(Service::imap).hold) << "only send holds";
+    EXPECT_EQ(status_json(cfg, "h@example.com", &r, nullptr, kNow)["services"]["send"]["hold"], true);
+    Outcome o = suspend("i@example.com", "imap", kNow, kRoot, [](SuspendArgs& a) { a.hold = true; });
+    EXPECT_EQ(o.code, Exit::bad_input);
+    EXPECT_NE(o.message.find("--hold needs the send service"), std::string::npos) << o.message;
+    o = suspend("i@example.com", "send", kNow, kRoot, [](SuspendArgs& a) { a.hold = a.fail_queued = true; });
+    EXPECT_EQ(o.code, Exit::bad_input);
+    // A re-suspend without --hold refuses again.
+    ASSERT_TRUE(suspend("h@example.com", "send", kNow, kRoot).ok());
+    EXPECT_FALSE(stored("h@example.com").at(Service::send).hold);
+}
+
 TEST_F(OperationsTest, LockNeedsRootWithAdmin) {
     ASSERT_TRUE(suspend("a@example.com", "all", kNow, kRoot, [](SuspendArgs& a) { a.lock = true; }).ok());
     // Without --admin, even root is refused.
