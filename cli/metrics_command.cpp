@@ -127,7 +127,9 @@ void per_word(Exposition& e, const Counts& c, const char* name, const char* help
               const char* const (&words)[N], int base, std::size_t count = N) {
     e.family(std::string(name) + "_total", "counter", help);
     for (std::size_t i = 0; i < count; ++i)
-        e.sample(std::string(name) + "_total", label(key, words[i]), c.at(HostClass::exim, base + static_cast<int>(i)));
+        // Exim's, and Dovecot's own causes (login_ips_per_day): a slot is only ever counted by one class.
+        e.sample(std::string(name) + "_total", label(key, words[i]),
+                 c.at(HostClass::exim, base + static_cast<int>(i)) + c.at(HostClass::dovecot, base + static_cast<int>(i)));
 }
 
 void counters(const Config& cfg, Exposition& e) {

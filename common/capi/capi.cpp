@@ -431,7 +431,10 @@ void mailsuspend_check_service(struct mailsuspend_handle* ms, const char* user, 
         if (!s) return;
         r->service = static_service_name(*s);
         Effective e;
-        if (check(ms, user, *s, r, e))
+        if (!check(ms, user, *s, r, e)) return;
+        if (e.service.state.source == Source::rate)  // limits.login_ips_per_day, action "logins"
+            set_text(r, automatic_text(ms->cfg.messages, e.service.state.reason), "", false);
+        else
             set_text(r, ms->cfg.messages.login_denied, e.service.state.reason, ms->cfg.messages.include_reason);
     });
 }

@@ -50,6 +50,11 @@ struct Messages {
     std::string unknown_recipients =
         "Permanent Failure: Your ability to send new mail has been suspended as your account "
         "has addressed many recipients that do not exist. Please contact your IT administrator";
+    // Logins refused by limits.login_ips_per_day with login_ips_action = "logins",
+    // and sending refused by that limit (either action).
+    std::string login_ips =
+        "Your account has been suspended as it was logged into from too many different network "
+        "addresses within a day. Please contact your IT administrator";
     std::string login_denied = "Your account has been suspended. Please contact your system administrator.";
     bool include_reason = true;  // append the admin's reason: "<text> (<reason>)"
 };
@@ -59,6 +64,8 @@ struct Messages {
 // the mailbox limits and for spam.
 const std::string& automatic_text(const Messages& messages, std::string_view reason);
 const std::string& text_of_limit(const Messages& messages, std::string_view limit);
+
+enum class LoginIpsAction : uint8_t { send, logins };
 
 struct Limits {
     int64_t messages_per_day = 600;
@@ -71,6 +78,11 @@ struct Limits {
     // Recipients refused at RCPT as non-existent for one authenticated sender
     // within an hour (counted by the Exim RCPT ACL).  0 = off.
     int64_t unknown_recipients_per_hour = 0;
+    // Distinct client IPs that logged in successfully to one mailbox within
+    // 24 h (counted by the Dovecot passdb; webmail hosts never count).  0 = off.
+    int64_t login_ips_per_day = 0;
+    // What crossing it suspends: send only, or send and every login service.
+    LoginIpsAction login_ips_action = LoginIpsAction::send;
     int64_t suspend_for = 24 * 3600;
     bool extend_on_attempt = true;
     int64_t escalate_after = 3;
@@ -113,6 +125,11 @@ struct Config {
     FailPolicy fail_policy = FailPolicy::open;
     std::string read_group = "mailsuspend";
     std::string write_group = "Debian-exim";
+    // The group of Dovecot's auth process (Debian: user and group dovecot):
+    // it writes <store>/logins and <store>/login-counters (limits.login_ips_per_day)
+    // and hands the trigger's suspensions to <store>/outbox.
+    std::string login_group = "dovecot";
+    uint64_t login_capacity = 100000;  // (mailbox, client IP) pairs seen within a day
     std::string audit_log = "/var/log/mailsuspend/audit.log";
     // How long a mail server's process (Exim) waits for the writer lock
     // before handing its change to the outbox (milliseconds).

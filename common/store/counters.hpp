@@ -24,8 +24,9 @@ enum class CounterKind : uint8_t {
     domain_messages = 4,   // messages sent by a domain's mailboxes (hour window, 5-min buckets)
     domain_offdomain_rcpts = 5,  // off-domain recipients of a domain's mailboxes (day window)
     unknown_rcpts = 6,     // recipients refused as non-existent for a mailbox (hour window, 5-min buckets)
+    login_ips = 7,         // client IPs new to a mailbox's logins (day window; in <store>/login-counters)
 };
-constexpr int kCounterKinds = 7;
+constexpr int kCounterKinds = 8;
 constexpr int kBuckets = 24;
 
 // Bucket width in seconds for a kind.  Windows: 24 hourly buckets (a day)
@@ -44,10 +45,14 @@ struct CountedBucket {
 
 class Counters {
 public:
-    // Maps <dir>/counters read-write, creating it (sized for capacity keys)
+    // Maps <dir>/<name> read-write, creating it (sized for capacity keys)
     // when create is set.  nullptr and error_r on failure.  noexcept.
+    // name: "counters" (Exim's), or kLoginCountersName (Dovecot's auth
+    // process counts limits.login_ips_per_day there: a file of its own
+    // group, store.login_group).
+    static constexpr const char* kLoginCountersName = "login-counters";
     static std::unique_ptr<Counters> open(const std::string& dir, bool create,
-                                          uint64_t capacity, std::string& error_r);
+                                          uint64_t capacity, std::string& error_r, const char* name = "counters");
     ~Counters();
     Counters(const Counters&) = delete;
     Counters& operator=(const Counters&) = delete;
@@ -88,7 +93,7 @@ public:
     // What `mailsuspend check` says of <dir>/counters: empty when it is a
     // whole counters file of this layout (or absent: it is created by init),
     // else the problems.  Reads the file; takes no lock.
-    static std::vector<std::string> verify(const std::string& dir);
+    static std::vector<std::string> verify(const std::string& dir, const char* name = "counters");
 
     struct Impl;
 private:

@@ -55,7 +55,7 @@ enum Slot : int {
     kSessionEnded = 8,     // + Service (7)                      [dovecot]
     kSendRefused = 16,     // + SendRefusal (5)                  [exim]
     kReceive = 24,         // + receive mode (5)                 [exim]
-    kAutoSuspension = 32,  // + AutoCause (7)                    [exim]
+    kAutoSuspension = 32,  // + AutoCause (8)                    [exim; login_ips_per_day: dovecot]
     kSpamReports = 40,     //                                    [exim]
     kFailPolicy = 44,      // + 0 open, 1 closed                 [both]
     kLastSweep = 48,       // gauge: epoch seconds of the last `mailsuspend sweep`  [exim]
@@ -69,11 +69,11 @@ constexpr const char* kReceiveModeNames[] = {"deliver", "discard", "reject", "qu
 // New causes go at the end: a cause's slot is its index, kept across upgrades.
 enum class AutoCause : uint8_t { messages_per_day = 0, offdomain_recipients_per_day, offdomain_recipients_per_hour_per_ip, spam,
                                  domain_messages_per_hour, domain_offdomain_recipients_per_day,
-                                 unknown_recipients_per_hour };
+                                 unknown_recipients_per_hour, login_ips_per_day };
 constexpr const char* kAutoCauseNames[] = {"messages_per_day", "offdomain_recipients_per_day",
                                            "offdomain_recipients_per_hour_per_ip", "spam",
                                            "domain_messages_per_hour", "domain_offdomain_recipients_per_day",
-                                           "unknown_recipients_per_hour"};
+                                           "unknown_recipients_per_hour", "login_ips_per_day"};
 static_assert(kAutoSuspension + std::size(kAutoCauseNames) <= kSpamReports, "the causes' slots end before the next family");
 // The cause of a rate limit's config name, nullopt for another name.
 std::optional<AutoCause> cause_of_limit(std::string_view limit);
