@@ -597,9 +597,10 @@ int cmd_check(const Options& o) {
     return with_writer(o, false, [&](const Config& cfg, StoreWriter& w) {
         std::vector<std::string> report;
         const bool store_ok = w.check(report);
-        // Everything a host process maps is checked: the store and the rate counters.
-        const std::vector<std::string> counters = Counters::verify(cfg.store_path);
-        report.insert(report.end(), counters.begin(), counters.end());
+        // Everything a host process maps is checked: the store, the rate counters, the login tables.
+        for (const auto& problems : {Counters::verify(cfg.store_path), LoginPairs::verify(cfg.store_path),
+                                     Counters::verify(cfg.store_path, Counters::kLoginCountersName)})
+            report.insert(report.end(), problems.begin(), problems.end());
         // Not an inconsistency (the next change creates it): a warning.
         if (std::string e; !notify_file_usable(cfg.store_path, e))
             std::cerr << "mailsuspend: warning: " << e << "\n";

@@ -114,6 +114,9 @@ bool outbox_put(const Config& cfg, const OutboxEntry& entry, std::string& error_
     const std::string tmp = dir + "/.new." + std::to_string(::getpid()) + "." + std::to_string(++serial);
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0660);
     if (fd < 0) return error_r = dir + ": " + std::strerror(errno), false;
+    // Whatever the host's umask (Dovecot's auth process hands entries on too):
+    // every writer of write_group must be able to read and apply it.
+    (void)::fchmod(fd, 0660);
     const ssize_t n = ::write(fd, text.data(), text.size());
     const int write_errno = errno;
     ::close(fd);

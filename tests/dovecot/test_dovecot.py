@@ -11,6 +11,7 @@ import argparse
 import base64
 import grp
 import json
+import pwd
 import os
 import re
 import shutil
@@ -858,6 +859,11 @@ class LoginIpsSendSuite(LoginIpsCase):
         # One more distinct address: the login itself is let in (action send) ...
         self.assertImapOk(ALICE, source=fresh_source())
         self.assertEqual(len(self.outbox()), 1, "the crossing is handed to the outbox")
+        # by the auth process (user dovecot), readable by every writer of write_group (Exim)
+        entry = os.stat(os.path.join(self.server.tmp, "store", "outbox", self.outbox()[0]))
+        self.assertEqual(pwd.getpwuid(entry.st_uid).pw_name, "dovecot")
+        self.assertEqual(grp.getgrgid(entry.st_gid).gr_name, "Debian-exim")
+        self.assertEqual(stat.S_IMODE(entry.st_mode), 0o660)
         # ... and the next writer (the sweep timer's command) makes it.
         self.server.cli("sweep")
         self.assertEqual(self.outbox(), [])
