@@ -37,8 +37,8 @@
 using nlohmann::json;
 
 namespace mailsuspend::cli {
-namespace {
 
+// Shared with the other command files (commands.hpp).
 int finish(const Outcome& o) {
     if (!o.message.empty()) (o.ok() ? std::cout : std::cerr) << o.message << "\n";
     return static_cast<int>(o.code);
@@ -114,6 +114,8 @@ int change(const Options& o, const std::function<Outcome(Session&)>& body) {
     });
 }
 
+namespace {
+
 // --service LIST as a mask; false with error (exit 2) naming the bad part.
 bool services_option(const std::string& list, uint8_t& mask, Outcome& error) {
     std::string why;
@@ -140,6 +142,7 @@ std::optional<SuspendArgs> suspend_args(const Options& o, Outcome& error) {
     }
     a.lock = o.lock;
     a.fail_queued = o.fail_queued;
+    a.hold = o.hold;
     return a;
 }
 
@@ -397,6 +400,8 @@ void print_status(const json& j) {
     }
 }
 
+}  // namespace
+
 // The effective state of o.target (its record and its domain's) as status_json,
 // or nullopt with code set (the error is printed).  key: the normalised target.
 std::optional<json> effective_status(const Options& o, std::string& key, int& code) {
@@ -415,7 +420,6 @@ std::optional<json> effective_status(const Options& o, std::string& key, int& co
                        d == LookupStatus::found ? &domain : nullptr, now());
 }
 
-}  // namespace
 
 int cmd_status(const Options& o) {
     int code = 0;
@@ -652,11 +656,12 @@ Outcome batch_line(Session& s, const json& j) {
     std::string op;
     for (const auto& [k, v] : j.items())
         if (k != "op" && k != "target" && k != "services" && k != "reason" && k != "for" &&
-            k != "mode" && k != "lock" && k != "fail_queued" && k != "admin")
+            k != "mode" && k != "lock" && k != "fail_queued" && k != "hold" && k != "admin")
             return {Exit::bad_input, "unknown field '" + k + "'"};
     if (!text("op", op) || !text("target", o.target) || !text("services", o.services) ||
         !text("reason", o.reason) || !text("for", o.duration) || !text("mode", o.mode) ||
-        !flag("lock", o.lock) || !flag("fail_queued", o.fail_queued) || !flag("admin", o.admin))
+        !flag("lock", o.lock) || !flag("fail_queued", o.fail_queued) || !flag("hold", o.hold) ||
+        !flag("admin", o.admin))
         return {Exit::bad_input, "a field has the wrong type"};
     o.duration_given = j.contains("for");
     Outcome error;

@@ -4,10 +4,20 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "mailsuspend/mailsuspend.h"
+
+namespace mailsuspend {
+struct Config;
+struct Outcome;
+class Session;
+}  // namespace mailsuspend
 
 namespace mailsuspend::cli {
 
@@ -21,7 +31,8 @@ struct Options {
     std::string duration;
     bool duration_given = false;  // --for "" is an error, not "forever"
     std::string mode;
-    bool lock = false, fail_queued = false, admin = false, self_service = false;
+    bool lock = false, fail_queued = false, hold = false, admin = false, self_service = false;
+    bool delete_held = false;  // release --delete
     uint64_t capacity = 0;
     std::vector<std::string> evidence;
     bool arf = false, token_only = false, open = false;
@@ -50,5 +61,17 @@ int cmd_token(const Options& o);
 int cmd_usage(const Options& o);
 int cmd_reset_usage(const Options& o);
 int cmd_metrics(const Options& o);
+int cmd_held(const Options& o);
+int cmd_release(const Options& o);
+
+// For the command files: the exit code of an outcome (its line printed); the
+// current time; the config or an exit code; changes in one committed
+// session; the effective state of o.target as `status --json` shows it
+// (key: the normalised target), or nullopt with code set.
+int finish(const Outcome& o);
+int64_t now();
+std::optional<Config> config_or_exit(const Options& o, int& code);
+int change(const Options& o, const std::function<Outcome(Session&)>& body);
+std::optional<nlohmann::json> effective_status(const Options& o, std::string& key, int& code);
 
 }  // namespace mailsuspend::cli

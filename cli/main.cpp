@@ -88,6 +88,7 @@ int main(int argc, char** argv) {
     suspend->add_flag("--lock", o.lock, "only root with --admin may lift it");
     suspend->add_option("--mode", o.mode, "mail for it while receive is suspended: deliver, discard, reject, queue");
     suspend->add_flag("--fail-queued", o.fail_queued, "with send: fail its mail already queued");
+    suspend->add_flag("--hold", o.hold, "with send: accept its mail and hold it in the queue (held, release)");
     auto* unsuspend = app.add_subcommand("unsuspend", "lift suspensions");
     target(unsuspend, "user@example.com or @example.com");
     unsuspend->add_option("--service", o.services, "services to lift (default: all)");
@@ -102,6 +103,13 @@ int main(int argc, char** argv) {
     auto* set_mode = app.add_subcommand("set-mode", "delivery mode for mail while receive is suspended");
     target(set_mode, "user@example.com or @example.com");
     set_mode->add_option("mode", o.mode, "deliver, discard, reject or queue")->required();
+    auto* held = app.add_subcommand("held", "mail held in Exim's queue for a mailbox or domain (suspend --hold)");
+    target(held, "user@example.com or @example.com");
+    held->add_flag("--json", o.json, "a JSON array");
+    auto* release = app.add_subcommand("release", "lift a hold and deliver the held mail at once (or --delete it)");
+    target(release, "user@example.com or @example.com");
+    release->add_flag("--delete", o.delete_held, "remove the held mail instead (audited with the count)");
+    release->add_flag("--admin", o.admin, "as root: lift a locked hold too");
     auto* can_delete = app.add_subcommand("can-delete", "exit 0 if the mailbox may be deleted, 3 while suspended");
     target(can_delete, "user@example.com");
     auto* sweep = app.add_subcommand("sweep", "lift expired suspensions and record them in the audit log");
@@ -162,7 +170,8 @@ int main(int argc, char** argv) {
         {send_notices_cmd, cmd_send_notices}, {token, cmd_token},
         {usage, cmd_usage},     {reset_usage, cmd_reset_usage},
         {metrics, cmd_metrics}, {doctor, cmd_doctor},
-        {sync, cmd_sync},       {fleet_status, cmd_fleet_status}, {notify, cmd_notify}};
+        {sync, cmd_sync},       {fleet_status, cmd_fleet_status}, {notify, cmd_notify},
+        {held, cmd_held},       {release, cmd_release}};
     try {
         for (const auto& [sub, run] : commands)
             if (sub->parsed()) return run(o);

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "address.hpp"
+#include "held_mail.hpp"
 #include "spawn.hpp"
 #include "store.hpp"
 #include "text.hpp"
@@ -38,6 +39,7 @@ json service_json(const ServiceState& s, bool in_force, Scope scope) {
               {"source", source_name(s.source)},
               {"scope", scope_name(scope)}};
     if (s.fail_queued) j["fail_queued"] = true;
+    if (s.hold) j["hold"] = true;
     return j;
 }
 
@@ -134,6 +136,9 @@ Outcome Session::suspend(const SuspendArgs& a) {
     if (std::string why; !check_free_text(a.reason, kMaxReason, why))
         return bad("reason " + why);
     if (a.duration < 0) return bad("negative duration");
+    const bool with_send = in_mask(a.services, static_cast<int>(Service::send));
+    if (a.hold && !with_send) return bad("--hold needs the send service");
+    if (a.hold && a.fail_queued) return bad("--hold and --fail-queued exclude each other: held mail is kept, failed mail bounces");
     std::string error;
     TargetRecord* r = load(key, error);
     if (!r) return {Exit::failure, error};
@@ -148,11 +153,14 @@ Outcome Session::suspend(const SuspendArgs& a) {
         if (keep_lock) expires = (expires == 0 || s.expires == 0) ? 0 : std::max(expires, s.expires);
         kept_lock |= keep_lock;
         s = ServiceState{true, a.lock || keep_lock, false, now_, expires, a.source, a.reason};
-        if (static_cast<Service>(i) == Service::send) s.fail_queued = a.fail_queued;
+        if (static_cast<Service>(i) == Service::send) {
+            s.fail_queued = a.fail_queued;
+            s.hold = a.hold;
+        }
     }
     if (a.mode) r->mode = *a.mode;
     if (a.source != Source::admin) note_automatic_suspension(*r, now_);
-    if (a.fail_queued && in_mask(a.services, static_cast<int>(Service::send))) fail_queued_.push_back(key);
+    if (a.fail_queued && with_send) fail_queued_.push_back(key);
     note(key, "suspend", a.services, a.reason);
     return {Exit::ok, "suspended " + service_list(a.services) + " for " + key +
                           (a.duration ? " until " + format_time(now_ + a.duration) : "") +
@@ -183,6 +191,7 @@ Outcome Session::unsuspend(const UnsuspendArgs& a) {
                            "; next possible on " + format_time(next));
         r->last_self_unblock = now_;
     }
+    const bool held = r->at(Service::send).hold;
     for (int i = 0; i < kServiceCount; ++i)
         if (in_mask(a.services, i) && r->services[i].suspended) {
             if (!in_mask(lifting, i)) lifting |= static_cast<uint8_t>(1u << i);  // expired: tidy up
@@ -193,6 +202,7 @@ Outcome Session::unsuspend(const UnsuspendArgs& a) {
     // A lifted send suspension starts afresh: else the next message inside the
     // old window crosses the limit again (and escalates).
     if (in_mask(lifting, static_cast<int>(Service::send))) reset_counters_.push_back(key);
+    if (held && in_mask(lifting, static_cast<int>(Service::send))) release_.push_back(key);
     note(key, a.self_service ? "self-service-unsuspend" : "unsuspend", lifting, "");
     return {Exit::ok, "lifted " + service_list(lifting) + " for " + key};
 }
@@ -364,6 +374,7 @@ void Session::clear() {
     usage_resets_.clear();
     flush_.clear();
     fail_queued_.clear();
+    release_.clear();
     audit_.clear();
     events_.clear();
 }
@@ -392,6 +403,9 @@ Outcome Session::commit(std::vector<std::string>& warnings) {
     for (const auto& key : fail_queued_)
         if (std::string e; !run_command(cfg_.fail_queued_command, key, e, address_regex(key, cfg_.address)))
             warnings.push_back("failing queued mail of " + key + " failed: " + e);
+    for (const auto& key : release_)
+        if (std::string e; !deliver_held_mail(cfg_, key, e))
+            warnings.push_back("held mail of " + key + " not delivered at once (the next queue run will): " + e);
     clear();
     return {};
 }

@@ -36,6 +36,7 @@ struct SuspendArgs {
     bool lock = false;
     std::optional<DeliveryMode> mode;
     bool fail_queued = false;
+    bool hold = false;  // send: accept and hold its mail in the queue instead of refusing it
     Source source = Source::admin;
 };
 
@@ -93,6 +94,7 @@ private:
     std::vector<nlohmann::json> audit_;   // lines of record changes: journaled with them
     std::vector<nlohmann::json> events_;  // lines of events that change no record
     std::vector<std::string> flush_, fail_queued_;  // addresses for host commands
+    std::vector<std::string> release_;              // keys whose held send was lifted
     std::vector<std::string> reset_counters_;       // mailboxes whose send was lifted
     struct UsageReset {
         std::string key, ip;

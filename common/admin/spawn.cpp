@@ -41,16 +41,17 @@ void fill(std::string& w, std::string_view placeholder, const std::string& value
         w.replace(at, placeholder.size(), value);
 }
 
-// Starts args[0] with stdin from in, stdout to /dev/null (the CLI's output
-// stays its own), stderr to err.  Returns the pid, or -1 with error.
-pid_t start(std::vector<std::string>& args, int in, int err, std::string& error_r) {
+// Starts args[0] with stdin from in, stdout to out (-1: /dev/null, so the
+// CLI's output stays its own), stderr to err.  Returns the pid, or -1 with error.
+pid_t start(std::vector<std::string>& args, int in, int out, int err, std::string& error_r) {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, in, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    if (out >= 0) posix_spawn_file_actions_adddup2(&actions, out, 1);
+    else posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_adddup2(&actions, err, 2);
     pid_t pid = 0;
     const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
@@ -86,7 +87,20 @@ std::vector<std::string> command_words(const std::string& templ,
     return args;
 }
 
-bool run_program(std::vector<std::string> args, std::string& error_r, std::string_view input) {
+namespace {
+
+// The start of what the program wrote into out.
+std::string written(int out, std::size_t limit) {
+    std::string text(limit, '\0');
+    const ssize_t n = ::pread(out, text.data(), text.size(), 0);
+    text.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    return text;
+}
+
+}  // namespace
+
+bool run_program(std::vector<std::string> args, std::string& error_r, std::string_view input,
+                 std::string* output_r) {
     if (args.empty()) return error_r = "no program to run", false;
     if (args[0].front() != '/') return error_r = args[0] + ": not an absolute path", false;
     const int in = anonymous_file(error_r);
@@ -97,7 +111,9 @@ bool run_program(std::vector<std::string> args, std::string& error_r, std::strin
         ::close(in), ::close(err);
         return error_r = errno_text("temporary file"), false;
     }
-    const pid_t pid = start(args, in, err, error_r);
+    const int out = output_r ? anonymous_file(error_r) : -1;
+    if (output_r && out < 0) return ::close(in), ::close(err), false;
+    const pid_t pid = start(args, in, out, err, error_r);
     ::close(in);
     bool ok = pid > 0;
     int status = 0;
@@ -107,6 +123,8 @@ bool run_program(std::vector<std::string> args, std::string& error_r, std::strin
             ok = false;
         }
     if (ok) ok = exited_ok(args[0], status, err, error_r);
+    if (ok && output_r) *output_r = written(out, 64 * 1024);
+    if (out >= 0) ::close(out);
     ::close(err);
     return ok;
 }

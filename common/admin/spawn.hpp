@@ -20,10 +20,12 @@ std::vector<std::string> command_words(const std::string& templ,
                                        const std::vector<std::pair<std::string_view, std::string>>& fills);
 
 // Runs args[0] (an absolute path) with args, input on stdin and stdout to
-// /dev/null, and waits for it.  True when it exits 0, else false with what
-// went wrong in error_r (with the start of what it wrote on stderr).  It
-// waits: never call it from a Dovecot or Exim process.
-bool run_program(std::vector<std::string> args, std::string& error_r, std::string_view input = {});
+// /dev/null (or into *output_r, at most 64 KiB), and waits for it.  True
+// when it exits 0, else false with what went wrong in error_r (with the
+// start of what it wrote on stderr).  It waits: never call it from a
+// Dovecot or Exim process.
+bool run_program(std::vector<std::string> args, std::string& error_r, std::string_view input = {},
+                 std::string* output_r = nullptr);
 
 enum class Detached { finished, running, not_started };
 

@@ -36,6 +36,7 @@ void reset(mailsuspend_result* r, const char* service) {
     r->scope = "none";
     r->fail_policy = 0;
     r->fail_queued = 0;
+    r->hold = 0;
     r->status = "";
     r->text[0] = '\0';
 }
@@ -490,6 +491,7 @@ void mailsuspend_check_send(struct mailsuspend_handle* ms, const char* sender, c
             r->verdict = MAILSUSPEND_DENY;
             r->status = smtp_status(Service::send);
             r->scope = scope_name(pending).data();
+            r->hold = ms->cfg.limits.action == SendAction::hold;
             set_text(r, pending == Scope::domain ? ms->cfg.messages.domain_rate_suspended : ms->cfg.messages.rate_suspended,
                      "", false);
             return;
@@ -500,6 +502,7 @@ void mailsuspend_check_send(struct mailsuspend_handle* ms, const char* sender, c
         set_text(r, automatic ? automatic_text(ms->cfg.messages, e.service.state.reason) : ms->cfg.messages.send_suspended,
                  automatic ? "" : e.service.state.reason, ms->cfg.messages.include_reason);
         r->fail_queued = e.service.state.fail_queued;
+        r->hold = e.service.state.hold;
     });
 }
 

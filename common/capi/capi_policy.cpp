@@ -295,6 +295,7 @@ void mailsuspend_count_message(struct mailsuspend_handle* ms, const char* sender
             case RateVerdict::crossed:
                 refusal = metrics::SendRefusal::rate_limit;
                 refuse(r, d.domain ? "domain" : "mailbox", "5.7.13", text_of_limit(ms->cfg.messages, d.limit));
+                r->hold = ms->cfg.limits.action == SendAction::hold;  // this message too
                 suspend_for_rate(ms, std::string(d.domain ? domain_key_of(key) : key), describe(d, facts.client_ip),
                                  d.limit, now);
                 return;
@@ -387,6 +388,18 @@ int mailsuspend_sender_token(struct mailsuspend_handle* ms, const char* account,
     } catch (...) {
         return -1;
     }
+}
+
+const char* mailsuspend_held_mark(void) { return kHeldMark.data(); }
+
+void mailsuspend_check_held(struct mailsuspend_handle* ms, const char* sender, const char* client_ip,
+                            long message_age, struct mailsuspend_result* r) {
+    if (!r) return;
+    if (!ms) return reset(r, "send");
+    mailsuspend_check_send(ms, sender, client_ip, r);
+    if (r->verdict != MAILSUSPEND_DENY) return;
+    // Held past the queue's expiry, like mail queued for a suspended recipient.
+    r->mode = message_age > ms->cfg.queue_expiry ? MAILSUSPEND_MODE_EXPIRED : MAILSUSPEND_MODE_QUEUE;
 }
 
 }  // extern "C"

@@ -193,7 +193,7 @@ void read_store(Reader& r, Setting g, Config& c) {
 }
 
 void read_delivery(Reader& r, Setting g, Config& c) {
-    r.only_keys(g, {"default_mode", "queue_expiry", "flush_command", "fail_queued_command"});
+    r.only_keys(g, {"default_mode", "queue_expiry", "flush_command", "fail_queued_command", "exim_command"});
     std::string mode(mode_name(c.default_mode));
     r.string(g, "default_mode", mode);
     if (auto m = parse_mode(mode)) c.default_mode = *m;
@@ -201,6 +201,15 @@ void read_delivery(Reader& r, Setting g, Config& c) {
     r.duration(g, "queue_expiry", c.queue_expiry, false);
     r.string(g, "flush_command", c.flush_command);
     r.string(g, "fail_queued_command", c.fail_queued_command);
+    r.string(g, "exim_command", c.exim_command);
+}
+
+void read_send_action(Reader& r, Setting g, SendAction& action) {
+    std::string name = action == SendAction::hold ? "hold" : "refuse";
+    r.string(g, "action", name);
+    if (name == "refuse") action = SendAction::refuse;
+    else if (name == "hold") action = SendAction::hold;
+    else r.fail(Reader::at(g, "action"), "must be \"refuse\" or \"hold\"");
 }
 
 void read_address(Reader& r, Setting g, Config& c) {
@@ -249,8 +258,7 @@ void read_limits(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"messages_per_day", "recipients_per_message", "offdomain_recipients_per_day",
                     "offdomain_recipients_per_hour_per_ip", "domain_messages_per_hour",
                     "domain_offdomain_recipients_per_day", "unknown_recipients_per_hour", "login_ips_per_day",
-                    "login_ips_action", "suspend_for",
-                    "extend_on_attempt", "escalate_after"});
+                    "login_ips_action", "suspend_for", "extend_on_attempt", "escalate_after", "action"});
     auto& l = c.limits;
     constexpr int64_t kMax = 1LL << 31;
     r.integer(g, "messages_per_day", l.messages_per_day, 0, kMax);
@@ -269,17 +277,19 @@ void read_limits(Reader& r, Setting g, Config& c) {
     r.duration(g, "suspend_for", l.suspend_for, false);
     r.boolean(g, "extend_on_attempt", l.extend_on_attempt);
     r.integer(g, "escalate_after", l.escalate_after, 0, 1000);
+    read_send_action(r, g, l.action);
 }
 
 void read_spam(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"threshold", "window", "default_abuse_contact", "abuse_contacts",
-                    "evidence_samples", "sendmail_command", "token_max_age"});
+                    "evidence_samples", "sendmail_command", "token_max_age", "action"});
     r.integer(g, "threshold", c.spam_threshold, 0, 1000000);
     r.duration(g, "window", c.spam_window, false);
     r.duration(g, "token_max_age", c.spam_token_max_age, false);
     r.string(g, "default_abuse_contact", c.default_abuse_contact);
     r.integer(g, "evidence_samples", c.evidence_samples, 0, 100);
     r.string(g, "sendmail_command", c.sendmail_command);
+    read_send_action(r, g, c.spam_action);
     Setting contacts = member(g, "abuse_contacts");
     if (!contacts) return;
     // libconfig names cannot hold dots, so domains are values:

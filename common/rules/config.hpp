@@ -67,6 +67,11 @@ const std::string& text_of_limit(const Messages& messages, std::string_view limi
 
 enum class LoginIpsAction : uint8_t { send, logins };
 
+// What an automatic suspension of send (limits.action, spam.action) does with
+// the account's mail: refuse it (5.7.13), or accept it and hold it in Exim's
+// queue for the admin to release or delete (mailsuspend held / release).
+enum class SendAction { refuse, hold };
+
 struct Limits {
     int64_t messages_per_day = 600;
     int64_t recipients_per_message = 300;
@@ -86,6 +91,7 @@ struct Limits {
     int64_t suspend_for = 24 * 3600;
     bool extend_on_attempt = true;
     int64_t escalate_after = 3;
+    SendAction action = SendAction::refuse;
 };
 
 // The fleet (issue 15): nodes that share their changes through Redis.
@@ -146,6 +152,9 @@ struct Config {
     int64_t queue_expiry = 4 * 86400 + 8 * 3600;
     std::string flush_command = "/usr/sbin/exim4 -Rrff {address_regex}";
     std::string fail_queued_command = "/usr/sbin/exim4 -Srff {address_regex}";
+    // The Exim that `held` and `release` ask (no shell; options may follow,
+    // e.g. -C FILE): -bP spool_directory, -M to deliver, -Mrm to delete.
+    std::string exim_command = "/usr/sbin/exim4";
 
     AddressRules address;
     std::vector<Netmask> webmail_hosts;
@@ -161,6 +170,7 @@ struct Config {
     std::string default_abuse_contact;
     std::map<std::string, std::string> abuse_contacts;  // domain -> address
     int64_t evidence_samples = 3;
+    SendAction spam_action = SendAction::refuse;
     std::string sendmail_command = "/usr/sbin/sendmail -t -oi";
     int64_t self_service_interval = 90 * 86400;
 

@@ -27,6 +27,10 @@ constexpr uint8_t kSendMask = 1u << static_cast<int>(Service::send);
 // this window has no expiry and is locked (policy.hpp); a lift forgets them.
 constexpr int64_t kEscalationWindow = 30 * 86400;
 
+// What the Exim module puts in $local_scan_data of a message it holds,
+// followed by the sending identity (admin/held_mail.hpp reads it back).
+constexpr std::string_view kHeldMark = "mailsuspend-held ";
+
 // Delivery mode for mail received while "receive" is suspended.
 // unset = the config's delivery.default_mode.
 enum class DeliveryMode : uint8_t { unset = 0, deliver, discard, reject, queue };
@@ -56,6 +60,7 @@ struct ServiceState {
     int64_t expires = 0;       // epoch seconds; 0 = never
     Source source = Source::admin;
     std::string reason;        // admin's free text (validated: printable)
+    bool hold = false;         // send: its mail is accepted and held in Exim's queue, not refused
     // Who acted is in the audit log only: the store is readable by every mail
     // process (store.read_group), which needs the reason, not the actor.
 

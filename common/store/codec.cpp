@@ -26,7 +26,7 @@ enum : uint8_t { kSuspended = 1, kLocked = 2, kFailQueued = 4 };
 //   [varint hlc, u8 len + origin]       if extras & kHasFleet (version 3 only)
 //   [u32 last_self_unblock]             if extras & kHasSelfUnblock
 //   [varint n, n x u32 auto-suspension] if extras & kHasAutoHistory
-//   per stored service: u8 head, u32 since, [u32 expires], u8 source,
+//   per stored service: u8 head, u32 since, [u32 expires], u8 source (| 0x10: hold),
 //                       [varint len + reason, varint len + actor] unless kSameTexts
 //   (the actor is always written empty and ignored when read: who acted is in
 //   the audit log, which read_group cannot open; old records may hold one)
@@ -126,7 +126,17 @@ void set_state_flags(ServiceState& s, uint8_t flags) {
     s.fail_queued = flags & kFailQueued;
 }
 
+// The source byte: the Source, and kHoldBit for a send suspension that holds
+// mail (the head byte has no flag bit left).
+constexpr uint8_t kHoldBit = 0x10;
+
+uint8_t source_byte(const ServiceState& s) {
+    return static_cast<uint8_t>(static_cast<uint8_t>(s.source) | (s.hold ? kHoldBit : 0));
+}
+
 bool set_source(ServiceState& s, uint8_t source) {
+    s.hold = source & kHoldBit;
+    source &= static_cast<uint8_t>(~kHoldBit);
     if (source > static_cast<uint8_t>(Source::self)) return false;
     s.source = static_cast<Source>(source);
     return true;
@@ -140,7 +150,7 @@ void encode_service(const ServiceState& s, int index, const ServiceState* previo
                                            (same_texts ? kSameTexts : 0)));
     put<uint32_t>(out, to_u32(s.since));
     if (expires != 0) put<uint32_t>(out, expires);
-    put<uint8_t>(out, static_cast<uint8_t>(s.source));
+    put<uint8_t>(out, source_byte(s));
     if (same_texts) return;
     put_text_varint(out, s.reason);
     put_text_varint(out, "");  // the actor

@@ -112,6 +112,20 @@ bool all_recipients_rejected(struct mailsuspend_handle* ms, mailsuspend_result& 
     return total > 0;
 }
 
+// A message of a sender whose send is held: accepted and marked with the
+// sender in $local_scan_data (kept in the spool); the mailsuspend_hold
+// router defers it at every delivery attempt, the first one included (so
+// the queue shows why it waits), until the hold is lifted.  Without
+// routers (exim4-daemon-light) it is frozen instead: `release` thaws it.
+int hold_message(const char* identity, const char* ip, const mailsuspend_result& r, uschar** return_text) noexcept {
+    const bool routers = dlfunc_available();
+    *return_text = reply(mailsuspend_held_mark(), identity);  // $local_scan_data
+    log_main("send held sender=%s scope=%s client=%s id=%s recipients=%d at=data (%s)", identity, r.scope,
+             ip ? ip : "local", current_message_id(), current_recipient_count(),
+             routers ? "deferred until released" : "frozen until released");
+    return routers ? LOCAL_SCAN_ACCEPT : LOCAL_SCAN_ACCEPT_FREEZE;
+}
+
 // The first part of a refused message's body kept as evidence for the AUP
 // notice (the core cuts samples at 128 KiB; headers come on top).
 constexpr size_t kSampleBody = 64 * 1024;
@@ -135,6 +149,7 @@ int scan_submission(struct mailsuspend_handle* ms, int data_fd, const char* iden
         *return_text = refusal_reply(r);
         return LOCAL_SCAN_TEMPREJECT;
     }
+    if (refusal == MessageRefusal::held) return hold_message(identity, ip, r, return_text);
     if (refusal != MessageRefusal::none) {
         if (!r.fail_policy) {
             const std::string sample = message_sample(data_fd, kSampleBody);
@@ -370,6 +385,35 @@ __attribute__((visibility("default"))) int mailsuspend_queued(uschar** yield, in
         log_main("queued message failed sender=%s id=%s scope=%s at=route", identity,
                  current_message_id(), r.scope);
         *yield = reply(":fail: ", r.text);
+        return OK;
+    } catch (...) {
+        *yield = reinterpret_cast<uschar*>(exim_copy("mailsuspend: internal error"));
+        return DEFER;
+    }
+}
+
+// Router data: ${dlfunc{SO}{mailsuspend_held}{CONFIG}{$authenticated_id}{$sender_address}{$sender_host_address}{$message_age}}
+// for a message the module held (the router's condition looks for the mark):
+// ":defer: text" while its sender's send stays suspended, ":fail: text" past
+// delivery.queue_expiry (it bounces to the sender), forced failure once
+// lifted (the router declines: delivered normally).
+__attribute__((visibility("default"))) int mailsuspend_held(uschar** yield, int argc, uschar* argv[]) {
+    try {
+        if (argc != 5)
+            return usage_error(yield, "mailsuspend_held",
+                               "{config}{$authenticated_id}{$sender_address}{$sender_host_address}{$message_age}");
+        const auto [ms, ip, identity] = sender_of(argc, argv);
+        const long age = std::strtol(arg(argc, argv, 4), nullptr, 10);
+        mailsuspend_result r{};
+        if (identity) mailsuspend_check_held(ms, identity, ip, age, &r);
+        if (!identity || r.verdict != MAILSUSPEND_DENY) {
+            *yield = reinterpret_cast<uschar*>(exim_copy(""));
+            return FAIL_FORCED;
+        }
+        const bool expired = r.mode == MAILSUSPEND_MODE_EXPIRED;
+        log_main("held message %s sender=%s id=%s scope=%s age=%lds at=route", expired ? "expired" : "deferred",
+                 identity, current_message_id(), r.scope, age);
+        *yield = reply(expired ? ":fail: " : ":defer: ", r.text);
         return OK;
     } catch (...) {
         *yield = reinterpret_cast<uschar*>(exim_copy("mailsuspend: internal error"));

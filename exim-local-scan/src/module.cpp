@@ -110,6 +110,11 @@ bool send_refused(struct mailsuspend_handle* ms, const char* identity, const cha
                   const char* where, struct mailsuspend_result* result_r) noexcept {
     mailsuspend_count_message(ms, identity, client_ip, nullptr, 0, result_r);
     if (result_r->verdict != MAILSUSPEND_DENY) return false;
+    if (result_r->hold) {
+        log_main("send held sender=%s scope=%s client=%s at=%s (accepted, held after DATA)", identity,
+                 result_r->scope, client_ip ? client_ip : "local", where);
+        return false;
+    }
     log_main("send refused sender=%s service=%s scope=%s client=%s at=%s%s", identity,
              result_r->service, result_r->scope, client_ip ? client_ip : "local", where,
              result_r->fail_policy ? " fail_policy=closed" : "");
@@ -135,6 +140,7 @@ MessageRefusal message_refused(struct mailsuspend_handle* ms, const char* identi
                  identity, client_ip ? client_ip : "local", count);
         return MessageRefusal::ip_throttled;
     }
+    if (result_r->hold) return MessageRefusal::held;  // logged with the message id by local_scan
     log_main("send refused sender=%s service=%s scope=%s client=%s at=data recipients=%u%s", identity,
              result_r->service, result_r->scope, client_ip ? client_ip : "local", count,
              result_r->fail_policy ? " fail_policy=closed" : "");

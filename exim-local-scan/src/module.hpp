@@ -31,7 +31,8 @@ void refresh_in_daemon(const char* config_path) noexcept;
 // with no recipients (nothing is counted, but an attempt while send is
 // rate-suspended extends the suspension: limits.extend_on_attempt).  Logs a
 // refusal.  Returns true when refused and fills result_r (text without
-// status code).
+// status code); false for a sender whose mail is held (result_r->hold):
+// accepted here, held after DATA.
 bool send_refused(struct mailsuspend_handle* ms, const char* identity, const char* client_ip,
                   const char* where, struct mailsuspend_result* result_r) noexcept;
 
@@ -40,7 +41,8 @@ enum class MessageRefusal {
     none,                // accepted and counted against the rate limits
     send_suspended,      // send suspended (before, or by this message crossing a limit)
     too_many_recipients, // over limits.recipients_per_message; nothing suspended
-    ip_throttled         // temporary: the client IP's hourly limit; nothing suspended
+    ip_throttled,        // temporary: the client IP's hourly limit; nothing suspended
+    held                 // send suspended with hold: accept it and hold it in the queue
 };
 
 // After DATA: counts the message with all its recipients, once (the core

@@ -59,6 +59,7 @@ delivery: {{
   queue_expiry = "{queue_expiry}";
   flush_command = "{exim} -C {dir}/exim.conf -Rrff {{address_regex}}";
   fail_queued_command = "{exim} -C {dir}/exim.conf -Srff {{address_regex}}";
+  exim_command = "{exim} -C {dir}/exim.conf";
 }};
 address: {{ default_domain = ""; subaddress_separator = "+"; }};
 webmail: {{ hosts = [ "127.0.0.2" ]; }};

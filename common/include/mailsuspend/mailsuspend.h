@@ -68,6 +68,11 @@ struct mailsuspend_result {
 					store.fail_policy decided */
 	int fail_queued;             /* send checks: the admin asked that mail
 					already queued from this sender fail */
+	int hold;                    /* send checks, with verdict DENY: accept
+					the message and hold it in the queue
+					(mailsuspend_held_mark) instead of
+					refusing it; nothing of it is
+					delivered while held */
 	const char *status;          /* RFC 3463 enhanced status of an SMTP
 					refusal: "5.7.13" (sending suspended),
 					"5.5.3" (too many recipients), "5.2.1"
@@ -125,6 +130,19 @@ void mailsuspend_check_send(struct mailsuspend_handle *ms, const char *sender,
 void mailsuspend_check_receive(struct mailsuspend_handle *ms, const char *recipient,
 			       long message_age,
 			       struct mailsuspend_result *result_r);
+
+/* A message held for sender (result->hold of its send check) carries this
+   mark followed by sender as its $local_scan_data (Exim keeps it in the
+   spool); `mailsuspend held` and `release` find it by that. */
+const char *mailsuspend_held_mark(void);
+
+/* A held message (its mark) at delivery, sent by sender from client_ip,
+   queued for message_age seconds: DENY with mode QUEUE (defer it) while
+   the sender's send stays suspended, EXPIRED past delivery.queue_expiry
+   (bounce it with result->text); ALLOW once lifted (deliver it). */
+void mailsuspend_check_held(struct mailsuspend_handle *ms, const char *sender,
+			    const char *client_ip, long message_age,
+			    struct mailsuspend_result *result_r);
 
 /* Is service (by name) of user suspended?  For callers with their own
    service mapping (e.g. a periodic re-check of a live session). */
