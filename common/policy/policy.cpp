@@ -203,7 +203,8 @@ Outcome suspend_automatically(const Config& cfg, StoreWriter& writer, const Acto
     a.source = source;
     a.lock = escalate;
     // limits.action / spam.action: accept the account's mail and hold it instead.
-    a.hold = (source == Source::spam ? cfg.spam_action : cfg.limits.action) == SendAction::hold;
+    a.hold = (a.services & kSendMask) &&  // send already in force (the login services only): as it is
+             (source == Source::spam ? cfg.spam_action : cfg.limits.action) == SendAction::hold;
     a.duration = (source == Source::rate && !escalate) ? cfg.limits.suspend_for : 0;
     a.reason = sanitise_line("automatic: " + why + (escalate ? "; repeated, so permanent" : ""), kMaxReason);
     Session session(cfg, writer, actor, now);
