@@ -22,6 +22,7 @@
 #include "arf.hpp"
 #include "config.hpp"
 #include "counters.hpp"
+#include "login_pairs.hpp"
 #include "mailsuspend/mailsuspend.h"
 #include "metrics.hpp"
 #include "notice.hpp"
@@ -481,6 +482,17 @@ bool give_to_write_group(const Config& cfg, const std::string& path, mode_t mode
     return true;
 }
 
+// Sets path's access ACL to text.  false: error_r says why when the ACL
+// could not be made, else saved_errno holds acl_set_file's errno.
+bool set_access_acl(const std::string& path, const std::string& text, int& saved_errno, std::string& error_r) {
+    acl_t acl = ::acl_from_text(text.c_str());
+    if (!acl) return error_r = "cannot make the ACL " + text + ": " + std::strerror(errno), false;
+    const int rc = ::acl_set_file(path.c_str(), ACL_TYPE_ACCESS, acl);
+    saved_errno = errno;
+    ::acl_free(acl);
+    return rc == 0;
+}
+
 // Exim drops every supplementary group (exim.c: setgroups(0, NULL); it never
 // calls initgroups for itself), so its processes run as write_group's user and
 // group only and cannot enter a directory of read_group.  A POSIX ACL entry
@@ -489,17 +501,46 @@ bool give_to_write_group(const Config& cfg, const std::string& path, mode_t mode
 bool grant_write_group_traversal(const Config& cfg, std::string& error_r) {
     if (cfg.write_group.empty() || cfg.write_group == cfg.read_group) return true;
     const std::string text = "u::rwx,g::r-x,g:" + cfg.write_group + ":r-x,m::r-x,o::---";
-    acl_t acl = ::acl_from_text(text.c_str());
-    if (!acl) return error_r = "cannot make the ACL " + text + ": " + std::strerror(errno), false;
-    const int rc = ::acl_set_file(cfg.store_path.c_str(), ACL_TYPE_ACCESS, acl);
-    const int saved = errno;
-    ::acl_free(acl);
-    if (rc == 0) return true;
+    int saved = 0;
+    if (set_access_acl(cfg.store_path, text, saved, error_r)) return true;
+    if (!error_r.empty()) return false;
     if (saved == EOPNOTSUPP)
         return error_r = cfg.store_path + ": the filesystem does not support POSIX ACLs, which let " +
                          cfg.write_group + " (Exim) enter the store directory; put store.path on one that does "
                          "(ext4, xfs, btrfs, tmpfs) or mount it with the acl option", false;
     error_r = cfg.store_path + ": cannot let group " + cfg.write_group + " enter it: " + std::strerror(saved);
+    return false;
+}
+
+// limits.login_ips_per_day is counted by Dovecot's auth process, which runs
+// as store.login_group's user (Debian: dovecot) with store.read_group as its
+// only extra group: <store>/logins and <store>/login-counters are 0660
+// root:login_group, and an ACL entry lets login_group add entries to the
+// outbox (02770 root:write_group), where it hands the trigger's suspensions.
+// Nothing else of the store becomes writable for it.  Created whatever the
+// limit (0 by default), so turning it on needs no init.
+bool create_login_files(const Config& cfg, std::string& error_r) {
+    if (cfg.login_group.empty()) return true;
+    const struct group* gr = ::getgrnam(cfg.login_group.c_str());
+    if (!gr) {
+        std::cerr << "mailsuspend: warning: store.login_group '" << cfg.login_group
+                  << "' does not exist: limits.login_ips_per_day cannot be counted (is Dovecot installed?)\n";
+        return true;
+    }
+    if (!LoginPairs::open(cfg.store_path, true, cfg.login_capacity, error_r) ||
+        !Counters::open(cfg.store_path, true, cfg.counter_capacity, error_r, Counters::kLoginCountersName))
+        return false;
+    for (const char* name : {LoginPairs::kFileName, Counters::kLoginCountersName}) {
+        const std::string path = cfg.store_path + "/" + name;
+        if (::chown(path.c_str(), 0, gr->gr_gid) != 0 || ::chmod(path.c_str(), 0660) != 0)
+            return error_r = path + ": cannot give it to group " + cfg.login_group + ": " + std::strerror(errno), false;
+    }
+    const std::string outbox = outbox_dir(cfg);
+    int saved = 0;
+    if (set_access_acl(outbox, "u::rwx,g::rwx,g:" + cfg.login_group + ":rwx,m::rwx,o::---", saved, error_r))
+        return true;
+    if (error_r.empty())
+        error_r = outbox + ": cannot let group " + cfg.login_group + " add to it: " + std::strerror(saved);
     return false;
 }
 
@@ -543,7 +584,8 @@ int cmd_init(const Options& o) {
         // leaves its group alone, so hand it over here (also repairs stores made before).
         // 0660: members of read_group (mail users among them) must not open it at all.
         if (!give_to_write_group(cfg, cfg.store_path + "/counters", 0660, error) ||
-            !grant_write_group_traversal(cfg, error) || !create_evidence_root(cfg, error) || !create_outbox(cfg, error))
+            !grant_write_group_traversal(cfg, error) || !create_evidence_root(cfg, error) || !create_outbox(cfg, error) ||
+            !create_login_files(cfg, error))
             return finish({Exit::failure, error});
         if (std::string e; !create_audit_log(cfg, e)) std::cerr << "mailsuspend: warning: " << e << "\n";
         if (!create_token_key(cfg.store_path, cfg.write_group, error) || !create_metrics_files(cfg, error))
@@ -559,9 +601,10 @@ int cmd_check(const Options& o) {
     return with_writer(o, false, [&](const Config& cfg, StoreWriter& w) {
         std::vector<std::string> report;
         const bool store_ok = w.check(report);
-        // Everything a host process maps is checked: the store and the rate counters.
-        const std::vector<std::string> counters = Counters::verify(cfg.store_path);
-        report.insert(report.end(), counters.begin(), counters.end());
+        // Everything a host process maps is checked: the store, the rate counters, the login tables.
+        for (const auto& problems : {Counters::verify(cfg.store_path), LoginPairs::verify(cfg.store_path),
+                                     Counters::verify(cfg.store_path, Counters::kLoginCountersName)})
+            report.insert(report.end(), problems.begin(), problems.end());
         // Not an inconsistency (the next change creates it): a warning.
         if (std::string e; !notify_file_usable(cfg.store_path, e))
             std::cerr << "mailsuspend: warning: " << e << "\n";

@@ -57,7 +57,8 @@ std::string errno_text() { return std::strerror(errno); }
 
 // Whether path can be opened with flags (and, read-only, one octet read); else why not in error_r.
 bool try_open(const std::string& path, int flags, std::string& error_r) {
-    const int fd = ::open(path.c_str(), flags | O_CLOEXEC | O_NOCTTY);
+    // The mode for O_TMPFILE (a directory's write test that leaves nothing behind).
+    const int fd = ::open(path.c_str(), flags | O_CLOEXEC | O_NOCTTY, 0600);
     if (fd < 0) return error_r = path + ": " + errno_text(), false;
     char c;
     const bool ok = (flags & O_ACCMODE) != O_RDONLY || ::read(fd, &c, 1) >= 0;
@@ -313,6 +314,7 @@ int cmd_doctor(const Options& o) {
     const Exim exim = read_exim(o);
     checks.push_back(check_dovecot_auth_access(dc, cfg));
     checks.push_back(check_dovecot_auth_live(dc, cfg));
+    checks.push_back(check_dovecot_auth_logins(dc, cfg));
     checks.push_back(check_dovecot_mail_access(dc, cfg));
     checks.push_back(check_exim_access(exim, cfg));
     checks.push_back(check_dovecot_passdb(dc, cfg));

@@ -75,6 +75,8 @@ struct Dovecot {
 
 std::optional<Identity> dovecot_auth_identity(const Dovecot& dc, std::string& error_r);
 Check check_dovecot_auth_access(const Dovecot& dc, const std::optional<Config>& cfg);
+// The auth process can count limits.login_ips_per_day and hand its suspensions on.
+Check check_dovecot_auth_logins(const Dovecot& dc, const std::optional<Config>& cfg);
 Check check_dovecot_auth_live(const Dovecot& dc, const std::optional<Config>& cfg);
 Check check_dovecot_mail_access(const Dovecot& dc, const std::optional<Config>& cfg);
 Check check_dovecot_passdb(const Dovecot& dc, const std::optional<Config>& cfg);

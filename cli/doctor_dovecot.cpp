@@ -60,6 +60,26 @@ Check check_dovecot_auth_access(const Dovecot& dc, const std::optional<Config>& 
                             "the store itself must be readable by that group (`mailsuspend init` sets it)");
 }
 
+// limits.login_ips_per_day: the auth process writes the login tables and
+// adds entries to the outbox (O_TMPFILE: a write test that leaves nothing).
+Check check_dovecot_auth_logins(const Dovecot& dc, const std::optional<Config>& cfg) {
+    const char* name = "dovecot_auth_logins";
+    if (!cfg) return fail(name, "not checked: the config does not parse", "fix the config first");
+    std::string error;
+    const auto id = dovecot_auth_identity(dc, error);
+    Check c = access_check(name, id, error,
+                           {{cfg->store_path + "/logins", O_RDWR},
+                            {cfg->store_path + "/login-counters", O_RDWR},
+                            {cfg->store_path + "/outbox", O_TMPFILE | O_WRONLY}},
+                           "run `mailsuspend init` (it gives <store>/logins and <store>/login-counters to "
+                           "store.login_group = " + cfg->login_group + " and lets that group add to the "
+                           "outbox); store.login_group must be the auth service's group (`service auth { group }`, "
+                           "Debian: dovecot)");
+    if (!c.ok && cfg->limits.login_ips_per_day == 0)
+        return pass(name, "limits.login_ips_per_day is off; to turn it on first fix: " + c.problem);
+    return c;
+}
+
 // Mail processes run as each user's uid (mail_uid when set); mailsuspend
 // needs only mail_access_groups, so a user without groups of its own stands
 // in for them: nobody, unless mail_uid/mail_gid are set.

@@ -127,7 +127,9 @@ void per_word(Exposition& e, const Counts& c, const char* name, const char* help
               const char* const (&words)[N], int base, std::size_t count = N) {
     e.family(std::string(name) + "_total", "counter", help);
     for (std::size_t i = 0; i < count; ++i)
-        e.sample(std::string(name) + "_total", label(key, words[i]), c.at(HostClass::exim, base + static_cast<int>(i)));
+        // Exim's, and Dovecot's own causes (login_ips_per_day): a slot is only ever counted by one class.
+        e.sample(std::string(name) + "_total", label(key, words[i]),
+                 c.at(HostClass::exim, base + static_cast<int>(i)) + c.at(HostClass::dovecot, base + static_cast<int>(i)));
 }
 
 void counters(const Config& cfg, Exposition& e) {
@@ -144,8 +146,12 @@ void counters(const Config& cfg, Exposition& e) {
              metrics::kSendRefusalNames, metrics::kSendRefused);
     per_word(e, c, "mailsuspend_received", "Recipients handled per receive mode (queue: one per deferral).",
              "mode", metrics::kReceiveModeNames, metrics::kReceive);
-    per_word(e, c, "mailsuspend_auto_suspensions", "Automatic suspensions of send, by cause.", "cause",
-             metrics::kAutoCauseNames, metrics::kAutoSuspension);
+    e.family("mailsuspend_auto_suspensions_total", "counter", "Automatic suspensions of send, by cause.");
+    for (std::size_t i = 0; i < std::size(metrics::kAutoCauseNames); ++i) {
+        const int slot = metrics::auto_suspension_slot(static_cast<metrics::AutoCause>(i));
+        e.sample("mailsuspend_auto_suspensions_total", label("cause", metrics::kAutoCauseNames[i]),
+                 c.at(HostClass::exim, slot) + c.at(HostClass::dovecot, slot));
+    }
     e.family("mailsuspend_spam_reports_total", "counter", "Spam reports recorded.");
     e.sample("mailsuspend_spam_reports_total", "", c.at(HostClass::exim, metrics::kSpamReports));
     e.family("mailsuspend_fail_policy_decisions_total", "counter",

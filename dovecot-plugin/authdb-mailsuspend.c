@@ -80,6 +80,14 @@ static void mailsuspend_passdb_apply(struct auth_request *request,
 	client_ip = request_client_ip(request);
 	mailsuspend_check_login(module->handle, request->fields.user, protocol,
 				client_ip, &result);
+	/* limits.login_ips_per_day counts only logins whose password is known
+	   to be right: a challenge-response mechanism's (with_reason FALSE)
+	   response is checked after this, so counting it would let anyone
+	   without the password push a mailbox over the limit. */
+	if (result.verdict != MAILSUSPEND_DENY && with_reason) {
+		mailsuspend_count_login(module->handle, request->fields.user,
+					protocol, client_ip, &result);
+	}
 	if (result.verdict != MAILSUSPEND_DENY) {
 		mailsuspend_passdb_add_ticket(request, module, protocol, client_ip);
 		return;

@@ -356,7 +356,7 @@ Outcome Session::commit_usage_resets(std::vector<json>& lines) {
     for (const auto& r : usage_resets_) {
         json before = json::object(), after = json::object();
         for (const auto& c : usage_of(cfg_, *counters, r.key, r.ip, now_).counters) before[c.limit_name] = c.count;
-        mailsuspend::reset_usage(*counters, r.key, r.ip);
+        mailsuspend::reset_usage(cfg_, *counters, r.key, r.ip);
         for (const auto& c : usage_of(cfg_, *counters, r.key, r.ip, now_).counters) after[c.limit_name] = c.count;
         json l = line(r.key, "reset-usage");
         l.update({{"services", "send"}, {"before", before}, {"after", after}});

@@ -90,6 +90,15 @@ CounterUsage usage_of_one(const Counters& counters, const Counted& c, const std:
 
 json time_or_null(int64_t t) { return t ? json(t) : json(nullptr); }
 
+// limits.login_ips_per_day is counted in a file of its own, written by
+// Dovecot's auth process (<store>/login-counters); nullptr when it is absent.
+constexpr Counted kLoginIps{CounterKind::login_ips, "login_ips_per_day", &Limits::login_ips_per_day, Whose::mailbox};
+
+std::unique_ptr<Counters> login_counters(const Config& cfg) {
+    std::string error;
+    return Counters::open(cfg.store_path, false, 0, error, Counters::kLoginCountersName);
+}
+
 }  // namespace
 
 Usage usage_of(const Config& cfg, const Counters& counters, const std::string& key, const std::string& ip,
@@ -102,6 +111,9 @@ Usage usage_of(const Config& cfg, const Counters& counters, const std::string& k
         if (counts_for(c, key, ip))
             u.counters.push_back(usage_of_one(counters, c, c.whose == Whose::ip ? ip : key,
                                                    c.limit ? cfg.limits.*c.limit : 0, now));
+    if (key.front() == '@') return u;
+    if (const auto logins = login_counters(cfg))
+        u.counters.push_back(usage_of_one(*logins, kLoginIps, key, cfg.limits.login_ips_per_day, now));
     return u;
 }
 
@@ -131,16 +143,18 @@ json usage_json(const Usage& u) {
             {"counters", counters}};
 }
 
-void reset_usage(Counters& counters, const std::string& key, const std::string& ip) {
+void reset_usage(const Config& cfg, Counters& counters, const std::string& key, const std::string& ip) {
     for (const Counted& c : kCounted)
         if (counts_for(c, key, ip)) counters.reset(c.whose == Whose::ip ? ip : key, c.kind);
+    if (key.front() == '@') return;
+    if (const auto logins = login_counters(cfg)) logins->reset(key, CounterKind::login_ips);
 }
 
 bool reset_rate_counters(const Config& cfg, std::string_view key, std::string& error_r) {
     if (::access((cfg.store_path + "/counters").c_str(), F_OK) != 0) return true;
     auto counters = Counters::open(cfg.store_path, false, 0, error_r);
     if (!counters) return false;
-    if (!key.empty()) reset_usage(*counters, std::string(key), "");  // never an IP's: others share it
+    if (!key.empty()) reset_usage(cfg, *counters, std::string(key), "");  // never an IP's: others share it
     return true;
 }
 

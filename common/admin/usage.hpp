@@ -61,7 +61,8 @@ Outcome open_counters(const Config& cfg, std::unique_ptr<Counters>& counters);
 nlohmann::json usage_json(const Usage& u);
 
 // Clears the counters usage_of reads (the IP's only when ip is set).
-void reset_usage(Counters& counters, const std::string& key, const std::string& ip);
+// A mailbox's limits.login_ips_per_day count (<store>/login-counters) too.
+void reset_usage(const Config& cfg, Counters& counters, const std::string& key, const std::string& ip);
 
 // A lifted send suspension starts afresh: forgets the mailbox's message,
 // off-domain and unknown-recipient counts (not its IPs': other mailboxes

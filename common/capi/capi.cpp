@@ -423,6 +423,21 @@ const char* mailsuspend_notify_path(struct mailsuspend_handle* ms) {
     return ms->notify_path.c_str();
 }
 
+}  // extern "C"
+
+namespace {
+// The reply to a denied login: an automatic suspension (limits.login_ips_per_day,
+// action "logins") names its limit, never its reason; an admin's may add the reason.
+void set_login_text(struct mailsuspend_handle* ms, const Effective& e, mailsuspend_result* r) {
+    if (e.service.state.source == Source::rate)
+        set_text(r, automatic_text(ms->cfg.messages, e.service.state.reason), "", false);
+    else
+        set_text(r, ms->cfg.messages.login_denied, e.service.state.reason, ms->cfg.messages.include_reason);
+}
+}  // namespace
+
+extern "C" {
+
 void mailsuspend_check_service(struct mailsuspend_handle* ms, const char* user, const char* service,
                                const char* client_ip, struct mailsuspend_result* r) {
     (void)client_ip;
@@ -432,8 +447,7 @@ void mailsuspend_check_service(struct mailsuspend_handle* ms, const char* user, 
         if (!s) return;
         r->service = static_service_name(*s);
         Effective e;
-        if (check(ms, user, *s, r, e))
-            set_text(r, ms->cfg.messages.login_denied, e.service.state.reason, ms->cfg.messages.include_reason);
+        if (check(ms, user, *s, r, e)) set_login_text(ms, e, r);
     });
 }
 
@@ -445,8 +459,7 @@ void mailsuspend_check_login(struct mailsuspend_handle* ms, const char* user, co
         if (!s) return;  // lmtp, lda, doveadm...: never refused here
         r->service = static_service_name(*s);
         Effective e;
-        if (check(ms, user, *s, r, e))
-            set_text(r, ms->cfg.messages.login_denied, e.service.state.reason, ms->cfg.messages.include_reason);
+        if (check(ms, user, *s, r, e)) set_login_text(ms, e, r);
     });
 }
 

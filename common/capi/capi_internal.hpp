@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -47,6 +48,10 @@ StoreReader* reader_of(struct mailsuspend_handle* ms, int64_t now);
 // Normalises address into buf; false when it cannot be a key.
 bool key_of(struct mailsuspend_handle* ms, const char* address, char* buf, std::size_t size,
             std::string_view& key);
+
+// The service a login over protocol is checked as (webmail from its hosts);
+// nullopt for protocols never refused at login (lmtp, lda, ...).
+std::optional<Service> login_service(struct mailsuspend_handle* ms, const char* protocol, const char* client_ip);
 
 // The rate counters file, opened on first use (at most one attempt a
 // second); nullptr when it cannot be.

@@ -111,7 +111,7 @@ void suspend_for_rate(struct mailsuspend_handle* ms, const std::string& key, con
         if (!o.ok()) return hand_on(ms, entry, "suspending " + key + " failed: " + o.message);
         log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: " + o.message + ": " + why);
         if (const auto cause = metrics::cause_of_limit(limit); cause && done.suspended_now)
-            count(ms, metrics::HostClass::exim, metrics::kAutoSuspension + static_cast<int>(*cause));
+            count(ms, metrics::HostClass::exim, metrics::auto_suspension_slot(*cause));
     });
 }
 
@@ -153,6 +153,88 @@ int suspend_if_crossed(struct mailsuspend_handle* ms, std::string_view key, cons
     if (d.verdict != RateVerdict::crossed) return 0;
     suspend_for_rate(ms, std::string(d.domain ? domain_key_of(key) : key), describe(d, ""), d.limit, now);
     return 1;
+}
+
+// The login tables (limits.login_ips_per_day), opened once (a new attempt at
+// most once a second while missing; the failure logged once).
+bool logins_of(struct mailsuspend_handle* ms, int64_t now, LoginPairs*& pairs, Counters*& counters) {
+    PolicyState& p = ms->policy;
+    if ((!p.login_pairs || !p.login_counters) && now >= p.next_logins_attempt) {
+        p.next_logins_attempt = now + kReopenInterval;
+        std::string error;
+        if (!p.login_pairs) p.login_pairs = LoginPairs::open(ms->cfg.store_path, false, 0, error);
+        if (p.login_pairs && !p.login_counters)
+            p.login_counters = Counters::open(ms->cfg.store_path, false, 0, error, Counters::kLoginCountersName);
+        if (!error.empty() && !p.logins_logged)
+            log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: limits.login_ips_per_day not counted: " + error +
+                                                    " (mailsuspend init creates it for store.login_group " +
+                                                    ms->cfg.login_group + ")");
+        p.logins_logged = p.logins_logged || !error.empty();
+    }
+    pairs = p.login_pairs.get();
+    counters = p.login_counters.get();
+    return pairs && counters;
+}
+
+constexpr uint8_t kLoginServicesMask = kSendMask | 1u << static_cast<int>(Service::imap) |
+                                       1u << static_cast<int>(Service::pop3) |
+                                       1u << static_cast<int>(Service::webmail) |
+                                       1u << static_cast<int>(Service::webmail_send) |
+                                       1u << static_cast<int>(Service::sieve);
+
+void deny_login(struct mailsuspend_handle* ms, Service s, mailsuspend_result* r) {
+    r->verdict = MAILSUSPEND_DENY;
+    r->service = service_name(s).data();
+    r->scope = "mailbox";
+    set_text(r, ms->cfg.messages.login_ips, "", false);
+}
+
+// The trigger crossed: the suspension goes to the outbox at once.  Dovecot's
+// auth process may not take the store's writer lock (store.write_group) and
+// must not wait: the next writer (a mailsuspend command, the sweep timer
+// within a minute) makes it.
+void hand_login_suspension(struct mailsuspend_handle* ms, std::string_view key, const RateDecision& d,
+                           const char* client_ip, int64_t now) {
+    const bool logins = ms->cfg.limits.login_ips_action == LoginIpsAction::logins;
+    OutboxEntry entry{OutboxOp::rate_suspend, std::string(key), describe(d, client_ip), now};
+    entry.services = logins ? kLoginServicesMask : kSendMask;
+    if (std::string e; !outbox_put(ms->cfg, entry, e, nullptr)) {
+        log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: automatic suspension of " + entry.key + " (" + entry.why +
+                                                ") lost: the outbox failed: " + e);
+        return;
+    }
+    log_line(ms, MAILSUSPEND_LOG_INFO, "mailsuspend: " + service_list(entry.services) + " of " + entry.key +
+                                           " suspended automatically (handed to the outbox): " + entry.why);
+    count(ms, metrics::HostClass::dovecot,
+          metrics::auto_suspension_slot(metrics::AutoCause::login_ips_per_day));
+}
+
+// A mailbox at its limit whose "logins" suspension still waits in the
+// outbox: refused as if the store had it (one stat, only at the limit).
+bool login_suspension_pending(struct mailsuspend_handle* ms, Counters* counters, std::string_view key, int64_t now) {
+    const Limits& l = ms->cfg.limits;
+    return l.login_ips_action == LoginIpsAction::logins &&
+           counters->total(key, CounterKind::login_ips, now) >= l.login_ips_per_day &&
+           outbox_holds_suspension(ms->cfg, key);
+}
+
+void count_login_of(struct mailsuspend_handle* ms, std::string_view key, Service s, const char* client_ip,
+                    mailsuspend_result* r) {
+    const int64_t now = std::time(nullptr);
+    LoginPairs* pairs = nullptr;
+    Counters* counters = nullptr;
+    if (!logins_of(ms, now, pairs, counters)) return;
+    if (login_suspension_pending(ms, counters, key, now)) return deny_login(ms, s, r);
+    const RateDecision d = count_login(ms->cfg.limits, pairs, counters, key, client_ip, now);
+    if (d.verdict == RateVerdict::unavailable && !ms->policy.logins_logged) {
+        log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: the login pair table is full or unusable: raise "
+                                            "store.login_capacity (mailsuspend init makes a new one); "
+                                            "logins pass uncounted");
+        ms->policy.logins_logged = true;
+    }
+    if (d.verdict != RateVerdict::crossed) return;
+    hand_login_suspension(ms, key, d, client_ip, now);
+    if (ms->cfg.limits.login_ips_action == LoginIpsAction::logins) deny_login(ms, s, r);
 }
 
 // A refusal of the message: scope, enhanced status and the configured text.
@@ -288,6 +370,21 @@ int mailsuspend_count_delivery_outcome(struct mailsuspend_handle* ms, const char
 
 int mailsuspend_counts_delivery_outcomes(struct mailsuspend_handle* ms) {
     return ms && ms->cfg_ok && ms->cfg.limits.failed_share_percent > 0 ? 1 : 0;
+}
+
+void mailsuspend_count_login(struct mailsuspend_handle* ms, const char* user, const char* protocol,
+                             const char* client_ip, struct mailsuspend_result* r) {
+    if (!r) return;
+    reset(r, "none");
+    if (!ms || !ms->cfg_ok || ms->cfg.limits.login_ips_per_day <= 0 || !client_ip || !*client_ip) return;
+    guarded(r, [&] {
+        const std::optional<Service> s = login_service(ms, protocol, client_ip);
+        if (!s || *s == Service::webmail) return;  // webmail hosts never count
+        char buf[kKeyBufferSize];
+        std::string_view key;
+        if (!key_of(ms, user, buf, sizeof buf, key) || key.front() == '@') return;
+        count_login_of(ms, key, *s, client_ip, r);
+    });
 }
 
 int mailsuspend_keep_sample(struct mailsuspend_handle* ms, const char* sender, const char* text, size_t len) {

@@ -63,6 +63,10 @@ bool parse(const Config& cfg, const std::string& text, OutboxEntry& e, std::stri
     e.key = j["key"];
     e.time = j["time"];
     if (j.contains("why") && j["why"].is_string()) e.why = j["why"];
+    // Send always; at most the login services besides (never receive).
+    constexpr uint8_t kAllowed = kAllServicesMask & ~(1u << static_cast<int>(Service::receive));
+    if (j.contains("services") && j["services"].is_number_unsigned() && j["services"] <= kAllowed)
+        e.services = static_cast<uint8_t>((j["services"].get<unsigned>() & kAllowed) | kSendMask);
     // Only a mailbox key as Exim writes it: anything else is not ours.
     std::string error;
     const std::string normalised = normalise(e.key, cfg.address, error);
@@ -100,15 +104,19 @@ bool outbox_put(const Config& cfg, const OutboxEntry& entry, std::string& error_
     const bool suspend = entry.op == OutboxOp::rate_suspend;
     if (!outbox_entry_path(cfg.store_path, suspend ? kSuspendPrefix : kExtendPrefix, entry.key, final_path, sizeof final_path))
         return error_r = "outbox path too long", false;
-    const nlohmann::json j = {{"op", suspend ? "rate-suspend" : "extend"},
-                              {"key", entry.key},
-                              {"why", entry.why},
-                              {"time", entry.time}};
+    nlohmann::json j = {{"op", suspend ? "rate-suspend" : "extend"},
+                        {"key", entry.key},
+                        {"why", entry.why},
+                        {"time", entry.time}};
+    if (suspend && entry.services != kSendMask) j["services"] = entry.services;
     const std::string text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     static unsigned serial = 0;
     const std::string tmp = dir + "/.new." + std::to_string(::getpid()) + "." + std::to_string(++serial);
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0660);
     if (fd < 0) return error_r = dir + ": " + std::strerror(errno), false;
+    // Whatever the host's umask (Dovecot's auth process hands entries on too):
+    // every writer of write_group must be able to read and apply it.
+    (void)::fchmod(fd, 0660);
     const ssize_t n = ::write(fd, text.data(), text.size());
     const int write_errno = errno;
     ::close(fd);
@@ -170,7 +178,8 @@ int outbox_apply(const Config& cfg, StoreWriter& writer, std::vector<std::string
         Outcome o;
         if (e.op == OutboxOp::rate_suspend) {
             AutoSuspension out;
-            o = suspend_automatically(cfg, writer, outbox_actor(), e.key, Source::rate, e.why, e.time, out, warnings);
+            o = suspend_automatically(cfg, writer, outbox_actor(), e.key, Source::rate, e.why, e.time, out, warnings,
+                                      e.services);
         } else {
             bool extended = false;
             o = extend_rate_suspension(cfg, writer, outbox_actor(), e.key, e.time, extended, warnings);

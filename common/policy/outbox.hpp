@@ -32,6 +32,9 @@ struct OutboxEntry {
     std::string key;   // normalised mailbox
     std::string why;   // rate_suspend: what crossed, e.g. "6 messages within 24h (...)"
     int64_t time = 0;  // when it was decided: the suspension counts from then
+    // rate_suspend: the services to suspend (send; with the login services
+    // for limits.login_ips_action = "logins", decided by Dovecot's auth process).
+    uint8_t services = 1u << 3;  // kSendMask
 };
 
 std::string outbox_dir(const Config& cfg);

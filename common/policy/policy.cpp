@@ -14,6 +14,7 @@
 
 #include "config.hpp"
 #include "counters.hpp"
+#include "login_pairs.hpp"
 #include "metrics.hpp"
 #include "store.hpp"
 #include "text.hpp"
@@ -163,6 +164,29 @@ void take_out_of_domain(Counters& counters, std::string_view mailbox, int64_t no
             counters.remove(domain_key_of(mailbox), kind, b.count, b.leaves - window_length(kind));
 }
 
+RateDecision count_login(const Limits& limits, LoginPairs* pairs, Counters* counters, std::string_view mailbox,
+                         std::string_view client_ip, int64_t now) noexcept {
+    const int64_t max = limits.login_ips_per_day;
+    if (max <= 0 || mailbox.empty() || client_ip.empty()) return {};
+    constexpr const char* kName = "login_ips_per_day";
+    if (!pairs || !counters) return {RateVerdict::unavailable, kName, 0, max};
+    switch (pairs->note(mailbox, client_ip, now)) {
+        case LoginPairs::Seen::again:
+            return {};
+        case LoginPairs::Seen::unknown:
+            return {RateVerdict::unavailable, kName, 0, max};
+        case LoginPairs::Seen::fresh:
+            break;
+    }
+    // The pair and its count enter together; a crossing enters neither, so
+    // the refused IP is new again next time (and crosses again: escalation).
+    const int64_t total = counters->add_within(mailbox, CounterKind::login_ips, 1, max, now);
+    if (total >= 0 && total <= max) return {};
+    pairs->forget(mailbox, client_ip, now);
+    if (total < 0) return {RateVerdict::unavailable, kName, 0, max};
+    return {RateVerdict::crossed, kName, total, max};
+}
+
 std::string describe(const RateDecision& d, std::string_view client_ip) {
     const std::string limit = "(limits." + std::string(d.limit) + " = " + std::to_string(d.max) + ")";
     const std::string name = d.limit;
@@ -180,6 +204,9 @@ std::string describe(const RateDecision& d, std::string_view client_ip) {
     if (name == "failed_share_percent")
         return std::to_string(d.total) + " of " + std::to_string(d.of) + " remote recipients" +
                (d.domain ? " of the domain's mailboxes" : "") + " bounced or deferred within 1h " + limit;
+    if (name == "login_ips_per_day")
+        return std::to_string(d.total) + " client IPs logged in within 24h, the last from " +
+               sanitise_line(client_ip, 64) + " " + limit;
     return std::to_string(d.total) + " off-domain recipients within 1h from " + sanitise_line(client_ip, 64) +
            " " + limit;
 }
@@ -211,16 +238,18 @@ Outcome extend_rate_suspension(const Config& cfg, StoreWriter& writer, const Act
 
 Outcome suspend_automatically(const Config& cfg, StoreWriter& writer, const Actor& actor, const std::string& key,
                               Source source, const std::string& why, int64_t now, AutoSuspension& out,
-                              std::vector<std::string>& warnings) {
+                              std::vector<std::string>& warnings, uint8_t services) {
     out = {};
     TargetRecord r;
     if (!writer.get(key, r)) return {Exit::failure, "cannot read " + key + " from the store"};
     const ServiceState& current = r.at(Service::send);
+    // Services beyond send (limits.login_ips_action = "logins"): those not in force yet.
+    const uint8_t others = services & ~kSendMask & ~r.in_force_mask(now);
     // A spam suspension has no end: one that finds send suspended for a while
     // (a rate suspension, an admin's --for) takes over, else it would be lost
     // when that one expires.
     const bool spam_takes_over = source == Source::spam && current.expires != 0;
-    if (current.in_force(now) && !spam_takes_over) {  // another process (or an admin) got there first
+    if (current.in_force(now) && !spam_takes_over && !others) {  // another process (or an admin) got there first
         out.locked = current.locked;
         out.expires = current.expires;
         if (source == Source::rate && extension_due(cfg, current, now)) {
@@ -235,11 +264,12 @@ Outcome suspend_automatically(const Config& cfg, StoreWriter& writer, const Acto
     const bool escalate = cfg.limits.escalate_after > 0 && recent >= cfg.limits.escalate_after;
     SuspendArgs a;
     a.target = key;
-    a.services = kSendMask;
+    a.services = current.in_force(now) && !spam_takes_over ? others : static_cast<uint8_t>(others | kSendMask);
     a.source = source;
     a.lock = escalate;
     // limits.action / spam.action: accept the account's mail and hold it instead.
-    a.hold = (source == Source::spam ? cfg.spam_action : cfg.limits.action) == SendAction::hold;
+    a.hold = (a.services & kSendMask) &&  // send already in force (the login services only): as it is
+             (source == Source::spam ? cfg.spam_action : cfg.limits.action) == SendAction::hold;
     a.duration = (source == Source::rate && !escalate) ? cfg.limits.suspend_for : 0;
     a.reason = sanitise_line("automatic: " + why + (escalate ? "; repeated, so permanent" : ""), kMaxReason);
     Session session(cfg, writer, actor, now);
@@ -256,7 +286,7 @@ Outcome suspend_automatically(const Config& cfg, StoreWriter& writer, const Acto
         notice_why += "; it lifts automatically on " + format_time(out.expires) + " unless sending attempts continue";
     if (std::string e; !mark_notice_pending(cfg, key, source_name(source), notice_why, now, e))
         warnings.push_back("AUP notice for " + key + " not queued: " + e);
-    return {Exit::ok, "send of " + key + " suspended automatically (" + std::string(source_name(source)) + ")" +
+    return {Exit::ok, service_list(a.services) + " of " + key + " suspended automatically (" + std::string(source_name(source)) + ")" +
                           (out.expires ? " until " + format_time(out.expires) : "") + (escalate ? ", locked" : "")};
 }
 
@@ -359,7 +389,7 @@ SpamResult record_spam_report(const Config& cfg, StoreWriter& writer, const Acto
         return r;
     }
     if (r.suspension.suspended_now)
-        count_for_metrics(cfg, metrics::kAutoSuspension + static_cast<int>(metrics::AutoCause::spam));
+        count_for_metrics(cfg, metrics::auto_suspension_slot(metrics::AutoCause::spam));
     r.outcome = {Exit::ok, "recorded a spam report for " + r.key + ": " + counted + "; " + o.message};
     return r;
 }

@@ -40,6 +40,7 @@
 #include "address.hpp"
 #include "arf.hpp"
 #include "counters.hpp"
+#include "login_pairs.hpp"
 #include "model.hpp"
 #include "notice.hpp"
 #include "operations.hpp"
@@ -48,6 +49,7 @@
 namespace mailsuspend {
 
 class Counters;
+class LoginPairs;
 class StoreWriter;
 struct Config;
 struct Limits;
@@ -128,6 +130,17 @@ RateDecision count_delivery_outcome(const Limits& limits, Counters* counters, co
 // bounce after its own lift.
 void take_out_of_domain(Counters& counters, std::string_view mailbox, int64_t now);
 
+// One successful login of mailbox (a normalised key) from client_ip (never
+// a webmail host's: the caller leaves those out) against
+// limits.login_ips_per_day: the (mailbox, IP) pair is recorded in pairs; a
+// pair not seen within the 24 hours before counts one into the mailbox's
+// 24-hour window in counters (kind login_ips).  crossed when that count
+// would pass the limit (then neither the pair nor the count is kept);
+// unavailable when a table is missing or full.  No allocation, no system
+// call, no lock.
+RateDecision count_login(const Limits& limits, LoginPairs* pairs, Counters* counters, std::string_view mailbox,
+                         std::string_view client_ip, int64_t now) noexcept;
+
 // ---- automatic suspensions ------------------------------------------------
 
 struct AutoSuspension {
@@ -140,9 +153,12 @@ struct AutoSuspension {
 // Suspends send of key (a normalised mailbox) for source rate or spam with
 // the escalation rule, through Session (journal + audit log), and marks the
 // AUP notice pending.  Already suspended: for rate, extends instead.
+// services: send, plus the login services for limits.login_ips_action =
+// "logins" (those already in force are left as they are).
 Outcome suspend_automatically(const Config& cfg, StoreWriter& writer, const Actor& actor,
                               const std::string& key, Source source, const std::string& why, int64_t now,
-                              AutoSuspension& out, std::vector<std::string>& warnings);
+                              AutoSuspension& out, std::vector<std::string>& warnings,
+                              uint8_t services = kSendMask);
 
 // Should an attempt while state is in force move its expiry?  (Checked
 // before a writer is opened: at most one extension a minute, or a tenth
@@ -201,6 +217,11 @@ Outcome attribute_arf(const Config& cfg, const ArfReport& report, bool token_onl
 // at most once a second when missing.
 struct PolicyState {
     std::unique_ptr<Counters> counters;
+    // limits.login_ips_per_day (Dovecot's auth process): opened once, on the first login.
+    std::unique_ptr<LoginPairs> login_pairs;
+    std::unique_ptr<Counters> login_counters;
+    int64_t next_logins_attempt = 0;
+    bool logins_logged = false;
     int64_t next_counters_attempt = 0;
     int64_t next_counters_check = 0;  // replaced()/usable() at most once a second
     bool counters_logged = false;

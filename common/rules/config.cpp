@@ -20,6 +20,7 @@ const std::string& text_of_limit(const Messages& messages, std::string_view limi
         return messages.domain_rate_suspended;
     if (limit == "unknown_recipients_per_hour") return messages.unknown_recipients;
     if (limit == "failed_share_percent") return messages.failed_share;
+    if (limit == "login_ips_per_day") return messages.login_ips;
     return messages.rate_suspended;
 }
 
@@ -163,7 +164,7 @@ private:
 
 void read_store(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"path", "capacity", "counter_capacity", "fail_policy", "read_group",
-                    "write_group", "audit_log", "host_lock_wait_ms", "host_write_wait_ms",
+                    "write_group", "login_group", "login_capacity", "audit_log", "host_lock_wait_ms", "host_write_wait_ms",
                     "admin_lock_timeout"});
     r.string(g, "path", c.store_path);
     if (c.store_path.empty() || c.store_path.front() != '/')
@@ -181,6 +182,10 @@ void read_store(Reader& r, Setting g, Config& c) {
     else r.fail(Reader::at(g, "fail_policy"), "must be \"open\" or \"closed\"");
     r.string(g, "read_group", c.read_group);
     r.string(g, "write_group", c.write_group);
+    r.string(g, "login_group", c.login_group);
+    int64_t lcap = static_cast<int64_t>(c.login_capacity);
+    r.integer(g, "login_capacity", lcap, 16, 1LL << 28);
+    c.login_capacity = static_cast<uint64_t>(lcap);
     r.string(g, "audit_log", c.audit_log);
     // Tens of milliseconds: a mail server's process never waits longer (README, "Locks").
     r.integer(g, "host_lock_wait_ms", c.host_lock_wait_ms, 0, 1000);
@@ -235,7 +240,7 @@ void read_webmail(Reader& r, Setting g, Config& c) {
 void read_messages(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"unavailable", "send_suspended", "rate_suspended", "receive_rejected",
                     "recipients_per_message", "ip_throttled", "domain_rate_suspended", "unknown_recipients",
-                    "failed_share", "login_denied", "include_reason"});
+                    "failed_share", "login_ips", "login_denied", "include_reason"});
     auto& m = c.messages;
     r.text(g, "unavailable", m.unavailable);
     r.text(g, "send_suspended", m.send_suspended);
@@ -246,6 +251,7 @@ void read_messages(Reader& r, Setting g, Config& c) {
     r.text(g, "domain_rate_suspended", m.domain_rate_suspended);
     r.text(g, "unknown_recipients", m.unknown_recipients);
     r.text(g, "failed_share", m.failed_share);
+    r.text(g, "login_ips", m.login_ips);
     r.text(g, "login_denied", m.login_denied);
     r.boolean(g, "include_reason", m.include_reason);
 }
@@ -254,7 +260,8 @@ void read_limits(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"messages_per_day", "recipients_per_message", "offdomain_recipients_per_day",
                     "offdomain_recipients_per_hour_per_ip", "domain_messages_per_hour",
                     "domain_offdomain_recipients_per_day", "unknown_recipients_per_hour", "failed_share_percent",
-                    "failed_share_min_recipients", "suspend_for", "extend_on_attempt", "escalate_after", "action"});
+                    "failed_share_min_recipients", "login_ips_per_day",
+                    "login_ips_action", "suspend_for", "extend_on_attempt", "escalate_after", "action"});
     auto& l = c.limits;
     constexpr int64_t kMax = 1LL << 31;
     r.integer(g, "messages_per_day", l.messages_per_day, 0, kMax);
@@ -266,6 +273,12 @@ void read_limits(Reader& r, Setting g, Config& c) {
     r.integer(g, "unknown_recipients_per_hour", l.unknown_recipients_per_hour, 0, kMax);
     r.integer(g, "failed_share_percent", l.failed_share_percent, 0, 99);  // "more than P %": 100 could never cross
     r.integer(g, "failed_share_min_recipients", l.failed_share_min_recipients, 1, kMax);
+    r.integer(g, "login_ips_per_day", l.login_ips_per_day, 0, kMax);
+    std::string action = l.login_ips_action == LoginIpsAction::logins ? "logins" : "send";
+    r.string(g, "login_ips_action", action);
+    if (action == "send") l.login_ips_action = LoginIpsAction::send;
+    else if (action == "logins") l.login_ips_action = LoginIpsAction::logins;
+    else r.fail(Reader::at(g, "login_ips_action"), "must be \"send\" or \"logins\"");
     r.duration(g, "suspend_for", l.suspend_for, false);
     r.boolean(g, "extend_on_attempt", l.extend_on_attempt);
     r.integer(g, "escalate_after", l.escalate_after, 0, 1000);

@@ -55,6 +55,11 @@ struct Messages {
     std::string failed_share =
         "Permanent Failure: Sending mail has been suspended as much of the mail sent recently "
         "could not be delivered. Please contact your IT administrator";
+    // Logins refused by limits.login_ips_per_day with login_ips_action = "logins",
+    // and sending refused by that limit (either action).
+    std::string login_ips =
+        "Your account has been suspended as it was logged into from too many different network "
+        "addresses within a day. Please contact your IT administrator";
     std::string login_denied = "Your account has been suspended. Please contact your system administrator.";
     bool include_reason = true;  // append the admin's reason: "<text> (<reason>)"
 };
@@ -64,6 +69,8 @@ struct Messages {
 // the mailbox limits and for spam.
 const std::string& automatic_text(const Messages& messages, std::string_view reason);
 const std::string& text_of_limit(const Messages& messages, std::string_view limit);
+
+enum class LoginIpsAction : uint8_t { send, logins };
 
 // What an automatic suspension of send (limits.action, spam.action) does with
 // the account's mail: refuse it (5.7.13), or accept it and hold it in Exim's
@@ -86,6 +93,11 @@ struct Limits {
     // counted once failed_share_min_recipients have an outcome.  0 = off.
     int64_t failed_share_percent = 0;
     int64_t failed_share_min_recipients = 20;
+    // Distinct client IPs that logged in successfully to one mailbox within
+    // 24 h (counted by the Dovecot passdb; webmail hosts never count).  0 = off.
+    int64_t login_ips_per_day = 0;
+    // What crossing it suspends: send only, or send and every login service.
+    LoginIpsAction login_ips_action = LoginIpsAction::send;
     int64_t suspend_for = 24 * 3600;
     bool extend_on_attempt = true;
     int64_t escalate_after = 3;
@@ -129,6 +141,11 @@ struct Config {
     FailPolicy fail_policy = FailPolicy::open;
     std::string read_group = "mailsuspend";
     std::string write_group = "Debian-exim";
+    // The group of Dovecot's auth process (Debian: user and group dovecot):
+    // it writes <store>/logins and <store>/login-counters (limits.login_ips_per_day)
+    // and hands the trigger's suspensions to <store>/outbox.
+    std::string login_group = "dovecot";
+    uint64_t login_capacity = 100000;  // (mailbox, client IP) pairs seen within a day
     std::string audit_log = "/var/log/mailsuspend/audit.log";
     // How long a mail server's process (Exim) waits for the writer lock
     // before handing its change to the outbox (milliseconds).

@@ -14,6 +14,7 @@
 
 #include "bus_guard.hpp"
 #include "store_layout.hpp"
+#include "table_file.hpp"
 
 namespace bi = boost::interprocess;
 
@@ -212,38 +213,37 @@ struct Counters::Impl {
 Counters::Counters(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Counters::~Counters() = default;
 
-namespace {
-// Several processes may create the file at once: each builds its own
-// temporary file and publishes it with link(), which fails if one is there
-// already; the losers then use the winner's.  (rename would replace a file
-// others already count in.)
-bool create_file(const std::string& path, uint64_t capacity, std::string& error_r) {
-    const uint64_t entries = capacity * 2;  // half full at capacity: short probes
-    const uint64_t size = sizeof(CountersHeader) + 64 + entries * sizeof(Entry);
+bool publish_table_file(const std::string& path, const void* header, std::size_t header_size, uint64_t size,
+                        std::string& error_r) {
     std::string tmp = path + ".XXXXXX";
     const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
     if (fd < 0) {
         error_r = "cannot create " + tmp + ": " + std::strerror(errno);
         return false;
     }
-    CountersHeader h{kCountersMagic, kCountersVersion, sizeof(Entry), entries, size};
-    // Every page allocated now (not ftruncate alone): a sparse file on a
-    // full filesystem would raise SIGBUS at the first count into a new page.
     int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size));
     if (rc == 0) errno = 0;
     else errno = rc;
-    bool ok = rc == 0 && ::pwrite(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
+    bool ok = rc == 0 && ::pwrite(fd, header, header_size, 0) == static_cast<ssize_t>(header_size) &&
               ::fchmod(fd, 0660) == 0 && (::link(tmp.c_str(), path.c_str()) == 0 || errno == EEXIST);
     if (!ok) error_r = "cannot create " + path + ": " + std::strerror(errno ? errno : EIO);
     ::close(fd);
     ::unlink(tmp.c_str());
     return ok;
 }
+
+namespace {
+bool create_file(const std::string& path, uint64_t capacity, std::string& error_r) {
+    const uint64_t entries = capacity * 2;  // half full at capacity: short probes
+    const uint64_t size = sizeof(CountersHeader) + 64 + entries * sizeof(Entry);
+    const CountersHeader h{kCountersMagic, kCountersVersion, sizeof(Entry), entries, size};
+    return publish_table_file(path, &h, sizeof h, size, error_r);
+}
 }  // namespace
 
 std::unique_ptr<Counters> Counters::open(const std::string& dir, bool create, uint64_t capacity,
-                                         std::string& error_r) {
-    const std::string path = dir + "/counters";
+                                         std::string& error_r, const char* name) {
+    const std::string path = dir + "/" + name;
     try {
         if (create && ::access(path.c_str(), F_OK) != 0 && !create_file(path, capacity, error_r))
             return nullptr;
@@ -434,8 +434,8 @@ bool Counters::replaced() const noexcept {
            static_cast<uint64_t>(st.st_size) != impl_->file_size;
 }
 
-std::vector<std::string> Counters::verify(const std::string& dir) {
-    const std::string path = dir + "/counters";
+std::vector<std::string> Counters::verify(const std::string& dir, const char* name) {
+    const std::string path = dir + "/" + name;
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT) return {};

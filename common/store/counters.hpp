@@ -28,8 +28,9 @@ enum class CounterKind : uint8_t {
     outbound_outcomes = 7, // remote recipients with an outcome at their message's first delivery attempt
     failed_outcomes = 8,   // of those, bounced or deferred (a deferral once per recipient domain and hour)
     deferral_marks = 9,    // key "<sender>/<recipient domain>": deferrals seen this hour (the first one counts)
+    login_ips = 10,        // client IPs new to a mailbox's logins (day window; in <store>/login-counters)
 };
-constexpr int kCounterKinds = 10;
+constexpr int kCounterKinds = 11;
 constexpr int kBuckets = 24;
 
 // Bucket width in seconds for a kind.  Windows: 24 hourly buckets (a day)
@@ -49,10 +50,14 @@ struct CountedBucket {
 
 class Counters {
 public:
-    // Maps <dir>/counters read-write, creating it (sized for capacity keys)
+    // Maps <dir>/<name> read-write, creating it (sized for capacity keys)
     // when create is set.  nullptr and error_r on failure.  noexcept.
+    // name: "counters" (Exim's), or kLoginCountersName (Dovecot's auth
+    // process counts limits.login_ips_per_day there: a file of its own
+    // group, store.login_group).
+    static constexpr const char* kLoginCountersName = "login-counters";
     static std::unique_ptr<Counters> open(const std::string& dir, bool create,
-                                          uint64_t capacity, std::string& error_r);
+                                          uint64_t capacity, std::string& error_r, const char* name = "counters");
     ~Counters();
     Counters(const Counters&) = delete;
     Counters& operator=(const Counters&) = delete;
@@ -93,7 +98,7 @@ public:
     // What `mailsuspend check` says of <dir>/counters: empty when it is a
     // whole counters file of this layout (or absent: it is created by init),
     // else the problems.  Reads the file; takes no lock.
-    static std::vector<std::string> verify(const std::string& dir);
+    static std::vector<std::string> verify(const std::string& dir, const char* name = "counters");
 
     struct Impl;
 private:

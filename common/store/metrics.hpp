@@ -55,10 +55,11 @@ enum Slot : int {
     kSessionEnded = 8,     // + Service (7)                      [dovecot]
     kSendRefused = 16,     // + SendRefusal (5)                  [exim]
     kReceive = 24,         // + receive mode (5)                 [exim]
-    kAutoSuspension = 32,  // + AutoCause (8)                    [exim]
+    kAutoSuspension = 32,  // + AutoCause 0-7                  [exim; login_ips_per_day: dovecot]
     kSpamReports = 40,     //                                    [exim]
     kFailPolicy = 44,      // + 0 open, 1 closed                 [both]
     kLastSweep = 48,       // gauge: epoch seconds of the last `mailsuspend sweep`  [exim]
+    kAutoSuspensionMore = 52,  // + AutoCause 8-15 (the first family's slots are full)
 };
 
 enum class SendRefusal : uint8_t { suspended = 0, recipients_per_message, rate_limit, fail_policy, ip_throttled };
@@ -69,12 +70,19 @@ constexpr const char* kReceiveModeNames[] = {"deliver", "discard", "reject", "qu
 // New causes go at the end: a cause's slot is its index, kept across upgrades.
 enum class AutoCause : uint8_t { messages_per_day = 0, offdomain_recipients_per_day, offdomain_recipients_per_hour_per_ip, spam,
                                  domain_messages_per_hour, domain_offdomain_recipients_per_day,
-                                 unknown_recipients_per_hour, failed_share_percent };
+                                 unknown_recipients_per_hour, failed_share_percent, login_ips_per_day };
 constexpr const char* kAutoCauseNames[] = {"messages_per_day", "offdomain_recipients_per_day",
                                            "offdomain_recipients_per_hour_per_ip", "spam",
                                            "domain_messages_per_hour", "domain_offdomain_recipients_per_day",
-                                           "unknown_recipients_per_hour", "failed_share_percent"};
-static_assert(kAutoSuspension + std::size(kAutoCauseNames) <= kSpamReports, "the causes' slots end before the next family");
+                                           "unknown_recipients_per_hour", "failed_share_percent",
+                                           "login_ips_per_day"};
+static_assert(std::size(kAutoCauseNames) <= 16 && kAutoSuspensionMore + 8 <= kMetricSlots,
+              "the causes' slots end before the next family");
+// A cause's slot: the first eight in kAutoSuspension's family, the next in kAutoSuspensionMore's.
+constexpr int auto_suspension_slot(AutoCause c) {
+    const int i = static_cast<int>(c);
+    return i < 8 ? kAutoSuspension + i : kAutoSuspensionMore + i - 8;
+}
 // The cause of a rate limit's config name, nullopt for another name.
 std::optional<AutoCause> cause_of_limit(std::string_view limit);
 

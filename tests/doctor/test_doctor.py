@@ -108,7 +108,7 @@ class Shipped(DoctorTestCase):
         for name in ("config", "store", "dovecot_auth_access", "dovecot_mail_access", "exim_access",
                      "dovecot_passdb", "dovecot_plugins", "exim_wiring", "exim_routers", "exim_build",
                      "exim_retry", "exim_events", "sweep_timer", "recover_unit", "probe_exim_receive",
-                     "probe_exim_send", "probe_dovecot_login"):
+                     "probe_exim_send", "probe_dovecot_login", "dovecot_auth_logins"):
             self.assertIn(name, checks, out)
         # The proofs name what they saw.
         self.assertIn("Debian-exim", checks["exim_access"]["detail"])
@@ -224,6 +224,21 @@ class Broken(DoctorTestCase):
         shutil.rmtree(os.path.join(self.inst.exim.dir, "store"))
         checks = self.assertCheckFails("store", r".")
         self.assertIn("mailsuspend init", checks["store"]["fix"])
+
+    def test_login_tables_missing_with_the_login_ip_limit_on(self):
+        for name in ("logins", "login-counters"):
+            os.unlink(os.path.join(self.inst.exim.dir, "store", name))
+        rc, checks, out = self.inst.doctor()
+        self.assertTrue(checks["dovecot_auth_logins"]["ok"], out)  # the limit is off: a note only
+        self.assertIn("login_ips_per_day is off", checks["dovecot_auth_logins"]["detail"])
+        with open(self.inst.config, "a") as f:
+            f.write("limits: { login_ips_per_day = 50; };\n")
+        checks = self.assertCheckFails("dovecot_auth_logins",
+                                      r"Dovecot's auth process \(user dovecot.*cannot open .*store/logins")
+        self.assertIn("mailsuspend init", checks["dovecot_auth_logins"]["fix"])
+        self.inst.exim.cli("init")
+        rc, checks, out = self.inst.doctor()
+        self.assertTrue(checks["dovecot_auth_logins"]["ok"], out)
 
     def test_timers_not_enabled(self):
         os.unlink(os.path.join(self.inst.units, "etc/systemd/system/timers.target.wants/mailsuspend-sweep.timer"))

@@ -32,6 +32,7 @@ MASTER_PASSWORD = "master-secret"
 PLUGINS = ("lib95_imap_mailsuspend_plugin.so", "lib95_pop3_mailsuspend_plugin.so",
            "lib95_sieve_mailsuspend_plugin.so")
 LOGIN_DENIED = "Mailbox suspended, contact support."
+LOGIN_IPS_TEXT = "Too many network addresses logged in today, contact support."
 SUSPENDED = "Session ended: mailbox suspended."
 CLIENT_TIMEOUT = 15.0
 
@@ -97,11 +98,12 @@ class Dovecot:
     def __init__(self, args, fail_policy="open", include_reason=False,
                  create_store=True, auth_cache=True, with_mailsuspend=True,
                  extra_conf="", corrupt_store=False, continue_ok=True,
-                 core_module=True, master_passdb=None):
+                 core_module=True, master_passdb=None, mailsuspend_conf=""):
         """with_mailsuspend=False gives the same Dovecot without the
         snippet (the benchmark's baseline); extra_conf is appended.
         master_passdb: None, "default" (a master passdb as Dovecot's
-        documentation shows it, without pass = yes) or "pass" (pass = yes)."""
+        documentation shows it, without pass = yes) or "pass" (pass = yes).
+        mailsuspend_conf: groups appended to the mailsuspend config."""
         self.args = args
         self.tmp = tempfile.mkdtemp(prefix="ms-dovecot-")
         # dovecot's auth (user dovecot) and mail processes (nobody) must
@@ -112,7 +114,7 @@ class Dovecot:
         self.config = os.path.join(self.tmp, "mailsuspend.conf")
         self.log = os.path.join(self.tmp, "dovecot.log")
         self.proc = None
-        self._write_mailsuspend_conf(fail_policy, include_reason)
+        self._write_mailsuspend_conf(fail_policy, include_reason, mailsuspend_conf)
         if create_store:
             self.cli("init")
         if corrupt_store:
@@ -124,7 +126,7 @@ class Dovecot:
         self._prepare_auth_modules()
 
     # -- setup --------------------------------------------------------
-    def _write_mailsuspend_conf(self, fail_policy, include_reason):
+    def _write_mailsuspend_conf(self, fail_policy, include_reason, more=""):
         store = os.path.join(self.tmp, "store")
         with open(self.config, "w") as f:
             f.write(f"""
@@ -135,9 +137,10 @@ delivery: {{ default_mode = "queue"; queue_expiry = "4d8h";
             fail_queued_command = "/bin/true {{address}}"; }};
 address: {{ default_domain = ""; subaddress_separator = "+"; }};
 webmail: {{ hosts = [ "127.0.0.2" ]; }};
-messages: {{ login_denied = "{LOGIN_DENIED}"; unavailable = "{SUSPENDED}";
+messages: {{ login_denied = "{LOGIN_DENIED}"; unavailable = "{SUSPENDED}"; login_ips = "{LOGIN_IPS_TEXT}";
             send_suspended = "Sending suspended."; receive_rejected = "Receiving suspended.";
             include_reason = {"true" if include_reason else "false"}; }};
+{more}
 """)
         os.chmod(self.config, 0o644)
 

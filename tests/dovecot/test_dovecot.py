@@ -4,12 +4,14 @@ Debian Dovecot on loopback.  Each suite (one CTest test) starts Dovecot once.
 
     test_dovecot.py --cli PATH --modules DIR --snippet FILE SUITE
 
-SUITE: login | live | failpolicy | master.  Exits non-zero on any failure; a missing
+SUITE: login | live | failpolicy | master | logins.  Exits non-zero on any failure; a missing
 prerequisite (root, dovecot, build output) is a failure, never a skip.
 """
 import argparse
 import base64
 import grp
+import json
+import pwd
 import os
 import re
 import shutil
@@ -806,12 +808,123 @@ class MasterUserPassSuite(MasterUserCase):
         self.assertNotRegex(self.server.log_text(), r"Error: mailsuspend: master passdb")
 
 
+# The one change to the defaults in the login-IP suites: the limit is 0
+# (off) by default, and 3 keeps the test short.  Everything else (store
+# groups, login_group "dovecot", the shipped snippet) is as shipped.
+LOGIN_IPS_LIMIT = 3
+LOGIN_IPS_TEXT = harness.LOGIN_IPS_TEXT
+
+
+class LoginIpsCase(DovecotCase):
+    """limits.login_ips_per_day counted by the passdb in Dovecot's auth
+    process (user dovecot), from distinct loopback source addresses."""
+    action = "send"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server_options = {"mailsuspend_conf": (
+            f'limits: {{ login_ips_per_day = {LOGIN_IPS_LIMIT}; login_ips_action = "{cls.action}"; }};')}
+        super().setUpClass()
+
+    def outbox(self):
+        return sorted(n for n in os.listdir(os.path.join(self.server.tmp, "store", "outbox"))
+                      if n.startswith("suspend."))
+
+    def status(self, user):
+        return json.loads(self.server.cli("status", user, "--json").stdout)["services"]
+
+    def suspended(self, user):
+        return sorted(name for name, s in self.status(user).items() if s["suspended"])
+
+    def log_in_from(self, user, sources):
+        return [self.imap_reply(user, source=source) for source in sources]
+
+    def up_to_the_limit(self, user):
+        """LOGIN_IPS_LIMIT distinct addresses, each twice, plus the webmail
+        host: all let in, nothing suspended, nothing handed on."""
+        sources = [fresh_source() for _ in range(LOGIN_IPS_LIMIT)]
+        replies = self.log_in_from(user, sources + sources + [WEBMAIL_HOST] * 3)
+        for reply in replies:
+            self.assertTrue(reply.startswith("a OK "), replies)
+        self.assertEqual(self.outbox(), [], "below the limit nothing may be suspended")
+        self.assertEqual(self.suspended(user), [])
+        return sources
+
+
+class LoginIpsSendSuite(LoginIpsCase):
+    action = "send"
+
+    def test_fires_above_the_limit_and_suspends_send(self):
+        sources = self.up_to_the_limit(ALICE)
+        # One more distinct address: the login itself is let in (action send) ...
+        self.assertImapOk(ALICE, source=fresh_source())
+        self.assertEqual(len(self.outbox()), 1, "the crossing is handed to the outbox")
+        # by the auth process (user dovecot), readable by every writer of write_group (Exim)
+        entry = os.stat(os.path.join(self.server.tmp, "store", "outbox", self.outbox()[0]))
+        self.assertEqual(pwd.getpwuid(entry.st_uid).pw_name, "dovecot")
+        self.assertEqual(grp.getgrgid(entry.st_gid).gr_name, "Debian-exim")
+        self.assertEqual(stat.S_IMODE(entry.st_mode), 0o660)
+        # ... and the next writer (the sweep timer's command) makes it.
+        self.server.cli("sweep")
+        self.assertEqual(self.outbox(), [])
+        status = self.status(ALICE)
+        self.assertEqual(self.suspended(ALICE), ["send"])
+        self.assertEqual(status["send"]["source"], "rate")
+        self.assertIn("(limits.login_ips_per_day = 3)", status["send"]["reason"])
+        self.assertIsNotNone(status["send"]["expires"], "lifts by itself after limits.suspend_for")
+        with open(os.path.join(self.server.tmp, "audit.log")) as f:
+            self.assertIn("login_ips_per_day", f.read())
+        # logins go on, from the old addresses and new ones
+        self.assertImapOk(ALICE, source=sources[0])
+        self.assertPop3Ok(ALICE, source=fresh_source())
+
+    def test_the_webmail_host_never_counts(self):
+        for _ in range(LOGIN_IPS_LIMIT + 2):
+            self.assertImapOk(BOB, source=WEBMAIL_HOST)
+        self.up_to_the_limit(BOB)
+
+    def test_other_mailboxes_count_apart(self):
+        sources = self.up_to_the_limit(CAROL)
+        # the same addresses are new to another mailbox, and below its limit too
+        for reply in self.log_in_from(DAVE, sources):
+            self.assertTrue(reply.startswith("a OK "), reply)
+        self.assertEqual(self.outbox(), [])
+
+
+class LoginIpsLoginsSuite(LoginIpsCase):
+    action = "logins"
+
+    def test_the_crossing_login_and_later_ones_are_refused(self):
+        sources = self.up_to_the_limit(ALICE)
+        denied = f"a NO [CONTACTADMIN] {LOGIN_IPS_TEXT}"
+        self.assertEqual(self.imap_reply(ALICE, source=fresh_source()), denied)
+        self.assertEqual(len(self.outbox()), 1)
+        # pending in the outbox: refused already, from a known address too
+        self.assertEqual(self.imap_reply(ALICE, source=sources[0]), denied)
+        self.server.cli("sweep")
+        self.assertEqual(self.outbox(), [])
+        self.assertEqual(self.suspended(ALICE),
+                         ["imap", "pop3", "send", "sieve", "webmail", "webmail_send"])
+        self.assertEqual(self.imap_reply(ALICE, source=sources[1]), denied)
+        self.assertEqual(self.pop3_reply(ALICE, source=sources[2]), f"-ERR [AUTH] {LOGIN_IPS_TEXT}")
+        # another mailbox is untouched
+        self.assertImapOk(BOB, source=sources[0])
+
+    def test_lifted_by_the_admin_it_counts_afresh(self):
+        self.up_to_the_limit(CAROL)
+        self.assertNotEqual(self.imap_reply(CAROL, source=fresh_source())[:4], "a OK")
+        self.server.cli("sweep")
+        self.server.unsuspend(CAROL, "--service", "all")
+        self.up_to_the_limit(CAROL)
+
+
 SUITES = {
     "login": [LoginSuite, ReasonSuite],
     "live": [LiveSuite],
     "failpolicy": [FailClosedSuite, FailOpenSuite, UnknownLayoutSuite,
                    MissingContinueOkSuite, MissingCoreModuleSuite],
     "master": [MasterUserSuite, MasterUserPassSuite],
+    "logins": [LoginIpsSendSuite, LoginIpsLoginsSuite],
 }
 
 

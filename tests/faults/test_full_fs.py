@@ -28,12 +28,13 @@ from eximtest import Env, reply_text  # noqa: E402
 LIMIT = 2
 # Changed from the defaults: the store, counters and audit log on the small
 # filesystem (capacities that fit in 2 MB: the default counter table alone
-# is 40 MB), and a small rate limit so a crossing happens on the full disk.
+# is 40 MB, the login pair table 1.6 MB), and a small rate limit so a crossing happens on the full disk.
 STORE_CONF = """\
 store: {{
   path = "{fs}/store";
   capacity = 1000;
   counter_capacity = 1000;
+  login_capacity = 1000;
   fail_policy = "open";
   audit_log = "{fs}/audit.log";
 }};

@@ -108,7 +108,7 @@ TEST_F(CountersTest, UsageOfAnIpUsesItsHourWindow) {
     EXPECT_EQ(ip.window, kHour);
     EXPECT_EQ(ip.under_limit_at, kT0 + 300 + kHour);
     EXPECT_EQ(c->total("192.0.2.1", CounterKind::ip_offdomain_rcpts, kT0 + 300 + kHour), 0);
-    reset_usage(*c, "a@example.com", "192.0.2.1");
+    reset_usage(cfg, *c, "a@example.com", "192.0.2.1");
     EXPECT_EQ(usage_of(cfg, *c, "a@example.com", "192.0.2.1", kT0 + 600).counters[2].count, 0);
 }
 
@@ -203,7 +203,7 @@ TEST_F(CountersTest, UsageOfADomainIsItsOwnSumsAndAMailboxsIncludesUnknownRecipi
     EXPECT_EQ(m.counters[2].count, 2);
     EXPECT_STREQ(m.counters[4].limit_name, "failed_share_failed");
     // Resetting the domain clears its sums only.
-    reset_usage(*c, "@example.com", "");
+    reset_usage(cfg, *c, "@example.com", "");
     EXPECT_EQ(c->total("@example.com", CounterKind::domain_messages, kT0), 0);
     EXPECT_EQ(c->total("@example.com", CounterKind::failed_outcomes, kT0), 0);
     EXPECT_EQ(c->total("a@example.com", CounterKind::unknown_rcpts, kT0), 2);

@@ -100,6 +100,23 @@ void mailsuspend_check_login(struct mailsuspend_handle *ms, const char *user,
 			     const char *protocol, const char *client_ip,
 			     struct mailsuspend_result *result_r);
 
+/* A login of user over protocol from client_ip that the host let in (after
+   mailsuspend_check_login allowed it), for limits.login_ips_per_day.  Does
+   nothing when the limit is 0, for a webmail host, without client_ip, or
+   for protocols check_login does not govern.  A (user, client_ip) pair not
+   seen within the 24 hours before counts one; the login that would take
+   the count past the limit hands an automatic suspension to the store's
+   outbox (source rate, applied by the next writer: any mailsuspend
+   command, the sweep timer): "send", or with limits.login_ips_action =
+   "logins" send and every login service, in which case this login is
+   DENY too (messages.login_ips), as is every later one of user while that
+   suspension waits in the outbox.  No lock, no wait; no system call unless
+   the limit is crossed or reached.  Meant for Dovecot's auth process, which
+   alone may write <store>/logins (store.login_group). */
+void mailsuspend_count_login(struct mailsuspend_handle *ms, const char *user,
+			     const char *protocol, const char *client_ip,
+			     struct mailsuspend_result *result_r);
+
 /* Sending as sender (the identity mailsuspend_sending_identity() names:
    authenticated id or envelope sender).  Checks "send",
    and "webmail_send" too when client_ip is a webmail host. */
