@@ -124,6 +124,20 @@ class LightDaemonTest(EximTestCase):
         self.assertEqual(subjects(env, "erin@example.com"), ["light-queue"])
         self.assertEqual(env.queue_count(), 0)
 
+    def test_hold_freezes_until_release(self):
+        # No routers to defer held mail: local_scan freezes it, release thaws and delivers it.
+        env = self.env
+        env.cli("suspend", "frank@example.com", "--service", "send", "--hold")
+        out = env.send("frank@example.com", ["zed@example.com"], user="frank@example.com", subject="light-held")
+        self.assertEqual(out.data[0], 250, out)
+        self.assertRegex(env.queue(), rf"{re.escape(out.message_id)} .*\*\*\* frozen \*\*\*")
+        self.assertTrue(env.log_lines(rf"send held sender=frank@example.com .*id={re.escape(out.message_id)}"))
+        self.assertNotIn("light-held", subjects(env, "zed@example.com"))
+        self.assertIn(out.message_id, env.cli("held", "frank@example.com").stdout)
+        env.cli("release", "frank@example.com")
+        self.assertIn("light-held", subjects(env, "zed@example.com"))
+        self.assertNotIn(out.message_id, env.queue())
+
 
 if __name__ == "__main__":
     eximtest.main()
