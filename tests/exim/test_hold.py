@@ -105,6 +105,15 @@ class HoldTest(EximTestCase):
         self.assertEqual(bad.returncode, 2, bad)
         self.assertIn("--hold needs the send service", bad.stderr)
 
+    def test_unsuspend_of_a_held_send_delivers_the_held_mail_at_once(self):
+        env = self.env
+        env.cli("suspend", "ivan@example.com", "--service", "send", "--hold")
+        i = self.submit("ivan@example.com", "ivan-held")
+        self.assertHeldInQueue([i])
+        env.cli("unsuspend", "ivan@example.com", "--service", "send")
+        self.assertIn("ivan-held", subjects(env, "zed@example.com"))
+        self.assertNotIn(i, env.queue())
+
     def test_a_domain_hold_holds_every_mailbox_and_is_released_by_domain(self):
         env = self.env
         env.cli("suspend", "@example.org", "--service", "send", "--hold")
