@@ -32,6 +32,7 @@ from fleetenv import PREFIX, REDIS_PASSWORD, wait_until  # noqa: E402
 MASTER_NAME = "mstest-master"
 DATA_PORTS = (16390, 16391)              # the first starts as master
 SENTINEL_PORTS = (16392, 16393, 16394)   # fixed: run under the shared integration lock
+PLAIN_PORTS = (16395, 16396)             # test_3: two masters without sentinels
 FAILOVER_WAIT = 60.0
 
 SENTINEL_CONF = """\
@@ -200,11 +201,16 @@ class SentinelFailoverTest(unittest.TestCase):
             shutil.rmtree(cls.root, ignore_errors=True)
 
     def wait_for_failover(self, old):
+        """The new master's port, once every sentinel names it and it says it is master."""
+        found = []
+
         def moved():
             port = self.servers.master_port()
-            return port if port not in (None, old) else None
+            if port not in (None, old):
+                found.append(port)
+            return bool(found)
         wait_until(moved, f"the sentinels to promote a new master (old: {old})", timeout=FAILOVER_WAIT)
-        return moved()
+        return found[0]
 
     def log_marks(self):
         return {node.name: len(node.log_text()) for node in self.nodes}
@@ -290,6 +296,33 @@ class SentinelFailoverTest(unittest.TestCase):
             self.assertIn(ACKED_HEX, redis_cli(new, "HGET", f"{PREFIX}:state", target))
         for node in self.nodes:
             self.assertIn("has a new history", node.log_text()[marks[node.name]:])
+
+    def test_3_a_demoted_server_is_left_for_the_master(self):
+        # fleet.redis names one server: demoted with REPLICAOF (no sentinel,
+        # the agent's connection stays open), the agent gets READONLY or
+        # UNBLOCKED, reconnects, and ROLE keeps it off until it is master again.
+        server, other = PLAIN_PORTS
+        for port in PLAIN_PORTS:
+            self.servers.spawn(port, ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--requirepass", REDIS_PASSWORD,
+                                      "--masterauth", REDIS_PASSWORD])
+            wait_until(lambda: redis_cli(port, "PING") == "PONG", f"redis-server on {port}")
+        group = fleetenv.fleet_group("d", os.path.join(self.root, "d", "redis.pw"), self.key)
+        d = fleetenv.Node(self.root, "d", self.key, fleet=group.replace(str(fleetenv.REDIS_PORT), str(server)))
+        d.start_agent()
+        try:
+            d.cli("suspend", "d-before@example.com", "--service", "imap")
+            wait_until(lambda: redis_cli(server, "HEXISTS", f"{PREFIX}:state", "d-before@example.com") == "1",
+                       "d to publish")
+            redis_cli(server, "REPLICAOF", "127.0.0.1", str(other))  # takes the other's empty data set
+            wait_until(lambda: "is not the master (ROLE: slave)" in d.log_text(), "d to leave the demoted server")
+            d.cli("suspend", "d-during@example.com", "--service", "imap")
+            redis_cli(server, "REPLICAOF", "NO", "ONE")
+            for target in ("d-before@example.com", "d-during@example.com"):
+                wait_until(lambda: redis_cli(server, "HEXISTS", f"{PREFIX}:state", target) == "1",
+                           f"d to publish {target} to the server, master again")
+        finally:
+            d.stop_agent()
 
 
 def main():
