@@ -8,6 +8,8 @@ writes on every node before, during and after two failovers:
  2. The master dies (SIGKILL) holding changes it acknowledged but never
     replicated: the agents move to the promoted replica and publish those
     changes again, so no acknowledged change is lost.
+ 3. A server named by fleet.redis is demoted under the agent's open
+    connection: the agent leaves it (ROLE) until it is master again.
 
 At the end every node's store equals the others' and every change a CLI
 acknowledged is in force or superseded by a later one.  Nothing skips: the
