@@ -82,6 +82,21 @@ bool read_password(const std::string& path, std::vector<std::string>& auth, std:
     return true;
 }
 
+// Error replies of a server that is no longer (or not yet) the master.
+bool demoted_error(const std::string& error) {
+    for (const char* code : {"READONLY", "MASTERDOWN", "UNBLOCKED"})
+        if (error.rfind(code, 0) == 0) return true;
+    return false;
+}
+
+bool is_master(Redis& redis, std::string& error_r) {
+    Reply role;
+    if (!redis.run({"ROLE"}, role, error_r)) return error_r = redis.address() + ": ROLE: " + error_r, false;
+    if (!role.elements.empty() && role.elements[0].str == "master") return true;
+    const std::string is = role.elements.empty() ? "unknown" : role.elements[0].str;
+    return error_r = redis.address() + " is not the master (ROLE: " + is + ")", false;
+}
+
 }  // namespace
 
 const Reply* Reply::field(const std::string& name) const {
@@ -96,17 +111,19 @@ std::unique_ptr<Redis> Redis::connect(const FleetConfig& f, std::string& error_r
     redisContext* c = open_context(address, error_r);
     if (!c) return nullptr;
     std::unique_ptr<Redis> redis(new Redis(c, address));
-    if (f.password_file.empty()) return redis;
-    std::vector<std::string> auth{"AUTH"};
-    if (!read_password(f.password_file, auth, error_r)) return nullptr;
-    Reply ignored;
-    if (!redis->run(auth, ignored, error_r)) return error_r = address + ": AUTH: " + error_r, nullptr;
+    if (!f.password_file.empty()) {
+        std::vector<std::string> auth{"AUTH"};
+        if (!read_password(f.password_file, auth, error_r)) return nullptr;
+        Reply ignored;
+        if (!redis->run(auth, ignored, error_r)) return error_r = address + ": AUTH: " + error_r, nullptr;
+    }
+    if (!is_master(*redis, error_r)) return nullptr;
     return redis;
 }
 
 Redis::~Redis() { redisFree(c_); }
 
-bool Redis::broken() const { return c_->err != 0; }
+bool Redis::broken() const { return c_->err != 0 || demoted_; }
 
 bool Redis::run(const std::vector<std::string>& args, Reply& out, std::string& error_r) {
     std::vector<const char*> argv;
@@ -119,8 +136,9 @@ bool Redis::run(const std::vector<std::string>& args, Reply& out, std::string& e
     if (!r) return error_r = address_ + ": " + (c_->errstr[0] ? c_->errstr : "connection lost"), false;
     out = convert(r);
     freeReplyObject(r);
-    if (out.type == Reply::Type::error) return error_r = out.str, false;
-    return true;
+    if (out.type != Reply::Type::error) return true;
+    demoted_ = demoted_ || demoted_error(out.str);
+    return error_r = out.str, false;
 }
 
 }  // namespace mailsuspend::cli

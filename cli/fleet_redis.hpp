@@ -26,7 +26,9 @@ struct Reply {
 class Redis {
 public:
     // Connects to fleet.redis, or to the master fleet.sentinels name for
-    // fleet.master_name, and authenticates with fleet.password_file.
+    // fleet.master_name, authenticates with fleet.password_file and checks
+    // with ROLE that it reached a master (a sentinel may still name the old
+    // one for a moment after a failover).
     static std::unique_ptr<Redis> connect(const FleetConfig& f, std::string& error_r);
     ~Redis();
     Redis(const Redis&) = delete;
@@ -35,13 +37,16 @@ public:
     // reply) in error_r.  After a connection error the object is unusable.
     bool run(const std::vector<std::string>& args, Reply& out, std::string& error_r);
     const std::string& address() const { return address_; }
-    // The connection failed (a reply error leaves it usable): connect again.
+    // The connection failed, or the server stopped being the master
+    // (READONLY, MASTERDOWN, UNBLOCKED: a failover): connect again.  Other
+    // error replies leave it usable.
     bool broken() const;
 
 private:
     Redis(redisContext* c, std::string address) : c_(c), address_(std::move(address)) {}
     redisContext* c_;
     std::string address_;
+    bool demoted_ = false;
 };
 
 }  // namespace mailsuspend::cli

@@ -38,7 +38,8 @@ int compare_stream_ids(const std::string& a, const std::string& b) {
 
 int64_t stream_id_millis(const std::string& id) { return static_cast<int64_t>(parse_id(id).first); }
 
-// The file: "<stream id> <published seq> <epoch>\n" ("-" for none).
+// The file: "<stream id> <published seq> <epoch> <history>\n" ("-" for none;
+// a file written before history existed has three fields).
 bool load_fleet_position(const Config& cfg, FleetPosition& p, std::string& error_r) {
     p = FleetPosition{};
     std::ifstream in(position_path(cfg));
@@ -46,19 +47,21 @@ bool load_fleet_position(const Config& cfg, FleetPosition& p, std::string& error
         if (errno == ENOENT) return true;  // a new node
         return error_r = position_path(cfg) + ": " + std::strerror(errno), false;
     }
-    std::string id, epoch;
+    std::string id, epoch, history;
     unsigned long long seq = 0;
     if (!(in >> id >> seq >> epoch))
         return error_r = position_path(cfg) + ": damaged (delete it to resynchronise)", false;
+    in >> history;
     p.stream_id = id == "-" ? "" : id;
     p.published_seq = seq;
     p.epoch = epoch == "-" ? "" : epoch;
+    p.history = history == "-" ? "" : history;
     return true;
 }
 
 bool save_fleet_position(const Config& cfg, const FleetPosition& p, std::string& error_r) {
     const std::string text = (p.stream_id.empty() ? "-" : p.stream_id) + " " + std::to_string(p.published_seq) + " " +
-                             (p.epoch.empty() ? "-" : p.epoch) + "\n";
+                             (p.epoch.empty() ? "-" : p.epoch) + " " + (p.history.empty() ? "-" : p.history) + "\n";
     return replace_file_durably(cfg.store_path, "fleet-position", text, error_r);
 }
 

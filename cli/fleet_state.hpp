@@ -25,10 +25,14 @@ std::optional<Config> load_fleet_config(const std::string& path, int& code);
 // the store's change sequence number up to which local changes are published.
 // epoch: the value of <prefix>:epoch when the position was taken; another
 // value means Redis lost its data since (a restart without persistence).
+// history: the master's replication id (INFO master_replid) when this node
+// last published; a failover or a restart starts a new one, and either can
+// lose the last writes Redis acknowledged.
 struct FleetPosition {
     std::string stream_id;
     uint64_t published_seq = 0;
     std::string epoch;
+    std::string history;
 };
 
 bool load_fleet_position(const Config& cfg, FleetPosition& p, std::string& error_r);

@@ -11,6 +11,9 @@
 //    saved.  A crash in between applies them again: nothing changes.
 //  - Resync (a new node, a trimmed position, a stream Redis lost): the
 //    stream's last id first, then the snapshot, then the stream from that id.
+//  - Failover: a dropped connection or a demoted server (READONLY...) makes
+//    the agent ask the sentinels again; on a master with a new replication
+//    history it publishes its changes again and re-checks its position.
 #include "fleet_sync.hpp"
 
 #include <signal.h>
@@ -82,6 +85,7 @@ public:
 
 private:
     bool check_position(Redis& redis, std::string& error_r);
+    bool check_history(Redis& redis, std::string& error_r);
     bool redis_epoch(Redis& redis, std::string& epoch, std::string& error_r);
     bool position_gone(Redis& redis, bool& gone, std::string& last, std::string& error_r);
     bool resync(Redis& redis, const std::string& last_id, std::string& error_r);
@@ -126,28 +130,52 @@ bool Agent::redis_epoch(Redis& redis, std::string& epoch, std::string& error_r) 
     return true;
 }
 
-// Where the stream stands for this position: whether entries after it were
-// trimmed (trimming cuts from the front: the oldest entry left, or with
-// none left the last id, is past the position, and the position's own entry
-// is gone), or the stream is behind it (Redis lost writes).
+// Where the stream stands for this position: lost when the stream is behind
+// it (Redis lost writes), or when the position's own entry is gone while the
+// stream went on past it: trimmed, or a failover's new master never had it
+// and, from its own clock, may have appended entries with ids before it.
 bool Agent::position_gone(Redis& redis, bool& lost, std::string& last, std::string& error_r) {
     Reply info;
-    std::string why, first;
+    std::string why;
     last = "0-0";
     if (redis.run({"XINFO", "STREAM", keys_.stream}, info, why)) {
         if (const Reply* r = info.field("last-generated-id")) last = r->str;
-        const Reply* f = info.field("first-entry");
-        if (f && !f->elements.empty()) first = f->elements[0].str;
     } else if (redis.broken()) {
         return error_r = why, false;
     }  // else: no stream yet
     lost = compare_stream_ids(pos_.stream_id, last) > 0;
-    if (pos_.stream_id.empty() || lost || compare_stream_ids(pos_.stream_id, first.empty() ? last : first) >= 0)
-        return true;
+    if (pos_.stream_id.empty() || compare_stream_ids(pos_.stream_id, last) >= 0) return true;
     Reply own;
     if (!redis.run({"XRANGE", keys_.stream, pos_.stream_id, pos_.stream_id}, own, error_r)) return false;
     lost = own.elements.empty();
     return true;
+}
+
+// The master's replication id: a failover or a restart starts a new one.
+bool master_history(Redis& redis, std::string& id, std::string& error_r) {
+    Reply info;
+    if (!redis.run({"INFO", "replication"}, info, error_r)) return false;
+    const std::string field = "master_replid:";
+    const auto at = info.str.find(field);
+    if (at == std::string::npos) return error_r = "INFO replication: no master_replid", false;
+    const auto from = at + field.size();
+    id = info.str.substr(from, info.str.find_first_of("\r\n", from) - from);
+    return true;
+}
+
+// A new history (a failover, a restart) may have lost the last changes this
+// node published, acknowledged by the old master but never replicated: all
+// of them go out again (the Lua script skips those the snapshot still has).
+bool Agent::check_history(Redis& redis, std::string& error_r) {
+    std::string history;
+    if (!master_history(redis, history, error_r)) return false;
+    if (history == pos_.history) return true;
+    if (!pos_.history.empty())
+        log("Redis at " + redis.address() + " has a new history (a failover or a restart): " +
+            "publishing this node's changes again and checking the position");
+    pos_.history = history;
+    pos_.published_seq = 0;
+    return save_fleet_position(cfg_, pos_, error_r);
 }
 
 // Resynchronises a new node, a node whose position was trimmed or is past
@@ -156,7 +184,9 @@ bool Agent::position_gone(Redis& redis, bool& lost, std::string& last, std::stri
 bool Agent::check_position(Redis& redis, std::string& error_r) {
     std::string epoch, last;
     bool gone = false;
-    if (!redis_epoch(redis, epoch, error_r) || !position_gone(redis, gone, last, error_r)) return false;
+    if (!check_history(redis, error_r) || !redis_epoch(redis, epoch, error_r) ||
+        !position_gone(redis, gone, last, error_r))
+        return false;
     std::string why;
     if (pos_.stream_id.empty()) why = "new node";
     else if (epoch != pos_.epoch) why = "Redis lost its data (a new epoch)";
@@ -321,7 +351,7 @@ int cmd_sync(const Options& o) {
                 continue;
             }
             log(error);
-            if (redis->broken()) break;
+            if (redis->broken()) break;  // lost, or demoted by a failover: ask the sentinels again
             sleep_unless_stopped(backoff);  // the store busy, a script refused: try again
             backoff = std::min<int64_t>(backoff * 2, 10'000);
         }

@@ -97,7 +97,8 @@ class Redis:
 class Node:
     """One mail node: its store, its config and its agent (started by start_agent)."""
 
-    def __init__(self, root, name, key_file):
+    def __init__(self, root, name, key_file, fleet=None):
+        """fleet: the node's fleet group (fleet_group(...) when None)."""
         self.name = name
         self.dir = os.path.join(root, name)
         os.makedirs(self.dir)
@@ -105,7 +106,8 @@ class Node:
         with open(os.path.join(self.dir, "redis.pw"), "w") as f:
             f.write(REDIS_PASSWORD + "\n")
         with open(self.conf, "w") as f:
-            f.write(CONF.format(dir=self.dir, fleet=fleet_group(name, os.path.join(self.dir, "redis.pw"), key_file)))
+            pw = os.path.join(self.dir, "redis.pw")
+            f.write(CONF.format(dir=self.dir, fleet=fleet or fleet_group(name, pw, key_file)))
         self.log = os.path.join(self.dir, "sync.log")
         self.agent = None
         self.cli("init")
