@@ -14,10 +14,7 @@ import sys
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--library", default="hiredis", help="a library no module may need")
-    # Session::apply_fleet_change is the core's (every writer may apply a change);
-    # the wire format (encode/decode_fleet_change) and the client are the agent's.
-    parser.add_argument("--code", default=r"redis|Redis::|(en|de)code_fleet_change|cmd_sync",
-                        help="symbols no module may hold")
+    parser.add_argument("--code", default=r"redis|fleet_change|cmd_sync", help="symbols no module may hold")
     parser.add_argument("modules", nargs="*")
     args = parser.parse_args()
     problems = []
