@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -113,10 +114,18 @@ void header_files(const std::string& dir, int depth, std::vector<std::string>& o
     ::closedir(d);
 }
 
-bool spool_directory(const Config& cfg, std::string& dir, std::string& error_r) {
-    auto args = command_words(cfg.exim_command, {});
+// cfg.exim_command's words followed by options; false when it is empty.
+bool exim_args(const Config& cfg, std::initializer_list<std::string> options, std::vector<std::string>& args,
+               std::string& error_r) {
+    args = command_words(cfg.exim_command, {});
     if (args.empty()) return error_r = "delivery.exim_command is empty", false;
-    args.insert(args.end(), {"-n", "-bP", "spool_directory"});
+    args.insert(args.end(), options);
+    return true;
+}
+
+bool spool_directory(const Config& cfg, std::string& dir, std::string& error_r) {
+    std::vector<std::string> args;
+    if (!exim_args(cfg, {"-n", "-bP", "spool_directory"}, args, error_r)) return false;
     if (!run_program(args, error_r, {}, &dir)) return false;
     dir = std::string(trim_blanks(dir.substr(0, dir.find('\n'))));
     if (dir.empty() || dir.front() != '/') return error_r = "Exim named no spool directory", false;
@@ -209,9 +218,8 @@ bool find_held_mail(const Config& cfg, const std::string& key, std::vector<HeldM
 bool exim_on_messages(const Config& cfg, const char* option, const std::vector<std::string>& ids,
                       std::string& error_r) {
     if (ids.empty()) return true;
-    auto args = command_words(cfg.exim_command, {});
-    if (args.empty()) return error_r = "delivery.exim_command is empty", false;
-    args.emplace_back(option);
+    std::vector<std::string> args;
+    if (!exim_args(cfg, {option}, args, error_r)) return false;
     args.insert(args.end(), ids.begin(), ids.end());
     return run_program(args, error_r);
 }
