@@ -21,6 +21,7 @@
 #include "commands.hpp"
 #include "arf.hpp"
 #include "config.hpp"
+#include "count_log.hpp"
 #include "counters.hpp"
 #include "login_pairs.hpp"
 #include "mailsuspend/mailsuspend.h"
@@ -519,6 +520,14 @@ bool grant_write_group_traversal(const Config& cfg, std::string& error_r) {
 // outbox (02770 root:write_group), where it hands the trigger's suspensions.
 // Nothing else of the store becomes writable for it.  Created whatever the
 // limit (0 by default), so turning it on needs no init.
+// fleet.counters = "fleet": Exim (write_group) notes there whose counts the
+// fleet agent should share.
+bool create_count_log(const Config& cfg, std::string& error_r) {
+    if (!cfg.fleet.enabled || cfg.fleet.counters != FleetConfig::Counters::fleet) return true;
+    return CountLog::open(cfg.store_path, true, error_r) &&
+           give_to_write_group(cfg, cfg.store_path + "/" + CountLog::kName, 0660, error_r);
+}
+
 bool create_login_files(const Config& cfg, std::string& error_r) {
     if (cfg.login_group.empty()) return true;
     const struct group* gr = ::getgrnam(cfg.login_group.c_str());
@@ -585,7 +594,7 @@ int cmd_init(const Options& o) {
         // 0660: members of read_group (mail users among them) must not open it at all.
         if (!give_to_write_group(cfg, cfg.store_path + "/counters", 0660, error) ||
             !grant_write_group_traversal(cfg, error) || !create_evidence_root(cfg, error) || !create_outbox(cfg, error) ||
-            !create_login_files(cfg, error))
+            !create_login_files(cfg, error) || !create_count_log(cfg, error))
             return finish({Exit::failure, error});
         if (std::string e; !create_audit_log(cfg, e)) std::cerr << "mailsuspend: warning: " << e << "\n";
         if (!create_token_key(cfg.store_path, cfg.write_group, error) || !create_metrics_files(cfg, error))

@@ -98,6 +98,8 @@ std::vector<Access> writer_files(const Config& cfg) {
     // write_group (Exim) counts messages and records automatic suspensions.
     for (const char* name : {"lock", "journal", "counters"})
         files.push_back({cfg.store_path + "/" + name, O_RDWR});
+    if (cfg.fleet.enabled && cfg.fleet.counters == FleetConfig::Counters::fleet)  // the keys it counted
+        files.push_back({cfg.store_path + "/count-log", O_RDWR});
     // the notify file, written after each change (live Dovecot sessions wait on it)
     files.push_back({cfg.store_path + "/changed", O_WRONLY});
     if (!cfg.audit_log.empty()) files.push_back({cfg.audit_log, O_WRONLY | O_APPEND});

@@ -27,6 +27,7 @@
 
 #include "agent.hpp"
 #include "fleet_change.hpp"
+#include "fleet_counters.hpp"
 #include "fleet_redis.hpp"
 #include "fleet_state.hpp"
 #include "operations.hpp"
@@ -77,7 +78,8 @@ struct Incoming {
 
 class Agent {
 public:
-    Agent(const Config& cfg, FleetKey key) : cfg_(cfg), f_(cfg.fleet), keys_(cfg.fleet), key_(std::move(key)) {}
+    Agent(const Config& cfg, FleetKey key)
+        : cfg_(cfg), f_(cfg.fleet), keys_(cfg.fleet), key_(std::move(key)), counts_(cfg, key_) {}
     bool start(std::string& error_r) { return load_fleet_position(cfg_, pos_, error_r); }
     // One round on a connection: false with error_r when Redis or the store failed.
     bool step(Redis& redis, std::string& error_r);
@@ -99,6 +101,7 @@ private:
     const FleetConfig& f_;
     Keys keys_;
     FleetKey key_;
+    CountExchange counts_;  // fleet.counters = "fleet" only
     FleetPosition pos_;
     bool checked_ = false;  // the position was checked against this connection's stream
     int64_t last_heartbeat_ = 0;
@@ -114,7 +117,8 @@ StoreReader* Agent::reader(std::string& error_r) {
 bool Agent::step(Redis& redis, std::string& error_r) {
     if (!checked_ && !check_position(redis, error_r)) return false;
     checked_ = true;
-    return publish(redis, error_r) && follow(redis, error_r) && heartbeat(redis, error_r);
+    return publish(redis, error_r) && follow(redis, error_r) && heartbeat(redis, error_r) &&
+           (f_.counters != FleetConfig::Counters::fleet || counts_.step(redis, error_r));
 }
 
 // This Redis's data set: <prefix>:epoch, set once by the first agent to ask.
@@ -335,8 +339,6 @@ int cmd_sync(const Options& o) {
     FleetKey key;
     if (!load_fleet_key(cfg->fleet.signing_key_file, key, error))
         return std::cerr << "mailsuspend: " << error << "\n", static_cast<int>(Exit::failure);
-    if (cfg->fleet.counters == FleetConfig::Counters::fleet)
-        log("fleet.counters = \"fleet\" is not built yet: rate limits count on this node only");
     Agent agent(*cfg, std::move(key));
     if (!agent.start(error)) return std::cerr << "mailsuspend: " << error << "\n", static_cast<int>(Exit::failure);
     install_stop_signals();

@@ -157,6 +157,28 @@ int suspend_if_crossed(struct mailsuspend_handle* ms, std::string_view key, cons
 
 // The login tables (limits.login_ips_per_day), opened once (a new attempt at
 // most once a second while missing; the failure logged once).
+bool fleet_counts(const Config& cfg) {
+    return cfg.fleet.enabled && cfg.fleet.counters == FleetConfig::Counters::fleet;
+}
+
+// fleet.counters = "fleet": where Exim tells the fleet agent whose counts
+// changed (<store>/count-log, opened on first use, at most one attempt a
+// second).  Without it the node still counts alone; one log line says so.
+CountLog* count_log_of(struct mailsuspend_handle* ms, int64_t now) {
+    PolicyState& p = ms->policy;
+    if (p.count_log && !p.count_log->usable()) p.count_log.reset();
+    if (!p.count_log && now >= p.next_count_log_attempt) {
+        p.next_count_log_attempt = now + kReopenInterval;
+        std::string error;
+        p.count_log = CountLog::open(ms->cfg.store_path, false, error);
+        if (!p.count_log && !p.count_log_logged)
+            log_line(ms, MAILSUSPEND_LOG_ERROR, "mailsuspend: fleet counters: " + error +
+                                                    "; this node's counts are not shared (run mailsuspend init)");
+        p.count_log_logged = !p.count_log;
+    }
+    return p.count_log.get();
+}
+
 bool logins_of(struct mailsuspend_handle* ms, int64_t now, LoginPairs*& pairs, Counters*& counters) {
     PolicyState& p = ms->policy;
     if ((!p.login_pairs || !p.login_counters) && now >= p.next_logins_attempt) {
@@ -267,6 +289,7 @@ void mailsuspend_count_message(struct mailsuspend_handle* ms, const char* sender
         // Opened even by a call without recipients, so a host can open the
         // mapping in a parent process (the Exim daemon) for its forks.
         Counters* counters = counters_of(ms, now);
+        if (fleet_counts(ms->cfg) && (recipient_count == 0 || !recipients)) count_log_of(ms, now);
         if (recipient_count == 0 || !recipients) return;
         uint32_t offdomain = 0;
         for (unsigned i = 0; i < recipient_count; ++i)
@@ -276,9 +299,12 @@ void mailsuspend_count_message(struct mailsuspend_handle* ms, const char* sender
         if (client_ip && *client_ip && !ms->cfg.is_webmail_host(client_ip)) facts.client_ip = client_ip;
         facts.recipients = recipient_count;
         facts.offdomain = offdomain;
+        facts.fleet_shares = fleet_counts(ms->cfg);
         const RateDecision d = count_message(ms->cfg.limits, counters, facts, now);
         switch (d.verdict) {
             case RateVerdict::allow:
+                if (CountLog* log = facts.fleet_shares ? count_log_of(ms, now) : nullptr)
+                    log->append(facts.sender, facts.client_ip);
                 return;
             case RateVerdict::unavailable:
                 if (ms->policy.counters && !ms->policy.counters->usable()) {

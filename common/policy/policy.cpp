@@ -68,7 +68,9 @@ RateDecision count_message(const Limits& limits, Counters* counters, const Messa
         }
         // Counted only if it stays within the limit: a message that crosses
         // leaves this count as it was for every other sender measured by it.
-        const int64_t total = counters->add_within(s.key, s.kind, s.n, s.max, now);
+        const int64_t others = m.fleet_shares ? std::max<int64_t>(counters->total(s.key, fleet_share(s.kind), now), 0) : 0;
+        const int64_t own = counters->add_within(s.key, s.kind, s.n, std::max<int64_t>(s.max - others, 0), now);
+        const int64_t total = own < 0 ? own : own + others;
         if (total < 0) {
             d = {RateVerdict::unavailable, s.name, 0, s.max};
             break;

@@ -39,6 +39,7 @@
 
 #include "address.hpp"
 #include "arf.hpp"
+#include "count_log.hpp"
 #include "counters.hpp"
 #include "login_pairs.hpp"
 #include "model.hpp"
@@ -65,6 +66,9 @@ struct MessageFacts {
     std::string_view client_ip;  // empty: not counted per IP (local or webmail submission)
     uint32_t recipients = 0;
     uint32_t offdomain = 0;
+    // fleet.counters = "fleet": each limit also counts the other nodes'
+    // share of the window (fleet_share() kinds, set by the fleet agent).
+    bool fleet_shares = false;
 };
 
 // crossed: a limit of the sender's own mailbox (its send is suspended);
@@ -225,6 +229,10 @@ struct PolicyState {
     int64_t next_counters_attempt = 0;
     int64_t next_counters_check = 0;  // replaced()/usable() at most once a second
     bool counters_logged = false;
+    // fleet.counters = "fleet": the senders counted, for the fleet agent.
+    std::unique_ptr<CountLog> count_log;
+    int64_t next_count_log_attempt = 0;
+    bool count_log_logged = false;
     std::optional<TokenKey> token_key;
     int64_t next_key_attempt = 0;
     bool key_logged = false;

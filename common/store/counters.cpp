@@ -55,6 +55,7 @@ constexpr bool is_marked(uint64_t seen) { return seen != 0 && (seen & 1) == 0; }
 namespace {
 // The kinds counted over an hour in five-minute buckets; the others over a day in hourly ones.
 bool hour_kind(CounterKind kind) {
+    kind = static_cast<CounterKind>(static_cast<uint8_t>(kind) & ~kFleetShareBit);
     return kind == CounterKind::ip_offdomain_rcpts || kind == CounterKind::domain_messages ||
            kind == CounterKind::unknown_rcpts || kind == CounterKind::outbound_outcomes ||
            kind == CounterKind::failed_outcomes || kind == CounterKind::deferral_marks;
@@ -466,8 +467,8 @@ int64_t window_length(CounterKind kind) {
     return static_cast<int64_t>(window_buckets(kind)) * bucket_width(kind);
 }
 
-std::vector<CountedBucket> Counters::window(std::string_view key, CounterKind kind, int64_t now) const {
-    std::vector<CountedBucket> out;
+std::vector<NumberedBucket> Counters::buckets(std::string_view key, CounterKind kind, int64_t now) const {
+    std::vector<NumberedBucket> out;
     if (now < 0) return out;
     // Copied under the SIGBUS guard first: the vector allocates, which must not run inside it.
     uint64_t copy[kBuckets] = {};
@@ -482,15 +483,42 @@ std::vector<CountedBucket> Counters::window(std::string_view key, CounterKind ki
         !found)
         return out;
     const uint64_t width = window_buckets(kind), current = static_cast<uint64_t>(now / bucket_width(kind));
-    for (const uint64_t v : copy) {
-        const uint64_t number = v >> 32;
-        if (static_cast<uint32_t>(v) == 0 || !in_window(number, current, width)) continue;
+    for (const uint64_t v : copy)
+        if (static_cast<uint32_t>(v) != 0 && in_window(v >> 32, current, width))
+            out.push_back({v >> 32, static_cast<uint32_t>(v)});
+    return out;
+}
+
+std::vector<CountedBucket> Counters::window(std::string_view key, CounterKind kind, int64_t now) const {
+    std::vector<CountedBucket> out;
+    const uint64_t width = window_buckets(kind);
+    for (const NumberedBucket& b : buckets(key, kind, now))
         // total() stops counting bucket n once the current bucket is n + width.
-        out.push_back({static_cast<int64_t>((number + width) * static_cast<uint64_t>(bucket_width(kind))),
-                       static_cast<uint32_t>(v)});
-    }
+        out.push_back({static_cast<int64_t>((b.number + width) * static_cast<uint64_t>(bucket_width(kind))), b.count});
     std::sort(out.begin(), out.end(), [](const CountedBucket& a, const CountedBucket& b) { return a.leaves < b.leaves; });
     return out;
+}
+
+bool Counters::set_buckets(std::string_view key, CounterKind kind, const std::vector<NumberedBucket>& buckets,
+                           int64_t now) noexcept {
+    if (now < 0) return false;
+    const uint64_t tag = tag_of(key, kind);
+    const uint64_t width = window_buckets(kind), current = static_cast<uint64_t>(now / bucket_width(kind));
+    uint64_t values[kBuckets] = {};
+    for (const NumberedBucket& b : buckets)
+        if (b.count != 0 && in_window(b.number, current, width)) values[b.number % kBuckets] = b.number << 32 | b.count;
+    bool stored = false;
+    const bool usable = impl_->guarded([&] {
+        Entry* e = impl_->lookup(tag);
+        if (!e && !buckets.empty()) e = impl_->claim(tag, now);
+        if (!e) {
+            stored = buckets.empty();  // nothing to clear, or no room
+            return;
+        }
+        for (int i = 0; i < kBuckets; ++i) e->buckets[i].store(values[i], std::memory_order_seq_cst);
+        stored = Impl::owns(*e, tag);
+    });
+    return usable && stored;
 }
 
 }  // namespace mailsuspend

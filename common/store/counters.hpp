@@ -33,6 +33,14 @@ enum class CounterKind : uint8_t {
 constexpr int kCounterKinds = 11;
 constexpr int kBuckets = 24;
 
+// fleet.counters = "fleet" (issue 15): the other nodes' counts of a kind,
+// under the same key, set by the fleet agent (set_buckets) and added to this
+// node's own by the rate decisions.  Same buckets and window as the kind.
+constexpr uint8_t kFleetShareBit = 0x20;
+constexpr CounterKind fleet_share(CounterKind kind) {
+    return static_cast<CounterKind>(static_cast<uint8_t>(kind) | kFleetShareBit);
+}
+
 // Bucket width in seconds for a kind.  Windows: 24 hourly buckets (a day)
 // for the day kinds; 12 of the 24 five-minute buckets (an hour) for the
 // hour kinds (an IP's, a domain's messages, a mailbox's unknown recipients,
@@ -45,6 +53,12 @@ int64_t window_length(CounterKind kind);
 // (so the total falls back by count) at leaves.
 struct CountedBucket {
     int64_t leaves = 0;
+    uint32_t count = 0;
+};
+
+// One bucket by its number (time / bucket_width): how buckets travel between nodes.
+struct NumberedBucket {
+    uint64_t number = 0;
     uint32_t count = 0;
 };
 
@@ -77,6 +91,13 @@ public:
     // The buckets that make up total() at now, oldest first (empty buckets
     // left out): what a usage view needs to say when the count falls back.
     std::vector<CountedBucket> window(std::string_view key, CounterKind kind, int64_t now) const;
+    // The same buckets by number (empty ones left out, in no order).
+    std::vector<NumberedBucket> buckets(std::string_view key, CounterKind kind, int64_t now) const;
+    // Makes key's window exactly buckets (those outside the window at now
+    // are dropped): for the fleet agent's fleet_share() kinds, whose only
+    // writer it is.  False when the table is full or unusable.
+    bool set_buckets(std::string_view key, CounterKind kind, const std::vector<NumberedBucket>& buckets,
+                     int64_t now) noexcept;
     // Rate suspensions waiting in <store>/outbox, as their writers counted
     // them in (spare header bytes of this file): a writer notes +1 before it
     // links a suspension entry and -1 once it removed one, and the drain

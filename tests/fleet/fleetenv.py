@@ -44,10 +44,13 @@ fleet: {{
 """
 
 
-def fleet_group(node, password_file, key_file):
-    """The fleet group of a node of the test fleet."""
-    return FLEET_GROUP.format(port=REDIS_PORT, node=node, prefix=PREFIX, password_file=password_file,
-                              key=key_file)
+def fleet_group(node, password_file, key_file, counters=None):
+    """The fleet group of a node of the test fleet (fleet.counters left at its default unless given)."""
+    group = FLEET_GROUP.format(port=REDIS_PORT, node=node, prefix=PREFIX, password_file=password_file,
+                               key=key_file)
+    if counters:
+        group = group.replace("};\n", f'  counters = "{counters}";\n}};\n')
+    return group
 
 
 def wait_until(predicate, what, timeout=WAIT):

@@ -511,3 +511,33 @@ TEST(OffDomain, RuleIsDomainEqualityAfterNormalisation) {
 }
 
 }  // namespace
+
+// fleet.counters = "fleet": the other nodes' share (set by the fleet agent)
+// counts against every limit; the message that would cross is refused and
+// not counted, and without fleet_shares the share is ignored.
+TEST_F(RateTest, FleetSharesCountAgainstTheLimit) {
+    const Limits limits = limits_of(10, 0);
+    const int64_t now = wall_now();
+    std::string error;
+    auto c = Counters::open(dir + "/store", true, 64, error);
+    ASSERT_TRUE(c) << error;
+    const uint64_t hour = static_cast<uint64_t>(now / 3600);
+    ASSERT_TRUE(c->set_buckets("spread@example.com", fleet_share(CounterKind::messages), {{hour, 6}, {hour - 1, 1}}, now));
+    MessageFacts f;
+    f.sender = "spread@example.com";
+    f.recipients = 1;
+    f.fleet_shares = true;
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(count_message(limits, c.get(), f, now).verdict, RateVerdict::allow) << i;
+    const RateDecision d = count_message(limits, c.get(), f, now);
+    EXPECT_EQ(d.verdict, RateVerdict::crossed);
+    EXPECT_EQ(d.total, 11) << "7 elsewhere, 3 here, and this one";
+    EXPECT_EQ(c->total("spread@example.com", CounterKind::messages, now), 3) << "the crossing message is not counted";
+    f.fleet_shares = false;
+    EXPECT_EQ(count_message(limits, c.get(), f, now).verdict, RateVerdict::allow) << "a node on its own";
+    // A share already past the limit refuses the first message here too.
+    ASSERT_TRUE(c->set_buckets("other@example.com", fleet_share(CounterKind::messages), {{hour, 25}}, now));
+    f.sender = "other@example.com";
+    f.fleet_shares = true;
+    EXPECT_EQ(count_message(limits, c.get(), f, now).verdict, RateVerdict::crossed);
+    EXPECT_EQ(c->total("other@example.com", CounterKind::messages, now), 0);
+}

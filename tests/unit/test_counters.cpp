@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "config.hpp"
+#include "count_log.hpp"
 #include "counters.hpp"
 #include "test_util.hpp"
 #include "usage.hpp"
@@ -311,4 +312,72 @@ TEST(CountersOpen, MissingAndCorrupt) {
     error.clear();
     EXPECT_FALSE(Counters::open(dir.path(), false, 16, error));
     EXPECT_NE(error.find("layout"), std::string::npos) << error;
+}
+
+// fleet.counters = "fleet": the agent sets the other nodes' share of a key's
+// window, bucket by bucket; buckets outside the window are dropped, an empty
+// set clears it, and the share never mixes with the node's own count.
+TEST_F(CountersTest, FleetShareBucketsAreSetWholeAndKeptApart) {
+    const std::string k = "a@example.com";
+    const uint64_t hour = kT0 / kHour;
+    ASSERT_TRUE(c->set_buckets(k, fleet_share(CounterKind::messages),
+                               {{hour - 2, 4}, {hour, 3}, {hour - 30, 100}}, kT0));
+    EXPECT_EQ(c->total(k, fleet_share(CounterKind::messages), kT0), 7) << "a bucket past the window is dropped";
+    EXPECT_EQ(c->total(k, CounterKind::messages, kT0), 0) << "the node's own count is another entry";
+    auto got = c->buckets(k, fleet_share(CounterKind::messages), kT0);
+    std::sort(got.begin(), got.end(), [](auto& a, auto& b) { return a.number < b.number; });
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_EQ(got[0].number, hour - 2);
+    EXPECT_EQ(got[1].count, 3u);
+    ASSERT_TRUE(c->set_buckets(k, fleet_share(CounterKind::messages), {{hour, 1}}, kT0));
+    EXPECT_EQ(c->total(k, fleet_share(CounterKind::messages), kT0), 1) << "replaced, not added";
+    ASSERT_TRUE(c->set_buckets(k, fleet_share(CounterKind::messages), {}, kT0));
+    EXPECT_EQ(c->total(k, fleet_share(CounterKind::messages), kT0), 0);
+    // An hour kind's share keeps its five-minute buckets over one hour.
+    const uint64_t tick = kT0 / 300;
+    ASSERT_TRUE(c->set_buckets("192.0.2.1", fleet_share(CounterKind::ip_offdomain_rcpts), {{tick - 11, 5}, {tick - 12, 9}},
+                               kT0));
+    EXPECT_EQ(c->total("192.0.2.1", fleet_share(CounterKind::ip_offdomain_rcpts), kT0), 5);
+}
+
+// The count log: what Exim appends the agent reads once, in order; a ring
+// overrun is counted as lost, never read as garbage.
+TEST(CountLog, AppendsAreReadInOrderAndOverrunsCountAsLost) {
+    TempDir dir;
+    std::string error;
+    auto log = CountLog::open(dir.path(), true, error);
+    ASSERT_TRUE(log) << error;
+    auto other = CountLog::open(dir.path(), false, error);  // another process's mapping
+    ASSERT_TRUE(other) << error;
+    other->append("a@example.com", "192.0.2.1");
+    other->append(std::string(CountLog::kMaxSender, 'x'), "2001:db8::1");
+    other->append(std::string(CountLog::kMaxSender + 1, 'x'), "");  // no address is that long: not recorded
+    std::vector<CountedMessage> got;
+    uint64_t lost = 0;
+    EXPECT_EQ(log->read(0, false, got, lost), 2u);
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_EQ(got[0].sender, "a@example.com");
+    EXPECT_EQ(got[0].client_ip, "192.0.2.1");
+    EXPECT_EQ(got[1].sender.size(), CountLog::kMaxSender);
+    EXPECT_EQ(got[1].client_ip, "2001:db8::1");
+    EXPECT_EQ(lost, 0u);
+    for (uint64_t i = 0; i < log->slots() + 10; ++i) other->append("b" + std::to_string(i) + "@example.com", "");
+    got.clear();
+    const uint64_t next = log->read(2, false, got, lost);
+    EXPECT_EQ(next, log->head());
+    EXPECT_EQ(lost, 10u);
+    ASSERT_EQ(got.size(), log->slots());
+    EXPECT_EQ(got.front().sender, "b10@example.com");
+    EXPECT_EQ(got.back().sender, "b" + std::to_string(log->slots() + 9) + "@example.com");
+}
+
+TEST(CountLog, MissingOrForeignFileIsRefusedClearly) {
+    TempDir dir;
+    std::string error;
+    EXPECT_FALSE(CountLog::open(dir.path(), false, error));
+    EXPECT_NE(error.find("count-log"), std::string::npos) << error;
+    write_file(dir.path() + "/count-log", std::string(4096, 'z'));
+    error.clear();
+    EXPECT_FALSE(CountLog::open(dir.path(), false, error));
+    EXPECT_NE(error.find("mailsuspend init"), std::string::npos) << error;
 }
