@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -66,11 +67,31 @@ bool save_fleet_position(const Config& cfg, const FleetPosition& p, std::string&
 }
 
 bool unpublished_changes(StoreReader& reader, const std::string& node, uint64_t after, uint64_t upto,
-                         std::vector<TargetRecord>& out) {
-    out.clear();
-    return reader.for_each([&](const TargetRecord& r) {
-        if (r.origin == node && r.seq > after && r.seq <= upto) out.push_back(r);
-    });
+                         std::vector<TargetRecord>& out, ArenaMark* mark) {
+    // The scan maps the newest generation first: a mark of another one
+    // means nothing there, so that scan is done again from the start.
+    for (int attempt = 0;; ++attempt) {
+        out.clear();
+        const uint64_t generation = reader.stats().generation;
+        const uint64_t from = mark && after != 0 && mark->generation == generation && attempt == 0 ? mark->offset : 0;
+        // The next mark: past every record of (.., upto], before every record
+        // past upto (committed since upto was read, or copied by a growth).
+        uint64_t end = from, first_later = UINT64_MAX;
+        if (!reader.for_each_from(from, [&](const TargetRecord& r, uint64_t start, uint64_t stop) {
+                if (r.seq > upto) {
+                    first_later = std::min(first_later, start);
+                    return;
+                }
+                end = std::max(end, stop);
+                if (r.origin == node && r.seq > after) out.push_back(r);
+            }))
+            return false;
+        const uint64_t scanned = reader.stats().generation;
+        if (from == 0 || scanned == generation) {
+            if (mark) *mark = {scanned, std::min(end, first_later)};
+            return true;
+        }
+    }
 }
 
 }  // namespace mailsuspend::cli

@@ -50,7 +50,17 @@ int64_t stream_id_millis(const std::string& id);
 // crash, kept as a stamped record even when it lifts everything), so the
 // records this node stamped and has not published are exactly these.
 // false when the store cannot be read.
+//
+// mark (the agent keeps it between calls): where the last call's scan ended
+// in the store's arena.  Blobs are appended in the order of their changes
+// within a generation, so a call with the same generation decodes only the
+// records written since; a new generation (a growth, a rebuild) or after = 0
+// reads everything.  Without a mark, every record is read.
+struct ArenaMark {
+    uint64_t generation = 0;
+    uint64_t offset = 0;
+};
 bool unpublished_changes(StoreReader& reader, const std::string& node, uint64_t after, uint64_t upto,
-                         std::vector<TargetRecord>& out);
+                         std::vector<TargetRecord>& out, ArenaMark* mark = nullptr);
 
 }  // namespace mailsuspend::cli

@@ -103,6 +103,7 @@ private:
     FleetKey key_;
     CountExchange counts_;  // fleet.counters = "fleet" only
     FleetPosition pos_;
+    ArenaMark arena_mark_;  // where the last scan for unpublished changes ended
     bool checked_ = false;  // the position was checked against this connection's stream
     int64_t last_heartbeat_ = 0;
     std::unique_ptr<StoreReader> reader_;
@@ -233,7 +234,7 @@ bool Agent::publish(Redis& redis, std::string& error_r) {
     const uint64_t upto = r->stats().seq;
     if (upto <= pos_.published_seq) return true;
     std::vector<TargetRecord> changes;
-    if (!unpublished_changes(*r, f_.node_id, pos_.published_seq, upto, changes))
+    if (!unpublished_changes(*r, f_.node_id, pos_.published_seq, upto, changes, &arena_mark_))
         return error_r = "store: " + r->last_error(), false;
     for (const auto& c : changes) {
         Reply ignored;

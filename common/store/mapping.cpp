@@ -176,20 +176,26 @@ bool create_store_file(const std::string& path, uint64_t capacity, const Geometr
     return set_owner(fd.get(), cfg.write_group, 0664, error_r);
 }
 
-bool for_each_record(const Mapping& m, const std::function<void(const TargetRecord&)>& fn, std::string& error_r) {
+bool for_each_record_from(const Mapping& m, uint64_t from_offset,
+                          const std::function<void(const TargetRecord&, uint64_t start, uint64_t end)>& fn,
+                          std::string& error_r) {
     TargetRecord r;
     for (uint64_t i = 0; i < m.slot_count; ++i) {
         SlotCopy c;
         if (!read_slot(m.slots[i], c)) return false;
-        if (w0_state(c.w0) != kUsed) continue;
+        if (w0_state(c.w0) != kUsed || c.blob_offset() < from_offset) continue;
         std::string why;
         if (!decode_slot(m, c, r, why)) {
             error_r = "corrupt record in slot " + std::to_string(i) + ": " + why;
             return false;
         }
-        fn(r);
+        fn(r, c.blob_offset(), uint64_t{c.blob_offset()} + c.blob_length());
     }
     return true;
+}
+
+bool for_each_record(const Mapping& m, const std::function<void(const TargetRecord&)>& fn, std::string& error_r) {
+    return for_each_record_from(m, 0, [&](const TargetRecord& r, uint64_t, uint64_t) { fn(r); }, error_r);
 }
 
 StoreStats stats_of(const Mapping& m) {

@@ -193,6 +193,11 @@ bool create_store_file(const std::string& path, uint64_t capacity, const Geometr
 // Calls fn with every record of m in slot order.  false at a slot a writer
 // holds too long, and at a corrupt record (error_r then says which slot).
 bool for_each_record(const Mapping& m, const std::function<void(const TargetRecord&)>& fn, std::string& error_r);
+// The records whose blob starts at from_offset or later, with where each
+// blob starts and ends in the arena.
+bool for_each_record_from(const Mapping& m, uint64_t from_offset,
+                          const std::function<void(const TargetRecord&, uint64_t start, uint64_t end)>& fn,
+                          std::string& error_r);
 
 // The figures `stats` prints, read from a mapping.
 StoreStats stats_of(const Mapping& m);

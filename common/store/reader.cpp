@@ -203,6 +203,17 @@ bool StoreReader::for_each(const std::function<void(const TargetRecord&)>& fn) n
     }
 }
 
+bool StoreReader::for_each_from(uint64_t from_offset,
+                                const std::function<void(const TargetRecord&, uint64_t start, uint64_t end)>& fn) noexcept {
+    try {
+        if (!impl_->current()) return false;
+        return for_each_record_from(impl_->map, from_offset, fn, impl_->error);
+    } catch (const std::exception& e) {
+        impl_->error = e.what();
+        return false;
+    }
+}
+
 StoreStats StoreReader::stats() const noexcept { return stats_of(impl_->map); }
 const std::string& StoreReader::last_error() const noexcept { return impl_->error; }
 

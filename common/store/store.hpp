@@ -69,6 +69,13 @@ public:
     LookupStatus read(std::string_view key, TargetRecord& out, int only_service = -1) noexcept;
     // Every stored record (allocates); false when unavailable.
     bool for_each(const std::function<void(const TargetRecord&)>& fn) noexcept;
+    // The records whose blob starts at arena offset from_offset or later,
+    // with where each blob starts and ends; follows a newer generation
+    // first.  A writer appends blobs in the order of its changes (a growth
+    // copies the old ones in any order), so a publisher decodes only what is
+    // new (cli/fleet_state.hpp).
+    bool for_each_from(uint64_t from_offset,
+                       const std::function<void(const TargetRecord&, uint64_t start, uint64_t end)>& fn) noexcept;
     StoreStats stats() const noexcept;
     const std::string& last_error() const noexcept;
     // True when <dir>/store is now another file than the one mapped (deleted

@@ -4,9 +4,13 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "fleet_change.hpp"
+#include "fleet_state.hpp"
+#include "operations.hpp"
+#include "store.hpp"
 #include "test_util.hpp"
 
 using namespace mailsuspend;
@@ -86,4 +90,74 @@ TEST(FleetChange, TheKeyFileMustBeLongAndPrivate) {
     EXPECT_TRUE(load_fleet_key(path, key, why)) << why;
     EXPECT_EQ(key.bytes.size(), 32u);
     EXPECT_FALSE(load_fleet_key(dir / "missing", key, why));
+}
+
+// The publisher's scan (fleet_state.hpp): with a mark it decodes only the
+// records written since the last scan, and still finds every change of this
+// node in (after, upto], also across a growth of the store (a new generation).
+namespace {
+
+void suspend_as(const Config& cfg, const std::string& target, Service service) {
+    std::string error;
+    auto w = StoreWriter::open(cfg, false, error);
+    ASSERT_TRUE(w) << error;
+    Session s(cfg, *w, Actor{0, "root"}, wall_now());
+    SuspendArgs a;
+    a.target = target;
+    a.services = static_cast<uint8_t>(1u << static_cast<int>(service));
+    ASSERT_TRUE(s.suspend(a).ok());
+    std::vector<std::string> warnings;
+    ASSERT_TRUE(s.commit(warnings).ok());
+}
+
+std::vector<std::string> keys_of(const std::vector<TargetRecord>& records) {
+    std::vector<std::string> keys;
+    for (const auto& r : records) keys.push_back(r.key);
+    std::sort(keys.begin(), keys.end());
+    return keys;
+}
+
+}  // namespace
+
+TEST(FleetPublish, AMarkedScanFindsExactlyTheNewChangesAcrossGrowth) {
+    TempDir dir;
+    Config cfg = load_ok(write_config(dir.path()));
+    cfg.fleet.enabled = true;
+    cfg.fleet.node_id = "n1";
+    std::string error;
+    ASSERT_TRUE(StoreWriter::open(cfg, true, error)) << error;
+    suspend_as(cfg, "a@example.com", Service::imap);
+    suspend_as(cfg, "b@example.com", Service::imap);
+    auto reader = StoreReader::open(cfg.store_path, error);
+    ASSERT_TRUE(reader) << error;
+    ArenaMark mark;
+    std::vector<TargetRecord> out;
+    uint64_t published = reader->stats().seq;
+    ASSERT_TRUE(unpublished_changes(*reader, "n1", 0, published, out, &mark));
+    EXPECT_EQ(keys_of(out), (std::vector<std::string>{"a@example.com", "b@example.com"}));
+    EXPECT_GT(mark.offset, 0u);
+    // Two more, one of them a change to a target already published.
+    suspend_as(cfg, "a@example.com", Service::pop3);
+    suspend_as(cfg, "c@example.com", Service::imap);
+    const uint64_t upto = reader->stats().seq;
+    ASSERT_TRUE(unpublished_changes(*reader, "n1", published, upto, out, &mark));
+    EXPECT_EQ(keys_of(out), (std::vector<std::string>{"a@example.com", "c@example.com"}));
+    published = upto;
+    ASSERT_TRUE(unpublished_changes(*reader, "n1", published, reader->stats().seq, out, &mark));
+    EXPECT_TRUE(out.empty()) << "nothing new: nothing found";
+    // Past capacity (16) the store grows into a new generation with its own arena.
+    const uint64_t generation = reader->stats().generation;
+    for (int i = 0; i < 40; ++i) suspend_as(cfg, "g" + std::to_string(i) + "@example.com", Service::imap);
+    // upto read as the agent does, from the mapping it has (the old
+    // generation's last number); the rest is found by the next call.
+    std::vector<std::string> found;
+    for (int round = 0; round < 3; ++round) {
+        const uint64_t upto_now = reader->stats().seq;
+        ASSERT_TRUE(unpublished_changes(*reader, "n1", published, upto_now, out, &mark));
+        for (const auto& r : out) found.push_back(r.key);
+        published = upto_now;
+    }
+    EXPECT_GT(reader->stats().generation, generation);
+    EXPECT_EQ(found.size(), 40u) << "every change since, in the new generation too, once";
+    EXPECT_EQ(mark.generation, reader->stats().generation);
 }
