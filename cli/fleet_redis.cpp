@@ -1,5 +1,7 @@
 #include "fleet_redis.hpp"
 
+#include <sys/stat.h>
+
 #include <hiredis/hiredis.h>
 
 #include <fstream>
@@ -72,7 +74,11 @@ bool ask_sentinels(const FleetConfig& f, std::string& master, std::string& error
 }
 
 // password_file: one line (the password), or two (an ACL user, then its password).
+// Like the fleet key, it must not be readable by others (root-only, 0600).
 bool read_password(const std::string& path, std::vector<std::string>& auth, std::string& error_r) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && (st.st_mode & S_IROTH))
+        return error_r = path + ": the Redis password is readable by everyone (chmod 0600)", false;
     std::ifstream in(path);
     if (!in) return error_r = path + ": cannot read the Redis password", false;
     std::string line;
@@ -106,14 +112,14 @@ const Reply* Reply::field(const std::string& name) const {
 }
 
 std::unique_ptr<Redis> Redis::connect(const FleetConfig& f, std::string& error_r) {
+    std::vector<std::string> auth{"AUTH"};
+    if (!f.password_file.empty() && !read_password(f.password_file, auth, error_r)) return nullptr;
     std::string address = f.redis;
     if (address.empty() && !ask_sentinels(f, address, error_r)) return nullptr;
     redisContext* c = open_context(address, error_r);
     if (!c) return nullptr;
     std::unique_ptr<Redis> redis(new Redis(c, address));
     if (!f.password_file.empty()) {
-        std::vector<std::string> auth{"AUTH"};
-        if (!read_password(f.password_file, auth, error_r)) return nullptr;
         Reply ignored;
         if (!redis->run(auth, ignored, error_r)) return error_r = address + ": AUTH: " + error_r, nullptr;
     }

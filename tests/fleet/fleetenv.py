@@ -53,6 +53,13 @@ def fleet_group(node, password_file, key_file, counters=None):
     return group
 
 
+def write_password_file(path):
+    """The Redis password file of a node: root-only, as the agent insists."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(REDIS_PASSWORD + "\n")
+    os.chmod(path, 0o600)
+
+
 def wait_until(predicate, what, timeout=WAIT):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -106,8 +113,7 @@ class Node:
         self.dir = os.path.join(root, name)
         os.makedirs(self.dir)
         self.conf = os.path.join(self.dir, "mailsuspend.conf")
-        with open(os.path.join(self.dir, "redis.pw"), "w") as f:
-            f.write(REDIS_PASSWORD + "\n")
+        write_password_file(os.path.join(self.dir, "redis.pw"))
         with open(self.conf, "w") as f:
             pw = os.path.join(self.dir, "redis.pw")
             f.write(CONF.format(dir=self.dir, fleet=fleet or fleet_group(name, pw, key_file)))

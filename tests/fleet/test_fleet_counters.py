@@ -34,8 +34,7 @@ class FleetCounters(unittest.TestCase):
     def setUpClass(cls):
         cls.fleet = fleetenv.Fleet([])
         pw = os.path.join(cls.fleet.root, "redis.pw")
-        with open(pw, "w") as f:
-            f.write(fleetenv.REDIS_PASSWORD + "\n")
+        fleetenv.write_password_file(pw)
         cls.envs, cls.agents = {}, {}
         try:
             for name in NODES:

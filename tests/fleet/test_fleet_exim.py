@@ -25,8 +25,7 @@ class FleetExim(unittest.TestCase):
         cls.fleet = fleetenv.Fleet(["a"])
         cls.a = cls.fleet.nodes["a"]
         pw = os.path.join(cls.fleet.root, "redis.pw")
-        with open(pw, "w") as f:
-            f.write(fleetenv.REDIS_PASSWORD + "\n")
+        fleetenv.write_password_file(pw)
         cls.env = eximtest.Env("fleet", ms_extra="\n" + fleetenv.fleet_group("b", pw, cls.fleet.key))
         cls.env.start_daemon()
         cls.log = os.path.join(cls.env.dir, "sync.log")

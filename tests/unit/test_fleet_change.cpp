@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "fleet_change.hpp"
+#include "fleet_redis.hpp"
 #include "fleet_state.hpp"
 #include "operations.hpp"
 #include "store.hpp"
@@ -160,4 +161,24 @@ TEST(FleetPublish, AMarkedScanFindsExactlyTheNewChangesAcrossGrowth) {
     EXPECT_GT(reader->stats().generation, generation);
     EXPECT_EQ(found.size(), 40u) << "every change since, in the new generation too, once";
     EXPECT_EQ(mark.generation, reader->stats().generation);
+}
+
+// The Redis password file is root-only like the fleet key: one others can
+// read is refused before any connection is tried.
+TEST(FleetRedis, APasswordFileOthersCanReadIsRefused) {
+    TempDir dir;
+    const std::string pw = dir.path() + "/redis.password";
+    write_file(pw, "secret\n");
+    ::chmod(pw.c_str(), 0644);
+    FleetConfig f;
+    f.enabled = true;
+    f.redis = "127.0.0.1:1";  // nothing listens: the file must be refused first
+    f.password_file = pw;
+    std::string error;
+    EXPECT_FALSE(Redis::connect(f, error));
+    EXPECT_NE(error.find("readable by everyone"), std::string::npos) << error;
+    ::chmod(pw.c_str(), 0600);
+    error.clear();
+    EXPECT_FALSE(Redis::connect(f, error));
+    EXPECT_EQ(error.find("readable by everyone"), std::string::npos) << error;
 }
