@@ -30,7 +30,8 @@ json local_status(const Config& cfg, std::string& error_r) {
     return {{"node", cfg.fleet.node_id},
             {"position", pos.stream_id.empty() ? json(nullptr) : json(pos.stream_id)},
             {"published_seq", pos.published_seq},
-            {"unpublished", pending.size()}};
+            {"unpublished", pending.size()},
+            {"counters", cfg.fleet.counters == FleetConfig::Counters::fleet ? "fleet" : "node"}};
 }
 
 // Entries after position (capped) and the age of the oldest of them.
@@ -69,6 +70,7 @@ void print_text(const json& s) {
                                                          : s["position"].get<std::string>())
               << "\n";
     std::cout << "unpublished local changes " << s["unpublished"] << "\n";
+    std::cout << "rate limits count per " << s["counters"].get<std::string>() << "\n";
     if (!s["redis"]["reachable"].get<bool>()) {
         std::cout << "redis unreachable: " << s["redis"]["error"].get<std::string>() << "\n";
         return;

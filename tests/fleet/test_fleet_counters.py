@@ -75,6 +75,8 @@ class FleetCounters(unittest.TestCase):
         for name in NODES:
             self.assertTrue(os.path.exists(os.path.join(self.envs[name].dir, "store", "count-log")),
                             f"init made no count log on {name}")
+            status = json.loads(self.envs[name].cli("fleet-status", "--json").stdout)
+            self.assertEqual(status["counters"], "fleet")
         accepted, refused_at = [], None
         for n in range(3 * LIMIT):  # a node alone would take LIMIT each: 3x in all
             name = NODES[n % 3]
