@@ -26,4 +26,22 @@ bool under_bus_guard(F&& access) noexcept {
     return true;
 }
 
+// A shared table file's access (the counters, the login pairs, the count
+// log): access runs under the guard once intact() (its header still says
+// what it said when mapped) holds.  false, and broken from then on, when the
+// mapping faulted or the header changed (a file truncated or overwritten in
+// place): the owner counts nothing through it and opens the file afresh.
+template <typename Intact, typename F>
+bool guarded_table_access(bool& broken, Intact&& intact, F&& access) noexcept {
+    if (broken) return false;
+    bool whole = false;
+    if (!under_bus_guard([&] {
+            whole = intact();
+            if (whole) access();
+        }) ||
+        !whole)
+        broken = true;
+    return !broken;
+}
+
 }  // namespace mailsuspend

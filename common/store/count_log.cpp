@@ -64,15 +64,7 @@ struct CountLog::Impl {
     }
     template <typename F>
     bool guarded(F&& access) const noexcept {
-        if (broken) return false;
-        bool whole = false;
-        if (!under_bus_guard([&] {
-                whole = intact();
-                if (whole) access();
-            }) ||
-            !whole)
-            broken = true;
-        return !broken;
+        return guarded_table_access(broken, [this] { return intact(); }, access);
     }
 };
 

@@ -120,15 +120,7 @@ struct Counters::Impl {
     // header; false (and broken from then on) when the file is not usable.
     template <typename F>
     bool guarded(F&& access) const noexcept {
-        if (broken) return false;
-        bool whole = false;
-        if (!under_bus_guard([&] {
-                whole = intact();
-                if (whole) access();
-            }) ||
-            !whole)
-            broken = true;
-        return !broken;
+        return guarded_table_access(broken, [this] { return intact(); }, access);
     }
 
     // The entry of tag, also while another key is trying to claim it.

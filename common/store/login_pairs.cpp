@@ -74,15 +74,10 @@ struct LoginPairs::Impl {
 
     template <typename F>
     bool guarded(F&& access) const noexcept {
-        if (broken) return false;
-        bool whole = false;
-        if (!under_bus_guard([&] {
-                whole = header->magic == kMagic && header->entry_count == count && header->file_size == file_size;
-                if (whole) access();
-            }) ||
-            !whole)
-            broken = true;
-        return !broken;
+        const auto intact = [this] {
+            return header->magic == kMagic && header->entry_count == count && header->file_size == file_size;
+        };
+        return guarded_table_access(broken, intact, access);
     }
 
     // The entry of the pair seen within the window, else nullptr; where:
