@@ -20,6 +20,7 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <ctime>
 #include <iostream>
@@ -66,11 +67,17 @@ int64_t wall_ms() {
         .count();
 }
 
-// One write for the lot: stderr is unbuffered, a write per piece otherwise.
+// One write(2) for the lot: through std::cerr (unbuffered stdio) each line
+// is a write of its own, a system call per applied change.
 void log(const std::vector<std::string>& lines) {
     std::string text;
     for (const auto& line : lines) text += "mailsuspend sync: " + line + "\n";
-    if (!text.empty()) std::cerr << text << std::flush;
+    std::cerr.flush();
+    for (std::size_t done = 0; done < text.size();) {
+        const ssize_t n = ::write(STDERR_FILENO, text.data() + done, text.size() - done);
+        if (n > 0) done += static_cast<std::size_t>(n);
+        else if (errno != EINTR) break;  // nowhere left to log to
+    }
 }
 
 void log(const std::string& line) { log(std::vector<std::string>{line}); }
