@@ -131,20 +131,46 @@ Redis::~Redis() { redisFree(c_); }
 
 bool Redis::broken() const { return c_->err != 0 || demoted_; }
 
-bool Redis::run(const std::vector<std::string>& args, Reply& out, std::string& error_r) {
+bool Redis::append(const std::vector<std::string>& args) {
     std::vector<const char*> argv;
     std::vector<size_t> lens;
     for (const auto& a : args) {
         argv.push_back(a.data());
         lens.push_back(a.size());
     }
-    auto* r = static_cast<redisReply*>(redisCommandArgv(c_, static_cast<int>(args.size()), argv.data(), lens.data()));
-    if (!r) return error_r = address_ + ": " + (c_->errstr[0] ? c_->errstr : "connection lost"), false;
+    return redisAppendCommandArgv(c_, static_cast<int>(args.size()), argv.data(), lens.data()) == REDIS_OK;
+}
+
+bool Redis::reply(Reply& out, std::string& error_r) {
+    void* got = nullptr;
+    if (redisGetReply(c_, &got) != REDIS_OK || !got)
+        return error_r = address_ + ": " + (c_->errstr[0] ? c_->errstr : "connection lost"), false;
+    auto* r = static_cast<redisReply*>(got);
     out = convert(r);
     freeReplyObject(r);
     if (out.type != Reply::Type::error) return true;
     demoted_ = demoted_ || demoted_error(out.str);
     return error_r = out.str, false;
+}
+
+bool Redis::run(const std::vector<std::string>& args, Reply& out, std::string& error_r) {
+    if (!append(args)) return error_r = address_ + ": " + (c_->errstr[0] ? c_->errstr : "out of memory"), false;
+    return reply(out, error_r);
+}
+
+bool Redis::run_pipelined(const std::vector<std::vector<std::string>>& commands, std::string& error_r) {
+    for (const auto& args : commands)
+        if (!append(args)) return error_r = address_ + ": " + (c_->errstr[0] ? c_->errstr : "out of memory"), false;
+    bool ok = true;
+    for (std::size_t i = 0; i < commands.size(); ++i) {
+        Reply ignored;
+        std::string why;
+        if (reply(ignored, why)) continue;
+        if (ok) error_r = why;
+        ok = false;
+        if (c_->err) return false;  // nothing more to read
+    }
+    return ok;
 }
 
 }  // namespace mailsuspend::cli

@@ -36,6 +36,10 @@ public:
     // Runs one command; false with the error (connection lost, or an error
     // reply) in error_r.  After a connection error the object is unusable.
     bool run(const std::vector<std::string>& args, Reply& out, std::string& error_r);
+    // Runs commands pipelined: all are sent, then every reply is read, one
+    // round trip for the lot.  False with the first error (an error reply,
+    // or the connection's) in error_r.
+    bool run_pipelined(const std::vector<std::vector<std::string>>& commands, std::string& error_r);
     const std::string& address() const { return address_; }
     // The connection failed, or the server stopped being the master
     // (READONLY, MASTERDOWN, UNBLOCKED: a failover): connect again.  Other
@@ -44,6 +48,8 @@ public:
 
 private:
     Redis(redisContext* c, std::string address) : c_(c), address_(std::move(address)) {}
+    bool append(const std::vector<std::string>& args);  // queues a command (redisAppendCommandArgv)
+    bool reply(Reply& out, std::string& error_r);        // reads the next reply
     redisContext* c_;
     std::string address_;
     bool demoted_ = false;

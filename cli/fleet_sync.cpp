@@ -20,9 +20,11 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <ctime>
 #include <iostream>
+#include <map>
 #include <thread>
 
 #include "agent.hpp"
@@ -37,7 +39,12 @@
 namespace mailsuspend::cli {
 namespace {
 
-constexpr int kBatch = 500;           // stream entries or snapshot keys applied per store transaction
+constexpr int kBatch = 500;           // stream entries applied per store transaction
+// Snapshot keys (HSCAN COUNT) applied per store transaction in a resync: a
+// writer open (journal read) and a journal sync per 5000, not per 500 (1 M
+// targets: 200 transactions, each holding the writer lock well under a second).
+constexpr int kResyncBatch = 5000;
+constexpr std::size_t kPipeline = 1000;  // publish scripts sent before their replies are read
 constexpr int kBlockMs = 250;         // XREAD BLOCK: how soon a local change is published when idle
 constexpr int64_t kHeartbeatMs = 1000;
 
@@ -61,7 +68,20 @@ int64_t wall_ms() {
         .count();
 }
 
-void log(const std::string& line) { std::cerr << "mailsuspend sync: " << line << std::endl; }
+// One write(2) for the lot: through std::cerr (unbuffered stdio) each line
+// is a write of its own, a system call per applied change.
+void log(const std::vector<std::string>& lines) {
+    std::string text;
+    for (const auto& line : lines) text += "mailsuspend sync: " + line + "\n";
+    std::cerr.flush();
+    for (std::size_t done = 0; done < text.size();) {
+        const ssize_t n = ::write(STDERR_FILENO, text.data() + done, text.size() - done);
+        if (n > 0) done += static_cast<std::size_t>(n);
+        else if (errno != EINTR) break;  // nowhere left to log to
+    }
+}
+
+void log(const std::string& line) { log(std::vector<std::string>{line}); }
 
 struct Keys {
     std::string stream, state, nodes, epoch, prefix;
@@ -212,7 +232,8 @@ bool Agent::resync(Redis& redis, const std::string& last_id, std::string& error_
     std::size_t applied = 0;
     do {
         Reply page;
-        if (!redis.run({"HSCAN", keys_.state, cursor, "COUNT", std::to_string(kBatch)}, page, error_r)) return false;
+        if (!redis.run({"HSCAN", keys_.state, cursor, "COUNT", std::to_string(kResyncBatch)}, page, error_r))
+            return false;
         if (page.elements.size() != 2) return error_r = "HSCAN: unexpected reply", false;
         cursor = page.elements[0].str;
         std::vector<Incoming> batch;
@@ -236,11 +257,16 @@ bool Agent::publish(Redis& redis, std::string& error_r) {
     std::vector<TargetRecord> changes;
     if (!unpublished_changes(*r, f_.node_id, pos_.published_seq, upto, changes, &arena_mark_))
         return error_r = "store: " + r->last_error(), false;
-    for (const auto& c : changes) {
-        Reply ignored;
-        if (!redis.run({"EVAL", kPublishScript, "2", keys_.stream, keys_.state, c.key, encode_fleet_change(c, key_)},
-                       ignored, error_r))
-            return false;
+    // Pipelined, kPipeline scripts a round trip: a bulk change (a batch, a
+    // resync) goes out without one network round trip per target.
+    std::vector<std::vector<std::string>> scripts;
+    for (std::size_t i = 0; i < changes.size(); ++i) {
+        const TargetRecord& c = changes[i];
+        scripts.push_back(
+            {"EVAL", kPublishScript, "2", keys_.stream, keys_.state, c.key, encode_fleet_change(c, key_)});
+        if (scripts.size() < kPipeline && i + 1 < changes.size()) continue;
+        if (!redis.run_pipelined(scripts, error_r)) return false;
+        scripts.clear();
     }
     pos_.published_seq = upto;
     return save_fleet_position(cfg_, pos_, error_r);
@@ -269,9 +295,10 @@ bool Agent::follow(Redis& redis, std::string& error_r) {
 }
 
 // Verifies each change (a forged one is logged and skipped, never applied)
-// and applies the rest in one writer session per origin node.
+// and applies the rest in one writer session per origin node: one commit
+// (one journal and audit sync) per batch and origin, not one per change.
 bool Agent::apply(const std::vector<Incoming>& batch, std::string& error_r) {
-    std::vector<TargetRecord> states;
+    std::map<std::string, std::vector<TargetRecord>> by_origin;
     for (const auto& in : batch) {
         TargetRecord r;
         std::string why;
@@ -280,21 +307,27 @@ bool Agent::apply(const std::vector<Incoming>& batch, std::string& error_r) {
             continue;
         }
         if (r.origin == f_.node_id && in.id != "snapshot") continue;  // our own, already in the store
-        states.push_back(std::move(r));
+        by_origin[r.origin].push_back(std::move(r));
     }
-    if (states.empty()) return true;
+    if (by_origin.empty()) return true;
     LockWait wait;
     wait.timeout_ms = 10'000;
     auto writer = StoreWriter::open(cfg_, false, error_r, &wait);
     if (!writer) return error_r = "store: " + error_r, false;
     std::vector<std::string> warnings, done;
     outbox_apply(cfg_, *writer, warnings, &done);
-    for (const auto& s : states) {
-        Session session(cfg_, *writer, Actor{0, "fleet:" + s.origin}, std::time(nullptr));
-        bool applied = false;
-        if (Outcome o = session.apply_fleet_change(s, applied); !o.ok()) return error_r = o.message, false;
+    // A resync logs how many it applied (resync()), not a line for each.
+    const bool from_snapshot = batch.front().id == "snapshot";
+    for (const auto& [origin, states] : by_origin) {
+        Session session(cfg_, *writer, Actor{0, "fleet:" + origin}, std::time(nullptr));
+        std::vector<std::string> lines;
+        for (const auto& s : states) {
+            bool applied = false;
+            if (Outcome o = session.apply_fleet_change(s, applied); !o.ok()) return error_r = o.message, false;
+            if (applied && !from_snapshot) lines.push_back("applied " + s.key + " from " + origin);
+        }
         if (Outcome o = session.commit(warnings); !o.ok()) return error_r = o.message, false;
-        if (applied) log("applied " + s.key + " from " + s.origin);
+        log(lines);
     }
     for (const auto& w : warnings) log("warning: " + w);
     return true;
