@@ -28,7 +28,7 @@ bool from_hex(const std::string& hex, std::string& out) {
     return true;
 }
 
-std::string mac_hex(const std::string& text, const FleetKey& key) { return hmac_sha256_hex(key.bytes, text); }
+std::string mac_hex(const std::string& text, const FleetKey& key) { return key.mac_hex(text); }
 
 std::string stamp_text(uint64_t hlc) {
     char buf[kStampDigits + 1];
@@ -37,6 +37,11 @@ std::string stamp_text(uint64_t hlc) {
 }
 
 }  // namespace
+
+std::string FleetKey::mac_hex(std::string_view text) const {
+    if (!ready_) ready_.emplace(bytes);
+    return ready_->hex(text);
+}
 
 bool load_fleet_key(const std::string& path, FleetKey& key, std::string& error_r) {
     if (sodium_init() < 0) return error_r = "libsodium cannot start", false;

@@ -9,14 +9,25 @@
 // origin again: a change whose envelope and record disagree is refused.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include "model.hpp"
+#include "signing.hpp"
 
 namespace mailsuspend::cli {
 
 struct FleetKey {
+    FleetKey() = default;
+    explicit FleetKey(std::string key) : bytes(std::move(key)) {}
     std::string bytes;  // the key file's content, at least 32 bytes
+    // The HMAC of text under this key (the pads hashed on first use).
+    std::string mac_hex(std::string_view text) const;
+
+private:
+    mutable std::optional<HmacKey> ready_;
 };
 
 // Reads the fleet key (fleet.signing_key_file): at least 32 bytes, and not

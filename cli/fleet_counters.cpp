@@ -101,7 +101,7 @@ bool decode_window(const std::string& text, std::vector<NumberedBucket>& out) {
 
 // The MAC binds the window to its hash (kind and key) and its node.
 std::string mac_of(const FleetKey& key, const std::string& hash, const std::string& node, const std::string& window) {
-    return hmac_sha256_hex(key.bytes, hash + "\n" + node + "\n" + window);
+    return key.mac_hex(hash + "\n" + node + "\n" + window);
 }
 
 void log(const std::string& line) { std::cerr << "mailsuspend sync: " << line << std::endl; }

@@ -113,7 +113,8 @@ private:
     bool resync(Redis& redis, const std::string& last_id, std::string& error_r);
     bool publish(Redis& redis, std::string& error_r);
     bool follow(Redis& redis, std::string& error_r);
-    bool apply(const std::vector<Incoming>& batch, std::string& error_r);
+    bool apply(const std::vector<Incoming>& batch, std::string& error_r, std::size_t* applied_r = nullptr);
+    bool audit_resync(std::size_t applied, const std::string& why, std::string& error_r);
     bool heartbeat(Redis& redis, std::string& error_r);
     StoreReader* reader(std::string& error_r);
 
@@ -124,6 +125,7 @@ private:
     CountExchange counts_;  // fleet.counters = "fleet" only
     FleetPosition pos_;
     ArenaMark arena_mark_;  // where the last scan for unpublished changes ended
+    std::string resync_why_;
     bool checked_ = false;  // the position was checked against this connection's stream
     int64_t last_heartbeat_ = 0;
     std::unique_ptr<StoreReader> reader_;
@@ -219,6 +221,7 @@ bool Agent::check_position(Redis& redis, std::string& error_r) {
     else return true;
     log(why + ": resynchronising from the snapshot");
     pos_.epoch = epoch;
+    resync_why_ = why;
     return resync(redis, last, error_r);
 }
 
@@ -229,7 +232,7 @@ bool Agent::check_position(Redis& redis, std::string& error_r) {
 bool Agent::resync(Redis& redis, const std::string& last_id, std::string& error_r) {
     pos_.published_seq = 0;
     std::string cursor = "0";
-    std::size_t applied = 0;
+    std::size_t scanned = 0, applied = 0;
     do {
         Reply page;
         if (!redis.run({"HSCAN", keys_.state, cursor, "COUNT", std::to_string(kResyncBatch)}, page, error_r))
@@ -240,12 +243,30 @@ bool Agent::resync(Redis& redis, const std::string& last_id, std::string& error_
         const auto& kv = page.elements[1].elements;
         for (std::size_t i = 0; i + 1 < kv.size(); i += 2)
             batch.push_back({"snapshot", kv[i].str, kv[i + 1].str});
-        if (!apply(batch, error_r)) return false;
-        applied += batch.size();
+        if (!apply(batch, error_r, &applied)) return false;
+        scanned += batch.size();
     } while (cursor != "0");
+    if (!audit_resync(applied, resync_why_, error_r)) return false;
     pos_.stream_id = last_id;
     if (!save_fleet_position(cfg_, pos_, error_r)) return false;
-    log("resynchronised " + std::to_string(applied) + " target(s) from the snapshot; following from " + last_id);
+    log("resynchronised " + std::to_string(scanned) + " target(s) from the snapshot (" + std::to_string(applied) +
+        " changed here); following from " + last_id);
+    return true;
+}
+
+// One audit line for a whole resync: a new node would otherwise write one
+// per target of the fleet (a million lines for a million targets, each sent
+// on by the alerts agent).  Each change is still journaled.
+bool Agent::audit_resync(std::size_t applied, const std::string& why, std::string& error_r) {
+    LockWait wait;
+    wait.timeout_ms = 10'000;
+    auto writer = StoreWriter::open(cfg_, false, error_r, &wait);
+    if (!writer) return error_r = "store: " + error_r, false;
+    Session session(cfg_, *writer, Actor{0, "fleet"}, std::time(nullptr));
+    session.record_event("", "fleet-resync", {{"applied", applied}, {"why", why}});
+    std::vector<std::string> warnings;
+    if (Outcome o = session.commit(warnings); !o.ok()) return error_r = o.message, false;
+    for (const auto& w : warnings) log("warning: " + w);
     return true;
 }
 
@@ -297,7 +318,7 @@ bool Agent::follow(Redis& redis, std::string& error_r) {
 // Verifies each change (a forged one is logged and skipped, never applied)
 // and applies the rest in one writer session per origin node: one commit
 // (one journal and audit sync) per batch and origin, not one per change.
-bool Agent::apply(const std::vector<Incoming>& batch, std::string& error_r) {
+bool Agent::apply(const std::vector<Incoming>& batch, std::string& error_r, std::size_t* applied_r) {
     std::map<std::string, std::vector<TargetRecord>> by_origin;
     for (const auto& in : batch) {
         TargetRecord r;
@@ -323,7 +344,9 @@ bool Agent::apply(const std::vector<Incoming>& batch, std::string& error_r) {
         std::vector<std::string> lines;
         for (const auto& s : states) {
             bool applied = false;
-            if (Outcome o = session.apply_fleet_change(s, applied); !o.ok()) return error_r = o.message, false;
+            if (Outcome o = session.apply_fleet_change(s, applied, !from_snapshot); !o.ok())
+                return error_r = o.message, false;
+            if (applied && applied_r) ++*applied_r;
             if (applied && !from_snapshot) lines.push_back("applied " + s.key + " from " + origin);
         }
         if (Outcome o = session.commit(warnings); !o.ok()) return error_r = o.message, false;

@@ -287,7 +287,7 @@ Outcome Session::extend_send(const std::string& key, int64_t expires, const std:
     return {Exit::ok, "rate suspension of " + key + " extended until " + format_time(expires)};
 }
 
-Outcome Session::apply_fleet_change(const TargetRecord& state, bool& applied) {
+Outcome Session::apply_fleet_change(const TargetRecord& state, bool& applied, bool audit_each) {
     applied = false;
     std::string error;
     TargetRecord* r = load(state.key, error);
@@ -298,8 +298,10 @@ Outcome Session::apply_fleet_change(const TargetRecord& state, bool& applied) {
     from_fleet_[state.key] = true;
     applied = true;
     if (in_mask(lifted, static_cast<int>(Service::receive))) flush_.push_back(state.key);
-    json& l = note(state.key, "fleet-apply", state.in_force_mask(now_), "");
-    l.update({{"origin", state.origin}, {"hlc", state.hlc}});
+    if (audit_each) {
+        json& l = note(state.key, "fleet-apply", state.in_force_mask(now_), "");
+        l.update({{"origin", state.origin}, {"hlc", state.hlc}});
+    }
     return {Exit::ok, state.key + ": applied the change of " + state.origin};
 }
 

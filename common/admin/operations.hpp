@@ -64,8 +64,10 @@ public:
     // A change another node of the fleet made: state (verified by the caller)
     // replaces the target's whole state when it is newer by (hlc, origin)
     // (fleet_newer); an older one, or the same one again, changes nothing
-    // (applied false).  Audited as "fleet-apply"; keeps its stamp and origin.
-    Outcome apply_fleet_change(const TargetRecord& state, bool& applied);
+    // (applied false).  Audited as "fleet-apply" (unless audit_each is false:
+    // a resync from the snapshot, which the agent audits once as a whole);
+    // keeps its stamp and origin.
+    Outcome apply_fleet_change(const TargetRecord& state, bool& applied, bool audit_each = true);
     // An audit line for something that changes no record (a spam report):
     // action and target, then fields; written at commit, without a seq.
     void record_event(const std::string& key, const std::string& action, nlohmann::json fields);
