@@ -3,8 +3,10 @@
 targets at once (so their changes collide) while their agents are killed
 with SIGKILL at random and restarted (at least MIN_KILLS times), and
 redis-server is restarted: twice without persistence (it comes back empty:
-the agents resynchronise and publish again) and once from an RDB file saved
-a moment before (it comes back with the last writes lost).
+the agents resynchronise and publish again) and twice from an RDB file saved
+a moment before (it comes back with the last writes lost: their nodes publish
+them again), the second time just as the writes stop, so that the final
+states are among the writes Redis lost.
 
 At the end every node's store equals the others' and the Redis snapshot, and
 every change a CLI acknowledged is in force or superseded by a later one.
@@ -41,7 +43,8 @@ SERVICES = ["imap", "pop3", "webmail", "send", "webmail_send", "receive", "sieve
 MODES = ["deliver", "discard", "reject", "queue"]
 MIN_KILLS = 200
 CHAOS_SECONDS = 60        # at least; longer only until MIN_KILLS agents were killed
-REDIS_RESTARTS = (12, 27, 42)   # seconds into the chaos: empty, from an RDB file, empty
+REDIS_RESTARTS = (12, 27, 42)   # seconds into the chaos: empty, from an RDB file, empty;
+                                # then from an RDB file once more as the writes stop
 CONVERGE = 45.0           # after the chaos: every agent back, nothing left to publish
 
 
@@ -138,12 +141,12 @@ class ChaosTest(unittest.TestCase):
     def tearDown(self):
         self.fleet.stop()
 
-    def restart_redis(self, persistent):
+    def restart_redis(self, persistent, saved=False):
         """Without persistence Redis comes back empty (a new epoch); with it,
-        from an RDB file saved a moment before, so the writes of that moment
-        are lost while the epoch stays."""
+        from an RDB file saved a moment before (saved: by the caller), so the
+        writes of that moment are lost while the epoch stays."""
         rdb = os.path.join(self.redis.dir, "dump.rdb")
-        if persistent:
+        if persistent and not saved:
             self.redis.cli("SAVE")
             time.sleep(0.5)  # changes published now are lost with the restart
         elif os.path.exists(rdb):
@@ -212,10 +215,15 @@ class ChaosTest(unittest.TestCase):
                     restarts.pop(0)
                 time.sleep(0.1)
                 self.assertLess(time.monotonic() - start, CHAOS_SECONDS * 2, f"only {killer.kills} kills")
+            # The last one as the writes stop: Redis comes back from an RDB
+            # file without the last writes, which only their nodes still have.
+            self.redis.cli("SAVE")
+            time.sleep(0.5)
         finally:
             stop.set()
             for t in writers + [killer]:
                 t.join(30)
+        self.restart_redis(persistent=True, saved=True)
         for t in writers + [killer]:
             if t.error:
                 raise t.error
@@ -224,7 +232,7 @@ class ChaosTest(unittest.TestCase):
         acked = [w for t in writers for w in t.acked]
         print(f"\nchaos: {time.monotonic() - start:.0f} s, {len(acked)} acknowledged writes, "
               f"{sum(t.refused for t in writers)} refused, {killer.kills} agents killed, "
-              f"{len(REDIS_RESTARTS)} Redis restarts", file=sys.stderr)
+              f"{len(REDIS_RESTARTS) + 1} Redis restarts", file=sys.stderr)
         self.assertGreater(len(acked), 500, "too few writes to collide")
 
         for node in self.fleet.nodes.values():
@@ -242,7 +250,12 @@ class ChaosTest(unittest.TestCase):
         converged_at = time.monotonic()
         print(f"chaos: converged {converged_at - start:.0f} s after the start", file=sys.stderr)
 
+        for node in self.fleet.nodes.values():
+            # Every agent went through both recoveries at least once.
+            self.assertIn("Redis lost its data", node.log_text(), node.name)
+            self.assertIn("has a new history", node.log_text(), node.name)
         final = {t: self.fleet.nodes["a"].status(t) for t in TARGETS}
+        in_force = superseded = 0
         for w in acked:
             if w.seen["origin"] == w.node:
                 self.assert_write_shown(w)
@@ -251,6 +264,11 @@ class ChaosTest(unittest.TestCase):
             self.assertGreaterEqual(fkey, w.key, f"{w} lost: the final state is {f}")
             if fkey == w.key:
                 self.assertEqual(f, w.seen, f"{w}: the change in force differs from what its writer saw")
+                in_force += 1
+            else:
+                superseded += 1
+        print(f"chaos: {in_force} acknowledged writes in force, {superseded} superseded; final origins "
+              f"{[final[t]['origin'] for t in TARGETS]}", file=sys.stderr)
         # The fleet did collide: the final states come from several nodes.
         self.assertGreater(len({final[t]["origin"] for t in TARGETS}), 1, final)
         for node in self.fleet.nodes.values():
