@@ -233,7 +233,7 @@ class ChaosTest(unittest.TestCase):
         print(f"\nchaos: {time.monotonic() - start:.0f} s, {len(acked)} acknowledged writes, "
               f"{sum(t.refused for t in writers)} refused, {killer.kills} agents killed, "
               f"{len(REDIS_RESTARTS) + 1} Redis restarts", file=sys.stderr)
-        self.assertGreater(len(acked), 500, "too few writes to collide")
+        self.assertGreater(len(acked), 300, "too few writes to collide")
 
         for node in self.fleet.nodes.values():
             if node.agent is None:
@@ -269,8 +269,9 @@ class ChaosTest(unittest.TestCase):
                 superseded += 1
         print(f"chaos: {in_force} acknowledged writes in force, {superseded} superseded; final origins "
               f"{[final[t]['origin'] for t in TARGETS]}", file=sys.stderr)
-        # The fleet did collide: the final states come from several nodes.
-        self.assertGreater(len({final[t]["origin"] for t in TARGETS}), 1, final)
+        # The fleet did collide: every node wrote every target, and writes were superseded.
+        self.assertEqual({(w.node, w.target) for w in acked}, {(n, t) for n in NODES for t in TARGETS})
+        self.assertGreater(superseded, 0)
         for node in self.fleet.nodes.values():
             node.cli("check")
 
