@@ -177,6 +177,9 @@ class ChaosTest(unittest.TestCase):
             mine = stamp_key(first["stamp"], first["origin"]) if first["origin"] else None
             if snap != mine:
                 return f"{target}: Redis snapshot {snap} != nodes {mine}"
+        lists = {n.name: n.cli("list", "--json").stdout for n in self.fleet.nodes.values()}
+        if len(set(lists.values())) != 1:
+            return f"the nodes list different suspended targets: {lists}"
         for node in self.fleet.nodes.values():
             left = node.fleet_status()["unpublished"]
             if left:
