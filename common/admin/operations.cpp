@@ -79,11 +79,14 @@ json status_json(const Config& cfg, const std::string& key, const TargetRecord* 
         const TargetRecord* from = e.scope == Scope::mailbox ? mailbox : e.scope == Scope::domain ? domain : nullptr;
         if (from && !from->origin.empty()) j["origin"] = from->origin;
     }
-    // The node that made the target's own state (null: no fleet, or no record).
+    // The node that made the target's own state and the stamp of that change
+    // (null: no fleet, or no record): the pair names the change in force, the
+    // same on every node and in the Redis snapshot once they agree.
     const TargetRecord* own = !key.empty() && key.front() == '@' ? domain : mailbox;
     return {{"target", key},
             {"delivery_mode", mode_name(effective_mode(mailbox, domain, cfg.default_mode))},
             {"origin", own && !own->origin.empty() ? json(own->origin) : json(nullptr)},
+            {"stamp", own && own->hlc != 0 ? json(own->hlc) : json(nullptr)},
             {"services", services}};
 }
 

@@ -161,7 +161,7 @@ TEST_F(CliTest, StatusJsonShape) {
     const int64_t after = wall_now();
     const json s = status("a@example.com");
     ASSERT_TRUE(s.is_object()) << s.dump();
-    EXPECT_EQ(keys_of(s), (std::set<std::string>{"target", "delivery_mode", "origin", "services"}));
+    EXPECT_EQ(keys_of(s), (std::set<std::string>{"target", "delivery_mode", "origin", "stamp", "services"}));
     EXPECT_EQ(s["target"], "a@example.com");
     EXPECT_EQ(s["delivery_mode"], "discard");
     EXPECT_EQ(keys_of(s["services"]), kServiceNames);
