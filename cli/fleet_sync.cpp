@@ -375,7 +375,7 @@ bool Agent::apply(const std::vector<Incoming>& batch, std::string& error_r, std:
     if (!writer) return error_r = "store: " + error_r, false;
     std::vector<std::string> warnings, done;
     outbox_apply(cfg_, *writer, warnings, &done);
-<<<<<<< HEAD
+    for (const auto& d : done) log(d);
     // A resync logs how many it applied (resync()), not a line for each.
     const bool from_snapshot = batch.front().id == "snapshot";
     for (const auto& [origin, states] : by_origin) {
@@ -388,13 +388,6 @@ bool Agent::apply(const std::vector<Incoming>& batch, std::string& error_r, std:
             if (applied && applied_r) ++*applied_r;
             if (applied && !from_snapshot) lines.push_back("applied " + s.key + " from " + origin);
         }
-=======
-    for (const auto& d : done) log(d);
-    for (const auto& s : states) {
-        Session session(cfg_, *writer, Actor{0, "fleet:" + s.origin}, std::time(nullptr));
-        bool applied = false;
-        if (Outcome o = session.apply_fleet_change(s, applied); !o.ok()) return error_r = o.message, false;
->>>>>>> fleettests
         if (Outcome o = session.commit(warnings); !o.ok()) return error_r = o.message, false;
         log(lines);
     }
