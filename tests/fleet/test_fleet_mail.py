@@ -110,8 +110,7 @@ class FleetMail(unittest.TestCase):
         cls.fleet = fleetenv.Fleet([])  # the Redis and the fleet key; the nodes are below
         cls.cleanup.append(cls.fleet.stop)
         pw = os.path.join(cls.fleet.root, "redis.pw")
-        with open(pw, "w") as f:
-            f.write(fleetenv.REDIS_PASSWORD + "\n")
+        fleetenv.write_password_file(pw)
 
         def group(node):
             return "\n" + fleetenv.fleet_group(node, pw, cls.fleet.key)
