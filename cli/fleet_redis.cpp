@@ -158,14 +158,16 @@ bool Redis::run(const std::vector<std::string>& args, Reply& out, std::string& e
     return reply(out, error_r);
 }
 
-bool Redis::run_pipelined(const std::vector<std::vector<std::string>>& commands, std::string& error_r) {
+bool Redis::run_pipelined(const std::vector<std::vector<std::string>>& commands, std::string& error_r,
+                          std::vector<Reply>* replies) {
     for (const auto& args : commands)
         if (!append(args)) return error_r = address_ + ": " + (c_->errstr[0] ? c_->errstr : "out of memory"), false;
+    if (replies) replies->assign(commands.size(), Reply{});
     bool ok = true;
     for (std::size_t i = 0; i < commands.size(); ++i) {
         Reply ignored;
         std::string why;
-        if (reply(ignored, why)) continue;
+        if (reply(replies ? (*replies)[i] : ignored, why)) continue;
         if (ok) error_r = why;
         ok = false;
         if (c_->err) return false;  // nothing more to read

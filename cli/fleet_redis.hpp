@@ -38,8 +38,9 @@ public:
     bool run(const std::vector<std::string>& args, Reply& out, std::string& error_r);
     // Runs commands pipelined: all are sent, then every reply is read, one
     // round trip for the lot.  False with the first error (an error reply,
-    // or the connection's) in error_r.
-    bool run_pipelined(const std::vector<std::vector<std::string>>& commands, std::string& error_r);
+    // or the connection's) in error_r.  replies: each command's reply, in order.
+    bool run_pipelined(const std::vector<std::vector<std::string>>& commands, std::string& error_r,
+                       std::vector<Reply>* replies = nullptr);
     const std::string& address() const { return address_; }
     // The connection failed, or the server stopped being the master
     // (READONLY, MASTERDOWN, UNBLOCKED: a failover): connect again.  Other

@@ -49,8 +49,9 @@ constexpr std::size_t kPipeline = 1000;  // publish scripts sent before their re
 constexpr int kBlockMs = 250;         // XREAD BLOCK: how soon a local change is published when idle
 constexpr int64_t kHeartbeatMs = 1000;
 
-// KEYS: stream, snapshot; ARGV: target, signed change.  Newer: by the
-// 20-digit stamp, then the origin (the same rule as fleet_newer).
+// KEYS: stream, snapshot; ARGV: target, signed change, the stream's length
+// (fleet.stream_length, trimmed roughly).  Newer: by the 20-digit stamp, then
+// the origin (the same rule as fleet_newer).
 const char* const kPublishScript = R"lua(
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
 if cur then
@@ -58,7 +59,7 @@ if cur then
   local cstamp, corigin = string.match(cur, '^(%d+) (%S+)')
   if cstamp and (cstamp > stamp or (cstamp == stamp and corigin >= origin)) then return 0 end
 end
-redis.call('XADD', KEYS[1], '*', 'target', ARGV[1], 'change', ARGV[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'target', ARGV[1], 'change', ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1
 )lua";
@@ -128,6 +129,7 @@ private:
     FleetPosition pos_;
     ArenaMark arena_mark_;  // where the last scan for unpublished changes ended
     std::string resync_why_;
+    const std::string stream_length_ = std::to_string(f_.stream_length);
     bool checked_ = false;  // the position was checked against this connection's stream
     int64_t last_heartbeat_ = 0;
     std::unique_ptr<StoreReader> reader_;
@@ -322,7 +324,7 @@ bool Agent::publish(Redis& redis, std::string& error_r) {
     for (std::size_t i = 0; i < changes.size(); ++i) {
         const TargetRecord& c = changes[i];
         scripts.push_back(
-            {"EVAL", kPublishScript, "2", keys_.stream, keys_.state, c.key, encode_fleet_change(c, key_)});
+            {"EVAL", kPublishScript, "2", keys_.stream, keys_.state, c.key, encode_fleet_change(c, key_), stream_length_});
         if (scripts.size() < kPipeline && i + 1 < changes.size()) continue;
         if (!redis.run_pipelined(scripts, error_r)) return false;
         scripts.clear();
@@ -331,14 +333,24 @@ bool Agent::publish(Redis& redis, std::string& error_r) {
     return save_fleet_position(cfg_, pos_, error_r);
 }
 
+// The stream after the position.  The stream is trimmed from the front
+// (fleet.stream_length): with the read goes a look for the position's own
+// entry, answered after the read, and when it is gone entries after it may
+// have gone unread: the next round resynchronises (check_position).
 bool Agent::follow(Redis& redis, std::string& error_r) {
-    Reply reply;
     const std::string from = pos_.stream_id.empty() ? "0-0" : pos_.stream_id;
-    if (!redis.run({"XREAD", "COUNT", std::to_string(kBatch), "BLOCK", std::to_string(kBlockMs), "STREAMS",
-                    keys_.stream, from},
-                   reply, error_r))
-        return false;
+    std::vector<std::vector<std::string>> commands{
+        {"XREAD", "COUNT", std::to_string(kBatch), "BLOCK", std::to_string(kBlockMs), "STREAMS", keys_.stream, from}};
+    if (from != "0-0") commands.push_back({"XRANGE", keys_.stream, from, from});
+    std::vector<Reply> replies;
+    if (!redis.run_pipelined(commands, error_r, &replies)) return false;
+    const Reply& reply = replies[0];
     if (reply.type != Reply::Type::array || reply.elements.empty()) return true;  // nothing new
+    if (replies.size() > 1 && replies[1].elements.empty()) {
+        log("position " + from + " was trimmed from the stream while following");
+        checked_ = false;
+        return true;
+    }
     std::vector<Incoming> batch;
     std::string last = from;
     for (const Reply& entry : reply.elements[0].elements.at(1).elements) {

@@ -380,7 +380,7 @@ std::string host_name() {
 // Redis keys or the signed changes is checked here, so the agent trusts it.
 void read_fleet(Reader& r, Setting g, Config& c) {
     r.only_keys(g, {"redis", "sentinels", "master_name", "node_id", "key_prefix", "password_file",
-                    "signing_key_file", "counters"});
+                    "signing_key_file", "counters", "stream_length"});
     FleetConfig& f = c.fleet;
     f.enabled = true;
     r.string(g, "redis", f.redis);
@@ -415,6 +415,7 @@ void read_fleet(Reader& r, Setting g, Config& c) {
     if (counters == "node") f.counters = FleetConfig::Counters::node;
     else if (counters == "fleet") f.counters = FleetConfig::Counters::fleet;
     else r.fail(Reader::at(g, "counters"), "must be \"node\" or \"fleet\"");
+    r.integer(g, "stream_length", f.stream_length, 1000, 1LL << 32);
 }
 
 // A webhook URL: http or https, a host, no space or control character (it

@@ -116,6 +116,9 @@ struct FleetConfig {
     std::string password_file;           // "" = no AUTH
     std::string signing_key_file;        // required: every change is signed
     enum class Counters { node, fleet } counters = Counters::node;
+    // About how many changes <prefix>:changes keeps (XADD MAXLEN ~): a node
+    // further behind, or new, resynchronises from the snapshot.
+    int64_t stream_length = 100000;
 };
 
 // Alerts (issue 16, item 4): who hears about changes, told by `mailsuspend

@@ -168,8 +168,12 @@ class Fleet:
         make_key(self.key)
         self.redis = Redis(self.root)
         self.nodes = {}
-        for name in names:
-            self.add_node(name)
+        try:
+            for name in names:
+                self.add_node(name)
+        except BaseException:
+            self.stop()  # a node that cannot start must not leave Redis and agents behind
+            raise
 
     def add_node(self, name):
         node = Node(self.root, name, self.key)

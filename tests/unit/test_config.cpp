@@ -300,13 +300,14 @@ TEST_F(ConfigTest, FleetGroupWithDefaults) {
     EXPECT_EQ(cfg->fleet.key_prefix, "mailsuspend");
     EXPECT_FALSE(cfg->fleet.node_id.empty());  // the host name
     EXPECT_EQ(cfg->fleet.counters, FleetConfig::Counters::node);
+    EXPECT_EQ(cfg->fleet.stream_length, 100000);
 }
 
 TEST_F(ConfigTest, FleetGroupEveryKey) {
     auto cfg = load(
         "fleet = { sentinels = [ \"10.0.0.1:26379\", \"[2001:db8::2]:26379\" ]; master_name = \"ms\";\n"
         "  node_id = \"mx-1\"; key_prefix = \"ms:prod\"; password_file = \"/etc/mailsuspend/redis.pw\";\n"
-        "  signing_key_file = \"/etc/mailsuspend/fleet.key\"; counters = \"fleet\"; };\n");
+        "  signing_key_file = \"/etc/mailsuspend/fleet.key\"; counters = \"fleet\"; stream_length = 5000; };\n");
     ASSERT_TRUE(cfg) << error;
     EXPECT_EQ(cfg->fleet.sentinels, (std::vector<std::string>{"10.0.0.1:26379", "[2001:db8::2]:26379"}));
     EXPECT_EQ(cfg->fleet.master_name, "ms");
@@ -314,6 +315,7 @@ TEST_F(ConfigTest, FleetGroupEveryKey) {
     EXPECT_EQ(cfg->fleet.key_prefix, "ms:prod");
     EXPECT_EQ(cfg->fleet.password_file, "/etc/mailsuspend/redis.pw");
     EXPECT_EQ(cfg->fleet.counters, FleetConfig::Counters::fleet);
+    EXPECT_EQ(cfg->fleet.stream_length, 5000);
 }
 
 TEST_F(ConfigTest, FleetUnixSocket) {
@@ -343,6 +345,8 @@ TEST_F(ConfigTest, FleetBadValuesAreNamed) {
                  {"fleet.password_file", "absolute"});
     expect_error("fleet = { redis = \"h:1\";\n counters = \"cluster\";" + key + " };\n", 2,
                  {"fleet.counters", "\"node\" or \"fleet\""});
+    expect_error("fleet = { redis = \"h:1\";\n stream_length = 10;" + key + " };\n", 2,
+                 {"fleet.stream_length", "1000"});
     expect_error("fleet = {\n redis = \"h:1\"; };\n", 1, {"signing_key_file"});
     expect_error("fleet = { redis = \"h:1\";\n nodes = 3;" + key + " };\n", 2, {"fleet.nodes", "unknown"});
 }
