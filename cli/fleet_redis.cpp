@@ -47,8 +47,24 @@ redisContext* open_context(const std::string& address, std::string& error_r) {
     return c;
 }
 
-// The master's "host:port" from the first sentinel that knows it.
-bool ask_sentinels(const FleetConfig& f, std::string& master, std::string& error_r) {
+// Sends AUTH with fleet.password_file's credentials (auth: "AUTH", then
+// them); a server without a password says so, which is no error here.
+void offer_credentials(redisContext* c, const std::vector<std::string>& auth) {
+    if (auth.size() < 2) return;
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lengths;
+    for (const auto& a : auth) {
+        argv.push_back(a.data());
+        lengths.push_back(a.size());
+    }
+    if (void* r = redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lengths.data()))
+        freeReplyObject(r);
+}
+
+// The master's "host:port" from the first sentinel that knows it.  A
+// sentinel with requirepass gets the same credentials as Redis.
+bool ask_sentinels(const FleetConfig& f, const std::vector<std::string>& auth, std::string& master,
+                   std::string& error_r) {
     error_r = "no sentinel answered";
     for (const auto& s : f.sentinels) {
         std::string why;
@@ -57,6 +73,7 @@ bool ask_sentinels(const FleetConfig& f, std::string& master, std::string& error
             error_r = why;
             continue;
         }
+        offer_credentials(c, auth);
         auto* r = static_cast<redisReply*>(
             redisCommand(c, "SENTINEL get-master-addr-by-name %s", f.master_name.c_str()));
         if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
@@ -64,7 +81,8 @@ bool ask_sentinels(const FleetConfig& f, std::string& master, std::string& error
             master = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
                      std::string(r->element[1]->str, r->element[1]->len);
         } else {
-            error_r = s + ": does not know the master " + f.master_name;
+            error_r = s + ": does not know the master " + f.master_name +
+                      (r && r->type == REDIS_REPLY_ERROR ? " (" + std::string(r->str, r->len) + ")" : "");
         }
         if (r) freeReplyObject(r);
         redisFree(c);
@@ -115,7 +133,7 @@ std::unique_ptr<Redis> Redis::connect(const FleetConfig& f, std::string& error_r
     std::vector<std::string> auth{"AUTH"};
     if (!f.password_file.empty() && !read_password(f.password_file, auth, error_r)) return nullptr;
     std::string address = f.redis;
-    if (address.empty() && !ask_sentinels(f, address, error_r)) return nullptr;
+    if (address.empty() && !ask_sentinels(f, auth, address, error_r)) return nullptr;
     redisContext* c = open_context(address, error_r);
     if (!c) return nullptr;
     std::unique_ptr<Redis> redis(new Redis(c, address));

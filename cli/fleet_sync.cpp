@@ -48,6 +48,7 @@ constexpr int kResyncBatch = 5000;
 constexpr std::size_t kPipeline = 1000;  // publish scripts sent before their replies are read
 constexpr int kBlockMs = 250;         // XREAD BLOCK: how soon a local change is published when idle
 constexpr int64_t kHeartbeatMs = 1000;
+constexpr int64_t kResyncHoldMs = 1000;  // a resync keeps one writer this long at most
 
 // KEYS: stream, snapshot; ARGV: target, signed change, the stream's length
 // (fleet.stream_length, trimmed roughly).  Newer: by the 20-digit stamp, then
@@ -116,7 +117,10 @@ private:
     bool apply_outbox(std::string& error_r);
     bool publish(Redis& redis, std::string& error_r);
     bool follow(Redis& redis, std::string& error_r);
-    bool apply(const std::vector<Incoming>& batch, std::string& error_r, std::size_t* applied_r = nullptr);
+    // held: a writer the caller keeps open across batches (a resync), or
+    // nullptr: one is opened for this batch.
+    bool apply(const std::vector<Incoming>& batch, std::string& error_r, std::size_t* applied_r = nullptr,
+               std::unique_ptr<StoreWriter>* held = nullptr);
     bool audit_resync(std::size_t applied, const std::string& why, std::string& error_r);
     bool heartbeat(Redis& redis, std::string& error_r);
     StoreReader* reader(std::string& error_r);
@@ -273,6 +277,11 @@ bool Agent::resync(Redis& redis, const std::string& last_id, std::string& error_
     pos_.published_seq = 0;
     std::string cursor = "0";
     std::size_t scanned = 0, applied = 0;
+    // One writer for a second's worth of batches: opening one re-reads the
+    // journal (up to 8 MiB), which per batch was a sixth of a resync's CPU;
+    // let go each second so that other writers (the CLI, Exim) get their turn.
+    std::unique_ptr<StoreWriter> writer;
+    int64_t opened_ms = 0;
     do {
         Reply page;
         if (!redis.run({"HSCAN", keys_.state, cursor, "COUNT", std::to_string(kResyncBatch)}, page, error_r))
@@ -283,9 +292,12 @@ bool Agent::resync(Redis& redis, const std::string& last_id, std::string& error_
         const auto& kv = page.elements[1].elements;
         for (std::size_t i = 0; i + 1 < kv.size(); i += 2)
             batch.push_back({"snapshot", kv[i].str, kv[i + 1].str});
-        if (!apply(batch, error_r, &applied)) return false;
+        if (writer && wall_ms() - opened_ms > kResyncHoldMs) writer.reset();
+        if (!writer) opened_ms = wall_ms();
+        if (!apply(batch, error_r, &applied, &writer)) return false;
         scanned += batch.size();
     } while (cursor != "0");
+    writer.reset();
     if (!audit_resync(applied, resync_why_, error_r)) return false;
     pos_.stream_id = last_id;
     if (!save_fleet_position(cfg_, pos_, error_r)) return false;
@@ -368,7 +380,8 @@ bool Agent::follow(Redis& redis, std::string& error_r) {
 // Verifies each change (a forged one is logged and skipped, never applied)
 // and applies the rest in one writer session per origin node: one commit
 // (one journal and audit sync) per batch and origin, not one per change.
-bool Agent::apply(const std::vector<Incoming>& batch, std::string& error_r, std::size_t* applied_r) {
+bool Agent::apply(const std::vector<Incoming>& batch, std::string& error_r, std::size_t* applied_r,
+                  std::unique_ptr<StoreWriter>* held) {
     std::map<std::string, std::vector<TargetRecord>> by_origin;
     for (const auto& in : batch) {
         TargetRecord r;
@@ -381,13 +394,17 @@ bool Agent::apply(const std::vector<Incoming>& batch, std::string& error_r, std:
         by_origin[r.origin].push_back(std::move(r));
     }
     if (by_origin.empty()) return true;
-    LockWait wait;
-    wait.timeout_ms = 10'000;
-    auto writer = StoreWriter::open(cfg_, false, error_r, &wait);
-    if (!writer) return error_r = "store: " + error_r, false;
+    std::unique_ptr<StoreWriter> own;
+    std::unique_ptr<StoreWriter>& writer = held ? *held : own;
     std::vector<std::string> warnings, done;
-    outbox_apply(cfg_, *writer, warnings, &done);
-    for (const auto& d : done) log(d);
+    if (!writer) {
+        LockWait wait;
+        wait.timeout_ms = 10'000;
+        writer = StoreWriter::open(cfg_, false, error_r, &wait);
+        if (!writer) return error_r = "store: " + error_r, false;
+        outbox_apply(cfg_, *writer, warnings, &done);
+        for (const auto& d : done) log(d);
+    }
     // A resync logs how many it applied (resync()), not a line for each.
     const bool from_snapshot = batch.front().id == "snapshot";
     for (const auto& [origin, states] : by_origin) {

@@ -43,6 +43,7 @@ bind 127.0.0.1
 dir {dir}
 sentinel monitor {name} 127.0.0.1 {master} 2
 sentinel auth-pass {name} {password}
+requirepass {password}
 sentinel down-after-milliseconds {name} 1000
 sentinel failover-timeout {name} 4000
 sentinel parallel-syncs {name} 1
@@ -103,13 +104,13 @@ class Servers:
             self.procs[port] = subprocess.Popen(argv, cwd=self.dir(port), stdout=log, stderr=subprocess.STDOUT)
 
     def sentinel(self, *args, port=SENTINEL_PORTS[0]):
-        return redis_cli(port, "SENTINEL", *args, password=None)
+        return redis_cli(port, "SENTINEL", *args)  # the sentinels have requirepass too
 
     def sentinels_ready(self):
         for port in SENTINEL_PORTS:
             if not self.sentinel("ckquorum", MASTER_NAME, port=port).startswith("OK 3 usable"):
                 return False
-            if "slave" not in redis_cli(port, "SENTINEL", "replicas", MASTER_NAME, password=None):
+            if "slave" not in redis_cli(port, "SENTINEL", "replicas", MASTER_NAME):
                 return False
         return True
 
