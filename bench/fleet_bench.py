@@ -244,7 +244,8 @@ def part_resync(args):
         state = int(fleet.redis.cli("MEMORY", "USAGE", f"{PREFIX}:state", "SAMPLES", "0"))
         xlen = int(fleet.redis.cli("XLEN", f"{PREFIX}:changes"))
         say(f"  Redis used_memory {before} -> {after}: {(after - before) / n:.0f} bytes per target "
-            f"(stream {stream / n:.0f}, XLEN {xlen}, untrimmed; snapshot hash {state / n:.0f})")
+            f"(stream {stream / n:.0f}, XLEN {xlen}: trimmed to fleet.stream_length, {stream / max(xlen, 1):.0f} "
+            f"per entry kept; snapshot hash {state / n:.0f})")
         fresh = add_stopped_node(fleet, "fresh")
         tail = LogTail(fresh.log)
         t0 = time.monotonic()

@@ -49,6 +49,7 @@ constexpr std::size_t kPipeline = 1000;  // publish scripts sent before their re
 constexpr int kBlockMs = 250;         // XREAD BLOCK: how soon a local change is published when idle
 constexpr int64_t kHeartbeatMs = 1000;
 constexpr int64_t kResyncHoldMs = 1000;  // a resync keeps one writer this long at most
+constexpr int64_t kApplyGapMs = 50;      // between two batches follow() applies
 
 // KEYS: stream, snapshot; ARGV: target, signed change, the stream's length
 // (fleet.stream_length, trimmed roughly).  Newer: by the 20-digit stamp, then
@@ -133,6 +134,7 @@ private:
     FleetPosition pos_;
     ArenaMark arena_mark_;  // where the last scan for unpublished changes ended
     std::string resync_why_;
+    int64_t last_apply_ms_ = 0;  // when follow() last applied a batch
     const std::string stream_length_ = std::to_string(f_.stream_length);
     bool checked_ = false;  // the position was checked against this connection's stream
     int64_t last_heartbeat_ = 0;
@@ -350,6 +352,11 @@ bool Agent::publish(Redis& redis, std::string& error_r) {
 // entry, answered after the read, and when it is gone entries after it may
 // have gone unread: the next round resynchronises (check_position).
 bool Agent::follow(Redis& redis, std::string& error_r) {
+    // Under a steady flow of changes, one store transaction per kApplyGapMs
+    // at most: the changes that come meanwhile wait and go in together (each
+    // transaction opens the writer and syncs the journal and audit log).
+    const int64_t since = wall_ms() - last_apply_ms_;
+    if (since < kApplyGapMs) sleep_unless_stopped(kApplyGapMs - since);
     const std::string from = pos_.stream_id.empty() ? "0-0" : pos_.stream_id;
     std::vector<std::vector<std::string>> commands{
         {"XREAD", "COUNT", std::to_string(kBatch), "BLOCK", std::to_string(kBlockMs), "STREAMS", keys_.stream, from}};
@@ -372,7 +379,9 @@ bool Agent::follow(Redis& redis, std::string& error_r) {
         const Reply* change = fields.field("change");
         batch.push_back({last, target ? target->str : "", change ? change->str : ""});
     }
-    if (!apply(batch, error_r)) return false;
+    std::size_t applied = 0;
+    if (!apply(batch, error_r, &applied)) return false;
+    if (applied) last_apply_ms_ = wall_ms();  // not for this node's own changes coming back
     pos_.stream_id = last;
     return save_fleet_position(cfg_, pos_, error_r);
 }
