@@ -4,13 +4,16 @@ and simulated mail nodes, each a store directory, a mailsuspend.conf with a
 
 Nothing here skips: without redis-server or the built CLI a test fails.
 """
+import argparse
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
+import unittest
 
 REDIS_PORT = 16379         # fixed: the suite runs under the shared integration lock
 REDIS_PASSWORD = "fleet-test-pw"
@@ -191,3 +194,36 @@ class Fleet:
         self.redis.stop()
         if os.environ.get("MS_KEEP") is None:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def suspended(node, target, service):
+    """Whether node's store has service of target suspended."""
+    return node.status(target)["services"][service]["suspended"]
+
+
+class FleetCase(unittest.TestCase):
+    """Tests sharing one fleet of nodes a, b and c; a test that stopped an
+    agent gets it back before the next test."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.fleet = Fleet(["a", "b", "c"])
+        cls.a, cls.b, cls.c = (cls.fleet.nodes[n] for n in "abc")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fleet.stop()
+
+    def setUp(self):
+        for node in self.fleet.nodes.values():
+            if node.agent is None:
+                node.start_agent()
+
+
+def main():
+    """A fleet test module's main: --cli PATH, then unittest's own arguments."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cli", required=True)
+    args, rest = parser.parse_known_args()
+    PATHS["cli"] = os.path.abspath(args.cli)
+    unittest.main(argv=[sys.argv[0], "-v"] + rest)

@@ -5,38 +5,19 @@ redis-server on loopback.
 
 test_fleet.py --cli PATH
 """
-import argparse
 import hashlib
 import hmac
 import os
 import signal
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fleetenv  # noqa: E402
-from fleetenv import PREFIX, wait_until  # noqa: E402
+from fleetenv import PREFIX, suspended, wait_until  # noqa: E402
 
 
-def suspended(node, target, service):
-    return node.status(target)["services"][service]["suspended"]
-
-
-class FleetTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.fleet = fleetenv.Fleet(["a", "b", "c"])
-        cls.a, cls.b, cls.c = (cls.fleet.nodes[n] for n in "abc")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.fleet.stop()
-
-    def setUp(self):
-        for node in self.fleet.nodes.values():
-            if node.agent is None:
-                node.start_agent()
+class FleetTest(fleetenv.FleetCase):
 
     def converged(self, target, nodes=None):
         states = [n.status(target) for n in (nodes or self.fleet.nodes.values())]
@@ -169,13 +150,5 @@ class FleetTest(unittest.TestCase):
         wait_until(lambda: suspended(self.b, "away@example.com", "send"), "b to get it after Redis came back")
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--cli", required=True)
-    args, rest = parser.parse_known_args()
-    fleetenv.PATHS["cli"] = os.path.abspath(args.cli)
-    unittest.main(argv=[sys.argv[0], "-v"] + rest)
-
-
 if __name__ == "__main__":
-    main()
+    fleetenv.main()

@@ -6,7 +6,6 @@ a fresh node resynchronises all of them from the snapshot.
 
 test_fleet_bulk.py --cli PATH
 """
-import argparse
 import json
 import os
 import re
@@ -63,13 +62,5 @@ class FleetBulkTest(unittest.TestCase):
         self.assertEqual(fresh.status(f"bulk{TARGETS - 1}@example.com")["origin"], "a")
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--cli", required=True)
-    args, rest = parser.parse_known_args()
-    fleetenv.PATHS["cli"] = os.path.abspath(args.cli)
-    unittest.main(argv=[sys.argv[0], "-v"] + rest)
-
-
 if __name__ == "__main__":
-    main()
+    fleetenv.main()

@@ -22,7 +22,6 @@ the same stamp with other content.
 
 test_fleet_chaos.py --cli PATH
 """
-import argparse
 import os
 import random
 import signal
@@ -279,13 +278,5 @@ class ChaosTest(unittest.TestCase):
             node.cli("check")
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--cli", required=True)
-    args, rest = parser.parse_known_args()
-    fleetenv.PATHS["cli"] = os.path.abspath(args.cli)
-    unittest.main(argv=[sys.argv[0], "-v"] + rest)
-
-
 if __name__ == "__main__":
-    main()
+    fleetenv.main()

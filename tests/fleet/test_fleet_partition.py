@@ -11,39 +11,20 @@ that nothing answers.
 
 test_fleet_partition.py --cli PATH
 """
-import argparse
 import os
 import signal
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fleetenv  # noqa: E402
-from fleetenv import PREFIX, wait_until  # noqa: E402
+from fleetenv import PREFIX, suspended, wait_until  # noqa: E402
 
 # Long enough for the other side to publish and apply several rounds.
 CUT_OFF = 3.0
 
 
-def suspended(node, target, service):
-    return node.status(target)["services"][service]["suspended"]
-
-
-class PartitionTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.fleet = fleetenv.Fleet(["a", "b", "c"])
-        cls.a, cls.b, cls.c = (cls.fleet.nodes[n] for n in "abc")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.fleet.stop()
-
-    def setUp(self):
-        for node in self.fleet.nodes.values():
-            if node.agent is None:
-                node.start_agent()
+class PartitionTest(fleetenv.FleetCase):
 
     def agree(self, targets):
         for t in targets:
@@ -110,13 +91,5 @@ class PartitionTest(unittest.TestCase):
                              lambda: self.c.agent.send_signal(signal.SIGCONT))
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--cli", required=True)
-    args, rest = parser.parse_known_args()
-    fleetenv.PATHS["cli"] = os.path.abspath(args.cli)
-    unittest.main(argv=[sys.argv[0], "-v"] + rest)
-
-
 if __name__ == "__main__":
-    main()
+    fleetenv.main()

@@ -17,7 +17,6 @@ test fails without redis-sentinel.
 
 test_fleet_sentinel.py --cli PATH
 """
-import argparse
 import os
 import shutil
 import signal
@@ -328,13 +327,5 @@ class SentinelFailoverTest(unittest.TestCase):
             d.stop_agent()
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--cli", required=True)
-    args, rest = parser.parse_known_args()
-    fleetenv.PATHS["cli"] = os.path.abspath(args.cli)
-    unittest.main(argv=[sys.argv[0], "-v"] + rest)
-
-
 if __name__ == "__main__":
-    main()
+    fleetenv.main()
