@@ -47,6 +47,17 @@ void sleep_unless_stopped(int64_t ms) {
         std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(left, 50)));
 }
 
+void agent_log(const char* agent, const std::vector<std::string>& lines) {
+    std::string text;
+    for (const auto& line : lines) text += std::string("mailsuspend ") + agent + ": " + line + "\n";
+    std::cerr.flush();
+    for (std::size_t done = 0; done < text.size();) {
+        const ssize_t n = ::write(STDERR_FILENO, text.data() + done, text.size() - done);
+        if (n > 0) done += static_cast<std::size_t>(n);
+        else if (errno != EINTR) break;  // nowhere left to log to
+    }
+}
+
 bool replace_file_durably(const std::string& dir, const std::string& name, const std::string& text,
                           std::string& error_r) {
     const std::string path = dir + "/" + name, tmp = path + ".new";

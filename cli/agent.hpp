@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "config.hpp"
 
@@ -22,6 +23,10 @@ void install_stop_signals();
 bool stop_requested();
 // Sleeps ms milliseconds, or less when a stop is asked for.
 void sleep_unless_stopped(int64_t ms);
+
+// Writes lines to stderr, each as "mailsuspend <agent>: <line>", in one
+// write(2): through std::cerr (unbuffered) each line would be a system call.
+void agent_log(const char* agent, const std::vector<std::string>& lines);
 
 // Replaces dir/name by text through a temporary file, fdatasync, rename and
 // an fsync of dir: after a crash the file holds the old text or the new one.

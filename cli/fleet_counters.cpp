@@ -4,13 +4,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
-#include <iostream>
 #include <map>
 #include <set>
 #include <utility>
 #include <vector>
 
 #include "address.hpp"
+#include "agent.hpp"
 #include "count_log.hpp"
 #include "counters.hpp"
 #include "fleet_redis.hpp"
@@ -104,7 +104,7 @@ std::string mac_of(const FleetKey& key, const std::string& hash, const std::stri
     return key.mac_hex(hash + "\n" + node + "\n" + window);
 }
 
-void log(const std::string& line) { std::cerr << "mailsuspend sync: " << line << std::endl; }
+void log(const std::string& line) { agent_log("sync", {line}); }
 
 int64_t monotonic_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -50,6 +50,7 @@ constexpr int kBlockMs = 250;         // XREAD BLOCK: how soon a local change is
 constexpr int64_t kHeartbeatMs = 1000;
 constexpr int64_t kResyncHoldMs = 1000;  // a resync keeps one writer this long at most
 constexpr int64_t kApplyGapMs = 50;      // between two batches follow() applies
+constexpr int64_t kWriterWaitMs = 10'000;  // for the store's lock, applying other nodes' changes
 
 // KEYS: stream, snapshot; ARGV: target, signed change, the stream's length
 // (fleet.stream_length, trimmed roughly).  Newer: by the 20-digit stamp, then
@@ -72,19 +73,7 @@ int64_t wall_ms() {
         .count();
 }
 
-// One write(2) for the lot: through std::cerr (unbuffered stdio) each line
-// is a write of its own, a system call per applied change.
-void log(const std::vector<std::string>& lines) {
-    std::string text;
-    for (const auto& line : lines) text += "mailsuspend sync: " + line + "\n";
-    std::cerr.flush();
-    for (std::size_t done = 0; done < text.size();) {
-        const ssize_t n = ::write(STDERR_FILENO, text.data() + done, text.size() - done);
-        if (n > 0) done += static_cast<std::size_t>(n);
-        else if (errno != EINTR) break;  // nowhere left to log to
-    }
-}
-
+void log(const std::vector<std::string>& lines) { agent_log("sync", lines); }
 void log(const std::string& line) { log(std::vector<std::string>{line}); }
 
 struct Keys {
@@ -123,6 +112,8 @@ private:
     bool apply(const std::vector<Incoming>& batch, std::string& error_r, std::size_t* applied_r = nullptr,
                std::unique_ptr<StoreWriter>* held = nullptr);
     bool audit_resync(std::size_t applied, const std::string& why, std::string& error_r);
+    std::unique_ptr<StoreWriter> open_writer(int64_t wait_ms, std::string& error_r, bool* busy = nullptr);
+    void drain_outbox(StoreWriter& writer);
     bool heartbeat(Redis& redis, std::string& error_r);
     StoreReader* reader(std::string& error_r);
 
@@ -179,15 +170,30 @@ bool outbox_pending(const Config& cfg) {
 // lock still taken: tried again on the next round, the agent never waits.
 bool Agent::apply_outbox(std::string& error_r) {
     if (!outbox_pending(cfg_)) return true;
-    LockWait wait;
-    wait.timeout_ms = 0;
-    auto writer = StoreWriter::open(cfg_, false, error_r, &wait);
-    if (!writer) return wait.busy ? (error_r.clear(), true) : (error_r = "store: " + error_r, false);
-    std::vector<std::string> warnings, done;
-    outbox_apply(cfg_, *writer, warnings, &done);
-    for (const auto& d : done) log(d);
-    for (const auto& w : warnings) log("warning: " + w);
+    bool busy = false;
+    auto writer = open_writer(0, error_r, &busy);
+    if (!writer) return busy ? (error_r.clear(), true) : false;
+    drain_outbox(*writer);
     return true;
+}
+
+// The store's writer, waiting wait_ms at most for the lock (busy: it was
+// taken all along); nullptr with "store: ..." in error_r.
+std::unique_ptr<StoreWriter> Agent::open_writer(int64_t wait_ms, std::string& error_r, bool* busy) {
+    LockWait wait;
+    wait.timeout_ms = wait_ms;
+    auto writer = StoreWriter::open(cfg_, false, error_r, &wait);
+    if (busy) *busy = wait.busy;
+    if (!writer) error_r = "store: " + error_r;
+    return writer;
+}
+
+// Whatever Exim or Dovecot's auth left in the outbox, made by this writer.
+void Agent::drain_outbox(StoreWriter& writer) {
+    std::vector<std::string> warnings, done;
+    outbox_apply(cfg_, writer, warnings, &done);
+    for (auto& w : warnings) done.push_back("warning: " + w);
+    log(done);
 }
 
 // This Redis's data set: <prefix>:epoch, set once by the first agent to ask.
@@ -312,10 +318,8 @@ bool Agent::resync(Redis& redis, const std::string& last_id, std::string& error_
 // per target of the fleet (a million lines for a million targets, each sent
 // on by the alerts agent).  Each change is still journaled.
 bool Agent::audit_resync(std::size_t applied, const std::string& why, std::string& error_r) {
-    LockWait wait;
-    wait.timeout_ms = 10'000;
-    auto writer = StoreWriter::open(cfg_, false, error_r, &wait);
-    if (!writer) return error_r = "store: " + error_r, false;
+    auto writer = open_writer(kWriterWaitMs, error_r);
+    if (!writer) return false;
     Session session(cfg_, *writer, Actor{0, "fleet"}, std::time(nullptr));
     session.record_event("", "fleet-resync", {{"applied", applied}, {"why", why}});
     std::vector<std::string> warnings;
@@ -405,14 +409,11 @@ bool Agent::apply(const std::vector<Incoming>& batch, std::string& error_r, std:
     if (by_origin.empty()) return true;
     std::unique_ptr<StoreWriter> own;
     std::unique_ptr<StoreWriter>& writer = held ? *held : own;
-    std::vector<std::string> warnings, done;
+    std::vector<std::string> warnings;
     if (!writer) {
-        LockWait wait;
-        wait.timeout_ms = 10'000;
-        writer = StoreWriter::open(cfg_, false, error_r, &wait);
-        if (!writer) return error_r = "store: " + error_r, false;
-        outbox_apply(cfg_, *writer, warnings, &done);
-        for (const auto& d : done) log(d);
+        writer = open_writer(kWriterWaitMs, error_r);
+        if (!writer) return false;
+        drain_outbox(*writer);
     }
     // A resync logs how many it applied (resync()), not a line for each.
     const bool from_snapshot = batch.front().id == "snapshot";

@@ -29,7 +29,7 @@ constexpr int64_t kFirstRetryMs = 1000;
 constexpr int64_t kMaxRetryMs = 60'000;
 constexpr int64_t kStoredWaitMs = 10'000;
 
-void log(const std::string& line) { std::cerr << "mailsuspend notify: " << line << std::endl; }
+void log(const std::string& line) { agent_log("notify", {line}); }
 
 // The audit lines of a change are written before its journal, and cut back
 // off the log when the journal write fails (audit.cpp).  So a line with a

@@ -9,6 +9,7 @@ snippets from conf/exim/, so the tests exercise exactly what admins install.
 
 Nothing here skips: without root, exim4 or the built files a test fails.
 """
+import fcntl
 import grp
 import os
 import pwd
@@ -204,6 +205,19 @@ def ensure_read_group():
     except KeyError:
         subprocess.run(["addgroup", "--system", "mailsuspend"], check=True,
                        stdout=subprocess.DEVNULL)
+
+
+class HeldLock:
+    """flock(LOCK_EX) on <store>/lock from this (root) process: the store's
+    writer lock held, as a busy or stuck writer holds it."""
+
+    def __init__(self, store_dir):
+        self.f = open(os.path.join(store_dir, "lock"), "r+b")
+        fcntl.flock(self.f, fcntl.LOCK_EX)
+
+    def release(self):
+        fcntl.flock(self.f, fcntl.LOCK_UN)
+        self.f.close()
 
 
 class Env:

@@ -20,7 +20,6 @@ while a file exists): the replies to a crossing, a refused and a normal
 message arrive promptly; the detached writer finishes once the disk is
 fast again and the suspension is in the store once, with its audit line.
 """
-import fcntl
 import json
 import os
 import sys
@@ -44,18 +43,6 @@ spam: {{ sendmail_command = "{{dir}}/notice-mta -t -oi"; }};
 """
 ADMIN_TIMEOUT = 3
 STALL_LIB = None    # --stall-lib
-
-
-class HeldLock:
-    """flock(LOCK_EX) on store/lock from this (root) process."""
-
-    def __init__(self, store_dir):
-        self.f = open(os.path.join(store_dir, "lock"), "r+b")
-        fcntl.flock(self.f, fcntl.LOCK_EX)
-
-    def release(self):
-        fcntl.flock(self.f, fcntl.LOCK_UN)
-        self.f.close()
 
 
 class Submissions:
@@ -111,7 +98,7 @@ class HostLockHeld(Submissions, eximtest.EximTestCase):
 
     def test_lock_held_decisions_stand_and_land_later(self):
         user, other = "alice@example.com", "bob@example.com"
-        lock = HeldLock(self.store)
+        lock = eximtest.HeldLock(self.store)
         try:
             for n in range(LIMIT):
                 reply, took = self.timed_send(user, f"before-{n}")
@@ -163,7 +150,7 @@ class HostLockHeld(Submissions, eximtest.EximTestCase):
 
     def test_next_exim_writer_applies_the_outbox(self):
         first, second = "carol@example.com", "dave@example.com"
-        lock = HeldLock(self.store)
+        lock = eximtest.HeldLock(self.store)
         try:
             for n in range(LIMIT):
                 self.assertEqual(self.timed_send(first, f"c{n}")[0][0], 250)

@@ -16,7 +16,6 @@ outbox itself, with no other change to wake it).
 test_fleet_mail.py --cli PATH --so PATH --snippets DIR --modules DIR --snippet FILE
 """
 import argparse
-import fcntl
 import itertools
 import json
 import os
@@ -75,19 +74,6 @@ class Agent:
     def log_text(self):
         with open(self.log, errors="replace") as f:
             return f.read()
-
-
-class HeldLock:
-    """flock(LOCK_EX) on store/lock: the store's writer lock, taken as
-    tests/faults/test_host_lock.py takes it."""
-
-    def __init__(self, store_dir):
-        self.f = open(os.path.join(store_dir, "lock"), "r+b")
-        fcntl.flock(self.f, fcntl.LOCK_EX)
-
-    def release(self):
-        fcntl.flock(self.f, fcntl.LOCK_UN)
-        self.f.close()
 
 
 def status(cli, target):
@@ -242,7 +228,7 @@ class FleetMail(unittest.TestCase):
     def test_rate_suspension_through_b_outbox_enforced_on_a(self):
         user = "erin@example.com"
         store = os.path.join(self.b.dir, "store")
-        lock = HeldLock(store)
+        lock = eximtest.HeldLock(store)
         try:
             self.cross_rate_limit_on_b(user)
             outbox = [n for n in os.listdir(os.path.join(store, "outbox")) if not n.startswith(".")]
