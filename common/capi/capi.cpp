@@ -353,10 +353,12 @@ const char* static_service_name(Service s) { return service_name(s).data(); }
 std::optional<Service> login_service(struct mailsuspend_handle* ms, const char* protocol, const char* client_ip) {
     if (!protocol) return std::nullopt;
     const std::string_view p = protocol;
-    if (p == "imap" || p == "pop3")
-        return ms->cfg.is_webmail_host(client_ip) ? Service::webmail : *parse_service(p);
-    if (p == "sieve") return Service::sieve;
-    return std::nullopt;
+    const std::optional<Service> s = p == "imap"    ? Service::imap
+                                     : p == "pop3"  ? Service::pop3
+                                     : p == "sieve" ? Service::sieve
+                                                    : std::optional<Service>{};
+    if (s == Service::sieve || !s) return s;
+    return ms->cfg.is_webmail_host(client_ip) ? Service::webmail : s;
 }
 
 }  // namespace mailsuspend::capi

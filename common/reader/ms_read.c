@@ -32,6 +32,28 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the layout is little-
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define LOAD_RELAXED(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 
+/* The last r (1..7) bytes of key[0..len) as a little-endian word, as a
+   memcpy of them into a zeroed word would give, with fixed-size loads only
+   (a variable-length memcpy is a libc call; the hash is on every lookup). */
+static inline uint64_t tail_word(const char *key, size_t len, size_t r)
+{
+	uint64_t w;
+	uint32_t lo, hi;
+
+	if (len >= 8) {
+		memcpy(&w, key + len - 8, 8);
+		return w >> (64 - 8 * r);
+	}
+	key += len - r;
+	if (r >= 4) {
+		memcpy(&lo, key, 4);
+		memcpy(&hi, key + r - 4, 4);
+		return lo | ((uint64_t)hi << (8 * (r - 4)));
+	}
+	return (uint64_t)(unsigned char)key[0] | ((uint64_t)(unsigned char)key[r / 2] << (8 * (r / 2))) |
+		((uint64_t)(unsigned char)key[r - 1] << (8 * (r - 1)));
+}
+
 uint64_t ms_hash_key(const char *key, size_t len)
 {
 	/* 64-bit multiply-xorshift over 8-byte words (stable: part of the layout). */
@@ -45,7 +67,8 @@ uint64_t ms_hash_key(const char *key, size_t len)
 		h = (h ^ w) * mul;
 		h ^= h >> 29;
 	}
-	memcpy(&tail, key + i, len - i);
+	if (len > i)
+		tail = tail_word(key, len, len - i);
 	h = (h ^ tail) * mul;
 	h ^= h >> 32;
 	h *= 0xD6E8FEB86659FD93ULL;
@@ -121,33 +144,101 @@ static bool filter_excludes(const struct ms_map *m, const char *key, size_t key_
 		(LOAD(&m->header->domain_filter[ms_filter_word(fp)]) & ms_filter_bit(fp)) == 0;
 }
 
+/* The tag bytes are walked eight at a time: one word load, and a mask with
+   the high bit of each byte that is empty, another of each byte that is the
+   key's tag (exact, no carries between bytes: every flagged byte is one). */
+#define MS_BYTES_LOW7 0x7F7F7F7F7F7F7F7FULL
+#define MS_BYTES_ONE 0x0101010101010101ULL
+
+static inline uint64_t zero_bytes(uint64_t v)
+{
+	return ~(((v & MS_BYTES_LOW7) + MS_BYTES_LOW7) | v | MS_BYTES_LOW7);
+}
+
+/* The word of tags holding index i (the array is padded to a cache line, so
+   a whole word is always inside it).  One atomic load of eight bytes that
+   writers store one at a time: ThreadSanitizer would call the mixed sizes a
+   race, so this load is not instrumented (every other access is). */
+__attribute__((no_sanitize("thread")))
+static inline uint64_t tag_word(const uint8_t *tags, uint64_t word)
+{
+	return __atomic_load_n((const uint64_t *)(const void *)tags + word, __ATOMIC_ACQUIRE);
+}
+
+/* Whether the slot at index is key's; *copy_r its snapshot.  -1: busy. */
+static int slot_is_key(const struct ms_map *m, uint64_t index, const char *key, size_t key_len,
+		       uint64_t fp, struct ms_slot_copy *c)
+{
+	if (!ms_read_slot(&m->slots[index], c))
+		return -1;
+	return ms_w0_state(c->w0) == MS_SLOT_USED && c->fingerprint == fp &&
+		ms_w0_key_len(c->w0) == key_len && ms_blob_has_key(m, c, key, key_len);
+}
+
+/* The matches of one word of tags, in chain order, up to its first empty
+   tag.  MS_PROBE_BUSY/FOUND end the probe; absent: the chain goes on unless
+   empty is set. */
+static enum ms_probe probe_word(const struct ms_map *m, uint64_t word, uint64_t empty, uint64_t match,
+				const char *key, size_t key_len, uint64_t fp, uint64_t *index_r,
+				struct ms_slot_copy *c)
+{
+	int is_key;
+
+	if (empty != 0)
+		match &= (empty & -empty) - 1; /* only the tags before the chain's end */
+	for (; match != 0; match &= match - 1) {
+		const uint64_t index = word * 8 + (uint64_t)__builtin_ctzll(match) / 8;
+
+		if ((is_key = slot_is_key(m, index, key, key_len, fp, c)) < 0)
+			return MS_PROBE_BUSY;
+		if (is_key) {
+			*index_r = index;
+			return MS_PROBE_FOUND;
+		}
+	}
+	return MS_PROBE_ABSENT;
+}
+
+/* Out of line: a domain check the filter answers (the common case) pays
+   none of the walk's set-up. */
+__attribute__((noinline))
+static enum ms_probe probe_chain(const struct ms_map *m, const char *key, size_t key_len,
+				 uint64_t fp, uint64_t *index_r, struct ms_slot_copy *c)
+{
+	const uint64_t tag_bytes = ms_tag_of(fp) * MS_BYTES_ONE;
+	const uint64_t home = ms_slot_index(fp, m->slot_count);
+	const uint64_t words = (m->slot_count + 7) / 8;
+	/* The last word's bytes past the table are not tags. */
+	const uint64_t last_valid = m->slot_count % 8 == 0 ? ~0ULL : ~(~0ULL << (8 * (m->slot_count % 8)));
+	uint64_t word = home / 8, valid = ~0ULL << (8 * (home % 8));
+	enum ms_probe found;
+
+	/* The home word from the home slot on, then whole words, wrapping at
+	   the table's end: every tag once at least (a table with no empty tag). */
+	for (uint64_t n = 0; n <= words; ++n) {
+		const uint64_t w = tag_word(m->tags, word);
+		const uint64_t in_table = word == words - 1 ? valid & last_valid : valid;
+		const uint64_t empty = zero_bytes(w) & in_table;
+		const uint64_t match = zero_bytes(w ^ tag_bytes) & in_table;
+
+		if ((empty | match) != 0) {
+			found = probe_word(m, word, empty, match, key, key_len, fp, index_r, c);
+			if (found != MS_PROBE_ABSENT || empty != 0)
+				return found;
+		}
+		valid = ~0ULL;
+		if (++word == words)
+			word = 0;
+	}
+	return MS_PROBE_ABSENT;
+}
+
 enum ms_probe ms_lookup_probe(const struct ms_map *m, const char *key, size_t key_len,
 			      uint64_t fp, uint64_t *index_r, struct ms_slot_copy *c)
 {
-	const uint8_t tag = ms_tag_of(fp);
-	uint64_t i = ms_slot_index(fp, m->slot_count);
-	uint8_t t;
-
 	if (filter_excludes(m, key, key_len, fp))
 		return MS_PROBE_ABSENT;
-	for (uint64_t n = 0; n < m->slot_count; ++n) {
-		t = LOAD(&m->tags[i]);
-		if (t == MS_TAG_EMPTY)
-			return MS_PROBE_ABSENT;
-		if (t == tag) {
-			if (!ms_read_slot(&m->slots[i], c))
-				return MS_PROBE_BUSY;
-			if (ms_w0_state(c->w0) == MS_SLOT_USED && c->fingerprint == fp &&
-			    ms_w0_key_len(c->w0) == key_len &&
-			    ms_blob_has_key(m, c, key, key_len)) {
-				*index_r = i;
-				return MS_PROBE_FOUND;
-			}
-		}
-		if (++i == m->slot_count)
-			i = 0;
-	}
-	return MS_PROBE_ABSENT;
+	return probe_chain(m, key, key_len, fp, index_r, c);
 }
 
 static bool geometry_fits(const struct ms_store_header *h, uint64_t file_size, bool layout1)
