@@ -6,10 +6,9 @@
 #include <algorithm>
 #include <initializer_list>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 #include "address.hpp"
+#include "files.hpp"
 #include "model.hpp"
 #include "spawn.hpp"
 #include "text.hpp"
@@ -92,14 +91,6 @@ bool read_headers(std::string_view rest, uint64_t& size, std::string& subject) {
     return true;
 }
 
-bool read_file(const std::string& path, std::string& out) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return false;
-    std::ostringstream text;
-    text << in.rdbuf();
-    out = text.str();
-    return out.size() <= kMaxHeaderFile;
-}
 
 // The -H files under the spool's input directory, split or not.
 void header_files(const std::string& dir, int depth, std::vector<std::string>& out) {
@@ -198,7 +189,7 @@ bool find_held_mail(const Config& cfg, const std::string& key, std::vector<HeldM
         std::string text;
         HeldMessage m;
         // A message delivered or removed meanwhile has no files any more.
-        if (!read_file(path, text)) continue;
+        if (!read_small_file(path, text, {.limit = kMaxHeaderFile})) continue;
         // The -D file starts with its own name line ("<id>-D\n"), which is no part of the message.
         const std::string stem = path.substr(0, path.size() - 2);
         const std::size_t name_line = stem.size() - stem.rfind('/') - 1 + 3;

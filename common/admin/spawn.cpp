@@ -13,8 +13,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <sstream>
 
+#include "files.hpp"
 #include "text.hpp"
 
 extern char** environ;
@@ -78,12 +78,9 @@ bool exited_ok(const std::string& program, int status, int err, std::string& err
 
 std::vector<std::string> command_words(const std::string& templ,
                                        const std::vector<std::pair<std::string_view, std::string>>& fills) {
-    std::vector<std::string> args;
-    std::istringstream words(templ);
-    for (std::string w; words >> w;) {
+    std::vector<std::string> args = blank_separated_words(templ);
+    for (std::string& w : args)
         for (const auto& [placeholder, value] : fills) fill(w, placeholder, value);
-        args.push_back(w);
-    }
     return args;
 }
 

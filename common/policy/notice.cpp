@@ -13,11 +13,10 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 #include <map>
-#include <sstream>
 
 #include "config.hpp"
+#include "files.hpp"
 #include "spawn.hpp"
 #include "text.hpp"
 #include "token.hpp"
@@ -47,13 +46,9 @@ std::string random_hex(std::size_t bytes) {
     return out;
 }
 
+// Evidence samples and notice claims; larger is no file of ours.
 bool read_whole(const std::string& path, std::string& out) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return false;
-    std::ostringstream s;
-    s << in.rdbuf();
-    out = s.str();
-    return true;
+    return read_small_file(path, out, {.limit = 64 << 20});
 }
 
 // Writes text to dir/name through a temporary file and rename (whole or nothing).
@@ -225,14 +220,13 @@ bool send_claimed(const Config& cfg, const std::string& dir, const std::string& 
                   std::vector<std::string>& warnings) {
     std::string raw;
     if (!read_whole(claim, raw)) return warnings.push_back(errno_text(claim)), false;
-    std::istringstream lines(raw);
+    std::vector<std::string_view> lines = lines_of(raw);
+    lines.resize(4);  // key, source, why, when: a short claim leaves the rest empty
     NoticeInput in;
-    std::string when;
-    std::getline(lines, in.key);
-    std::getline(lines, in.source);
-    std::getline(lines, in.why);
-    std::getline(lines, when);
-    in.when = std::strtoll(when.c_str(), nullptr, 10);
+    in.key = lines[0];
+    in.source = lines[1];
+    in.why = lines[2];
+    in.when = std::strtoll(std::string(lines[3]).c_str(), nullptr, 10);
     std::string why_not;
     in.contact = abuse_contact(cfg, in.key, why_not);
     if (in.contact.empty()) {

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "address.hpp"
+#include "files.hpp"
 #include "config.hpp"
 #include "policy.hpp"
 #include "store.hpp"
@@ -30,20 +31,6 @@ Actor outbox_actor() {
     a.uid = 0;
     a.name = "exim (outbox)";
     return a;
-}
-
-bool read_file(const std::string& path, std::string& text, ino_t& ino) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) return false;
-    struct stat st {};
-    bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < 65536;
-    if (ok) {
-        text.assign(static_cast<std::size_t>(st.st_size), '\0');
-        ok = ::read(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-        ino = st.st_ino;
-    }
-    ::close(fd);
-    return ok;
 }
 
 bool parse(const Config& cfg, const std::string& text, OutboxEntry& e, std::string& error_r) {
@@ -156,7 +143,7 @@ int outbox_apply(const Config& cfg, StoreWriter& writer, std::vector<std::string
         const std::string path = dir + "/" + name;
         std::string text, why;
         Pending p{name, {}, 0};
-        if (!read_file(path, text, p.ino)) continue;  // gone meanwhile, or not a plain file
+        if (!read_small_file(path, text, {.limit = 65535, .follow_links = false, .ino_r = &p.ino})) continue;  // gone meanwhile, or not a plain file
         if (!parse(cfg, text, p.entry, why)) {
             warnings.push_back("outbox entry " + path + " set aside as bad." + name + ": " + why);
             if (::rename(path.c_str(), (dir + "/bad." + name).c_str()) == 0 && counters &&

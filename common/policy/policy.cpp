@@ -9,10 +9,9 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "config.hpp"
+#include "files.hpp"
 #include "counters.hpp"
 #include "login_pairs.hpp"
 #include "metrics.hpp"
@@ -308,27 +307,23 @@ bool update_reports(const Config& cfg, const std::string& key, const std::string
     const std::string path = dir + "/reports";
     std::vector<std::string> kept;
     duplicate = false;
-    {
-        std::ifstream in(path);
-        for (std::string line; std::getline(in, line);) {
-            const int64_t t = std::strtoll(line.c_str(), nullptr, 10);
-            if (t <= now - cfg.spam_window || t > now) continue;
-            const auto space = line.find(' ');
-            if (!message.empty() && space != std::string::npos && line.compare(space + 1, std::string::npos, message) == 0)
-                duplicate = true;
-            kept.push_back(line);
-        }
+    std::string old_text;
+    if (!read_small_file(path, old_text, {.limit = 64 << 20}) && errno != ENOENT)
+        return error_r = path + ": " + std::strerror(errno), false;
+    for (const std::string_view view : lines_of(old_text)) {
+        const std::string line(view);
+        const int64_t t = std::strtoll(line.c_str(), nullptr, 10);
+        if (t <= now - cfg.spam_window || t > now) continue;
+        const auto space = line.find(' ');
+        if (!message.empty() && space != std::string::npos && line.compare(space + 1, std::string::npos, message) == 0)
+            duplicate = true;
+        kept.push_back(line);
     }
     if (!duplicate) kept.push_back(std::to_string(now) + (message.empty() ? "" : " " + message));
     std::string text;
     for (const auto& line : kept) text += line + "\n";
     const std::string tmp = path + ".new." + std::to_string(::getpid());
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        out << text;
-        out.flush();
-        if (!out) return error_r = tmp + ": cannot write", false;
-    }
+    if (!write_small_file(tmp, text)) return error_r = tmp + ": cannot write: " + std::strerror(errno), false;
     if (::rename(tmp.c_str(), path.c_str()) != 0) return error_r = path + ": " + std::strerror(errno), false;
     in_window = static_cast<int64_t>(kept.size());
     return true;

@@ -1,0 +1,87 @@
+#include "files.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace mailsuspend {
+namespace {
+
+bool read_exactly(int fd, char* buf, std::size_t size) {
+    while (size > 0) {
+        const ssize_t n = ::read(fd, buf, size);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (n == 0) errno = EIO;  // shorter than fstat said: changed while read
+            return false;
+        }
+        buf += n;
+        size -= static_cast<std::size_t>(n);
+    }
+    return true;
+}
+
+bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+}  // namespace
+
+bool read_small_file(const std::string& path, std::string& out, const ReadOptions& options) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (options.follow_links ? 0 : O_NOFOLLOW));
+    if (fd < 0) return false;
+    struct stat st {};
+    bool ok = ::fstat(fd, &st) == 0;
+    if (ok && !S_ISREG(st.st_mode)) ok = (errno = EINVAL, false);
+    if (ok && static_cast<std::size_t>(st.st_size) > options.limit) ok = (errno = EFBIG, false);
+    if (ok) {
+        out.assign(static_cast<std::size_t>(st.st_size), '\0');
+        ok = read_exactly(fd, out.data(), out.size());
+        if (options.ino_r) *options.ino_r = st.st_ino;
+    }
+    const int saved = errno;
+    ::close(fd);
+    errno = saved;
+    return ok;
+}
+
+bool write_small_file(const std::string& path, std::string_view text, mode_t mode) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0) return false;
+    std::size_t done = 0;
+    while (done < text.size()) {
+        const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += static_cast<std::size_t>(n);
+    }
+    const int saved = errno;
+    const bool closed = ::close(fd) == 0;
+    if (done < text.size()) errno = saved;
+    return done == text.size() && closed;
+}
+
+std::vector<std::string_view> lines_of(std::string_view text) {
+    std::vector<std::string_view> lines;
+    while (!text.empty()) {
+        const std::size_t eol = text.find('\n');
+        lines.push_back(text.substr(0, eol));
+        if (eol == std::string_view::npos) break;
+        text.remove_prefix(eol + 1);
+    }
+    return lines;
+}
+
+std::vector<std::string> blank_separated_words(std::string_view text) {
+    std::vector<std::string> words;
+    std::size_t i = 0;
+    while (i < text.size()) {
+        while (i < text.size() && is_blank(text[i])) ++i;
+        const std::size_t start = i;
+        while (i < text.size() && !is_blank(text[i])) ++i;
+        if (i > start) words.emplace_back(text.substr(start, i - start));
+    }
+    return words;
+}
+
+}  // namespace mailsuspend

@@ -1,0 +1,37 @@
+// Small files read and written whole with open/read/write: no iostreams.
+// A stream would link libstdc++'s locale machinery into every host module
+// that reaches it (the Exim module links its C++ runtime in; each of its
+// imports is looked up when a fresh Exim process loads it).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mailsuspend {
+
+struct ReadOptions {
+    std::size_t limit = 1 << 20;  // larger files are refused (errno EFBIG)
+    bool follow_links = true;     // false: a symbolic link is refused (ELOOP)
+    ino_t* ino_r = nullptr;       // where to put the file's inode, if wanted
+};
+
+// The whole of the regular file at path into out; false with errno set when
+// it cannot be opened, is no regular file, exceeds the limit or a read fails.
+bool read_small_file(const std::string& path, std::string& out, const ReadOptions& options = {});
+
+// Writes text to path (created with mode & ~umask, or truncated); false
+// with errno set when it cannot be opened or written whole.
+bool write_small_file(const std::string& path, std::string_view text, mode_t mode = 0666);
+
+// text's lines without their "\n" (a last line without one counts too).
+std::vector<std::string_view> lines_of(std::string_view text);
+
+// text split at runs of blanks (space, tab, CR, LF, VT, FF), as a shell
+// splits words without quoting.
+std::vector<std::string> blank_separated_words(std::string_view text);
+
+}  // namespace mailsuspend
