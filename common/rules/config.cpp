@@ -9,7 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
-#include <set>
+#include <vector>
 
 #include "text.hpp"
 
@@ -47,6 +47,15 @@ bool is_collection(Setting s) {
 
 Setting member(Setting group, const char* key) { return config_setting_get_member(group, key); }
 
+// "a, b, c": the keys in alphabetical order, for an error.
+std::string sorted_list(std::initializer_list<const char*> keys) {
+    std::vector<std::string> sorted(keys.begin(), keys.end());
+    std::sort(sorted.begin(), sorted.end());
+    std::string list;
+    for (const auto& k : sorted) list += (list.empty() ? "" : ", ") + k;
+    return list;
+}
+
 // Reads typed values out of a parsed file, keeping the first error with its line.
 class Reader {
 public:
@@ -69,16 +78,14 @@ public:
     }
 
     // Refuses keys a group does not know: a typo must not pass silently.
+    // (A scan of the list, no set: every fresh Exim process reads the file.)
     void only_keys(Setting group, std::initializer_list<const char*> keys) {
-        const std::set<std::string> known(keys.begin(), keys.end());
         for (int i = 0; i < config_setting_length(group); ++i) {
             Setting child = config_setting_get_elem(group, i);
             const char* name = config_setting_name(child);
-            if (!name || !known.count(name)) {
-                std::string list;
-                for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-                fail(child, "unknown setting (known here: " + list + ")");
-            }
+            const auto is_name = [name](const char* k) { return std::strcmp(k, name) == 0; };
+            if (!name || std::none_of(keys.begin(), keys.end(), is_name))
+                fail(child, "unknown setting (known here: " + sorted_list(keys) + ")");
         }
     }
 
@@ -90,15 +97,15 @@ public:
     }
 
     void text(Setting g, const char* key, std::string& out) {
-        std::string value = out;
-        string(g, key, value);
-        if (Setting s = member(g, key)) {
-            if (std::string bad; !check_free_text(value, 400, bad)) return fail(s, "text " + bad);
-            // Exim's ACL tells "refuse" by a non-empty reply: a blank text would let mail through.
-            if (value.find_first_not_of(' ') == std::string::npos)
-                return fail(s, "must not be empty (it is the reply the client sees)");
-        }
-        out = value;
+        Setting s = member(g, key);
+        if (!s) return;
+        if (config_setting_type(s) != CONFIG_TYPE_STRING) return fail(s, "must be a string in quotes");
+        std::string value = config_setting_get_string(s);
+        if (std::string bad; !check_free_text(value, 400, bad)) return fail(s, "text " + bad);
+        // Exim's ACL tells "refuse" by a non-empty reply: a blank text would let mail through.
+        if (value.find_first_not_of(' ') == std::string::npos)
+            return fail(s, "must not be empty (it is the reply the client sees)");
+        out = std::move(value);
     }
 
     void integer(Setting g, const char* key, int64_t& out, int64_t min, int64_t max) {
