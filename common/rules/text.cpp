@@ -137,16 +137,21 @@ bool check_free_text(std::string_view text, std::size_t max, std::string& error_
 std::size_t printable_ascii_prefix(std::string_view text, std::size_t max) {
     constexpr uint64_t kOnes = 0x0101010101010101ULL, kHigh = 0x8080808080808080ULL;
     const std::size_t limit = std::min(text.size(), max);
-    std::size_t n = 0;
-    for (; n + 8 <= limit; n += 8) {
+    // Some octet of w below 0x20 (the subtraction borrows only from one), or
+    // at 0x7F and above: the octet loop below finds which.
+    const auto unprintable = [&](std::size_t at) {
         uint64_t w;
-        std::memcpy(&w, text.data() + n, 8);
-        // Some octet below 0x20 (the subtraction borrows only from one), or
-        // at 0x7F and above: the octet loop below finds which.
+        std::memcpy(&w, text.data() + at, 8);
         const uint64_t control = (w - 0x20 * kOnes) & ~w & kHigh;
         const uint64_t high = (((w & ~kHigh) + kOnes) | w) & kHigh;
-        if (control | high) break;
-    }
+        return (control | high) != 0;
+    };
+    std::size_t n = 0;
+    for (; n + 8 <= limit; n += 8)
+        if (unprintable(n)) break;
+    // The last few octets as the word that ends with them (it overlaps the
+    // octets already seen, which are printable).
+    if (n < limit && limit >= 8 && n + 8 > limit && !unprintable(limit - 8)) return limit;
     while (n < limit && text[n] >= 0x20 && text[n] < 0x7F) ++n;
     return n;
 }

@@ -203,11 +203,17 @@ TEST(PrintableAsciiPrefix, StopsAtTheFirstOctetOutsidePrintableAscii) {
     EXPECT_EQ(printable_ascii_prefix(clean, 17), 17u);
     EXPECT_EQ(printable_ascii_prefix("", 10), 0u);
     for (const unsigned char bad : {0x00, 0x09, 0x0A, 0x1F, 0x7F, 0x80, 0xC3, 0xFF}) {
-        for (std::size_t at = 0; at < 20; ++at) {
-            std::string text(24, ' ');
-            for (std::size_t i = 0; i < text.size(); ++i) text[i] = static_cast<char>(0x20 + (i * 7) % 0x5F);
-            text[at] = static_cast<char>(bad);
-            EXPECT_EQ(printable_ascii_prefix(text, 100), at) << "octet " << int(bad) << " at " << at;
+        // Lengths that leave a tail after the words (the tail is read as the
+        // word that ends the text), and limits inside the text.
+        for (const std::size_t len : {5, 9, 13, 24, 31}) {
+            for (std::size_t at = 0; at < len; ++at) {
+                std::string text(len, ' ');
+                for (std::size_t i = 0; i < text.size(); ++i) text[i] = static_cast<char>(0x20 + (i * 7) % 0x5F);
+                text[at] = static_cast<char>(bad);
+                EXPECT_EQ(printable_ascii_prefix(text, 100), at) << "octet " << int(bad) << " at " << at;
+                EXPECT_EQ(printable_ascii_prefix(text, len - 1), std::min(at, len - 1)) << "limit " << len - 1;
+                EXPECT_EQ(printable_ascii_prefix(text, at), at) << "the bad octet just past the limit";
+            }
         }
     }
     EXPECT_EQ(printable_ascii_prefix(std::string("~ }\x7e", 4), 10), 4u) << "0x7E and 0x20 are printable";
