@@ -38,6 +38,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -110,7 +112,7 @@ def lookup_rows(args):
 
 # ---- Exim --------------------------------------------------------------------
 
-def wrapper(directory, out_dir, program, *extra):
+def wrapper(directory, out_dir, program, *extra, keep_caps=True):
     """A script running program under callgrind, every process followed.
     Callgrind creates its output file (mode 0600) when a process starts and
     opens it again to write at exit: a process that changed to another user
@@ -118,7 +120,7 @@ def wrapper(directory, out_dir, program, *extra):
     not, and its counts would be lost.  no_setuid_fixup keeps root's
     capabilities through that change (it costs the program nothing)."""
     path = os.path.join(directory, os.path.basename(program) + "-callgrind")
-    argv = ["setpriv", "--securebits", "+no_setuid_fixup"]
+    argv = ["setpriv", "--securebits", "+no_setuid_fixup"] if keep_caps else []
     argv += callgrind_argv(out_dir, "--trace-children=yes", "--dump-before=fork", *extra)
     with open(path, "w") as f:
         f.write("#!/bin/sh\nexec " + " ".join(f"'{a}'" for a in argv) + f" {program} \"$@\"\n")
@@ -254,6 +256,147 @@ def exim_rows_with(exim_copy, args):
     return rows
 
 
+# ---- Dovecot -------------------------------------------------------------------
+
+# Both Dovecots (tests/dovecot/harness.py, the shipped 95-mailsuspend.conf
+# for the one with mailsuspend) differ from the test config only here:
+# valgrind needs more address space than Dovecot's default vsz_limit
+# (256 MiB) leaves a service process, and its slowness must not end a
+# login by Dovecot's timeouts.  The auth cache stays off (Debian's default),
+# so every login asks the passdbs, as a first login does.
+DOVECOT_EXTRA = """default_vsz_limit = 0
+service imap-login {
+  chroot =
+}
+service pop3-login {
+  chroot =
+}
+service managesieve-login {
+  chroot =
+}
+"""
+
+
+class OpenCountFiles:
+    """Dovecot checks that its processes cannot regain root, so they cannot
+    keep root's capabilities as Exim's do (wrapper()): instead every count
+    file callgrind creates (mode 0600, by root, at exec) is opened to all
+    within a few milliseconds, and the process can write it at exit after
+    it changed user.  (The login processes' chroot is off for the same
+    reason: the directory must be there for them.)"""
+
+    def __init__(self, out_dir):
+        self.out_dir, self.done = out_dir, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.done.wait(0.005):
+            for path in glob.glob(f"{self.out_dir}/cg.*"):
+                try:
+                    if os.stat(path).st_mode & 0o777 != 0o666:
+                        os.chmod(path, 0o666)
+                except OSError:
+                    pass
+
+    def __enter__(self):
+        os.chmod(self.out_dir, 0o1777)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+
+
+def imap_login_logout(port, user, password):
+    """One IMAP session: greeting, LOGIN, LOGOUT; returns when the server
+    closed the connection (the imap process is then on its way out)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=300) as s:
+        f = s.makefile("rb")
+        greeting = f.readline()
+        if not greeting.startswith(b"* OK"):
+            raise SystemExit(f"no IMAP greeting on port {port}: {greeting!r}")
+        s.sendall(f'a LOGIN "{user}" "{password}"\r\n'.encode())
+        while True:
+            line = f.readline()
+            if not line or line.startswith(b"a "):
+                break
+        if not line.startswith(b"a OK"):
+            raise SystemExit(f"IMAP login of {user} failed: {line!r}")
+        s.sendall(b"b LOGOUT\r\n")
+        while f.readline():
+            pass
+
+
+# The processes of a login (the issue's "auth + login + imap"): the others
+# (master, config, log, anvil, stats) do the same for a login with and without
+# mailsuspend and are left out, so a difference is a share of less.
+LOGIN_PROCESSES = ("/usr/lib/dovecot/auth", "/usr/lib/dovecot/imap-login", "/usr/lib/dovecot/imap")
+
+
+def dovecot_run(harness, server, out_dir, logins):
+    """Per process kind, the counts of one Dovecot run from start to stop with
+    `logins` IMAP logins and logouts."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.makedirs(out_dir)
+    with OpenCountFiles(out_dir):
+        server.start()
+        try:
+            for i in range(logins):
+                imap_login_logout(server.ports["imap"], harness.USERS[i % len(harness.USERS)], harness.PASSWORD)
+                time.sleep(1.0)  # the imap process writes its counts when it has exited
+        finally:
+            server._stop_process()
+    by_kind = {}
+    for path in glob.glob(f"{out_dir}/cg.*"):
+        with open(path) as f:
+            cmd = next((line.split()[1] for line in f if line.startswith("cmd:")), "")
+        add_to(by_kind.setdefault(cmd, {}), totals([path]))
+    return by_kind
+
+
+def dovecot_per_login(harness, server, out_dir, logins):
+    """The login processes' counts per IMAP login and logout: a run with one
+    login (processes started, the auth worker, first-use costs) taken from a
+    run with 1 + logins."""
+    one = dovecot_run(harness, server, out_dir, 1)
+    more = dovecot_run(harness, server, out_dir, 1 + logins)
+    diff = {}
+    for kind in LOGIN_PROCESSES:
+        kind_diff = {event: more.get(kind, {}).get(event, 0) - one.get(kind, {}).get(event, 0)
+                     for event in set(one.get(kind, {})) | set(more.get(kind, {}))}
+        print(f"  {kind}: {kind_diff.get('Ir', 0) / logins:,.0f} instructions per login", file=sys.stderr)
+        add_to(diff, kind_diff)
+    return per_op(diff, logins)
+
+
+def dovecot_rows(args):
+    sys.path.insert(0, os.path.join(HERE, "..", "tests", "dovecot"))
+    import harness  # noqa: E402  (the integration tests' Dovecot)
+    build = os.path.abspath(args.build)
+    hargs = argparse.Namespace(cli=os.path.join(build, "cli", "mailsuspend"),
+                               modules=os.path.join(build, "dovecot-plugin"),
+                               snippet=os.path.join(HERE, "..", "conf", "dovecot", "95-mailsuspend.conf"))
+    harness.require_prerequisites(hargs)
+    plain_dovecot = harness.DOVECOT
+    rows = []
+    for name, with_ms in (("plain", False), ("mailsuspend", True)):
+        server = harness.Dovecot(hargs, with_mailsuspend=with_ms, auth_cache=False, extra_conf=DOVECOT_EXTRA)
+        out_dir = os.path.join(server.tmp, "callgrind")
+        # Every Dovecot process under callgrind (the config check that
+        # start() runs too: the same in both runs, so it cancels out).
+        harness.DOVECOT = wrapper(server.tmp, out_dir, plain_dovecot, keep_caps=False)
+        try:
+            row = dict(dovecot_per_login(harness, server, out_dir, args.logins),
+                       row=f"Dovecot IMAP login + logout, {name}")
+        finally:
+            harness.DOVECOT = plain_dovecot
+            server.stop()
+        rows.append(row)
+        print_row(row)
+    return rows
+
+
 # ---- output ------------------------------------------------------------------
 
 def print_row(row):
@@ -264,10 +407,12 @@ def print_row(row):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--build", default=os.path.join(HERE, "..", "build"))
-    parser.add_argument("--rows", default="lookups,exim", help="lookups, exim, or both (comma-separated)")
+    parser.add_argument("--rows", default="lookups,exim,dovecot",
+                        help="lookups, exim, dovecot, or several (comma-separated)")
     parser.add_argument("--lookups", type=int, default=20000, help="measured lookups per row")
     parser.add_argument("--accounts", type=int, default=1000000)
     parser.add_argument("--messages", type=int, default=3, help="Exim messages per row")
+    parser.add_argument("--logins", type=int, default=8, help="Dovecot IMAP logins per row")
     parser.add_argument("--suspended", type=int, default=1000,
                         help="suspended accounts in the Exim rows' store (none is the test sender or recipient)")
     parser.add_argument("--json", action="store_true")
@@ -283,6 +428,8 @@ def main():
         rows += lookup_rows(args)
     if "exim" in wanted:
         rows += exim_rows(args)
+    if "dovecot" in wanted:
+        rows += dovecot_rows(args)
     if args.json:
         print(json.dumps({"caches": CACHE_TEXT, "accounts": args.accounts, "lookups": args.lookups,
                           "messages": args.messages, "rows": rows}, indent=2))
