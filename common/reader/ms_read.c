@@ -1,6 +1,8 @@
 /* The store's read path (see the header). */
 #include "ms_read.h"
 
+#include "ms_bus_guard.h"
+
 #include <fcntl.h>
 #include <sched.h>
 #include <string.h>
@@ -207,9 +209,8 @@ static enum ms_probe probe_chain(const struct ms_map *m, const char *key, size_t
 {
 	const uint64_t tag_bytes = ms_tag_of(fp) * MS_BYTES_ONE;
 	const uint64_t home = ms_slot_index(fp, m->slot_count);
-	const uint64_t words = (m->slot_count + 7) / 8;
-	/* The last word's bytes past the table are not tags. */
-	const uint64_t last_valid = m->slot_count % 8 == 0 ? ~0ULL : ~(~0ULL << (8 * (m->slot_count % 8)));
+	const uint64_t words = m->tag_words;
+	const uint64_t last_valid = m->last_tags_mask; /* the last word's bytes past the table are no tags */
 	uint64_t word = home / 8, valid = ~0ULL << (8 * (home % 8));
 	enum ms_probe found;
 
@@ -239,6 +240,28 @@ enum ms_probe ms_lookup_probe(const struct ms_map *m, const char *key, size_t ke
 	if (filter_excludes(m, key, key_len, fp))
 		return MS_PROBE_ABSENT;
 	return probe_chain(m, key, key_len, fp, index_r, c);
+}
+
+enum ms_read ms_probe_keys(const struct ms_map *m, size_t n, const char *const *keys,
+			   const size_t *key_lens, const uint64_t *fps,
+			   enum ms_probe *probes_r, uint64_t *indexes_r,
+			   struct ms_slot_copy *copies_r)
+{
+	sigjmp_buf guard;
+
+	if (sigsetjmp(guard, 0) != 0) /* no system call: no mask saved */
+		return MS_READ_FAULT;
+	ms_bus_guard_arm(&guard);
+	if (!ms_map_current(m)) {
+		ms_bus_guard_arm(NULL);
+		return MS_READ_STALE;
+	}
+	/* Unrolled: after sigsetjmp every loop variable lives on the stack. */
+	probes_r[0] = ms_lookup_probe(m, keys[0], key_lens[0], fps[0], &indexes_r[0], &copies_r[0]);
+	if (n == 2)
+		probes_r[1] = ms_lookup_probe(m, keys[1], key_lens[1], fps[1], &indexes_r[1], &copies_r[1]);
+	ms_bus_guard_arm(NULL);
+	return MS_READ_DONE;
 }
 
 static bool geometry_fits(const struct ms_store_header *h, uint64_t file_size, bool layout1)
@@ -310,15 +333,8 @@ void ms_map_of(const void *base, struct ms_map *m)
 	m->arena = bytes + h->arena_offset;
 	m->slot_count = h->slot_count;
 	m->arena_size = h->arena_size;
-}
-
-bool ms_map_current(const struct ms_map *m)
-{
-	const struct ms_store_header *h = m->header;
-
-	return LOAD(&h->retired) == 0 && h->magic == MS_STORE_MAGIC &&
-		h->layout_version == MS_LAYOUT_VERSION && h->slot_count == m->slot_count &&
-		h->arena_size == m->arena_size;
+	m->tag_words = (h->slot_count + 7) / 8;
+	m->last_tags_mask = h->slot_count % 8 == 0 ? ~0ULL : ~(~0ULL << (8 * (h->slot_count % 8)));
 }
 
 bool ms_map_needs_repair(const struct ms_map *m, const char *boot_id)

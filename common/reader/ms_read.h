@@ -26,6 +26,10 @@ struct ms_map {
 	const unsigned char *arena;
 	uint64_t slot_count;
 	uint64_t arena_size;
+	/* The probe's constants, set by ms_map_of: words of tags, and the
+	   bytes of the last word that are tags (the rest is padding). */
+	uint64_t tag_words;
+	uint64_t last_tags_mask;
 };
 
 /* A slot as one consistent snapshot of its four words. */
@@ -70,6 +74,16 @@ enum ms_probe ms_lookup_probe(const struct ms_map *map, const char *key, size_t 
 			      uint64_t fingerprint, uint64_t *index_r,
 			      struct ms_slot_copy *copy_r);
 
+/* A lookup's one read of the mapping: under the SIGBUS guard
+   (ms_bus_guard.h), ms_map_current, then ms_lookup_probe of each of n keys
+   (probes_r, indexes_r, copies_r: one each).  One guard and one header
+   check for a mailbox and its domain.  n: 1 or 2. */
+enum ms_read { MS_READ_DONE, MS_READ_STALE /* remap, read again */, MS_READ_FAULT /* SIGBUS */ };
+enum ms_read ms_probe_keys(const struct ms_map *map, size_t n, const char *const *keys,
+			   const size_t *key_lens, const uint64_t *fingerprints,
+			   enum ms_probe *probes_r, uint64_t *indexes_r,
+			   struct ms_slot_copy *copies_r);
+
 /* Whether a header describes a layout this build reads and fits a file of
    file_size bytes.  convertible: a layout-1 file passes too (for the writer
    that converts it). */
@@ -84,8 +98,20 @@ void ms_map_of(const void *base, struct ms_map *map_r);
 /* The mapped generation is still the store and still readable: not retired
    by a rebuild, and its header unchanged in what readers rely on (garbage
    written over a mapped file in place makes the store unavailable instead of
-   answering from garbage).  Checked on every lookup. */
-bool ms_map_current(const struct ms_map *map);
+   answering from garbage).  Checked on every lookup: inline. */
+static inline bool ms_map_current(const struct ms_map *m)
+{
+	const struct ms_store_header *h = m->header;
+#ifdef __cplusplus
+	const uint32_t retired = h->retired.load(std::memory_order_acquire);
+#else
+	const uint32_t retired = __atomic_load_n(&h->retired, __ATOMIC_ACQUIRE);
+#endif
+
+	return retired == 0 && h->magic == MS_STORE_MAGIC &&
+		h->layout_version == MS_LAYOUT_VERSION && h->slot_count == m->slot_count &&
+		h->arena_size == m->arena_size;
+}
 
 /* A writer died mid-change and the machine rebooted since: the file's
    pages may be half on disk until a writer's repair.  boot_id: this boot's. */

@@ -102,38 +102,43 @@ std::unique_ptr<StoreReader> StoreReader::open(const std::string& dir, std::stri
 
 namespace {
 
-// N keys under one guard and one look at the header (the header's check
-// and the probes together; current() does the same check under its own,
-// then remaps when the mapping is stale).  A template, so the one-key
-// lookup keeps no loop of the two-key one.
+// N keys under one guard and one look at the header (ms_probe_keys;
+// current() does the same check under its own, then remaps when the mapping
+// is stale).  A template, so the one-key lookup keeps no loop of the
+// two-key one.
 template <std::size_t N>
+    requires(N == 1 || N == 2)  // ms_probe_keys reads one or two
 void lookup_keys(StoreReader::Impl& impl, const std::string_view (&keys)[N], HotView* const (&outs)[N],
                  LookupStatus (&status_r)[N]) {
-    uint64_t fp[N], index = 0;
-    for (std::size_t k = 0; k < N; ++k) fp[k] = hash_key(keys[k].data(), keys[k].size());
-    SlotCopy c[N];
-    Probe found[N];
-    bool fresh = false;
+    const char* data[N];
+    std::size_t lens[N];
+    uint64_t fp[N], index[N];
+    for (std::size_t k = 0; k < N; ++k) {
+        data[k] = keys[k].data();
+        lens[k] = keys[k].size();
+        fp[k] = hash_key(data[k], lens[k]);
+    }
+    SlotCopy c[N];  // read by the C probe as its own struct
+    static_assert(sizeof(SlotCopy) == sizeof(ms_slot_copy));
+    ms_probe found[N];
     const Mapping& m = impl.map;
-    const auto probe_if_fresh = [&] {
-        fresh = ms_map_current(&m.view);
-        for (std::size_t k = 0; fresh && k < N; ++k) found[k] = lookup_probe(m, keys[k], fp[k], index, c[k]);
-    };
     for (auto& s : status_r) s = LookupStatus::unavailable;
     // Stale: remap and probe again (a few times: a generation may be retired
     // again between the remap and the probe).
-    for (int attempt = 0; attempt < 4 && !fresh; ++attempt) {
+    ms_read read = MS_READ_STALE;
+    for (int attempt = 0; attempt < 4 && read == MS_READ_STALE; ++attempt) {
         if ((attempt > 0 || !m.valid()) && !impl.current()) return;
-        if (!under_bus_guard(probe_if_fresh)) {
-            impl.lose_mapping();
-            return;
-        }
+        read = ms_probe_keys(&m.view, N, data, lens, fp, found, index, c);
     }
-    if (!fresh) {
+    if (read == MS_READ_FAULT) {
+        impl.lose_mapping();
+        return;
+    }
+    if (read == MS_READ_STALE) {
         impl.error = impl.path + ": replaced again and again during one lookup";
         return;
     }
-    for (std::size_t k = 0; k < N; ++k) status_r[k] = hot_view_of(found[k], c[k], *outs[k], impl.error);
+    for (std::size_t k = 0; k < N; ++k) status_r[k] = hot_view_of(probe_of(found[k]), c[k], *outs[k], impl.error);
 }
 
 }  // namespace

@@ -16,61 +16,65 @@
 
 namespace {
 
-// A table of slot_count slots in memory, laid out as the store file's
-// sections are (the tag array padded to a cache line, as ms_tags_size says).
+// A store file image of slot_count slots in memory (header, slots, tags
+// padded to a cache line, arena), mapped the way readers map the file
+// (ms_map_of).
 struct Table {
-    std::vector<ms_slot> slots;
-    std::vector<uint64_t> tag_words;  // 8-byte aligned, as in the file
-    std::vector<unsigned char> arena;
-    ms_store_header header{};
+    static constexpr uint64_t kArena = 64 * 1024;
+    std::vector<uint64_t> words;  // the image, 8-byte aligned as a mapping is
     ms_map map{};
+    uint64_t arena_used = 8;
 
-    Table(uint64_t slot_count, uint8_t padding)
-        : slots(slot_count), tag_words(ms_tags_size(slot_count) / 8, 0), arena(8, 0) {
+    Table(uint64_t slot_count, uint8_t padding) {
+        const uint64_t tags_offset = MS_HEADER_SIZE + slot_count * sizeof(ms_slot);
+        const uint64_t arena_offset = tags_offset + ms_tags_size(slot_count);
+        words.assign((arena_offset + kArena) / 8, 0);
+        auto* h = reinterpret_cast<ms_store_header*>(words.data());
+        h->magic = MS_STORE_MAGIC;
+        h->layout_version = MS_LAYOUT_VERSION;
+        h->header_size = MS_HEADER_SIZE;
+        h->slot_count = slot_count;
+        h->slots_offset = MS_HEADER_SIZE;
+        h->tags_offset = tags_offset;
+        h->arena_offset = arena_offset;
+        h->arena_size = kArena;
+        h->file_size = arena_offset + kArena;
+        ms_map_of(words.data(), &map);  // domain_filter all zero: only mailbox keys are probed here
         // The bytes past the table are no tags: neither an empty one (a chain
         // goes on at slot 0) nor one that matches (no slot past the table).
         std::memset(tags() + slot_count, padding, ms_tags_size(slot_count) - slot_count);
-        for (auto& s : slots) std::memset(static_cast<void*>(&s), 0, sizeof s);
     }
-    uint8_t* tags() { return reinterpret_cast<uint8_t*>(tag_words.data()); }
+    uint64_t size() const { return map.slot_count; }
+    uint8_t* tags() { return const_cast<uint8_t*>(map.tags); }
+    ms_slot& slot(uint64_t i) { return const_cast<ms_slot&>(map.slots[i]); }
+    unsigned char* arena() { return const_cast<unsigned char*>(map.arena); }
 
     // The record of key in slot i, its blob appended to the arena.
     void put(uint64_t i, const std::string& key, uint64_t fp) {
-        const uint32_t offset = static_cast<uint32_t>(arena.size());
-        arena.resize(offset + MS_BLOB_KEY_OFFSET + key.size() + 8, 0);
-        arena[offset + sizeof(ms_blob_header)] = static_cast<unsigned char>(key.size());
-        std::memcpy(arena.data() + offset + MS_BLOB_KEY_OFFSET, key.data(), key.size());
-        const uint32_t length = static_cast<uint32_t>(arena.size() - offset);
-        slots[i].word0 = ms_make_w0(2, MS_SLOT_USED, static_cast<uint8_t>(key.size()), 0, 1);
-        slots[i].fingerprint = fp;
-        slots[i].blob = (uint64_t{offset} << 32) | length;
+        const uint64_t offset = arena_used, length = MS_BLOB_KEY_OFFSET + key.size() + 8;
+        arena()[offset + sizeof(ms_blob_header)] = static_cast<unsigned char>(key.size());
+        std::memcpy(arena() + offset + MS_BLOB_KEY_OFFSET, key.data(), key.size());
+        arena_used += (length + 7) / 8 * 8;
+        slot(i).word0 = ms_make_w0(2, MS_SLOT_USED, static_cast<uint8_t>(key.size()), 0, 1);
+        slot(i).fingerprint = fp;
+        slot(i).blob = (offset << 32) | length;
         tags()[i] = ms_tag_of(fp);
-    }
-
-    const ms_map& view() {
-        map.header = &header;  // domain_filter all zero: only mailbox keys are probed here
-        map.slots = slots.data();
-        map.tags = tags();
-        map.arena = arena.data();
-        map.slot_count = slots.size();
-        map.arena_size = arena.size();
-        return map;
     }
 };
 
 // The rule, one tag at a time: from the home slot, wrapping, until the first
 // empty tag (or every tag once); a slot is read only where the tag is key's.
 ms_probe reference(Table& t, const std::string& key, uint64_t fp, uint64_t& index_r) {
-    const uint64_t n = t.slots.size();
+    const uint64_t n = t.size();
     uint64_t i = ms_slot_index(fp, n);
     for (uint64_t seen = 0; seen < n; ++seen, i = (i + 1) % n) {
         const uint8_t tag = t.tags()[i];
         if (tag == MS_TAG_EMPTY) return MS_PROBE_ABSENT;
         if (tag != ms_tag_of(fp)) continue;
-        const ms_slot& s = t.slots[i];
+        const ms_slot& s = t.slot(i);
         const std::size_t off = s.blob >> 32;
         if (s.fingerprint == fp && ms_w0_key_len(s.word0) == key.size() &&
-            std::memcmp(t.arena.data() + off + MS_BLOB_KEY_OFFSET, key.data(), key.size()) == 0) {
+            std::memcmp(t.arena() + off + MS_BLOB_KEY_OFFSET, key.data(), key.size()) == 0) {
             index_r = i;
             return MS_PROBE_FOUND;
         }
@@ -112,7 +116,9 @@ TEST(Probe, WordWalkAgreesWithTheOneTagRule) {
             // Damaged tags (a cleared one cuts a chain short: readers then miss
             // the records behind it until a writer repairs the tags).
             for (uint64_t k = 0; k < n / 5; ++k) t.tags()[rng() % n] = MS_TAG_EMPTY;
-            const ms_map& m = t.view();
+            ASSERT_EQ(ms_header_check(reinterpret_cast<const ms_store_header*>(t.words.data()),
+                                      t.words.size() * 8, false), MS_HEADER_OK);
+            const ms_map& m = t.map;
             for (const auto& [key, fp] : keys) {
                 uint64_t want_index = ~uint64_t{0}, got_index = ~uint64_t{0};
                 ms_slot_copy copy{};
