@@ -6,20 +6,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* initial-exec: the modules Dovecot and Exim dlopen must not need
-   __tls_get_addr (Exim's loader check refuses symbols it does not export);
-   eight bytes of static TLS are always to be had. */
-static __thread sigjmp_buf *t_bus_guard __attribute__((tls_model("initial-exec")));
+__thread sigjmp_buf *ms_bus_guard_active;
 
 static struct sigaction previous_bus;
 
 static void ms_on_sigbus(int sig, siginfo_t *info, void *context)
 {
-	sigjmp_buf *guard = t_bus_guard;
+	sigjmp_buf *guard = ms_bus_guard_active;
 	sigset_t bus;
 
 	if (guard != NULL) {
-		t_bus_guard = NULL;
+		ms_bus_guard_active = NULL;
 		/* Leave SIGBUS unblocked: the guard's sigsetjmp saves no mask
 		   (a system call per access), and SA_NODEFER is not honoured by
 		   every wrapper of this handler (TSan's blocks all signals while
@@ -66,11 +63,6 @@ static bool handler_in_place(void)
 
 	return sigaction(SIGBUS, NULL, &current) == 0 && (current.sa_flags & SA_SIGINFO) &&
 		current.sa_sigaction == ms_on_sigbus;
-}
-
-void ms_bus_guard_arm(sigjmp_buf *guard)
-{
-	t_bus_guard = guard;
 }
 
 void ms_bus_guard_install(void)

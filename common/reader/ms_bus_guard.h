@@ -24,7 +24,20 @@ extern "C" {
 #endif
 
 /* Points the SIGBUS handler at guard (NULL: no guard). */
-void ms_bus_guard_arm(sigjmp_buf *guard);
+/* The guard the handler jumps to, NULL outside one: per thread and per
+   module (hidden: each module that links the reader has its own, as it
+   has its own handler in the chain).  initial-exec: the modules Dovecot
+   and Exim dlopen must not need __tls_get_addr (Exim's loader check
+   refuses symbols it does not export); eight bytes of static TLS are
+   always to be had. */
+extern __thread sigjmp_buf *ms_bus_guard_active
+	__attribute__((tls_model("initial-exec"), visibility("hidden")));
+
+/* Inline: every lookup arms and disarms once. */
+static inline void ms_bus_guard_arm(sigjmp_buf *guard)
+{
+	ms_bus_guard_active = guard;
+}
 
 /* Installs the handler, once per process (a system call the first time). */
 void ms_bus_guard_install(void);

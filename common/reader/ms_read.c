@@ -234,12 +234,18 @@ static enum ms_probe probe_chain(const struct ms_map *m, const char *key, size_t
 	return MS_PROBE_ABSENT;
 }
 
-enum ms_probe ms_lookup_probe(const struct ms_map *m, const char *key, size_t key_len,
-			      uint64_t fp, uint64_t *index_r, struct ms_slot_copy *c)
+static inline enum ms_probe lookup_probe(const struct ms_map *m, const char *key, size_t key_len,
+					 uint64_t fp, uint64_t *index_r, struct ms_slot_copy *c)
 {
 	if (filter_excludes(m, key, key_len, fp))
 		return MS_PROBE_ABSENT;
 	return probe_chain(m, key, key_len, fp, index_r, c);
+}
+
+enum ms_probe ms_lookup_probe(const struct ms_map *m, const char *key, size_t key_len,
+			      uint64_t fp, uint64_t *index_r, struct ms_slot_copy *c)
+{
+	return lookup_probe(m, key, key_len, fp, index_r, c);
 }
 
 enum ms_read ms_probe_keys(const struct ms_map *m, size_t n, const char *const *keys,
@@ -257,9 +263,9 @@ enum ms_read ms_probe_keys(const struct ms_map *m, size_t n, const char *const *
 		return MS_READ_STALE;
 	}
 	/* Unrolled: after sigsetjmp every loop variable lives on the stack. */
-	probes_r[0] = ms_lookup_probe(m, keys[0], key_lens[0], fps[0], &indexes_r[0], &copies_r[0]);
+	probes_r[0] = lookup_probe(m, keys[0], key_lens[0], fps[0], &indexes_r[0], &copies_r[0]);
 	if (n == 2)
-		probes_r[1] = ms_lookup_probe(m, keys[1], key_lens[1], fps[1], &indexes_r[1], &copies_r[1]);
+		probes_r[1] = lookup_probe(m, keys[1], key_lens[1], fps[1], &indexes_r[1], &copies_r[1]);
 	ms_bus_guard_arm(NULL);
 	return MS_READ_DONE;
 }

@@ -102,18 +102,14 @@ inline bool blob_has_key(const Mapping& m, const SlotCopy& c, std::string_view k
 
 enum class Probe { found, absent, busy };
 
-inline Probe probe_of(ms_probe p) {
-    switch (p) {
+// The readers' probe (ms_lookup_probe): the key's chain in the tag bytes.
+inline Probe lookup_probe(const Mapping& m, std::string_view key, uint64_t fp, uint64_t& index, SlotCopy& c) {
+    switch (ms_lookup_probe(&m.view, key.data(), key.size(), fp, &index, &c)) {
         case MS_PROBE_FOUND: return Probe::found;
         case MS_PROBE_BUSY: return Probe::busy;
         case MS_PROBE_ABSENT: break;
     }
     return Probe::absent;
-}
-
-// The readers' probe (ms_lookup_probe): the key's chain in the tag bytes.
-inline Probe lookup_probe(const Mapping& m, std::string_view key, uint64_t fp, uint64_t& index, SlotCopy& c) {
-    return probe_of(ms_lookup_probe(&m.view, key.data(), key.size(), fp, &index, &c));
 }
 
 // The writer's probe: linear probing from the key's home slot by the slots'

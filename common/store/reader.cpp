@@ -58,19 +58,20 @@ struct StoreReader::Impl {
 namespace {
 
 // What a probe found, as the hot view of its slot.
-LookupStatus hot_view_of(Probe found, const SlotCopy& c, HotView& out, std::string& error_r) {
+// (c is as the C probe left it: read only when it found the key.)
+LookupStatus hot_view_of(ms_probe found, const ms_slot_copy& c, HotView& out, std::string& error_r) {
     switch (found) {
-        case Probe::busy:
+        case MS_PROBE_BUSY:
             error_r = "a store slot stayed locked (a writer died mid-write; the next "
                            "mailsuspend command repairs it)";
             return LookupStatus::unavailable;
-        case Probe::absent: return LookupStatus::absent;
-        case Probe::found: break;
+        case MS_PROBE_ABSENT: return LookupStatus::absent;
+        case MS_PROBE_FOUND: break;
     }
     out.suspended = w0_suspended(c.w0);
     out.mode = static_cast<DeliveryMode>(std::min<uint8_t>(w0_mode(c.w0), 4));
     out.min_expiry = static_cast<uint32_t>(c.expiry);
-    out.blob = c.blob_offset();
+    out.blob = ms_blob_offset(&c);
     return LookupStatus::found;
 }
 
@@ -118,27 +119,29 @@ void lookup_keys(StoreReader::Impl& impl, const std::string_view (&keys)[N], Hot
         lens[k] = keys[k].size();
         fp[k] = hash_key(data[k], lens[k]);
     }
-    SlotCopy c[N];  // read by the C probe as its own struct
-    static_assert(sizeof(SlotCopy) == sizeof(ms_slot_copy));
+    ms_slot_copy c[N];  // written by the probe where it finds a key
     ms_probe found[N];
     const Mapping& m = impl.map;
-    for (auto& s : status_r) s = LookupStatus::unavailable;
+    const auto unavailable = [&] {
+        for (auto& s : status_r) s = LookupStatus::unavailable;
+    };
+    if (!m.valid() && !impl.current()) return unavailable();
+    ms_read read = ms_probe_keys(&m.view, N, data, lens, fp, found, index, c);
     // Stale: remap and probe again (a few times: a generation may be retired
     // again between the remap and the probe).
-    ms_read read = MS_READ_STALE;
-    for (int attempt = 0; attempt < 4 && read == MS_READ_STALE; ++attempt) {
-        if ((attempt > 0 || !m.valid()) && !impl.current()) return;
+    for (int attempt = 1; attempt < 4 && read == MS_READ_STALE; ++attempt) {
+        if (!impl.current()) return unavailable();
         read = ms_probe_keys(&m.view, N, data, lens, fp, found, index, c);
     }
     if (read == MS_READ_FAULT) {
         impl.lose_mapping();
-        return;
+        return unavailable();
     }
     if (read == MS_READ_STALE) {
         impl.error = impl.path + ": replaced again and again during one lookup";
-        return;
+        return unavailable();
     }
-    for (std::size_t k = 0; k < N; ++k) status_r[k] = hot_view_of(probe_of(found[k]), c[k], *outs[k], impl.error);
+    for (std::size_t k = 0; k < N; ++k) status_r[k] = hot_view_of(found[k], c[k], *outs[k], impl.error);
 }
 
 }  // namespace
