@@ -180,49 +180,45 @@ static bool mapped(struct ms_light *light)
 	return map_store(light);
 }
 
-/* One key's slot flags service (or cannot be read: *busy_r). */
-static bool key_flags(const struct ms_map *map, const char *key, size_t len,
-		      enum ms_service service, bool *busy_r)
-{
-	struct ms_slot_copy copy;
-	uint64_t index;
-
-	switch (ms_lookup_probe(map, key, len, ms_hash_key(key, len), &index, &copy)) {
-	case MS_PROBE_FOUND:
-		return ms_slot_flags(&copy, service);
-	case MS_PROBE_BUSY:
-		*busy_r = true;
-		return true;
-	case MS_PROBE_ABSENT:
-		break;
-	}
-	return false;
-}
-
 struct probe_outcome {
 	bool current; /* the mapping is the current generation */
 	bool flagged; /* a slot flags the service, or could not be read */
 	bool busy;    /* a slot stayed locked */
 };
 
-/* Probes the mailbox key (if any) and the domain key under the SIGBUS
-   guard; false when the file shrank under the mapping. */
+/* Probes the mailbox key (if any) and the domain key in the readers' one
+   guarded read (ms_probe_keys); false when the file shrank under the
+   mapping. */
 static bool probe_guarded(struct ms_light *light, const char *key, size_t key_len,
 			  const char *at, enum ms_service service, struct probe_outcome *out)
 {
-	const size_t domain_len = key_len - (size_t)(at - key);
-	sigjmp_buf guard;
+	const size_t first = at != key ? 0 : 1; /* "@domain": no mailbox key */
+	const char *keys[2] = { key, at };
+	const size_t lens[2] = { key_len, key_len - (size_t)(at - key) };
+	uint64_t fps[2], indexes[2];
+	enum ms_probe probes[2];
+	struct ms_slot_copy copies[2];
 
-	if (sigsetjmp(guard, 0) != 0)
+	for (size_t k = first; k < 2; k++)
+		fps[k] = ms_hash_key(keys[k], lens[k]);
+	switch (ms_probe_keys(&light->map, 2 - first, keys + first, lens + first, fps + first,
+			      probes + first, indexes + first, copies + first)) {
+	case MS_READ_FAULT:
 		return false;
-	ms_bus_guard_arm(&guard);
-	out->current = ms_map_current(&light->map);
-	if (out->current) {
-		out->flagged = (at != key &&
-				key_flags(&light->map, key, key_len, service, &out->busy)) ||
-			key_flags(&light->map, at, domain_len, service, &out->busy);
+	case MS_READ_STALE:
+		out->current = false;
+		return true;
+	case MS_READ_DONE:
+		break;
 	}
-	ms_bus_guard_arm(NULL);
+	out->current = true;
+	for (size_t k = first; k < 2; k++) {
+		if (probes[k] == MS_PROBE_BUSY)
+			out->busy = true;
+		if (probes[k] == MS_PROBE_BUSY ||
+		    (probes[k] == MS_PROBE_FOUND && ms_slot_flags(&copies[k], service)))
+			out->flagged = true;
+	}
 	return true;
 }
 
