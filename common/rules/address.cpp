@@ -279,67 +279,83 @@ std::size_t put_domain(std::string_view domain, char* out, std::size_t room, std
     return check_ascii_domain(out, len, error_r) ? len : 0;
 }
 
-// The base of an unquoted ASCII local part, lower-cased into out; 0 for
-// anything the careful path must see (put_local).
-std::size_t put_plain_base(const char* p, const char* end, char sep, char* out) {
-    std::size_t n = 0;
-    for (; p < end; ++p) {
-        if (*p == sep && n > 0) break;  // sep '\0': never (a NUL is no local octet)
-        const char c = kLocalOctets[static_cast<unsigned char>(*p)];
-        if (c == 0 || n == kMaxLocalPart) return 0;
-        out[n++] = c;
+// The base of an unquoted ASCII local part, lower-cased into out, and where
+// it stopped (the '@', the separator, or anything the careful path must
+// see).  The loop is bounded by the 64 octets a base may have, so it tests
+// only the octet (every octet of every check passes here).
+std::size_t put_plain_base(const char* p, const char* end, char sep, char* out, const char** stop_r) {
+    const char* limit = p + std::min<std::size_t>(static_cast<std::size_t>(end - p), kMaxLocalPart + 1);
+    const char* q = p;
+    for (; q < limit; ++q, ++out) {
+        const char o = *q;
+        const char c = kLocalOctets[static_cast<unsigned char>(o)];  // 0: '@', special, non-ASCII
+        if (c == 0 || o == sep) break;
+        *out = c;
     }
-    return n;
+    *stop_r = q;
+    const auto n = static_cast<std::size_t>(q - p);
+    return n <= kMaxLocalPart ? n : 0;
+}
+
+// Whether the label that ends before out[i] (it began at out[start]) may
+// stand in a domain: not empty, at most 63 octets, no '-' at its end (its
+// start was checked when the '-' was written).
+bool label_ends_well(const char* out, std::size_t start, std::size_t i) {
+    return i > start && i - start <= 63 && out[i - 1] != '-';
 }
 
 // An ASCII domain of valid labels, lower-cased into out (a trailing dot
-// dropped); 0 for anything the careful path must see (put_domain).
+// dropped); 0 for anything the careful path must see (put_domain).  Letters,
+// digits and '_' sort above '.' and '-': the loop tests each octet once, and
+// only the rare ones further.
 std::size_t put_plain_domain(const char* p, const char* end, char* out) {
     if (p < end && end[-1] == '.') --end;
-    if (p == end || end - p > static_cast<std::ptrdiff_t>(kMaxDomain)) return 0;
-    std::size_t n = 0, label = 0;
-    for (; p < end; ++p) {
-        const char c = kDomainOctets[static_cast<unsigned char>(*p)];
-        if (c == 0) return 0;
+    const auto len = static_cast<std::size_t>(end - p);
+    if (len == 0 || len > kMaxDomain) return 0;
+    std::size_t label = 0;  // where the current label starts
+    for (std::size_t i = 0; i < len; ++i) {
+        const char c = kDomainOctets[static_cast<unsigned char>(p[i])];
+        out[i] = c;
+        if (c > '.') continue;
+        if (c == 0 || (c == '-' && i == label)) return 0;
         if (c == '.') {
-            if (label == 0 || out[n - 1] == '-') return 0;
-            label = 0;
-        } else if ((label == 0 && c == '-') || ++label > 63) {
-            return 0;
+            if (!label_ends_well(out, label, i)) return 0;
+            label = i + 1;
         }
-        out[n++] = c;
     }
-    return label > 0 && out[n - 1] != '-' ? n : 0;  // no empty last label ("a@b.." ends in one)
+    return label_ends_well(out, label, len) ? len : 0;  // no empty last label ("a@b.." ends in one)
 }
+
+}  // namespace
+
+namespace detail {
 
 // The common case, "local[+tag]@domain" in plain ASCII: one pass over each
 // part, no second look.  0 for anything else, which normalise's careful
-// path handles (and explains).
+// path handles (and explains).  The base ends at the '@' (no search for it)
+// unless a tag follows: a tag may hold an '@', so the last one ends it.
 std::size_t normalise_plain(std::string_view in, const AddressRules& rules, char* out) {
     const char* begin = in.data();
     const char* end = begin + in.size();
-    const auto* at = static_cast<const char*>(::memrchr(begin, '@', in.size()));
-    if (!at || at == begin || *begin == '"') return 0;
-    const char sep = rules.subaddress_separator.empty() ? '\0' : rules.subaddress_separator.front();
-    const std::size_t local = put_plain_base(begin, at, sep, out);
-    if (local == 0) return 0;
+    const char sep = rules.subaddress_separator.empty() ? '@' : rules.subaddress_separator.front();
+    const char* stop = nullptr;
+    const std::size_t local = put_plain_base(begin, end, sep, out, &stop);
+    if (local == 0 || stop == end) return 0;
+    const char* at = stop;
+    if (*stop != '@') {  // the separator: the tag runs to the last '@'
+        if (*stop != sep) return 0;
+        at = static_cast<const char*>(::memrchr(stop, '@', static_cast<std::size_t>(end - stop)));
+        if (!at) return 0;
+    }
     out[local] = '@';
     const std::size_t domain = put_plain_domain(at + 1, end, out + local + 1);
     const std::size_t n = domain == 0 ? 0 : local + 1 + domain;
     return n <= kMaxAddress ? n : 0;
 }
 
-}  // namespace
-
-std::size_t normalise(std::string_view in, const AddressRules& rules, char* out,
-                      std::size_t out_size, TargetKind* kind_r, std::string* error_r) {
+std::size_t normalise_careful(std::string_view in, const AddressRules& rules, char* out,
+                              std::size_t out_size, TargetKind* kind_r, std::string* error_r) {
     if (in.empty()) return fail(error_r, "empty address"), 0;
-    if (out_size >= kKeyBufferSize) {
-        if (const std::size_t n = normalise_plain(in, rules, out)) {
-            if (kind_r) *kind_r = TargetKind::mailbox;
-            return n;
-        }
-    }
     // No limit on the input: only the key is limited (a long +tag still
     // names its mailbox, and Exim routes it there).
     if (out_size < kKeyBufferSize) return fail(error_r, "internal: key buffer too small"), 0;
@@ -372,6 +388,19 @@ std::size_t normalise(std::string_view in, const AddressRules& rules, char* out,
                0;
     if (kind_r) *kind_r = is_domain_target ? TargetKind::domain : TargetKind::mailbox;
     return n;
+}
+
+}  // namespace detail
+
+std::size_t normalise(std::string_view in, const AddressRules& rules, char* out,
+                      std::size_t out_size, TargetKind* kind_r, std::string* error_r) {
+    if (out_size >= kKeyBufferSize) {
+        if (const std::size_t n = detail::normalise_plain(in, rules, out)) {
+            if (kind_r) *kind_r = TargetKind::mailbox;
+            return n;
+        }
+    }
+    return detail::normalise_careful(in, rules, out, out_size, kind_r, error_r);
 }
 
 std::string normalise(std::string_view in, const AddressRules& rules, std::string& error_r) {

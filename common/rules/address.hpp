@@ -36,6 +36,15 @@ enum class TargetKind { mailbox, domain };
 std::size_t normalise(std::string_view in, const AddressRules& rules, char* out,
                       std::size_t out_size, TargetKind* kind_r, std::string* error_r);
 
+// normalise's two paths, apart for the test that they agree: the one pass
+// over plain ASCII "local[+tag]@domain" (0: not that, or not valid) and the
+// careful path that handles and explains every address.
+namespace detail {
+std::size_t normalise_plain(std::string_view in, const AddressRules& rules, char* out);
+std::size_t normalise_careful(std::string_view in, const AddressRules& rules, char* out,
+                              std::size_t out_size, TargetKind* kind_r, std::string* error_r);
+}  // namespace detail
+
 // Convenience for non-hot callers: "" and error_r set when invalid.
 std::string normalise(std::string_view in, const AddressRules& rules, std::string& error_r);
 
