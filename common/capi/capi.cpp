@@ -59,16 +59,25 @@ void append_clean(mailsuspend_result* r, std::size_t& n, std::string_view text) 
     n += plain;
 }
 
+// Appends text that needs no cleaning, as far as the reply has room.
+void append_printable(mailsuspend_result* r, std::size_t& n, std::string_view text) {
+    const std::size_t k = std::min(text.size(), MAILSUSPEND_TEXT_MAX - 1 - n);
+    std::memcpy(r->text + n, text.data(), k);
+    n += k;
+}
+
 }  // namespace
+
+static_assert(kMaxMessageText < MAILSUSPEND_TEXT_MAX, "a configured message fits a reply");
 
 void set_text(mailsuspend_result* r, const std::string& message, const std::string& reason,
               bool include_reason) {
     std::size_t n = 0;
-    append_clean(r, n, message);
+    append_printable(r, n, message);  // a configured message: checked when the config was read
     if (include_reason && !reason.empty()) {
-        append_clean(r, n, " (");
+        append_printable(r, n, " (");
         append_clean(r, n, reason);
-        append_clean(r, n, ")");
+        append_printable(r, n, ")");
     }
     r->text[n] = '\0';
 }
@@ -222,15 +231,13 @@ struct Hot {
 
 // The record of a key whose slot flags service: that service's state, read
 // from its blob, and the mode.  false when the store is unavailable.
+// (record is as constructed; the read decodes that service's state and the
+// mode straight into it, no other service.)
 bool complete(StoreReader& reader, std::string_view key, const Hot& hot, Service service, TargetRecord& record) {
     record.mode = hot.mode();
     if (!hot.flags(service)) return true;
-    TargetRecord full;
-    const LookupStatus got = reader.read(key, full, static_cast<int>(service));
-    if (got == LookupStatus::unavailable) return false;
-    if (got == LookupStatus::absent) return true;  // erased between the two reads
-    record.at(service) = std::move(full.at(service));
-    return true;
+    // absent: erased between the two reads, record untouched.
+    return reader.read(key, record, static_cast<int>(service)) != LookupStatus::unavailable;
 }
 
 // What is in force for one service of one address, and its delivery mode.
@@ -240,7 +247,8 @@ struct Effective {
 };
 
 // Mailbox state united with its domain's by the model's precedence
-// (effective(), the one `status` uses); false when the store is unavailable.
+// (effective(), the one `status` uses) into out, which is as constructed
+// (nothing in force); false when the store is unavailable.
 bool effective_state(struct mailsuspend_handle* ms, std::string_view key, Service service, int64_t now,
                      Effective& out, std::string& error_r) {
     StoreReader* reader = reader_of(ms, now);
@@ -262,7 +270,6 @@ bool effective_state(struct mailsuspend_handle* ms, std::string_view key, Servic
     // The common case, neither slot flags the service: nothing is in force
     // (effective() unites flagged states only), and no record is read.
     if (!own_hot.flags(service) && !domain_hot.flags(service)) {
-        out.service = EffectiveService{};
         out.mode = effective_mode(own_hot.mode(), domain_hot.mode(), ms->cfg.default_mode);
         return true;
     }
@@ -294,10 +301,12 @@ bool key_of(struct mailsuspend_handle* ms, const char* address, char* buf, std::
 // neither the mailbox nor the domain can be a key.
 bool check_key_of(struct mailsuspend_handle* ms, const char* address, char* buf, std::size_t size,
                   std::string_view& key) {
-    if (key_of(ms, address, buf, size, key)) return true;
-    const char* at = address ? std::strrchr(address, '@') : nullptr;
-    if (!at) return false;
-    return key_of(ms, at, buf, size, key);
+    if (!address) return false;
+    std::size_t n = normalise(address, ms->cfg.address, buf, size, nullptr, nullptr);
+    if (const char* at = n == 0 ? std::strrchr(address, '@') : nullptr)
+        n = normalise(at, ms->cfg.address, buf, size, nullptr, nullptr);
+    key = std::string_view(buf, n);
+    return n > 0;
 }
 
 // The shared path of every check: normalise, look up, fill the result.
@@ -357,7 +366,7 @@ std::optional<Service> login_service(struct mailsuspend_handle* ms, const char* 
                                      : p == "pop3"  ? Service::pop3
                                      : p == "sieve" ? Service::sieve
                                                     : std::optional<Service>{};
-    if (s == Service::sieve || !s) return s;
+    if (s == Service::sieve || !s || ms->cfg.webmail_hosts.empty()) return s;
     return ms->cfg.is_webmail_host(client_ip) ? Service::webmail : s;
 }
 

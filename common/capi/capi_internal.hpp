@@ -41,6 +41,9 @@ constexpr int64_t kMetricsRetryInterval = 60;  // the same for a metrics file (i
 
 void log_line(struct mailsuspend_handle* ms, mailsuspend_log_level level, const std::string& msg);
 void reset(mailsuspend_result* r, const char* service);
+// The reply: message (a configured messages.* text, placed as it is: the
+// config reader checked it) and, when include_reason, " (reason)" cleaned
+// (a reason comes from the store).
 void set_text(mailsuspend_result* r, const std::string& message, const std::string& reason,
               bool include_reason);
 // The store reader, opened (or reopened) at most once a second.

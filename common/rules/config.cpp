@@ -101,7 +101,7 @@ public:
         if (!s) return;
         if (config_setting_type(s) != CONFIG_TYPE_STRING) return fail(s, "must be a string in quotes");
         std::string value = config_setting_get_string(s);
-        if (std::string bad; !check_free_text(value, 400, bad)) return fail(s, "text " + bad);
+        if (std::string bad; !check_free_text(value, kMaxMessageText, bad)) return fail(s, "text " + bad);
         // Exim's ACL tells "refuse" by a non-empty reply: a blank text would let mail through.
         if (value.find_first_not_of(' ') == std::string::npos)
             return fail(s, "must not be empty (it is the reply the client sees)");

@@ -18,6 +18,11 @@ namespace mailsuspend {
 
 enum class FailPolicy { open, closed };
 
+// A configured message (messages.*) is at most this long, UTF-8 without a
+// control character or line break: the config reader refuses anything else,
+// so a reply starts with it as it is.
+constexpr std::size_t kMaxMessageText = 400;
+
 struct Messages {
     // Refusals while the store cannot be read and store.fail_policy is closed:
     // nobody is known to be suspended, so no suspension text.

@@ -403,6 +403,24 @@ TEST_F(CapiTest, IncludeReasonOff) {
     EXPECT_STREQ(h.send("a@example.com").text, "NOSEND");
 }
 
+// A configured message starts the reply as written (the config reader
+// checked it: UTF-8, no control character, at most 400 octets); the reason
+// that follows comes from the store and is cut to what the reply holds.
+TEST_F(CapiTest, ConfiguredMessageStartsTheReplyAsWritten) {
+    const std::string message = "Konto gesperrt \u2013 bitte an den Support wenden. " + std::string(340, 'x');
+    text.rest = "messages: { login_denied = \"" + message + "\"; };\n";
+    configure();
+    init();
+    suspend("a@example.com", "imap", std::string(200, 'r'));
+    Handle h(config_path);
+    const std::string reply = h.login("a@example.com", "imap").text;
+    const std::string written = "Konto gesperrt \xE2\x80\x93 bitte an den Support wenden. " + std::string(340, 'x');
+    ASSERT_EQ(reply.substr(0, written.size()), written);
+    EXPECT_EQ(reply.size(), std::size_t{MAILSUSPEND_TEXT_MAX - 1}) << "cut to the reply's room";
+    EXPECT_EQ(reply.substr(written.size()), " (" + std::string(MAILSUSPEND_TEXT_MAX - 1 - written.size() - 2, 'r'))
+        << "the reason fills the rest (no room for its ')')";
+}
+
 TEST_F(CapiTest, ExpiredSuspensionAllowsAtOnce) {
     init();
     {
