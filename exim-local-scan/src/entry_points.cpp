@@ -238,6 +238,7 @@ __attribute__((visibility("default"))) int local_scan_version_minor(void) {
 }
 
 __attribute__((visibility("default"))) int local_scan(int fd, uschar** return_text) {
+    if (fd < 0) return LOCAL_SCAN_ACCEPT;  // no message: load_local_scan_in_daemon
     entering_local_scan();
     int verdict = LOCAL_SCAN_ACCEPT;
     try {
@@ -264,6 +265,7 @@ __attribute__((visibility("default"))) int mailsuspend_preload(uschar** yield, i
     try {
         note_dlfunc_available();
         refresh_in_daemon(arg(argc, argv, 0));
+        load_local_scan_in_daemon();
     } catch (...) {
         log_main("internal error in mailsuspend_preload");
     }

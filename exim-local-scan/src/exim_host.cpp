@@ -2,6 +2,7 @@
 #define LOCAL_SCAN
 #include "exim_host.hpp"
 
+#include <dlfcn.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -53,6 +54,19 @@ bool dlfunc_available() noexcept {
         cached = *self != '\0' && std::strcmp(expand_variable(expression), "pong") == 0 ? 1 : 0;
     }
     return cached == 1;
+}
+
+void load_local_scan_in_daemon() noexcept {
+    static bool loaded = false;
+    if (loaded || !local_scan_path || *local_scan_path == '\0') return;
+    loaded = true;
+    // Exim's local_scan, exported by the binary (the global scope finds it
+    // first; were it ours, it would answer -1 at once all the same).
+    using LocalScan = int (*)(int, uschar**);
+    const auto exim_local_scan = reinterpret_cast<LocalScan>(::dlsym(RTLD_DEFAULT, "local_scan"));
+    if (!exim_local_scan) return;
+    uschar* ignored = nullptr;
+    exim_local_scan(-1, &ignored);
 }
 
 char* exim_copy(const char* text) noexcept {

@@ -27,6 +27,15 @@ bool dlfunc_available() noexcept;
 // Called from a ${dlfunc} entry point: proves dlfunc_available().
 void note_dlfunc_available() noexcept;
 
+// In the daemon: has Exim's own local_scan() load local_scan_path now.
+// Debian's Exim loads it at a process's first message, and every receiving
+// process the daemon forks is such a process: each opened the module again,
+// and glibc, comparing the name with every loaded library's, read a page of
+// each (about 30 page faults per message).  Loaded once here, the forks
+// inherit the loaded function.  Exim then calls this module's local_scan
+// with no message, data_fd -1, which must answer at once.
+void load_local_scan_in_daemon() noexcept;
+
 // Copies text into Exim's per-message memory (what Exim expects to own).
 char* exim_copy(const char* text) noexcept;
 
