@@ -355,12 +355,14 @@ def dovecot_run(harness, server, out_dir, logins):
     return by_kind
 
 
-def dovecot_per_login(harness, server, out_dir, logins):
+def dovecot_per_login(harness, server, out_dir, logins, keep=None):
     """The login processes' counts per IMAP login and logout: a run with one
     login (processes started, the auth worker, first-use costs) taken from a
-    run with 1 + logins."""
+    run with 1 + logins.  keep: a directory to copy the second run's files to."""
     one = dovecot_run(harness, server, out_dir, 1)
     more = dovecot_run(harness, server, out_dir, 1 + logins)
+    if keep:
+        shutil.copytree(out_dir, keep, dirs_exist_ok=True)
     diff = {}
     for kind in LOGIN_PROCESSES:
         kind_diff = {event: more.get(kind, {}).get(event, 0) - one.get(kind, {}).get(event, 0)
@@ -387,7 +389,8 @@ def dovecot_rows(args):
         # start() runs too: the same in both runs, so it cancels out).
         harness.DOVECOT = wrapper(server.tmp, out_dir, plain_dovecot, keep_caps=False)
         try:
-            row = dict(dovecot_per_login(harness, server, out_dir, args.logins),
+            keep = os.path.join(args.keep, f"dovecot-{name}") if args.keep else None
+            row = dict(dovecot_per_login(harness, server, out_dir, args.logins, keep),
                        row=f"Dovecot IMAP login + logout, {name}")
         finally:
             harness.DOVECOT = plain_dovecot
@@ -416,7 +419,8 @@ def main():
     parser.add_argument("--suspended", type=int, default=1000,
                         help="suspended accounts in the Exim rows' store (none is the test sender or recipient)")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--keep", metavar="DIR", help="copy the Exim rows' callgrind files to DIR/<plain|module>")
+    parser.add_argument("--keep", metavar="DIR", help="copy the Exim rows' callgrind files to DIR/<plain|module>, "
+                        "the Dovecot rows' to DIR/dovecot-<plain|mailsuspend>")
     args = parser.parse_args()
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind missing (Debian: apt-get install valgrind)")
