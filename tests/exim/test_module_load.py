@@ -66,6 +66,35 @@ class SymbolsTest(unittest.TestCase):
         self.assertEqual(names - {"libc.so.6", "libconfig.so.9", "ld-linux-x86-64.so.2"}, set())
 
 
+def section(path, name):
+    """(address, size) of the section called name, or None."""
+    out = subprocess.run(["readelf", "-SW", path], capture_output=True, text=True, check=True).stdout
+    m = re.search(r"\]\s+" + re.escape(name) + r"\s+\S+\s+([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)", out)
+    return (int(m.group(1), 16), int(m.group(2), 16)) if m else None
+
+
+def symbol_addresses(path):
+    out = subprocess.run(["nm", path], capture_output=True, text=True, check=True).stdout
+    return {parts[2]: int(parts[0], 16) for parts in (line.split() for line in out.splitlines())
+            if len(parts) == 3 and parts[1] in "tT"}
+
+
+class LayoutTest(unittest.TestCase):
+    def test_what_a_message_runs_lies_together(self):
+        # hot-message.ld gathers the functions an SMTP message runs ahead of
+        # .text: a receiver the daemon forks faults once per 64 KiB window of
+        # the module's code it runs (bench/hot_sections.py).
+        hot = section(PATHS["so"], ".text.hot_message")
+        self.assertIsNotNone(hot, "no .text.hot_message: hot-message.ld was not applied")
+        start, size = hot
+        self.assertLess(size, 64 * 1024)
+        addresses = symbol_addresses(PATHS["so"])
+        for name in ("local_scan", "mailsuspend_send", "mailsuspend_rcpt", "mailsuspend_check_send",
+                     "mailsuspend_count_message", "ms_probe_keys", "ms_hash_key"):
+            self.assertIn(name, addresses)
+            self.assertTrue(start <= addresses[name] < start + size, f"{name} is not in .text.hot_message")
+
+
 class LoadTest(EximTestCase):
     daemon = False
 
