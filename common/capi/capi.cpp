@@ -60,7 +60,7 @@ void append_clean(mailsuspend_result* r, std::size_t& n, std::string_view text) 
 }
 
 // Appends text that needs no cleaning, as far as the reply has room.
-void append_printable(mailsuspend_result* r, std::size_t& n, std::string_view text) {
+void append_as_is(mailsuspend_result* r, std::size_t& n, std::string_view text) {
     const std::size_t k = std::min(text.size(), MAILSUSPEND_TEXT_MAX - 1 - n);
     std::memcpy(r->text + n, text.data(), k);
     n += k;
@@ -73,11 +73,11 @@ static_assert(kMaxMessageText < MAILSUSPEND_TEXT_MAX, "a configured message fits
 void set_text(mailsuspend_result* r, const std::string& message, const std::string& reason,
               bool include_reason) {
     std::size_t n = 0;
-    append_printable(r, n, message);  // a configured message: checked when the config was read
+    append_as_is(r, n, message);  // a configured message: checked when the config was read
     if (include_reason && !reason.empty()) {
-        append_printable(r, n, " (");
+        append_as_is(r, n, " (");
         append_clean(r, n, reason);
-        append_printable(r, n, ")");
+        append_as_is(r, n, ")");
     }
     r->text[n] = '\0';
 }
