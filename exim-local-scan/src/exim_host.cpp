@@ -4,6 +4,7 @@
 
 #include <dlfcn.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -56,10 +57,24 @@ bool dlfunc_available() noexcept {
     return cached == 1;
 }
 
+namespace {
+// Whether local_scan_path names this module's file: only ours may be called
+// with no message (another module's local_scan would take -1 for a message).
+bool local_scan_path_is_this_module() noexcept {
+    Dl_info self{};
+    struct stat ours {}, configured {};
+    return ::dladdr(reinterpret_cast<void*>(&load_local_scan_in_daemon), &self) != 0 && self.dli_fname &&
+           ::stat(self.dli_fname, &ours) == 0 &&
+           ::stat(reinterpret_cast<const char*>(local_scan_path), &configured) == 0 &&
+           ours.st_dev == configured.st_dev && ours.st_ino == configured.st_ino;
+}
+}  // namespace
+
 void load_local_scan_in_daemon() noexcept {
     static bool loaded = false;
     if (loaded || !local_scan_path || *local_scan_path == '\0') return;
     loaded = true;
+    if (!local_scan_path_is_this_module()) return;
     // Exim's local_scan, exported by the binary (the global scope finds it
     // first; were it ours, it would answer -1 at once all the same).
     using LocalScan = int (*)(int, uschar**);

@@ -33,7 +33,8 @@ void note_dlfunc_available() noexcept;
 // and glibc, comparing the name with every loaded library's, read a page of
 // each (about 30 page faults per message).  Loaded once here, the forks
 // inherit the loaded function.  Exim then calls this module's local_scan
-// with no message, data_fd -1, which must answer at once.
+// with no message, data_fd -1, which must answer at once.  Nothing is
+// loaded when local_scan_path names another module.
 void load_local_scan_in_daemon() noexcept;
 
 // Copies text into Exim's per-message memory (what Exim expects to own).
