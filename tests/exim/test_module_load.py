@@ -2,6 +2,7 @@
 """mailsuspend.so against the real exim4 binary: it exports only Exim's
 entry points, needs nothing Debian's exim4 does not export, loads as
 local_scan, and its ${dlfunc} functions answer and refuse bad arguments."""
+import glob
 import os
 import re
 import subprocess
@@ -154,6 +155,40 @@ class DaemonPreloadTest(EximTestCase):
             maps = f.read()
         self.assertIn(PATHS["so"], maps)
         self.assertIn(os.path.join(env.dir, "store", "store"), maps)
+
+
+class ReceiverLoadsNothingTest(EximTestCase):
+    """The daemon has Exim's local_scan() load the module once
+    (load_local_scan_in_daemon), so the processes it forks for connections
+    do not load it again for their message.  Seen through the dynamic
+    linker's own trace: loading local_scan_path looks up
+    local_scan_version_major in the module, and each trace line carries the
+    process id."""
+
+    @classmethod
+    def prepare(cls):
+        cls.trace = os.path.join(cls.env.dir, "ld-trace")
+        cls.env.env.update(LD_DEBUG="symbols", LD_DEBUG_OUTPUT=cls.trace)
+
+    def lookups_by_process(self):
+        by_pid = {}
+        for path in glob.glob(self.trace + ".*"):
+            with open(path, errors="replace") as f:
+                for line in f:
+                    if "symbol=local_scan_version_major;" in line:
+                        pid = line.split(":", 1)[0].strip()
+                        by_pid[pid] = by_pid.get(pid, 0) + 1
+        return by_pid
+
+    def test_only_the_daemon_loads_local_scan(self):
+        for i in range(2):
+            out = self.env.send("sender@example.com", ["zed@example.com"], user="sender@example.com",
+                                subject=f"trace {i}")
+            self.assertEqual(out.data[0], 250, out)
+        self.env.wait_idle()
+        by_pid = self.lookups_by_process()
+        self.assertEqual(list(by_pid), [str(self.env.daemon.pid)],
+                         f"local_scan loaded by processes other than the daemon: {by_pid}")
 
 
 if __name__ == "__main__":
