@@ -285,15 +285,6 @@ bool effective_state(struct mailsuspend_handle* ms, std::string_view key, Servic
     return true;
 }
 
-// Normalises into buf; false (allow: such a name cannot be suspended) when invalid.
-bool key_of(struct mailsuspend_handle* ms, const char* address, char* buf, std::size_t size,
-            std::string_view& key) {
-    if (!address) return false;
-    const std::size_t n = normalise(address, ms->cfg.address, buf, size, nullptr, nullptr);
-    key = std::string_view(buf, n);
-    return n > 0;
-}
-
 // The key a check looks up.  A local part that is no key even after
 // unquoting and dropping the tag (a space or special in the base, more than
 // 64 octets of base) names no mailbox of the store, which cannot hold such a
@@ -301,12 +292,9 @@ bool key_of(struct mailsuspend_handle* ms, const char* address, char* buf, std::
 // neither the mailbox nor the domain can be a key.
 bool check_key_of(struct mailsuspend_handle* ms, const char* address, char* buf, std::size_t size,
                   std::string_view& key) {
-    if (!address) return false;
-    std::size_t n = normalise(address, ms->cfg.address, buf, size, nullptr, nullptr);
-    if (const char* at = n == 0 ? std::strrchr(address, '@') : nullptr)
-        n = normalise(at, ms->cfg.address, buf, size, nullptr, nullptr);
-    key = std::string_view(buf, n);
-    return n > 0;
+    if (key_of(ms, address, buf, size, key)) return true;
+    const char* at = address ? std::strrchr(address, '@') : nullptr;
+    return at && key_of(ms, at, buf, size, key);
 }
 
 // The shared path of every check: normalise, look up, fill the result.

@@ -48,9 +48,15 @@ void set_text(mailsuspend_result* r, const std::string& message, const std::stri
               bool include_reason);
 // The store reader, opened (or reopened) at most once a second.
 StoreReader* reader_of(struct mailsuspend_handle* ms, int64_t now);
-// Normalises address into buf; false when it cannot be a key.
-bool key_of(struct mailsuspend_handle* ms, const char* address, char* buf, std::size_t size,
-            std::string_view& key);
+// Normalises address into buf; false (allow: such a name cannot be
+// suspended) when it cannot be a key.  Inline: every check calls it.
+inline bool key_of(struct mailsuspend_handle* ms, const char* address, char* buf, std::size_t size,
+                   std::string_view& key) {
+    if (!address) return false;
+    const std::size_t n = normalise(address, ms->cfg.address, buf, size, nullptr, nullptr);
+    key = std::string_view(buf, n);
+    return n > 0;
+}
 
 // The service a login over protocol is checked as (webmail from its hosts);
 // nullopt for protocols never refused at login (lmtp, lda, ...).

@@ -23,7 +23,6 @@
 extern "C" {
 #endif
 
-/* Points the SIGBUS handler at guard (NULL: no guard). */
 /* The guard the handler jumps to, NULL outside one: per thread and per
    module (hidden: each module that links the reader has its own, as it
    has its own handler in the chain).  initial-exec: the modules Dovecot
@@ -33,7 +32,8 @@ extern "C" {
 extern __thread sigjmp_buf *ms_bus_guard_active
 	__attribute__((tls_model("initial-exec"), visibility("hidden")));
 
-/* Inline: every lookup arms and disarms once. */
+/* Points the SIGBUS handler at guard (NULL: no guard).  Inline: every
+   lookup arms and disarms once. */
 static inline void ms_bus_guard_arm(sigjmp_buf *guard)
 {
 	ms_bus_guard_active = guard;

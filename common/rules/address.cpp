@@ -103,27 +103,9 @@ bool is_quoted_string(std::string_view local) {
 // separator on is dropped (not at octet 0: "+x" stays "+x"), then the base is
 // checked and ASCII lower-cased.  Only the base is limited to 64 octets: a
 // long tag still names its mailbox.  Returns the length, 0 on error.
-// The common case in one pass: an unquoted ASCII local part whose base is a
-// valid key, lower-cased into out.  0: anything else, which put_local's
-// careful path handles (and explains).
-std::size_t put_plain_local(std::string_view local, const std::string& separator, char* out) {
-    const bool tagged = !separator.empty();
-    const char sep = tagged ? separator.front() : '\0';
-    std::size_t n = 0;
-    for (const char ch : local) {
-        if (tagged && n > 0 && ch == sep) break;
-        const auto c = static_cast<unsigned char>(ch);
-        if (c >= 0x80 || (kOctetClasses[c] & kLocalSpecial) || n == kMaxLocalPart) return 0;
-        out[n++] = ascii_lower(ch);
-    }
-    return n;
-}
-
 std::size_t put_local(std::string_view local, const std::string& separator, char* out,
                       std::size_t room, std::string* error_r) {
     if (local.empty()) return fail(error_r, "empty local part"), 0;
-    if (local.front() != '"' && room >= kMaxLocalPart)
-        if (const std::size_t n = put_plain_local(local, separator, out)) return n;
     const bool quoted = is_quoted_string(local);
     if (quoted) local = local.substr(1, local.size() - 2);
     std::size_t base = 0;  // octets of the base, counted past what out can hold
