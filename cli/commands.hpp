@@ -21,6 +21,10 @@ class Session;
 
 namespace mailsuspend::cli {
 
+// In the store directory: mail_access_groups by number for Dovecot, written by
+// `mailsuspend init` and included by conf/dovecot/95-mailsuspend.conf.
+inline constexpr const char* kDovecotGroupsFile = "dovecot-groups.conf";
+
 struct Options {
     std::string config = MAILSUSPEND_DEFAULT_CONFIG;
     std::string actor;

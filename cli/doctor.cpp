@@ -67,6 +67,14 @@ bool try_open(const std::string& path, int flags, std::string& error_r) {
     return ok;
 }
 
+// A group as Dovecot and Exim take it: a number as it is, else a name.
+std::optional<gid_t> group_id(const std::string& group) {
+    if (!group.empty() && group.find_first_not_of("0123456789") == std::string::npos)
+        return static_cast<gid_t>(std::stoul(group));
+    const struct group* g = ::getgrnam(group.c_str());
+    return g ? std::optional<gid_t>(g->gr_gid) : std::nullopt;
+}
+
 std::optional<Identity> identity_of(const std::string& who, const std::string& user, const std::string& group,
                                     const std::vector<std::string>& extra, std::string& error_r) {
     Identity id;
@@ -77,14 +85,14 @@ std::optional<Identity> identity_of(const std::string& who, const std::string& u
     id.uid = pw->pw_uid;
     id.gid = pw->pw_gid;
     if (!group.empty()) {
-        const struct group* g = ::getgrnam(group.c_str());
-        if (!g) return error_r = who + " runs with group '" + group + "', which does not exist", std::nullopt;
-        id.gid = g->gr_gid;
+        const auto gid = group_id(group);
+        if (!gid) return error_r = who + " runs with group '" + group + "', which does not exist", std::nullopt;
+        id.gid = *gid;
     }
     for (const auto& name : extra) {
-        const struct group* g = ::getgrnam(name.c_str());
-        if (!g) return error_r = who + " is given group '" + name + "', which does not exist", std::nullopt;
-        id.groups.push_back(g->gr_gid);
+        const auto gid = group_id(name);
+        if (!gid) return error_r = who + " is given group '" + name + "', which does not exist", std::nullopt;
+        id.groups.push_back(*gid);
     }
     return id;
 }

@@ -103,7 +103,8 @@ Check check_dovecot_mail_access(const Dovecot& dc, const std::optional<Config>& 
                         "give the mail processes the store's read group: `mail_access_groups = " +
                             cfg->read_group + "` in " + dc.fix_hint() +
                             " (list groups already there too, e.g. mail," + cfg->read_group +
-                            "), then `systemctl restart dovecot`");
+                            "), then `systemctl restart dovecot`; if it names a number from " + cfg->store_path +
+                            "/dovecot-groups.conf, `mailsuspend init` writes the group's current one");
 }
 
 // "auth" of a Dovecot process title "<instance_name>/auth [...]" ("dovecot/auth").

@@ -41,6 +41,9 @@ class Installation:
         # One mailsuspend.conf for both servers: point the Dovecot snippet at Exim's.
         self.dovecot_snippet = os.path.join(self.dovecot.tmp, "95-mailsuspend.conf")
         self.edit(self.dovecot_snippet, self.dovecot.config, self.exim.ms_conf)
+        self.groups_include = "!include_try " + os.path.join(self.exim.dir, "store", "dovecot-groups.conf")
+        self.edit(self.dovecot_snippet, "!include_try " + os.path.join(self.dovecot.tmp, "store", "dovecot-groups.conf"),
+                  self.groups_include)
         self.config = self.exim.ms_conf
         self.units = tempfile.mkdtemp(prefix="ms-doctor-units-")
         for target, unit in (("timers.target", "mailsuspend-sweep.timer"),
@@ -161,7 +164,15 @@ class Broken(DoctorTestCase):
 
     def test_mail_processes_without_mail_access_groups(self):
         self.inst.edit(self.inst.dovecot_snippet, "mail_access_groups = mailsuspend", "")
+        self.inst.edit(self.inst.dovecot_snippet, self.inst.groups_include, "")  # the same group by number
         self.assertCheckFails("dovecot_mail_access", r"Permission denied")
+
+    def test_mail_processes_with_a_stale_group_number(self):
+        # The group renumbered after `mailsuspend init` wrote its number.
+        with open(os.path.join(self.inst.exim.dir, "store", "dovecot-groups.conf"), "w") as f:
+            f.write("mail_access_groups = 54321\n")
+        checks = self.assertCheckFails("dovecot_mail_access", r"Permission denied")
+        self.assertIn("`mailsuspend init` writes the group's current one", checks["dovecot_mail_access"]["fix"])
 
     def test_exim_with_local_scan_path_but_without_the_routers(self):
         self.inst.edit(self.inst.exim.conf,

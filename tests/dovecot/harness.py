@@ -22,6 +22,8 @@ DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 STOCK_AUTH_MODULES = "/usr/lib/dovecot/modules/auth"
 CORE_MODULE = "mailsuspend/libmailsuspend_core.so"
 CONFIG_PLACEHOLDER = "/etc/mailsuspend/mailsuspend.conf"
+# The snippet's include of the group file `mailsuspend init` writes in the store.
+GROUPS_PLACEHOLDER = "/var/lib/mailsuspend/dovecot-groups.conf"
 PASSWORD = "secret"
 USERS = ["alice@example.com", "bob@example.com", "carol@example.org",
          "dave@example.org"]
@@ -166,9 +168,14 @@ messages: {{ login_denied = "{LOGIN_DENIED}"; unavailable = "{SUSPENDED}"; login
             f.write(f"{PROXIED}:{{PLAIN}}{PASSWORD}:65534:65534::{mail}/{PROXIED}::"
                     "proxy=y host=127.0.0.1 port=1\n")
         os.chmod(users, 0o644)
-        # The documented snippet, pointed at this test's mailsuspend config.
+        # The documented snippet, pointed at this test's mailsuspend config and store.
         with open(self.args.snippet) as f:
-            snippet = f.read().replace(CONFIG_PLACEHOLDER, self.config)
+            snippet = f.read()
+        for placeholder in (CONFIG_PLACEHOLDER, GROUPS_PLACEHOLDER):
+            if placeholder not in snippet:
+                raise SetupError(f"{self.args.snippet} no longer names {placeholder}: update the harness")
+        snippet = snippet.replace(CONFIG_PLACEHOLDER, self.config).replace(
+            GROUPS_PLACEHOLDER, os.path.join(self.tmp, "store", "dovecot-groups.conf"))
         snippet_path = os.path.join(self.tmp, "95-mailsuspend.conf")
         with open(snippet_path, "w") as f:
             f.write(snippet)

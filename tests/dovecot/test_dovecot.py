@@ -392,6 +392,29 @@ class LiveSuite(DovecotCase):
         with open(f"/proc/{pid}/maps") as f:
             return "libmailsuspend_core.so" in f.read()
 
+    def test_mail_process_gets_the_read_group_by_number(self):
+        # `mailsuspend init` writes <store>/dovecot-groups.conf and the shipped
+        # snippet includes it: Dovecot takes the number as it is instead of
+        # looking the name up in /etc/group in every mail process.
+        gid = grp.getgrnam("mailsuspend").gr_gid
+        groups_file = os.path.join(self.server.tmp, "store", "dovecot-groups.conf")
+
+        def configured():
+            return subprocess.run([harness.DOVECOT, "-c", self.server.dovecot_conf, "-a"],
+                                  capture_output=True, text=True, check=True).stdout
+
+        self.assertRegex(configured(), rf"(?m)^mail_access_groups = {gid}$")
+        with self.logged_in_imap(DAVE):
+            with open(f"/proc/{self.mail_process_of(DAVE)}/status") as f:
+                groups = next(l.split()[1:] for l in f if l.startswith("Groups:"))
+            self.assertIn(str(gid), groups)
+        # Without the file (a store not yet initialised) the name stays.
+        os.rename(groups_file, groups_file + ".aside")
+        try:
+            self.assertRegex(configured(), r"(?m)^mail_access_groups = mailsuspend$")
+        finally:
+            os.rename(groups_file + ".aside", groups_file)
+
     def test_held_session_maps_no_core_until_a_flag(self):
         # Issue 14 item 3: the re-checks of a session that nothing flags are
         # answered by the C reader from the passdb's ticket; the C++ core

@@ -418,6 +418,9 @@ class PackageTest(unittest.TestCase):
         self.assertTrue(os.path.isfile("/lib/systemd/system/mailsuspend-notify.service"))
         self.assertFalse(os.path.exists("/etc/systemd/system/multi-user.target.wants/mailsuspend-notify.service"))
         self.assertIn("consistent", self.cli("check").stdout)
+        # The read group by number for Dovecot's mail processes (the snippet includes it).
+        with open(os.path.join(STORE, "dovecot-groups.conf")) as f:
+            self.assertIn(f"mail_access_groups = {grp.getgrnam(GROUP).gr_gid}\n", f.read())
         files = run(["dpkg", "-L", PACKAGE]).stdout.split()
         if any(f.startswith("/usr/share/man/") for f in files):
             run(["man", "-w", "mailsuspend"])
@@ -435,6 +438,8 @@ class PackageTest(unittest.TestCase):
             self.assertIn(LOGIN_DENIED, reply)
             reply = dovecot.login("bob@example.com")
             self.assertTrue(reply.startswith("a OK"), reply + dovecot.log_text())
+            settings = run(["dovecot", "-c", dovecot.conf, "-a"]).stdout
+            self.assertRegex(settings, rf"(?m)^mail_access_groups = {grp.getgrnam(GROUP).gr_gid}$")
         finally:
             dovecot.stop()
 
