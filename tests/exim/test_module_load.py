@@ -191,5 +191,48 @@ class ReceiverLoadsNothingTest(EximTestCase):
                          f"local_scan loaded by processes other than the daemon: {by_pid}")
 
 
+class OtherLocalScanTest(EximTestCase):
+    """An admin who runs another local_scan (sa-exim, say) keeps mailsuspend's
+    ACLs and routers, so the daemon still loads mailsuspend.so for them.  Its
+    load of local_scan_path in the daemon (load_local_scan_in_daemon) calls
+    Exim's local_scan() with no message; that must happen only when
+    local_scan_path names mailsuspend.so, never to another module, which
+    would take the missing message for one."""
+
+    @classmethod
+    def prepare(cls):
+        other = PATHS["other_local_scan"]
+        if not other or not os.path.isfile(other):
+            eximtest.fail_setup(f"--other-local-scan: no module at {other!r} (built as tests/exim/other_local_scan.so)")
+        # The one change to the shipped snippet: local_scan_path names the other module.
+        shipped = os.path.join(PATHS["snippets"], "mailsuspend-main")
+        with open(shipped) as f:
+            text = f.read()
+        line = "local_scan_path = MAILSUSPEND_SO"
+        if line not in text:
+            eximtest.fail_setup(f"{shipped} no longer has {line!r}")
+        changed = os.path.join(cls.env.dir, "mailsuspend-main")
+        with open(changed, "w") as f:
+            f.write(text.replace(line, f"local_scan_path = {other}"))
+        with open(cls.env.conf) as f:
+            conf = f.read()
+        if f".include {shipped}\n" not in conf:
+            eximtest.fail_setup(f"{cls.env.conf} does not include {shipped}")
+        with open(cls.env.conf, "w") as f:
+            f.write(conf.replace(f".include {shipped}\n", f".include {changed}\n"))
+
+    def test_the_other_local_scan_only_gets_messages(self):
+        for i in range(2):
+            out = self.env.send("sender@example.com", ["zed@example.com"], user="sender@example.com",
+                                subject=f"other {i}")
+            self.assertEqual(out.data[0], 250, out)
+        self.env.wait_idle()
+        # The ACLs ran mailsuspend.so in this daemon; the other module had the messages.
+        with open(f"/proc/{self.env.daemon.pid}/maps") as f:
+            self.assertIn(PATHS["so"], f.read())
+        self.assertEqual(len(self.env.log_lines(r"other local_scan: data fd open")), 2, self.env.mainlog())
+        self.assertEqual(self.env.log_lines(r"other local_scan: data fd missing"), [])
+
+
 if __name__ == "__main__":
     eximtest.main()
