@@ -40,6 +40,15 @@ def needed_libraries(path):
     return [m.group(1) for m in re.finditer(r"(?:=> |^\s+)(/\S+)", out, re.M)]
 
 
+def send_accepted(case, count, subject):
+    """count submissions through case's daemon, each accepted; returns when Exim is idle."""
+    for i in range(count):
+        out = case.env.send("sender@example.com", ["zed@example.com"], user="sender@example.com",
+                            subject=f"{subject} {i}")
+        case.assertEqual(out.data[0], 250, out)
+    case.env.wait_idle()
+
+
 class SymbolsTest(unittest.TestCase):
     def test_exports_only_the_entry_points(self):
         exported = {n for n in dynamic_symbols(PATHS["so"], True)
@@ -181,11 +190,7 @@ class ReceiverLoadsNothingTest(EximTestCase):
         return by_pid
 
     def test_only_the_daemon_loads_local_scan(self):
-        for i in range(2):
-            out = self.env.send("sender@example.com", ["zed@example.com"], user="sender@example.com",
-                                subject=f"trace {i}")
-            self.assertEqual(out.data[0], 250, out)
-        self.env.wait_idle()
+        send_accepted(self, 2, "trace")
         by_pid = self.lookups_by_process()
         self.assertEqual(list(by_pid), [str(self.env.daemon.pid)],
                          f"local_scan loaded by processes other than the daemon: {by_pid}")
@@ -222,11 +227,7 @@ class OtherLocalScanTest(EximTestCase):
             f.write(conf.replace(f".include {shipped}\n", f".include {changed}\n"))
 
     def test_the_other_local_scan_only_gets_messages(self):
-        for i in range(2):
-            out = self.env.send("sender@example.com", ["zed@example.com"], user="sender@example.com",
-                                subject=f"other {i}")
-            self.assertEqual(out.data[0], 250, out)
-        self.env.wait_idle()
+        send_accepted(self, 2, "other")
         # The ACLs ran mailsuspend.so in this daemon; the other module had the messages.
         with open(f"/proc/{self.env.daemon.pid}/maps") as f:
             self.assertIn(PATHS["so"], f.read())
