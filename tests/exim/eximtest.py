@@ -35,7 +35,7 @@ USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "iv
 WAIT = 20.0                # upper bound on waiting for Exim to finish something
 
 # Set by main() from the command line (CTest passes the built targets).
-PATHS = {"cli": None, "so": None, "snippets": None, "other_local_scan": None}
+PATHS = {"cli": None, "so": None, "snippets": None}
 
 
 def fail_setup(msg):
@@ -585,5 +585,7 @@ def main():
     parser.add_argument("--snippets", required=True)
     parser.add_argument("--other-local-scan", help="another local_scan module (tests/exim/other_local_scan.c)")
     args, rest = parser.parse_known_args()
-    PATHS.update(cli=args.cli, so=args.so, snippets=args.snippets, other_local_scan=args.other_local_scan)
+    PATHS.update(cli=args.cli, so=args.so, snippets=args.snippets)
+    if args.other_local_scan:  # only test_module_load's OtherLocalScanTest needs it
+        PATHS["other_local_scan"] = args.other_local_scan
     unittest.main(module="__main__", argv=[sys.argv[0], "-v", *rest])

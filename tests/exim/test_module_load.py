@@ -206,7 +206,7 @@ class OtherLocalScanTest(EximTestCase):
 
     @classmethod
     def prepare(cls):
-        other = PATHS["other_local_scan"]
+        other = PATHS.get("other_local_scan")
         if not other or not os.path.isfile(other):
             eximtest.fail_setup(f"--other-local-scan: no module at {other!r} (built as tests/exim/other_local_scan.so)")
         # The one change to the shipped snippet: local_scan_path names the other module.

@@ -22,22 +22,31 @@ from fleetenv import wait_until  # noqa: E402
 class FleetExim(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        # A set-up that fails half-way stops what it started: a Redis and an
+        # agent left running would take the next fleet test's port and data.
+        cls.agent = cls.env = None
         cls.fleet = fleetenv.Fleet(["a"])
-        cls.a = cls.fleet.nodes["a"]
-        pw = os.path.join(cls.fleet.root, "redis.pw")
-        fleetenv.write_password_file(pw)
-        cls.env = eximtest.Env("fleet", ms_extra="\n" + fleetenv.fleet_group("b", pw, cls.fleet.key))
-        cls.env.start_daemon()
-        cls.log = os.path.join(cls.env.dir, "sync.log")
-        with open(cls.log, "ab") as log:
-            cls.agent = subprocess.Popen([eximtest.PATHS["cli"], "--config", cls.env.ms_conf, "sync"],
-                                         stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            cls.a = cls.fleet.nodes["a"]
+            pw = os.path.join(cls.fleet.root, "redis.pw")
+            fleetenv.write_password_file(pw)
+            cls.env = eximtest.Env("fleet", ms_extra="\n" + fleetenv.fleet_group("b", pw, cls.fleet.key))
+            cls.env.start_daemon()
+            cls.log = os.path.join(cls.env.dir, "sync.log")
+            with open(cls.log, "ab") as log:
+                cls.agent = subprocess.Popen([eximtest.PATHS["cli"], "--config", cls.env.ms_conf, "sync"],
+                                             stdout=subprocess.DEVNULL, stderr=log)
+        except BaseException:
+            cls.tearDownClass()
+            raise
 
     @classmethod
     def tearDownClass(cls):
-        cls.agent.terminate()
-        cls.agent.wait(10)
-        cls.env.stop()
+        if cls.agent:
+            cls.agent.terminate()
+            cls.agent.wait(10)
+        if cls.env:
+            cls.env.stop()
         cls.fleet.stop()
 
     def b_status(self, target):
