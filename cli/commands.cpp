@@ -600,10 +600,7 @@ bool write_dovecot_groups(const Config& cfg, std::string& error_r) {
     const std::string text = "# Written by `mailsuspend init`: store.read_group (" + cfg.read_group +
                              ") by number, so that\n# Dovecot's mail processes need not look the name up "
                              "in /etc/group.\nmail_access_groups = " + std::to_string(gr->gr_gid) + "\n";
-    const std::string tmp = path + ".new";
-    if (!write_small_file(tmp, text, 0644) || ::chmod(tmp.c_str(), 0644) != 0 ||
-        ::rename(tmp.c_str(), path.c_str()) != 0)
-        return error_r = path + ": cannot write: " + std::strerror(errno), false;
+    if (!replace_small_file(path, text, 0644)) return error_r = path + ": cannot write: " + std::strerror(errno), false;
     return true;
 }
 

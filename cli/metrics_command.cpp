@@ -15,6 +15,7 @@
 
 #include "commands.hpp"
 #include "config.hpp"
+#include "files.hpp"
 #include "metrics.hpp"
 #include "model.hpp"
 #include "operations.hpp"
@@ -167,26 +168,12 @@ void counters(const Config& cfg, Exposition& e) {
     e.sample("mailsuspend_last_sweep_timestamp_seconds", "", c.at(HostClass::exim, metrics::kLastSweep));
 }
 
-// Writes text to dir/mailsuspend.prom through a temporary file and rename(),
-// so the collector never reads half a file.  The temporary name does not end
-// in .prom: the collector ignores it.
+// Replaces dir/mailsuspend.prom whole, so the collector never reads half a
+// file (the temporary name does not end in .prom: the collector ignores it).
 bool write_textfile(const std::string& dir, const std::string& text, std::string& error_r) {
     const std::string path = dir + "/mailsuspend.prom";
-    std::string tmp = dir + "/.mailsuspend.prom.XXXXXX";
-    const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
-    if (fd < 0) return error_r = tmp + ": " + std::strerror(errno), false;
-    std::size_t done = 0;
-    while (done < text.size()) {
-        const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-        if (n <= 0) break;
-        done += static_cast<std::size_t>(n);
-    }
-    const bool ok = done == text.size() && ::fchmod(fd, 0644) == 0 && ::close(fd) == 0 &&
-                    ::rename(tmp.c_str(), path.c_str()) == 0;
-    if (ok) return true;
-    error_r = path + ": " + std::strerror(errno);
-    ::unlink(tmp.c_str());
-    return false;
+    if (replace_small_file(path, text, 0644)) return true;
+    return error_r = path + ": " + std::strerror(errno), false;
 }
 
 }  // namespace

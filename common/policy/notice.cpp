@@ -51,20 +51,11 @@ bool read_whole(const std::string& path, std::string& out) {
     return read_small_file(path, out, {.limit = 64 << 20});
 }
 
-// Writes text to dir/name through a temporary file and rename (whole or nothing).
+// Writes text to dir/name whole or not at all; 0660 whatever the umask: root's
+// CLI and Exim share these files.
 bool write_atomically(const std::string& dir, const std::string& name, std::string_view text, std::string& error_r) {
-    const std::string tmp = dir + "/tmp-" + std::to_string(::getpid()) + "-" + random_hex(4);
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0660);
-    if (fd < 0) return error_r = errno_text(tmp), false;
-    ::fchmod(fd, 0660);  // root's CLI and Exim share these files, whatever the umask
-    const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-    ::close(fd);
-    if (!ok || ::rename(tmp.c_str(), (dir + "/" + name).c_str()) != 0) {
-        error_r = errno_text(dir + "/" + name);
-        ::unlink(tmp.c_str());
-        return false;
-    }
-    return true;
+    if (replace_small_file(dir + "/" + name, text, 0660)) return true;
+    return error_r = errno_text(dir + "/" + name), false;
 }
 
 

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 
 namespace mailsuspend {
 namespace {
@@ -45,9 +46,10 @@ bool read_small_file(const std::string& path, std::string& out, const ReadOption
     return ok;
 }
 
-bool write_small_file(const std::string& path, std::string_view text, mode_t mode) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0) return false;
+namespace {
+
+// Writes all of text to fd and closes it; false with errno set.
+bool write_all_and_close(int fd, std::string_view text) {
     std::size_t done = 0;
     while (done < text.size()) {
         const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
@@ -59,6 +61,32 @@ bool write_small_file(const std::string& path, std::string_view text, mode_t mod
     const bool closed = ::close(fd) == 0;
     if (done < text.size()) errno = saved;
     return done == text.size() && closed;
+}
+
+}  // namespace
+
+bool write_small_file(const std::string& path, std::string_view text, mode_t mode) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    return fd >= 0 && write_all_and_close(fd, text);
+}
+
+bool replace_small_file(const std::string& path, std::string_view text, mode_t mode) {
+    const std::size_t slash = path.rfind('/');
+    std::string tmp = slash == std::string::npos ? "." + path : path.substr(0, slash + 1) + "." + path.substr(slash + 1);
+    tmp += ".XXXXXX";
+    const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
+    if (fd < 0) return false;
+    if (::fchmod(fd, mode) != 0) {
+        const int chmod_errno = errno;
+        ::close(fd);
+        errno = chmod_errno;
+    } else if (write_all_and_close(fd, text) && ::rename(tmp.c_str(), path.c_str()) == 0) {
+        return true;
+    }
+    const int saved = errno;
+    ::unlink(tmp.c_str());
+    errno = saved;
+    return false;
 }
 
 std::vector<std::string_view> lines_of(std::string_view text) {

@@ -27,6 +27,13 @@ bool read_small_file(const std::string& path, std::string& out, const ReadOption
 // with errno set when it cannot be opened or written whole.
 bool write_small_file(const std::string& path, std::string_view text, mode_t mode = 0666);
 
+// Replaces path with text, whole or not at all: text goes to a temporary
+// file beside it (".<name>.XXXXXX": directory scans that skip dot names do
+// not see it), which gets mode whatever the umask and is renamed over path.
+// false with errno set; the temporary file is removed.  No fsync: a crash
+// may leave the old file, never a part of the new one.
+bool replace_small_file(const std::string& path, std::string_view text, mode_t mode);
+
 // text's lines without their "\n" (a last line without one counts too).
 std::vector<std::string_view> lines_of(std::string_view text);
 

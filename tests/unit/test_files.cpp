@@ -1,4 +1,5 @@
 // Small files read and written whole (common/rules/files.hpp).
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -6,6 +7,7 @@
 
 #include <cerrno>
 #include <string>
+#include <vector>
 
 #include "files.hpp"
 #include "test_util.hpp"
@@ -29,6 +31,33 @@ TEST(Files, ReadsAndWritesWhole) {
     ASSERT_TRUE(write_small_file(path, "short"));  // truncates
     ASSERT_TRUE(read_small_file(path, back));
     EXPECT_EQ(back, "short");
+}
+
+TEST(Files, ReplacesWholeWithTheModeWhateverTheUmaskAndLeavesNoTemporary) {
+    TempDir dir;
+    const std::string path = dir.path() + "/f";
+    ASSERT_TRUE(write_small_file(path, "old"));
+    const mode_t umask_before = ::umask(0077);
+    const bool replaced = replace_small_file(path, "new text", 0644);
+    ::umask(umask_before);
+    ASSERT_TRUE(replaced);
+    std::string back;
+    ASSERT_TRUE(read_small_file(path, back));
+    EXPECT_EQ(back, "new text");
+    struct stat st {};
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0644u);
+    std::vector<std::string> names;  // no temporary left beside it
+    if (DIR* d = ::opendir(dir.path().c_str())) {
+        while (const dirent* e = ::readdir(d))
+            if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") names.emplace_back(e->d_name);
+        ::closedir(d);
+    }
+    EXPECT_EQ(names, std::vector<std::string>{"f"});
+    // Into a directory that does not exist: refused, with errno.
+    errno = 0;
+    EXPECT_FALSE(replace_small_file(dir.path() + "/missing/f", "x", 0644));
+    EXPECT_EQ(errno, ENOENT);
 }
 
 TEST(Files, RefusesWhatIsNoSmallRegularFile) {
