@@ -316,7 +316,7 @@ namespace detail {
 // part, no second look.  0 for anything else, which normalise's careful
 // path handles (and explains).  The base ends at the '@' (no search for it)
 // unless a tag follows: a tag may hold an '@', so the last one ends it.
-std::size_t normalise_plain(std::string_view in, const AddressRules& rules, char* out) {
+std::size_t normalise_plain(std::string_view in, const AddressRules& rules, char* out, std::size_t* at_r) {
     const char* begin = in.data();
     const char* end = begin + in.size();
     const char sep = rules.subaddress_separator.empty() ? '@' : rules.subaddress_separator.front();
@@ -332,6 +332,7 @@ std::size_t normalise_plain(std::string_view in, const AddressRules& rules, char
     out[local] = '@';
     const std::size_t domain = put_plain_domain(at + 1, end, out + local + 1);
     const std::size_t n = domain == 0 ? 0 : local + 1 + domain;
+    if (at_r) *at_r = local;
     return n <= kMaxAddress ? n : 0;
 }
 
@@ -377,13 +378,27 @@ std::size_t normalise_careful(std::string_view in, const AddressRules& rules, ch
 std::size_t normalise(std::string_view in, const AddressRules& rules, char* out,
                       std::size_t out_size, TargetKind* kind_r, std::string* error_r) {
     if (out_size >= kKeyBufferSize) {
-        if (const std::size_t n = detail::normalise_plain(in, rules, out)) {
+        std::size_t n = detail::normalise_short(in, rules, out);
+        if (n == 0) n = detail::normalise_plain(in, rules, out);
+        if (n != 0) {
             if (kind_r) *kind_r = TargetKind::mailbox;
             return n;
         }
     }
     return detail::normalise_careful(in, rules, out, out_size, kind_r, error_r);
 }
+
+namespace detail {
+// normalise_key past the mask path: the one-pass path, then the careful one.
+KeyView normalise_key_further(std::string_view in, const AddressRules& rules, char* out, std::size_t out_size) {
+    std::size_t at = 0;
+    if (const std::size_t n = out_size >= kKeyBufferSize ? normalise_plain(in, rules, out, &at) : 0)
+        return {std::string_view(out, n), std::string_view(out + at, n - at)};
+    const std::size_t n = detail::normalise_careful(in, rules, out, out_size, nullptr, nullptr);
+    const std::string_view key(out, n);
+    return {key, domain_key_of(key)};
+}
+}  // namespace detail
 
 std::string normalise(std::string_view in, const AddressRules& rules, std::string& error_r) {
     char buf[kKeyBufferSize];

@@ -36,11 +36,17 @@ enum class TargetKind { mailbox, domain };
 std::size_t normalise(std::string_view in, const AddressRules& rules, char* out,
                       std::size_t out_size, TargetKind* kind_r, std::string* error_r);
 
-// normalise's two paths, apart for the test that they agree: the one pass
-// over plain ASCII "local[+tag]@domain" (0: not that, or not valid) and the
+// normalise's three paths, apart for the tests that they agree: the mask
+// path for short "name@example.com" in letters, digits, '.', '-' and '_'
+// (address_short.cpp), the one pass over plain ASCII "local[+tag]@domain"
+// (both 0: not that, or not valid; out holds kKeyBufferSize octets) and the
 // careful path that handles and explains every address.
+// The two first set *at_r to the index of the key's '@' when they give one.
 namespace detail {
-std::size_t normalise_plain(std::string_view in, const AddressRules& rules, char* out);
+std::size_t normalise_short(std::string_view in, const AddressRules& rules, char* out,
+                            std::size_t* at_r = nullptr);
+std::size_t normalise_plain(std::string_view in, const AddressRules& rules, char* out,
+                            std::size_t* at_r = nullptr);
 std::size_t normalise_careful(std::string_view in, const AddressRules& rules, char* out,
                               std::size_t out_size, TargetKind* kind_r, std::string* error_r);
 }  // namespace detail
@@ -50,6 +56,26 @@ std::string normalise(std::string_view in, const AddressRules& rules, std::strin
 
 // "@example.com" for a mailbox key "user@example.com" (view into key).
 std::string_view domain_key_of(std::string_view mailbox_key);
+
+// A key in out and its domain key, a view into it ("@example.com" for
+// "user@example.com" and for "@example.com").
+struct KeyView {
+    std::string_view key, domain;
+};
+namespace detail {
+KeyView normalise_key_further(std::string_view in, const AddressRules& rules, char* out, std::size_t out_size);
+}
+// normalise() for the checks, which look up a key and its domain key: the
+// fast paths know where the '@' is, and no search for it follows.  Empty
+// when in is no key (the reason is not asked for: a check allows it).
+// The mask path inline: every check of a common address ends there.
+inline KeyView normalise_key(std::string_view in, const AddressRules& rules, char* out, std::size_t out_size) {
+    std::size_t at = 0;
+    if (out_size >= kKeyBufferSize)
+        if (const std::size_t n = detail::normalise_short(in, rules, out, &at))
+            return {std::string_view(out, n), std::string_view(out + at, n - at)};
+    return detail::normalise_key_further(in, rules, out, out_size);
+}
 
 // A regular expression (PCRE, as Exim's -Rr and -Sr take) matching every
 // address that normalises to key, in any letter case: for "bob@example.com"

@@ -54,6 +54,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string error2;
     const std::string key = normalise(in, rules, error2);
     if (key != std::string_view(buf, n)) fuzz::violated("the two normalise() overloads disagree", in);
+    // The checks' normalise_key: the same key, and its domain key found on the way.
+    char check_buf[kKeyBufferSize];
+    const KeyView k = normalise_key(in, rules, check_buf, sizeof check_buf);
+    if (k.key != key) fuzz::violated("normalise_key disagrees with normalise", in);
+    if (k.domain != domain_key_of(key)) fuzz::violated("normalise_key's domain key is not domain_key_of(key)", in);
     if (n == 0) {
         if (error.empty()) fuzz::violated("refused without a reason", in);
         return 0;

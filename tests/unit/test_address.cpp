@@ -1,6 +1,7 @@
 // Address normalisation: how a written address becomes a store key.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
 #include <regex>
 #include <string>
@@ -244,6 +245,25 @@ TEST(Address, DomainKeyOf) {
     EXPECT_EQ(domain_key_of("nodomain"), "");
 }
 
+// The checks' normalise_key gives normalise's key and its domain key, on
+// each of the three paths: mask, one-pass (a tag), careful (quoted, a
+// domain, an IDN), and nothing for what is no key.
+TEST(Address, NormaliseKeyGivesTheKeyAndItsDomainKey) {
+    AddressRules rules;
+    char buf[kKeyBufferSize];
+    const auto parts = [&](std::string_view in) {
+        const KeyView k = normalise_key(in, rules, buf, sizeof buf);
+        return std::string(k.key) + " " + std::string(k.domain);
+    };
+    EXPECT_EQ(parts("Bob@Example.COM"), "bob@example.com @example.com");
+    EXPECT_EQ(parts("bob+news@example.com."), "bob@example.com @example.com");
+    EXPECT_EQ(parts("\"Bob+x@y\"@example.com"), "bob@example.com @example.com");
+    EXPECT_EQ(parts("@Example.com"), "@example.com @example.com");
+    EXPECT_EQ(parts("bob@b\xc3\xbc" "cher.example"), "bob@xn--bcher-kva.example @xn--bcher-kva.example");
+    EXPECT_EQ(parts("bob"), " ");
+    EXPECT_EQ(parts("bob@exa mple.com"), " ");
+}
+
 // The regex queue runs select held mail with (Exim's -Rr, PCRE): it must
 // match every address that normalises to the key, and nothing else.
 TEST(Address, RegexMatchesEverySpellingOfTheKey) {
@@ -311,4 +331,61 @@ TEST(Address, PlainPathAgreesWithCarefulPath) {
         }
     }
     EXPECT_GT(plain_keys, 20000u);  // the plain path did answer, often
+}
+
+// The mask path too, on what it is for (short addresses of letters, digits,
+// '.', '-', '_') and next to it: every length up to and past 64, each octet
+// of the set at every place (label edges, next to the '@', the 16-octet
+// chunk edges), a second '@', a separator in the local part or the domain,
+// upper case, and octets it must leave to the other paths.
+TEST(Address, ShortPathAgreesWithCarefulPath) {
+    const std::string octets = "aaaaZ09-._.-@+=\x7f\x80\xc3\xa9 \"";
+    std::mt19937 rng(64);
+    std::size_t short_keys = 0, plain_only = 0;
+    for (const char* separator : {"+", "", "-", "@", ".", "_", "a"}) {
+        AddressRules rules;
+        rules.subaddress_separator = separator;
+        for (int i = 0; i < 60000; ++i) {
+            const std::size_t length = 1 + rng() % 70;
+            std::string in(length, 'k');
+            for (char& c : in)
+                if (rng() % 5 == 0) c = octets[rng() % octets.size()];
+            if (rng() % 2) in[rng() % length] = '@';  // most have one
+            char fast[kKeyBufferSize], plain[kKeyBufferSize], careful[kKeyBufferSize];
+            std::memset(fast, 'Q', sizeof fast);  // what is past the input must not count
+            const std::size_t n = detail::normalise_short(in, rules, fast);
+            const std::size_t p = detail::normalise_plain(in, rules, plain);
+            const std::size_t m = detail::normalise_careful(in, rules, careful, sizeof careful, nullptr, nullptr);
+            if (n == 0) {
+                plain_only += p != 0;
+                continue;
+            }
+            ++short_keys;
+            ASSERT_EQ(std::string_view(fast, n), std::string_view(careful, m))
+                << "address '" << in << "', separator '" << separator << "'";
+            ASSERT_EQ(std::string_view(fast, n), std::string_view(plain, p)) << "address '" << in << "'";
+        }
+    }
+#if defined(__SSE2__)
+    EXPECT_GT(short_keys, 15000u);  // the mask path did answer, often
+#endif
+    EXPECT_GT(plain_only, 1000u);  // and left tags, trailing dots and the like to the others
+}
+
+TEST(Address, ShortPathTakesTheCommonAddressAndLeavesTheRest) {
+    AddressRules rules;
+    char out[kKeyBufferSize];
+    const auto fast = [&](std::string_view in) {
+        const std::size_t n = detail::normalise_short(in, rules, out);
+        return std::string(out, n);
+    };
+#if defined(__SSE2__)
+    EXPECT_EQ(fast("Bob.Smith_2@Mail-1.Example.ORG"), "bob.smith_2@mail-1.example.org");
+    EXPECT_EQ(fast(std::string(40, 'a') + "@" + std::string(23, 'B')), std::string(40, 'a') + "@" + std::string(23, 'b'));
+#endif
+    for (const char* other : {"bob+tag@example.com", "bob@example.com.", "bob@-example.com", "bob@example-.com",
+                              "bob@example..com", "@example.com", "bob@", "bob@a@b", "b\xc3\xa9@example.com",
+                              "\"bob\"@example.com", "bob"})
+        EXPECT_EQ(fast(other), "") << other;
+    EXPECT_EQ(fast(std::string(40, 'a') + "@" + std::string(24, 'b')), "");  // 65 octets
 }
