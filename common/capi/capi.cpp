@@ -29,18 +29,6 @@ void log_line(struct mailsuspend_handle* ms, mailsuspend_log_level level, const 
     if (ms->log) ms->log(ms->log_ctx, level, sanitise_line(msg, 900).c_str());
 }
 
-void reset(mailsuspend_result* r, const char* service) {
-    r->verdict = MAILSUSPEND_ALLOW;
-    r->mode = MAILSUSPEND_MODE_DELIVER;
-    r->service = service;
-    r->scope = "none";
-    r->fail_policy = 0;
-    r->fail_queued = 0;
-    r->hold = 0;
-    r->status = "";
-    r->text[0] = '\0';
-}
-
 namespace {
 
 // Appends text to the reply from octet n on, cleaned by sanitise_line's
@@ -128,8 +116,7 @@ bool is_probe(const char* address) {
     return n >= t && ::strncasecmp(address + n - t, kTld, t) == 0;
 }
 
-// The reader, opening it when missing (at most once a second).
-StoreReader* reader_of(struct mailsuspend_handle* ms, int64_t now) {
+StoreReader* reader_reopened(struct mailsuspend_handle* ms, int64_t now) {
     if (ms->reader && now >= ms->next_replaced_check) {
         // A store deleted and initialised again: follow it (once a second at most).
         ms->next_replaced_check = now + kReopenInterval;
@@ -246,18 +233,19 @@ struct Effective {
     DeliveryMode mode = DeliveryMode::unset;
 };
 
-// Mailbox state united with its domain's by the model's precedence
-// (effective(), the one `status` uses) into out, which is as constructed
-// (nothing in force); false when the store is unavailable.
-bool effective_state(struct mailsuspend_handle* ms, std::string_view key, Service service, int64_t now,
+// The state of k's key (a mailbox's or a domain's) united with its domain's
+// by the model's precedence (effective(), the one `status` uses) into out,
+// which is as constructed (nothing in force); false when the store is
+// unavailable.
+bool effective_state(struct mailsuspend_handle* ms, const KeyView& k, Service service, int64_t now,
                      Effective& out, std::string& error_r) {
     StoreReader* reader = reader_of(ms, now);
     if (!reader) {
         error_r = ms->cfg_ok ? ms->cfg_error : "config: " + ms->cfg_error;
         return false;
     }
+    const std::string_view key = k.key, domain_key = k.domain;
     const bool is_mailbox = key.front() != '@';
-    const std::string_view domain_key = domain_key_of(key);
     Hot own_hot, domain_hot;
     if (is_mailbox)
         reader->lookup_pair(domain_key, key, domain_hot.view, own_hot.view, domain_hot.status, own_hot.status);
@@ -285,23 +273,26 @@ bool effective_state(struct mailsuspend_handle* ms, std::string_view key, Servic
     return true;
 }
 
-// The key a check looks up.  A local part that is no key even after
-// unquoting and dropping the tag (a space or special in the base, more than
-// 64 octets of base) names no mailbox of the store, which cannot hold such a
-// name: its domain's state decides (README, "Addresses").  false only when
-// neither the mailbox nor the domain can be a key.
-bool check_key_of(struct mailsuspend_handle* ms, const char* address, char* buf, std::size_t size,
-                  std::string_view& key) {
-    if (key_of(ms, address, buf, size, key)) return true;
-    const char* at = address ? std::strrchr(address, '@') : nullptr;
-    return at && key_of(ms, at, buf, size, key);
+// The key a check looks up, and its domain key.  A local part that is no
+// key even after unquoting and dropping the tag (a space or special in the
+// base, more than 64 octets of base) names no mailbox of the store, which
+// cannot hold such a name: its domain's state decides (README,
+// "Addresses").  false only when neither the mailbox nor the domain can be
+// a key.
+bool check_key_of(struct mailsuspend_handle* ms, const char* address, char* buf, std::size_t size, KeyView& k) {
+    if (!address) return false;
+    k = normalise_key(address, ms->cfg.address, buf, size);
+    if (!k.key.empty()) return true;
+    const char* at = std::strrchr(address, '@');
+    if (at) k = normalise_key(at, ms->cfg.address, buf, size);
+    return !k.key.empty();
 }
 
 // The shared path of every check: normalise, look up, fill the result.
 bool check(struct mailsuspend_handle* ms, const char* address, Service service, mailsuspend_result* r,
            Effective& e) {
     char buf[kKeyBufferSize];
-    std::string_view key;
+    KeyView key;
     if (!ms->cfg_ok) {
         apply_fail_policy(ms, r, "config: " + ms->cfg_error, service, true, is_probe(address));
         return false;
@@ -467,9 +458,9 @@ int mailsuspend_session_ticket(struct mailsuspend_handle* ms, const char* user, 
     if (!ms || !ms->cfg_ok || !buf) return 0;
     const std::optional<Service> s = login_service(ms, protocol, client_ip);
     char key_buf[kKeyBufferSize];
-    std::string_view key;
-    if (!s || !check_key_of(ms, user, key_buf, sizeof key_buf, key)) return 0;
-    return ms_ticket_format(buf, size, static_cast<ms_service>(*s), key.data(), key.size(),
+    KeyView k;
+    if (!s || !check_key_of(ms, user, key_buf, sizeof key_buf, k)) return 0;
+    return ms_ticket_format(buf, size, static_cast<ms_service>(*s), k.key.data(), k.key.size(),
                             ms->cfg.store_path.c_str());
 }
 

@@ -40,14 +40,32 @@ constexpr int64_t kReopenInterval = 1;  // seconds between attempts to open a mi
 constexpr int64_t kMetricsRetryInterval = 60;  // the same for a metrics file (init run later)
 
 void log_line(struct mailsuspend_handle* ms, mailsuspend_log_level level, const std::string& msg);
-void reset(mailsuspend_result* r, const char* service);
+// A result as every check starts it: allowed, deliver, nothing in force.
+// Inline: every check calls it.
+inline void reset(mailsuspend_result* r, const char* service) {
+    r->verdict = MAILSUSPEND_ALLOW;
+    r->mode = MAILSUSPEND_MODE_DELIVER;
+    r->service = service;
+    r->scope = "none";
+    r->fail_policy = 0;
+    r->fail_queued = 0;
+    r->hold = 0;
+    r->status = "";
+    r->text[0] = '\0';
+}
 // The reply: message (a configured messages.* text, placed as it is: the
 // config reader checked it) and, when include_reason, " (reason)" cleaned
 // (a reason comes from the store).
 void set_text(mailsuspend_result* r, const std::string& message, const std::string& reason,
               bool include_reason);
-// The store reader, opened (or reopened) at most once a second.
-StoreReader* reader_of(struct mailsuspend_handle* ms, int64_t now);
+// The store reader, opened (or reopened) at most once a second: within the
+// second, the reader as it is (inline: every check asks), else
+// reader_reopened, which also follows a store deleted and initialised again.
+StoreReader* reader_reopened(struct mailsuspend_handle* ms, int64_t now);
+inline StoreReader* reader_of(struct mailsuspend_handle* ms, int64_t now) {
+    if (ms->reader && now < ms->next_replaced_check) return ms->reader.get();
+    return reader_reopened(ms, now);
+}
 // Normalises address into buf; false (allow: such a name cannot be
 // suspended) when it cannot be a key.  Inline: every check calls it.
 inline bool key_of(struct mailsuspend_handle* ms, const char* address, char* buf, std::size_t size,
