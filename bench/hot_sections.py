@@ -30,13 +30,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def module_functions(path):
     """Names of the functions of mailsuspend.so that ran in the process of
-    one callgrind file (kept with --compress-strings=no)."""
+    one callgrind file (kept with --compress-strings=no).  Valgrind names no
+    object ("???") for code in a module's .text.hot_message (a section this
+    script placed ahead of .text): those names count too, and main() keeps
+    only the ones the module's symbol table has."""
     names, current_object = set(), ""
     with open(path) as f:
         for line in f:
             if line.startswith("ob="):
                 current_object = line[3:].strip()
-            elif line.startswith("fn=") and current_object.endswith("/mailsuspend.so"):
+            elif line.startswith("fn=") and (current_object.endswith("/mailsuspend.so") or
+                                             current_object == "???"):
                 names.add(line[3:].strip())
     return names
 
