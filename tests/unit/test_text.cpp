@@ -110,6 +110,20 @@ TEST(FreeText, RefusesControlCharacters) {
               std::string::npos);
 }
 
+// Printable ASCII is skipped a word at a time: a bad octet anywhere in a
+// long printable text, at each place in and around the words, is still
+// found, and at the right octet.
+TEST(FreeText, FindsABadOctetAnywhereInALongPrintableText) {
+    for (std::size_t at = 0; at < 40; ++at)
+        for (const char bad : {'\n', '\t', '\x7f', '\xff'}) {
+            std::string text(40, 'a');
+            text[at] = bad;
+            EXPECT_NE(free_text_error(text, 200).find("at octet " + std::to_string(at)), std::string::npos)
+                << "octet " << at << ": " << free_text_error(text, 200);
+        }
+    EXPECT_EQ(free_text_error(std::string(40, 'a') + "\xC3\xA9", 200), "");
+}
+
 TEST(FreeText, RefusesC1ControlCharacters) {
     // U+0085 (NEL) and U+009B (CSI) are control characters too, in UTF-8 form.
     EXPECT_NE(free_text_error("a\xC2\x85" "b", 200), "");
