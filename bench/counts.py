@@ -28,6 +28,7 @@ last-level miss (instruction + data).
 
   sudo python3 bench/counts.py --build build            # everything (a few minutes)
   sudo python3 bench/counts.py --rows lookups --lookups 5000
+  sudo python3 bench/counts.py --rows exim --shipped-config   # the config as it ships
 """
 import argparse
 import glob
@@ -237,6 +238,23 @@ def exim_rows(args):
         shutil.rmtree(copy_dir, ignore_errors=True)
 
 
+def shipped_config(env):
+    """conf/mailsuspend.conf as it ships (every key written out, with its
+    comments), its paths and commands moved into env's directory and Exim."""
+    with open(os.path.join(HERE, "..", "conf", "mailsuspend.conf")) as f:
+        text = f.read()
+    exim = f"{env.exim_bin} -C {env.conf}"
+    for old, new in (('"/var/lib/mailsuspend"', f'"{env.dir}/store"'),
+                     ('"/var/log/mailsuspend/audit.log"', f'"{env.dir}/audit.log"'),
+                     ('"/usr/sbin/exim4 -Rrff ', f'"{exim} -Rrff '),
+                     ('"/usr/sbin/exim4 -Srff ', f'"{exim} -Srff '),
+                     ('exim_command = "/usr/sbin/exim4"', f'exim_command = "{exim}"')):
+        if old not in text:
+            raise SystemExit(f"conf/mailsuspend.conf no longer has {old}: update shipped_config()")
+        text = text.replace(old, new)
+    return text
+
+
 def exim_rows_with(exim_copy, args):
     rows = []
     for name in ("plain", "module"):
@@ -244,6 +262,9 @@ def exim_rows_with(exim_copy, args):
                            extra_main=EXIM_EXTRA.format(exim=exim_copy),
                            ms_extra=exim_load.BENCH_LIMITS)
         try:
+            if args.shipped_config:
+                env.write_ms_conf(shipped_config(env))
+                env.cli("init")
             if name == "module":
                 exim_load.populate(env, args.suspended)
             for row in exim_rows_for(name, env, args):
@@ -418,6 +439,9 @@ def main():
     parser.add_argument("--logins", type=int, default=8, help="Dovecot IMAP logins per row")
     parser.add_argument("--suspended", type=int, default=1000,
                         help="suspended accounts in the Exim rows' store (none is the test sender or recipient)")
+    parser.add_argument("--shipped-config", action="store_true",
+                        help="Exim rows: the module reads conf/mailsuspend.conf as it ships (paths moved) "
+                             "instead of the tests' short config")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep", metavar="DIR", help="copy the Exim rows' callgrind files to DIR/<plain|module>, "
                         "the Dovecot rows' to DIR/dovecot-<plain|mailsuspend>")
