@@ -375,30 +375,24 @@ std::size_t normalise_careful(std::string_view in, const AddressRules& rules, ch
 
 }  // namespace detail
 
-std::size_t normalise(std::string_view in, const AddressRules& rules, char* out,
-                      std::size_t out_size, TargetKind* kind_r, std::string* error_r) {
-    if (out_size >= kKeyBufferSize) {
-        std::size_t n = detail::normalise_short(in, rules, out);
-        if (n == 0) n = detail::normalise_plain(in, rules, out);
-        if (n != 0) {
-            if (kind_r) *kind_r = TargetKind::mailbox;
-            return n;
-        }
-    }
-    return detail::normalise_careful(in, rules, out, out_size, kind_r, error_r);
-}
-
 namespace detail {
 // normalise_key past the mask path: the one-pass path, then the careful one.
-KeyView normalise_key_further(std::string_view in, const AddressRules& rules, char* out, std::size_t out_size) {
+KeyView normalise_key_further(std::string_view in, const AddressRules& rules, char* out, std::size_t out_size,
+                              TargetKind* kind_r, std::string* error_r) {
     std::size_t at = 0;
-    if (const std::size_t n = out_size >= kKeyBufferSize ? normalise_plain(in, rules, out, &at) : 0)
+    if (const std::size_t n = out_size >= kKeyBufferSize ? normalise_plain(in, rules, out, &at) : 0) {
+        if (kind_r) *kind_r = TargetKind::mailbox;
         return {std::string_view(out, n), std::string_view(out + at, n - at)};
-    const std::size_t n = detail::normalise_careful(in, rules, out, out_size, nullptr, nullptr);
-    const std::string_view key(out, n);
+    }
+    const std::string_view key(out, normalise_careful(in, rules, out, out_size, kind_r, error_r));
     return {key, domain_key_of(key)};
 }
 }  // namespace detail
+
+std::size_t normalise(std::string_view in, const AddressRules& rules, char* out,
+                      std::size_t out_size, TargetKind* kind_r, std::string* error_r) {
+    return normalise_key(in, rules, out, out_size, kind_r, error_r).key.size();
+}
 
 std::string normalise(std::string_view in, const AddressRules& rules, std::string& error_r) {
     char buf[kKeyBufferSize];

@@ -63,18 +63,22 @@ struct KeyView {
     std::string_view key, domain;
 };
 namespace detail {
-KeyView normalise_key_further(std::string_view in, const AddressRules& rules, char* out, std::size_t out_size);
+KeyView normalise_key_further(std::string_view in, const AddressRules& rules, char* out, std::size_t out_size,
+                              TargetKind* kind_r, std::string* error_r);
 }
-// normalise() for the checks, which look up a key and its domain key: the
-// fast paths know where the '@' is, and no search for it follows.  Empty
-// when in is no key (the reason is not asked for: a check allows it).
-// The mask path inline: every check of a common address ends there.
-inline KeyView normalise_key(std::string_view in, const AddressRules& rules, char* out, std::size_t out_size) {
+// normalise() that also gives the key's domain key: the fast paths know
+// where the '@' is, and no search for it follows (the checks look up both).
+// Empty when in is no key.  The mask path inline: every check of a common
+// address ends there.
+inline KeyView normalise_key(std::string_view in, const AddressRules& rules, char* out, std::size_t out_size,
+                             TargetKind* kind_r = nullptr, std::string* error_r = nullptr) {
     std::size_t at = 0;
     if (out_size >= kKeyBufferSize)
-        if (const std::size_t n = detail::normalise_short(in, rules, out, &at))
+        if (const std::size_t n = detail::normalise_short(in, rules, out, &at)) {
+            if (kind_r) *kind_r = TargetKind::mailbox;
             return {std::string_view(out, n), std::string_view(out + at, n - at)};
-    return detail::normalise_key_further(in, rules, out, out_size);
+        }
+    return detail::normalise_key_further(in, rules, out, out_size, kind_r, error_r);
 }
 
 // A regular expression (PCRE, as Exim's -Rr and -Sr take) matching every
