@@ -39,6 +39,7 @@ bool read_small_file(const std::string& path, std::string& out, const ReadOption
         out.assign(static_cast<std::size_t>(st.st_size), '\0');
         ok = read_exactly(fd, out.data(), out.size());
         if (options.ino_r) *options.ino_r = st.st_ino;
+        if (options.stat_r) *options.stat_r = st;
     }
     const int saved = errno;
     ::close(fd);
@@ -70,13 +71,14 @@ bool write_small_file(const std::string& path, std::string_view text, mode_t mod
     return fd >= 0 && write_all_and_close(fd, text);
 }
 
-bool replace_small_file(const std::string& path, std::string_view text, mode_t mode) {
+bool replace_small_file(const std::string& path, std::string_view text, mode_t mode, gid_t group) {
     const std::size_t slash = path.rfind('/');
     std::string tmp = slash == std::string::npos ? "." + path : path.substr(0, slash + 1) + "." + path.substr(slash + 1);
     tmp += ".XXXXXX";
     const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
     if (fd < 0) return false;
-    if (::fchmod(fd, mode) != 0) {
+    if ((group != static_cast<gid_t>(-1) && ::fchown(fd, static_cast<uid_t>(-1), group) != 0) ||
+        ::fchmod(fd, mode) != 0) {
         const int chmod_errno = errno;
         ::close(fd);
         errno = chmod_errno;

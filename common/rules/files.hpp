@@ -4,6 +4,7 @@
 // imports is looked up when a fresh Exim process loads it).
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -17,6 +18,7 @@ struct ReadOptions {
     std::size_t limit = 1 << 20;  // larger files are refused (errno EFBIG)
     bool follow_links = true;     // false: a symbolic link is refused (ELOOP)
     ino_t* ino_r = nullptr;       // where to put the file's inode, if wanted
+    struct stat* stat_r = nullptr;  // where to put the whole fstat, if wanted
 };
 
 // The whole of the regular file at path into out; false with errno set when
@@ -31,8 +33,10 @@ bool write_small_file(const std::string& path, std::string_view text, mode_t mod
 // file beside it (".<name>.XXXXXX": directory scans that skip dot names do
 // not see it), which gets mode whatever the umask and is renamed over path.
 // false with errno set; the temporary file is removed.  No fsync: a crash
-// may leave the old file, never a part of the new one.
-bool replace_small_file(const std::string& path, std::string_view text, mode_t mode);
+// may leave the old file, never a part of the new one.  group, unless -1,
+// is given to the new file before it has any content.
+bool replace_small_file(const std::string& path, std::string_view text, mode_t mode,
+                        gid_t group = static_cast<gid_t>(-1));
 
 // text's lines without their "\n" (a last line without one counts too).
 std::vector<std::string_view> lines_of(std::string_view text);
