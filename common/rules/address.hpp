@@ -26,6 +26,7 @@ constexpr std::size_t kKeyBufferSize = 320;
 struct AddressRules {
     std::string default_domain;        // for bare names; empty = refuse them
     std::string subaddress_separator = "+";
+    bool operator==(const AddressRules&) const = default;
 };
 
 enum class TargetKind { mailbox, domain };

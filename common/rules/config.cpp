@@ -533,14 +533,8 @@ std::string parse_error(const config_t& parsed, const std::string& path) {
            (text ? text : "syntax error");
 }
 
-}  // namespace
-
-std::optional<Config> load_config(const std::string& path, std::string& error_r) {
-    ConfigFile file;
-    if (config_read_file(&file.parsed, path.c_str()) != CONFIG_TRUE) {
-        error_r = parse_error(file.parsed, path);
-        return std::nullopt;
-    }
+// The groups of a parsed file into a Config.
+std::optional<Config> read_groups(ConfigFile& file, const std::string& path, std::string& error_r) {
     Config c;
     c.path = path;
     Reader r(path);
@@ -560,6 +554,26 @@ std::optional<Config> load_config(const std::string& path, std::string& error_r)
         return std::nullopt;
     }
     return c;
+}
+
+}  // namespace
+
+std::optional<Config> load_config(const std::string& path, std::string& error_r) {
+    ConfigFile file;
+    if (config_read_file(&file.parsed, path.c_str()) != CONFIG_TRUE) {
+        error_r = parse_error(file.parsed, path);
+        return std::nullopt;
+    }
+    return read_groups(file, path, error_r);
+}
+
+std::optional<Config> load_config_text(const std::string& path, const std::string& text, std::string& error_r) {
+    ConfigFile file;
+    if (config_read_string(&file.parsed, text.c_str()) != CONFIG_TRUE) {
+        error_r = parse_error(file.parsed, path);
+        return std::nullopt;
+    }
+    return read_groups(file, path, error_r);
 }
 
 }  // namespace mailsuspend

@@ -67,6 +67,7 @@ struct Messages {
         "addresses within a day. Please contact your IT administrator";
     std::string login_denied = "Your account has been suspended. Please contact your system administrator.";
     bool include_reason = true;  // append the admin's reason: "<text> (<reason>)"
+    bool operator==(const Messages&) const = default;
 };
 
 // The reject text of an automatic suspension: the text of the limit named
@@ -107,6 +108,7 @@ struct Limits {
     bool extend_on_attempt = true;
     int64_t escalate_after = 3;
     SendAction action = SendAction::refuse;
+    bool operator==(const Limits&) const = default;
 };
 
 // The fleet (issue 15): nodes that share their changes through Redis.
@@ -124,6 +126,7 @@ struct FleetConfig {
     // About how many changes <prefix>:changes keeps (XADD MAXLEN ~): a node
     // further behind, or new, resynchronises from the snapshot.
     int64_t stream_length = 100000;
+    bool operator==(const FleetConfig&) const = default;
 };
 
 // Alerts (issue 16, item 4): who hears about changes, told by `mailsuspend
@@ -134,6 +137,7 @@ struct AlertsConfig {
     std::string webhook_url;          // http:// or https://; "" = no webhook
     std::string webhook_secret_file;  // the HMAC key; required with webhook_url
     std::string admin_address;        // gets a mail per automatic suspension; "" = none
+    bool operator==(const AlertsConfig&) const = default;
 };
 
 // "host:port" (host may be "[v6]") -> host and port; false with why.
@@ -200,9 +204,12 @@ struct Config {
     AlertsConfig alerts;
 
     bool is_webmail_host(const char* ip) const;
+    bool operator==(const Config&) const = default;
 };
 
 // Reads path; on failure returns nullopt and error_r names file, line and problem.
 std::optional<Config> load_config(const std::string& path, std::string& error_r);
+// The same for text already read from path (path names it in errors).
+std::optional<Config> load_config_text(const std::string& path, const std::string& text, std::string& error_r);
 
 }  // namespace mailsuspend

@@ -12,6 +12,7 @@ struct Netmask {
     std::array<uint8_t, 16> addr{};  // IPv4 stored as ::ffff:a.b.c.d
     int prefix = 128;                // in the 128-bit space
     bool contains(const std::array<uint8_t, 16>& ip) const;
+    bool operator==(const Netmask&) const = default;
 };
 
 // "192.0.2.10", "2001:db8::/32", "10.0.0.0/8"; nullopt when malformed.
