@@ -20,6 +20,7 @@
 #include <optional>
 
 #include "config.hpp"
+#include "config_snapshot.hpp"
 #include "doctor_checks.hpp"
 #include "doctor_process.hpp"
 #include "mailsuspend/mailsuspend.h"
@@ -141,6 +142,20 @@ using namespace doctor;
 
 // ------------------------------------------------ config, store, timers
 
+// The snapshot fresh mail processes read (config_snapshot.hpp), kept here
+// as every command keeps it; one that cannot be kept is no failure (an
+// @include is allowed), only a parse in each of them.
+std::string snapshot_state(const std::string& path) {
+    std::string why;
+    const std::string where = config_snapshot_path(path, MAILSUSPEND_SNAPSHOT_DIR);
+    switch (keep_config_snapshot(path, MAILSUSPEND_SNAPSHOT_DIR, why)) {
+    case SnapshotState::current: return "its snapshot " + where + " is current";
+    case SnapshotState::written: return "its snapshot " + where + " is written";
+    case SnapshotState::not_kept: break;
+    }
+    return "no snapshot (" + why + "): each fresh Exim process parses the file";
+}
+
 Check check_config(const Options& o, std::optional<Config>& cfg) {
     std::string error;
     cfg = load_config(o.config, error);
@@ -150,7 +165,7 @@ Check check_config(const Options& o, std::optional<Config>& cfg) {
                         ? "install the shipped mailsuspend.conf (conf/mailsuspend.conf) as " + o.config +
                               ", or name yours with --config"
                         : "correct " + o.config + " at the line named (README.md, Configuration)");
-    return pass("config", o.config + " parses");
+    return pass("config", o.config + " parses; " + snapshot_state(o.config));
 }
 
 Check check_store(const std::optional<Config>& cfg) {

@@ -15,6 +15,7 @@
 #include "bus_guard.hpp"
 #include "capi_internal.hpp"
 #include "config.hpp"
+#include "config_snapshot.hpp"
 #include "ms_light.h"
 #include "outbox.hpp"
 #include "store.hpp"
@@ -369,7 +370,7 @@ struct mailsuspend_handle* mailsuspend_open(const char* config_path, mailsuspend
         ms->log = log;
         ms->log_ctx = log_ctx;
         const std::string path = config_path && *config_path ? config_path : MAILSUSPEND_DEFAULT_CONFIG;
-        auto cfg = load_config(path, ms->cfg_error);
+        auto cfg = load_config_snapshot(path, MAILSUSPEND_SNAPSHOT_DIR, ms->cfg_error);
         if (cfg) {
             ms->cfg = std::move(*cfg);
             ms->cfg_ok = true;

@@ -2,6 +2,7 @@
 """When the module cannot decide: store missing under fail_policy open and
 closed, and a corrupt mailsuspend.conf.  Exim must keep running, never
 temp-reject everything or write a panic, and say why once in its main log."""
+import os
 import re
 import time
 
@@ -96,6 +97,57 @@ class ConfigEditedWhileRunningTest(EximTestCase):
         env.cli("unsuspend", "alice@example.com", "--service", "send")
         out = env.send("alice@example.com", ["zed@example.com"], user="alice@example.com")
         self.assertEqual(out.mail[0], 250, out)
+
+
+SNAPSHOTS = "/var/cache/mailsuspend"  # the default: the module reads nothing else
+
+
+def snapshot_of(conf):
+    """The snapshot the CLI left for conf (config_snapshot.hpp), or None."""
+    for name in os.listdir(SNAPSHOTS) if os.path.isdir(SNAPSHOTS) else []:
+        path = os.path.join(SNAPSHOTS, name)
+        with open(path, "rb") as f:
+            if conf.encode() in f.read(4096):
+                return path
+    return None
+
+
+class ConfigSnapshotTest(EximTestCase):
+    """A fresh Exim process reads the config's snapshot, which the CLI keeps,
+    instead of parsing the file: an edit the CLI has not seen, or a damaged
+    snapshot, must still give the file's config at once."""
+
+    SHIPPED = ("Permanent Failure: Your account has been suspended for a violation of the terms of "
+               "usage. Please contact your system administrator.")
+
+    def refused_text(self):
+        out = self.env.local_smtp("alice@example.com", ["zed@example.com"], subject="snapshot")
+        self.assertEqual(out.mail[0], 550, out)
+        return reply_text(out.mail)
+
+    def test_an_edit_or_a_damaged_snapshot_gives_the_files_config(self):
+        env = self.env
+        env.cli("suspend", "alice@example.com", "--service", "send")
+        snapshot = snapshot_of(env.ms_conf)
+        self.assertIsNotNone(snapshot, "the CLI kept no snapshot of " + env.ms_conf)
+        self.assertEqual(os.stat(snapshot).st_mode & 0o777, 0o644)
+        self.assertIn(self.SHIPPED, self.refused_text())
+        with open(env.ms_conf) as f:
+            text = f.read()
+        # An edit the CLI has not seen: the snapshot no longer matches the file.
+        self.assertIn("violation of the terms of usage.", text)
+        env.write_ms_conf(text.replace("violation of the terms of usage.", "violation. Sending is paused for this mailbox."))
+        self.assertIn("Sending is paused for this mailbox.", self.refused_text())
+        env.cli("status", "alice@example.com")  # any command keeps the snapshot
+        self.assertIn("Sending is paused for this mailbox.", self.refused_text())
+        # A damaged snapshot (a flipped bit near its end, in the values) is not read.
+        with open(snapshot, "r+b") as f:
+            f.seek(-3, os.SEEK_END)
+            byte = f.read(1)
+            f.seek(-3, os.SEEK_END)
+            f.write(bytes([byte[0] ^ 1]))
+        self.assertIn("Sending is paused for this mailbox.", self.refused_text())
+        self.assertEqual(env.log_lines(r"mailsuspend: store unavailable"), [])
 
 
 if __name__ == "__main__":

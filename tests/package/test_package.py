@@ -48,7 +48,8 @@ DOVECOT_SNIPPET = "/etc/dovecot/conf.d/95-mailsuspend.conf"
 EXIM_SNIPPETS = "/usr/share/mailsuspend/exim"
 STORE = "/var/lib/mailsuspend"
 LOG_DIR = "/var/log/mailsuspend"
-OWNED_PATHS = ("/etc/mailsuspend", STORE, LOG_DIR)
+SNAPSHOTS = "/var/cache/mailsuspend"  # the config snapshots (config_snapshot.hpp)
+OWNED_PATHS = ("/etc/mailsuspend", STORE, LOG_DIR, SNAPSHOTS)
 GROUP = "mailsuspend"
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
 UNIT_LINKS = ("/etc/systemd/system/timers.target.wants/mailsuspend-sweep.timer",
@@ -418,6 +419,12 @@ class PackageTest(unittest.TestCase):
         self.assertTrue(os.path.isfile("/lib/systemd/system/mailsuspend-notify.service"))
         self.assertFalse(os.path.exists("/etc/systemd/system/multi-user.target.wants/mailsuspend-notify.service"))
         self.assertIn("consistent", self.cli("check").stdout)
+        # The postinst's CLI left the parsed config for fresh Exim processes,
+        # root's and as readable as the config, no more.
+        snapshots = [f for f in glob.glob(os.path.join(SNAPSHOTS, "config-*")) if CONF.encode() in head_of(f)]
+        self.assertEqual(len(snapshots), 1, os.listdir(SNAPSHOTS) if os.path.isdir(SNAPSHOTS) else "no " + SNAPSHOTS)
+        st = os.stat(snapshots[0])
+        self.assertEqual((st.st_uid, st.st_mode & 0o777), (0, os.stat(CONF).st_mode & 0o644))
         # The read group by number for Dovecot's mail processes (the snippet includes it).
         with open(os.path.join(STORE, "dovecot-groups.conf")) as f:
             self.assertIn(f"mail_access_groups = {grp.getgrnam(GROUP).gr_gid}\n", f.read())
@@ -545,6 +552,11 @@ class PackageTest(unittest.TestCase):
         for path in OWNED_PATHS + (DOVECOT_SNIPPET,) + UNIT_LINKS:
             self.assertFalse(os.path.lexists(path), path)
         grp.getgrnam(GROUP)  # a system group stays (Debian policy 9.2.2)
+
+
+def head_of(path):
+    with open(path, "rb") as f:
+        return f.read(4096)
 
 
 def main():
