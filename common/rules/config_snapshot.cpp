@@ -15,15 +15,15 @@ namespace mailsuspend {
 
 namespace {
 
-// A snapshot: kMagic, the checksum (ms_hash_key) of everything after it,
-// then the fields below in order, little-endian as this machine writes them
-// (a snapshot never leaves the host that wrote it).  The identity first:
-// format, the size of each struct (a field added to one changes it, so an
-// older snapshot is not read as the new one), the config's path, the host
-// name (fleet.node_id defaults to it) and the config's text; then the values.
+// A snapshot: kMagic, then the fields below in order, little-endian as
+// this machine writes them (a snapshot never leaves the host that wrote it).
+// The identity first: format, the size of each struct (a field added to one
+// changes it, so an older snapshot is not read as the new one), the config's
+// path, the host name (fleet.node_id defaults to it) and the config's text,
+// each compared as it is; then the checksum (ms_hash_key) of the values, and
+// the values.
 constexpr char kMagic[8] = {'M', 'S', 'C', 'O', 'N', 'F', 'S', '1'};
-constexpr std::size_t kHeader = sizeof kMagic + sizeof(uint64_t);
-constexpr uint32_t kFormat = 1;
+constexpr uint32_t kFormat = 2;
 constexpr std::size_t kMaxSnapshot = 4 << 20;
 
 uint64_t struct_sizes() {
@@ -164,16 +164,17 @@ std::string host_name() {
 
 uint64_t checksum(std::string_view body) { return ms_hash_key(body.data(), body.size()); }
 
-std::string encode(const std::string& path, const std::string& text, const Config& c) {
+std::string encode(const std::string& path, std::string_view text, const Config& c) {
     Writer w;
     w.raw(kMagic, sizeof kMagic);
-    w.out.append(sizeof(uint64_t), '\0');
     w.item(kFormat);
     w.item(struct_sizes());
-    w.item(path), w.item(host_name()), w.item(text);
+    w.item(path), w.item(host_name()), w.item(std::string(text));
+    const std::size_t sum_at = w.out.size();
+    w.out.append(sizeof(uint64_t), '\0');
     values(w, c);
-    const uint64_t sum = checksum(std::string_view(w.out).substr(kHeader));
-    std::memcpy(w.out.data() + sizeof kMagic, &sum, sizeof sum);
+    const uint64_t sum = checksum(std::string_view(w.out).substr(sum_at + sizeof sum));
+    std::memcpy(w.out.data() + sum_at, &sum, sizeof sum);
     return std::move(w.out);
 }
 
@@ -190,17 +191,16 @@ bool same_string(Reader& r, std::string_view want) {
 
 // Into c (a default Config) the values of a snapshot made of this text at
 // path on this host; false for anything else.
-bool decode(std::string_view bytes, const std::string& path, const std::string& text, Config& c) {
-    if (bytes.size() < kHeader || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) return false;
-    uint64_t sum = 0;
-    std::memcpy(&sum, bytes.data() + sizeof kMagic, sizeof sum);
-    if (checksum(bytes.substr(kHeader)) != sum) return false;
-    Reader r{bytes.data() + kHeader, bytes.data() + bytes.size()};
+bool decode(std::string_view bytes, const std::string& path, std::string_view text, Config& c) {
+    if (bytes.size() < sizeof kMagic || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) return false;
+    Reader r{bytes.data() + sizeof kMagic, bytes.data() + bytes.size()};
     uint32_t format = 0;
     uint64_t sizes = 0;
     r.item(format), r.item(sizes);
     if (!r.ok || format != kFormat || sizes != struct_sizes()) return false;
     if (!same_string(r, path) || !same_string(r, host_name()) || !same_string(r, text)) return false;
+    uint64_t sum = 0;
+    if (!r.take(&sum, sizeof sum) || checksum({r.p, static_cast<std::size_t>(r.end - r.p)}) != sum) return false;
     values(r, c);
     c.path = path;
     return r.ok && r.p == r.end;
@@ -212,34 +212,34 @@ bool trusted(const struct stat& snapshot, const struct stat& config) {
     return S_ISREG(snapshot.st_mode) && snapshot.st_uid == config.st_uid && (snapshot.st_mode & 022) == 0;
 }
 
-bool read_config_text(const std::string& path, std::string& text, struct stat& st) {
+bool read_config_text(const std::string& path, FileBytes& text, struct stat& st) {
     ReadOptions options;
     options.stat_r = &st;
     return read_small_file(path, text, options);
 }
 
 // The snapshot's values when it is the current one for text.
-bool read_current(const std::string& spath, const std::string& path, const std::string& text,
+bool read_current(const std::string& spath, const std::string& path, std::string_view text,
                   const struct stat& config, Config& c) {
-    std::string bytes;
+    FileBytes bytes;
     struct stat st {};
     ReadOptions options;
     options.limit = kMaxSnapshot;
     options.follow_links = false;
     options.stat_r = &st;
-    return read_small_file(spath, bytes, options) && trusted(st, config) && decode(bytes, path, text, c);
+    return read_small_file(spath, bytes, options) && trusted(st, config) && decode(bytes.view(), path, text, c);
 }
 
 // The config path a snapshot names, "" when it names none.
 std::string path_named(const std::string& spath) {
-    std::string bytes;
+    FileBytes bytes;
     ReadOptions options;
     options.limit = kMaxSnapshot;
     options.follow_links = false;
-    if (!read_small_file(spath, bytes, options) || bytes.size() < kHeader ||
-        std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
+    if (!read_small_file(spath, bytes, options) || bytes.size < sizeof kMagic ||
+        std::memcmp(bytes.data.get(), kMagic, sizeof kMagic) != 0)
         return "";
-    Reader r{bytes.data() + kHeader, bytes.data() + bytes.size()};
+    Reader r{bytes.data.get() + sizeof kMagic, bytes.data.get() + bytes.size};
     uint32_t format = 0;
     uint64_t sizes = 0;
     std::string path;
@@ -272,11 +272,11 @@ std::string config_snapshot_path(const std::string& path, const std::string& sna
 }
 
 std::optional<Config> read_config_snapshot(const std::string& path, const std::string& snapshot_dir) {
-    std::string text;
+    FileBytes text;
     struct stat st {};
     if (!read_config_text(path, text, st)) return std::nullopt;
     Config c;
-    if (!read_current(config_snapshot_path(path, snapshot_dir), path, text, st, c)) return std::nullopt;
+    if (!read_current(config_snapshot_path(path, snapshot_dir), path, text.view(), st, c)) return std::nullopt;
     return c;
 }
 
@@ -288,13 +288,16 @@ std::optional<Config> load_config_snapshot(const std::string& path, const std::s
 
 SnapshotState keep_config_snapshot(const std::string& path, const std::string& snapshot_dir, std::string& why_r) {
     const std::string spath = config_snapshot_path(path, snapshot_dir);
-    std::string text;
+    FileBytes bytes;
     struct stat st {};
-    if (!read_config_text(path, text, st)) return why_r = path + ": " + std::strerror(errno), SnapshotState::not_kept;
+    if (!read_config_text(path, bytes, st)) return why_r = path + ": " + std::strerror(errno), SnapshotState::not_kept;
+    const std::string text(bytes.view());
     if (Config c; read_current(spath, path, text, st, c)) return SnapshotState::current;
-    if (text.find("@include") != std::string::npos) {
+    // libconfig reads a string only to its first NUL, a file perhaps not.
+    if (text.find("@include") != std::string::npos || text.find('\0') != std::string::npos) {
         ::unlink(spath.c_str());
-        return why_r = path + " has an @include", SnapshotState::not_kept;
+        return why_r = path + (text.find('\0') == std::string::npos ? " has an @include" : " holds a NUL octet"),
+               SnapshotState::not_kept;
     }
     if (st.st_uid != ::geteuid())
         return why_r = "only the owner of " + path + " (uid " + std::to_string(st.st_uid) + ") writes its snapshot",

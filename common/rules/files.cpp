@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <memory>
 
 namespace mailsuspend {
 namespace {
@@ -28,7 +29,7 @@ bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' |
 
 }  // namespace
 
-bool read_small_file(const std::string& path, std::string& out, const ReadOptions& options) {
+bool read_small_file(const std::string& path, FileBytes& out, const ReadOptions& options) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (options.follow_links ? 0 : O_NOFOLLOW));
     if (fd < 0) return false;
     struct stat st {};
@@ -36,8 +37,9 @@ bool read_small_file(const std::string& path, std::string& out, const ReadOption
     if (ok && !S_ISREG(st.st_mode)) ok = (errno = EINVAL, false);
     if (ok && static_cast<std::size_t>(st.st_size) > options.limit) ok = (errno = EFBIG, false);
     if (ok) {
-        out.assign(static_cast<std::size_t>(st.st_size), '\0');
-        ok = read_exactly(fd, out.data(), out.size());
+        out.size = static_cast<std::size_t>(st.st_size);
+        out.data.reset(new char[out.size]);
+        ok = read_exactly(fd, out.data.get(), out.size);
         if (options.ino_r) *options.ino_r = st.st_ino;
         if (options.stat_r) *options.stat_r = st;
     }
@@ -45,6 +47,13 @@ bool read_small_file(const std::string& path, std::string& out, const ReadOption
     ::close(fd);
     errno = saved;
     return ok;
+}
+
+bool read_small_file(const std::string& path, std::string& out, const ReadOptions& options) {
+    FileBytes bytes;
+    if (!read_small_file(path, bytes, options)) return false;
+    out.assign(bytes.data.get(), bytes.size);
+    return true;
 }
 
 namespace {

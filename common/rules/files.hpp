@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +25,16 @@ struct ReadOptions {
 // The whole of the regular file at path into out; false with errno set when
 // it cannot be opened, is no regular file, exceeds the limit or a read fails.
 bool read_small_file(const std::string& path, std::string& out, const ReadOptions& options = {});
+
+// The same into memory nobody zeroes first and nothing copies: what a fresh
+// mail process reads its config with (glibc zeroes and copies a few KB with
+// `rep stosb` and `rep movsb`: under valgrind an instruction per octet).
+struct FileBytes {
+    std::unique_ptr<char[]> data;
+    std::size_t size = 0;
+    std::string_view view() const { return {data.get(), size}; }
+};
+bool read_small_file(const std::string& path, FileBytes& out, const ReadOptions& options = {});
 
 // Writes text to path (created with mode & ~umask, or truncated); false
 // with errno set when it cannot be opened or written whole.

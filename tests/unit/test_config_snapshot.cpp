@@ -215,3 +215,10 @@ TEST_F(SnapshotTest, WritingOneRemovesTheSnapshotsOfConfigsThatAreGone) {
     EXPECT_NE(::access(config_snapshot_path(other, cache).c_str(), F_OK), 0) << "an orphan stayed";
     EXPECT_TRUE(read_config_snapshot(path, cache));
 }
+
+TEST_F(SnapshotTest, AFileWithANulOctetHasNoSnapshot) {
+    write_file(path, std::string("limits: { messages_per_day = 10; };\n# \0 limits: { x = 1; };\n", 60));
+    keep(SnapshotState::not_kept);
+    EXPECT_NE(why.find("NUL"), std::string::npos) << why;
+    EXPECT_FALSE(read_config_snapshot(path, cache));
+}
