@@ -178,6 +178,12 @@ def counted_rows(name, env, out_dir, args):
         add_to(sums, counted(env, out_dir, submit))
     rows.append(dict(per_op(sums, args.messages), row=f"Exim local submission (-bs), {name}"))
 
+    # What every fresh process pays before any message: Exim reading its
+    # config (with the module: the snippets and their macros; the module is
+    # not loaded, -bP expands nothing).
+    sums = counted(env, out_dir, lambda: env.exim("-bP", "spool_directory"))
+    rows.append(dict(per_op(sums, 1), row=f"Exim reading its config (-bP), {name}"))
+
     sums = {}
     for message_id in ids:
         add_to(sums, counted(env, out_dir, lambda: env.exim("-M", message_id, check=False)))
