@@ -32,7 +32,7 @@ uint64_t struct_sizes() {
 }
 
 // Appends the fields.
-struct Writer {
+struct Encoder {
     std::string out;
     void raw(const void* p, std::size_t n) { out.append(static_cast<const char*>(p), n); }
     void item(const std::string& s) {
@@ -64,7 +64,7 @@ struct Writer {
 };
 
 // Reads them back; ok turns false at the first one that does not fit.
-struct Reader {
+struct Decoder {
     const char* p;
     const char* end;
     bool ok = true;
@@ -165,7 +165,7 @@ std::string host_name() {
 uint64_t checksum(std::string_view body) { return ms_hash_key(body.data(), body.size()); }
 
 std::string encode(const std::string& path, std::string_view text, const Config& c) {
-    Writer w;
+    Encoder w;
     w.raw(kMagic, sizeof kMagic);
     w.item(kFormat);
     w.item(struct_sizes());
@@ -180,7 +180,7 @@ std::string encode(const std::string& path, std::string_view text, const Config&
 
 // The identity's string at r: the same as want?  Compared in place, so the
 // config's text is not copied.
-bool same_string(Reader& r, std::string_view want) {
+bool same_string(Decoder& r, std::string_view want) {
     uint32_t n = 0;
     r.item(n);
     if (!r.ok || n != want.size() || static_cast<std::size_t>(r.end - r.p) < n) return false;
@@ -193,7 +193,7 @@ bool same_string(Reader& r, std::string_view want) {
 // path on this host; false for anything else.
 bool decode(std::string_view bytes, const std::string& path, std::string_view text, Config& c) {
     if (bytes.size() < sizeof kMagic || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) return false;
-    Reader r{bytes.data() + sizeof kMagic, bytes.data() + bytes.size()};
+    Decoder r{bytes.data() + sizeof kMagic, bytes.data() + bytes.size()};
     uint32_t format = 0;
     uint64_t sizes = 0;
     r.item(format), r.item(sizes);
@@ -239,7 +239,7 @@ std::string path_named(const std::string& spath) {
     if (!read_small_file(spath, bytes, options) || bytes.size < sizeof kMagic ||
         std::memcmp(bytes.data.get(), kMagic, sizeof kMagic) != 0)
         return "";
-    Reader r{bytes.data.get() + sizeof kMagic, bytes.data.get() + bytes.size};
+    Decoder r{bytes.data.get() + sizeof kMagic, bytes.data.get() + bytes.size};
     uint32_t format = 0;
     uint64_t sizes = 0;
     std::string path;
