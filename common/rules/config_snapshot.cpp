@@ -18,12 +18,12 @@ namespace {
 // A snapshot: kMagic, then the fields below in order, little-endian as
 // this machine writes them (a snapshot never leaves the host that wrote it).
 // The identity first: format, the size of each struct (a field added to one
-// changes it, so an older snapshot is not read as the new one), the config's
-// path, the host name (fleet.node_id defaults to it) and the config's text,
-// each compared as it is; then the checksum (ms_hash_key) of the values, and
-// the values.
+// changes it, so an older snapshot is not read as the new one), the checksum
+// of the defaults, the config's path, the host name (fleet.node_id defaults to
+// it) and the config's text, each compared as it is; then the checksum
+// (ms_hash_key) of the values, and the values.
 constexpr char kMagic[8] = {'M', 'S', 'C', 'O', 'N', 'F', 'S', '1'};
-constexpr uint32_t kFormat = 2;
+constexpr uint32_t kFormat = 3;
 constexpr std::size_t kMaxSnapshot = 4 << 20;
 
 uint64_t struct_sizes() {
@@ -164,11 +164,27 @@ std::string host_name() {
 
 uint64_t checksum(std::string_view body) { return ms_hash_key(body.data(), body.size()); }
 
-std::string encode(const std::string& path, std::string_view text, const Config& c) {
+// The values of a default Config, checksummed: a version whose defaults
+// differ does not read the older version's snapshot (which holds them for
+// every key the file leaves out).  Once per process.
+uint64_t defaults_fingerprint() {
+    static const uint64_t fingerprint = [] {
+        const Config defaults;
+        Encoder w;
+        values(w, defaults);
+        return checksum(w.out);
+    }();
+    return fingerprint;
+}
+
+}  // namespace
+
+std::string detail::encode_config_snapshot(const std::string& path, std::string_view text, const Config& c) {
     Encoder w;
     w.raw(kMagic, sizeof kMagic);
     w.item(kFormat);
     w.item(struct_sizes());
+    w.item(defaults_fingerprint());
     w.item(path), w.item(host_name()), w.item(std::string(text));
     const std::size_t sum_at = w.out.size();
     w.out.append(sizeof(uint64_t), '\0');
@@ -177,6 +193,8 @@ std::string encode(const std::string& path, std::string_view text, const Config&
     std::memcpy(w.out.data() + sum_at, &sum, sizeof sum);
     return std::move(w.out);
 }
+
+namespace {
 
 // The identity's string at r: the same as want?  Compared in place, so the
 // config's text is not copied.
@@ -195,9 +213,9 @@ bool decode(std::string_view bytes, const std::string& path, std::string_view te
     if (bytes.size() < sizeof kMagic || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) return false;
     Decoder r{bytes.data() + sizeof kMagic, bytes.data() + bytes.size()};
     uint32_t format = 0;
-    uint64_t sizes = 0;
-    r.item(format), r.item(sizes);
-    if (!r.ok || format != kFormat || sizes != struct_sizes()) return false;
+    uint64_t sizes = 0, defaults = 0;
+    r.item(format), r.item(sizes), r.item(defaults);
+    if (!r.ok || format != kFormat || sizes != struct_sizes() || defaults != defaults_fingerprint()) return false;
     if (!same_string(r, path) || !same_string(r, host_name()) || !same_string(r, text)) return false;
     uint64_t sum = 0;
     if (!r.take(&sum, sizeof sum) || checksum({r.p, static_cast<std::size_t>(r.end - r.p)}) != sum) return false;
@@ -241,9 +259,9 @@ std::string path_named(const std::string& spath) {
         return "";
     Decoder r{bytes.data.get() + sizeof kMagic, bytes.data.get() + bytes.size};
     uint32_t format = 0;
-    uint64_t sizes = 0;
+    uint64_t sizes = 0, defaults = 0;
     std::string path;
-    r.item(format), r.item(sizes), r.item(path);
+    r.item(format), r.item(sizes), r.item(defaults), r.item(path);
     return r.ok ? path : "";
 }
 
@@ -292,22 +310,27 @@ SnapshotState keep_config_snapshot(const std::string& path, const std::string& s
     struct stat st {};
     if (!read_config_text(path, bytes, st)) return why_r = path + ": " + std::strerror(errno), SnapshotState::not_kept;
     const std::string text(bytes.view());
-    if (Config c; read_current(spath, path, text, st, c)) return SnapshotState::current;
     // libconfig reads a string only to its first NUL, a file perhaps not.
     if (text.find("@include") != std::string::npos || text.find('\0') != std::string::npos) {
         ::unlink(spath.c_str());
         return why_r = path + (text.find('\0') == std::string::npos ? " has an @include" : " holds a NUL octet"),
                SnapshotState::not_kept;
     }
+    // This parse decides, not the snapshot's: after an upgrade that reads
+    // the same text otherwise (or refuses it), the older snapshot goes.
+    const auto cfg = load_config_text(path, text, why_r);
+    if (!cfg) {
+        ::unlink(spath.c_str());
+        return SnapshotState::not_kept;
+    }
+    if (Config c; read_current(spath, path, text, st, c) && c == *cfg) return SnapshotState::current;
     if (st.st_uid != ::geteuid())
         return why_r = "only the owner of " + path + " (uid " + std::to_string(st.st_uid) + ") writes its snapshot",
                SnapshotState::not_kept;
-    const auto cfg = load_config_text(path, text, why_r);
-    if (!cfg) return SnapshotState::not_kept;
     if (::mkdir(snapshot_dir.c_str(), 0755) != 0 && errno != EEXIST)
         return why_r = "cannot create " + snapshot_dir + ": " + std::strerror(errno), SnapshotState::not_kept;
     // Readable by whom may read the config, no more.
-    if (!replace_small_file(spath, encode(path, text, *cfg), st.st_mode & 0644, st.st_gid))
+    if (!replace_small_file(spath, detail::encode_config_snapshot(path, text, *cfg), st.st_mode & 0644, st.st_gid))
         return why_r = "cannot write " + spath + ": " + std::strerror(errno), SnapshotState::not_kept;
     remove_orphans(snapshot_dir);
     return SnapshotState::written;

@@ -11,6 +11,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "config.hpp"
 
@@ -30,7 +31,7 @@ std::optional<Config> read_config_snapshot(const std::string& path, const std::s
 enum class SnapshotState { current, written, not_kept };
 
 // What the CLI does after it has read the config: writes the snapshot of
-// path unless the one there is current.  not_kept, with why, when the text
+// path unless the one there holds what this parse of the file gives.  not_kept, with why, when the text
 // cannot have one (an @include, whose files the snapshot cannot vouch for; a
 // file that does not parse) or the snapshot cannot be written (not the
 // file's owner, no permission): a mail process then parses the file.
@@ -38,5 +39,11 @@ SnapshotState keep_config_snapshot(const std::string& path, const std::string& s
 
 // Where path's snapshot is.
 std::string config_snapshot_path(const std::string& path, const std::string& snapshot_dir);
+
+namespace detail {
+// A snapshot of c as made of text at path, for the tests: one an older
+// version would have written, whose values differ from this parse.
+std::string encode_config_snapshot(const std::string& path, std::string_view text, const Config& c);
+}  // namespace detail
 
 }  // namespace mailsuspend

@@ -222,3 +222,32 @@ TEST_F(SnapshotTest, AFileWithANulOctetHasNoSnapshot) {
     EXPECT_NE(why.find("NUL"), std::string::npos) << why;
     EXPECT_FALSE(read_config_snapshot(path, cache));
 }
+
+TEST_F(SnapshotTest, ASnapshotThatDiffersFromThisParseIsWrittenAgain) {
+    // As an older version would have left it: the same text, other values
+    // (another default, another reading of a key).
+    write_file(path, "limits: { messages_per_day = 10; };\n");
+    const std::string text = read_file(path);
+    Config older = parsed();
+    older.limits.messages_per_day = 999;
+    ASSERT_EQ(::mkdir(cache.c_str(), 0755), 0);
+    write_file(snapshot(), detail::encode_config_snapshot(path, text, older));
+    ASSERT_EQ(::chmod(snapshot().c_str(), 0644), 0);
+    ASSERT_TRUE(read_config_snapshot(path, cache));
+    EXPECT_EQ(read_config_snapshot(path, cache)->limits.messages_per_day, 999);  // until the CLI runs
+    keep(SnapshotState::written);
+    ASSERT_TRUE(read_config_snapshot(path, cache));
+    EXPECT_EQ(read_config_snapshot(path, cache)->limits.messages_per_day, 10);
+    keep(SnapshotState::current);
+}
+
+TEST_F(SnapshotTest, ASnapshotOfATextThisVersionRefusesIsRemoved) {
+    write_file(path, "limits: { messages_per_day = -1; };\n");
+    ASSERT_EQ(::mkdir(cache.c_str(), 0755), 0);
+    write_file(snapshot(), detail::encode_config_snapshot(path, read_file(path), Config{}));
+    ASSERT_EQ(::chmod(snapshot().c_str(), 0644), 0);
+    keep(SnapshotState::not_kept);
+    EXPECT_NE(::access(snapshot().c_str(), F_OK), 0) << "the older version's snapshot is still read";
+    std::string error;
+    EXPECT_FALSE(load_config_snapshot(path, cache, error));
+}
