@@ -1,6 +1,8 @@
 // The config parser (config.hpp): load_config() on a file holding the fuzz
 // input, then mailsuspend_open() on the same file -- the path every Exim and
-// Dovecot process takes -- and a check of each kind through the C API.
+// Dovecot process takes -- and a check of each kind through the C API.  And
+// the file's snapshot (config_snapshot.hpp): what a fresh mail process reads
+// must be what the file parses to, or nothing.
 //
 // Checked beyond "no crash": a refused file has an error that names it; an
 // accepted one keeps the invariants the rest of the core relies on (absolute
@@ -9,9 +11,12 @@
 // printable line.
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "config.hpp"
+#include "config_snapshot.hpp"
 #include "fuzz_util.hpp"
 #include "mailsuspend/mailsuspend.h"
 
@@ -50,6 +55,30 @@ void through_c_api(const std::string& path) {
     mailsuspend_close(&ms);
 }
 
+// The CLI keeps the snapshot; a fresh mail process reads it.  An accepted
+// file's snapshot gives the parse's Config exactly (keep parses the text it
+// read with config_read_string, load_config the file: they must agree); a
+// refused file has none.  Only an @include or a NUL octet keep an accepted
+// file from having one.
+void through_snapshot(const std::string& path, const std::optional<Config>& parsed, std::string_view text) {
+    static const std::string dir = fuzz::scratch_dir("config") + "/snapshots";
+    std::string why;
+    const SnapshotState state = keep_config_snapshot(path, dir, why);
+    const auto snap = read_config_snapshot(path, dir);
+    if (!parsed) {
+        if (state != SnapshotState::not_kept || snap) fuzz::violated("a file that does not parse has a snapshot");
+        return;
+    }
+    if (state == SnapshotState::not_kept) {
+        if (text.find("@include") == std::string_view::npos && text.find('\0') == std::string_view::npos)
+            fuzz::violated("an accepted file has no snapshot", why);
+        if (snap) fuzz::violated("a snapshot was read that was not kept");
+        return;
+    }
+    if (!snap) fuzz::violated("the snapshot just kept is not read");
+    if (!(*snap == *parsed)) fuzz::violated("the snapshot differs from the parse");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -71,6 +100,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         cfg->is_webmail_host("127.0.0.2");
         cfg->is_webmail_host("2001:db8::5");
     }
+    through_snapshot(path, cfg, {reinterpret_cast<const char*>(data), size});
     through_c_api(path);
     return 0;
 }
