@@ -164,17 +164,38 @@ std::string host_name() {
 
 uint64_t checksum(std::string_view body) { return ms_hash_key(body.data(), body.size()); }
 
-// The values of a default Config, checksummed: a version whose defaults
-// differ does not read the older version's snapshot (which holds them for
-// every key the file leaves out).  Once per process.
-uint64_t defaults_fingerprint() {
-    static const uint64_t fingerprint = [] {
-        const Config defaults;
-        Encoder w;
-        values(w, defaults);
-        return checksum(w.out);
-    }();
-    return fingerprint;
+// Folds the values into one number without writing them out: what the
+// fingerprint of the defaults needs, in every fresh process.
+struct Hasher {
+    uint64_t h = 0x6A09E667F3BCC909ULL;
+    void mix(uint64_t v) { h = (h ^ v) * 0x9E3779B97F4A7C15ULL, h ^= h >> 29; }
+    void item(const std::string& s) { mix(ms_hash_key(s.data(), s.size())); }
+    void item(int64_t v) { mix(static_cast<uint64_t>(v)); }
+    void item(uint64_t v) { mix(v); }
+    void item(bool v) { mix(v ? 1 : 2); }
+    template <class E>
+    void choice(E v, E) {
+        mix(static_cast<uint64_t>(v) + 3);
+    }
+    void item(const Netmask& m) { mix(ms_hash_key(reinterpret_cast<const char*>(m.addr.data()), m.addr.size()) ^ m.prefix); }
+    template <class T>
+    void item(const std::vector<T>& v) {
+        mix(v.size());
+        for (const T& e : v) item(e);
+    }
+    void item(const std::map<std::string, std::string>& m) {
+        mix(m.size());
+        for (const auto& [k, v] : m) item(k), item(v);
+    }
+};
+
+// The values of a default Config, folded: a version whose defaults differ
+// does not read the older version's snapshot (which holds them for every
+// key the file leaves out).
+uint64_t defaults_fingerprint(const Config& defaults) {
+    Hasher h;
+    values(h, defaults);
+    return h.h;
 }
 
 }  // namespace
@@ -184,7 +205,7 @@ std::string detail::encode_config_snapshot(const std::string& path, std::string_
     w.raw(kMagic, sizeof kMagic);
     w.item(kFormat);
     w.item(struct_sizes());
-    w.item(defaults_fingerprint());
+    w.item(defaults_fingerprint(Config{}));
     w.item(path), w.item(host_name()), w.item(std::string(text));
     const std::size_t sum_at = w.out.size();
     w.out.append(sizeof(uint64_t), '\0');
@@ -215,7 +236,7 @@ bool decode(std::string_view bytes, const std::string& path, std::string_view te
     uint32_t format = 0;
     uint64_t sizes = 0, defaults = 0;
     r.item(format), r.item(sizes), r.item(defaults);
-    if (!r.ok || format != kFormat || sizes != struct_sizes() || defaults != defaults_fingerprint()) return false;
+    if (!r.ok || format != kFormat || sizes != struct_sizes() || defaults != defaults_fingerprint(c)) return false;
     if (!same_string(r, path) || !same_string(r, host_name()) || !same_string(r, text)) return false;
     uint64_t sum = 0;
     if (!r.take(&sum, sizeof sum) || checksum({r.p, static_cast<std::size_t>(r.end - r.p)}) != sum) return false;
