@@ -544,6 +544,8 @@ class PackageTest(unittest.TestCase):
         self.assertTrue(os.path.isfile(CONF))
         self.assertTrue(os.path.isfile(os.path.join(STORE, "store")))
         self.assertTrue(os.path.isfile(DOVECOT_SNIPPET))
+        # The snapshots are for the module's processes: gone with the module.
+        self.assertFalse(os.path.lexists(SNAPSHOTS))
         if self.doveconf_ok_before:
             # The conffile left behind must not break the system's Dovecot.
             run(["doveconf", "-n"])
