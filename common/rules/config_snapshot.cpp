@@ -331,6 +331,9 @@ SnapshotState keep_config_snapshot(const std::string& path, const std::string& s
     struct stat st {};
     if (!read_config_text(path, bytes, st)) return why_r = path + ": " + std::strerror(errno), SnapshotState::not_kept;
     const std::string text(bytes.view());
+    if (st.st_uid != ::geteuid())
+        return why_r = "only the owner of " + path + " (uid " + std::to_string(st.st_uid) + ") keeps its snapshot",
+               SnapshotState::not_kept;
     // libconfig reads a string only to its first NUL, a file perhaps not.
     if (text.find("@include") != std::string::npos || text.find('\0') != std::string::npos) {
         ::unlink(spath.c_str());
@@ -345,9 +348,6 @@ SnapshotState keep_config_snapshot(const std::string& path, const std::string& s
         return SnapshotState::not_kept;
     }
     if (Config c; read_current(spath, path, text, st, c) && c == *cfg) return SnapshotState::current;
-    if (st.st_uid != ::geteuid())
-        return why_r = "only the owner of " + path + " (uid " + std::to_string(st.st_uid) + ") writes its snapshot",
-               SnapshotState::not_kept;
     if (::mkdir(snapshot_dir.c_str(), 0755) != 0 && errno != EEXIST)
         return why_r = "cannot create " + snapshot_dir + ": " + std::strerror(errno), SnapshotState::not_kept;
     // Readable by whom may read the config, no more.

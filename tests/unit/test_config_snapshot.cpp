@@ -251,3 +251,12 @@ TEST_F(SnapshotTest, ASnapshotOfATextThisVersionRefusesIsRemoved) {
     std::string error;
     EXPECT_FALSE(load_config_snapshot(path, cache, error));
 }
+
+TEST_F(SnapshotTest, OnlyTheConfigsOwnerKeepsItsSnapshot) {
+    ASSERT_EQ(::geteuid(), 0u) << "this test gives the config to another owner (root only)";
+    write_file(path, "limits: { messages_per_day = 10; };\n");
+    ASSERT_EQ(::chown(path.c_str(), 65534, static_cast<gid_t>(-1)), 0);
+    keep(SnapshotState::not_kept);
+    EXPECT_NE(why.find("owner"), std::string::npos) << why;
+    EXPECT_NE(::access(snapshot().c_str(), F_OK), 0) << "root wrote a snapshot of another user's config";
+}
