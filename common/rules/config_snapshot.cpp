@@ -348,7 +348,9 @@ SnapshotState keep_config_snapshot(const std::string& path, const std::string& s
         return SnapshotState::not_kept;
     }
     if (Config c; read_current(spath, path, text, st, c) && c == *cfg) return SnapshotState::current;
-    if (::mkdir(snapshot_dir.c_str(), 0755) != 0 && errno != EEXIST)
+    // 0755 whatever the umask (root's may be 077): the mail processes enter it.
+    if (::mkdir(snapshot_dir.c_str(), 0755) == 0) ::chmod(snapshot_dir.c_str(), 0755);
+    else if (errno != EEXIST)
         return why_r = "cannot create " + snapshot_dir + ": " + std::strerror(errno), SnapshotState::not_kept;
     // Readable by whom may read the config, no more.
     if (!replace_small_file(spath, detail::encode_config_snapshot(path, text, *cfg), st.st_mode & 0644, st.st_gid))

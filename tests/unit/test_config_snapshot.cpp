@@ -260,3 +260,13 @@ TEST_F(SnapshotTest, OnlyTheConfigsOwnerKeepsItsSnapshot) {
     EXPECT_NE(why.find("owner"), std::string::npos) << why;
     EXPECT_NE(::access(snapshot().c_str(), F_OK), 0) << "root wrote a snapshot of another user's config";
 }
+
+TEST_F(SnapshotTest, TheDirectoryIsMadeForTheMailProcessesWhateverTheUmask) {
+    write_file(path, "limits: { messages_per_day = 10; };\n");
+    const mode_t old = ::umask(077);
+    keep(SnapshotState::written);
+    ::umask(old);
+    struct stat st {};
+    ASSERT_EQ(::stat(cache.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0755u);
+}
