@@ -65,11 +65,11 @@ std::optional<Config> config_or_exit(const Options& o, int& code) {
     if (!cfg) {
         std::cerr << "mailsuspend: " << error << "\n";
         code = static_cast<int>(Exit::bad_input);
-        return cfg;
     }
     // For the fresh mail processes that read it (config_snapshot.hpp); one
     // that is not kept costs them a parse, which `doctor` reports.
-    keep_config_snapshot(o.config, MAILSUSPEND_SNAPSHOT_DIR, error);
+    std::string why;
+    keep_config_snapshot(o.config, MAILSUSPEND_SNAPSHOT_DIR, cfg ? &*cfg : nullptr, why);
     return cfg;
 }
 

@@ -145,10 +145,10 @@ using namespace doctor;
 // The snapshot fresh mail processes read (config_snapshot.hpp), kept here
 // as every command keeps it; one that cannot be kept is no failure (an
 // @include is allowed), only a parse in each of them.
-std::string snapshot_state(const std::string& path) {
+std::string snapshot_state(const std::string& path, const Config& parsed) {
     std::string why;
     const std::string where = config_snapshot_path(path, MAILSUSPEND_SNAPSHOT_DIR);
-    switch (keep_config_snapshot(path, MAILSUSPEND_SNAPSHOT_DIR, why)) {
+    switch (keep_config_snapshot(path, MAILSUSPEND_SNAPSHOT_DIR, &parsed, why)) {
     case SnapshotState::current: return "its snapshot " + where + " is current";
     case SnapshotState::written: return "its snapshot " + where + " is written";
     case SnapshotState::not_kept: break;
@@ -165,7 +165,7 @@ Check check_config(const Options& o, std::optional<Config>& cfg) {
                         ? "install the shipped mailsuspend.conf (conf/mailsuspend.conf) as " + o.config +
                               ", or name yours with --config"
                         : "correct " + o.config + " at the line named (README.md, Configuration)");
-    return pass("config", o.config + " parses; " + snapshot_state(o.config));
+    return pass("config", o.config + " parses; " + snapshot_state(o.config, *cfg));
 }
 
 Check check_store(const std::optional<Config>& cfg) {

@@ -143,7 +143,9 @@ int outbox_apply(const Config& cfg, StoreWriter& writer, std::vector<std::string
         const std::string path = dir + "/" + name;
         std::string text, why;
         Pending p{name, {}, 0};
-        if (!read_small_file(path, text, {.limit = 65535, .follow_links = false, .ino_r = &p.ino})) continue;  // gone meanwhile, or not a plain file
+        struct stat st {};
+        if (!read_small_file(path, text, {.limit = 65535, .follow_links = false, .stat_r = &st})) continue;  // gone meanwhile, or not a plain file
+        p.ino = st.st_ino;
         if (!parse(cfg, text, p.entry, why)) {
             warnings.push_back("outbox entry " + path + " set aside as bad." + name + ": " + why);
             if (::rename(path.c_str(), (dir + "/bad." + name).c_str()) == 0 && counters &&

@@ -376,13 +376,6 @@ void read_sentinels(Reader& r, Setting g, FleetConfig& f) {
     }
 }
 
-std::string host_name() {
-    char name[256] = {};
-    if (::gethostname(name, sizeof name - 1) != 0) return {};
-    std::string s(name);
-    return s.substr(0, s.find('.'));
-}
-
 // fleet: where Redis is, who this node is, the keys.  Every value that reaches
 // Redis keys or the signed changes is checked here, so the agent trusts it.
 void read_fleet(Reader& r, Setting g, Config& c) {
@@ -405,7 +398,7 @@ void read_fleet(Reader& r, Setting g, Config& c) {
         r.fail(Reader::at(g, "master_name"), "master_name is for sentinels; with redis leave it out");
     if (!f.master_name.empty() && !only_chars(f.master_name, "._-"))
         r.fail(Reader::at(g, "master_name"), "may hold only letters, digits, '.', '_' and '-'");
-    f.node_id = host_name();
+    f.node_id = default_node_id();
     r.string(g, "node_id", f.node_id);
     if (f.node_id.empty() || f.node_id.size() > 64 || !only_chars(f.node_id, "._-"))
         r.fail(Reader::at(g, "node_id"), "must be 1 to 64 letters, digits, '.', '_' or '-' ('" +
@@ -504,6 +497,13 @@ bool parse_host_port(const std::string& text, std::string& host, int& port, std:
         return false;
     }
     return true;
+}
+
+std::string default_node_id() {
+    char name[256] = {};
+    if (::gethostname(name, sizeof name - 1) != 0) return {};
+    std::string s(name);
+    return s.substr(0, s.find('.'));
 }
 
 bool Config::is_webmail_host(const char* ip) const {

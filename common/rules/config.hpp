@@ -140,6 +140,9 @@ struct AlertsConfig {
     bool operator==(const AlertsConfig&) const = default;
 };
 
+// fleet.node_id when the file leaves it out: the host name up to its first dot.
+std::string default_node_id();
+
 // "host:port" (host may be "[v6]") -> host and port; false with why.
 bool parse_host_port(const std::string& text, std::string& host, int& port, std::string& error_r);
 

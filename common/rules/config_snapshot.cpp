@@ -6,7 +6,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <type_traits>
 
 #include "files.hpp"
 #include "ms_read.h"
@@ -19,8 +18,8 @@ namespace {
 // this machine writes them (a snapshot never leaves the host that wrote it).
 // The identity first: format, the size of each struct (a field added to one
 // changes it, so an older snapshot is not read as the new one), the checksum
-// of the defaults, the config's path, the host name (fleet.node_id defaults to
-// it) and the config's text, each compared as it is; then the checksum
+// of the defaults, the config's path, the host name fleet.node_id defaults to
+// (default_node_id) and the config's text, each compared as it is; then the checksum
 // (ms_hash_key) of the values, and the values.
 constexpr char kMagic[8] = {'M', 'S', 'C', 'O', 'N', 'F', 'S', '1'};
 constexpr uint32_t kFormat = 3;
@@ -157,11 +156,6 @@ void values(Io& io, C& c) {
     io.item(a.enabled), io.item(a.webhook_url), io.item(a.webhook_secret_file), io.item(a.admin_address);
 }
 
-std::string host_name() {
-    char name[256] = {};
-    return ::gethostname(name, sizeof name - 1) == 0 ? name : "";
-}
-
 uint64_t checksum(std::string_view body) { return ms_hash_key(body.data(), body.size()); }
 
 // Folds the values into one number without writing them out: what the
@@ -206,7 +200,7 @@ std::string detail::encode_config_snapshot(const std::string& path, std::string_
     w.item(kFormat);
     w.item(struct_sizes());
     w.item(defaults_fingerprint(Config{}));
-    w.item(path), w.item(host_name()), w.item(std::string(text));
+    w.item(path), w.item(default_node_id()), w.item(std::string(text));
     const std::size_t sum_at = w.out.size();
     w.out.append(sizeof(uint64_t), '\0');
     values(w, c);
@@ -216,6 +210,16 @@ std::string detail::encode_config_snapshot(const std::string& path, std::string_
 }
 
 namespace {
+
+// A Decoder past the magic and the identity's three numbers (ok false when
+// bytes is no snapshot).
+Decoder past_numbers(std::string_view bytes, uint32_t& format, uint64_t& sizes, uint64_t& defaults) {
+    Decoder r{bytes.data(), bytes.data(), false};
+    if (bytes.size() >= sizeof kMagic && std::memcmp(bytes.data(), kMagic, sizeof kMagic) == 0)
+        r = Decoder{bytes.data() + sizeof kMagic, bytes.data() + bytes.size()};
+    r.item(format), r.item(sizes), r.item(defaults);
+    return r;
+}
 
 // The identity's string at r: the same as want?  Compared in place, so the
 // config's text is not copied.
@@ -231,13 +235,11 @@ bool same_string(Decoder& r, std::string_view want) {
 // Into c (a default Config) the values of a snapshot made of this text at
 // path on this host; false for anything else.
 bool decode(std::string_view bytes, const std::string& path, std::string_view text, Config& c) {
-    if (bytes.size() < sizeof kMagic || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) return false;
-    Decoder r{bytes.data() + sizeof kMagic, bytes.data() + bytes.size()};
     uint32_t format = 0;
     uint64_t sizes = 0, defaults = 0;
-    r.item(format), r.item(sizes), r.item(defaults);
+    Decoder r = past_numbers(bytes, format, sizes, defaults);
     if (!r.ok || format != kFormat || sizes != struct_sizes() || defaults != defaults_fingerprint(c)) return false;
-    if (!same_string(r, path) || !same_string(r, host_name()) || !same_string(r, text)) return false;
+    if (!same_string(r, path) || !same_string(r, default_node_id()) || !same_string(r, text)) return false;
     uint64_t sum = 0;
     if (!r.take(&sum, sizeof sum) || checksum({r.p, static_cast<std::size_t>(r.end - r.p)}) != sum) return false;
     values(r, c);
@@ -252,9 +254,12 @@ bool trusted(const struct stat& snapshot, const struct stat& config) {
 }
 
 bool read_config_text(const std::string& path, FileBytes& text, struct stat& st) {
-    ReadOptions options;
-    options.stat_r = &st;
-    return read_small_file(path, text, options);
+    return read_small_file(path, text, {.stat_r = &st});
+}
+
+// A snapshot file, never through a symbolic link.
+bool read_snapshot_file(const std::string& spath, FileBytes& bytes, struct stat* st) {
+    return read_small_file(spath, bytes, {.limit = kMaxSnapshot, .follow_links = false, .stat_r = st});
 }
 
 // The snapshot's values when it is the current one for text.
@@ -262,27 +267,18 @@ bool read_current(const std::string& spath, const std::string& path, std::string
                   const struct stat& config, Config& c) {
     FileBytes bytes;
     struct stat st {};
-    ReadOptions options;
-    options.limit = kMaxSnapshot;
-    options.follow_links = false;
-    options.stat_r = &st;
-    return read_small_file(spath, bytes, options) && trusted(st, config) && decode(bytes.view(), path, text, c);
+    return read_snapshot_file(spath, bytes, &st) && trusted(st, config) && decode(bytes.view(), path, text, c);
 }
 
 // The config path a snapshot names, "" when it names none.
 std::string path_named(const std::string& spath) {
     FileBytes bytes;
-    ReadOptions options;
-    options.limit = kMaxSnapshot;
-    options.follow_links = false;
-    if (!read_small_file(spath, bytes, options) || bytes.size < sizeof kMagic ||
-        std::memcmp(bytes.data.get(), kMagic, sizeof kMagic) != 0)
-        return "";
-    Decoder r{bytes.data.get() + sizeof kMagic, bytes.data.get() + bytes.size};
+    if (!read_snapshot_file(spath, bytes, nullptr)) return "";
     uint32_t format = 0;
     uint64_t sizes = 0, defaults = 0;
     std::string path;
-    r.item(format), r.item(sizes), r.item(defaults), r.item(path);
+    Decoder r = past_numbers(bytes.view(), format, sizes, defaults);
+    r.item(path);
     return r.ok ? path : "";
 }
 
@@ -325,29 +321,33 @@ std::optional<Config> load_config_snapshot(const std::string& path, const std::s
     return load_config(path, error_r);
 }
 
-SnapshotState keep_config_snapshot(const std::string& path, const std::string& snapshot_dir, std::string& why_r) {
+SnapshotState keep_config_snapshot(const std::string& path, const std::string& snapshot_dir, const Config* parsed,
+                                   std::string& why_r) {
     const std::string spath = config_snapshot_path(path, snapshot_dir);
     FileBytes bytes;
     struct stat st {};
     if (!read_config_text(path, bytes, st)) return why_r = path + ": " + std::strerror(errno), SnapshotState::not_kept;
-    const std::string text(bytes.view());
     if (st.st_uid != ::geteuid())
         return why_r = "only the owner of " + path + " (uid " + std::to_string(st.st_uid) + ") keeps its snapshot",
                SnapshotState::not_kept;
     // libconfig reads a string only to its first NUL, a file perhaps not.
-    if (text.find("@include") != std::string::npos || text.find('\0') != std::string::npos) {
+    const bool nul = bytes.view().find('\0') != std::string_view::npos;
+    if (nul || bytes.view().find("@include") != std::string_view::npos) {
         ::unlink(spath.c_str());
-        return why_r = path + (text.find('\0') == std::string::npos ? " has an @include" : " holds a NUL octet"),
-               SnapshotState::not_kept;
+        return why_r = path + (nul ? " holds a NUL octet" : " has an @include"), SnapshotState::not_kept;
     }
-    // This parse decides, not the snapshot's: after an upgrade that reads
-    // the same text otherwise (or refuses it), the older snapshot goes.
+    // The caller's parse decides, not the snapshot's: after an upgrade that
+    // reads the same text otherwise, the older snapshot goes.
+    if (Config c; parsed && read_current(spath, path, bytes.view(), st, c) && c == *parsed)
+        return SnapshotState::current;
+    // The values written come from the text written (parsed may be of the
+    // file as it was a moment ago); a text this version refuses has none.
+    const std::string text(bytes.view());
     const auto cfg = load_config_text(path, text, why_r);
     if (!cfg) {
         ::unlink(spath.c_str());
         return SnapshotState::not_kept;
     }
-    if (Config c; read_current(spath, path, text, st, c) && c == *cfg) return SnapshotState::current;
     // 0755 whatever the umask (root's may be 077): the mail processes enter it.
     if (::mkdir(snapshot_dir.c_str(), 0755) == 0) ::chmod(snapshot_dir.c_str(), 0755);
     else if (errno != EEXIST)

@@ -30,12 +30,14 @@ std::optional<Config> read_config_snapshot(const std::string& path, const std::s
 
 enum class SnapshotState { current, written, not_kept };
 
-// What the CLI does after it has read the config: writes the snapshot of
-// path unless the one there holds what this parse of the file gives.  not_kept, with why, when the text
+// What the CLI does after it has read the config (parsed: what load_config
+// gave, null when the file does not parse): writes the snapshot of path
+// unless the one there holds what parsed holds.  not_kept, with why, when the text
 // cannot have one (an @include, whose files the snapshot cannot vouch for; a
 // file that does not parse) or the snapshot cannot be written (not the
 // file's owner, no permission): a mail process then parses the file.
-SnapshotState keep_config_snapshot(const std::string& path, const std::string& snapshot_dir, std::string& why_r);
+SnapshotState keep_config_snapshot(const std::string& path, const std::string& snapshot_dir, const Config* parsed,
+                                   std::string& why_r);
 
 // Where path's snapshot is.
 std::string config_snapshot_path(const std::string& path, const std::string& snapshot_dir);

@@ -40,7 +40,6 @@ bool read_small_file(const std::string& path, FileBytes& out, const ReadOptions&
         out.size = static_cast<std::size_t>(st.st_size);
         out.data.reset(new char[out.size]);
         ok = read_exactly(fd, out.data.get(), out.size);
-        if (options.ino_r) *options.ino_r = st.st_ino;
         if (options.stat_r) *options.stat_r = st;
     }
     const int saved = errno;

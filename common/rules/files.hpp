@@ -18,8 +18,7 @@ namespace mailsuspend {
 struct ReadOptions {
     std::size_t limit = 1 << 20;  // larger files are refused (errno EFBIG)
     bool follow_links = true;     // false: a symbolic link is refused (ELOOP)
-    ino_t* ino_r = nullptr;       // where to put the file's inode, if wanted
-    struct stat* stat_r = nullptr;  // where to put the whole fstat, if wanted
+    struct stat* stat_r = nullptr;  // where to put the file's fstat, if wanted
 };
 
 // The whole of the regular file at path into out; false with errno set when

@@ -63,7 +63,7 @@ void through_c_api(const std::string& path) {
 void through_snapshot(const std::string& path, const std::optional<Config>& parsed, std::string_view text) {
     static const std::string dir = fuzz::scratch_dir("config") + "/snapshots";
     std::string why;
-    const SnapshotState state = keep_config_snapshot(path, dir, why);
+    const SnapshotState state = keep_config_snapshot(path, dir, parsed ? &*parsed : nullptr, why);
     const auto snap = read_config_snapshot(path, dir);
     if (!parsed) {
         if (state != SnapshotState::not_kept || snap) fuzz::violated("a file that does not parse has a snapshot");

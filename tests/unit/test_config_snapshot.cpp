@@ -64,7 +64,13 @@ protected:
         return cfg ? *cfg : Config{};
     }
 
-    void keep(SnapshotState expected) { EXPECT_EQ(keep_config_snapshot(path, cache, why), expected) << why; }
+    // As the CLI does: with what load_config gave.
+    SnapshotState keep_of(const std::string& config) {
+        std::string error;
+        const auto cfg = load_config(config, error);
+        return keep_config_snapshot(config, cache, cfg ? &*cfg : nullptr, why);
+    }
+    void keep(SnapshotState expected) { EXPECT_EQ(keep_of(path), expected) << why; }
 };
 
 }  // namespace
@@ -205,7 +211,7 @@ TEST_F(SnapshotTest, EachConfigPathHasItsOwnSnapshot) {
 TEST_F(SnapshotTest, WritingOneRemovesTheSnapshotsOfConfigsThatAreGone) {
     const std::string other = dir / "other.conf";
     write_file(other, "limits: { messages_per_day = 10; };\n");
-    ASSERT_EQ(keep_config_snapshot(other, cache, why), SnapshotState::written) << why;
+    ASSERT_EQ(keep_of(other), SnapshotState::written) << why;
     write_file(path, "limits: { messages_per_day = 12; };\n");
     keep(SnapshotState::written);
     EXPECT_EQ(::access(config_snapshot_path(other, cache).c_str(), F_OK), 0) << "a live config's snapshot went";

@@ -24,10 +24,10 @@ TEST(Files, ReadsAndWritesWhole) {
     ASSERT_EQ(::stat(path.c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0077 & ~0040, 0u) << "no more than the mode asked";
     std::string back;
-    ino_t ino = 0;
-    ASSERT_TRUE(read_small_file(path, back, {.ino_r = &ino}));
+    struct stat read_st {};
+    ASSERT_TRUE(read_small_file(path, back, {.stat_r = &read_st}));
     EXPECT_EQ(back, text);
-    EXPECT_EQ(ino, st.st_ino);
+    EXPECT_EQ(read_st.st_ino, st.st_ino);
     ASSERT_TRUE(write_small_file(path, "short"));  // truncates
     ASSERT_TRUE(read_small_file(path, back));
     EXPECT_EQ(back, "short");
