@@ -20,6 +20,12 @@ Rows (choose with --rows, default all):
            Every process is followed (--trace-children=yes) and each fork
            starts its own count (--dump-before=fork), so the sums count
            each instruction once.
+  dovecot  per IMAP login + logout (auth, imap-login, imap), with and
+           without the shipped 95-mailsuspend.conf.
+  held     (not in the default) what holding an IMAP session past its
+           first re-check adds to the imap process (held 6 s, then NOOP and
+           LOGOUT, against the same sessions logged out at once), with the
+           do-nothing plugin and with mailsuspend.
 
 Simulated caches (callgrind --cache-sim=yes, fixed rather than guessed from
 the host): I1 32 KiB 8-way, D1 48 KiB 12-way, LL 32 MiB 16-way, 64 B lines.
@@ -335,9 +341,11 @@ class OpenCountFiles:
         self.thread.join()
 
 
-def imap_login_logout(port, user, password):
+def imap_login_logout(port, user, password, hold=0.0):
     """One IMAP session: greeting, LOGIN, LOGOUT; returns when the server
-    closed the connection (the imap process is then on its way out)."""
+    closed the connection (the imap process is then on its way out).  With
+    hold, the session stays logged in that long and runs one NOOP before
+    LOGOUT (the command a held session's client sends sooner or later)."""
     with socket.create_connection(("127.0.0.1", port), timeout=300) as s:
         f = s.makefile("rb")
         greeting = f.readline()
@@ -350,6 +358,15 @@ def imap_login_logout(port, user, password):
                 break
         if not line.startswith(b"a OK"):
             raise SystemExit(f"IMAP login of {user} failed: {line!r}")
+        if hold:
+            time.sleep(hold)
+            s.sendall(b"n NOOP\r\n")
+            while True:
+                line = f.readline()
+                if not line or line.startswith(b"n "):
+                    break
+            if not line.startswith(b"n OK"):
+                raise SystemExit(f"IMAP NOOP of {user} after {hold} s failed: {line!r}")
         s.sendall(b"b LOGOUT\r\n")
         while f.readline():
             pass
@@ -361,16 +378,17 @@ def imap_login_logout(port, user, password):
 LOGIN_PROCESSES = ("/usr/lib/dovecot/auth", "/usr/lib/dovecot/imap-login", "/usr/lib/dovecot/imap")
 
 
-def dovecot_run(harness, server, out_dir, logins):
+def dovecot_run(harness, server, out_dir, logins, hold=0.0):
     """Per process kind, the counts of one Dovecot run from start to stop with
-    `logins` IMAP logins and logouts."""
+    `logins` IMAP logins and logouts (each held `hold` seconds)."""
     shutil.rmtree(out_dir, ignore_errors=True)
     os.makedirs(out_dir)
     with OpenCountFiles(out_dir):
         server.start()
         try:
             for i in range(logins):
-                imap_login_logout(server.ports["imap"], harness.USERS[i % len(harness.USERS)], harness.PASSWORD)
+                imap_login_logout(server.ports["imap"], harness.USERS[i % len(harness.USERS)], harness.PASSWORD,
+                                  hold)
                 time.sleep(1.0)  # the imap process writes its counts when it has exited
         finally:
             server._stop_process()
@@ -427,6 +445,69 @@ def dovecot_rows(args):
     return rows
 
 
+# A session held past its first re-check (issue 14: "no more than with a
+# do-nothing plugin").  The plugins re-check a session
+# MAILSUSPEND_RECHECK_MSECS (3 s) after it started, then on pushes and before
+# commands when the store's change stamp moved; HELD_SECONDS is past that
+# with room for valgrind's slowness.
+HELD_SECONDS = 6.0
+
+
+def imap_held_extra(harness, server, out_dir, sessions, keep=None):
+    """What holding a session past its first re-check adds to the imap
+    process: the same run (Dovecot started, `sessions` logins, stopped)
+    with the sessions held and with them logged out at once.  keep: a
+    directory to copy both runs' files to (short/, held/)."""
+    short = dovecot_run(harness, server, out_dir, sessions)
+    if keep:
+        shutil.copytree(out_dir, os.path.join(keep, "short"), dirs_exist_ok=True)
+    held = dovecot_run(harness, server, out_dir, sessions, HELD_SECONDS)
+    if keep:
+        shutil.copytree(out_dir, os.path.join(keep, "held"), dirs_exist_ok=True)
+    kind = "/usr/lib/dovecot/imap"
+    diff = {event: held.get(kind, {}).get(event, 0) - short.get(kind, {}).get(event, 0)
+            for event in set(short.get(kind, {})) | set(held.get(kind, {}))}
+    return per_op(diff, sessions)
+
+
+def held_rows(args):
+    """The imap process's extra for a held session, with the do-nothing
+    plugin (bench/noop_dovecot_plugin.c) and with mailsuspend's plugins."""
+    sys.path.insert(0, os.path.join(HERE, "..", "tests", "dovecot"))
+    import harness  # noqa: E402  (the integration tests' Dovecot)
+    import dovecot_load  # noqa: E402  (noop_plugin_conf)
+    build = os.path.abspath(args.build)
+    hargs = argparse.Namespace(cli=os.path.join(build, "cli", "mailsuspend"),
+                               modules=os.path.join(build, "dovecot-plugin"),
+                               snippet=os.path.join(HERE, "..", "conf", "dovecot", "95-mailsuspend.conf"))
+    harness.require_prerequisites(hargs)
+    noop = os.path.join(build, "bench", "lib01_mailsuspend_noop_plugin.so")
+    if not os.path.exists(noop):
+        raise SystemExit(f"{noop} missing: build the mailsuspend_noop_plugin target")
+    noop_conf, noop_dir = dovecot_load.noop_plugin_conf(noop)
+    plain_dovecot = harness.DOVECOT
+    rows = []
+    try:
+        for name, with_ms, extra in (("do-nothing plugin", False, noop_conf), ("mailsuspend", True, "")):
+            server = harness.Dovecot(hargs, with_mailsuspend=with_ms, auth_cache=False,
+                                     extra_conf=DOVECOT_EXTRA + extra)
+            out_dir = os.path.join(server.tmp, "callgrind")
+            harness.DOVECOT = wrapper(server.tmp, out_dir, plain_dovecot, keep_caps=False)
+            try:
+                keep = os.path.join(args.keep, "held-" + name.split()[0]) if args.keep else None
+                row = dict(imap_held_extra(harness, server, out_dir, args.logins, keep),
+                           row=f"imap process, a session held {HELD_SECONDS:g} s (past the re-check) "
+                               f"over one logged out at once, {name}")
+            finally:
+                harness.DOVECOT = plain_dovecot
+                server.stop()
+            rows.append(row)
+            print_row(row)
+    finally:
+        shutil.rmtree(noop_dir, ignore_errors=True)
+    return rows
+
+
 # ---- output ------------------------------------------------------------------
 
 def print_row(row):
@@ -438,7 +519,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--build", default=os.path.join(HERE, "..", "build"))
     parser.add_argument("--rows", default="lookups,exim,dovecot",
-                        help="lookups, exim, dovecot, or several (comma-separated)")
+                        help="lookups, exim, dovecot, held (a Dovecot session held past its re-check), "
+                             "or several (comma-separated)")
     parser.add_argument("--lookups", type=int, default=20000, help="measured lookups per row")
     parser.add_argument("--accounts", type=int, default=1000000)
     parser.add_argument("--messages", type=int, default=3, help="Exim messages per row")
@@ -450,7 +532,8 @@ def main():
                              "instead of the tests' short config")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep", metavar="DIR", help="copy the Exim rows' callgrind files to DIR/<plain|module>, "
-                        "the Dovecot rows' to DIR/dovecot-<plain|mailsuspend>")
+                        "the Dovecot rows' to DIR/dovecot-<plain|mailsuspend>, the held rows' to "
+                        "DIR/held-<do-nothing|mailsuspend>/<short|held>")
     args = parser.parse_args()
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind missing (Debian: apt-get install valgrind)")
@@ -464,6 +547,8 @@ def main():
         rows += exim_rows(args)
     if "dovecot" in wanted:
         rows += dovecot_rows(args)
+    if "held" in wanted:
+        rows += held_rows(args)
     if args.json:
         print(json.dumps({"caches": CACHE_TEXT, "accounts": args.accounts, "lookups": args.lookups,
                           "messages": args.messages, "rows": rows}, indent=2))

@@ -106,8 +106,7 @@ static bool fail(struct ms_light *light, const char *what, const char *why)
 }
 
 /* The header's checks, under the guard (the file may shrink meanwhile). */
-static bool header_readable(struct ms_light *light, const void *base, size_t size,
-			    const char *boot_id)
+static bool header_readable(struct ms_light *light, const void *base, size_t size)
 {
 	enum ms_header_problem problem = MS_HEADER_OK;
 	bool repair = false;
@@ -119,7 +118,7 @@ static bool header_readable(struct ms_light *light, const void *base, size_t siz
 	problem = ms_header_check(base, size, false);
 	if (problem == MS_HEADER_OK) {
 		ms_map_of(base, &light->map);
-		repair = ms_map_needs_repair(&light->map, boot_id);
+		repair = ms_map_needs_repair(&light->map);
 	}
 	ms_bus_guard_arm(NULL);
 	if (problem != MS_HEADER_OK)
@@ -131,7 +130,6 @@ static bool header_readable(struct ms_light *light, const void *base, size_t siz
 
 static bool map_store(struct ms_light *light)
 {
-	char boot_id[64];
 	struct stat st;
 	void *base;
 	int fd;
@@ -152,8 +150,7 @@ static bool map_store(struct ms_light *light)
 	light->size = (size_t)st.st_size;
 	light->dev = st.st_dev;
 	light->ino = st.st_ino;
-	ms_boot_id(boot_id, sizeof boot_id);
-	if (!header_readable(light, base, light->size, boot_id))
+	if (!header_readable(light, base, light->size))
 		return false;
 	light->error[0] = '\0';
 	return true;

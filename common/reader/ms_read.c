@@ -343,10 +343,16 @@ void ms_map_of(const void *base, struct ms_map *m)
 	m->last_tags_mask = h->slot_count % 8 == 0 ? ~0ULL : ~(~0ULL << (8 * (h->slot_count % 8)));
 }
 
-bool ms_map_needs_repair(const struct ms_map *m, const char *boot_id)
+bool ms_map_needs_repair(const struct ms_map *m)
 {
-	return LOAD(&m->header->dirty) != 0 &&
-		strncmp(m->header->boot_id, boot_id, sizeof m->header->boot_id) != 0;
+	char boot_id[64];
+
+	/* Clean (the usual case): no open and read of /proc for every
+	   process that maps the store. */
+	if (LOAD(&m->header->dirty) == 0)
+		return false;
+	ms_boot_id(boot_id, sizeof boot_id);
+	return strncmp(m->header->boot_id, boot_id, sizeof m->header->boot_id) != 0;
 }
 
 void ms_boot_id(char *buf, size_t size)

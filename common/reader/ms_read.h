@@ -114,11 +114,13 @@ static inline bool ms_map_current(const struct ms_map *m)
 }
 
 /* A writer died mid-change and the machine rebooted since: the file's
-   pages may be half on disk until a writer's repair.  boot_id: this boot's. */
-bool ms_map_needs_repair(const struct ms_map *map, const char *boot_id);
+   pages may be half on disk until a writer's repair.  Reads the kernel's
+   boot id only when the header says a writer is mid-change (on open, not
+   per lookup). */
+bool ms_map_needs_repair(const struct ms_map *map);
 
 /* The kernel's boot id into buf (NUL-terminated; "" if unknown).  One
-   open and read: call it on open, not per lookup. */
+   open and read. */
 void ms_boot_id(char *buf, size_t size);
 
 /* A number that changes whenever the store changes (any writer, a rebuilt

@@ -28,7 +28,7 @@ struct StoreReader::Impl {
         // A writer died mid-apply before the machine rebooted: pages of that
         // apply may be half on disk, and only a writer's repair (the boot
         // unit's `mailsuspend check`, or any command) makes them whole.
-        if (ms_map_needs_repair(&fresh.view, current_boot_id().c_str())) {
+        if (ms_map_needs_repair(&fresh.view)) {
             error = path + ": a writer died mid-change before a reboot; the store needs its "
                            "repair (run: mailsuspend check)";
             return false;

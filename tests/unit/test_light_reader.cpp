@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <cstring>
 #include <string>
 
@@ -71,6 +72,32 @@ TEST_F(LightReader, AnUnreadableStoreIsTheCoresToAnswer) {
     ms_light_close(&light);
     EXPECT_EQ(ask("bob@example.com", Service::imap), MS_LIGHT_ASK_CORE);
     EXPECT_NE(std::string(ms_light_error(light)).find("bad magic"), std::string::npos) << ms_light_error(light);
+}
+
+// As the core's reader (StoreTest.ReaderRefusesAStoreLeftMidChangeBeforeAReboot):
+// the boot id is read only for a header marked mid-change, and a store a
+// writer left mid-change before a reboot is the core's to answer (it applies
+// the fail policy) until a writer repairs it.
+TEST_F(LightReader, AStoreLeftMidChangeBeforeARebootIsTheCoresToAnswer) {
+    {
+        auto w = writer(true);
+        commit(*w, {suspended_record("bob@example.com", Service::imap)});
+    }
+    const uint32_t dirty = 1;
+    patch(offsetof(ms_store_header, dirty), &dirty, sizeof dirty);
+    EXPECT_EQ(ask("alice@example.com", Service::imap), MS_LIGHT_ALLOWED)
+        << "same boot: a live writer may simply be applying";
+    const char other_boot[40] = "00000000-0000-0000-0000-000000000000";
+    patch(offsetof(ms_store_header, boot_id), other_boot, sizeof other_boot);
+    ms_light_close(&light);  // a session that maps the store now
+    EXPECT_EQ(ask("alice@example.com", Service::imap), MS_LIGHT_ASK_CORE);
+    EXPECT_NE(std::string(ms_light_error(light)).find("before a reboot"), std::string::npos)
+        << ms_light_error(light);
+    writer();  // the repair
+    ms_light_close(&light);
+    EXPECT_EQ(ask("alice@example.com", Service::imap), MS_LIGHT_ALLOWED);
+    EXPECT_EQ(ask("bob@example.com", Service::imap), MS_LIGHT_ASK_CORE);
+    EXPECT_STREQ(ms_light_error(light), "");
 }
 
 TEST_F(LightReader, AFileTruncatedUnderTheMappingIsNoCrash) {
