@@ -137,7 +137,11 @@ int drop_header(const char* name) noexcept {
 }
 
 void add_header(const char* name, const char* value) noexcept {
-    header_add(' ', "%s: %s\n", name, value);
+    // Called through its address, which the loader fills in when it loads
+    // the module: a lazily bound call would be bound again in every process
+    // the daemon forks (module.cpp, bind_message_path).
+    void (*volatile add)(int, const char*, ...) = header_add;
+    add(' ', "%s: %s\n", name, value);
 }
 
 std::string message_sample(int data_fd, std::size_t body_max) {

@@ -196,6 +196,50 @@ class ReceiverLoadsNothingTest(EximTestCase):
                          f"local_scan loaded by processes other than the daemon: {by_pid}")
 
 
+class LazyBindingTest(EximTestCase):
+    """The module is bound lazily (a fresh Exim process binds only what it
+    runs), and the daemon binds what a message runs before it forks
+    (bind_message_path), so a process forked for a connection binds nothing
+    of the module's: each binding there would walk Exim's libraries again and
+    fault in pages of their symbol tables, for every message.  Seen through
+    the dynamic linker's trace of each binding, which names the process; a
+    ${dlfunc} call's own look-up of its entry point (Exim's dlsym, the same
+    whatever the binding) is not a binding of an import."""
+
+    @classmethod
+    def prepare(cls):
+        cls.trace = os.path.join(cls.env.dir, "ld-bindings")
+        cls.env.env.update(LD_DEBUG="bindings", LD_DEBUG_OUTPUT=cls.trace)
+
+    def imports_bound_by_forks(self):
+        so = re.escape(PATHS["so"])
+        binding = re.compile(rf"^\s*(\d+):\s+binding file {so} \[0\] to (\S+) \[0\]: normal symbol `([^']+)'")
+        bound = []
+        for path in glob.glob(self.trace + ".*"):
+            with open(path, errors="replace") as f:
+                for line in f:
+                    m = binding.match(line)
+                    if m and m.group(1) != str(self.env.daemon.pid) and m.group(2) != PATHS["so"]:
+                        bound.append(f"{m.group(3)} (from {m.group(2)}, process {m.group(1)})")
+        return bound
+
+    def test_a_forked_receiver_binds_nothing(self):
+        env = self.env
+        flags = subprocess.run(["readelf", "-d", PATHS["so"]], capture_output=True, text=True, check=True).stdout
+        self.assertNotIn("BIND_NOW", flags, "the module is meant to be bound lazily (exim-local-scan/CMakeLists.txt)")
+        # Inbound mail, and a submission that gets the sender token header.
+        out = env.send("someone@example.net", ["zed@example.com"])
+        self.assertEqual(out.data[0], 250, out)
+        out = env.send("sender@example.com", ["zed@example.com"], user="sender@example.com")
+        self.assertEqual(out.data[0], 250, out)
+        env.wait_idle()
+        with open(f"/proc/{env.daemon.pid}/maps") as f:
+            self.assertIn(PATHS["so"], f.read(), "the daemon did not preload the module")
+        self.assertEqual(self.imports_bound_by_forks(), [],
+                         "a process forked for a connection bound these (bind them in the daemon: "
+                         "bind_message_path in exim-local-scan/src/module.cpp)")
+
+
 class OtherLocalScanTest(EximTestCase):
     """An admin who runs another local_scan (sa-exim, say) keeps mailsuspend's
     ACLs and routers, so the daemon still loads mailsuspend.so for them.  Its
