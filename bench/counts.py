@@ -341,6 +341,17 @@ class OpenCountFiles:
         self.thread.join()
 
 
+def imap_command(s, f, tag, command, what):
+    """Sends one tagged command and reads up to its tagged reply: OK or exit."""
+    s.sendall(f"{tag} {command}\r\n".encode())
+    while True:
+        line = f.readline()
+        if not line or line.startswith(tag.encode() + b" "):
+            break
+    if not line.startswith(tag.encode() + b" OK"):
+        raise SystemExit(f"{what} failed: {line!r}")
+
+
 def imap_login_logout(port, user, password, hold=0.0):
     """One IMAP session: greeting, LOGIN, LOGOUT; returns when the server
     closed the connection (the imap process is then on its way out).  With
@@ -351,22 +362,10 @@ def imap_login_logout(port, user, password, hold=0.0):
         greeting = f.readline()
         if not greeting.startswith(b"* OK"):
             raise SystemExit(f"no IMAP greeting on port {port}: {greeting!r}")
-        s.sendall(f'a LOGIN "{user}" "{password}"\r\n'.encode())
-        while True:
-            line = f.readline()
-            if not line or line.startswith(b"a "):
-                break
-        if not line.startswith(b"a OK"):
-            raise SystemExit(f"IMAP login of {user} failed: {line!r}")
+        imap_command(s, f, "a", f'LOGIN "{user}" "{password}"', f"IMAP login of {user}")
         if hold:
             time.sleep(hold)
-            s.sendall(b"n NOOP\r\n")
-            while True:
-                line = f.readline()
-                if not line or line.startswith(b"n "):
-                    break
-            if not line.startswith(b"n OK"):
-                raise SystemExit(f"IMAP NOOP of {user} after {hold} s failed: {line!r}")
+            imap_command(s, f, "n", "NOOP", f"IMAP NOOP of {user} after {hold} s")
         s.sendall(b"b LOGOUT\r\n")
         while f.readline():
             pass
@@ -417,7 +416,8 @@ def dovecot_per_login(harness, server, out_dir, logins, keep=None):
     return per_op(diff, logins)
 
 
-def dovecot_rows(args):
+def dovecot_harness(args):
+    """tests/dovecot/harness.py, set up for args.build and the shipped snippet."""
     sys.path.insert(0, os.path.join(HERE, "..", "tests", "dovecot"))
     import harness  # noqa: E402  (the integration tests' Dovecot)
     build = os.path.abspath(args.build)
@@ -425,21 +425,33 @@ def dovecot_rows(args):
                                modules=os.path.join(build, "dovecot-plugin"),
                                snippet=os.path.join(HERE, "..", "conf", "dovecot", "95-mailsuspend.conf"))
     harness.require_prerequisites(hargs)
+    return harness, hargs
+
+
+def counted_dovecot(harness, hargs, with_ms, extra_conf, measure):
+    """measure(server, out_dir) on a Dovecot (with_ms: the shipped snippet)
+    whose every process runs under callgrind (the config check that start()
+    runs too: the same in every run, so it cancels out)."""
     plain_dovecot = harness.DOVECOT
+    server = harness.Dovecot(hargs, with_mailsuspend=with_ms, auth_cache=False,
+                             extra_conf=DOVECOT_EXTRA + extra_conf)
+    out_dir = os.path.join(server.tmp, "callgrind")
+    harness.DOVECOT = wrapper(server.tmp, out_dir, plain_dovecot, keep_caps=False)
+    try:
+        return measure(server, out_dir)
+    finally:
+        harness.DOVECOT = plain_dovecot
+        server.stop()
+
+
+def dovecot_rows(args):
+    harness, hargs = dovecot_harness(args)
     rows = []
     for name, with_ms in (("plain", False), ("mailsuspend", True)):
-        server = harness.Dovecot(hargs, with_mailsuspend=with_ms, auth_cache=False, extra_conf=DOVECOT_EXTRA)
-        out_dir = os.path.join(server.tmp, "callgrind")
-        # Every Dovecot process under callgrind (the config check that
-        # start() runs too: the same in both runs, so it cancels out).
-        harness.DOVECOT = wrapper(server.tmp, out_dir, plain_dovecot, keep_caps=False)
-        try:
-            keep = os.path.join(args.keep, f"dovecot-{name}") if args.keep else None
-            row = dict(dovecot_per_login(harness, server, out_dir, args.logins, keep),
-                       row=f"Dovecot IMAP login + logout, {name}")
-        finally:
-            harness.DOVECOT = plain_dovecot
-            server.stop()
+        keep = os.path.join(args.keep, f"dovecot-{name}") if args.keep else None
+        row = dict(counted_dovecot(harness, hargs, with_ms, "", lambda server, out_dir:
+                                   dovecot_per_login(harness, server, out_dir, args.logins, keep)),
+                   row=f"Dovecot IMAP login + logout, {name}")
         rows.append(row)
         print_row(row)
     return rows
@@ -473,34 +485,20 @@ def imap_held_extra(harness, server, out_dir, sessions, keep=None):
 def held_rows(args):
     """The imap process's extra for a held session, with the do-nothing
     plugin (bench/noop_dovecot_plugin.c) and with mailsuspend's plugins."""
-    sys.path.insert(0, os.path.join(HERE, "..", "tests", "dovecot"))
-    import harness  # noqa: E402  (the integration tests' Dovecot)
+    harness, hargs = dovecot_harness(args)
     import dovecot_load  # noqa: E402  (noop_plugin_conf)
-    build = os.path.abspath(args.build)
-    hargs = argparse.Namespace(cli=os.path.join(build, "cli", "mailsuspend"),
-                               modules=os.path.join(build, "dovecot-plugin"),
-                               snippet=os.path.join(HERE, "..", "conf", "dovecot", "95-mailsuspend.conf"))
-    harness.require_prerequisites(hargs)
-    noop = os.path.join(build, "bench", "lib01_mailsuspend_noop_plugin.so")
+    noop = os.path.join(os.path.abspath(args.build), "bench", "lib01_mailsuspend_noop_plugin.so")
     if not os.path.exists(noop):
         raise SystemExit(f"{noop} missing: build the mailsuspend_noop_plugin target")
     noop_conf, noop_dir = dovecot_load.noop_plugin_conf(noop)
-    plain_dovecot = harness.DOVECOT
     rows = []
     try:
         for name, with_ms, extra in (("do-nothing plugin", False, noop_conf), ("mailsuspend", True, "")):
-            server = harness.Dovecot(hargs, with_mailsuspend=with_ms, auth_cache=False,
-                                     extra_conf=DOVECOT_EXTRA + extra)
-            out_dir = os.path.join(server.tmp, "callgrind")
-            harness.DOVECOT = wrapper(server.tmp, out_dir, plain_dovecot, keep_caps=False)
-            try:
-                keep = os.path.join(args.keep, "held-" + name.split()[0]) if args.keep else None
-                row = dict(imap_held_extra(harness, server, out_dir, args.logins, keep),
-                           row=f"imap process, a session held {HELD_SECONDS:g} s (past the re-check) "
-                               f"over one logged out at once, {name}")
-            finally:
-                harness.DOVECOT = plain_dovecot
-                server.stop()
+            keep = os.path.join(args.keep, "held-" + name.split()[0]) if args.keep else None
+            row = dict(counted_dovecot(harness, hargs, with_ms, extra, lambda server, out_dir:
+                                       imap_held_extra(harness, server, out_dir, args.logins, keep)),
+                       row=f"imap process, a session held {HELD_SECONDS:g} s (past the re-check) "
+                           f"over one logged out at once, {name}")
             rows.append(row)
             print_row(row)
     finally:
