@@ -236,7 +236,7 @@ def first_connection(port):
 def exim_rows(args):
     eximtest.PATHS.update(cli=os.path.abspath(os.path.join(args.build, "cli", "mailsuspend")),
                           so=os.path.abspath(os.path.join(args.build, "exim-local-scan", "mailsuspend.so")),
-                          snippets=os.path.join(HERE, "..", "conf", "exim"))
+                          snippets=os.path.abspath(os.path.join(args.build, "conf", "exim")))
     # valgrind runs no setuid program, even for root: a plain copy of exim4,
     # which Exim also re-executes (exim_path) should it need to.
     copy_dir = tempfile.mkdtemp(prefix="counts-exim-bin-")

@@ -2,7 +2,8 @@
 """Instructions of fresh Exim processes, plain and with mailsuspend: callgrind counts.
 
 Two throw-away Exims from the test harness (tests/exim/eximtest.py), the same
-config except that one includes the shipped snippets (conf/exim/mailsuspend-*)
+config except that one includes the shipped snippets (build/conf/exim/mailsuspend-*,
+conf/exim without comments, as installed)
 and loads mailsuspend.so.  Per Exim, under callgrind (--trace-children=yes,
 every process of the tree counted):
 

@@ -107,7 +107,8 @@ def add_build_arguments(parser):
     here = os.path.join(HERE, "..")
     parser.add_argument("--cli", default=os.path.join(here, "build", "cli", "mailsuspend"))
     parser.add_argument("--so", default=os.path.join(here, "build", "exim-local-scan", "mailsuspend.so"))
-    parser.add_argument("--snippets", default=os.path.join(here, "conf", "exim"))
+    # The snippets as installed (without comments), which the build writes.
+    parser.add_argument("--snippets", default=os.path.join(here, "build", "conf", "exim"))
 
 
 def use_build_arguments(args):

@@ -86,11 +86,11 @@ def exim_demo():
     import eximtest
     eximtest.PATHS.update(cli=os.path.join(ARGS.build, "cli", "mailsuspend"),
                           so=os.path.join(ARGS.build, "exim-local-scan", "mailsuspend.so"),
-                          snippets=os.path.join(ARGS.root, "conf", "exim"))
+                          snippets=os.path.join(ARGS.build, "conf", "exim"))
     env = eximtest.Env("demo")
     env.start_daemon()
     try:
-        say(f"Exim on 127.0.0.1:{env.port} with mailsuspend.so and the conf/exim snippets")
+        say(f"Exim on 127.0.0.1:{env.port} with mailsuspend.so and the Exim snippets as installed")
         env.cli("suspend", "alice@example.com", "--service", "send", "--reason", "spam run")
         out = env.send("alice@example.com", ["bob@example.com"], user="alice@example.com")
         show("alice (send suspended) over SMTP AUTH, MAIL:", f"{out.mail[0]} {eximtest.reply_text(out.mail)}")

@@ -4,7 +4,7 @@ starts exim4 on loopback with the shipped snippets and shows what an SMTP
 client sees, and what Exim logs, for each suspension.  Needs root.
 
   sudo tests/exim/demo.py --cli build/cli/mailsuspend \\
-      --so build/exim-local-scan/mailsuspend.so --snippets conf/exim
+      --so build/exim-local-scan/mailsuspend.so --snippets build/conf/exim
 """
 import argparse
 import os
@@ -92,7 +92,7 @@ def main():
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
     parser.add_argument("--cli", default=os.path.join(root, "build", "cli", "mailsuspend"))
     parser.add_argument("--so", default=os.path.join(root, "build", "exim-local-scan", "mailsuspend.so"))
-    parser.add_argument("--snippets", default=os.path.join(root, "conf", "exim"))
+    parser.add_argument("--snippets", default=os.path.join(root, "build", "conf", "exim"))
     args = parser.parse_args()
     eximtest.PATHS.update(cli=args.cli, so=args.so, snippets=args.snippets)
     env = eximtest.Env("demo", default_mode="queue")

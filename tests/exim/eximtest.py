@@ -5,7 +5,8 @@ Every test module builds one Env (its own spool, log, mailboxes, loopback
 port, mailsuspend.conf and store), starts one daemon if it needs SMTP over
 TCP, and talks to it with smtplib, `exim -bs` (local SMTP on stdin) or
 `exim -bm` (sendmail).  The generated exim.conf .includes the shipped
-snippets from conf/exim/, so the tests exercise exactly what admins install.
+snippets as the build writes and the package installs them (build/conf/exim/:
+conf/exim/ without comments), so the tests exercise exactly what admins install.
 
 Nothing here skips: without root, exim4 or the built files a test fails.
 """

@@ -431,6 +431,17 @@ class PackageTest(unittest.TestCase):
         with open(os.path.join(STORE, "dovecot-groups.conf")) as f:
             self.assertIn(f"mail_access_groups = {grp.getgrnam(GROUP).gr_gid}\n", f.read())
         files = run(["dpkg", "-L", PACKAGE]).stdout.split()
+        # The Exim snippets Exim includes carry no comments (each line is read
+        # by every Exim process); the commented ones are documentation, as
+        # they are (not compressed), and hold the same statements.
+        for name in ("mailsuspend-main", "mailsuspend-main-light", "mailsuspend-acl", "mailsuspend-routers"):
+            with open(os.path.join(EXIM_SNIPPETS, name)) as f:
+                installed = f.read().splitlines()
+            with open(os.path.join("/usr/share/doc/mailsuspend/exim", name)) as f:
+                commented = f.read().splitlines()
+            self.assertEqual(installed[0], f"# {name} (commented: /usr/share/doc/mailsuspend/exim/{name})")
+            self.assertEqual([l for l in installed[1:] if not l.strip() or l.lstrip().startswith("#")], [], name)
+            self.assertEqual(installed[1:], [l for l in commented if l.strip() and not l.lstrip().startswith("#")], name)
         if any(f.startswith("/usr/share/man/") for f in files):
             run(["man", "-w", "mailsuspend"])
             if any("/man5/mailsuspend.conf" in f for f in files):
