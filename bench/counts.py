@@ -399,6 +399,13 @@ def dovecot_run(harness, server, out_dir, logins, hold=0.0):
     return by_kind
 
 
+def kind_difference(before, after, kind):
+    """Per event, what kind's processes counted in after beyond before
+    (dovecot_run's results)."""
+    a, b = before.get(kind, {}), after.get(kind, {})
+    return {event: b.get(event, 0) - a.get(event, 0) for event in set(a) | set(b)}
+
+
 def dovecot_per_login(harness, server, out_dir, logins, keep=None):
     """The login processes' counts per IMAP login and logout: a run with one
     login (processes started, the auth worker, first-use costs) taken from a
@@ -409,8 +416,7 @@ def dovecot_per_login(harness, server, out_dir, logins, keep=None):
         shutil.copytree(out_dir, keep, dirs_exist_ok=True)
     diff = {}
     for kind in LOGIN_PROCESSES:
-        kind_diff = {event: more.get(kind, {}).get(event, 0) - one.get(kind, {}).get(event, 0)
-                     for event in set(one.get(kind, {})) | set(more.get(kind, {}))}
+        kind_diff = kind_difference(one, more, kind)
         print(f"  {kind}: {kind_diff.get('Ir', 0) / logins:,.0f} instructions per login", file=sys.stderr)
         add_to(diff, kind_diff)
     return per_op(diff, logins)
@@ -476,10 +482,7 @@ def imap_held_extra(harness, server, out_dir, sessions, keep=None):
     held = dovecot_run(harness, server, out_dir, sessions, HELD_SECONDS)
     if keep:
         shutil.copytree(out_dir, os.path.join(keep, "held"), dirs_exist_ok=True)
-    kind = "/usr/lib/dovecot/imap"
-    diff = {event: held.get(kind, {}).get(event, 0) - short.get(kind, {}).get(event, 0)
-            for event in set(short.get(kind, {})) | set(held.get(kind, {}))}
-    return per_op(diff, sessions)
+    return per_op(kind_difference(short, held, "/usr/lib/dovecot/imap"), sessions)
 
 
 def held_rows(args):
