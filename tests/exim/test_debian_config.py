@@ -83,7 +83,12 @@ class DebianConfigTest(unittest.TestCase):
         self.assertEqual(self.option("acl_smtp_mail"), "acl_mailsuspend_mail")
         self.assertEqual(self.option("acl_smtp_rcpt"), "acl_mailsuspend_rcpt")
         self.assertEqual(self.option("local_scan_path"), PATHS["so"])
-        self.assertIn("mailsuspend_preload", self.option("smtp_accept_max_per_host"))
+        per_host = self.option("smtp_accept_max_per_host")
+        self.assertIn("mailsuspend_preload", per_host)
+        # What the daemon gets for each connection: the preload call yields
+        # nothing and the value is Exim's default, no per-host limit.
+        expanded = self.exim("-be", per_host)
+        self.assertEqual((expanded.returncode, expanded.stdout.strip()), (0, "0"), expanded.stderr)
 
     def test_routers_come_before_user_level_routers(self):
         routers = re.findall(r"^(\S+):?$", self.exim("-bP", "router_list").stdout, re.M)
