@@ -119,7 +119,7 @@ class LoadTest(EximTestCase):
         self.assertEqual(out.strip(), "pong")
 
     def test_dlfunc_with_wrong_arguments_is_a_clear_error(self):
-        out = self.env.exim("-be", f"${{dlfunc{{{PATHS['so']}}}{{mailsuspend_send}}{{x}}}}",
+        out = self.env.exim("-be", f"${{dlfunc{{{PATHS['so']}}}{{mailsuspend_send}}{{x}}{{y}}}}",
                             check=False)
         self.assertIn("mailsuspend_send expects {config}", out.stdout + out.stderr)
 
