@@ -146,6 +146,16 @@ class LoadTest(EximTestCase):
         self.assertEqual(out.stdout.strip(), "Failed:", out.stdout + out.stderr)  # -be's forced failure
         self.assertEqual(self.env.panic_log(), "")
 
+    def test_dlfunc_send_check_still_takes_the_sender_as_arguments(self):
+        # The form snippets had before the sender was read from the message
+        # (a split config keeps a copy): {config}{auth id}{sender}{client}.
+        self.env.cli("suspend", "copied-snippet@example.com", "--service", "send")
+        expr = (f"[${{dlfunc{{{PATHS['so']}}}{{mailsuspend_send}}{{{self.env.ms_conf}}}"
+                f"{{copied-snippet@example.com}}{{copied-snippet@example.com}}{{127.0.0.1}}}}]")
+        out = self.env.exim("-be", expr).stdout.strip()
+        self.assertIn("suspended", out)
+        self.assertNotEqual(out, "[]")
+
     def test_dlfunc_send_check_allows_unsuspended(self):
         expr = (f"[${{dlfunc{{{PATHS['so']}}}{{mailsuspend_send}}{{{self.env.ms_conf}}}"
                 f"{{zed@example.com}}{{zed@example.com}}{{127.0.0.1}}}}]")
