@@ -24,6 +24,7 @@ namespace {
 constexpr size_t kReplyMax = MAILSUSPEND_TEXT_MAX + 32;
 
 uschar* reply(const char* prefix, const char* text) noexcept {
+    if (!*prefix && !*text) return reinterpret_cast<uschar*>(exim_copy(""));  // the usual answer
     char buffer[kReplyMax];
     std::snprintf(buffer, sizeof buffer, "%s%s", prefix, text);
     return reinterpret_cast<uschar*>(exim_copy(buffer));

@@ -58,6 +58,31 @@ TEST(Netmask, Ipv4InsideIpv6Space) {
     EXPECT_FALSE(in("2001:db8::/32", "127.0.0.1"));
 }
 
+// contains() compares 64 bits at a time: the same answer as the octet-by-octet
+// definition for every prefix length, with addresses that differ in one bit.
+TEST(Netmask, EveryPrefixLengthAgreesWithTheOctetDefinition) {
+    const auto by_octets = [](const Netmask& m, const std::array<uint8_t, 16>& a) {
+        int bits = m.prefix;
+        for (std::size_t i = 0; i < 16 && bits > 0; ++i, bits -= 8) {
+            const uint8_t mask = bits >= 8 ? 0xFF : static_cast<uint8_t>(0xFF << (8 - bits));
+            if ((a[i] & mask) != (m.addr[i] & mask)) return false;
+        }
+        return true;
+    };
+    Netmask m;
+    for (std::size_t i = 0; i < 16; ++i) m.addr[i] = static_cast<uint8_t>(0x5A ^ (i * 37));
+    for (int prefix = 0; prefix <= 128; ++prefix) {
+        m.prefix = prefix;
+        EXPECT_TRUE(m.contains(m.addr)) << prefix;
+        for (int bit = 0; bit < 128; ++bit) {
+            auto a = m.addr;
+            a[static_cast<std::size_t>(bit / 8)] ^= static_cast<uint8_t>(0x80 >> (bit % 8));
+            EXPECT_EQ(m.contains(a), by_octets(m, a)) << "prefix " << prefix << " bit " << bit;
+            EXPECT_EQ(m.contains(a), bit >= prefix) << "prefix " << prefix << " bit " << bit;
+        }
+    }
+}
+
 TEST(Netmask, Malformed) {
     for (const char* bad : {"", "192.0.2", "192.0.2.256", "192.0.2.1/33", "192.0.2.1/-1",
                             "192.0.2.1/", "192.0.2.1/8x", "2001:db8::/129", "2001:db8:::1",
