@@ -204,29 +204,22 @@ def counted_rows(name, env, out_dir, args):
 
     env.start_daemon()
     try:
-        def smtp():
-            out = env.send(sender, [rcpt], user=sender)
-            if not out.data or out.data[0] != 250:
-                raise SystemExit(f"SMTP ({name}) did not accept the message: {out}")
         counted(env, out_dir, lambda: first_connection(env.port), env.daemon.pid)
-        counted(env, out_dir, smtp, env.daemon.pid)  # warm-up
-        sums = {}
-        for _ in range(args.messages):
-            add_to(sums, counted(env, out_dir, smtp, env.daemon.pid))
-        rows.append(dict(per_op(sums, args.messages), row=f"Exim SMTP message to the daemon, {name}"))
-
-        # Inbound mail, the bulk of what a hosting MX accepts: no AUTH, from a
-        # host outside webmail.hosts, to a local mailbox.  Nothing is sent by
-        # one of our accounts, so only the recipient is checked.
-        def inbound():
-            out = env.send("carol@remote.test", [rcpt])
-            if not out.data or out.data[0] != 250:
-                raise SystemExit(f"inbound SMTP ({name}) was not accepted: {out}")
-        counted(env, out_dir, inbound, env.daemon.pid)  # warm-up
-        sums = {}
-        for _ in range(args.messages):
-            add_to(sums, counted(env, out_dir, inbound, env.daemon.pid))
-        rows.append(dict(per_op(sums, args.messages), row=f"Exim inbound SMTP message to the daemon, {name}"))
+        # An authenticated submission, and inbound mail (the bulk of what a
+        # hosting MX accepts: no AUTH, from a host outside webmail.hosts, to a
+        # local mailbox; nothing sent by one of our accounts, so only the
+        # recipient is checked).
+        for what, mail_from, user in (("SMTP message", sender, sender),
+                                      ("inbound SMTP message", "carol@remote.test", None)):
+            def smtp():
+                out = env.send(mail_from, [rcpt], user=user)
+                if not out.data or out.data[0] != 250:
+                    raise SystemExit(f"{what} ({name}) was not accepted: {out}")
+            counted(env, out_dir, smtp, env.daemon.pid)  # warm-up
+            sums = {}
+            for _ in range(args.messages):
+                add_to(sums, counted(env, out_dir, smtp, env.daemon.pid))
+            rows.append(dict(per_op(sums, args.messages), row=f"Exim {what} to the daemon, {name}"))
     finally:
         env._stop_daemon()
     return rows
@@ -251,9 +244,7 @@ def first_connection(port):
 
 
 def exim_rows(args):
-    eximtest.PATHS.update(cli=os.path.abspath(os.path.join(args.build, "cli", "mailsuspend")),
-                          so=os.path.abspath(os.path.join(args.build, "exim-local-scan", "mailsuspend.so")),
-                          snippets=os.path.abspath(os.path.join(args.build, "conf", "exim")))
+    eximtest.use_build(args.build)
     # valgrind runs no setuid program, even for root: a plain copy of exim4,
     # which Exim also re-executes (exim_path) should it need to.
     copy_dir = tempfile.mkdtemp(prefix="counts-exim-bin-")

@@ -84,9 +84,7 @@ def dovecot_demo():
 def exim_demo():
     sys.path.insert(0, os.path.join(ARGS.root, "tests", "exim"))
     import eximtest
-    eximtest.PATHS.update(cli=os.path.join(ARGS.build, "cli", "mailsuspend"),
-                          so=os.path.join(ARGS.build, "exim-local-scan", "mailsuspend.so"),
-                          snippets=os.path.join(ARGS.build, "conf", "exim"))
+    eximtest.use_build(ARGS.build)
     env = eximtest.Env("demo")
     env.start_daemon()
     try:

@@ -201,14 +201,17 @@ int scan_message(int data_fd, uschar** return_text) {
 // {$sender_host_address}, or from {config} alone and the message's own
 // variables, read as local_scan reads them (the snippets' form: Exim then
 // expands three arguments fewer, about 10 k instructions per SMTP message).
-// Shared by mailsuspend_send, _queued, _held, _unknown_rcpt and _outcome.
+// The three are given when there are four arguments or more (no short form
+// has that many).  Shared by mailsuspend_send, _queued, _held, _unknown_rcpt
+// and _outcome.
 struct Sender {
     struct mailsuspend_handle* ms;
     const char* ip;
     const char* identity;
 };
 
-Sender sender_of(int argc, uschar* argv[], bool given) {
+Sender sender_of(int argc, uschar* argv[]) {
+    const bool given = argc >= 4;
     struct mailsuspend_handle* ms = store_handle(arg(argc, argv, 0));
     const char* ip = given ? (*arg(argc, argv, 3) ? arg(argc, argv, 3) : nullptr) : current_client_ip();
     if (!ms) return {nullptr, ip, nullptr};
@@ -287,7 +290,7 @@ __attribute__((visibility("default"))) int mailsuspend_send(uschar** yield, int 
         if (argc != 1 && argc != 4)
             return usage_error(yield, "mailsuspend_send",
                                "{config}[{$authenticated_id}{$sender_address}{$sender_host_address}]");
-        const auto [ms, ip, identity] = sender_of(argc, argv, argc == 4);
+        const auto [ms, ip, identity] = sender_of(argc, argv);
         mailsuspend_result r{};
         const bool refused = identity && send_refused(ms, identity, ip, "mail", &r);
         *yield = reply("", refused ? r.text : "");
@@ -337,7 +340,7 @@ __attribute__((visibility("default"))) int mailsuspend_unknown_rcpt(uschar** yie
         if (argc != 5)
             return usage_error(yield, "mailsuspend_unknown_rcpt",
                                "{config}{$authenticated_id}{$sender_address}{$sender_host_address}{recipient}");
-        const auto [ms, ip, identity] = sender_of(argc, argv, true);
+        const auto [ms, ip, identity] = sender_of(argc, argv);
         if (identity && mailsuspend_count_unknown_recipient(ms, identity, ip))
             log_main("send suspended sender=%s client=%s at=rcpt recipient=%s limit=unknown_recipients_per_hour",
                      identity, ip ? ip : "local", arg(argc, argv, 4));
@@ -366,7 +369,7 @@ __attribute__((visibility("default"))) int mailsuspend_outcome(uschar** yield, i
             return usage_error(yield, "mailsuspend_outcome",
                                "{config}{auth id}{$sender_address}{$sender_host_address}{recipient}{$event_name}"
                                "{first: yes|no}");
-        const auto [ms, ip, identity] = sender_of(argc, argv, true);
+        const auto [ms, ip, identity] = sender_of(argc, argv);
         const std::string_view event = arg(argc, argv, 5);
         const enum mailsuspend_outcome outcome = event == "msg:delivery" ? MAILSUSPEND_OUTCOME_DELIVERED
                                                  : event.find(":defer") != std::string_view::npos
@@ -427,7 +430,7 @@ __attribute__((visibility("default"))) int mailsuspend_queued(uschar** yield, in
         if (argc != 1 && argc != 4)
             return usage_error(yield, "mailsuspend_queued",
                                "{config}[{$authenticated_id}{$sender_address}{$sender_host_address}]");
-        const auto [ms, ip, identity] = sender_of(argc, argv, argc == 4);
+        const auto [ms, ip, identity] = sender_of(argc, argv);
         mailsuspend_result r{};
         if (identity) mailsuspend_check_send(ms, identity, ip, &r);
         if (!identity || r.verdict != MAILSUSPEND_DENY || !r.fail_queued) {
@@ -454,7 +457,7 @@ __attribute__((visibility("default"))) int mailsuspend_held(uschar** yield, int 
         if (argc != 2 && argc != 5)
             return usage_error(yield, "mailsuspend_held",
                                "{config}[{$authenticated_id}{$sender_address}{$sender_host_address}]{$message_age}");
-        const auto [ms, ip, identity] = sender_of(argc, argv, argc == 5);
+        const auto [ms, ip, identity] = sender_of(argc, argv);
         const long age = std::strtol(arg(argc, argv, argc - 1), nullptr, 10);
         mailsuspend_result r{};
         if (identity) mailsuspend_check_held(ms, identity, ip, age, &r);

@@ -39,6 +39,16 @@ WAIT = 20.0                # upper bound on waiting for Exim to finish something
 PATHS = {"cli": None, "so": None, "snippets": None}
 
 
+def use_build(build):
+    """PATHS from a build directory: its CLI, module and the snippets it writes
+    (conf/exim as installed).  Absolute: Exim's daemon runs in its spool
+    directory, where a relative module path in ${dlfunc} would not resolve."""
+    build = os.path.abspath(build)
+    PATHS.update(cli=os.path.join(build, "cli", "mailsuspend"),
+                 so=os.path.join(build, "exim-local-scan", "mailsuspend.so"),
+                 snippets=os.path.join(build, "conf", "exim"))
+
+
 def fail_setup(msg):
     raise AssertionError("exim test set-up: " + msg)
 
