@@ -63,7 +63,7 @@ std::string encode_fleet_change(const TargetRecord& r, const FleetKey& key) {
     TargetRecord sent = r;
     sent.seq = 0;  // a local sequence number means nothing on another node
     std::string blob;
-    encode_record(sent, blob);
+    encode_portable_record(sent, blob);
     const std::string text = stamp_text(r.hlc) + " " + r.origin + " " +
                              to_hex(reinterpret_cast<const unsigned char*>(blob.data()), blob.size());
     return text + " " + mac_hex(text, key);

@@ -11,11 +11,14 @@ namespace {
 
 using layout::BlobHeader;
 
-// Version 3 is what encode_record writes for a record of the fleet (one with
-// a clock stamp or an origin); version 2 for every other record, so a single
-// node's store is byte for byte what it was; version 1 (the first release's
-// looser form) is still decoded, so a store written before keeps working.
-constexpr uint16_t kBlobVersion = 3;
+// Version 4 is what the store writes (layout 3): the smallest form, so a
+// typical record fits one cache line (writer_table.cpp places it in one).
+// Version 3 and 2 are the portable forms a fleet node sends (fleet_change.cpp):
+// 3 for a record with a clock stamp or an origin, 2 otherwise, which every
+// release since the fleet decodes.  Version 1 (the first release's looser
+// form) is still decoded, so a journal or store written before keeps working.
+constexpr uint16_t kBlobVersion = 4;
+constexpr uint16_t kBlobVersionFleet = 3;
 constexpr uint16_t kBlobVersionV2 = 2;
 constexpr uint16_t kBlobVersionV1 = 1;
 constexpr uint8_t kEndOfServices = 0xFF;
@@ -23,7 +26,7 @@ enum : uint8_t { kSuspended = 1, kLocked = 2, kFailQueued = 4 };
 
 // Version 2 body (the key prefix is fixed by store_layout.hpp):
 //   u8 key_len, key, u8 mode, u8 extras, varint seq,
-//   [varint hlc, u8 len + origin]       if extras & kHasFleet (version 3 only)
+//   [varint hlc, u8 len + origin]       if extras & kHasFleet (version 3 and 4)
 //   [u32 last_self_unblock]             if extras & kHasSelfUnblock
 //   [varint n, n x u32 auto-suspension] if extras & kHasAutoHistory
 //   per stored service: u8 head, u32 since, [u32 expires], u8 source (| 0x10: hold),
@@ -34,9 +37,14 @@ enum : uint8_t { kSuspended = 1, kLocked = 2, kFailQueued = 4 };
 // head = index (bits 0-2) | flags << 3 | kHasExpiry | kSameTexts.  Services
 // suspended together share reason and actor, so the second and later ones
 // carry kSameTexts instead of the texts: that, varints and optional fields
-// keep the typical record (two services, one reason) at 80 bytes.
+// keep the typical record (two services, one reason) at 72 bytes.
+// Version 4 has no actor, and kSameTexts | kHasExpiry (kSameEntry) means an
+// entry that repeats the previous one's since, expires, source and reason:
+// its head byte alone.  A record of two services suspended together by one
+// command is 64 bytes for an address of 21 octets.
 enum : uint8_t { kHasSelfUnblock = 1, kHasAutoHistory = 2, kHasFleet = 4 };
 enum : uint8_t { kIndexBits = 0x07, kFlagShift = 3, kHasExpiry = 0x40, kSameTexts = 0x80 };
+constexpr uint8_t kSameEntry = kHasExpiry | kSameTexts;  // version 4
 
 // Times are stored as unsigned 32-bit epoch seconds (good to 2106; durations
 // are capped at 50 years).
@@ -142,35 +150,70 @@ bool set_source(ServiceState& s, uint8_t source) {
     return true;
 }
 
-void encode_service(const ServiceState& s, int index, const ServiceState* previous, std::string& out) {
-    const bool same_texts = previous && previous->reason == s.reason;
-    const uint32_t expires = to_u32(s.expires);
-    put<uint8_t>(out, static_cast<uint8_t>(index | state_flags(s) << kFlagShift |
-                                           (expires != 0 ? kHasExpiry : 0) |
-                                           (same_texts ? kSameTexts : 0)));
-    put<uint32_t>(out, to_u32(s.since));
-    if (expires != 0) put<uint32_t>(out, expires);
-    put<uint8_t>(out, source_byte(s));
-    if (same_texts) return;
-    put_text_varint(out, s.reason);
-    put_text_varint(out, "");  // the actor
+// The stored fields of one service entry, what kSameEntry repeats.
+struct EntryFields {
+    uint32_t since = 0, expires = 0;
+    uint8_t source = 0;
+    std::string_view reason;
+};
+
+EntryFields fields_of(const ServiceState& s) {
+    return {to_u32(s.since), to_u32(s.expires), source_byte(s), s.reason};
 }
 
-// One service entry into s; its reason as a view into the blob in *texts
-// (the previous entry's, which *texts holds, for kSameTexts).
-bool decode_service(Cursor& c, uint8_t head, ServiceState& s, std::string_view* texts, bool& have_texts) {
-    uint8_t source = 0;
-    uint32_t since = 0, expires = 0;
-    if (!c.get(since) || ((head & kHasExpiry) && (!c.get(expires) || expires == 0)) || !c.get(source) ||
-        !set_source(s, source))
-        return false;
-    s.since = since;
-    s.expires = expires;
+bool same_fields(const EntryFields& a, const EntryFields& b) {
+    return a.since == b.since && a.expires == b.expires && a.source == b.source && a.reason == b.reason;
+}
+
+// version: kBlobVersion (no actor, kSameEntry) or an older, portable one.
+void encode_service(const ServiceState& s, int index, const ServiceState* previous, uint16_t version,
+                    std::string& out) {
+    const EntryFields f = fields_of(s);
+    const uint8_t head = static_cast<uint8_t>(index | state_flags(s) << kFlagShift);
+    if (version >= kBlobVersion && previous && same_fields(f, fields_of(*previous))) {
+        put<uint8_t>(out, head | kSameEntry);
+        return;
+    }
+    // In version 4, kSameTexts with kHasExpiry is kSameEntry: an entry
+    // sharing only the reason but with its own expiry repeats the reason.
+    const bool same_texts = previous && previous->reason == s.reason &&
+                            (version < kBlobVersion || f.expires == 0);
+    put<uint8_t>(out, static_cast<uint8_t>(head | (f.expires != 0 ? kHasExpiry : 0) | (same_texts ? kSameTexts : 0)));
+    put<uint32_t>(out, f.since);
+    if (f.expires != 0) put<uint32_t>(out, f.expires);
+    put<uint8_t>(out, f.source);
+    if (same_texts) return;
+    put_text_varint(out, s.reason);
+    if (version < kBlobVersion) put_text_varint(out, "");  // the actor
+}
+
+// One service entry into s.  *last holds the previous entry's fields (its
+// reason a view into the blob) and becomes this entry's.
+bool decode_service(Cursor& c, uint8_t head, uint16_t version, ServiceState& s, EntryFields& last,
+                    bool& have_last) {
     set_state_flags(s, (head >> kFlagShift) & 0x07);
-    if (head & kSameTexts) return have_texts;
-    std::string_view actor;  // dropped
-    have_texts = c.view_varint(*texts) && c.view_varint(actor);
-    return have_texts;
+    EntryFields f;
+    if (version >= kBlobVersion && (head & kSameEntry) == kSameEntry) {
+        if (!have_last) return false;
+        f = last;
+    } else {
+        if (!c.get(f.since) || ((head & kHasExpiry) && (!c.get(f.expires) || f.expires == 0)) ||
+            !c.get(f.source))
+            return false;
+        if (head & kSameTexts) {
+            if (!have_last) return false;
+            f.reason = last.reason;
+        } else {
+            std::string_view actor;  // dropped (version 2 and 3 carry an empty one)
+            if (!c.view_varint(f.reason) || (version < kBlobVersion && !c.view_varint(actor))) return false;
+        }
+    }
+    if (!set_source(s, f.source)) return false;
+    s.since = f.since;
+    s.expires = f.expires;
+    last = f;
+    have_last = true;
+    return true;
 }
 
 // The body into r; with only >= 0, only that service (and mode, seq): the
@@ -178,7 +221,7 @@ bool decode_service(Cursor& c, uint8_t head, ServiceState& s, std::string_view* 
 // check that needs one service's reason allocates at most that.
 bool decode_body(Cursor& c, TargetRecord& r, uint16_t version, int only) {
     uint8_t key_len = 0, mode = 0, extras = 0;
-    const uint8_t known = kHasSelfUnblock | kHasAutoHistory | (version >= kBlobVersion ? kHasFleet : 0);
+    const uint8_t known = kHasSelfUnblock | kHasAutoHistory | (version >= kBlobVersionFleet ? kHasFleet : 0);
     if (!c.get(key_len) || !(only < 0 ? c.text(r.key, key_len) : c.skip(key_len)) || !c.get(mode) ||
         mode > static_cast<uint8_t>(DeliveryMode::queue) || !c.get(extras) || (extras & ~known) != 0 ||
         !c.varint(r.seq))
@@ -209,8 +252,8 @@ bool decode_body(Cursor& c, TargetRecord& r, uint16_t version, int only) {
             }
         }
     }
-    std::string_view texts;
-    bool have_texts = false;
+    EntryFields last;
+    bool have_last = false;
     uint8_t seen = 0;
     for (;;) {
         uint8_t head = 0;
@@ -222,8 +265,8 @@ bool decode_body(Cursor& c, TargetRecord& r, uint16_t version, int only) {
         ServiceState scratch;
         const bool wanted = only < 0 || index == only;
         ServiceState& s = wanted ? r.services[index] : scratch;
-        if (!decode_service(c, head, s, &texts, have_texts)) return false;
-        if (wanted) s.reason.assign(texts);
+        if (!decode_service(c, head, version, s, last, have_last)) return false;
+        if (wanted) s.reason.assign(last.reason);
     }
 }
 
@@ -265,16 +308,15 @@ bool decode_body_v1(Cursor& c, TargetRecord& r) {
     }
 }
 
-}  // namespace
-
-void encode_record(const TargetRecord& r, std::string& out) {
+void encode_as(const TargetRecord& r, bool portable, std::string& out) {
+    const bool fleet = r.hlc != 0 || !r.origin.empty();
+    const uint16_t version = !portable ? kBlobVersion : fleet ? kBlobVersionFleet : kBlobVersionV2;
     const std::size_t start = out.size();
     out.append(sizeof(BlobHeader), '\0');
     put<uint8_t>(out, static_cast<uint8_t>(r.key.size()));
     out += r.key;
     put<uint8_t>(out, static_cast<uint8_t>(r.mode));
     const uint32_t self_unblock = to_u32(r.last_self_unblock);
-    const bool fleet = r.hlc != 0 || !r.origin.empty();
     put<uint8_t>(out, static_cast<uint8_t>((self_unblock != 0 ? kHasSelfUnblock : 0) |
                                            (r.auto_suspensions.empty() ? 0 : kHasAutoHistory) |
                                            (fleet ? kHasFleet : 0)));
@@ -292,16 +334,21 @@ void encode_record(const TargetRecord& r, std::string& out) {
     const ServiceState* previous = nullptr;
     for (int i = 0; i < kServiceCount; ++i) {
         if (r.services[i] == ServiceState{}) continue;
-        encode_service(r.services[i], i, previous, out);
+        encode_service(r.services[i], i, previous, version, out);
         previous = &r.services[i];
     }
     put<uint8_t>(out, kEndOfServices);
     out.append((8 - (out.size() - start) % 8) % 8, '\0');
-    BlobHeader h{layout::kBlobMagic, fleet ? kBlobVersion : kBlobVersionV2,
-                 static_cast<uint32_t>(out.size() - start), 0};
+    BlobHeader h{layout::kBlobMagic, version, static_cast<uint32_t>(out.size() - start), 0};
     h.crc = layout::crc32(out.data() + start + sizeof h, h.length - sizeof h);
     std::memcpy(out.data() + start, &h, sizeof h);
 }
+
+}  // namespace
+
+void encode_record(const TargetRecord& r, std::string& out) { encode_as(r, false, out); }
+
+void encode_portable_record(const TargetRecord& r, std::string& out) { encode_as(r, true, out); }
 
 std::size_t blob_length(const unsigned char* p, std::size_t avail) {
     BlobHeader h;

@@ -11,8 +11,13 @@
 
 namespace mailsuspend {
 
-// Appends the blob for r to out (8-byte aligned length).
+// Appends the blob for r to out (8-byte aligned length), in the store's
+// form (version 4, layout 3).
 void encode_record(const TargetRecord& r, std::string& out);
+// The same in the form every release since the fleet decodes (version 2, or
+// 3 with a clock stamp or origin): what a fleet node publishes, so nodes
+// still on an older release read it during a rolling upgrade.
+void encode_portable_record(const TargetRecord& r, std::string& out);
 // Decodes a blob of at most avail bytes at p; false with error_r when corrupt.
 // only_service >= 0: that service's state (and the mode and seq) only, for a
 // check that formats one reply; the key and everything else stay empty.

@@ -1,6 +1,7 @@
-// Record blobs (codec.cpp): every record survives a round trip, the typical
-// record fits the memory budget, version-1 blobs of older stores still
-// decode, and no damaged blob decodes or crashes.
+// Record blobs (codec.cpp): every record survives a round trip in the
+// store's form and in the portable one, the typical record fits a cache
+// line, version-1 blobs of older stores still decode, and no damaged blob
+// decodes or crashes.
 #include <gtest/gtest.h>
 
 #include <boost/crc.hpp>
@@ -71,6 +72,13 @@ TargetRecord random_record(std::mt19937_64& rng) {
 // The blob and journal CRC is part of the on-disk format: slicing-by-8 must
 // give what a plain CRC-32 (Boost's, which wrote every store so far) gives,
 // for every length and alignment.
+void reseal(std::string& blob) {
+    layout::BlobHeader h;
+    std::memcpy(&h, blob.data(), sizeof h);
+    h.crc = layout::crc32(blob.data() + sizeof h, blob.size() - sizeof h);
+    std::memcpy(blob.data(), &h, sizeof h);
+}
+
 TEST(Codec, Crc32IsTheStandardCrc32) {
     EXPECT_EQ(layout::crc32("123456789", 9), 0xCBF43926u);
     EXPECT_EQ(layout::crc32("", 0), 0u);
@@ -85,25 +93,65 @@ TEST(Codec, Crc32IsTheStandardCrc32) {
         }
 }
 
-TEST(Codec, EveryRecordSurvivesARoundTrip) {
+TEST(Codec, EveryRecordSurvivesARoundTripInBothForms) {
     std::mt19937_64 rng(20261201);
     for (int i = 0; i < 20000; ++i) {
         const TargetRecord r = random_record(rng);
-        std::string blob;
-        encode_record(r, blob);
-        ASSERT_EQ(blob.size() % 8, 0u);
-        ASSERT_EQ(blob_length(bytes(blob), blob.size()), blob.size());
-        ASSERT_EQ(decoded(blob), r) << "record " << i;
+        for (auto encode : {encode_record, encode_portable_record}) {
+            std::string blob;
+            encode(r, blob);
+            ASSERT_EQ(blob.size() % 8, 0u);
+            ASSERT_EQ(blob_length(bytes(blob), blob.size()), blob.size());
+            ASSERT_EQ(decoded(blob), r) << "record " << i;
+        }
     }
 }
 
-TEST(Codec, TheTypicalRecordIs72BytesAndSharesItsReason) {
+// The store's form (version 4) fits the typical record in one cache line,
+// where the writer places it (test_store_layout3.cpp).
+TEST(Codec, TheTypicalRecordIs64BytesAndSharesItsReason) {
     std::string blob;
     encode_record(typical(), blob);
-    EXPECT_EQ(blob.size(), 72u);  // no actor: it is in the audit log only
+    EXPECT_EQ(blob.size(), 64u);  // 72 in version 2: the actor byte, pop3's since and source
     // The reason is written once although two services carry it.
     EXPECT_EQ(blob.find("unpaid invoice"), blob.rfind("unpaid invoice"));
     EXPECT_EQ(decoded(blob), typical());
+}
+
+// Services that share a reason but not their times or source: each keeps its
+// own, in version 4 as in version 2.
+TEST(Codec, EntriesSharingOnlyTheReasonKeepTheirOwnTimes) {
+    TargetRecord r = typical();
+    r.at(Service::pop3).since += 60;
+    r.at(Service::imap).expires = 1795439998;
+    r.at(Service::send).suspended = true;
+    r.at(Service::send).since = r.at(Service::imap).since;
+    r.at(Service::send).expires = 1795449998;
+    r.at(Service::send).source = Source::rate;
+    r.at(Service::send).reason = "unpaid invoice";
+    for (auto encode : {encode_record, encode_portable_record}) {
+        std::string blob;
+        encode(r, blob);
+        EXPECT_EQ(decoded(blob), r);
+    }
+}
+
+// kSameTexts | kHasExpiry: in version 4 "as the entry before", which the
+// first entry cannot be.
+TEST(Codec, AVersion4FirstEntryThatRepeatsTheOneBeforeIsRefused) {
+    TargetRecord r;
+    r.key = "a@example.com";
+    r.at(Service::imap).suspended = true;
+    r.at(Service::imap).reason = "x";
+    std::string blob;
+    encode_record(r, blob);
+    const std::size_t head = sizeof(layout::BlobHeader) + 1 + r.key.size() + 3;  // mode, extras, seq 0
+    ASSERT_EQ(static_cast<uint8_t>(blob[head]) & 0x07, 0) << "imap's entry";
+    blob[head] = static_cast<char>(static_cast<uint8_t>(blob[head]) | 0xC0);
+    reseal(blob);
+    TargetRecord out;
+    std::string why;
+    EXPECT_FALSE(decode_record(bytes(blob), blob.size(), out, why));
 }
 
 TEST(Codec, KeySitsWhereTheStoreLayoutLooksForIt) {
@@ -157,13 +205,6 @@ TEST(Codec, VersionOneBlobsOfOlderStoresStillDecode) {
 }
 
 // Re-seals a damaged body so the CRC passes and the parser itself is tested.
-void reseal(std::string& blob) {
-    layout::BlobHeader h;
-    std::memcpy(&h, blob.data(), sizeof h);
-    h.crc = layout::crc32(blob.data() + sizeof h, blob.size() - sizeof h);
-    std::memcpy(blob.data(), &h, sizeof h);
-}
-
 TEST(Codec, DamagedBlobsAreRefusedNeverMisread) {
     std::mt19937_64 rng(99);
     std::string blob;
@@ -197,7 +238,8 @@ uint16_t blob_version(const std::string& blob) {
     return h.version;
 }
 
-// A fleet record (issue 15) carries its clock stamp and origin: version 3.
+// A fleet record (issue 15) carries its clock stamp and origin: version 3
+// in the portable form a node publishes.
 TEST(Codec, FleetRecordsRoundTripAsVersion3) {
     std::mt19937_64 rng(15);
     for (int i = 0; i < 5000; ++i) {
@@ -205,24 +247,33 @@ TEST(Codec, FleetRecordsRoundTripAsVersion3) {
         r.hlc = rng() >> (rng() % 64);
         r.origin = i % 7 == 0 ? "" : "node-" + std::to_string(rng() % 1000);
         if (r.hlc == 0 && r.origin.empty()) r.hlc = 1;
-        std::string blob;
-        encode_record(r, blob);
+        std::string blob, stored;
+        encode_portable_record(r, blob);
         ASSERT_EQ(blob_version(blob), 3u);
         ASSERT_EQ(decoded(blob), r) << "record " << i;
+        encode_record(r, stored);
+        ASSERT_EQ(blob_version(stored), 4u);
+        ASSERT_EQ(decoded(stored), r) << "record " << i;
     }
 }
 
-// A single node's records stay version 2, byte for byte as before.
-TEST(Codec, RecordsWithoutAStampStayVersion2) {
+// The portable form of a record without a stamp is version 2, byte for
+// byte what releases before layout 3 wrote, which every release decodes.
+TEST(Codec, PortableRecordsWithoutAStampAreVersion2) {
     std::string blob;
-    encode_record(typical(), blob);
+    encode_portable_record(typical(), blob);
     EXPECT_EQ(blob_version(blob), 2u);
     EXPECT_EQ(blob.size(), 72u);
+    EXPECT_EQ(blob.substr(sizeof(layout::BlobHeader)),
+              std::string("\x15u123456@d1234.example\0\0\x87\xad\x4b"  // key, mode, extras, seq
+                          "\x08\x26\x22\x04\x6b\0\x0eunpaid invoice\0"   // imap: head, since, source, texts
+                          "\x89\x26\x22\x04\x6b\0\xff\0\0\0\0",         // pop3 (same texts), end, padding
+                          60));
     TargetRecord stamped = typical();
     stamped.hlc = uint64_t{1795432998123} << kHlcCounterBits;
     stamped.origin = "mx-1";
     std::string fleet_blob;
-    encode_record(stamped, fleet_blob);
+    encode_portable_record(stamped, fleet_blob);
     EXPECT_EQ(decoded(fleet_blob).origin, "mx-1");
     EXPECT_EQ(decoded(fleet_blob).hlc, stamped.hlc);
 }
@@ -233,7 +284,7 @@ TEST(Codec, AVersion2BlobWithFleetFieldsIsRefused) {
     stamped.hlc = 5;
     stamped.origin = "a";
     std::string blob;
-    encode_record(stamped, blob);
+    encode_portable_record(stamped, blob);
     layout::BlobHeader h;
     std::memcpy(&h, blob.data(), sizeof h);
     h.version = 2;
