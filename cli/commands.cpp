@@ -75,7 +75,7 @@ std::optional<Config> config_or_exit(const Options& o, int& code) {
 
 // Takes the writer lock (saying so when it waits; up to store.admin_lock_timeout),
 // then applies what Exim handed to the outbox while the lock was taken.
-// convert_older: `rebuild` converts a store in the previous layout.
+// convert_older: `rebuild` converts a store in an older layout.
 std::unique_ptr<StoreWriter> open_writer(const Config& cfg, bool init, std::string& error_r,
                                          bool convert_older = false) {
     LockWait wait;

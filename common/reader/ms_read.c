@@ -285,17 +285,18 @@ static bool geometry_fits(const struct ms_store_header *h, uint64_t file_size, b
 enum ms_header_problem ms_header_check(const struct ms_store_header *h, uint64_t file_size,
 				       bool convertible)
 {
-	bool layout1;
+	bool older, layout1;
 
 	if (file_size < MS_HEADER_SIZE)
 		return MS_HEADER_TRUNCATED;
 	if (h->magic != MS_STORE_MAGIC)
 		return MS_HEADER_BAD_MAGIC;
-	layout1 = convertible && h->layout_version == MS_CONVERTIBLE_LAYOUT_VERSION;
-	if (h->layout_version < MS_LAYOUT_VERSION && !layout1)
+	older = convertible && h->layout_version >= MS_OLDEST_CONVERTIBLE_LAYOUT_VERSION;
+	if (h->layout_version < MS_LAYOUT_VERSION && !older)
 		return MS_HEADER_OLDER_LAYOUT;
-	if (h->layout_version != MS_LAYOUT_VERSION && !layout1)
+	if (h->layout_version > MS_LAYOUT_VERSION)
 		return MS_HEADER_NEWER_LAYOUT;
+	layout1 = h->layout_version == 1;
 	if (h->header_size != MS_HEADER_SIZE)
 		return MS_HEADER_BAD_HEADER_SIZE;
 	if (h->file_size != file_size)

@@ -25,6 +25,14 @@
    Writers find keys by the slots alone, so a damaged tag cannot make a
    writer overwrite or duplicate a record.
 
+   Layout 3 changes what is in the arena, not where things are: records in
+   the blob form of version 4 (common/store/codec.cpp: 64 bytes for two
+   services suspended together with a short reason and an address of 21
+   octets, 72 before), and a blob that fits a cache line never straddles
+   two.  A check that finds a mailbox reads its tag, its slot and one line
+   of record (it read two).  Readers rely on neither: the header and the
+   slots are layout 2's.
+
    C++ sees the shared words as std::atomic (same size and alignment, which
    store_layout.hpp asserts); C reads them with the __atomic builtins. */
 #ifndef MS_STORE_H
@@ -42,10 +50,11 @@ extern "C" {
 #endif
 
 #define MS_STORE_MAGIC 0x31524F5453534DULL /* "MSSTOR1" */
-#define MS_LAYOUT_VERSION 2u
-/* Layout 1 (no tags, no filter): readers refuse it; `mailsuspend rebuild`
-   converts it (the package's postinst runs that). */
-#define MS_CONVERTIBLE_LAYOUT_VERSION 1u
+#define MS_LAYOUT_VERSION 3u
+/* Older layouts readers refuse and `mailsuspend rebuild` converts (the
+   package's postinst runs that): 1 (no tags, no filter) and 2 (the record
+   blobs of before version 4, anywhere in the arena). */
+#define MS_OLDEST_CONVERTIBLE_LAYOUT_VERSION 1u
 #define MS_HEADER_SIZE 4096u
 #define MS_DOMAIN_FILTER_WORDS 64u /* 4096 bits: 512 bytes of the header */
 #define MS_MAX_ARENA 0xFFFFFFF0ULL /* blob offsets are 32-bit */
@@ -116,6 +125,10 @@ struct ms_blob_header {
 };
 #define MS_BLOB_MAGIC 0xB10Bu
 #define MS_BLOB_KEY_OFFSET (sizeof(struct ms_blob_header) + 1)
+/* Layout 3: a blob of at most MS_CACHE_LINE bytes lies inside one line of
+   the file (writers pad before it), so a check that finds it reads it with
+   one memory access. */
+#define MS_CACHE_LINE 64u
 
 /* Bytes of the tag array: the arena starts after it, on a cache line. */
 static inline uint64_t ms_tags_size(uint64_t slot_count) { return (slot_count + 63) / 64 * 64; }

@@ -92,6 +92,8 @@ bool map_file(const std::string& path, bool writable, Mapping& m, std::string& e
     }
 }
 
+uint64_t Geometry::arena_offset() const { return kHeaderSize + slot_count * sizeof(Slot) + tags_size(slot_count); }
+
 Geometry geometry_for(uint64_t capacity, uint64_t min_arena) {
     Geometry g{};
     g.slot_count = std::max<uint64_t>(16, static_cast<uint64_t>(std::ceil(capacity / kMaxLoad)));
@@ -161,7 +163,7 @@ bool create_store_file(const std::string& path, uint64_t capacity, const Geometr
     h.slot_count = g.slot_count;
     h.slots_offset = kHeaderSize;
     h.tags_offset = kHeaderSize + g.slot_count * sizeof(Slot);
-    h.arena_offset = h.tags_offset + tags_size(g.slot_count);
+    h.arena_offset = g.arena_offset();
     h.arena_size = g.arena_size;
     h.file_size = g.file_size;
     h.arena_used.store(8);  // offset 0 means "no blob"

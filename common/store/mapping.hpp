@@ -64,8 +64,9 @@ struct Mapping {
 
 // True when the header describes a layout this build knows and that fits
 // the file; else false and what is wrong in error_r.
-// convertible: a layout-1 file (kConvertibleLayoutVersion) passes too, for
-// the writer that converts it.
+// convertible: a file in an older layout this build converts
+// (kOldestConvertibleLayoutVersion and later) passes too, for the writer
+// that converts it.
 bool validate_header(const Header& h, uint64_t file_size, std::string& error_r, bool convertible = false);
 
 bool map_file(const std::string& path, bool writable, Mapping& m, std::string& error_r, bool convertible = false);
@@ -150,6 +151,8 @@ inline uint64_t round_up(uint64_t n, uint64_t to) { return (n + to - 1) / to * t
 
 struct Geometry {
     uint64_t slot_count, arena_size, file_size;
+    // Where the arena starts in the file (blob_placement counts lines from the file's start).
+    uint64_t arena_offset() const;
 };
 
 Geometry geometry_for(uint64_t capacity, uint64_t min_arena);

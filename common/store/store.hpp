@@ -138,9 +138,10 @@ class StoreWriter {
 public:
     // Opens (creating with init=true) the store under cfg.store_path, takes the
     // writer lock (waiting as wait says; no wait given: the admin timeout), and
-    // repairs/replays after a dead writer.  convert_older: a store in the
-    // previous layout (layout::kConvertibleLayoutVersion) is converted to this
-    // one (`mailsuspend rebuild`); without it such a store is refused.
+    // repairs/replays after a dead writer.  convert_older: a store in an
+    // older layout (layout::kOldestConvertibleLayoutVersion and later) is
+    // converted to this one (`mailsuspend rebuild`); without it such a store
+    // is refused.
     static std::unique_ptr<StoreWriter> open(const Config& cfg, bool init, std::string& error_r,
                                              LockWait* wait = nullptr, bool convert_older = false);
     ~StoreWriter();  // releases the lock

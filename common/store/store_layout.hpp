@@ -13,7 +13,7 @@ namespace mailsuspend::layout {
 
 constexpr uint64_t kStoreMagic = MS_STORE_MAGIC;
 constexpr uint32_t kLayoutVersion = MS_LAYOUT_VERSION;
-constexpr uint32_t kConvertibleLayoutVersion = MS_CONVERTIBLE_LAYOUT_VERSION;
+constexpr uint32_t kOldestConvertibleLayoutVersion = MS_OLDEST_CONVERTIBLE_LAYOUT_VERSION;
 constexpr uint64_t kHeaderSize = MS_HEADER_SIZE;
 constexpr uint16_t kBlobMagic = MS_BLOB_MAGIC;
 constexpr uint32_t kJournalEntryMagic = 0x314A534D;     // "MSJ1"
@@ -41,6 +41,19 @@ inline uint64_t make_w0(uint32_t seq, uint8_t state, uint8_t key_len, uint8_t mo
 }
 
 constexpr std::size_t kBlobKeyOffset = MS_BLOB_KEY_OFFSET;
+constexpr uint64_t kCacheLine = MS_CACHE_LINE;
+
+// Where a blob of len bytes goes in an arena used up to `used` (offsets from
+// the arena, which starts arena_offset bytes into the page-aligned file): a
+// blob that fits a cache line never straddles two, so a check that finds it
+// reads it with one memory access (layout 3).
+inline uint64_t blob_placement(uint64_t arena_offset, uint64_t used, uint64_t len) {
+    const uint64_t in_line = (arena_offset + used) % kCacheLine;
+    return len > kCacheLine || in_line + len <= kCacheLine ? used : used + kCacheLine - in_line;
+}
+// The most arena bytes a blob of len bytes takes, its padding included
+// (blobs are 8-byte multiples at 8-byte offsets).
+constexpr uint64_t blob_footprint(uint64_t len) { return len <= kCacheLine ? len + kCacheLine - 8 : len; }
 
 // Stable across processes and versions: part of the layout.
 inline uint64_t hash_key(const char* key, std::size_t len) { return ms_hash_key(key, len); }

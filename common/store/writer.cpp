@@ -173,7 +173,7 @@ uint64_t StoreWriter::Impl::settle_slot(Slot& s, uint64_t w0) {
 bool StoreWriter::Impl::recover(std::string& error_r) {
     Header& h = *map.header;
     const bool rebooted = std::strncmp(h.boot_id, current_boot_id().c_str(), sizeof h.boot_id) != 0;
-    // A layout-1 file (mapped only by `mailsuspend rebuild`) is converted
+    // An older layout's file (mapped only by `mailsuspend rebuild`) is converted
     // the way a reboot is salvaged: its whole records into a new generation
     // of this layout, then the journal from its last checkpoint.
     const bool converting = map.tags == nullptr;
@@ -209,7 +209,7 @@ bool StoreWriter::Impl::recover(std::string& error_r) {
             error_r = "journal entry " + std::to_string(e.seq) + ": " + error_r;
             return false;
         }
-        if (!ensure_room(e.blob.size(), 1, error_r)) return false;
+        if (!ensure_room(blob_footprint(e.blob.size()), 1, error_r)) return false;
         // ensure_room may have published a new generation: h is gone.
         Header& cur = *map.header;
         cur.dirty.store(1);
@@ -363,7 +363,7 @@ uint64_t StoreWriter::commit(std::vector<Change>& changes, std::string& error_r,
         for (std::size_t i = 0; i < changes.size(); ++i) {
             changes[i].record.seq = seqs[i] = ++seq;
             encode_record(changes[i].record, blobs[i]);
-            blob_bytes += blobs[i].size();
+            blob_bytes += blob_footprint(blobs[i].size());
         }
         if (!impl_->ensure_room(blob_bytes, changes.size(), error_r)) return 0;
         if (before_journal && !before_journal(seq, error_r)) return 0;

@@ -35,7 +35,7 @@ struct StoreWriter::Impl {
     std::string notify_warning;  // why the last change was not announced
 
     LockWait* wait = nullptr;
-    bool convert_older = false;  // map a layout-1 file, to convert it (recover)
+    bool convert_older = false;  // map an older layout's file, to convert it (recover)
     bool take_lock(bool init, std::string& error_r);
     bool open_notify_file(bool init, std::string& error_r);
     void notify_readers();

@@ -42,7 +42,7 @@ bool StoreWriter::Impl::apply(const std::string& blob, const TargetRecord& r, st
         }
         return true;
     }
-    const uint64_t off = h.arena_used.load();
+    const uint64_t off = blob_placement(h.arena_offset, h.arena_used.load(), blob.size());
     if (off + blob.size() > map.arena_size) {
         error_r = "internal: arena full after ensure_room";
         return false;
@@ -176,12 +176,40 @@ bool StoreWriter::Impl::newer_copy_exists(const TargetRecord& r) {
            there.seq >= r.seq;
 }
 
+// The arena bytes m's live records take when a rebuild writes them again,
+// in slot order, in this build's form and placed (blob_placement) in an
+// arena starting arena_offset bytes into its file: a rebuild re-encodes
+// every record, so a conversion or a growth compacts the older blobs.  A
+// record that does not decode counts as its blob with the most padding.
+namespace {
+uint64_t rewritten_arena_bytes(const Mapping& m, uint64_t arena_offset) {
+    uint64_t used = 8;  // offset 0 means "no blob"
+    std::string blob;
+    for (uint64_t i = 0; i < m.slot_count; ++i) {
+        const SlotCopy c{m.slots[i].word0.load(), m.slots[i].fingerprint.load(), m.slots[i].blob.load(), 0};
+        if (w0_state(c.w0) != kUsed) continue;
+        TargetRecord r;
+        std::string why;
+        blob.clear();
+        if (decode_slot(m, c, r, why)) {
+            encode_record(r, blob);
+            used = blob_placement(arena_offset, used, blob.size()) + blob.size();
+        } else {
+            used += blob_footprint(c.blob_length());
+        }
+    }
+    return used;
+}
+}  // namespace
+
 bool StoreWriter::Impl::rebuild(uint64_t capacity, uint64_t min_arena, std::string& error_r,
                                 bool salvage) {
     const Header& old = *map.header;
     const std::string tmp = path + ".new";
-    const Geometry g = geometry_for(capacity, min_arena);
-    if (g.arena_size < min_arena) {
+    const uint64_t arena_offset = geometry_for(capacity, 0).arena_offset();  // the arena's size moves nothing before it
+    const uint64_t arena_needed = std::max(min_arena, rewritten_arena_bytes(map, arena_offset));
+    const Geometry g = geometry_for(capacity, arena_needed);
+    if (g.arena_size < arena_needed) {
         error_r = "the store cannot grow past 4 GiB of records";
         return false;
     }
@@ -191,6 +219,7 @@ bool StoreWriter::Impl::rebuild(uint64_t capacity, uint64_t min_arena, std::stri
     if (!map_file(tmp, true, fresh, error_r)) return false;
     Mapping previous = std::move(map);
     map = std::move(fresh);
+    std::string blob;
     for (uint64_t i = 0; i < previous.slot_count; ++i) {
         const SlotCopy c{previous.slots[i].word0.load(), previous.slots[i].fingerprint.load(),
                          previous.slots[i].blob.load(), previous.slots[i].expiry.load()};
@@ -206,8 +235,8 @@ bool StoreWriter::Impl::rebuild(uint64_t capacity, uint64_t min_arena, std::stri
             map = std::move(previous);
             return false;
         }
-        const std::string blob(reinterpret_cast<const char*>(previous.arena + c.blob_offset()),
-                               c.blob_length());
+        blob.clear();
+        encode_record(r, blob);
         if (!apply(blob, r, error_r)) {
             map = std::move(previous);
             return false;

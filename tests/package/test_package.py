@@ -546,7 +546,32 @@ class PackageTest(unittest.TestCase):
                       .stdout.replace(" ", ""))
         with open(store, "rb") as f:
             f.seek(8)
-            self.assertEqual(int.from_bytes(f.read(4), "little"), 2)
+            self.assertEqual(int.from_bytes(f.read(4), "little"), 3)
+        self.cli("check")
+
+    def test_6c_store_in_layout_2_is_converted_on_upgrade(self):
+        """An upgrade from a version that wrote layout 2 (the same header and
+        slots; record blobs of version 2 anywhere in the arena): the same
+        path.  The blobs the older version wrote and their conversion are the
+        unit test StoreLayout3.ALayoutTwoStoreIsConvertedByRebuild; this is
+        the postinst's part."""
+        store = os.path.join(STORE, "store")
+        with open(store, "r+b") as f:
+            f.seek(8)  # layout::Header::layout_version
+            f.write((2).to_bytes(4, "little"))
+        res = run([CLI, "status", "alice@example.com", "--json"], check=False)
+        self.assertNotEqual(res.returncode, 0, res.stdout)
+        self.assertIn("older layout version 2", res.stderr)
+        res = run(APT + ["install", "--reinstall", self.deb], env=APT_ENV, timeout=600)
+        self.assertIn("converting the store", res.stdout + res.stderr)
+        # The running Exim daemon still has the older module (README, Store layout).
+        self.assertIn("restart Exim", res.stdout + res.stderr)
+        self.assertEqual(package_state(), "installed")
+        self.assertIn('"suspended":true', self.cli("status", "alice@example.com", "--json")
+                      .stdout.replace(" ", ""))
+        with open(store, "rb") as f:
+            f.seek(8)
+            self.assertEqual(int.from_bytes(f.read(4), "little"), 3)
         self.cli("check")
 
     def test_7_remove_keeps_config_and_store(self):
