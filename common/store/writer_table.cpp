@@ -180,7 +180,9 @@ bool StoreWriter::Impl::newer_copy_exists(const TargetRecord& r) {
 // in slot order, in this build's form and placed (blob_placement) in an
 // arena starting arena_offset bytes into its file: a rebuild re-encodes
 // every record, so a conversion or a growth compacts the older blobs.  A
-// record that does not decode counts as its blob with the most padding.
+// record that does not decode is not written (the salvage after a reboot
+// skips it, any other rebuild stops at it), so it takes nothing: its length
+// may be the garbage of a page that never reached the disk.
 namespace {
 uint64_t rewritten_arena_bytes(const Mapping& m, uint64_t arena_offset) {
     uint64_t used = 8;  // offset 0 means "no blob"
@@ -190,13 +192,10 @@ uint64_t rewritten_arena_bytes(const Mapping& m, uint64_t arena_offset) {
         if (w0_state(c.w0) != kUsed) continue;
         TargetRecord r;
         std::string why;
+        if (!decode_slot(m, c, r, why)) continue;
         blob.clear();
-        if (decode_slot(m, c, r, why)) {
-            encode_record(r, blob);
-            used = blob_placement(arena_offset, used, blob.size()) + blob.size();
-        } else {
-            used += blob_footprint(c.blob_length());
-        }
+        encode_record(r, blob);
+        used = blob_placement(arena_offset, used, blob.size()) + blob.size();
     }
     return used;
 }
