@@ -130,7 +130,9 @@ struct ms_blob_header {
    one memory access. */
 #define MS_CACHE_LINE 64u
 
-/* Bytes of the tag array: the arena starts after it, on a cache line. */
+/* Bytes of the tag array, whole cache lines: the arena starts after it, on
+   a line when slot_count is even (else 32 bytes into one; layout 3's
+   placement counts lines from the start of the file). */
 static inline uint64_t ms_tags_size(uint64_t slot_count) { return (slot_count + 63) / 64 * 64; }
 
 /* Tag bytes.  A used slot's tag comes from bits of the fingerprint that
