@@ -85,13 +85,19 @@ protected:
 
 TEST_F(StoreLayout3, ShortRecordsNeverStraddleACacheLine) {
     std::mt19937_64 rng(3);
+    cfg.store_capacity = 13;  // 17 slots: the arena starts 32 bytes into a line
     auto w = writer(true);
+    {
+        stress::RawStore raw(store_file);
+        ASSERT_EQ(raw.header().arena_offset % layout::kCacheLine, 32u);
+    }
     std::vector<TargetRecord> all;
     // Small commits, then one that makes the store grow (capacity 16).
     for (int round = 0; round < 6; ++round) {
         auto batch = assorted(rng, round < 5 ? 3 : 40, "r" + std::to_string(round) + "-");
         commit(*w, batch);
         all.insert(all.end(), batch.begin(), batch.end());
+        expect_short_blobs_inside_a_line();
     }
     EXPECT_GT(w->stats().generation, 1u) << "the store was meant to grow";
     expect_short_blobs_inside_a_line();
