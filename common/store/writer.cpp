@@ -209,11 +209,15 @@ bool StoreWriter::Impl::recover(std::string& error_r) {
             error_r = "journal entry " + std::to_string(e.seq) + ": " + error_r;
             return false;
         }
-        if (!ensure_room(blob_footprint(e.blob.size()), 1, error_r)) return false;
+        // Written in this build's form: the journal of an older layout
+        // (a conversion) holds older blob forms.
+        std::string blob;
+        encode_record(r, blob);
+        if (!ensure_room(blob_footprint(blob.size()), 1, error_r)) return false;
         // ensure_room may have published a new generation: h is gone.
         Header& cur = *map.header;
         cur.dirty.store(1);
-        if (!apply(e.blob, r, error_r)) return false;
+        if (!apply(blob, r, error_r)) return false;
         if (e.seq > cur.seq.load()) cur.seq.store(e.seq);
         announce = true;
     }

@@ -1,7 +1,8 @@
 // Layout 3 (ms_store.h): records in the blob form of version 4, and a blob
 // that fits a cache line placed inside one, by every commit, growth and
 // rebuild; a layout-2 store (version-2 blobs anywhere in the arena) is
-// refused by readers and converted by `mailsuspend rebuild`'s open.
+// refused by readers and converted by `mailsuspend rebuild`'s open, its
+// journal's older blobs included.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -20,6 +21,23 @@ using namespace mailsuspend;
 using namespace mailsuspend::test;
 
 namespace {
+
+// A journal of one committed change, as journal.cpp reads it (the format is
+// private to the store): the entry (u32 magic, u32 length, u64 seq, the
+// blob), then the commit (u32 magic, u32 CRC-32 of the entry, u64 last seq).
+std::string journal_of(const std::string& blob, uint64_t seq) {
+    std::string out;
+    auto put = [&out](auto v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); };
+    put(layout::kJournalEntryMagic);
+    put(static_cast<uint32_t>(blob.size()));
+    put(seq);
+    out += blob;
+    const uint32_t crc = layout::crc32(out.data(), out.size());
+    put(layout::kJournalCommitMagic);
+    put(crc);
+    put(seq);
+    return out;
+}
 
 class StoreLayout3 : public StoreTest {
 protected:
@@ -139,7 +157,8 @@ TEST_F(StoreLayout3, TypicalRecordsTakeALineEach) {
 // version 4 and placed.
 TEST_F(StoreLayout3, ALayoutTwoStoreIsConvertedByRebuild) {
     std::mt19937_64 rng(2);
-    const auto records = assorted(rng, 30, "old");
+    auto records = assorted(rng, 30, "old");
+    const TargetRecord late = suspended_record("late@example.com", Service::imap, "journaled");
     {
         auto w = writer(true);
         commit(*w, records);
@@ -163,6 +182,11 @@ TEST_F(StoreLayout3, ALayoutTwoStoreIsConvertedByRebuild) {
         }
         raw.header().arena_used.store(used);
         raw.header().layout_version = 2;
+        // A change the older release journaled but had not applied when it
+        // stopped: a version-2 blob, replayed by the conversion.
+        std::string blob;
+        encode_portable_record(late, blob);
+        write_file(store_dir + "/journal", journal_of(blob, raw.header().seq.load() + 1));
     }
     std::string error;
     EXPECT_FALSE(StoreReader::open(store_dir, error));
@@ -178,5 +202,6 @@ TEST_F(StoreLayout3, ALayoutTwoStoreIsConvertedByRebuild) {
     stress::RawStore raw(store_file);
     EXPECT_EQ(raw.header().layout_version, layout::kLayoutVersion);
     expect_short_blobs_inside_a_line();
+    records.push_back(late);
     expect_readable(records);
 }
