@@ -48,8 +48,10 @@ struct StoreWriter::Impl {
     bool settle_derived(uint64_t i);
     void settle_chain(uint64_t fp, uint64_t end);
     bool ensure_room(uint64_t blob_bytes, uint64_t new_keys, std::string& error_r);
-    // salvage: after a reboot, skip records that are not whole, keep the
-    // newest of duplicates, and start from the last checkpoint's seq.
+    // min_arena: at least this arena (it also holds every record as written
+    // again, and 4 KiB more).  salvage: after a reboot, skip records that
+    // are not whole, keep the newest of duplicates, and start from the last
+    // checkpoint's seq.
     bool rebuild(uint64_t capacity, uint64_t min_arena, std::string& error_r, bool salvage = false);
     bool newer_copy_exists(const TargetRecord& r);
     bool checkpoint(std::string& error_r);

@@ -182,7 +182,9 @@ bool StoreWriter::Impl::newer_copy_exists(const TargetRecord& r) {
 // every record, so a conversion or a growth compacts the older blobs.  A
 // record that does not decode is not written (the salvage after a reboot
 // skips it, any other rebuild stops at it), so it takes nothing: its length
-// may be the garbage of a page that never reached the disk.
+// may be the garbage of a page that never reached the disk.  Each record is
+// decoded twice per rebuild (here and when written): keeping the new blobs
+// instead would hold a second arena in memory, and rebuilds are rare.
 namespace {
 uint64_t rewritten_arena_bytes(const Mapping& m, uint64_t arena_offset) {
     uint64_t used = 8;  // offset 0 means "no blob"
@@ -205,8 +207,10 @@ bool StoreWriter::Impl::rebuild(uint64_t capacity, uint64_t min_arena, std::stri
                                 bool salvage) {
     const Header& old = *map.header;
     const std::string tmp = path + ".new";
-    const uint64_t arena_offset = geometry_for(capacity, 0).arena_offset();  // the arena's size moves nothing before it
-    const uint64_t arena_needed = std::max(min_arena, rewritten_arena_bytes(map, arena_offset));
+    // The records as written again, and room for a few more changes; the
+    // arena's size moves nothing before it.
+    const uint64_t arena_offset = geometry_for(capacity, 0).arena_offset();
+    const uint64_t arena_needed = std::max(min_arena, rewritten_arena_bytes(map, arena_offset) + 4096);
     const Geometry g = geometry_for(capacity, arena_needed);
     if (g.arena_size < arena_needed) {
         error_r = "the store cannot grow past 4 GiB of records";
@@ -284,13 +288,9 @@ bool StoreWriter::Impl::checkpoint(std::string& error_r) {
 
 bool StoreWriter::rebuild(uint64_t capacity, std::string& error_r) {
     const Header& h = *impl_->map.header;
-    uint64_t live = 0, live_bytes = 0;
-    for (uint64_t i = 0; i < impl_->map.slot_count; ++i) {
-        const Slot& s = impl_->map.slots[i];
-        if (w0_state(s.word0.load()) != kUsed) continue;
-        ++live;
-        live_bytes += static_cast<uint32_t>(s.blob.load());
-    }
+    uint64_t live = 0;
+    for (uint64_t i = 0; i < impl_->map.slot_count; ++i)
+        if (w0_state(impl_->map.slots[i].word0.load()) == kUsed) ++live;
     if (capacity == 0) capacity = h.capacity;
     if (capacity < live) {
         error_r = "capacity " + std::to_string(capacity) + " is below the " + std::to_string(live) +
@@ -298,7 +298,7 @@ bool StoreWriter::rebuild(uint64_t capacity, std::string& error_r) {
         return false;
     }
     try {
-        if (!impl_->rebuild(capacity, live_bytes + 4096, error_r)) return false;
+        if (!impl_->rebuild(capacity, 0, error_r)) return false;
         impl_->notify_readers();  // readers remap by themselves; this wakes waiting ones
         return true;
     } catch (const std::exception& e) {
@@ -309,15 +309,10 @@ bool StoreWriter::rebuild(uint64_t capacity, std::string& error_r) {
 
 bool StoreWriter::drop_lifted_text(std::string& error_r) {
     if (impl_->map.header->lifted_text_seq.load() == 0) return true;
-    uint64_t live_bytes = 0;
-    for (uint64_t i = 0; i < impl_->map.slot_count; ++i) {
-        const Slot& s = impl_->map.slots[i];
-        if (w0_state(s.word0.load()) == kUsed) live_bytes += static_cast<uint32_t>(s.blob.load());
-    }
     try {
         // The records' meaning is unchanged: readers remap at their next
         // lookup, and live sessions need no wake-up.
-        return impl_->rebuild(impl_->map.header->capacity, live_bytes + 4096, error_r);
+        return impl_->rebuild(impl_->map.header->capacity, 0, error_r);
     } catch (const std::exception& e) {
         error_r = std::string("rebuild failed: ") + e.what();
         return false;
